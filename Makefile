@@ -1,0 +1,42 @@
+# Quick start: `make demo` runs Rapport on the bundled demo data; `make test` runs every test.
+# Both create .venv and install what they need, so they work on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck bench system-deps clean
+
+demo: $(STAMP)
+	$(BIN)/rapport demo
+
+test: $(STAMP) system-deps
+	$(BIN)/ruff check engine fatigue api tests bench
+	$(BIN)/mypy
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check engine fatigue api tests bench
+	$(BIN)/ruff format --check engine fatigue api tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	for script in bench/bench_*.py; do $(BIN)/python $$script || exit 1; done
+
+# Services the tests start privately (a redis-server on a free port). Installed from the
+# distribution's packages only when missing, so a developer machine is left alone.
+system-deps:
+	@command -v redis-server >/dev/null || { \
+	  echo "installing redis-server (tests start a private one)"; \
+	  (apt-get update -qq && apt-get install -y -qq redis-server) >/dev/null; }
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test,dev]'
+	touch $(STAMP)
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,18 @@
+"""The ``rapport`` command: Flask's CLI group with every subsystem's commands attached."""
+
+from __future__ import annotations
+
+from flask.cli import FlaskGroup
+
+from api import create_app
+from engine.cli import evaluate, recommend, train
+
+main = FlaskGroup(
+    name="rapport",
+    create_app=create_app,
+    add_default_commands=False,
+    help="Rapport: decide whether a marketing email is worth sending, what, and when.",
+)
+main.add_command(train)
+main.add_command(evaluate)
+main.add_command(recommend)

@@ -1,0 +1,1 @@
+"""The recommender (load, train, evaluate, tune, serve) and the rendering pipeline."""

@@ -1,0 +1,148 @@
+"""Dataset converters: public data sets into Rapport's canonical interactions and catalog.
+
+Plain functions, like implicit's ``datasets`` module. The UCI Online Retail file (CC BY 4.0,
+Chen, Sain & Guo 2012) has purchases only and no categories; categories are derived from the
+product description by keyword, and URLs point at a placeholder shop.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from fatigue.errors import Problem, ValidationError
+
+INTERACTION_COLUMNS = ("user_id", "item_id", "timestamp", "event", "value")
+CATALOG_COLUMNS = (
+    "item_id", "title", "url", "image_url", "price", "currency", "category",
+    "kind", "published_at", "expires_at", "in_stock",
+)
+SHOP_URL = "https://shop.example.com"
+
+# First keyword found in the description wins; order puts specific words before generic ones.
+CATEGORY_KEYWORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("christmas", ("CHRISTMAS", "XMAS", "ADVENT", "SNOWFLAKE", "REINDEER", "SANTA")),
+    ("candles-and-lights", ("CANDLE", "T-LIGHT", "LIGHT", "LANTERN", "LAMP")),
+    ("kitchen", ("MUG", "CUP", "TEA", "CAKE", "LUNCH", "BOWL", "JAR", "CUTLERY", "PLATE",
+                 "BAKING", "JAM", "TRAY", "BOTTLE", "KITCHEN", "PANTRY", "EGG", "NAPKIN")),
+    ("bags", ("BAG", "PURSE", "CASE")),
+    ("cards-and-wrap", ("CARD", "WRAP", "PAPER", "RIBBON", "ENVELOPE", "TAG")),
+    ("stationery", ("PENCIL", "PEN ", "NOTEBOOK", "STICKER", "RUBBER", "CHALK")),
+    ("toys-and-kids", ("CHILDREN", "TOY", "DOLLY", "SPACEBOY", "GAME", "KIDS", "FELTCRAFT")),
+    ("garden", ("GARDEN", "BIRD", "PLANT", "FLOWER", "WATERING", "ZINC")),
+    ("home-decor", ("SIGN", "FRAME", "CLOCK", "DOORMAT", "HOLDER", "DECORATION", "HANGING",
+                    "CUSHION", "DRAWER", "BUNTING", "WALL", "MIRROR", "BOX", "HOOK")),
+)
+
+
+@dataclass(frozen=True)
+class RetailData:
+    """Interactions and catalog rows in canonical column order."""
+
+    interactions: list[tuple[str, str, str, str, str]]
+    catalog: list[dict[str, str]]
+
+
+def category_of(description: str) -> str:
+    """Map a product description to a coarse category by keyword."""
+    upper = description.upper()
+    for category, keywords in CATEGORY_KEYWORDS:
+        if any(keyword in upper for keyword in keywords):
+            return category
+    return "gifts"
+
+
+def _open_text(path: Path) -> io.TextIOBase:
+    if path.suffix == ".gz":
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
+    return open(path, encoding="utf-8", newline="")  # noqa: SIM115 - caller closes
+
+
+def _retail_rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+    required = {"InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate",
+                "UnitPrice", "CustomerID"}
+    with _open_text(path) as handle:
+        reader = csv.DictReader(handle)
+        missing = required - set(reader.fieldnames or ())
+        if missing:
+            raise ValidationError(Problem(f"missing columns {sorted(missing)}", str(path), 1))
+        for line, row in enumerate(reader, start=2):
+            yield line, row
+
+
+def load_online_retail(path: str | Path) -> RetailData:
+    """Convert the UCI Online Retail file into canonical purchases and a catalog.
+
+    Cancellations, non-positive quantities and rows without a customer are dropped (they are
+    not purchases by a known customer); the catalog keeps each item's latest price and title.
+    """
+    path = Path(path)
+    interactions: list[tuple[str, str, str, str, str]] = []
+    latest: dict[str, tuple[str, str, str]] = {}
+    first_seen: dict[str, str] = {}
+    for line, row in _retail_rows(path):
+        try:
+            quantity = float(row["Quantity"])
+        except ValueError:
+            raise ValidationError(Problem("not a number", str(path), line, "Quantity")) from None
+        customer = row["CustomerID"].strip().removesuffix(".0")
+        if not customer or row["InvoiceNo"].startswith("C") or quantity <= 0:
+            continue
+        item, when = row["StockCode"].strip(), row["InvoiceDate"].strip().replace(" ", "T")
+        timestamp = when if when.endswith("Z") else f"{when}Z"
+        interactions.append((customer, item, timestamp, "purchase", f"{quantity:g}"))
+        latest[item] = (row["Description"].strip(), row["UnitPrice"].strip(), timestamp)
+        first_seen.setdefault(item, timestamp)
+    catalog = [_catalog_row(item, *latest[item][:2], first_seen[item]) for item in sorted(latest)]
+    return RetailData(interactions, catalog)
+
+
+def _catalog_row(item: str, description: str, price: str, published: str) -> dict[str, str]:
+    title = description.title() or item
+    return {
+        "item_id": item,
+        "title": title,
+        "url": f"{SHOP_URL}/items/{item}",
+        "image_url": f"{SHOP_URL}/images/{item}.jpg",
+        "price": f"{float(price or 0):.2f}",
+        "currency": "GBP",
+        "category": category_of(description),
+        "kind": "promotional",
+        "published_at": published,
+        "expires_at": "",
+        "in_stock": "true",
+    }
+
+
+def sample_customers(data: RetailData, customers: int, seed: int = 7) -> RetailData:
+    """Keep every interaction of ``customers`` randomly chosen customers (and their items)."""
+    everyone = sorted({row[0] for row in data.interactions})
+    chosen = set(random.Random(seed).sample(everyone, min(customers, len(everyone))))
+    kept = [row for row in data.interactions if row[0] in chosen]
+    items = {row[1] for row in kept}
+    return RetailData(kept, [row for row in data.catalog if row["item_id"] in items])
+
+
+def write_canonical(data: RetailData, directory: str | Path) -> tuple[Path, Path]:
+    """Write ``interactions.csv.gz`` and ``catalog.csv`` into ``directory``."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    interactions_path = directory / "interactions.csv.gz"
+    # mtime=0 keeps the gzip bytes reproducible, so regenerating the demo data is a no-op diff.
+    with gzip.GzipFile(interactions_path, "wb", mtime=0) as raw, io.TextIOWrapper(
+        raw, encoding="utf-8", newline=""
+    ) as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(INTERACTION_COLUMNS)
+        writer.writerows(data.interactions)
+    catalog_path = directory / "catalog.csv"
+    with open(catalog_path, "w", encoding="utf-8", newline="") as handle:
+        dict_writer = csv.DictWriter(handle, CATALOG_COLUMNS, lineterminator="\n")
+        dict_writer.writeheader()
+        dict_writer.writerows(data.catalog)
+    return interactions_path, catalog_path

@@ -1,0 +1,1 @@
+"""The relevance and fatigue governor: whether to send, what, and when."""

@@ -1,0 +1,52 @@
+"""The project's error hierarchy.
+
+It lives in ``fatigue`` because that package sits at the bottom of the dependency chain
+(``api -> engine -> fatigue``): every layer can raise and catch these without importing upward.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with an input, and where: file, line and field when known."""
+
+    message: str
+    source: str | None = None
+    line: int | None = None
+    field: str | None = None
+
+    def __str__(self) -> str:
+        where = ":".join(str(part) for part in (self.source, self.line) if part is not None)
+        column = f" [{self.field}]" if self.field else ""
+        return f"{where}{column}: {self.message}" if where or column else self.message
+
+
+class RapportError(Exception):
+    """Base of every error Rapport raises on purpose."""
+
+
+class ConfigurationError(RapportError):
+    """A setting, URL or rule file is wrong; fix the configuration, not the request."""
+
+
+class ValidationError(RapportError):
+    """Input data is malformed; ``problems`` says what was wrong and where, every one of them."""
+
+    def __init__(self, problems: list[Problem] | Problem | str) -> None:
+        if isinstance(problems, str):
+            problems = [Problem(problems)]
+        elif isinstance(problems, Problem):
+            problems = [problems]
+        self.problems: list[Problem] = list(problems)
+        super().__init__("; ".join(str(problem) for problem in self.problems))
+
+
+class NotFoundError(RapportError):
+    """A named thing (model, template, version, user) does not exist."""
+
+
+class StoreError(RapportError):
+    """The state store failed; wraps the driver's error with ``raise ... from exc``."""
