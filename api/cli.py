@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask.cli import FlaskGroup
 
 from api import create_app
+from api.commands import keys, serve
 from engine.cli import evaluate, recommend, train
 
 main = FlaskGroup(
@@ -16,3 +17,5 @@ main = FlaskGroup(
 main.add_command(train)
 main.add_command(evaluate)
 main.add_command(recommend)
+main.add_command(keys)
+main.add_command(serve)

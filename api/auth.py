@@ -1,0 +1,158 @@
+"""API keys with roles: stored hashed in a JSON file, compared in constant time.
+
+Keys are 256-bit random tokens, so a single SHA-256 is a sound digest (a slow password hash
+protects low-entropy secrets, which these are not). The file is re-read when it changes, so
+``rapport keys create`` takes effect on a running server without a restart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import tempfile
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+
+from fatigue.errors import ConfigurationError, Problem, ValidationError
+
+KEY_PREFIX = "rpk_"
+
+
+class Role(StrEnum):
+    """What a key may do: each endpoint accepts some roles; ``admin`` is accepted everywhere."""
+
+    PLATFORM = "platform"
+    MARKETER = "marketer"
+    ENGINEER = "engineer"
+    ADMIN = "admin"
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """One key's public record: its name, roles and the digest of its secret."""
+
+    name: str
+    roles: frozenset[Role]
+    digest: str
+    created_at: str
+
+    def allows(self, accepted: Iterable[Role]) -> bool:
+        """Return whether this key holds ``admin`` or any of the ``accepted`` roles."""
+        return Role.ADMIN in self.roles or not self.roles.isdisjoint(accepted)
+
+
+def digest_of(token: str) -> str:
+    """Return the stored form of a key: ``sha256:<hex>``."""
+    return "sha256:" + hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def parse_roles(text: str) -> frozenset[Role]:
+    """Parse ``platform,marketer`` into roles, naming any unknown one."""
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if not names:
+        raise ValidationError(Problem("at least one role is needed", field="roles"))
+    unknown = [name for name in names if name not in Role.__members__.values()]
+    if unknown:
+        known = ", ".join(role.value for role in Role)
+        raise ValidationError(
+            Problem(f"unknown role {', '.join(unknown)} (known: {known})", field="roles")
+        )
+    return frozenset(Role(name) for name in names)
+
+
+class KeyRing:
+    """The keys in one file, reloaded when the file's modification stamp changes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._stamp: tuple[int, int] | None = None
+        self._keys: tuple[ApiKey, ...] = ()
+        self._lock = threading.Lock()
+
+    def current(self) -> tuple[ApiKey, ...]:
+        """Return the current keys, re-reading the file if it changed since the last call."""
+        try:
+            stat = self.path.stat()
+            stamp = (stat.st_mtime_ns, stat.st_size)
+        except FileNotFoundError:
+            return ()
+        if stamp != self._stamp:
+            with self._lock:
+                self._keys = tuple(_read_keys(self.path))
+                self._stamp = stamp
+        return self._keys
+
+    def authenticate(self, token: str) -> ApiKey | None:
+        """Return the key whose secret is ``token``, comparing every digest in constant time."""
+        presented = digest_of(token)
+        found: ApiKey | None = None
+        for key in self.current():
+            # No early exit: the time taken must not reveal which stored digest matched.
+            if hmac.compare_digest(presented, key.digest):
+                found = key
+        return found
+
+    def create(self, name: str, roles: frozenset[Role]) -> str:
+        """Add a key, write the file atomically, and return the secret (shown only once)."""
+        if not name.strip():
+            raise ValidationError(Problem("a key needs a name", field="name"))
+        existing = list(_read_keys(self.path)) if self.path.exists() else []
+        if any(key.name == name for key in existing):
+            raise ValidationError(Problem(f"a key named {name!r} already exists", field="name"))
+        token = KEY_PREFIX + secrets.token_urlsafe(32)
+        created = datetime.now(UTC).isoformat(timespec="seconds")
+        existing.append(ApiKey(name, roles, digest_of(token), created))
+        _write_keys(self.path, existing)
+        return token
+
+
+def _read_keys(path: Path) -> list[ApiKey]:
+    """Parse the keys file, naming the file and entry of anything malformed."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+        entries = document["keys"]
+        return [
+            ApiKey(
+                name=str(entry["name"]),
+                roles=frozenset(Role(role) for role in entry["roles"]),
+                digest=str(entry["digest"]),
+                created_at=str(entry.get("created_at", "")),
+            )
+            for entry in entries
+        ]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigurationError(f"{path}: unreadable API keys file: {exc!r}") from exc
+
+
+def _write_keys(path: Path, keys: list[ApiKey]) -> None:
+    """Write the keys file through a temporary file and a rename, readable by the owner only."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    document = {
+        "keys": [
+            {
+                "name": key.name,
+                "roles": sorted(role.value for role in key.roles),
+                "digest": key.digest,
+                "created_at": key.created_at,
+            }
+            for key in keys
+        ]
+    }
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".keys-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(document, handle, indent=2)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,75 @@
+"""The API's commands: ``rapport keys create`` and ``rapport serve``.
+
+Heavy imports (gunicorn, the engine) happen inside the commands so ``rapport --help`` is fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from fatigue.errors import RapportError
+
+
+@click.group()
+def keys() -> None:
+    """Manage API keys (stored hashed in RAPPORT_API_KEYS_FILE)."""
+
+
+@keys.command("create")
+@click.option("--name", required=True, help="Who or what the key is for, e.g. 'esp-prod'.")
+@click.option(
+    "--roles", required=True, help="Comma-separated: platform, marketer, engineer, admin."
+)
+def create_key(name: str, roles: str) -> None:
+    """Create a key, print it once on stdout, and store only its hash."""
+    from api.auth import KeyRing, parse_roles
+    from api.config import load_settings
+
+    path = Path(load_settings()["API_KEYS_FILE"])
+    try:
+        token = KeyRing(path).create(name, parse_roles(roles))
+    except RapportError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(token)
+    click.echo(f"key {name!r} stored (hashed) in {path}; it is not shown again", err=True)
+
+
+@keys.command("list")
+def list_keys() -> None:
+    """List key names and roles (never the keys themselves)."""
+    from api.auth import KeyRing
+    from api.config import load_settings
+
+    path = Path(load_settings()["API_KEYS_FILE"])
+    try:
+        for key in KeyRing(path).current():
+            roles = ",".join(sorted(role.value for role in key.roles))
+            click.echo(f"{key.name}\t{roles}\t{key.created_at}")
+    except RapportError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
+@click.option(
+    "--workers",
+    type=int,
+    default=None,
+    help="Worker processes [default: cores + 1 on redis://, 1 on memory://].",
+)
+@click.option("--threads", default=4, show_default=True, type=int, help="Threads per worker.")
+@click.option("--access-log", is_flag=True, help="Log every request to stderr.")
+def serve(host: str, port: int, workers: int | None, threads: int, access_log: bool) -> None:
+    """Serve the API under gunicorn (configured by RAPPORT_* variables)."""
+    from api.config import load_settings
+    from api.serve import ServeOptions, run
+
+    try:
+        settings = load_settings()
+        options = ServeOptions(host, port, workers, threads, access_log=access_log)
+        run(options, settings["STORE_URL"])
+    except RapportError as exc:
+        raise click.ClickException(str(exc)) from exc

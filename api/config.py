@@ -1,0 +1,116 @@
+"""Configuration: built-in defaults, then a TOML file, then ``RAPPORT_*`` environment variables.
+
+Every setting has a default that works on a laptop (``memory://`` state, the bundled demo model
+and templates), so ``rapport serve`` starts with no configuration at all. Later sources win:
+defaults < the file named by ``RAPPORT_CONFIG`` < ``RAPPORT_<NAME>`` variables < the mapping
+passed to ``create_app`` (tests).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from fatigue.errors import ConfigurationError, Problem, ValidationError
+
+MIB = 1024 * 1024
+
+DEFAULTS: dict[str, Any] = {
+    # Where fatigue state lives: memory:// (one process, development) or redis://host:port/db.
+    "STORE_URL": "memory://",
+    # A model directory (with its ``current`` pointer); empty means the bundled demo model.
+    "MODEL_DIR": "",
+    # The template store; empty means the bundled templates.
+    "TEMPLATES_DIR": "",
+    # A fatigue rules TOML file; empty means the governor's defaults.
+    "RULES": "",
+    # JSON file of hashed API keys, written by ``rapport keys create``.
+    "API_KEYS_FILE": "var/api-keys.json",
+    # Append-only JSON Lines log of engagement events, read by the next training run.
+    "EVENT_LOG_DIR": "var/events",
+    # Signs unsubscribe links; ``rapport serve`` makes one per run when none is configured.
+    "SECRET_KEY": "",
+    # Base of the links Rapport puts in emails (unsubscribe); the server's own URL by default.
+    "PUBLIC_URL": "",
+    # Ordinary JSON bodies; the NDJSON batch endpoint has its own, larger limit.
+    "MAX_CONTENT_LENGTH": 1 * MIB,
+    "MAX_BATCH_BYTES": 256 * MIB,
+    "MAX_BATCH_RECIPIENTS": 200_000,
+    "MAX_EVENTS_PER_REQUEST": 10_000,
+    "MAX_RECOMMENDATIONS": 100,
+    # Seconds between cheap checks of the model pointer for a newly published version.
+    "MODEL_RELOAD_INTERVAL": 2.0,
+}
+
+_INTEGER_SETTINGS = {
+    "MAX_CONTENT_LENGTH",
+    "MAX_BATCH_BYTES",
+    "MAX_BATCH_RECIPIENTS",
+    "MAX_EVENTS_PER_REQUEST",
+    "MAX_RECOMMENDATIONS",
+}
+_NUMBER_SETTINGS = {"MODEL_RELOAD_INTERVAL"}
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Merge defaults, the ``RAPPORT_CONFIG`` file, ``RAPPORT_*`` variables and ``overrides``."""
+    env = os.environ if environ is None else environ
+    settings = dict(DEFAULTS)
+    config_file = env.get("RAPPORT_CONFIG", "")
+    if config_file:
+        settings.update(read_config_file(Path(config_file)))
+    for name in DEFAULTS:
+        value = env.get(f"RAPPORT_{name}")
+        if value is not None:
+            settings[name] = _coerce(name, value, f"environment variable RAPPORT_{name}")
+    if overrides:
+        settings.update(overrides)
+    return settings
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Read a TOML settings file whose keys are the setting names in lower case."""
+    try:
+        with path.open("rb") as handle:
+            raw = tomllib.load(handle)
+    except FileNotFoundError as exc:
+        raise ConfigurationError(f"{path}: configuration file not found (RAPPORT_CONFIG)") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ValidationError(Problem(str(exc), source=str(path))) from exc
+    problems: list[Problem] = []
+    settings: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = key.upper()
+        if name not in DEFAULTS:
+            known = ", ".join(sorted(n.lower() for n in DEFAULTS))
+            problems.append(Problem(f"unknown setting (known: {known})", str(path), field=key))
+            continue
+        try:
+            settings[name] = _coerce(name, value, f"{path} [{key}]")
+        except ConfigurationError as exc:
+            problems.append(Problem(str(exc), str(path), field=key))
+    if problems:
+        raise ValidationError(problems)
+    return settings
+
+
+def _coerce(name: str, value: Any, where: str) -> Any:
+    """Turn a raw setting into its type, naming where it came from when it cannot be."""
+    try:
+        if name in _INTEGER_SETTINGS:
+            number = int(value)
+            if number <= 0:
+                raise ValueError("must be positive")
+            return number
+        if name in _NUMBER_SETTINGS:
+            return float(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigurationError(f"{where}: {value!r} is not a valid {name.lower()}") from exc
+    if not isinstance(value, str):
+        raise ConfigurationError(f"{where}: expected a string, got {value!r}")
+    return value

@@ -1,0 +1,87 @@
+"""The durable, append-only event log that the next training run reads.
+
+One JSON Lines file per UTC day under the configured directory, in the canonical interactions
+shape (``user_id, item_id, timestamp, event, value``) plus the email context (``campaign_id``,
+``decision_id``) and ``received_at``; a loader ignores the extra columns. A batch is written
+under an exclusive lock (several server processes share the file), then ``fsync``-ed: the API
+acknowledges events only after this returns. A failed write is rolled back to the previous
+length, so the file never ends in a torn line.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from fatigue.clock import Clock, utc_now
+from fatigue.errors import StoreError
+
+
+class EventLog:
+    """Appends batches of event records to daily JSON Lines segments, durably."""
+
+    def __init__(self, directory: Path, clock: Clock = utc_now) -> None:
+        self.directory = directory
+        self._clock = clock
+
+    def segment(self) -> Path:
+        """Return the file the next batch goes to (today's, in UTC)."""
+        return self.directory / f"events-{self._clock():%Y-%m-%d}.jsonl"
+
+    def append(self, records: Sequence[Mapping[str, Any]]) -> Path:
+        """Write ``records`` as one locked, fsynced append; raise ``StoreError`` if it fails."""
+        if not records:
+            return self.segment()
+        payload = "".join(
+            json.dumps(record, separators=(",", ":"), ensure_ascii=False) + "\n"
+            for record in records
+        ).encode("utf-8")
+        path = self.segment()
+        try:
+            self._append_bytes(path, payload)
+        except OSError as exc:
+            raise StoreError(f"event log {path}: {exc.strerror or exc}") from exc
+        return path
+
+    def _append_bytes(self, path: Path, payload: bytes) -> None:
+        """Append under ``flock``; on failure truncate back so no partial line remains."""
+        created = not path.exists()
+        if created:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            start = os.fstat(fd).st_size
+            try:
+                view = memoryview(payload)
+                while view:
+                    written = os.write(fd, view)
+                    view = view[written:]
+                os.fsync(fd)
+            except OSError:
+                os.ftruncate(fd, start)
+                raise
+        finally:
+            os.close(fd)
+        if created:
+            self._sync_directory()
+
+    def _sync_directory(self) -> None:
+        """Make a new segment's directory entry durable too."""
+        fd = os.open(self.directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def read(self) -> Iterator[dict[str, Any]]:
+        """Yield every record in every segment, oldest first (for tests and tooling)."""
+        for path in sorted(self.directory.glob("events-*.jsonl")):
+            with path.open(encoding="utf-8") as handle:
+                for line in handle:
+                    if line.strip():
+                        yield json.loads(line)

@@ -1,0 +1,68 @@
+"""Prometheus metrics: request latency, decisions by action and reason, renders, store errors.
+
+Metrics are process-wide (prometheus-client's default registry), so several apps in one test
+process share them. Under gunicorn every worker writes to ``PROMETHEUS_MULTIPROC_DIR`` (set by
+``rapport serve``) and ``/metrics`` aggregates all workers.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from flask import Flask, Response, g, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+
+REQUEST_LATENCY = Histogram(
+    "rapport_http_request_duration_seconds",
+    "Time to answer an HTTP request, by route and status.",
+    ["method", "route", "status"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
+)
+DECISIONS = Counter(
+    "rapport_decisions_total",
+    "Governor decisions, by action and the rule that decided.",
+    ["action", "reason"],
+)
+RENDERS = Counter(
+    "rapport_renders_total", "Emails rendered, by template and outcome.", ["template", "outcome"]
+)
+STORE_ERRORS = Counter("rapport_store_errors_total", "State store or event log failures.")
+EVENTS = Counter("rapport_events_total", "Engagement events received, by outcome.", ["outcome"])
+MODEL_RELOADS = Counter("rapport_model_reloads_total", "Model versions loaded after startup.")
+
+
+def instrument(app: Flask) -> None:
+    """Time every request and count it by route template (never by raw path)."""
+
+    @app.before_request
+    def _start_timer() -> None:
+        g.metrics_started = time.perf_counter()
+
+    @app.after_request
+    def _observe(response: Response) -> Response:
+        started = g.pop("metrics_started", None)
+        if started is not None:
+            route = request.url_rule.rule if request.url_rule else "unmatched"
+            REQUEST_LATENCY.labels(request.method, route, str(response.status_code)).observe(
+                time.perf_counter() - started
+            )
+        return response
+
+
+def exposition() -> Response:
+    """Render every metric in the Prometheus text format, across workers when under gunicorn."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)

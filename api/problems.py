@@ -1,0 +1,201 @@
+"""RFC 9457 problem details: every error the JSON API returns, one handler per exception family.
+
+Clients branch on the stable ``type``; people read ``title`` and ``detail``. Validation problems
+carry an ``errors`` list naming each field or line that was wrong. No traceback and no HTML error
+page ever leaves the JSON API.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Flask, Response, json
+from werkzeug.exceptions import HTTPException
+
+from fatigue.errors import (
+    ConfigurationError,
+    NotFoundError,
+    Problem,
+    RapportError,
+    StoreError,
+    ValidationError,
+)
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ProblemType:
+    """A documented kind of failure: its slug (part of the stable ``type`` URI) and title."""
+
+    slug: str
+    title: str
+    status: int
+    description: str
+
+    @property
+    def uri(self) -> str:
+        """Return the stable ``type`` URI, which also serves this type's description."""
+        return f"/problems/{self.slug}"
+
+
+PROBLEM_TYPES: dict[str, ProblemType] = {
+    problem.slug: problem
+    for problem in (
+        ProblemType(
+            "malformed-request",
+            "Malformed request",
+            400,
+            "The body is not valid JSON (or NDJSON); `errors` gives the line.",
+        ),
+        ProblemType(
+            "unauthorized",
+            "Missing or unknown API key",
+            401,
+            "Send `Authorization: Bearer <key>` with a key made by `rapport keys create`.",
+        ),
+        ProblemType(
+            "forbidden",
+            "Role not allowed",
+            403,
+            "The key is valid but lacks every role this endpoint accepts.",
+        ),
+        ProblemType(
+            "not-found",
+            "Not found",
+            404,
+            "The named template, version, campaign, user or route does not exist.",
+        ),
+        ProblemType(
+            "method-not-allowed",
+            "Method not allowed",
+            405,
+            "The route exists but not with this HTTP method.",
+        ),
+        ProblemType(
+            "too-large",
+            "Request too large",
+            413,
+            "The body or batch exceeds the configured limit named in `detail`.",
+        ),
+        ProblemType(
+            "validation",
+            "Invalid input",
+            422,
+            "The request is well-formed but wrong; `errors` names every field or line.",
+        ),
+        ProblemType("http-error", "HTTP error", 400, "A protocol-level error; see `detail`."),
+        ProblemType(
+            "unavailable",
+            "Service unavailable",
+            503,
+            "The state store or model is unreachable; retry after `Retry-After` seconds.",
+        ),
+        ProblemType(
+            "configuration",
+            "Server misconfigured",
+            500,
+            "The server's own configuration is wrong; its operators must fix it.",
+        ),
+        ProblemType(
+            "internal",
+            "Internal error",
+            500,
+            "An unexpected failure; it was logged. No detail is exposed.",
+        ),
+    )
+}
+
+
+class ApiProblem(Exception):
+    """Raised by views to answer with a problem document of a given type."""
+
+    def __init__(
+        self, slug: str, detail: str, *, status: int | None = None, **extensions: Any
+    ) -> None:
+        super().__init__(detail)
+        self.kind = PROBLEM_TYPES[slug]
+        self.status = status or self.kind.status
+        self.detail = detail
+        self.extensions = extensions
+
+
+def problem_response(
+    slug: str, detail: str, status: int | None = None, **extensions: Any
+) -> Response:
+    """Build an ``application/problem+json`` response."""
+    kind = PROBLEM_TYPES[slug]
+    code = status or kind.status
+    body = {"type": kind.uri, "title": kind.title, "status": code, "detail": detail}
+    body.update(extensions)
+    response = Response(json.dumps(body), status=code, mimetype=PROBLEM_MEDIA_TYPE)
+    if code == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="rapport"'
+    if code == 503:
+        response.headers["Retry-After"] = "5"
+    return response
+
+
+def problem_errors(problems: list[Problem]) -> list[dict[str, Any]]:
+    """Serialise problems as the ``errors`` list: message, line, field, source."""
+    return [
+        {"message": p.message, "line": p.line, "field": p.field, "source": p.source}
+        for p in problems
+    ]
+
+
+def _http_slug(code: int) -> str:
+    return {
+        400: "malformed-request",
+        404: "not-found",
+        405: "method-not-allowed",
+        413: "too-large",
+    }.get(code, "http-error")
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Answer every failure with problem+json, one handler per exception family."""
+
+    @app.errorhandler(ApiProblem)
+    def _api_problem(exc: ApiProblem) -> Response:
+        return problem_response(exc.kind.slug, exc.detail, exc.status, **exc.extensions)
+
+    @app.errorhandler(ValidationError)
+    def _validation(exc: ValidationError) -> Response:
+        return problem_response("validation", str(exc), errors=problem_errors(exc.problems))
+
+    @app.errorhandler(NotFoundError)
+    def _not_found(exc: NotFoundError) -> Response:
+        return problem_response("not-found", str(exc))
+
+    @app.errorhandler(StoreError)
+    def _store(exc: StoreError) -> Response:
+        log.error("state store failure: %s", exc, exc_info=exc)
+        return problem_response("unavailable", f"state store unavailable: {exc}")
+
+    @app.errorhandler(ConfigurationError)
+    def _configuration(exc: ConfigurationError) -> Response:
+        log.error("configuration error: %s", exc)
+        return problem_response("configuration", str(exc))
+
+    @app.errorhandler(RapportError)
+    def _rapport(exc: RapportError) -> Response:
+        return problem_response("http-error", str(exc), status=400)
+
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException) -> Response:
+        code = exc.code or 500
+        response = problem_response(_http_slug(code), exc.description or exc.name, status=code)
+        if code == 405 and exc.response is None:
+            allowed = getattr(exc, "valid_methods", None)
+            if allowed:
+                response.headers["Allow"] = ", ".join(allowed)
+        return response
+
+    @app.errorhandler(Exception)
+    def _internal(exc: Exception) -> Response:
+        log.exception("unhandled error")
+        return problem_response("internal", "internal error; it has been logged")

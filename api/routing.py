@@ -1,0 +1,149 @@
+"""Declaring an endpoint once: its roles, request and response schemas, and its view.
+
+``operation`` registers the view on a blueprint and wraps it with authentication, role checks,
+body and query parsing through the pydantic models, and serialisation of the answer. The same
+declaration feeds the OpenAPI document, so the spec cannot drift from what the code accepts.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import pydantic
+from flask import Blueprint, Response, current_app, g, request
+
+from api.auth import ApiKey, KeyRing, Role
+from api.problems import ApiProblem, problem_errors
+from fatigue.errors import Problem, ValidationError
+
+JSON = "application/json"
+NDJSON = "application/x-ndjson"
+ModelT = TypeVar("ModelT", bound=pydantic.BaseModel)
+View = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class Operation:
+    """What the OpenAPI document says about one endpoint."""
+
+    summary: str
+    roles: tuple[Role, ...]
+    tag: str
+    body: type[pydantic.BaseModel] | None = None
+    response: type[pydantic.BaseModel] | None = None
+    status: int = 200
+    query: type[pydantic.BaseModel] | None = None
+    request_media: str = JSON
+    response_media: str = JSON
+    extra_responses: dict[int, str] = field(default_factory=dict)
+
+
+def operation(
+    bp: Blueprint,
+    rule: str,
+    method: str,
+    *,
+    summary: str,
+    roles: Sequence[Role],
+    body: type[pydantic.BaseModel] | None = None,
+    response: type[pydantic.BaseModel] | None = None,
+    status: int = 200,
+    query: type[pydantic.BaseModel] | None = None,
+    request_media: str = JSON,
+    response_media: str = JSON,
+    extra_responses: dict[int, str] | None = None,
+) -> Callable[[View], View]:
+    """Register ``view`` at ``rule`` behind auth and schema parsing; see the module docstring."""
+    spec = Operation(
+        summary,
+        tuple(roles),
+        bp.name,
+        body,
+        response,
+        status,
+        query,
+        request_media,
+        response_media,
+        dict(extra_responses or {}),
+    )
+
+    def decorator(view: View) -> View:
+        @functools.wraps(view)
+        def wrapper(**kwargs: Any) -> Any:
+            if spec.roles:
+                authorize(spec.roles)
+            if spec.body is not None and spec.request_media == JSON:
+                kwargs["body"] = parse_json_body(spec.body)
+            if spec.query is not None:
+                kwargs["query"] = parse_model(spec.query, request.args.to_dict(), "query")
+            result = view(**kwargs)
+            if isinstance(result, pydantic.BaseModel):
+                return Response(result.model_dump_json(), status=spec.status, mimetype=JSON)
+            return result
+
+        wrapper.rapport_operation = spec  # type: ignore[attr-defined]
+        bp.add_url_rule(rule, view.__name__, wrapper, methods=[method])
+        return wrapper
+
+    return decorator
+
+
+def authorize(accepted: Sequence[Role]) -> ApiKey:
+    """Check the bearer key: 401 without a valid one, 403 without an accepted role."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiProblem("unauthorized", "missing 'Authorization: Bearer <key>' header")
+    keyring: KeyRing = current_app.extensions["rapport"].keyring
+    key = keyring.authenticate(token.strip())
+    if key is None:
+        raise ApiProblem("unauthorized", "unknown API key")
+    if not key.allows(accepted):
+        wanted = ", ".join(role.value for role in accepted)
+        raise ApiProblem("forbidden", f"key {key.name!r} lacks a role this needs ({wanted})")
+    g.api_key = key
+    return key
+
+
+def parse_json_body(model: type[ModelT]) -> ModelT:
+    """Validate the request body against ``model``: 400 if not JSON, 422 if wrong."""
+    raw = request.get_data(cache=True)
+    if not raw.strip():
+        raise ApiProblem("malformed-request", "the request body is empty; a JSON object is needed")
+    try:
+        return model.model_validate_json(raw)
+    except pydantic.ValidationError as exc:
+        raise_from_pydantic(exc, "body")
+        raise  # unreachable: raise_from_pydantic always raises
+
+
+def parse_model(model: type[ModelT], data: Any, where: str, line: int | None = None) -> ModelT:
+    """Validate already-decoded ``data`` against ``model``, raising a 422 naming each field."""
+    try:
+        return model.model_validate(data)
+    except pydantic.ValidationError as exc:
+        raise ValidationError(pydantic_problems(exc, where, line)) from exc
+
+
+def raise_from_pydantic(exc: pydantic.ValidationError, where: str) -> None:
+    """Turn pydantic's errors into a 400 (not JSON at all) or a 422 (wrong fields)."""
+    problems = pydantic_problems(exc, where)
+    if any(error["type"] == "json_invalid" for error in exc.errors()):
+        raise ApiProblem(
+            "malformed-request", "the body is not valid JSON", errors=problem_errors(problems)
+        ) from exc
+    raise ValidationError(problems) from exc
+
+
+def pydantic_problems(
+    exc: pydantic.ValidationError, where: str, line: int | None = None
+) -> list[Problem]:
+    """List one ``Problem`` per pydantic error, with a dotted field path."""
+    problems = []
+    for error in exc.errors(include_url=False):
+        path = ".".join(str(part) for part in error["loc"])
+        problems.append(Problem(error["msg"], source=where, line=line, field=path or None))
+    return problems

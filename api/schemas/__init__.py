@@ -1,0 +1,1 @@
+"""Request and response schemas as pydantic models; the OpenAPI spec is generated from them."""

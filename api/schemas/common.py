@@ -1,0 +1,51 @@
+"""Schemas shared by every area: problem documents and small reusable field types."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+# An identifier a platform sends: non-empty, bounded, no control characters.
+Identifier = Annotated[
+    str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")
+]
+# A template name: what a marketer types, safe as a file name.
+TemplateName = Annotated[
+    str, StringConstraints(min_length=1, max_length=100, pattern=r"^[a-z0-9][a-z0-9_-]*$")
+]
+JsonObject = dict[str, Any]
+
+
+class Strict(BaseModel):
+    """Base for request bodies: unknown fields are an error, so a typo is never ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ProblemError(BaseModel):
+    """One thing wrong with the input and where: ``field`` (dotted path) or ``line``."""
+
+    message: str
+    line: int | None = None
+    field: str | None = None
+    source: str | None = None
+
+
+class ProblemDocument(BaseModel):
+    """An RFC 9457 problem document; ``type`` is stable, ``detail`` is for people."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[ProblemError] | None = Field(
+        default=None, description="Every field or line that was wrong (validation problems)."
+    )
+
+
+class Status(BaseModel):
+    """A liveness or readiness answer with the state of each dependency."""
+
+    status: str
+    checks: dict[str, str] = Field(default_factory=dict)

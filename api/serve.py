@@ -1,0 +1,110 @@
+"""Running the app under gunicorn: worker count, shared secret and cross-worker metrics.
+
+Each worker imports and builds the app after the fork (no preloading), so prometheus-client sees
+``PROMETHEUS_MULTIPROC_DIR`` before its first metric exists and every worker opens its own Redis
+connections. Workers are threaded (``gthread``): a long NDJSON batch occupies one thread, not a
+whole worker, and the worker heartbeat keeps running meanwhile.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import shutil
+import tempfile
+from dataclasses import dataclass
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from fatigue.errors import ConfigurationError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """How to run the server."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int | None = None
+    threads: int = 4
+    timeout: int = 60
+    access_log: bool = False
+
+
+def default_workers(store_url: str) -> int:
+    """One worker per core plus one against a shared store; exactly one on ``memory://``."""
+    if store_url.startswith("memory:"):
+        return 1
+    return (os.cpu_count() or 1) + 1
+
+
+def check_workers(store_url: str, workers: int) -> None:
+    """Refuse several workers on ``memory://``: each would keep its own, diverging state."""
+    if workers < 1:
+        raise ConfigurationError("--workers must be at least 1")
+    if workers > 1 and store_url.startswith("memory:"):
+        raise ConfigurationError(
+            f"{workers} workers with RAPPORT_STORE_URL=memory:// would each keep their own "
+            "fatigue state; use --workers 1 or a redis:// store"
+        )
+
+
+class RapportServer(BaseApplication):
+    """gunicorn running ``api.create_app()`` in each worker."""
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        self.settings = settings
+        super().__init__()
+
+    def load_config(self) -> None:
+        """Hand our settings to gunicorn."""
+        for key, value in self.settings.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        """Build the app inside the worker and load the model before taking traffic."""
+        from api import create_app
+        from api.services import services
+
+        app = create_app()
+        services(app).warm()
+        return app
+
+
+def _child_exit(server: Any, worker: Any) -> None:
+    """Drop a dead worker's live gauges from the shared metrics directory."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def run(options: ServeOptions, store_url: str) -> None:
+    """Serve until interrupted."""
+    workers = options.workers or default_workers(store_url)
+    check_workers(store_url, workers)
+    if not os.environ.get("RAPPORT_SECRET_KEY"):
+        # Every worker must sign and verify unsubscribe links with the same key.
+        log.warning("RAPPORT_SECRET_KEY is not set: unsubscribe links die with this server")
+        os.environ["RAPPORT_SECRET_KEY"] = secrets.token_urlsafe(32)
+    metrics_dir = tempfile.mkdtemp(prefix="rapport-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    try:
+        RapportServer(
+            {
+                "bind": f"{options.host}:{options.port}",
+                "workers": workers,
+                "worker_class": "gthread",
+                "threads": options.threads,
+                "timeout": options.timeout,
+                "graceful_timeout": options.timeout,
+                "keepalive": 5,
+                "accesslog": "-" if options.access_log else None,
+                "child_exit": _child_exit,
+            }
+        ).run()
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)

@@ -1,0 +1,94 @@
+"""The services one app uses, built from its settings and kept in ``app.extensions["rapport"]``.
+
+Heavy parts (the model, the template store, the governor and its store) are built on first use
+under a lock, so ``rapport --help`` and the auth tests stay fast, and ``/readyz`` reports exactly
+what failed to load. ``warm()`` builds them all up front for a serving process.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from flask import Flask, current_app
+
+from api.auth import KeyRing
+from api.eventlog import EventLog
+from fatigue.clock import Clock, utc_now
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class Services:
+    """Everything a request needs, shared by the app's threads; one instance per app."""
+
+    def __init__(self, settings: Mapping[str, Any], clock: Clock = utc_now) -> None:
+        self.settings = dict(settings)
+        self.clock = clock
+        self.keyring = KeyRing(Path(self.settings["API_KEYS_FILE"]))
+        self.event_log = EventLog(Path(self.settings["EVENT_LOG_DIR"]), clock)
+        self._built: dict[str, Any] = {}
+        self._lock = threading.RLock()
+        self._factories: dict[str, Callable[[], Any]] = {}
+
+    def register(self, name: str, factory: Callable[[], Any]) -> None:
+        """Declare how to build the component ``name`` on first use."""
+        self._factories[name] = factory
+
+    def provide(self, name: str, component: Any) -> None:
+        """Install an already-built component (tests inject real parts built differently)."""
+        with self._lock:
+            self._built[name] = component
+
+    def get(self, name: str) -> Any:
+        """Return the component ``name``, building it once if needed."""
+        component = self._built.get(name)
+        if component is not None:
+            return component
+        with self._lock:
+            if name not in self._built:
+                self._built[name] = self._factories[name]()
+            return self._built[name]
+
+    def status(self) -> dict[str, str]:
+        """Build every component and report ``ok`` or the error that stopped each one."""
+        checks: dict[str, str] = {}
+        for name in self._factories:
+            try:
+                component = self.get(name)
+                probe = getattr(component, "ping", None)
+                if callable(probe):
+                    probe()
+                checks[name] = "ok"
+            except Exception as exc:  # readiness reports any failure; it must not raise
+                checks[name] = f"{type(exc).__name__}: {exc}"
+        return checks
+
+    def warm(self) -> None:
+        """Build every registered component now (a serving process does this before traffic)."""
+        for name in self._factories:
+            self.get(name)
+
+
+def secret_key(settings: Mapping[str, Any]) -> str:
+    """Return the configured secret, or a random one with a warning (links die on restart)."""
+    configured = str(settings.get("SECRET_KEY") or "")
+    if configured:
+        return configured
+    log.warning(
+        "RAPPORT_SECRET_KEY is not set: using a random key, so unsubscribe links made now "
+        "stop working when this process restarts"
+    )
+    return secrets.token_urlsafe(32)
+
+
+def services(app: Flask | None = None) -> Services:
+    """Return the current app's services."""
+    target = app or current_app
+    found: Services = target.extensions["rapport"]
+    return found

@@ -1,0 +1,186 @@
+"""Configuration, problem documents, keys, the event log, health, metrics and the spec."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from api.auth import KeyRing, Role, digest_of, parse_roles
+from api.commands import keys
+from api.config import DEFAULTS, load_settings, read_config_file
+from api.eventlog import EventLog
+from fatigue.clock import FrozenClock
+from fatigue.errors import ConfigurationError, StoreError, ValidationError
+
+
+def test_defaults_need_no_configuration():
+    settings = load_settings(environ={})
+    assert settings["STORE_URL"] == "memory://"
+    assert settings == DEFAULTS
+
+
+def test_file_then_environment_then_overrides(tmp_path: Path):
+    config = tmp_path / "rapport.toml"
+    config.write_text('store_url = "redis://cache:6379/1"\nmax_events_per_request = 50\n')
+    environ = {"RAPPORT_CONFIG": str(config), "RAPPORT_MAX_EVENTS_PER_REQUEST": "70"}
+    settings = load_settings(environ=environ, overrides={"RULES": "rules.toml"})
+    assert settings["STORE_URL"] == "redis://cache:6379/1"
+    assert settings["MAX_EVENTS_PER_REQUEST"] == 70
+    assert settings["RULES"] == "rules.toml"
+
+
+def test_config_file_problems_name_file_and_key(tmp_path: Path):
+    config = tmp_path / "rapport.toml"
+    config.write_text('stor_url = "redis://x"\nmax_batch_bytes = "lots"\n')
+    with pytest.raises(ValidationError) as caught:
+        read_config_file(config)
+    fields = {problem.field for problem in caught.value.problems}
+    assert fields == {"stor_url", "max_batch_bytes"}
+    assert all(problem.source == str(config) for problem in caught.value.problems)
+
+
+def test_bad_environment_value_names_the_variable():
+    with pytest.raises(ConfigurationError, match="RAPPORT_MAX_BATCH_BYTES"):
+        load_settings(environ={"RAPPORT_MAX_BATCH_BYTES": "-3"})
+
+
+def test_missing_config_file_is_a_configuration_error(tmp_path: Path):
+    with pytest.raises(ConfigurationError, match="not found"):
+        load_settings(environ={"RAPPORT_CONFIG": str(tmp_path / "absent.toml")})
+
+
+def test_keys_file_stores_only_digests(tmp_path: Path):
+    path = tmp_path / "keys.json"
+    token = KeyRing(path).create("esp", frozenset({Role.PLATFORM}))
+    stored = path.read_text()
+    assert token not in stored
+    assert digest_of(token) in stored
+    assert os.stat(path).st_mode & 0o077 == 0
+    key = KeyRing(path).authenticate(token)
+    assert key is not None and key.name == "esp" and key.roles == {Role.PLATFORM}
+    assert KeyRing(path).authenticate(token + "x") is None
+
+
+def test_duplicate_key_names_and_unknown_roles_are_refused(tmp_path: Path):
+    ring = KeyRing(tmp_path / "keys.json")
+    ring.create("esp", frozenset({Role.PLATFORM}))
+    with pytest.raises(ValidationError, match="already exists"):
+        ring.create("esp", frozenset({Role.ADMIN}))
+    with pytest.raises(ValidationError, match="unknown role superuser"):
+        parse_roles("platform,superuser")
+
+
+def test_keyring_sees_keys_created_after_it_loaded(tmp_path: Path):
+    path = tmp_path / "keys.json"
+    serving = KeyRing(path)
+    assert serving.current() == ()
+    token = KeyRing(path).create("late", frozenset({Role.MARKETER}))
+    assert serving.authenticate(token) is not None
+
+
+def test_keys_create_prints_the_key_alone_on_stdout(tmp_path: Path, monkeypatch):
+    path = tmp_path / "keys.json"
+    monkeypatch.setenv("RAPPORT_API_KEYS_FILE", str(path))
+    result = CliRunner().invoke(keys, ["create", "--name", "esp", "--roles", "platform,marketer"])
+    assert result.exit_code == 0, result.output
+    token = result.stdout.strip()
+    assert token.startswith("rpk_") and "\n" not in token
+    key = KeyRing(path).authenticate(token)
+    assert key is not None and key.roles == {Role.PLATFORM, Role.MARKETER}
+    listed = CliRunner().invoke(keys, ["list"])
+    assert "esp\tmarketer,platform" in listed.stdout and token not in listed.stdout
+
+
+def test_keys_create_rejects_unknown_role(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("RAPPORT_API_KEYS_FILE", str(tmp_path / "keys.json"))
+    result = CliRunner().invoke(keys, ["create", "--name", "x", "--roles", "root"])
+    assert result.exit_code != 0
+    assert "unknown role root" in result.output
+    assert not (tmp_path / "keys.json").exists()
+
+
+def test_unreadable_keys_file_is_a_configuration_error(tmp_path: Path):
+    path = tmp_path / "keys.json"
+    path.write_text("{not json")
+    with pytest.raises(ConfigurationError, match=r"keys\.json"):
+        KeyRing(path).current()
+
+
+def test_event_log_appends_daily_segments(tmp_path: Path):
+    from datetime import UTC, datetime
+
+    clock = FrozenClock(datetime(2026, 11, 22, 23, 59, tzinfo=UTC))
+    log = EventLog(tmp_path / "events", clock)
+    log.append([{"user_id": "1", "event": "open"}])
+    clock.advance(minutes=2)
+    log.append([{"user_id": "2", "event": "click"}, {"user_id": "3", "event": "view"}])
+    names = sorted(path.name for path in (tmp_path / "events").iterdir())
+    assert names == ["events-2026-11-22.jsonl", "events-2026-11-23.jsonl"]
+    assert [record["user_id"] for record in log.read()] == ["1", "2", "3"]
+
+
+def test_event_log_rolls_back_a_failed_write(tmp_path: Path, monkeypatch):
+    # A full disk cannot be caused for real in a test; this fault alone is simulated.
+    log = EventLog(tmp_path)
+    log.append([{"user_id": "1"}])
+    before = log.segment().read_bytes()
+    real_write = os.write
+    calls = []
+
+    def half_then_full(fd: int, data: bytes) -> int:
+        calls.append(len(data))
+        if len(calls) == 1:
+            return real_write(fd, bytes(data[: len(data) // 2]))
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", half_then_full)
+    with pytest.raises(StoreError, match="No space left"):
+        log.append([{"user_id": "2", "note": "x" * 100}, {"user_id": "3"}])
+    monkeypatch.undo()
+    assert log.segment().read_bytes() == before
+
+
+def test_health_and_readiness(client):
+    assert client.get("/healthz").json == {"status": "ok", "checks": {}}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.json["status"] == "ready"
+
+
+def test_unknown_route_is_problem_json(client):
+    response = client.get("/v1/nothing-here")
+    assert response.status_code == 404
+    assert response.content_type == "application/problem+json"
+    assert response.json["type"] == "/problems/not-found"
+    assert client.get(response.json["type"]).status_code == 200
+
+
+def test_wrong_method_is_problem_json(client):
+    response = client.delete("/healthz")
+    assert response.status_code == 405
+    assert response.json["type"] == "/problems/method-not-allowed"
+    assert "GET" in response.headers["Allow"]
+
+
+def test_metrics_are_prometheus_text(client):
+    client.get("/healthz")
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.content_type.startswith("text/plain")
+    assert 'rapport_http_request_duration_seconds_count{method="GET",route="/healthz"' in (
+        response.text
+    )
+
+
+def test_openapi_document_and_docs_page(client):
+    spec = client.get("/openapi.json").json
+    assert spec["openapi"] == "3.1.0"
+    assert "/healthz" in spec["paths"]
+    assert "ProblemDocument" in spec["components"]["schemas"]
+    page = client.get("/docs")
+    assert page.status_code == 200 and "/healthz" in page.text
+    json.dumps(spec)  # the whole document is plain JSON
