@@ -6,9 +6,11 @@ recommender.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 
 class ContentKind(StrEnum):
@@ -32,3 +34,178 @@ class Candidate:
     published_at: datetime | None = None
     expires_at: datetime | None = None
     in_stock: bool = True
+
+
+class Channel(StrEnum):
+    """Where a message goes; email now, others later."""
+
+    EMAIL = "email"
+    SMS = "sms"
+    PUSH = "push"
+
+
+class Action(StrEnum):
+    """What the governor decided for one request."""
+
+    SEND = "send"
+    DEFER = "defer"
+    SUPPRESS = "suppress"
+
+
+class EventType(StrEnum):
+    """What the platform reports back about a message or a customer."""
+
+    SENT = "sent"
+    DELIVERED = "delivered"
+    OPEN = "open"
+    MACHINE_OPEN = "machine_open"
+    CLICK = "click"
+    PURCHASE = "purchase"
+    UNSUBSCRIBE = "unsubscribe"
+    RESUBSCRIBE = "resubscribe"
+    COMPLAINT = "complaint"
+    BOUNCE_HARD = "bounce_hard"
+    BOUNCE_SOFT = "bounce_soft"
+    SEND_FAILED = "send_failed"
+
+
+#: Events that prove a human read the mail; machine opens (privacy proxies) do not count.
+ENGAGEMENT_EVENTS = frozenset({EventType.OPEN, EventType.CLICK, EventType.PURCHASE})
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """The customer a message is for, as the platform sends it with each request."""
+
+    user_id: str
+    email: str = ""
+    first_name: str = ""
+    locale: str = ""
+    timezone: str = ""
+    attributes: Mapping[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Campaign:
+    """A campaign competing for a customer's inbox."""
+
+    id: str
+    category: str = ""
+    kind: ContentKind = ContentKind.PROMOTIONAL
+    priority: float = 1.0
+    channel: Channel = Channel.EMAIL
+
+
+@dataclass(frozen=True)
+class MessageRequest:
+    """A request to message one customer about one campaign, or several competing ones."""
+
+    campaigns: tuple[Campaign, ...]
+    idempotency_key: str | None = None
+    deferrable: bool = False
+    dry_run: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.campaigns:
+            raise ValueError("a MessageRequest needs at least one campaign")
+
+    @classmethod
+    def single(cls, campaign: Campaign, **options: Any) -> MessageRequest:
+        """Build a request for one campaign."""
+        return cls(campaigns=(campaign,), **options)
+
+
+@dataclass(frozen=True)
+class Reason:
+    """One rule's verdict: whether it passed, its counter and limit, and whether it decided."""
+
+    rule: str
+    passed: bool
+    detail: str = ""
+    counter: float | None = None
+    limit: float | None = None
+    deciding: bool = False
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The governor's immutable answer to one request."""
+
+    action: Action
+    user_id: str
+    decision_id: str
+    decided_at: datetime
+    send_at: datetime | None = None
+    items: tuple[Candidate, ...] = ()
+    reasons: tuple[Reason, ...] = ()
+    campaign: str | None = None
+    idempotency_key: str | None = None
+    dry_run: bool = False
+
+    @property
+    def deciding(self) -> Reason | None:
+        """Return the reason that decided the action, if any rule did."""
+        return next((reason for reason in self.reasons if reason.deciding), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict (ISO-8601 times, enum values as strings)."""
+        return {
+            "action": self.action.value,
+            "user_id": self.user_id,
+            "decision_id": self.decision_id,
+            "decided_at": self.decided_at.isoformat(),
+            "send_at": self.send_at.isoformat() if self.send_at else None,
+            "campaign": self.campaign,
+            "idempotency_key": self.idempotency_key,
+            "dry_run": self.dry_run,
+            "items": [_candidate_to_dict(item) for item in self.items],
+            "reasons": [asdict(reason) for reason in self.reasons],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Decision:
+        """Rebuild a decision from ``to_dict`` output."""
+        send_at = data.get("send_at")
+        return cls(
+            action=Action(data["action"]),
+            user_id=data["user_id"],
+            decision_id=data["decision_id"],
+            decided_at=datetime.fromisoformat(data["decided_at"]),
+            send_at=datetime.fromisoformat(send_at) if send_at else None,
+            campaign=data.get("campaign"),
+            idempotency_key=data.get("idempotency_key"),
+            dry_run=bool(data.get("dry_run", False)),
+            items=tuple(_candidate_from_dict(item) for item in data.get("items", ())),
+            reasons=tuple(Reason(**reason) for reason in data.get("reasons", ())),
+        )
+
+
+@dataclass(frozen=True)
+class EngagementEvent:
+    """Something the platform observed: a send, an open, a click, an unsubscribe, a bounce."""
+
+    type: EventType
+    user_id: str
+    timestamp: datetime
+    decision_id: str | None = None
+    campaign: str | None = None
+    category: str | None = None
+    timezone: str | None = None
+
+
+def _candidate_to_dict(item: Candidate) -> dict[str, Any]:
+    data = asdict(item)
+    data["kind"] = item.kind.value
+    for name in ("published_at", "expires_at"):
+        moment = data[name]
+        data[name] = moment.isoformat() if moment else None
+    return data
+
+
+def _candidate_from_dict(data: Mapping[str, Any]) -> Candidate:
+    values = dict(data)
+    values["kind"] = ContentKind(values.get("kind", ContentKind.PROMOTIONAL))
+    for name in ("published_at", "expires_at"):
+        moment = values.get(name)
+        values[name] = datetime.fromisoformat(moment) if moment else None
+    return Candidate(**values)

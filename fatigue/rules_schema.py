@@ -1,0 +1,334 @@
+"""Parse and check a rule file, collecting every problem with its key and line.
+
+``tomllib`` reports no line numbers for values, so ``_locate`` scans the source for each key.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from fatigue import rules as r
+from fatigue.domain import Channel, ContentKind
+from fatigue.durations import duration_unit, parse_clock, parse_duration
+from fatigue.errors import Problem
+
+Convert = Callable[[Any], Any]
+
+
+@dataclass(frozen=True)
+class Key:
+    """One allowed key: how to convert its value, and whether it must be present."""
+
+    convert: Convert
+    required: bool = False
+
+
+def _typed(kind: type | tuple[type, ...], label: str) -> Convert:
+    def convert(value: Any) -> Any:
+        # bool is an int in Python; a cap of ``true`` is a typo, not 1.
+        if isinstance(value, bool) and kind is not bool:
+            raise ValueError(f"expected {label}, got a boolean")
+        if not isinstance(value, kind):
+            raise ValueError(f"expected {label}, got {type(value).__name__} {value!r}")
+        return value
+
+    return convert
+
+
+def _int(low: int, high: int | None = None) -> Convert:
+    def convert(value: Any) -> int:
+        number = _typed(int, "an integer")(value)
+        if number < low or (high is not None and number > high):
+            bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+            raise ValueError(f"must be {bound}, got {number}")
+        return int(number)
+
+    return convert
+
+
+def _float(low: float, high: float) -> Convert:
+    def convert(value: Any) -> float:
+        number = _typed((int, float), "a number")(value)
+        if not low <= number <= high:
+            raise ValueError(f"must be between {low:g} and {high:g}, got {number}")
+        return float(number)
+
+    return convert
+
+
+def _choice(enum: type[Any]) -> Convert:
+    def convert(value: Any) -> Any:
+        try:
+            return enum(_typed(str, "a string")(value))
+        except ValueError:
+            allowed = ", ".join(repr(member.value) for member in enum)
+            raise ValueError(f"{value!r} is not one of {allowed}") from None
+
+    return convert
+
+
+def _kinds(value: Any) -> tuple[ContentKind, ...]:
+    items = _typed(list, "a list of content kinds")(value)
+    return tuple(_choice(ContentKind)(item) for item in items)
+
+
+def _duration(value: Any) -> Any:
+    return parse_duration(_typed(str, "a duration string such as '16h'")(value))
+
+
+def _clock(value: Any) -> Any:
+    return parse_clock(_typed(str, "a time string such as '21:00'")(value))
+
+
+def _zone(value: Any) -> str:
+    name = _typed(str, "an IANA time zone name")(value)
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{name!r} is not an IANA time zone name") from None
+    return str(name)
+
+
+_str = _typed(str, "a string")
+_bool = _typed(bool, "true or false")
+
+SECTIONS: dict[str, dict[str, Key]] = {
+    "caps": {
+        "max": Key(_int(0), required=True),
+        "per": Key(_duration, required=True),
+        "name": Key(_str),
+        "channel": Key(_choice(Channel)),
+        "category": Key(_str),
+        "campaign": Key(_str),
+        "calendar": Key(_bool),
+    },
+    "cooldown": {"after_any": Key(_duration, required=True)},
+    "quiet_hours": {
+        "start": Key(_clock, required=True),
+        "end": Key(_clock, required=True),
+        "default_timezone": Key(_zone),
+        "transactional": Key(_bool),
+    },
+    "relevance": {
+        "min_relevance": Key(_float(0.0, 1.0), required=True),
+        "min_items": Key(_int(0)),
+    },
+    "timeliness": {"max_age_editorial": Key(_duration), "no_repeat": Key(_duration)},
+    "diversity": {
+        "max_items": Key(_int(1)),
+        "max_per_category": Key(_int(1)),
+        "strategy": Key(_choice(r.DiversityStrategy)),
+        "mmr_lambda": Key(_float(0.0, 1.0)),
+    },
+    "engagement": {
+        "reduce_after": Key(_int(1), required=True),
+        "reduced_max": Key(_int(0), required=True),
+        "reduced_per": Key(_duration, required=True),
+        "sunset_after": Key(_int(1)),
+    },
+    "transactional": {"count_toward_caps": Key(_bool)},
+    "suppression": {"soft_bounce_threshold": Key(_int(1))},
+    "holdout": {
+        "percent": Key(_float(0.0, 100.0), required=True),
+        "salt": Key(_str),
+        "kinds": Key(_kinds),
+    },
+    "send_time": {
+        "default_hour": Key(_int(0, 23)),
+        "min_events": Key(_int(1)),
+        "audience_min_events": Key(_int(1)),
+    },
+    "store": {
+        "on_store_error": Key(_choice(r.StoreErrorPolicy)),
+        "retry_after": Key(_duration),
+        "idempotency_ttl": Key(_duration),
+        "engagement_ttl": Key(_duration),
+    },
+}
+ARRAY_SECTIONS = frozenset({"caps"})
+
+
+class _Checker:
+    """Collects problems while converting one parsed document."""
+
+    def __init__(self, text: str, source: str) -> None:
+        self.source = source
+        self.text = text
+        self.lines = _locate(text)
+        self.problems: list[Problem] = []
+
+    def problem(self, message: str, path: tuple[Any, ...]) -> None:
+        field = _field_name(path)
+        self.problems.append(Problem(message, self.source, self.line(path), field or None))
+
+    def line(self, path: tuple[Any, ...]) -> int | None:
+        for end in range(len(path), 0, -1):
+            if path[:end] in self.lines:
+                return self.lines[path[:end]]
+        return _search_line(self.text, str(path[-1])) if path else None
+
+    def table(self, data: Any, section: str, path: tuple[Any, ...]) -> dict[str, Any] | None:
+        if not isinstance(data, dict):
+            self.problem(f"[{section}] must be a table", path)
+            return None
+        keys = SECTIONS[section]
+        values: dict[str, Any] = {}
+        for name, value in data.items():
+            if name not in keys:
+                allowed = ", ".join(sorted(keys))
+                message = f"unknown key {name!r} in [{section}] (allowed: {allowed})"
+                self.problem(message, (*path, name))
+                continue
+            try:
+                values[name] = keys[name].convert(value)
+            except ValueError as exc:
+                self.problem(str(exc), (*path, name))
+        for name, key in keys.items():
+            if key.required and name not in data:
+                self.problem(f"missing required key {name!r} in [{section}]", (*path, name))
+        return values if len(values) == len(data) else None
+
+
+def parse_rules(text: str, source: str = "<rules>") -> tuple[r.Rules | None, list[Problem]]:
+    """Parse rule-file text into ``Rules``; return ``(None, problems)`` when anything is wrong."""
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        match = re.search(r"at line (\d+)", str(exc))
+        line = int(match.group(1)) if match else None
+        return None, [Problem(f"not valid TOML: {exc}", source, line)]
+    checker = _Checker(text, source)
+    sections: dict[str, Any] = {}
+    for name, data in document.items():
+        if name not in SECTIONS:
+            allowed = ", ".join(sorted(SECTIONS))
+            checker.problem(f"unknown section or key {name!r} (allowed: {allowed})", (name,))
+        elif name in ARRAY_SECTIONS:
+            sections[name] = _array(checker, name, data)
+        else:
+            sections[name] = checker.table(data, name, (name,))
+    if checker.problems:
+        return None, checker.problems
+    rules = _build(sections, document, checker)
+    return (None, checker.problems) if checker.problems else (rules, [])
+
+
+def _array(checker: _Checker, name: str, data: Any) -> list[dict[str, Any] | None]:
+    if not isinstance(data, list):
+        checker.problem(f"{name} must be an array of tables: write [[{name}]]", (name,))
+        return []
+    return [checker.table(item, name, (name, index)) for index, item in enumerate(data)]
+
+
+def _build(sections: Mapping[str, Any], document: Mapping[str, Any], checker: _Checker) -> r.Rules:
+    caps = tuple(
+        _cap(values, str(document["caps"][index]["per"]), index, checker)
+        for index, values in enumerate(sections.get("caps", []))
+    )
+    build: dict[str, Any] = {"caps": caps, "source": checker.source}
+    simple = {
+        "cooldown": r.Cooldown,
+        "relevance": r.Relevance,
+        "timeliness": r.Timeliness,
+        "diversity": r.Diversity,
+        "transactional": r.Transactional,
+        "suppression": r.Suppression,
+        "holdout": r.Holdout,
+        "send_time": r.SendTime,
+        "store": r.StoreSettings,
+    }
+    for name, kind in simple.items():
+        if name in sections:
+            build[name] = kind(**sections[name])
+    if "quiet_hours" in sections:
+        build["quiet_hours"] = _quiet_hours(sections["quiet_hours"], checker)
+    if "engagement" in sections:
+        build["engagement"] = r.Engagement(**sections["engagement"])
+    return r.Rules(**build)
+
+
+def _cap(values: dict[str, Any], per_text: str, index: int, checker: _Checker) -> r.CapRule:
+    # The raw text matters: "7d" on a calendar means seven local days, "1w" a Monday-based week.
+    unit = duration_unit(per_text)
+    calendar = bool(values.get("calendar", False))
+    if calendar and unit not in ("d", "w"):
+        checker.problem(
+            "a calendar window must be whole days or weeks, such as '1d' or '1w'",
+            ("caps", index, "per"),
+        )
+    if values["per"].total_seconds() <= 0:
+        checker.problem("the window must be longer than zero", ("caps", index, "per"))
+    scope = values.get("campaign") or values.get("category") or "all"
+    name = values.get("name") or f"cap:{scope}:{values['max']}/{per_text}"
+    return r.CapRule(
+        max=values["max"],
+        per=values["per"],
+        name=name,
+        channel=values.get("channel", Channel.EMAIL),
+        category=values.get("category"),
+        campaign=values.get("campaign"),
+        calendar=calendar,
+        calendar_unit=unit if calendar else "",
+    )
+
+
+def _quiet_hours(values: dict[str, Any], checker: _Checker) -> r.QuietHours:
+    if values["start"] == values["end"]:
+        message = "start and end are equal: quiet hours would be empty"
+        checker.problem(message, ("quiet_hours", "end"))
+    return r.QuietHours(**values)
+
+
+def _field_name(path: tuple[Any, ...]) -> str:
+    parts: list[str] = []
+    for part in path:
+        if isinstance(part, int):
+            parts[-1] = f"{parts[-1]}[{part}]"
+        else:
+            parts.append(str(part))
+    return ".".join(parts)
+
+
+_ARRAY_HEADER = re.compile(r"^\[\[\s*([^\]]+?)\s*\]\]")
+_TABLE_HEADER = re.compile(r"^\[\s*([^\]]+?)\s*\]")
+_KEY = re.compile(r"""^("[^"]*"|'[^']*'|[A-Za-z0-9_\-]+)\s*[=.]""")
+
+
+def _locate(text: str) -> dict[tuple[Any, ...], int]:
+    """Map each table and key path to the line that defines it (1-based)."""
+    lines: dict[tuple[Any, ...], int] = {}
+    table: tuple[Any, ...] = ()
+    counts: dict[str, int] = {}
+    in_string = False
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if in_string or not line or line.startswith("#"):
+            in_string ^= raw.count('"""') % 2 == 1 or raw.count("'''") % 2 == 1
+            continue
+        if match := _ARRAY_HEADER.match(line):
+            name = match.group(1).strip("\"'")
+            counts[name] = counts.get(name, -1) + 1
+            table = (name, counts[name])
+        elif match := _TABLE_HEADER.match(line):
+            table = (match.group(1).strip("\"'"),)
+        elif match := _KEY.match(line):
+            lines.setdefault((*table, match.group(1).strip("\"'")), number)
+            in_string = raw.count('"""') % 2 == 1 or raw.count("'''") % 2 == 1
+            continue
+        else:
+            continue
+        lines.setdefault(table, number)
+    return lines
+
+
+def _search_line(text: str, word: str) -> int | None:
+    pattern = re.compile(rf"(^|[^A-Za-z0-9_]){re.escape(word)}([^A-Za-z0-9_]|$)")
+    for number, line in enumerate(text.splitlines(), start=1):
+        if pattern.search(line):
+            return number
+    return None

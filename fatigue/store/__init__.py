@@ -1,0 +1,41 @@
+"""Fatigue stores behind a URL: ``memory://`` and ``redis://``, one abstract contract."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+from fatigue.errors import ConfigurationError
+from fatigue.store.base import FatigueStore
+
+__all__ = ["SCHEMES", "FatigueStore", "store_from_url"]
+
+
+def _memory(url: str) -> FatigueStore:
+    from fatigue.store.memory import MemoryStore
+
+    return MemoryStore()
+
+
+def _redis(url: str) -> FatigueStore:
+    from fatigue.store.redis import RedisStore
+
+    return RedisStore(url)
+
+
+SCHEMES: dict[str, Callable[[str], FatigueStore]] = {
+    "memory": _memory,
+    "redis": _redis,
+    "rediss": _redis,
+    "unix": _redis,
+}
+
+
+def store_from_url(url: str) -> FatigueStore:
+    """Return the store a URL names; raise ConfigurationError for an unknown scheme."""
+    scheme = urlsplit(url).scheme
+    factory = SCHEMES.get(scheme)
+    if factory is None:
+        known = ", ".join(f"{name}://" for name in sorted(SCHEMES))
+        raise ConfigurationError(f"unknown fatigue store URL {url!r}: expected one of {known}")
+    return factory(url)

@@ -1,0 +1,209 @@
+"""The store contract: what the governor keeps per customer, behind one abstract class.
+
+Stores are deliberately dumb: the governor evaluates rules in Python on a ``UserState`` read,
+then asks the store to record a send with ``commit``, which re-checks the caps, the cooldown and
+the suppression list atomically (a lock in memory, a Lua script on Redis) so concurrent workers
+can never exceed a cap. Times are epoch seconds taken from the governor's injected clock.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+HOURS = 24
+
+
+@dataclass(frozen=True)
+class SendRecord:
+    """One recorded send: what the caps, the cooldown and the no-repeat window count."""
+
+    decision_id: str
+    at: float
+    channel: str
+    category: str
+    campaign: str
+    kind: str
+    counts: bool = True
+    items: tuple[str, ...] = ()
+
+    def to_member(self) -> str:
+        """Encode as the compact JSON the Redis sorted set and the Lua scripts share."""
+        return json.dumps(
+            {
+                "d": self.decision_id,
+                "ch": self.channel,
+                "cat": self.category,
+                "cmp": self.campaign,
+                "k": self.kind,
+                "c": 1 if self.counts else 0,
+                "i": list(self.items),
+            },
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_member(cls, member: str | bytes, at: float) -> SendRecord:
+        """Decode ``to_member`` output recorded at ``at``."""
+        data: dict[str, Any] = json.loads(member)
+        return cls(
+            decision_id=data["d"],
+            at=at,
+            channel=data["ch"],
+            category=data["cat"],
+            campaign=data["cmp"],
+            kind=data["k"],
+            counts=bool(data["c"]),
+            items=tuple(data["i"]),
+        )
+
+
+@dataclass(frozen=True)
+class StateQuery:
+    """Which customer to read, how far back, and which idempotency key to look up."""
+
+    user_id: str
+    now: float
+    since: float
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True)
+class UserState:
+    """Everything the governor needs about one customer, read in one round trip."""
+
+    user_id: str
+    sends: tuple[SendRecord, ...] = ()
+    items: dict[str, float] = field(default_factory=dict)
+    suppression: dict[str, str] = field(default_factory=dict)
+    ignored: int = 0
+    soft_bounces: int = 0
+    last_engaged: float | None = None
+    hours: tuple[int, ...] = (0,) * HOURS
+    audience_hours: tuple[int, ...] = (0,) * HOURS
+    replay: str | None = None
+
+
+@dataclass(frozen=True)
+class CapCheck:
+    """A cap as the atomic check sees it: window start, limit and scope."""
+
+    since: float
+    inclusive: bool
+    limit: int
+    channel: str
+    category: str | None = None
+    campaign: str | None = None
+
+    def matches(self, record: SendRecord) -> bool:
+        """Return whether ``record`` counts toward this cap."""
+        return (
+            record.counts
+            and record.channel == self.channel
+            and (self.category is None or record.category == self.category)
+            and (self.campaign is None or record.campaign == self.campaign)
+            and (record.at >= self.since if self.inclusive else record.at > self.since)
+        )
+
+
+@dataclass(frozen=True)
+class SendAttempt:
+    """A send to record if, at that instant, every cap, the cooldown and suppression allow it."""
+
+    user_id: str
+    record: SendRecord
+    caps: tuple[CapCheck, ...] = ()
+    cooldown_since: float | None = None
+    blocking_scopes: tuple[str, ...] = ()
+    idempotency_key: str | None = None
+    replay: str = ""
+    history_ttl: int = 86400 * 40
+    idempotency_ttl: int = 86400 * 2
+    engagement_ttl: int = 86400 * 400
+
+
+class CommitStatus(StrEnum):
+    """How a commit ended."""
+
+    RECORDED = "recorded"
+    DUPLICATE = "duplicate"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True)
+class CommitResult:
+    """The outcome of one ``SendAttempt``; ``replay`` holds the earlier decision on a duplicate."""
+
+    status: CommitStatus
+    replay: str | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class EventChange:
+    """The state change one engagement event causes, applied atomically per customer."""
+
+    user_id: str
+    at: float
+    engaged: bool = False
+    hour: int | None = None
+    soft_bounce: bool = False
+    reset_soft_bounces: bool = False
+    soft_bounce_threshold: int | None = None
+    suppress: tuple[tuple[str, str], ...] = ()
+    lift: tuple[str, ...] = ()
+    engagement_ttl: int = 86400 * 400
+
+
+def new_decision_id(user_id: str) -> str:
+    """Return a unique decision id that also names its customer, so release needs nothing else."""
+    owner = base64.urlsafe_b64encode(user_id.encode()).decode().rstrip("=")
+    return f"d{secrets.token_hex(10)}.{owner}"
+
+
+def decision_owner(decision_id: str) -> str | None:
+    """Return the customer a decision id names, or None when it is not one of ours."""
+    _, dot, owner = decision_id.partition(".")
+    if not dot or not decision_id.startswith("d"):
+        return None
+    try:
+        return base64.urlsafe_b64decode(owner + "=" * (-len(owner) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+class FatigueStore(ABC):
+    """Per-customer fatigue state: send history, engagement, suppression, idempotency."""
+
+    #: Whether state survives a restart of the process (suppression is legal state).
+    durable: bool = False
+
+    @abstractmethod
+    def load(self, queries: Sequence[StateQuery]) -> list[UserState]:
+        """Read the state of several customers in one round trip."""
+
+    @abstractmethod
+    def commit(self, attempts: Sequence[SendAttempt]) -> list[CommitResult]:
+        """Atomically check and record each send; one round trip for the batch."""
+
+    @abstractmethod
+    def release(self, decision_id: str) -> bool:
+        """Forget a recorded send that failed; return whether one was found."""
+
+    @abstractmethod
+    def apply(self, change: EventChange) -> None:
+        """Apply an event's change to engagement and suppression state."""
+
+    @abstractmethod
+    def ping(self) -> None:
+        """Raise StoreError when the store cannot be reached."""
+
+    def close(self) -> None:
+        """Release connections; the default has nothing to release."""
+        return None

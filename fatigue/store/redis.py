@@ -1,0 +1,216 @@
+"""The Redis store: shared by every worker process, durable when Redis runs with AOF.
+
+Key layout (``<prefix>`` comes from the URL's ``prefix`` query parameter)::
+
+    <prefix>fatigue:{<user>}:sends        zset  send record JSON -> epoch seconds   (TTL)
+    <prefix>fatigue:{<user>}:items        zset  item id -> epoch seconds last sent  (TTL)
+    <prefix>fatigue:{<user>}:engagement   hash  ignored, soft_bounces, last_engaged, h0..h23 (TTL)
+    <prefix>fatigue:{<user>}:suppression  hash  scope -> detail JSON                (no TTL)
+    <prefix>fatigue:{<user>}:idem:<key>   str   decision JSON replayed on a retry   (TTL)
+    <prefix>fatigue:audience:hours        hash  h0..h23 across every customer
+
+The ``{<user>}`` hash tag keeps one customer's keys in one Redis Cluster slot, so each Lua
+script only touches keys of one slot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from importlib import resources
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from fatigue.errors import StoreError
+from fatigue.store.base import (
+    HOURS,
+    CommitResult,
+    CommitStatus,
+    EventChange,
+    FatigueStore,
+    SendAttempt,
+    SendRecord,
+    StateQuery,
+    UserState,
+    decision_owner,
+)
+
+_PARTS = ("sends", "items", "suppression", "engagement")
+
+
+def _script(name: str) -> str:
+    return resources.files("fatigue.store").joinpath("lua", name).read_text("utf-8")
+
+
+class RedisStore(FatigueStore):
+    """``redis://host:port/db?prefix=app:`` (and ``rediss://``, ``unix://``)."""
+
+    durable = True
+
+    def __init__(self, url: str, **options: Any) -> None:
+        import redis
+
+        self._redis_errors: tuple[type[BaseException], ...] = (redis.RedisError,)
+        clean_url, self.prefix = _split_prefix(url)
+        options.setdefault("socket_timeout", 5.0)
+        options.setdefault("socket_connect_timeout", 2.0)
+        self.client = redis.Redis.from_url(clean_url, **options)
+        self._commit = self.client.register_script(_script("commit.lua"))
+        self._release = self.client.register_script(_script("release.lua"))
+        self._apply = self.client.register_script(_script("apply.lua"))
+
+    def key(self, user_id: str | None, part: str) -> str:
+        """Return the full key name; every key goes through here."""
+        if user_id is None:
+            return f"{self.prefix}fatigue:{part}"
+        return f"{self.prefix}fatigue:{{{user_id}}}:{part}"
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except self._redis_errors as exc:
+            raise StoreError(f"redis store failed: {exc}") from exc
+
+    def load(self, queries: Sequence[StateQuery]) -> list[UserState]:
+        """Read several customers' state in one pipelined round trip."""
+        with self._errors():
+            pipe = self.client.pipeline(transaction=False)
+            pipe.hgetall(self.key(None, "audience:hours"))
+            for query in queries:
+                user = query.user_id
+                pipe.zrangebyscore(self.key(user, "sends"), query.since, "+inf", withscores=True)
+                pipe.zrange(self.key(user, "items"), 0, -1, withscores=True)
+                pipe.hgetall(self.key(user, "suppression"))
+                pipe.hgetall(self.key(user, "engagement"))
+                if query.idempotency_key is not None:
+                    pipe.get(self.key(user, f"idem:{query.idempotency_key}"))
+            replies = iter(pipe.execute())
+        audience = _hours(next(replies))
+        return [self._state(query, replies, audience) for query in queries]
+
+    def _state(
+        self, query: StateQuery, replies: Iterator[Any], audience: tuple[int, ...]
+    ) -> UserState:
+        sends, items, suppression, engagement = (next(replies) for _ in _PARTS)
+        replay = next(replies) if query.idempotency_key is not None else None
+        return UserState(
+            user_id=query.user_id,
+            sends=tuple(SendRecord.from_member(member, at) for member, at in sends),
+            items={_text(item): at for item, at in items},
+            suppression={_text(k): _text(v) for k, v in suppression.items()},
+            ignored=int(engagement.get(b"ignored", 0)),
+            soft_bounces=int(engagement.get(b"soft_bounces", 0)),
+            last_engaged=float(engagement[b"last_engaged"])
+            if b"last_engaged" in engagement
+            else None,
+            hours=_hours(engagement),
+            audience_hours=audience,
+            replay=_text(replay) if replay is not None else None,
+        )
+
+    def commit(self, attempts: Sequence[SendAttempt]) -> list[CommitResult]:
+        """Run the check-and-record script for each attempt, pipelined in one round trip."""
+        with self._errors():
+            pipe = self.client.pipeline(transaction=False)
+            for attempt in attempts:
+                self._commit(
+                    keys=self._commit_keys(attempt), args=_commit_args(attempt), client=pipe
+                )
+            replies = pipe.execute()
+        return [CommitResult(CommitStatus(_text(s)), _text(d) or None) for s, d in replies]
+
+    def _commit_keys(self, attempt: SendAttempt) -> list[str]:
+        user = attempt.user_id
+        idem = self.key(user, f"idem:{attempt.idempotency_key or ''}")
+        return [self.key(user, part) for part in _PARTS] + [idem]
+
+    def release(self, decision_id: str) -> bool:
+        """Forget a recorded send that failed."""
+        user = decision_owner(decision_id)
+        if user is None:
+            return False
+        keys = [self.key(user, part) for part in ("sends", "items", "engagement")]
+        with self._errors():
+            return bool(self._release(keys=keys, args=[decision_id]))
+
+    def apply(self, change: EventChange) -> None:
+        """Apply an event's change; the audience histogram rides in the same pipeline."""
+        user = change.user_id
+        args: list[Any] = [
+            change.at,
+            change.engagement_ttl,
+            int(change.engaged),
+            "" if change.hour is None else change.hour,
+            int(change.soft_bounce),
+            int(change.reset_soft_bounces),
+            change.soft_bounce_threshold or "",
+            _soft_detail(change.at),
+            len(change.lift),
+            *change.lift,
+        ]
+        for scope, detail in change.suppress:
+            args += [scope, detail]
+        with self._errors():
+            pipe = self.client.pipeline(transaction=False)
+            keys = [self.key(user, "engagement"), self.key(user, "suppression")]
+            self._apply(keys=keys, args=args, client=pipe)
+            if change.hour is not None:
+                pipe.hincrby(self.key(None, "audience:hours"), f"h{change.hour}", 1)
+            pipe.execute()
+
+    def ping(self) -> None:
+        """Raise StoreError when Redis does not answer."""
+        with self._errors():
+            self.client.ping()
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self.client.close()
+
+
+def _commit_args(attempt: SendAttempt) -> list[Any]:
+    args: list[Any] = [
+        repr(attempt.record.at),
+        attempt.record.to_member(),
+        attempt.replay if attempt.idempotency_key is not None else "",
+        attempt.history_ttl,
+        attempt.idempotency_ttl,
+        attempt.engagement_ttl,
+        "" if attempt.cooldown_since is None else repr(attempt.cooldown_since),
+        len(attempt.blocking_scopes),
+        *attempt.blocking_scopes,
+        len(attempt.caps),
+    ]
+    for cap in attempt.caps:
+        args += [
+            repr(cap.since),
+            int(cap.inclusive),
+            cap.limit,
+            cap.channel,
+            cap.category or "",
+            cap.campaign or "",
+        ]
+    return args
+
+
+def _split_prefix(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    prefix = next((value for name, value in query if name == "prefix"), "")
+    rest = urlencode([(name, value) for name, value in query if name != "prefix"])
+    return urlunsplit(parts._replace(query=rest)), prefix
+
+
+def _hours(mapping: dict[bytes, bytes]) -> tuple[int, ...]:
+    return tuple(int(mapping.get(f"h{hour}".encode(), 0)) for hour in range(HOURS))
+
+
+def _text(value: bytes | str | None) -> str:
+    if value is None:
+        return ""
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _soft_detail(at: float) -> str:
+    return f'{{"reason":"bounce_soft","at":{at!r}}}'
