@@ -19,8 +19,17 @@ from fatigue.errors import Problem, ValidationError
 
 INTERACTION_COLUMNS = ("user_id", "item_id", "timestamp", "event", "value")
 CATALOG_COLUMNS = (
-    "item_id", "title", "url", "image_url", "price", "currency", "category",
-    "kind", "published_at", "expires_at", "in_stock",
+    "item_id",
+    "title",
+    "url",
+    "image_url",
+    "price",
+    "currency",
+    "category",
+    "kind",
+    "published_at",
+    "expires_at",
+    "in_stock",
 )
 SHOP_URL = "https://shop.example.com"
 
@@ -28,15 +37,52 @@ SHOP_URL = "https://shop.example.com"
 CATEGORY_KEYWORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("christmas", ("CHRISTMAS", "XMAS", "ADVENT", "SNOWFLAKE", "REINDEER", "SANTA")),
     ("candles-and-lights", ("CANDLE", "T-LIGHT", "LIGHT", "LANTERN", "LAMP")),
-    ("kitchen", ("MUG", "CUP", "TEA", "CAKE", "LUNCH", "BOWL", "JAR", "CUTLERY", "PLATE",
-                 "BAKING", "JAM", "TRAY", "BOTTLE", "KITCHEN", "PANTRY", "EGG", "NAPKIN")),
+    (
+        "kitchen",
+        (
+            "MUG",
+            "CUP",
+            "TEA",
+            "CAKE",
+            "LUNCH",
+            "BOWL",
+            "JAR",
+            "CUTLERY",
+            "PLATE",
+            "BAKING",
+            "JAM",
+            "TRAY",
+            "BOTTLE",
+            "KITCHEN",
+            "PANTRY",
+            "EGG",
+            "NAPKIN",
+        ),
+    ),
     ("bags", ("BAG", "PURSE", "CASE")),
     ("cards-and-wrap", ("CARD", "WRAP", "PAPER", "RIBBON", "ENVELOPE", "TAG")),
     ("stationery", ("PENCIL", "PEN ", "NOTEBOOK", "STICKER", "RUBBER", "CHALK")),
     ("toys-and-kids", ("CHILDREN", "TOY", "DOLLY", "SPACEBOY", "GAME", "KIDS", "FELTCRAFT")),
     ("garden", ("GARDEN", "BIRD", "PLANT", "FLOWER", "WATERING", "ZINC")),
-    ("home-decor", ("SIGN", "FRAME", "CLOCK", "DOORMAT", "HOLDER", "DECORATION", "HANGING",
-                    "CUSHION", "DRAWER", "BUNTING", "WALL", "MIRROR", "BOX", "HOOK")),
+    (
+        "home-decor",
+        (
+            "SIGN",
+            "FRAME",
+            "CLOCK",
+            "DOORMAT",
+            "HOLDER",
+            "DECORATION",
+            "HANGING",
+            "CUSHION",
+            "DRAWER",
+            "BUNTING",
+            "WALL",
+            "MIRROR",
+            "BOX",
+            "HOOK",
+        ),
+    ),
 )
 
 
@@ -60,19 +106,25 @@ def category_of(description: str) -> str:
 def _open_text(path: Path) -> io.TextIOBase:
     if path.suffix == ".gz":
         return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
-    return open(path, encoding="utf-8", newline="")  # noqa: SIM115 - caller closes
+    return open(path, encoding="utf-8", newline="")
 
 
 def _retail_rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
-    required = {"InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate",
-                "UnitPrice", "CustomerID"}
+    required = {
+        "InvoiceNo",
+        "StockCode",
+        "Description",
+        "Quantity",
+        "InvoiceDate",
+        "UnitPrice",
+        "CustomerID",
+    }
     with _open_text(path) as handle:
         reader = csv.DictReader(handle)
         missing = required - set(reader.fieldnames or ())
         if missing:
             raise ValidationError(Problem(f"missing columns {sorted(missing)}", str(path), 1))
-        for line, row in enumerate(reader, start=2):
-            yield line, row
+        yield from enumerate(reader, start=2)
 
 
 def load_online_retail(path: str | Path) -> RetailData:
@@ -134,9 +186,10 @@ def write_canonical(data: RetailData, directory: str | Path) -> tuple[Path, Path
     directory.mkdir(parents=True, exist_ok=True)
     interactions_path = directory / "interactions.csv.gz"
     # mtime=0 keeps the gzip bytes reproducible, so regenerating the demo data is a no-op diff.
-    with gzip.GzipFile(interactions_path, "wb", mtime=0) as raw, io.TextIOWrapper(
-        raw, encoding="utf-8", newline=""
-    ) as handle:
+    with (
+        gzip.GzipFile(interactions_path, "wb", mtime=0) as raw,
+        io.TextIOWrapper(raw, encoding="utf-8", newline="") as handle,
+    ):
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(INTERACTION_COLUMNS)
         writer.writerows(data.interactions)

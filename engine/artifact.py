@@ -1,0 +1,216 @@
+"""The model artifact: one directory per version, published by atomically swapping a pointer.
+
+Layout of a model directory::
+
+    CURRENT                     the published version's name (replaced with os.replace)
+    versions/<version>/
+        meta.json               algorithm, parameters, weighting, data window, metrics, calibration
+        model.npz               the model's arrays (factors, similarity or popularity)
+        data.npz                id maps, history matrices, popularity and trending vectors
+        catalog.csv             optional copy of the catalog, so serving needs nothing else
+
+A version is written into a hidden temporary directory, flushed, renamed into ``versions/`` and
+only then named in ``CURRENT``: a reader never sees half a model. Arrays are loaded with
+``allow_pickle=False`` so a model file cannot run code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from engine.calibration import PlattCalibrator
+from engine.catalog import load_catalog
+from engine.matrix import IdMap, ValueScale, Weighting
+from engine.models import Algorithm, ModelParams, create_model
+from engine.serving import Recommender, Source
+from fatigue.errors import NotFoundError, ValidationError
+
+POINTER = "CURRENT"
+VERSIONS = "versions"
+FORMAT_VERSION = 1
+_MATRICES = ("user_items", "excluded", "history")
+
+
+def new_version_name(now: datetime | None = None) -> str:
+    """Return a sortable, unique version name: UTC time plus a random suffix."""
+    moment = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%S%fZ")
+    return f"{moment}-{os.urandom(3).hex()}"
+
+
+def save_recommender(
+    recommender: Recommender,
+    model_dir: str | Path,
+    catalog_path: str | Path | None = None,
+    keep: int = 5,
+) -> str:
+    """Write ``recommender`` as a new version, publish it, prune old versions; return its name."""
+    root = Path(model_dir)
+    versions = root / VERSIONS
+    versions.mkdir(parents=True, exist_ok=True)
+    name = new_version_name()
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=versions))
+    try:
+        _write_version(recommender, staging, name, catalog_path)
+        os.replace(staging, versions / name)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    _fsync_dir(versions)
+    publish(root, name)
+    _prune(root, keep)
+    recommender.version = name
+    return name
+
+
+def publish(model_dir: str | Path, version: str) -> None:
+    """Point ``CURRENT`` at ``version`` atomically (also used to roll back)."""
+    root = Path(model_dir)
+    if not (root / VERSIONS / version / "meta.json").is_file():
+        raise NotFoundError(f"no model version {version!r} in {root}")
+    fd, tmp = tempfile.mkstemp(prefix=".pointer-", dir=root)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(version + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, root / POINTER)
+    _fsync_dir(root)
+
+
+def current_version(model_dir: str | Path) -> str | None:
+    """Return the published version's name, or None when nothing is published."""
+    try:
+        return (Path(model_dir) / POINTER).read_text().strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def list_versions(model_dir: str | Path) -> list[str]:
+    """Return every complete version, oldest first."""
+    versions = Path(model_dir) / VERSIONS
+    if not versions.is_dir():
+        return []
+    return sorted(p.name for p in versions.iterdir() if not p.name.startswith("."))
+
+
+def read_meta(model_dir: str | Path, version: str | None = None) -> dict[str, Any]:
+    """Return a version's ``meta.json`` (the published one by default)."""
+    directory = _version_dir(Path(model_dir), version)
+    meta: dict[str, Any] = json.loads((directory / "meta.json").read_text())
+    return meta
+
+
+def load_recommender(model_dir: Path, version: str | None = None) -> Recommender:
+    """Load a version (the published one by default) into a serving ``Recommender``."""
+    directory = _version_dir(model_dir, version)
+    meta = json.loads((directory / "meta.json").read_text())
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ValidationError(
+            f"{directory}: unsupported artifact format {meta.get('format_version')}"
+        )
+    model = create_model(Algorithm(meta["algorithm"]), ModelParams(**meta["params"]))
+    with np.load(directory / "model.npz", allow_pickle=False) as arrays:
+        model.load_arrays(dict(arrays))
+    with np.load(directory / "data.npz", allow_pickle=False) as data:
+        users, items = IdMap(data["user_ids"]), IdMap(data["item_ids"])
+        shape = (len(users), len(items))
+        matrices = {key: _matrix(data, key, shape) for key in _MATRICES}
+        popular, trending = data["popular"], data["trending"]
+    catalog_file = directory / "catalog.csv"
+    return Recommender(
+        model=model,
+        users=users,
+        items=items,
+        popular=popular,
+        trending=trending,
+        calibrators={
+            Source(k): PlattCalibrator.from_dict(v) for k, v in meta["calibration"].items()
+        },
+        weighting=_weighting(meta["weighting"]),
+        meta=meta,
+        catalog=load_catalog(catalog_file) if catalog_file.is_file() else None,
+        version=directory.name,
+        **matrices,
+    )
+
+
+def _write_version(
+    recommender: Recommender, directory: Path, name: str, catalog_path: str | Path | None
+) -> None:
+    _save_npz(directory / "model.npz", recommender.model.arrays())
+    data: dict[str, np.ndarray] = {
+        "user_ids": recommender.users.ids,
+        "item_ids": recommender.items.ids,
+        "popular": recommender.popular,
+        "trending": recommender.trending,
+    }
+    for key in _MATRICES:
+        matrix: sp.csr_matrix = getattr(recommender, key)
+        data.update(
+            {
+                f"{key}_data": matrix.data,
+                f"{key}_indices": matrix.indices,
+                f"{key}_indptr": matrix.indptr,
+            }
+        )
+    _save_npz(directory / "data.npz", data)
+    if catalog_path is not None:
+        shutil.copyfile(catalog_path, directory / "catalog.csv")
+    meta = dict(recommender.meta, version=name, format_version=FORMAT_VERSION)
+    meta["calibration"] = {s.value: c.as_dict() for s, c in recommender.calibrators.items()}
+    (directory / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    for path in directory.iterdir():
+        with open(path, "rb") as handle:
+            os.fsync(handle.fileno())
+
+
+def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    # Object arrays would need pickle to load; refuse to write what we could not read back.
+    np.savez(path, allow_pickle=False, **arrays)
+
+
+def _weighting(data: dict[str, Any]) -> Weighting:
+    return Weighting(
+        data["event_weights"],
+        data.get("half_life_days"),
+        ValueScale(data.get("value_scale", ValueScale.IGNORE)),
+    )
+
+
+def _matrix(data: Any, key: str, shape: tuple[int, int]) -> sp.csr_matrix:
+    return sp.csr_matrix(
+        (data[f"{key}_data"], data[f"{key}_indices"], data[f"{key}_indptr"]), shape=shape
+    )
+
+
+def _version_dir(root: Path, version: str | None) -> Path:
+    name = version or current_version(root)
+    if name is None:
+        raise NotFoundError(f"no published model in {root} (train one with `rapport train`)")
+    directory = root / VERSIONS / name
+    if name != directory.name or not (directory / "meta.json").is_file():
+        raise NotFoundError(f"no model version {name!r} in {root}")
+    return directory
+
+
+def _prune(root: Path, keep: int) -> None:
+    published = current_version(root)
+    stale = [v for v in list_versions(root) if v != published][: -keep or None] if keep else []
+    for name in stale:
+        shutil.rmtree(root / VERSIONS / name, ignore_errors=True)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,306 @@
+"""Serving recommendations: filters, cold start, provenance and calibrated relevance.
+
+``Recommender`` is what a trained model looks like at serving time: the model, the id maps, each
+customer's history (for exclusions and item-kNN scoring), popularity and trending vectors for
+the cold start, and one calibration curve per source. Training builds one; ``Recommender.load``
+reads one from a model directory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from engine.calibration import PlattCalibrator
+from engine.catalog import Catalog
+from engine.interactions import Interactions
+from engine.matrix import IdMap, Weighting
+from engine.models import Model, ranked_by_score
+from fatigue.domain import Candidate
+from fatigue.errors import NotFoundError, ValidationError
+
+MAX_N = 1_000
+
+
+class Source(StrEnum):
+    """Where a recommended item came from."""
+
+    CF = "cf"  # the customer's own learned taste
+    SIMILAR = "similar"  # folded in from a few recent interactions of a customer new to the model
+    POPULAR = "popular"  # most customers bought it
+    TRENDING = "trending"  # many customers bought it recently
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """One recommended item: rank 1 is best; relevance is a calibrated probability."""
+
+    item_id: str
+    rank: int
+    score: float
+    relevance: float
+    source: Source
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict."""
+        return {
+            "item_id": self.item_id,
+            "rank": self.rank,
+            "score": self.score,
+            "relevance": self.relevance,
+            "source": self.source.value,
+        }
+
+
+@dataclass(frozen=True)
+class RecentInteraction:
+    """An interaction the model has not seen, used to fold in a customer without retraining."""
+
+    item_id: str
+    event: str = "view"
+    value: float = 1.0
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What a caller rules out on top of the customer's history."""
+
+    exclude_items: frozenset[str] = frozenset()
+    include_categories: frozenset[str] | None = None
+    exclude_categories: frozenset[str] = frozenset()
+    available_at: datetime | None = None  # drop out-of-stock and expired catalog items
+    exclude_history: bool = False  # True: everything the customer ever did, not just purchases
+
+    @classmethod
+    def build(
+        cls,
+        exclude_items: Iterable[str] = (),
+        include_categories: Iterable[str] | None = None,
+        exclude_categories: Iterable[str] = (),
+        available_at: datetime | None = None,
+        exclude_history: bool = False,
+    ) -> Filters:
+        """Build from any iterables."""
+        return cls(
+            frozenset(exclude_items),
+            None if include_categories is None else frozenset(include_categories),
+            frozenset(exclude_categories),
+            available_at,
+            exclude_history,
+        )
+
+
+@dataclass
+class Recommender:
+    """A trained model ready to serve; see the module docstring."""
+
+    model: Model
+    users: IdMap
+    items: IdMap
+    user_items: sp.csr_matrix  # confidence, users x items
+    excluded: sp.csr_matrix  # binary, the configured "already had it" events
+    history: sp.csr_matrix  # binary, every event
+    popular: np.ndarray
+    trending: np.ndarray
+    calibrators: Mapping[Source, PlattCalibrator]
+    weighting: Weighting
+    meta: dict[str, Any] = field(default_factory=dict)
+    catalog: Catalog | None = None
+    version: str = ""
+
+    @classmethod
+    def load(cls, model_dir: str | Path, version: str | None = None) -> Recommender:
+        """Load the published (or a named) version from a model directory."""
+        from engine.artifact import load_recommender
+
+        return load_recommender(Path(model_dir), version)
+
+    # -- single customer -------------------------------------------------------------------
+
+    def recommend(
+        self,
+        user_id: str,
+        n: int = 10,
+        filters: Filters | None = None,
+        recent: Sequence[RecentInteraction] = (),
+    ) -> list[Recommendation]:
+        """Recommend ``n`` items for one customer, known, new with recent activity, or cold."""
+        return self.recommend_many([user_id], n, filters, {user_id: recent} if recent else None)[
+            user_id
+        ]
+
+    def recommend_many(
+        self,
+        user_ids: Sequence[str],
+        n: int = 10,
+        filters: Filters | None = None,
+        recent: Mapping[str, Sequence[RecentInteraction]] | None = None,
+    ) -> dict[str, list[Recommendation]]:
+        """Recommend for many customers at once (batched through the model)."""
+        _check_n(n)
+        filters, recent = filters or Filters(), recent or {}
+        blocked = self._blocked_items(filters)
+        rows = self.users.indices(list(user_ids))
+        known = [i for i, row in enumerate(rows) if row >= 0 and not recent.get(user_ids[i])]
+        result = self._recommend_known(user_ids, rows[known], known, n, filters, blocked)
+        for user_id in user_ids:
+            if user_id not in result:
+                result[user_id] = self._unknown(n, blocked, recent.get(user_id, ()))
+        return result
+
+    def recommend_ids(self, user_ids: Sequence[str], n: int) -> list[list[str]]:
+        """Return only new item ids (the evaluation protocol: the whole history is excluded)."""
+        found = self.recommend_many(user_ids, n, Filters(exclude_history=True))
+        return [[r.item_id for r in found[u]] for u in user_ids]
+
+    def similar_items(self, item_id: str, n: int = 10) -> list[Recommendation]:
+        """Items most similar to ``item_id``; relevance is not calibrated here (0)."""
+        _check_n(n)
+        index = self.items.get(item_id)
+        if index is None:
+            raise NotFoundError(f"item {item_id!r} is not in the model")
+        ids, scores = self.model.similar_items(index, n)
+        return [
+            Recommendation(str(self.items.ids[i]), rank, float(s), 0.0, Source.SIMILAR)
+            for rank, (i, s) in enumerate(zip(ids, scores, strict=True), start=1)
+        ]
+
+    def candidates(self, recommendations: Sequence[Recommendation]) -> list[Candidate]:
+        """Turn recommendations into the plain data the governor judges (catalog joined)."""
+        out = []
+        for rec in recommendations:
+            item = self.catalog.get(rec.item_id) if self.catalog else None
+            extra: dict[str, Any] = {}
+            if item is not None:
+                extra = {
+                    "category": item.category,
+                    "kind": item.kind,
+                    "published_at": item.published_at,
+                    "expires_at": item.expires_at,
+                    "in_stock": item.in_stock,
+                }
+            out.append(Candidate(rec.item_id, rec.relevance, rec.score, rec.source.value, **extra))
+        return out
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _recommend_known(
+        self,
+        user_ids: Sequence[str],
+        rows: np.ndarray,
+        positions: list[int],
+        n: int,
+        filters: Filters,
+        blocked: np.ndarray,
+    ) -> dict[str, list[Recommendation]]:
+        if not positions:
+            return {}
+        exclude = (self.history if filters.exclude_history else self.excluded)[rows]
+        ids, scores = self.model.recommend(rows, self.user_items[rows], exclude, n, blocked)
+        ids, scores = np.atleast_2d(ids), np.atleast_2d(scores)
+        return {
+            user_ids[position]: self._finish(
+                ids[offset],
+                scores[offset],
+                Source.CF,
+                n,
+                blocked,
+                exclude.indices[exclude.indptr[offset] : exclude.indptr[offset + 1]],
+            )
+            for offset, position in enumerate(positions)
+        }
+
+    def _unknown(
+        self, n: int, blocked: np.ndarray, recent: Sequence[RecentInteraction]
+    ) -> list[Recommendation]:
+        confidence = self._recent_row(recent)
+        if confidence.nnz and self.model.supports_fold_in:
+            exclude = confidence.copy()
+            exclude.data[:] = 1.0
+            ids, scores = self.model.fold_in(confidence, exclude, n, blocked)
+            return self._finish(ids[0], scores[0], Source.SIMILAR, n, blocked, exclude.indices)
+        empty = sp.csr_matrix((1, len(self.items)), dtype=np.float32)
+        source = Source.TRENDING if np.count_nonzero(self.trending) >= n else Source.POPULAR
+        vector = self.trending if source is Source.TRENDING else self.popular
+        ids, scores = ranked_by_score(vector, empty, n, blocked)
+        return self._finish(ids[0], scores[0], source, n, blocked, empty.indices)
+
+    def _recent_row(self, recent: Sequence[RecentInteraction]) -> sp.csr_matrix:
+        known = [r for r in recent if r.item_id in self.items]
+        cols = self.items.indices([r.item_id for r in known])
+        recent_as_interactions = Interactions.from_records(
+            ("", r.item_id, 0, r.event, r.value) for r in known
+        )
+        data = self.weighting.strengths(recent_as_interactions, 0)  # recent: no decay
+        row = sp.csr_matrix(
+            (data.astype(np.float32), (np.zeros(len(known), int), cols)), shape=(1, len(self.items))
+        )
+        row.sum_duplicates()
+        row.eliminate_zeros()
+        return row
+
+    def _finish(
+        self,
+        ids: np.ndarray,
+        scores: np.ndarray,
+        source: Source,
+        n: int,
+        blocked: np.ndarray,
+        excluded: np.ndarray,
+    ) -> list[Recommendation]:
+        keep = (ids >= 0) & np.isfinite(scores)
+        ids, scores = ids[keep], scores[keep]
+        recs = self._calibrated(ids, scores, source, start_rank=1)
+        if len(recs) < n:  # filters ate the personal list: top it up with what most people buy
+            taken = np.concatenate([blocked, ids, excluded]).astype(np.int64)
+            extra_ids, extra_scores = ranked_by_score(
+                self.popular, sp.csr_matrix((1, len(self.items))), n - len(recs), np.unique(taken)
+            )
+            ok = (extra_ids[0] >= 0) & np.isfinite(extra_scores[0])
+            recs += self._calibrated(
+                extra_ids[0][ok], extra_scores[0][ok], Source.POPULAR, start_rank=len(recs) + 1
+            )
+        return recs
+
+    def _calibrated(
+        self, ids: np.ndarray, scores: np.ndarray, source: Source, start_rank: int
+    ) -> list[Recommendation]:
+        curve = self.calibrators.get(source) or self.calibrators.get(Source.CF)
+        relevance = curve(scores) if curve is not None else np.zeros(len(scores))
+        return [
+            Recommendation(str(self.items.ids[i]), rank, float(s), round(float(p), 6), source)
+            for rank, (i, s, p) in enumerate(zip(ids, scores, relevance, strict=True), start_rank)
+        ]
+
+    def _blocked_items(self, filters: Filters) -> np.ndarray:
+        blocked: set[str] = set(filters.exclude_items)
+        if self.catalog is not None:
+            if filters.available_at is not None:
+                blocked |= self.catalog.unavailable(filters.available_at)
+            if filters.include_categories is not None:
+                wanted = self.catalog.in_categories(set(filters.include_categories))
+                blocked |= set(self.catalog) - wanted
+            if filters.exclude_categories:
+                blocked |= self.catalog.in_categories(set(filters.exclude_categories))
+        elif filters.include_categories is not None or filters.exclude_categories:
+            raise ValidationError("category filters need a model trained with --catalog")
+        indices = self.items.indices(sorted(blocked)) if blocked else np.zeros(0, np.int64)
+        return np.unique(indices[indices >= 0]).astype(np.int64)
+
+    @property
+    def trained_at(self) -> datetime | None:
+        """When the model was trained, from its metadata."""
+        stamp = self.meta.get("trained_at")
+        return datetime.fromisoformat(stamp) if stamp else None
+
+
+def _check_n(n: int) -> None:
+    if not 1 <= n <= MAX_N:
+        raise ValidationError(f"n must be between 1 and {MAX_N}, got {n}")
