@@ -6,7 +6,7 @@ from flask.cli import FlaskGroup
 
 from api import create_app
 from api.commands import keys, serve
-from engine.cli import evaluate, recommend, train
+from engine.cli import datasets, evaluate, recommend, train
 
 main = FlaskGroup(
     name="rapport",
@@ -17,5 +17,6 @@ main = FlaskGroup(
 main.add_command(train)
 main.add_command(evaluate)
 main.add_command(recommend)
+main.add_command(datasets)
 main.add_command(keys)
 main.add_command(serve)
