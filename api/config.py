@@ -21,8 +21,8 @@ MIB = 1024 * 1024
 DEFAULTS: dict[str, Any] = {
     # Where fatigue state lives: memory:// (one process, development) or redis://host:port/db.
     "STORE_URL": "memory://",
-    # A model directory (with its ``current`` pointer); empty means the bundled demo model.
-    "MODEL_DIR": "",
+    # A model directory (versions plus the CURRENT pointer); `rapport demo` trains one here.
+    "MODEL_DIR": "var/model",
     # The template store; empty means the bundled templates.
     "TEMPLATES_DIR": "",
     # A fatigue rules TOML file; empty means the governor's defaults.

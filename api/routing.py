@@ -8,6 +8,7 @@ declaration feeds the OpenAPI document, so the spec cannot drift from what the c
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -23,6 +24,7 @@ JSON = "application/json"
 NDJSON = "application/x-ndjson"
 ModelT = TypeVar("ModelT", bound=pydantic.BaseModel)
 View = Callable[..., Any]
+_JSON_LINE = re.compile(r"at line (\d+)")
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,7 @@ class Operation:
     request_media: str = JSON
     response_media: str = JSON
     extra_responses: dict[int, str] = field(default_factory=dict)
+    parse_body: bool = True
 
 
 def operation(
@@ -55,6 +58,7 @@ def operation(
     request_media: str = JSON,
     response_media: str = JSON,
     extra_responses: dict[int, str] | None = None,
+    parse_body: bool = True,
 ) -> Callable[[View], View]:
     """Register ``view`` at ``rule`` behind auth and schema parsing; see the module docstring."""
     spec = Operation(
@@ -68,6 +72,7 @@ def operation(
         request_media,
         response_media,
         dict(extra_responses or {}),
+        parse_body,
     )
 
     def decorator(view: View) -> View:
@@ -75,7 +80,7 @@ def operation(
         def wrapper(**kwargs: Any) -> Any:
             if spec.roles:
                 authorize(spec.roles)
-            if spec.body is not None and spec.request_media == JSON:
+            if spec.body is not None and spec.parse_body and spec.request_media == JSON:
                 kwargs["body"] = parse_json_body(spec.body)
             if spec.query is not None:
                 kwargs["query"] = parse_model(spec.query, request.args.to_dict(), "query")
@@ -145,5 +150,9 @@ def pydantic_problems(
     problems = []
     for error in exc.errors(include_url=False):
         path = ".".join(str(part) for part in error["loc"])
-        problems.append(Problem(error["msg"], source=where, line=line, field=path or None))
+        at = line
+        if error["type"] == "json_invalid":
+            found = _JSON_LINE.search(error["msg"])
+            at = int(found.group(1)) if found else line
+        problems.append(Problem(error["msg"], source=where, line=at, field=path or None))
     return problems

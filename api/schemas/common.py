@@ -12,7 +12,7 @@ Identifier = Annotated[
 ]
 # A template name: what a marketer types, safe as a file name.
 TemplateName = Annotated[
-    str, StringConstraints(min_length=1, max_length=100, pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")
 ]
 JsonObject = dict[str, Any]
 

@@ -12,13 +12,14 @@ from api.auth import KeyRing, Role
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> dict[str, Any]:
+def settings(tmp_path: Path, model_dir: Path) -> dict[str, Any]:
     """Settings that keep every file the app writes inside the test's own directory."""
     return {
         "API_KEYS_FILE": str(tmp_path / "keys.json"),
         "EVENT_LOG_DIR": str(tmp_path / "events"),
         "SECRET_KEY": "test-secret-key",
-        "PUBLIC_URL": "http://rapport.test",
+        "PUBLIC_URL": "http://localhost",
+        "MODEL_DIR": str(model_dir),
     }
 
 
@@ -45,3 +46,29 @@ def client(app: Any) -> Any:
 def auth(role_keys: dict[Role, str]) -> Any:
     """``auth(role)`` gives the Authorization header of that role's key."""
     return lambda role: {"Authorization": f"Bearer {role_keys[Role(role)]}"}
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo model, trained once per test session the way ``rapport train`` does."""
+    from click.testing import CliRunner
+
+    from engine.cli import train
+
+    directory = tmp_path_factory.mktemp("model")
+    demo = Path(__file__).resolve().parents[2] / "engine" / "demo_data"
+    result = CliRunner().invoke(
+        train,
+        [
+            "--interactions",
+            str(demo / "interactions.csv.gz"),
+            "--catalog",
+            str(demo / "catalog.csv"),
+            "--default-event",
+            "purchase",
+            "--model-dir",
+            str(directory),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    return directory

@@ -1,0 +1,132 @@
+"""``POST /v1/events``: engagement and commerce events, logged durably, then applied to state.
+
+Order matters for "never lost once acknowledged": every valid event is first appended to the
+event log and fsynced, then applied to fatigue state, and only then is the 202 sent. If the store
+fails after the log write, the client gets a 503 and retries; the log may then hold a line twice,
+which its ``event_id`` (a digest of the event's content) lets a reader drop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import pydantic
+from flask import Blueprint, current_app
+
+from api.auth import Role
+from api.metrics import EVENTS, STORE_ERRORS
+from api.problems import ApiProblem
+from api.routing import operation, parse_json_body
+from api.schemas.events import (
+    EventIn,
+    EventsEnvelope,
+    EventsRequest,
+    EventsResponse,
+    RejectedEvent,
+)
+from api.services import services
+from fatigue.domain import EngagementEvent, EventType
+from fatigue.errors import StoreError, ValidationError
+
+bp = Blueprint("events", __name__)
+GOVERNED = frozenset(kind.value for kind in EventType)
+
+
+@operation(
+    bp,
+    "/v1/events",
+    "POST",
+    roles=(Role.PLATFORM,),
+    body=EventsRequest,
+    response=EventsResponse,
+    status=202,
+    parse_body=False,
+    summary="Report events; they update fatigue state at once and feed the next training run.",
+)
+def post_events() -> EventsResponse:
+    """Accept every valid event durably and report each rejected one with its index."""
+    envelope = parse_json_body(EventsEnvelope)
+    limit = int(current_app.config["MAX_EVENTS_PER_REQUEST"])
+    if len(envelope.events) > limit:
+        raise ApiProblem(
+            "too-large", f"{len(envelope.events)} events in one request; the limit is {limit}"
+        )
+    accepted, rejected = _validate(envelope.events)
+    found = services()
+    received_at = found.clock().isoformat()
+    try:
+        found.event_log.append([_log_record(event, received_at) for _, event in accepted])
+    except StoreError:
+        STORE_ERRORS.inc()
+        raise
+    rejected += _apply(accepted)
+    rejected.sort(key=lambda item: item.index)
+    EVENTS.labels("accepted").inc(len(accepted) - len(rejected))
+    EVENTS.labels("rejected").inc(len(rejected))
+    return EventsResponse(accepted=len(envelope.events) - len(rejected), rejected=rejected)
+
+
+def _validate(raw_events: list[Any]) -> tuple[list[tuple[int, EventIn]], list[RejectedEvent]]:
+    """Validate each event alone, so one bad line rejects only itself."""
+    accepted: list[tuple[int, EventIn]] = []
+    rejected: list[RejectedEvent] = []
+    for index, raw in enumerate(raw_events):
+        try:
+            accepted.append((index, EventIn.model_validate(raw)))
+        except pydantic.ValidationError as exc:
+            messages = [
+                f"{'.'.join(str(p) for p in error['loc']) or 'event'}: {error['msg']}"
+                for error in exc.errors(include_url=False)
+            ]
+            rejected.append(RejectedEvent(index=index, error="; ".join(messages)))
+    return accepted, rejected
+
+
+def _apply(accepted: list[tuple[int, EventIn]]) -> list[RejectedEvent]:
+    """Update fatigue state; a store failure is a 503, a governor objection rejects one event."""
+    governed = [(index, event) for index, event in accepted if event.type.value in GOVERNED]
+    if not governed:
+        return []
+    governor = services().get("governor")
+    rejected = []
+    for index, event in governed:
+        try:
+            governor.record_event(_engagement(event))
+        except ValidationError as exc:
+            rejected.append(RejectedEvent(index=index, error=str(exc)))
+        except StoreError:
+            STORE_ERRORS.inc()
+            raise
+    return rejected
+
+
+def _engagement(event: EventIn) -> EngagementEvent:
+    """Translate an API event into the governor's domain event."""
+    return EngagementEvent(
+        type=EventType(event.type.value),
+        user_id=event.user_id,
+        timestamp=event.timestamp,
+        decision_id=event.decision_id,
+        campaign=event.campaign_id,
+        category=event.category,
+    )
+
+
+def _log_record(event: EventIn, received_at: str) -> dict[str, Any]:
+    """Shape an event as a canonical interaction row plus its email context."""
+    record: dict[str, Any] = {
+        "user_id": event.user_id,
+        "item_id": event.item_id,
+        "timestamp": event.timestamp.isoformat(),
+        "event": event.type.value,
+        "value": 1.0 if event.value is None else event.value,
+        "campaign_id": event.campaign_id,
+        "decision_id": event.decision_id,
+        "category": event.category,
+    }
+    content = json.dumps(record, sort_keys=True).encode("utf-8")
+    record["event_id"] = hashlib.sha256(content).hexdigest()[:24]
+    record["received_at"] = received_at
+    return record

@@ -1,0 +1,96 @@
+"""The served model, hot-reloaded when a new version is published.
+
+Publishing replaces the model directory's pointer file atomically. Each worker stats the pointer
+at most once per ``interval`` seconds (a syscall, no read); when it changed, a background thread
+loads the new version while requests keep using the old one, and the swap is one reference
+assignment. A version that fails to load is logged and the old one keeps serving.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from api.metrics import MODEL_RELOADS
+from fatigue.errors import ConfigurationError
+
+log = logging.getLogger(__name__)
+POINTER = "CURRENT"  # engine.artifact.POINTER; the file whose replacement publishes a version
+
+
+class ModelHolder:
+    """Hold the current model of one model directory and notice newly published versions."""
+
+    def __init__(
+        self,
+        model_dir: Path,
+        loader: Callable[[Path], Any],
+        interval: float = 2.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.model_dir = model_dir
+        self._loader = loader
+        self._interval = interval
+        self._monotonic = monotonic
+        self._stamp = self._pointer_stamp()
+        if self._stamp is None:
+            raise ConfigurationError(
+                f"{model_dir}: no published model (no {POINTER} pointer); train one with "
+                "'rapport train' or set RAPPORT_MODEL_DIR"
+            )
+        self._model = loader(model_dir)
+        self._checked = monotonic()
+        self._loading: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def model(self) -> Any:
+        """Return the current model, starting a reload if a new version was published."""
+        now = self._monotonic()
+        if now - self._checked >= self._interval:
+            self._checked = now
+            self._maybe_reload()
+        return self._model
+
+    def reload_now(self) -> bool:
+        """Check the pointer and, if it moved, load the new version before returning."""
+        stamp = self._pointer_stamp()
+        if stamp is None or stamp == self._stamp:
+            return False
+        self._load(stamp)
+        return True
+
+    def _maybe_reload(self) -> None:
+        stamp = self._pointer_stamp()
+        if stamp is None or stamp == self._stamp:
+            return
+        with self._lock:
+            if self._loading is not None and self._loading.is_alive():
+                return
+            self._loading = threading.Thread(
+                target=self._load, args=(stamp,), name="rapport-model-reload", daemon=True
+            )
+            self._loading.start()
+
+    def _load(self, stamp: tuple[int, int]) -> None:
+        try:
+            model = self._loader(self.model_dir)
+        except Exception:  # a bad version must not take the serving one down
+            log.exception("could not load the newly published model in %s", self.model_dir)
+            self._stamp = stamp  # do not retry the same broken version on every check
+            return
+        self._model = model
+        self._stamp = stamp
+        MODEL_RELOADS.inc()
+        log.info("now serving model version %s", getattr(model, "version", "?"))
+
+    def _pointer_stamp(self) -> tuple[int, int] | None:
+        try:
+            stat = (self.model_dir / POINTER).stat()
+        except FileNotFoundError:
+            return None
+        return (stat.st_ino, stat.st_mtime_ns)

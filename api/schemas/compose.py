@@ -1,0 +1,198 @@
+"""Schemas of composition and recommendations: who to write to, about what, and the answer."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, Field, StringConstraints, field_validator, model_validator
+
+from api.schemas.common import Identifier, Strict, TemplateName
+
+
+class CampaignKind(StrEnum):
+    """What a campaign sends; transactional mail passes the caps but is never picked content."""
+
+    PROMOTIONAL = "promotional"
+    EDITORIAL = "editorial"
+    TRANSACTIONAL = "transactional"
+
+
+Email = Annotated[str, StringConstraints(max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")]
+
+
+class RecipientIn(Strict):
+    """The customer, as the platform knows them; nothing here is stored."""
+
+    user_id: Identifier
+    email: Email | None = None
+    first_name: Annotated[str, StringConstraints(max_length=200)] = ""
+    locale: Annotated[str, StringConstraints(max_length=35)] = "en"
+    timezone: Annotated[str, StringConstraints(max_length=64)] | None = Field(
+        default=None, description="IANA name, e.g. Europe/London; the rules' default if absent."
+    )
+    attributes: dict[str, Any] = Field(
+        default_factory=dict, description="Free attributes templates can read as `recipient.*`."
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown IANA time zone {value!r}") from exc
+        return value
+
+
+class CampaignIn(Strict):
+    """A campaign competing for the inbox; ``template`` overrides the request's template."""
+
+    id: Identifier
+    category: Annotated[str, StringConstraints(max_length=100)] = ""
+    kind: CampaignKind = CampaignKind.PROMOTIONAL
+    priority: float = Field(default=1.0, ge=0, le=1_000_000)
+    template: TemplateName | None = None
+
+
+class ComposeRequest(Strict):
+    """One recipient and one campaign, or several competing campaigns to arbitrate."""
+
+    idempotency_key: Identifier = Field(
+        description="The same key on a retry returns the same decision and never counts twice."
+    )
+    recipient: RecipientIn
+    template: TemplateName | None = Field(default=None, description="Default for campaigns.")
+    campaign: CampaignIn | None = None
+    campaigns: list[CampaignIn] = Field(default_factory=list, max_length=20)
+    dry_run: bool = Field(default=False, description="Decide and render but record nothing.")
+    include_mime: bool = Field(default=False, description="Add the raw RFC 5322 message.")
+    items: int = Field(default=4, ge=1, le=20, description="How many items to pick at most.")
+
+    @model_validator(mode="after")
+    def _one_way_to_name_campaigns(self) -> ComposeRequest:
+        if (self.campaign is None) == (not self.campaigns):
+            raise ValueError("give exactly one of 'campaign' or a non-empty 'campaigns' list")
+        for campaign in self.all_campaigns():
+            if campaign.template is None and self.template is None:
+                raise ValueError(f"campaign {campaign.id!r} has no template (set 'template')")
+        ids = [campaign.id for campaign in self.all_campaigns()]
+        if len(set(ids)) != len(ids):
+            raise ValueError("campaign ids must be distinct")
+        return self
+
+    def all_campaigns(self) -> list[CampaignIn]:
+        """Return every competing campaign, the single-campaign form included."""
+        return [self.campaign] if self.campaign is not None else list(self.campaigns)
+
+
+class ReasonOut(BaseModel):
+    """One rule's verdict."""
+
+    rule: str
+    passed: bool
+    detail: str = ""
+    counter: float | None = None
+    limit: float | None = None
+    deciding: bool = False
+
+
+class ItemOut(BaseModel):
+    """One chosen item and where it came from."""
+
+    item_id: str
+    relevance: float
+    source: str
+
+
+class DecisionOut(BaseModel):
+    """The governor's decision: ``email`` accompanies it only when ``action`` is ``send``."""
+
+    id: str
+    action: str = Field(description="send, defer or suppress")
+    user_id: str
+    campaign_id: str | None = None
+    send_at: datetime | None = None
+    decided_at: datetime
+    dry_run: bool = False
+    reasons: list[ReasonOut]
+    items: list[ItemOut]
+
+
+class EmailOut(BaseModel):
+    """The rendered email, ready for the platform to send."""
+
+    subject: str
+    preheader: str
+    html: str
+    text: str
+    headers: dict[str, str]
+    template: str
+    template_version: int | None = None
+    mime: str | None = None
+
+
+class ComposeResponse(BaseModel):
+    """The decision and, when it is ``send``, the email."""
+
+    decision: DecisionOut
+    email: EmailOut | None = None
+
+
+class BatchLine(ComposeResponse):
+    """One line of the batch answer: the input line number, then the decision or an error."""
+
+    line: int
+    user_id: str | None = None
+    decision: DecisionOut | None = None  # type: ignore[assignment]
+    error: dict[str, Any] | None = None
+
+
+class RecommendationFilters(Strict):
+    """What to rule out on top of the customer's own history."""
+
+    exclude_items: list[Identifier] = Field(default_factory=list, max_length=1000)
+    include_categories: list[str] | None = Field(default=None, max_length=100)
+    exclude_categories: list[str] = Field(default_factory=list, max_length=100)
+    available_only: bool = Field(default=True, description="Drop out-of-stock, expired items.")
+    exclude_history: bool = False
+
+
+class RecentInteractionIn(Strict):
+    """An interaction the model has not seen yet (a new customer's first clicks)."""
+
+    item_id: Identifier
+    event: Annotated[str, StringConstraints(min_length=1, max_length=50)] = "view"
+    value: float = Field(default=1.0, gt=0, le=1_000_000)
+
+
+class RecommendationsRequest(Strict):
+    """Raw recommendations for one customer."""
+
+    user_id: Identifier
+    n: int = Field(default=10, ge=1, le=100)
+    filters: RecommendationFilters = Field(default_factory=RecommendationFilters)
+    recent: list[RecentInteractionIn] = Field(default_factory=list, max_length=100)
+
+
+class RecommendationOut(BaseModel):
+    """One recommended item with rank, raw score, calibrated relevance and provenance."""
+
+    item_id: str
+    rank: int
+    score: float
+    relevance: float
+    source: str
+    item: dict[str, Any] | None = Field(default=None, description="The catalog entry.")
+
+
+class RecommendationsResponse(BaseModel):
+    """The recommendations and the model version that made them."""
+
+    user_id: str
+    model_version: str
+    recommendations: list[RecommendationOut]
