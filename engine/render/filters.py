@@ -1,0 +1,130 @@
+"""The filters templates may use: an allow-list of Jinja's own, size-checked where needed.
+
+Jinja filters whose output size comes from an argument (``center``, ``indent``, ``wordwrap``,
+``format``) are left out; ``join``, ``replace``, ``truncate``, ``batch``, ``slice`` and ``sum``
+are wrapped so their result stays small. ``safe`` and ``attr`` are left out so template data is
+always escaped and attribute access always goes through the sandbox. ``money`` and ``date`` are
+Rapport's own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from jinja2.sandbox import SecurityError
+
+ALLOWED = frozenset(
+    {
+        "abs", "capitalize", "count", "d", "default", "dictsort", "e", "escape", "first",
+        "float", "forceescape", "groupby", "int", "items", "last", "length", "list", "lower",
+        "map", "max", "min", "reject", "rejectattr", "reverse", "round", "select",
+        "selectattr", "sort", "string", "striptags", "title", "trim", "unique", "upper",
+        "urlencode", "wordcount",
+    }
+)  # fmt: skip
+
+CURRENCY_SYMBOLS = {"GBP": "£", "EUR": "€", "USD": "$", "JPY": "¥", "AUD": "A$", "CAD": "C$"}
+MAX_CHUNKS = 1_000
+
+
+class FilterLimitError(SecurityError):
+    """A filter was asked for a result past the size limits."""
+
+
+def allowed_filters(
+    stock: Mapping[str, Callable[..., Any]], *, max_size: int
+) -> dict[str, Callable[..., Any]]:
+    """Return the allow-listed stock filters plus the size-checked and Rapport filters."""
+    chosen = {name: stock[name] for name in ALLOWED if name in stock}
+    chosen.update(_checked_filters(stock, max_size))
+    chosen["money"] = money
+    chosen["date"] = date
+    return chosen
+
+
+def _check(size: int, max_size: int, what: str) -> None:
+    if size > max_size:
+        raise FilterLimitError(f"{what} would be {size:,} long (limit {max_size:,})")
+
+
+def _checked_filters(
+    stock: Mapping[str, Callable[..., Any]], max_size: int
+) -> dict[str, Callable[..., Any]]:
+    join, replace, truncate = stock["join"], stock["replace"], stock["truncate"]
+    batch, slice_, sum_ = stock["batch"], stock["slice"], stock["sum"]
+
+    def checked_join(eval_ctx: Any, value: Iterable[Any], d: str = "", attribute: Any = None):
+        items = list(value)
+        size = sum(len(str(item)) for item in items) + len(d) * max(len(items) - 1, 0)
+        _check(size, max_size, "a joined string")
+        return join(eval_ctx, items, d, attribute)
+
+    def checked_replace(eval_ctx: Any, s: str, old: str, new: str, count: int | None = None):
+        text = str(s)
+        hits = len(text) + 1 if old == "" else text.count(old)
+        hits = min(hits, count) if count is not None and count >= 0 else hits
+        _check(len(text) + hits * (len(new) - len(old)), max_size, "a replaced string")
+        return replace(eval_ctx, s, old, new, count)
+
+    def checked_truncate(env: Any, s: str, length: int = 255, *args: Any, **kwargs: Any):
+        end = kwargs.get("end", args[1] if len(args) > 1 else "...")
+        _check(len(str(end)), max_size, "a truncation marker")
+        return truncate(env, s, length, *args, **kwargs)
+
+    def checked_batch(value: Iterable[Any], linecount: int, fill_with: Any = None):
+        _check(linecount, MAX_CHUNKS, "a batch")
+        return batch(value, linecount, fill_with)
+
+    def checked_slice(value: Iterable[Any], slices: int, fill_with: Any = None):
+        _check(slices, MAX_CHUNKS, "a slice count")
+        return slice_(value, slices, fill_with)
+
+    def checked_sum(env: Any, iterable: Iterable[Any], attribute: Any = None, start: Any = 0):
+        if not isinstance(start, int | float):
+            raise FilterLimitError("sum adds numbers only")
+        return sum_(env, iterable, attribute, start)
+
+    for wrapper, original in (
+        (checked_join, join),
+        (checked_replace, replace),
+        (checked_truncate, truncate),
+        (checked_sum, sum_),
+    ):
+        # Keep Jinja's pass-the-context marker so the wrappers receive what the originals do.
+        wrapper.jinja_pass_arg = original.jinja_pass_arg  # type: ignore[attr-defined]
+    return {
+        "join": checked_join,
+        "replace": checked_replace,
+        "truncate": checked_truncate,
+        "batch": checked_batch,
+        "slice": checked_slice,
+        "sum": checked_sum,
+    }
+
+
+def money(value: Any, currency: str = "") -> str:
+    """Format a price with its currency symbol: ``12.5|money('GBP')`` gives ``£12.50``."""
+    try:
+        amount = Decimal(str(value)).quantize(Decimal("0.01"))
+    except (InvalidOperation, ValueError):
+        return str(value)
+    code = str(currency).upper()
+    symbol = CURRENCY_SYMBOLS.get(code)
+    return f"{symbol}{amount:,}" if symbol else f"{amount:,} {code}".strip()
+
+
+def date(value: Any, pattern: str = "%-d %B %Y") -> str:
+    """Format an ISO-8601 timestamp (or datetime) with a ``strftime`` pattern."""
+    if len(str(pattern)) > 64:
+        raise FilterLimitError("a date pattern longer than 64 characters")
+    if isinstance(value, datetime):
+        moment = value
+    else:
+        try:
+            moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        except ValueError:
+            return str(value)
+    return moment.strftime(str(pattern))

@@ -1,0 +1,173 @@
+"""Signed, expiring unsubscribe / preference / click tokens, and campaign UTM parameters.
+
+Tokens are ``itsdangerous`` timed signatures over a small JSON payload, one salt per purpose
+so an unsubscribe token can never be replayed as a click token. Time comes from the injected
+clock, so expiry is testable without sleeping.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from itsdangerous import BadData, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
+
+from fatigue.clock import Clock, utc_now
+from fatigue.errors import ConfigurationError, RapportError
+
+UNSUBSCRIBE_SALT = "rapport.unsubscribe"
+PREFERENCES_SALT = "rapport.preferences"
+CLICK_SALT = "rapport.click"
+
+
+class InvalidToken(RapportError):
+    """A link token is forged, damaged or expired; ``expired`` tells which."""
+
+    def __init__(self, message: str, *, expired: bool = False) -> None:
+        super().__init__(message)
+        self.expired = expired
+
+
+@dataclass(frozen=True)
+class LinkPayload:
+    """Who a token was issued to, for which campaign, and (for clicks) where it leads."""
+
+    user_id: str
+    campaign_id: str
+    url: str | None = None
+    item_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Campaign:
+    """A campaign: its id and name, and the UTM parameters added to catalog links."""
+
+    campaign_id: str
+    name: str = ""
+    utm_source: str = "rapport"
+    utm_medium: str = "email"
+    utm_campaign: str | None = None
+
+    def as_template_dict(self) -> dict[str, str]:
+        """Return what templates see as ``campaign``."""
+        return {"id": self.campaign_id, "name": self.name or self.campaign_id}
+
+    def utm(self) -> dict[str, str]:
+        """Return the UTM parameters for this campaign's links."""
+        return {
+            "utm_source": self.utm_source,
+            "utm_medium": self.utm_medium,
+            "utm_campaign": self.utm_campaign or self.campaign_id,
+        }
+
+
+def add_query(url: str, params: dict[str, str]) -> str:
+    """Return ``url`` with ``params`` set in its query string (existing ones are replaced)."""
+    parts = urlsplit(url)
+    query = [(key, value) for key, value in parse_qsl(parts.query) if key not in params]
+    query.extend(params.items())
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+class LinkSigner:
+    """Issues and verifies the tokens in unsubscribe, preference and click-tracking links."""
+
+    def __init__(
+        self,
+        secret_key: str,
+        *,
+        max_age: timedelta = timedelta(days=60),
+        clock: Clock = utc_now,
+    ) -> None:
+        if len(secret_key) < 16:
+            raise ConfigurationError("the link signing secret must be at least 16 characters")
+        self._secret = secret_key
+        self._max_age = int(max_age.total_seconds())
+        self._clock = clock
+        self._serializers = {
+            salt: self._serializer(salt)
+            for salt in (UNSUBSCRIBE_SALT, PREFERENCES_SALT, CLICK_SALT)
+        }
+
+    def _serializer(self, salt: str) -> URLSafeTimedSerializer:
+        clock = self._clock
+
+        class ClockedSigner(TimestampSigner):
+            def get_timestamp(self) -> int:
+                return int(clock().timestamp())
+
+        return URLSafeTimedSerializer(self._secret, salt=salt, signer=ClockedSigner)
+
+    def _dump(self, salt: str, payload: LinkPayload) -> str:
+        data: dict[str, Any] = {"u": payload.user_id, "c": payload.campaign_id}
+        if payload.url is not None:
+            data["l"] = payload.url
+        if payload.item_id is not None:
+            data["i"] = payload.item_id
+        return self._serializers[salt].dumps(data)
+
+    def _load(self, salt: str, token: str, purpose: str) -> LinkPayload:
+        try:
+            data = self._serializers[salt].loads(token, max_age=self._max_age)
+        except SignatureExpired as exc:
+            raise InvalidToken(f"this {purpose} link has expired", expired=True) from exc
+        except BadData as exc:
+            raise InvalidToken(f"this {purpose} link is not valid") from exc
+        return LinkPayload(str(data["u"]), str(data["c"]), data.get("l"), data.get("i"))
+
+    def unsubscribe_token(self, user_id: str, campaign_id: str) -> str:
+        """Return a signed token for ``user_id``'s one-click unsubscribe link."""
+        return self._dump(UNSUBSCRIBE_SALT, LinkPayload(user_id, campaign_id))
+
+    def verify_unsubscribe(self, token: str) -> LinkPayload:
+        """Return the payload of an unsubscribe token; raise ``InvalidToken`` if bad or old."""
+        return self._load(UNSUBSCRIBE_SALT, token, "unsubscribe")
+
+    def preferences_token(self, user_id: str, campaign_id: str) -> str:
+        """Return a signed token for ``user_id``'s preference-centre link."""
+        return self._dump(PREFERENCES_SALT, LinkPayload(user_id, campaign_id))
+
+    def verify_preferences(self, token: str) -> LinkPayload:
+        """Return the payload of a preference token; raise ``InvalidToken`` if bad or old."""
+        return self._load(PREFERENCES_SALT, token, "preferences")
+
+    def click_token(self, user_id: str, campaign_id: str, url: str, item_id: str) -> str:
+        """Return a signed click-tracking token that redirects to ``url``."""
+        return self._dump(CLICK_SALT, LinkPayload(user_id, campaign_id, url, item_id))
+
+    def verify_click(self, token: str) -> LinkPayload:
+        """Return the payload of a click token; raise ``InvalidToken`` if bad or old."""
+        return self._load(CLICK_SALT, token, "tracking")
+
+
+@dataclass(frozen=True)
+class LinkConfig:
+    """Where links point: the public base URL, an optional mailto, and click tracking."""
+
+    base_url: str
+    unsubscribe_mailto: str | None = None
+    track_clicks: bool = False
+
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.base_url)
+        local = parts.hostname in {"localhost", "127.0.0.1"}
+        if parts.scheme != "https" and not (parts.scheme == "http" and local):
+            raise ConfigurationError(
+                f"the public base URL must be https:// (got {self.base_url!r}); "
+                "one-click unsubscribe (RFC 8058) needs HTTPS"
+            )
+        object.__setattr__(self, "base_url", self.base_url.rstrip("/"))
+
+    def unsubscribe_url(self, token: str) -> str:
+        """Return the one-click unsubscribe URL for ``token``."""
+        return f"{self.base_url}/u/{token}"
+
+    def preferences_url(self, token: str) -> str:
+        """Return the preference-centre URL for ``token``."""
+        return f"{self.base_url}/p/{token}"
+
+    def click_url(self, token: str) -> str:
+        """Return the click-tracking redirect URL for ``token``."""
+        return f"{self.base_url}/c/{token}"

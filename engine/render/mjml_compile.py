@@ -1,0 +1,99 @@
+"""Compile MJML to HTML once per template version, cached by content hash.
+
+Jinja is hidden from the compiler (see :mod:`engine.render.protect`) and restored afterwards,
+so the result is an HTML Jinja template; recipient data never passes through the MJML parser.
+Every failure is a :class:`~fatigue.errors.ValidationError` listing each problem with its line;
+no exception from the ``mjml`` package reaches the caller.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import warnings
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from engine.render.lint import RAW_FIX, lint
+from engine.render.protect import protect, restore
+from fatigue.errors import Problem, ValidationError
+
+CACHE_SIZE = 256
+
+
+@dataclass(frozen=True)
+class CompiledHtml:
+    """The HTML (with the template's Jinja intact) compiled from one MJML source."""
+
+    html: str
+    source_hash: str
+
+
+def source_hash(source: str) -> str:
+    """Return the content hash that identifies a compiled template."""
+    return hashlib.sha256(source.encode("utf-8")).hexdigest()
+
+
+def compile_mjml(source: str, source_name: str = "<mjml>") -> CompiledHtml:
+    """Compile ``source`` without the cache; raise ``ValidationError`` listing every problem."""
+    protected = protect(source)
+    problems = lint(protected, source_name)
+    if problems:
+        raise ValidationError(problems)
+    html = _run_compiler(protected.source, source_name)
+    restored, lost = restore(html, protected)
+    if lost:
+        raise ValidationError(
+            [
+                Problem(f"{item.text} was dropped by MJML; {RAW_FIX}", source_name, item.line)
+                for item in lost
+            ]
+        )
+    return CompiledHtml(restored, source_hash(source))
+
+
+def _run_compiler(source: str, source_name: str) -> str:
+    from mjml import mjml_to_html
+
+    try:
+        # The compiler may warn about markup it tolerates; a template that needs it is wrong.
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            result = mjml_to_html(source)
+    except Exception as exc:  # the compiler's own failures: never let a traceback out
+        raise ValidationError(
+            Problem(f"MJML could not compile this template ({_describe(exc)})", source_name, 1)
+        ) from exc
+    if result.errors:
+        raise ValidationError([Problem(f"MJML: {error}", source_name) for error in result.errors])
+    return result.html
+
+
+def _describe(exc: Exception) -> str:
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if text != type(exc).__name__ else text
+
+
+class MjmlCache:
+    """A bounded, thread-safe cache of compiled templates keyed by source hash."""
+
+    def __init__(self, size: int = CACHE_SIZE) -> None:
+        self._size = size
+        self._entries: OrderedDict[str, CompiledHtml] = OrderedDict()
+        self._lock = threading.Lock()
+        self.compilations = 0
+
+    def compile(self, source: str, source_name: str = "<mjml>") -> CompiledHtml:
+        """Return the compiled HTML for ``source``, compiling only on first sight."""
+        key = source_hash(source)
+        with self._lock:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                return self._entries[key]
+        compiled = compile_mjml(source, source_name)
+        with self._lock:
+            self.compilations += 1
+            self._entries[key] = compiled
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+        return compiled

@@ -1,0 +1,212 @@
+"""Render a template for one recipient: subject, preheader, HTML, text and the MIME message.
+
+This is the API the composition pipeline calls::
+
+    renderer = Renderer(library, LinkSigner(secret), LinkConfig("https://mail.example.com"))
+    email = renderer.render("picked-for-you", RenderContext(recipient, items, campaign))
+
+Only Jinja runs per recipient; MJML was compiled once for the template version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Any
+
+from jinja2 import TemplateError
+from jinja2.sandbox import SecurityError
+
+from engine.render import mime
+from engine.render.diagnostics import RenderError, problem_from
+from engine.render.library import TemplateLibrary
+from engine.render.links import Campaign, LinkConfig, LinkSigner, add_query
+from engine.render.prepared import PreparedCache, PreparedTemplate, PreparedVariant
+from engine.render.sandbox import RenderBudget, budget, render_text
+from engine.render.text import html_to_text
+from fatigue.clock import Clock, utc_now
+
+SAMPLE_CAMPAIGN = Campaign("preview", "Preview")
+
+
+@dataclass(frozen=True)
+class RenderContext:
+    """Who the email is for, what it shows and for which campaign, plus extra variables."""
+
+    recipient: Mapping[str, Any]
+    items: Sequence[Mapping[str, Any]]
+    campaign: Campaign
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RenderedEmail:
+    """One recipient's email, ready to hand to a sending platform."""
+
+    template: str
+    version: int | None
+    locale: str
+    subject: str
+    preheader: str
+    html: str
+    text: str
+    headers: Mapping[str, str]
+    mime_bytes: bytes
+
+
+class Renderer:
+    """Renders templates from a library for recipients, with signed links and UTM tags."""
+
+    def __init__(
+        self,
+        library: TemplateLibrary,
+        signer: LinkSigner,
+        links: LinkConfig,
+        *,
+        clock: Clock = utc_now,
+        sender: str | None = None,
+        cache: PreparedCache | None = None,
+        limits: RenderBudget | None = None,
+    ) -> None:
+        self.library = library
+        self.signer = signer
+        self.links = links
+        self.clock = clock
+        self.sender = sender
+        self.cache = cache or PreparedCache()
+        self.limits = limits or RenderBudget()
+
+    def prepared(self, name: str, version: int | None = None) -> PreparedTemplate:
+        """Return the compiled template ``name`` (published version unless ``version``)."""
+        return self.cache.get(self.library.source(name, version))
+
+    def render(
+        self, template_name: str, context: RenderContext, version: int | None = None
+    ) -> RenderedEmail:
+        """Render ``template_name`` for ``context``; raise ``RenderError`` if the template fails."""
+        prepared = self.prepared(template_name, version)
+        return self.render_prepared(prepared, context)
+
+    def preview(
+        self,
+        template_name: str,
+        version: int | None = None,
+        *,
+        items: Sequence[Mapping[str, Any]] | None = None,
+        recipient: Mapping[str, Any] | None = None,
+    ) -> RenderedEmail:
+        """Render with the template's sample data, or with supplied items / recipient."""
+        prepared = self.prepared(template_name, version)
+        return self.render_prepared(prepared, sample_context(prepared, items, recipient))
+
+    def render_prepared(self, prepared: PreparedTemplate, context: RenderContext) -> RenderedEmail:
+        """Render an already prepared template for ``context``."""
+        recipient = dict(context.recipient)
+        variant = prepared.variant(recipient.get("locale"))
+        variables = self.variables(context)
+        with budget(replace(self.limits, output=0, iterations=0)):
+            subject, preheader, html, text = _render_parts(prepared, variant, variables)
+        headers = {"X-Rapport-Template": f"{prepared.template.name}/{prepared.version or 0}"}
+        message = mime.build_message(
+            mime.MessageParts(
+                subject=subject,
+                text=text,
+                html=html,
+                unsubscribe_url=variables["unsubscribe_url"],
+                to=recipient.get("email"),
+                sender=self.sender,
+                unsubscribe_mailto=self.links.unsubscribe_mailto,
+                date=self.clock(),
+                extra_headers=tuple(headers.items()),
+            )
+        )
+        return RenderedEmail(
+            template=prepared.template.name,
+            version=prepared.version,
+            locale=variant.locale,
+            subject=mime.one_line(subject),
+            preheader=preheader,
+            html=html,
+            text=text,
+            headers=MappingProxyType({name: str(value) for name, value in message.items()}),
+            mime_bytes=mime.message_bytes(message),
+        )
+
+    def variables(self, context: RenderContext) -> dict[str, Any]:
+        """Return the variables a template sees for ``context`` (links signed and tagged)."""
+        user_id = str(context.recipient.get("user_id", ""))
+        campaign = context.campaign
+        variables: dict[str, Any] = {
+            "recipient": dict(context.recipient),
+            "items": [self.item_variables(item, user_id, campaign) for item in context.items],
+            "campaign": campaign.as_template_dict(),
+            "unsubscribe_url": self.links.unsubscribe_url(
+                self.signer.unsubscribe_token(user_id, campaign.campaign_id)
+            ),
+            "preferences_url": self.links.preferences_url(
+                self.signer.preferences_token(user_id, campaign.campaign_id)
+            ),
+        }
+        variables.update(context.extra)
+        return variables
+
+    def item_variables(
+        self, item: Mapping[str, Any], user_id: str, campaign: Campaign
+    ) -> dict[str, Any]:
+        """Return one item as templates see it: UTM-tagged, click-tracked when configured."""
+        values = dict(item)
+        url = values.get("url")
+        if isinstance(url, str) and url.startswith(("http://", "https://")):
+            tagged = add_query(url, campaign.utm())
+            if self.links.track_clicks:
+                token = self.signer.click_token(
+                    user_id, campaign.campaign_id, tagged, str(values.get("item_id", ""))
+                )
+                tagged = self.links.click_url(token)
+            values["url"] = tagged
+        return values
+
+
+def _render_parts(
+    prepared: PreparedTemplate, variant: PreparedVariant, variables: dict[str, Any]
+) -> tuple[str, str, str, str]:
+    name = prepared.template.name
+    part = "subject"
+    try:
+        subject = render_text(variant.subject, variables)
+        part = "preheader"
+        preheader = " ".join(render_text(variant.preheader, variables).split())
+        variables["preheader"] = preheader
+        part = "html"
+        html = render_text(variant.html, variables)
+        part = "text"
+        text = render_text(variant.text, variables) if variant.text else html_to_text(html)
+    except (TemplateError, SecurityError, ArithmeticError, TypeError, ValueError,
+            LookupError, RecursionError) as exc:  # fmt: skip
+        parts = {"subject": variant.subject, "preheader": variant.preheader}
+        parts.update({"html": variant.html, "text": variant.text or variant.html})
+        filename = parts[part].filename or name
+        problem = problem_from(exc, filename or name, field=part)
+        raise RenderError([problem]) from exc
+    return subject, preheader, html, text
+
+
+def sample_context(
+    prepared: PreparedTemplate,
+    items: Sequence[Mapping[str, Any]] | None = None,
+    recipient: Mapping[str, Any] | None = None,
+) -> RenderContext:
+    """Return a context built from the template's sample data, optionally overridden."""
+    sample = dict(prepared.template.sample)
+    sample_campaign = sample.pop("campaign", {})
+    campaign = Campaign(
+        str(sample_campaign.get("id", SAMPLE_CAMPAIGN.campaign_id)),
+        str(sample_campaign.get("name", SAMPLE_CAMPAIGN.name)),
+    )
+    return RenderContext(
+        recipient=recipient if recipient is not None else sample.pop("recipient", {}),
+        items=items if items is not None else sample.pop("items", []),
+        campaign=campaign,
+        extra={k: v for k, v in sample.items() if k not in {"recipient", "items"}},
+    )

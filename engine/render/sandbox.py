@@ -1,0 +1,251 @@
+"""The Jinja sandbox every marketer's template runs in, with limits on runaway templates.
+
+``ImmutableSandboxedEnvironment`` already refuses private attributes, Python internals and
+mutation. It does not stop a template from exhausting the machine: ``'a' * 10**9``, a macro
+doubling a string forty times, nested loops over huge ranges. This module adds the missing
+limits, enforced per render through a :class:`RenderBudget` held in a context variable (so
+concurrent renders in threads never share one):
+
+- arithmetic and concatenation refuse results past :data:`MAX_STRING` characters or items;
+- every ``{% for %}`` is rewritten at parse time to pass through a counter that charges the
+  loop body's literal text per iteration and checks the time budget;
+- every ``{{ expression }}`` output is counted (``finalize``), so captured output inside
+  macros and ``{% set %}`` blocks is bounded too;
+- globals and filters are an allow-list: no ``cycler``, ``joiner``, ``lipsum``, ``namespace``,
+  ``attr``, ``format``, ``safe`` or size-taking filters such as ``center``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any
+
+from jinja2 import StrictUndefined, Template, TemplateSyntaxError, nodes
+from jinja2.runtime import markup_join
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+
+from engine.render import filters
+
+MAX_STRING = 100_000
+MAX_RANGE = 10_000
+MAX_LOOP_ITERATIONS = 20_000
+MAX_OUTPUT = 2_000_000
+DEFAULT_TIME_BUDGET = 0.5
+
+# Read-only, size-preserving string methods; everything else on str (format, center, ljust,
+# zfill, expandtabs, join, replace...) is refused because its size comes from an argument.
+SAFE_STR_METHODS = frozenset(
+    {
+        "capitalize", "casefold", "count", "endswith", "find", "isalnum", "isalpha",
+        "isdigit", "islower", "isnumeric", "isspace", "istitle", "isupper", "lower", "lstrip",
+        "rstrip", "split", "splitlines", "startswith", "strip", "title", "upper",
+    }
+)  # fmt: skip
+
+
+class TemplateLimitError(SecurityError):
+    """A template went past one of the render limits (size, loop count, time)."""
+
+
+@dataclass
+class RenderBudget:
+    """What one render may still spend: output characters, loop iterations and time."""
+
+    seconds: float = DEFAULT_TIME_BUDGET
+    max_output: int = MAX_OUTPUT
+    max_iterations: int = MAX_LOOP_ITERATIONS
+    output: int = 0
+    iterations: int = 0
+    deadline: float = field(default=0.0)
+
+    def start(self) -> None:
+        """Start the clock for this render."""
+        self.deadline = time.perf_counter() + self.seconds
+
+    def charge_output(self, size: int) -> None:
+        """Count ``size`` characters of output and refuse once the total is too large."""
+        self.output += size
+        if self.output > self.max_output:
+            raise TemplateLimitError(f"output exceeds {self.max_output:,} characters")
+        self.check_time()
+
+    def charge_iteration(self, literal_size: int) -> None:
+        """Count one loop iteration (and the literal text its body may emit)."""
+        self.iterations += 1
+        if self.iterations > self.max_iterations:
+            raise TemplateLimitError(f"loops exceed {self.max_iterations:,} iterations")
+        self.charge_output(literal_size)
+
+    def check_time(self) -> None:
+        """Refuse once the render has run past its time budget."""
+        if time.perf_counter() > self.deadline:
+            raise TemplateLimitError(f"render exceeded its {self.seconds:g} s time budget")
+
+
+_BUDGET: ContextVar[RenderBudget | None] = ContextVar("rapport_render_budget", default=None)
+
+
+@contextmanager
+def budget(spend: RenderBudget | None = None) -> Iterator[RenderBudget]:
+    """Run the enclosed renders against one budget (a fresh default one when not given)."""
+    spend = spend or RenderBudget()
+    spend.start()
+    token = _BUDGET.set(spend)
+    try:
+        yield spend
+    finally:
+        _BUDGET.reset(token)
+
+
+def _current() -> RenderBudget:
+    spend = _BUDGET.get()
+    if spend is None:
+        raise TemplateLimitError("templates render only inside a render budget")
+    return spend
+
+
+def _sized(value: Any) -> int:
+    return len(value) if isinstance(value, str | list | tuple) else 0
+
+
+def _check_size(result_size: int, what: str) -> None:
+    if result_size > MAX_STRING:
+        raise TemplateLimitError(f"{what} would be {result_size:,} long (limit {MAX_STRING:,})")
+
+
+def _huge_power(base: Any, exponent: Any) -> bool:
+    if not (isinstance(base, int) and isinstance(exponent, int)):
+        return False
+    return exponent > 0 and abs(base).bit_length() * exponent > 4096
+
+
+def _bounded_loop(iterable: Iterable[Any], literal_size: int) -> Iterator[Any]:
+    spend = _current()
+    for value in iterable:
+        spend.charge_iteration(literal_size)
+        yield value
+
+
+def _bounded_concat(parts: list[Any]) -> str:
+    strings = [str(part) for part in parts]
+    _check_size(sum(map(len, strings)), "a joined string")
+    return markup_join(parts)
+
+
+def _finalize(value: Any) -> Any:
+    spend = _BUDGET.get()
+    # Constant expressions are finalized once at compile time, outside any render.
+    if spend is not None:
+        spend.charge_output(len(value) if isinstance(value, str) else 0)
+    return value
+
+
+def safe_range(*args: int) -> range:
+    """Like ``range`` but refusing more than :data:`MAX_RANGE` numbers."""
+    numbers = range(*args)
+    if len(numbers) > MAX_RANGE:
+        raise TemplateLimitError(f"range of {len(numbers):,} numbers (limit {MAX_RANGE:,})")
+    return numbers
+
+
+class RapportSandbox(ImmutableSandboxedEnvironment):
+    """The sandboxed environment with Rapport's allow-lists and runaway limits."""
+
+    intercepted_binops = frozenset({"*", "**", "+", "%"})
+
+    def __init__(self, *, html: bool) -> None:
+        super().__init__(
+            autoescape=html,
+            undefined=StrictUndefined,
+            finalize=_finalize,
+            auto_reload=False,
+            cache_size=0,
+            keep_trailing_newline=True,
+        )
+        self.globals.clear()
+        self.globals["range"] = safe_range
+        self.filters = filters.allowed_filters(self.filters, max_size=MAX_STRING)
+        self.rapport_loop = _bounded_loop
+        self.rapport_concat = _bounded_concat
+
+    def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+        """Refuse what the immutable sandbox refuses, plus size-taking string methods."""
+        if isinstance(obj, str) and attr not in SAFE_STR_METHODS:
+            return False
+        return super().is_safe_attribute(obj, attr, value)
+
+    def wrap_str_format(self, value: Any) -> None:
+        """Never hand out ``str.format``: its width specs build strings of any size."""
+        return None
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        """Apply an arithmetic operator only if its result stays small."""
+        if operator == "%" and isinstance(left, str):
+            raise TemplateLimitError("string formatting with % is not allowed; use ~ to join")
+        if operator == "*" and isinstance(right, int) and _sized(left):
+            _check_size(_sized(left) * right, "a repeated value")
+        elif operator == "*" and isinstance(left, int) and _sized(right):
+            _check_size(_sized(right) * left, "a repeated value")
+        elif operator == "+" and _sized(left) and _sized(right):
+            _check_size(_sized(left) + _sized(right), "a joined value")
+        elif operator == "**" and _huge_power(left, right):
+            raise TemplateLimitError("a power that large is not allowed")
+        return self.binop_table[operator](left, right)
+
+    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
+        tree = super()._parse(source, name, filename)
+        for loop in tree.find_all(nodes.For):
+            if loop.recursive:
+                raise TemplateSyntaxError(
+                    "recursive loops are not allowed", loop.lineno, name, filename
+                )
+            literal = sum(len(data.data) for data in loop.find_all(nodes.TemplateData))
+            loop.iter = nodes.Call(
+                nodes.EnvironmentAttribute("rapport_loop"),
+                [loop.iter, nodes.Const(literal)],
+                [],
+                None,
+                None,
+                lineno=loop.lineno,
+            )
+        for concat in list(tree.find_all(nodes.Concat)):
+            _replace_node(tree, concat, _bounded_concat_call(concat))
+        return tree
+
+
+def _bounded_concat_call(concat: nodes.Concat) -> nodes.Call:
+    return nodes.Call(
+        nodes.EnvironmentAttribute("rapport_concat"),
+        [nodes.List(list(concat.nodes), lineno=concat.lineno)],
+        [],
+        None,
+        None,
+        lineno=concat.lineno,
+    )
+
+
+def _replace_node(tree: nodes.Node, old: nodes.Node, new: nodes.Node) -> None:
+    """Swap ``old`` for ``new`` wherever ``tree`` references it."""
+    for parent in [tree, *tree.find_all(nodes.Node)]:
+        for name, value in parent.iter_fields():
+            if value is old:
+                setattr(parent, name, new)
+            elif isinstance(value, list):
+                parent_list = value
+                for index, item in enumerate(parent_list):
+                    if item is old:
+                        parent_list[index] = new
+
+
+def render_text(template: Template, context: Mapping[str, Any]) -> str:
+    """Render ``template`` with ``context`` inside the current budget, streaming the output."""
+    spend = _current()
+    chunks: list[str] = []
+    for chunk in template.generate(context):
+        chunks.append(chunk)
+        spend.check_time()
+    return "".join(chunks)
