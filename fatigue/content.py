@@ -1,0 +1,151 @@
+"""Content rules: timeliness, relevance and diversity decide which candidates go in one email."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from fatigue.domain import Candidate, ContentKind, Reason
+from fatigue.rules import DiversityStrategy, Rules
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The items chosen for one campaign and the reasons behind the choice."""
+
+    items: tuple[Candidate, ...]
+    reasons: tuple[Reason, ...]
+    relevant: bool
+    relevance: float
+
+
+def select(
+    candidates: Sequence[Candidate], rules: Rules, now: datetime, sent: Mapping[str, float]
+) -> Selection:
+    """Filter, rank and diversify candidates; ``sent`` maps item ids to when they were sent."""
+    eligible, timeliness = _timely(candidates, rules, now, sent)
+    # Highest relevance first; on a tie the fresher item wins.
+    eligible.sort(key=lambda item: (-item.relevance, -_published(item)))
+    relevance = rules.relevance
+    if relevance is not None:
+        eligible = [item for item in eligible if item.relevance >= relevance.min_relevance]
+    chosen, diversity = _diversify(eligible, rules)
+    reasons = [timeliness]
+    relevant = True
+    if relevance is not None:
+        relevant = len(chosen) >= relevance.min_items
+        detail = (
+            f"{len(chosen)} item(s) reach relevance {relevance.min_relevance:g}; "
+            f"{relevance.min_items} needed"
+        )
+        reasons.append(Reason("relevance", relevant, detail, len(chosen), relevance.min_items))
+    if diversity is not None:
+        reasons.append(diversity)
+    mean = sum(item.relevance for item in chosen) / len(chosen) if chosen else 0.0
+    return Selection(tuple(chosen), tuple(reasons), relevant, mean)
+
+
+def _published(item: Candidate) -> float:
+    return item.published_at.timestamp() if item.published_at else float("-inf")
+
+
+def _timely(
+    candidates: Sequence[Candidate], rules: Rules, now: datetime, sent: Mapping[str, float]
+) -> tuple[list[Candidate], Reason]:
+    timeliness = rules.timeliness
+    max_age = timeliness.max_age_editorial if timeliness else None
+    no_repeat = timeliness.no_repeat if timeliness else None
+    repeat_since = (now - no_repeat).timestamp() if no_repeat else None
+    excluded: Counter[str] = Counter()
+    kept: list[Candidate] = []
+    for item in candidates:
+        why = _exclusion(item, now, max_age is not None and _too_old(item, now, max_age))
+        if why is None and repeat_since is not None and sent.get(item.item_id, -1.0) > repeat_since:
+            why = "sent recently"
+        if why is None:
+            kept.append(item)
+        else:
+            excluded[why] += 1
+    detail = ", ".join(f"{count} {why}" for why, count in sorted(excluded.items()))
+    reason = Reason(
+        "timeliness",
+        True,
+        f"excluded {detail}" if detail else "no item excluded",
+        counter=len(kept),
+        limit=len(candidates),
+    )
+    return kept, reason
+
+
+def _too_old(item: Candidate, now: datetime, max_age: timedelta) -> bool:
+    return (
+        item.kind == ContentKind.EDITORIAL
+        and item.published_at is not None
+        and item.published_at < now - max_age
+    )
+
+
+def _exclusion(item: Candidate, now: datetime, too_old: bool) -> str | None:
+    if item.kind == ContentKind.TRANSACTIONAL:
+        return "transactional"
+    if item.expires_at is not None and item.expires_at <= now:
+        return "expired"
+    if not item.in_stock:
+        return "out of stock"
+    if too_old:
+        return "too old"
+    return None
+
+
+def _diversify(items: list[Candidate], rules: Rules) -> tuple[list[Candidate], Reason | None]:
+    diversity = rules.diversity
+    if diversity is None:
+        return items, None
+    limit = diversity.max_items or len(items)
+    if diversity.strategy == DiversityStrategy.MMR:
+        chosen = _mmr(items, limit, diversity.mmr_lambda, diversity.max_per_category)
+    else:
+        chosen = _capped(items, limit, diversity.max_per_category)
+    per_category = Counter(item.category for item in chosen)
+    top = max(per_category.values(), default=0)
+    detail = f"{len(chosen)} item(s) from {len(per_category)} categor(ies), at most {top} per one"
+    return chosen, Reason("diversity", True, detail, counter=top, limit=diversity.max_per_category)
+
+
+def _capped(items: list[Candidate], limit: int, per_category: int | None) -> list[Candidate]:
+    counts: Counter[str] = Counter()
+    chosen: list[Candidate] = []
+    for item in items:
+        if len(chosen) >= limit:
+            break
+        if per_category is not None and counts[item.category] >= per_category:
+            continue
+        counts[item.category] += 1
+        chosen.append(item)
+    return chosen
+
+
+def _mmr(
+    items: list[Candidate], limit: int, trade_off: float, per_category: int | None
+) -> list[Candidate]:
+    """Maximal marginal relevance with category overlap as the similarity."""
+    pool = list(items)
+    chosen: list[Candidate] = []
+    counts: Counter[str] = Counter()
+    while pool and len(chosen) < limit:
+        # Similarity to the chosen set: 1 when its category is already present, else 0.
+        best = max(
+            pool,
+            key=lambda item: (
+                trade_off * item.relevance
+                - (1 - trade_off) * (1.0 if counts[item.category] else 0.0)
+            ),
+        )
+        pool.remove(best)
+        if per_category is not None and counts[best.category] >= per_category:
+            continue
+        counts[best.category] += 1
+        chosen.append(best)
+    return chosen

@@ -1,0 +1,56 @@
+"""Turn engagement events into the state changes the store applies atomically."""
+
+from __future__ import annotations
+
+import json
+
+from fatigue.domain import EngagementEvent, EventType
+from fatigue.rules import Rules
+from fatigue.store.base import EventChange
+from fatigue.windows import zone
+
+_SUPPRESSING = {
+    EventType.COMPLAINT: "complaint",
+    EventType.BOUNCE_HARD: "address",
+}
+
+
+def change_for(event: EngagementEvent, rules: Rules) -> EventChange | None:
+    """Return the state change an event causes, or None when it changes nothing."""
+    ttl = int(rules.store.engagement_ttl.total_seconds())
+    base = EventChange(user_id=event.user_id, at=event.timestamp.timestamp(), engagement_ttl=ttl)
+    kind = event.type
+    if kind in (EventType.OPEN, EventType.CLICK):
+        local = event.timestamp.astimezone(zone(event.timezone or rules.default_timezone))
+        return _replace(base, engaged=True, hour=local.hour)
+    if kind == EventType.PURCHASE:
+        return _replace(base, engaged=True)
+    if kind == EventType.DELIVERED:
+        return _replace(base, reset_soft_bounces=True)
+    if kind == EventType.BOUNCE_SOFT:
+        threshold = rules.suppression.soft_bounce_threshold
+        return _replace(base, soft_bounce=True, soft_bounce_threshold=threshold)
+    if kind == EventType.UNSUBSCRIBE:
+        return _replace(base, suppress=((_unsubscribe_scope(event), _detail(event)),))
+    if kind == EventType.RESUBSCRIBE:
+        return _replace(base, lift=(_unsubscribe_scope(event),))
+    if kind in _SUPPRESSING:
+        return _replace(base, suppress=((_SUPPRESSING[kind], _detail(event)),))
+    # Sends are recorded when decided; machine opens are not engagement.
+    return None
+
+
+def _unsubscribe_scope(event: EngagementEvent) -> str:
+    return f"category:{event.category}" if event.category else "all"
+
+
+def _detail(event: EngagementEvent) -> str:
+    return json.dumps(
+        {"reason": event.type.value, "at": event.timestamp.isoformat(), "campaign": event.campaign}
+    )
+
+
+def _replace(change: EventChange, **values: object) -> EventChange:
+    from dataclasses import replace
+
+    return replace(change, **values)  # type: ignore[arg-type]

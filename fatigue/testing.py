@@ -1,0 +1,67 @@
+"""A private ``redis-server`` for tests and benchmarks: free port, temp dir, no persistence."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+class RedisUnavailable(RuntimeError):
+    """A private redis-server could not be started."""
+
+
+def free_port() -> int:
+    """Return a TCP port nobody is listening on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def private_redis(binary: str = "redis-server", timeout: float = 10.0) -> Iterator[str]:
+    """Start a throwaway redis-server and yield its URL; stop it and remove its dir on exit."""
+    path = shutil.which(binary)
+    if path is None:
+        raise RedisUnavailable(f"{binary} is not installed (apt-get install redis-server)")
+    port = free_port()
+    workdir = tempfile.mkdtemp(prefix="rapport-redis-")
+    command = [path, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    # A log file, not a pipe: a pipe nobody drains would stall the server once it fills.
+    logfile = os.path.join(workdir, "redis.log")
+    process = subprocess.Popen([*command, "--dir", workdir, "--logfile", logfile])
+    try:
+        _wait_until_ready(process, port, timeout, logfile)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _wait_until_ready(
+    process: subprocess.Popen[bytes], port: int, timeout: float, logfile: str
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            with open(logfile, errors="replace") as log:
+                error = log.read()[-2000:]
+            raise RedisUnavailable(f"redis-server exited with {process.returncode}: {error}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as sock:
+                sock.sendall(b"PING\r\n")
+                if sock.recv(16).startswith(b"+PONG"):
+                    return
+        except OSError:
+            time.sleep(0.05)
+    raise RedisUnavailable(f"redis-server did not answer on port {port} within {timeout}s")
