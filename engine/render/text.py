@@ -51,7 +51,7 @@ class _TextExtractor(HTMLParser):
             self.parts.append("\n")
         elif tag == "hr":
             self.parts.append("\n" + "-" * 40 + "\n")
-        elif tag == "img" and (attributes.get("alt") or "").strip() and not self.links:
+        elif tag == "img" and (attributes.get("alt") or "").strip():
             self.parts.append(f" {attributes['alt']} ")
 
     def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
