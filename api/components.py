@@ -1,4 +1,4 @@
-"""How each heavy component is built from the settings: model, templates, governor."""
+"""How each heavy component is built from the settings: model, templates, governor, composer."""
 
 from __future__ import annotations
 
@@ -14,8 +14,13 @@ from api.services import Services
 def register(app: Flask) -> None:
     """Declare the lazily built components of ``app``'s services."""
     found: Services = app.extensions["rapport"]
-    settings = found.settings
+    settings = dict(app.config)
     found.register("model", lambda: _model(settings))
+    found.register("store", lambda: _store(settings))
+    found.register("governor", lambda: _governor(found))
+    found.register("templates", lambda: _templates(settings))
+    found.register("renderer", lambda: _renderer(found, settings))
+    found.register("composer", lambda: _composer(found))
 
 
 def _model(settings: dict[str, Any]) -> ModelHolder:
@@ -26,3 +31,47 @@ def _model(settings: dict[str, Any]) -> ModelHolder:
         Recommender.load,
         interval=float(settings["MODEL_RELOAD_INTERVAL"]),
     )
+
+
+def _store(settings: dict[str, Any]) -> Any:
+    from fatigue.store import store_from_url
+
+    return store_from_url(settings["STORE_URL"])
+
+
+def rules_from(settings: dict[str, Any]) -> Any:
+    """Load the configured rule file, or the bundled defaults."""
+    from fatigue.rules import default_rules, load_rules
+
+    path = settings.get("RULES") or ""
+    return load_rules(Path(path)) if path else default_rules()
+
+
+def _governor(found: Services) -> Any:
+    from fatigue.governor import Governor
+
+    return Governor(rules_from(found.settings), found.get("store"), found.clock)
+
+
+def _templates(settings: dict[str, Any]) -> Any:
+    from engine.render.library import BundledLibrary
+
+    directory = settings.get("TEMPLATES_DIR") or ""
+    return BundledLibrary(Path(directory)) if directory else BundledLibrary()
+
+
+def _renderer(found: Services, settings: dict[str, Any]) -> Any:
+    from engine.render.links import LinkConfig, LinkSigner
+    from engine.render.renderer import Renderer
+
+    signer = LinkSigner(settings["SECRET_KEY"], clock=found.clock)
+    return Renderer(
+        found.get("templates"), signer, LinkConfig(settings["PUBLIC_URL"]), clock=found.clock
+    )
+
+
+def _composer(found: Services) -> Any:
+    from engine.compose import Composer
+
+    holder: ModelHolder = found.get("model")
+    return Composer(lambda: holder.model, found.get("governor"), found.get("renderer"), found.clock)

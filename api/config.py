@@ -34,7 +34,7 @@ DEFAULTS: dict[str, Any] = {
     # Signs unsubscribe links; ``rapport serve`` makes one per run when none is configured.
     "SECRET_KEY": "",
     # Base of the links Rapport puts in emails (unsubscribe); the server's own URL by default.
-    "PUBLIC_URL": "",
+    "PUBLIC_URL": "http://localhost:8000",
     # Ordinary JSON bodies; the NDJSON batch endpoint has its own, larger limit.
     "MAX_CONTENT_LENGTH": 1 * MIB,
     "MAX_BATCH_BYTES": 256 * MIB,

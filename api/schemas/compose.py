@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, Field, StringConstraints, field_validator, model_validator
 
-from api.schemas.common import Identifier, Strict, TemplateName
+from api.schemas.common import Identifier, ProblemDocument, Strict, TemplateName
 
 
 class CampaignKind(StrEnum):
@@ -143,13 +143,14 @@ class ComposeResponse(BaseModel):
     email: EmailOut | None = None
 
 
-class BatchLine(ComposeResponse):
-    """One line of the batch answer: the input line number, then the decision or an error."""
+class BatchLine(BaseModel):
+    """One line of the batch answer: the input line number, then the decision or a problem."""
 
     line: int
     user_id: str | None = None
-    decision: DecisionOut | None = None  # type: ignore[assignment]
-    error: dict[str, Any] | None = None
+    decision: DecisionOut | None = None
+    email: EmailOut | None = None
+    error: ProblemDocument | None = None
 
 
 class RecommendationFilters(Strict):

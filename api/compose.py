@@ -1,0 +1,200 @@
+"""``POST /v1/compose`` and ``POST /v1/compose/batch``: decide, then render when it is a send.
+
+A suppression or deferral is a normal 200 answer with its reasons. The batch endpoint reads an
+NDJSON audience line by line and streams one answer line per recipient as soon as its chunk is
+decided, so neither side holds the audience in memory; the client must read the answer while
+it sends (curl does; see docs/api.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pydantic
+from flask import Blueprint, Response, current_app, request, stream_with_context
+
+from api.auth import Role
+from api.metrics import DECISIONS, RENDERS
+from api.problems import PROBLEM_TYPES
+from api.routing import NDJSON, operation, pydantic_problems
+from api.schemas.common import ProblemDocument, ProblemError
+from api.schemas.compose import (
+    BatchLine,
+    ComposeRequest,
+    ComposeResponse,
+    DecisionOut,
+    EmailOut,
+)
+from api.services import services
+from engine.compose import ComposeInput, Composition
+from fatigue.domain import Campaign, ContentKind, Recipient
+from fatigue.errors import NotFoundError, RapportError, StoreError, ValidationError
+
+bp = Blueprint("compose", __name__)
+CHUNK = 128  # recipients scored through the model together in the batch endpoint
+
+
+@operation(
+    bp,
+    "/v1/compose",
+    "POST",
+    roles=(Role.PLATFORM,),
+    body=ComposeRequest,
+    response=ComposeResponse,
+    summary="Decide whether to email one recipient, with what; render it when the answer is send.",
+)
+def compose(body: ComposeRequest) -> ComposeResponse:
+    """Compose for one recipient."""
+    composition = services().get("composer").compose(to_input(body))
+    return to_response(composition, body.include_mime)
+
+
+@operation(
+    bp,
+    "/v1/compose/batch",
+    "POST",
+    roles=(Role.PLATFORM,),
+    body=ComposeRequest,
+    response=BatchLine,
+    request_media=NDJSON,
+    response_media=NDJSON,
+    summary="Compose for an NDJSON audience, streamed back as NDJSON, one line per recipient.",
+)
+def compose_batch() -> Response:
+    """Stream one answer line per input line, in input order."""
+    request.max_content_length = int(current_app.config["MAX_BATCH_BYTES"])
+    limit = int(current_app.config["MAX_BATCH_RECIPIENTS"])
+    lines = _answer_lines(request.stream, limit)
+    return Response(stream_with_context(lines), mimetype=NDJSON)
+
+
+def to_input(body: ComposeRequest) -> ComposeInput:
+    """Translate the request schema into the pipeline's domain values."""
+    recipient = body.recipient
+    campaigns = body.all_campaigns()
+    return ComposeInput(
+        recipient=Recipient(
+            user_id=recipient.user_id,
+            email=recipient.email or "",
+            first_name=recipient.first_name,
+            locale=recipient.locale,
+            timezone=recipient.timezone or "",
+            attributes=dict(recipient.attributes),
+        ),
+        campaigns=tuple(
+            Campaign(c.id, c.category, ContentKind(c.kind.value), c.priority) for c in campaigns
+        ),
+        templates={c.id: str(c.template or body.template) for c in campaigns},
+        idempotency_key=body.idempotency_key,
+        dry_run=body.dry_run,
+        items=body.items,
+    )
+
+
+def to_response(composition: Composition, include_mime: bool = False) -> ComposeResponse:
+    """Shape a composition as the API answer, counting it in the metrics."""
+    decision = composition.decision
+    deciding = decision.deciding
+    DECISIONS.labels(decision.action.value, deciding.rule if deciding else "none").inc()
+    data = decision.to_dict()
+    data["id"] = data.pop("decision_id")
+    data["campaign_id"] = data.pop("campaign")
+    email = composition.email
+    rendered = None
+    if email is not None:
+        RENDERS.labels(email.template, "ok").inc()
+        rendered = EmailOut(
+            subject=email.subject,
+            preheader=email.preheader,
+            html=email.html,
+            text=email.text,
+            headers=dict(email.headers),
+            template=email.template,
+            template_version=email.version,
+            mime=email.mime_bytes.decode("utf-8", "replace") if include_mime else None,
+        )
+    return ComposeResponse(decision=DecisionOut.model_validate(data), email=rendered)
+
+
+def _answer_lines(stream: Iterator[bytes], limit: int) -> Iterator[str]:
+    """Parse the audience in chunks and yield each chunk's answers as NDJSON, in input order."""
+    chunk: list[tuple[int, ComposeRequest | str]] = []
+    seen = 0
+    for number, raw in enumerate(stream, start=1):
+        if not raw.strip():
+            continue
+        seen += 1
+        if seen > limit:
+            chunk.append((number, _problem_line(number, "too-large", f"over {limit} recipients")))
+            break
+        try:
+            chunk.append((number, ComposeRequest.model_validate_json(raw)))
+        except pydantic.ValidationError as exc:
+            chunk.append((number, _invalid_line(number, exc)))
+        if len(chunk) >= CHUNK:
+            yield from _compose_chunk(chunk)
+            chunk = []
+    if chunk:
+        yield from _compose_chunk(chunk)
+
+
+def _compose_chunk(chunk: list[tuple[int, ComposeRequest | str]]) -> Iterator[str]:
+    """Compose a chunk's valid lines together; if that fails, isolate failures one by one."""
+    valid = [(number, body) for number, body in chunk if isinstance(body, ComposeRequest)]
+    answers: dict[int, str] = {}
+    try:
+        results = services().get("composer").compose_many([to_input(b) for _, b in valid])
+        for (number, request), composition in zip(valid, results, strict=True):
+            answers[number] = _line(number, request, composition)
+    except RapportError:
+        answers = {number: _one_line(number, request) for number, request in valid}
+    for number, entry in chunk:
+        yield entry if isinstance(entry, str) else answers[number]
+
+
+def _one_line(number: int, body: ComposeRequest) -> str:
+    """Compose one recipient of a failed chunk, turning its own failure into an error line."""
+    try:
+        composition = services().get("composer").compose(to_input(body))
+    except ValidationError as exc:
+        errors = [ProblemError(**vars(problem)) for problem in exc.problems]
+        return _problem_line(number, "validation", str(exc), body.recipient.user_id, errors)
+    except NotFoundError as exc:
+        return _problem_line(number, "not-found", str(exc), body.recipient.user_id)
+    except StoreError as exc:
+        return _problem_line(number, "unavailable", str(exc), body.recipient.user_id)
+    return _line(number, body, composition)
+
+
+def _line(number: int, body: ComposeRequest, composition: Composition) -> str:
+    answer = to_response(composition, body.include_mime)
+    line = BatchLine(
+        line=number, user_id=body.recipient.user_id, decision=answer.decision, email=answer.email
+    )
+    return line.model_dump_json(exclude_none=True) + "\n"
+
+
+def _invalid_line(number: int, exc: pydantic.ValidationError) -> str:
+    problems = pydantic_problems(exc, "line", number)
+    errors = [ProblemError(**vars(problem)) for problem in problems]
+    slug = (
+        "malformed-request"
+        if any(e["type"] == "json_invalid" for e in exc.errors())
+        else ("validation")
+    )
+    return _problem_line(number, slug, "; ".join(str(p) for p in problems), None, errors)
+
+
+def _problem_line(
+    number: int,
+    slug: str,
+    detail: str,
+    user_id: str | None = None,
+    errors: list[ProblemError] | None = None,
+) -> str:
+    kind = PROBLEM_TYPES[slug]
+    problem = ProblemDocument(
+        type=kind.uri, title=kind.title, status=kind.status, detail=detail, errors=errors
+    )
+    line = BatchLine(line=number, user_id=user_id, error=problem)
+    return line.model_dump_json(exclude_none=True) + "\n"
