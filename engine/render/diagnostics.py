@@ -6,7 +6,7 @@ import sys
 from types import TracebackType
 from typing import Any
 
-from jinja2 import ChainableUndefined, TemplateSyntaxError, UndefinedError
+from jinja2 import ChainableUndefined, TemplateRuntimeError, TemplateSyntaxError, UndefinedError
 from jinja2.sandbox import SecurityError
 
 from fatigue.errors import Problem, ValidationError
@@ -61,7 +61,7 @@ class MissingRecorder:
             __slots__ = ()
 
             def __init__(self, hint: str | None = None, obj: Any = None, name: Any = None,
-                         exc: type[Exception] = UndefinedError) -> None:  # fmt: skip
+                         exc: type[TemplateRuntimeError] = UndefinedError) -> None:  # fmt: skip
                 super().__init__(hint, obj, name, exc)
                 if exc is UndefinedError and name is not None:
                     recorder.record(str(name), obj)
@@ -78,5 +78,5 @@ class MissingRecorder:
                 line = template.get_corresponding_lineno(frame.f_lineno) if template else None
                 break
             frame = frame.f_back  # type: ignore[assignment]
-        owner = "" if obj is None or isinstance(obj, ChainableUndefined) else " of a value"
-        self.missing.append((f"{name}{owner}", line))
+        top_level = obj is None or isinstance(obj, ChainableUndefined)
+        self.missing.append((name if top_level else f".{name}", line))

@@ -56,45 +56,50 @@ def _checked_filters(
     join, replace, truncate = stock["join"], stock["replace"], stock["truncate"]
     batch, slice_, sum_ = stock["batch"], stock["slice"], stock["sum"]
 
-    def checked_join(eval_ctx: Any, value: Iterable[Any], d: str = "", attribute: Any = None):
+    def checked_join(
+        eval_ctx: Any, value: Iterable[Any], d: str = "", attribute: Any = None
+    ) -> str:
         items = list(value)
         size = sum(len(str(item)) for item in items) + len(d) * max(len(items) - 1, 0)
         _check(size, max_size, "a joined string")
         return join(eval_ctx, items, d, attribute)
 
-    def checked_replace(eval_ctx: Any, s: str, old: str, new: str, count: int | None = None):
+    def checked_replace(eval_ctx: Any, s: str, old: str, new: str, count: int | None = None) -> str:
         text = str(s)
         hits = len(text) + 1 if old == "" else text.count(old)
         hits = min(hits, count) if count is not None and count >= 0 else hits
         _check(len(text) + hits * (len(new) - len(old)), max_size, "a replaced string")
         return replace(eval_ctx, s, old, new, count)
 
-    def checked_truncate(env: Any, s: str, length: int = 255, *args: Any, **kwargs: Any):
+    def checked_truncate(env: Any, s: str, length: int = 255, *args: Any, **kwargs: Any) -> str:
         end = kwargs.get("end", args[1] if len(args) > 1 else "...")
         _check(len(str(end)), max_size, "a truncation marker")
         return truncate(env, s, length, *args, **kwargs)
 
-    def checked_batch(value: Iterable[Any], linecount: int, fill_with: Any = None):
+    def checked_batch(value: Iterable[Any], linecount: int, fill_with: Any = None) -> Any:
         _check(linecount, MAX_CHUNKS, "a batch")
         return batch(value, linecount, fill_with)
 
-    def checked_slice(value: Iterable[Any], slices: int, fill_with: Any = None):
+    def checked_slice(value: Iterable[Any], slices: int, fill_with: Any = None) -> Any:
         _check(slices, MAX_CHUNKS, "a slice count")
         return slice_(value, slices, fill_with)
 
-    def checked_sum(env: Any, iterable: Iterable[Any], attribute: Any = None, start: Any = 0):
+    def checked_sum(
+        env: Any, iterable: Iterable[Any], attribute: Any = None, start: Any = 0
+    ) -> Any:
         if not isinstance(start, int | float):
             raise FilterLimitError("sum adds numbers only")
         return sum_(env, iterable, attribute, start)
 
-    for wrapper, original in (
+    wrappers: list[tuple[Any, Any]] = [
         (checked_join, join),
         (checked_replace, replace),
         (checked_truncate, truncate),
         (checked_sum, sum_),
-    ):
+    ]
+    for wrapper, original in wrappers:
         # Keep Jinja's pass-the-context marker so the wrappers receive what the originals do.
-        wrapper.jinja_pass_arg = original.jinja_pass_arg  # type: ignore[attr-defined]
+        wrapper.jinja_pass_arg = original.jinja_pass_arg
     return {
         "join": checked_join,
         "replace": checked_replace,

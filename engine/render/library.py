@@ -159,7 +159,9 @@ def _load_sample(source: TemplateSource, problems: list[Problem]) -> dict[str, A
     return sample
 
 
-def _variants(source: TemplateSource, meta: dict[str, Any], problems: list[Problem]):
+def _variants(
+    source: TemplateSource, meta: dict[str, Any], problems: list[Problem]
+) -> tuple[str, dict[str, LocaleVariant]]:
     default = str(meta.get("default_locale", "en"))
     overrides = meta.get("locales", {})
     variants: dict[str, LocaleVariant] = {}
