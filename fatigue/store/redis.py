@@ -118,7 +118,7 @@ class RedisStore(FatigueStore):
                     keys=self._commit_keys(attempt), args=_commit_args(attempt), client=pipe
                 )
             replies = pipe.execute()
-        return [CommitResult(CommitStatus(_text(s)), _text(d) or None) for s, d in replies]
+        return [_result(_text(status), _text(detail)) for status, detail in replies]
 
     def _commit_keys(self, attempt: SendAttempt) -> list[str]:
         user = attempt.user_id
@@ -192,6 +192,12 @@ def _commit_args(attempt: SendAttempt) -> list[Any]:
             cap.campaign or "",
         ]
     return args
+
+
+def _result(status: str, detail: str) -> CommitResult:
+    if status == CommitStatus.DUPLICATE:
+        return CommitResult(CommitStatus.DUPLICATE, replay=detail)
+    return CommitResult(CommitStatus(status), detail=detail)
 
 
 def _split_prefix(url: str) -> tuple[str, str]:

@@ -1,0 +1,141 @@
+"""Redis-only behaviour: key layout, prefix, TTLs, errors, and atomicity under real concurrency."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+import redis
+from conftest import CONTRACT
+from fatigue_helpers import alice, items, request
+from redis.crc import key_slot
+
+from fatigue.clock import FrozenClock
+from fatigue.domain import Action, EngagementEvent, EventType
+from fatigue.errors import StoreError
+from fatigue.governor import Governor
+from fatigue.rules import load_rules
+from fatigue.store import store_from_url
+from fatigue.store.base import EventChange, SendAttempt, SendRecord, StateQuery, new_decision_id
+from fatigue.testing import free_port
+
+pytestmark = pytest.mark.redis
+NOW = 1_800_000_000.0
+
+
+@pytest.fixture
+def prefix():
+    return f"t{uuid.uuid4().hex[:8]}:"
+
+
+@pytest.fixture
+def store(redis_url, prefix):
+    store = store_from_url(f"{redis_url}?prefix={prefix}")
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def raw(redis_url):
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+def send(user="u1", items=("i1",)):
+    rec = SendRecord(new_decision_id(user), NOW, "email", "sale", "c1", "promotional", True, items)
+    return SendAttempt(user, rec, history_ttl=3600, idempotency_key="k", replay="{}")
+
+
+def test_keys_are_prefixed_and_hash_tagged_by_user(store, raw, prefix):
+    store.commit([send()])
+    store.apply(EventChange("u1", NOW, engaged=True, hour=8, suppress=(("all", "{}"),)))
+    keys = sorted(key.decode() for key in raw.keys(f"{prefix}*"))
+    assert keys == [
+        f"{prefix}fatigue:audience:hours",
+        f"{prefix}fatigue:{{u1}}:engagement",
+        f"{prefix}fatigue:{{u1}}:idem:k",
+        f"{prefix}fatigue:{{u1}}:items",
+        f"{prefix}fatigue:{{u1}}:sends",
+        f"{prefix}fatigue:{{u1}}:suppression",
+    ]
+    # The slot Redis Cluster would assign (CRC16 of the hash tag): one per customer.
+    slots = {key_slot(key.encode()) for key in keys if "{u1}" in key}
+    assert len(slots) == 1
+
+
+def test_history_expires_but_suppression_never_does(store, raw, prefix):
+    store.commit([send()])
+    store.apply(EventChange("u1", NOW, suppress=(("address", "{}"),), engagement_ttl=500))
+    assert 0 < raw.ttl(f"{prefix}fatigue:{{u1}}:sends") <= 3600
+    assert 0 < raw.ttl(f"{prefix}fatigue:{{u1}}:items") <= 3600
+    assert 0 < raw.ttl(f"{prefix}fatigue:{{u1}}:idem:k") <= 86400 * 2
+    assert 0 < raw.ttl(f"{prefix}fatigue:{{u1}}:engagement") <= 500
+    assert raw.ttl(f"{prefix}fatigue:{{u1}}:suppression") == -1
+
+
+def test_prefixes_isolate_stores_on_one_server(store, redis_url):
+    other = store_from_url(f"{redis_url}?prefix=other{uuid.uuid4().hex[:6]}:")
+    store.commit([send()])
+    assert other.load([StateQuery("u1", NOW, 0.0)])[0].sends == ()
+    other.close()
+
+
+def test_suppression_survives_a_new_client(store, redis_url, prefix):
+    store.apply(EventChange("u1", NOW, suppress=(("complaint", "{}"),)))
+    again = store_from_url(f"{redis_url}?prefix={prefix}")
+    assert "complaint" in again.load([StateQuery("u1", NOW, 0.0)])[0].suppression
+    again.close()
+
+
+def test_unreachable_redis_raises_store_error():
+    dead = store_from_url(f"redis://127.0.0.1:{free_port()}/0")
+    with pytest.raises(StoreError) as caught:
+        dead.load([StateQuery("u1", NOW, 0.0)])
+    assert isinstance(caught.value.__cause__, redis.ConnectionError)
+    with pytest.raises(StoreError):
+        dead.ping()
+
+
+def test_unreachable_redis_defers_by_default_and_can_raise():
+    clock = FrozenClock(datetime(2026, 1, 12, 12, tzinfo=UTC))
+    dead = store_from_url(f"redis://127.0.0.1:{free_port()}/0")
+    decision = Governor(load_rules(CONTRACT), dead, clock).decide(alice(), request(), items())
+    assert decision.action == Action.DEFER and decision.deciding.rule == "store"
+    strict = load_rules(CONTRACT + '\n[store]\non_store_error = "raise"\n')
+    with pytest.raises(StoreError):
+        Governor(strict, dead, clock).decide(alice(), request(), items())
+
+
+def test_sixty_four_threads_never_exceed_a_cap_of_three(store):
+    rules = load_rules('[[caps]]\nmax = 3\nper = "1d"\n')
+    clock = FrozenClock(datetime(2026, 1, 12, 12, tzinfo=UTC))
+    governor = Governor(rules, store, clock)
+    for trial in range(5):
+        user = f"racer-{trial}"
+        barrier = threading.Barrier(64)
+        actions: list[Action] = []
+
+        def race(user=user, barrier=barrier, actions=actions):
+            barrier.wait()
+            recipient = alice().__class__(user)
+            actions.append(governor.decide(recipient, request(), items()).action)
+
+        threads = [threading.Thread(target=race) for _ in range(64)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert actions.count(Action.SEND) == 3
+        assert actions.count(Action.DEFER) == 61
+        assert len(store.load([StateQuery(user, NOW, 0.0)])[0].sends) == 3
+
+
+def test_events_through_the_governor_reach_redis(store):
+    clock = FrozenClock(datetime(2026, 1, 12, 12, tzinfo=UTC))
+    governor = Governor(load_rules(CONTRACT), store, clock)
+    governor.record_event(EngagementEvent(EventType.BOUNCE_HARD, "alice", clock()))
+    decision = governor.decide(alice(), request(kind="transactional"), items())
+    assert decision.action == Action.SUPPRESS

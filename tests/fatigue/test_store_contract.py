@@ -1,0 +1,178 @@
+"""One contract, every backend: the same tests run against memory:// and a real Redis."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import BACKENDS
+
+from fatigue.errors import ConfigurationError
+from fatigue.store import store_from_url
+from fatigue.store.base import (
+    CapCheck,
+    CommitStatus,
+    EventChange,
+    SendAttempt,
+    SendRecord,
+    StateQuery,
+    decision_owner,
+    new_decision_id,
+)
+
+NOW = 1_800_000_000.0
+DAY = 86400
+
+
+def record(user="u1", at=NOW, kind="promotional", category="sale", campaign="c1", items=()):
+    return SendRecord(new_decision_id(user), at, "email", category, campaign, kind, True, items)
+
+
+def attempt(rec, caps=(), **options):
+    return SendAttempt(user_id=decision_owner(rec.decision_id), record=rec, caps=caps, **options)
+
+
+def daily_cap(limit=3, at=NOW, **scope):
+    return CapCheck(at - DAY, False, limit, "email", **scope)
+
+
+def load(store, user="u1", since=0.0, key=None, now=NOW):
+    return store.load([StateQuery(user, now, since, key)])[0]
+
+
+@pytest.mark.parametrize("backend", BACKENDS, indirect=True)
+class TestStoreContract:
+    def test_empty_user_has_empty_state(self, store):
+        state = load(store, "nobody")
+        assert state.sends == () and state.suppression == {} and state.ignored == 0
+        assert state.hours == (0,) * 24 and state.replay is None
+
+    def test_commit_records_and_load_reads_back(self, store):
+        rec = record(items=("i1", "i2"))
+        [result] = store.commit([attempt(rec)])
+        assert result.status == CommitStatus.RECORDED
+        state = load(store)
+        assert state.sends == (rec,)
+        assert state.items == {"i1": NOW, "i2": NOW}
+        assert state.ignored == 1
+
+    def test_load_respects_since(self, store):
+        store.commit([attempt(record(at=NOW - 2 * DAY)), attempt(record(at=NOW))])
+        assert len(load(store, since=NOW - DAY).sends) == 1
+
+    def test_cap_rejects_at_limit(self, store):
+        for offset in (3, 2, 1):
+            rec = record(at=NOW - offset * 100)
+            store.commit([attempt(rec, caps=(daily_cap(at=rec.at),))])
+        [result] = store.commit([attempt(record(), caps=(daily_cap(),))])
+        assert result.status == CommitStatus.REJECTED and result.replay is None
+        assert len(load(store).sends) == 3
+
+    def test_rolling_window_forgets_old_sends(self, store):
+        store.commit([attempt(record(at=NOW - DAY))])  # exactly one window ago: outside
+        [result] = store.commit([attempt(record(), caps=(daily_cap(limit=1),))])
+        assert result.status == CommitStatus.RECORDED
+
+    def test_inclusive_window_counts_its_start(self, store):
+        store.commit([attempt(record(at=NOW - DAY))])
+        cap = CapCheck(NOW - DAY, True, 1, "email")
+        assert store.commit([attempt(record(), caps=(cap,))])[0].status == CommitStatus.REJECTED
+
+    def test_cap_scope_by_category_and_campaign(self, store):
+        store.commit([attempt(record(category="sale", campaign="a"))])
+        other_category = daily_cap(limit=1, category="news")
+        same_campaign = daily_cap(limit=1, campaign="a")
+        [ok, rejected] = store.commit(
+            [attempt(record(), caps=(other_category,)), attempt(record(), caps=(same_campaign,))]
+        )
+        assert (ok.status, rejected.status) == (CommitStatus.RECORDED, CommitStatus.REJECTED)
+
+    def test_sends_that_do_not_count_are_not_capped(self, store):
+        rec = SendRecord(new_decision_id("u1"), NOW, "email", "", "receipt", "transactional", False)
+        store.commit([attempt(rec)])
+        assert store.commit([attempt(record(), caps=(daily_cap(limit=1),))])[0].status == "recorded"
+
+    def test_cooldown_rejects_after_non_transactional_only(self, store):
+        receipt = record(kind="transactional", at=NOW - 60)
+        store.commit([attempt(receipt)])
+        [first] = store.commit([attempt(record(at=NOW - 30), cooldown_since=NOW - 3600)])
+        [second] = store.commit([attempt(record(), cooldown_since=NOW - 3600)])
+        assert first.status == CommitStatus.RECORDED
+        assert second.status == CommitStatus.REJECTED and second.detail == "cooldown"
+
+    def test_suppression_blocks_commit(self, store):
+        store.apply(EventChange("u1", NOW, suppress=(("all", '{"reason":"unsubscribe"}'),)))
+        [result] = store.commit([attempt(record(), blocking_scopes=("address", "all"))])
+        assert result.status == CommitStatus.REJECTED and result.detail == "suppressed:all"
+        assert load(store).suppression == {"all": '{"reason":"unsubscribe"}'}
+
+    def test_idempotency_key_replays_and_never_counts_twice(self, store):
+        first = attempt(record(), idempotency_key="k1", replay='{"first": true}')
+        second = attempt(record(), idempotency_key="k1", replay='{"second": true}')
+        results = store.commit([first, second])
+        assert [r.status for r in results] == [CommitStatus.RECORDED, CommitStatus.DUPLICATE]
+        assert results[1].replay == '{"first": true}'
+        assert len(load(store).sends) == 1
+        assert load(store, key="k1").replay == '{"first": true}'
+        assert load(store, key="other").replay is None
+
+    def test_release_forgets_the_send_and_its_items(self, store):
+        rec = record(items=("i1",))
+        store.commit([attempt(rec)])
+        assert store.release(rec.decision_id) is True
+        state = load(store)
+        assert state.sends == () and state.items == {} and state.ignored == 0
+        assert store.release(rec.decision_id) is False
+        assert store.release("not-a-decision") is False
+
+    def test_engagement_resets_ignored_and_counts_hours(self, store):
+        store.commit([attempt(record(at=NOW - 10)), attempt(record())])
+        assert load(store).ignored == 2
+        store.apply(EventChange("u1", NOW, engaged=True, hour=9))
+        state = load(store)
+        assert state.ignored == 0 and state.last_engaged == NOW
+        assert state.hours[9] == 1 and state.audience_hours[9] == 1
+
+    def test_soft_bounces_past_threshold_suppress_the_address(self, store):
+        change = EventChange("u1", NOW, soft_bounce=True, soft_bounce_threshold=2)
+        store.apply(change)
+        assert "address" not in load(store).suppression
+        store.apply(change)
+        state = load(store)
+        assert state.soft_bounces == 2
+        assert json.loads(state.suppression["address"])["reason"] == "bounce_soft"
+
+    def test_delivered_resets_soft_bounces(self, store):
+        store.apply(EventChange("u1", NOW, soft_bounce=True, soft_bounce_threshold=2))
+        store.apply(EventChange("u1", NOW, reset_soft_bounces=True))
+        store.apply(EventChange("u1", NOW, soft_bounce=True, soft_bounce_threshold=2))
+        assert "address" not in load(store).suppression
+
+    def test_lift_removes_a_scope_and_keeps_others(self, store):
+        store.apply(EventChange("u1", NOW, suppress=(("all", "{}"), ("address", "{}"))))
+        store.apply(EventChange("u1", NOW, lift=("all",)))
+        assert load(store).suppression == {"address": "{}"}
+
+    def test_users_are_isolated(self, store):
+        store.commit([attempt(record(user="a"))])
+        assert load(store, "b").sends == ()
+
+    def test_user_ids_with_braces_and_unicode(self, store):
+        user = "we{ird}:ü"
+        rec = record(user=user)
+        store.commit([attempt(rec)])
+        assert load(store, user).sends == (rec,)
+        assert store.release(rec.decision_id)
+
+    def test_ping(self, store):
+        store.ping()
+
+
+def test_decision_ids_name_their_owner():
+    assert decision_owner(new_decision_id("bob@example")) == "bob@example"
+    assert decision_owner("garbage") is None
+
+
+def test_unknown_scheme_is_a_configuration_error():
+    with pytest.raises(ConfigurationError, match="memcached://"):
+        store_from_url("memcached://localhost")
