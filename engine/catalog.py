@@ -107,16 +107,16 @@ def load_catalog(path: str | Path, columns: Mapping[str, str] | None = None) -> 
     rename = {source: canonical for canonical, source in (columns or {}).items()}
     problems: list[Problem] = []
     items: dict[str, CatalogItem] = {}
+    seen: set[str] = set()
     for line, raw in _rows(path, problems):
         row = {rename.get(key, key): value for key, value in raw.items()}
+        item_id = str(row.get("item_id") or "").strip()
+        if item_id in seen:
+            problems.append(Problem(f"duplicate item_id {item_id!r}", str(path), line, "item_id"))
+        seen.add(item_id)
         item = _parse_item(row, str(path), line, problems)
-        if item is None:
-            continue
-        if item.item_id in items:
-            problems.append(
-                Problem(f"duplicate item_id {item.item_id!r}", str(path), line, "item_id")
-            )
-        items[item.item_id] = item
+        if item is not None:
+            items[item.item_id] = item
         if len(problems) >= MAX_PROBLEMS:
             break
     if problems:

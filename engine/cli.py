@@ -111,7 +111,7 @@ def _config(
 ) -> TrainingConfig:
     from engine.interactions import DEFAULT_EVENT_WEIGHTS
     from engine.matrix import ValueScale, Weighting
-    from engine.models import Algorithm
+    from engine.models import Algorithm, default_params
     from engine.training import TrainingConfig
 
     weights = dict(DEFAULT_EVENT_WEIGHTS)
@@ -127,10 +127,9 @@ def _config(
             raise click.BadParameter(
                 f"{spec!r}: expected EVENT=NUMBER", param_hint="--event-weight"
             )
-    base = TrainingConfig(algorithm=Algorithm(algorithm))
+    base = TrainingConfig(algorithm=Algorithm(algorithm), params=default_params(algorithm, seed))
     return replace(
         base,
-        params=replace(base.params, seed=seed),
         weighting=Weighting(weights, half_life or None, ValueScale(value_scale)),
     )
 

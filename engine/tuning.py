@@ -25,6 +25,9 @@ FACTORS = (32, 64, 128, 192, 256)
 ITERATIONS = (10, 15, 20, 30)
 HALF_LIVES: tuple[float | None, ...] = (None, 14.0, 21.0, 30.0, 45.0, 60.0, 120.0)
 WEIGHT_MULTIPLIERS = (0.25, 0.5, 1.0, 2.0, 4.0)
+# implicit's ALS regularization is not scaled by interaction count (1-50 matters); BPR's is.
+REGULARIZATION = {Algorithm.ALS: (1.0, 50.0), Algorithm.BPR: (0.001, 0.1),
+                  Algorithm.ITEMKNN: (1.0, 1.0), Algorithm.POPULAR: (1.0, 1.0)}
 
 
 @dataclass(frozen=True)
@@ -96,7 +99,7 @@ def _sample(base: TrainingConfig, rng: random.Random, interactions: Interactions
     params = replace(
         base.params,
         factors=rng.choice(FACTORS),
-        regularization=round(_log_uniform(rng, 1.0, 50.0), 3),
+        regularization=round(_log_uniform(rng, *REGULARIZATION[base.algorithm]), 4),
         alpha=round(_log_uniform(rng, 0.5, 20.0), 3),
         iterations=rng.choice(ITERATIONS),
         learning_rate=round(_log_uniform(rng, 0.003, 0.1), 4),

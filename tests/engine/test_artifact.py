@@ -1,0 +1,112 @@
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import engine.artifact as artifact
+from engine.artifact import (
+    current_version,
+    list_versions,
+    load_recommender,
+    publish,
+    read_meta,
+    save_recommender,
+)
+from engine.interactions import Interactions
+from engine.serving import Recommender
+from engine.training import train
+from fatigue.errors import NotFoundError
+
+from .conftest import small_config
+
+
+@pytest.fixture(scope="module")
+def trained(interactions: Interactions) -> Recommender:
+    return train(interactions, small_config())
+
+
+def test_round_trip_serves_identically(
+    tmp_path: Path, trained: Recommender, catalog_csv: Path
+) -> None:
+    version = save_recommender(trained, tmp_path, catalog_csv)
+    assert current_version(tmp_path) == version
+    loaded = load_recommender(tmp_path)
+    assert loaded.version == version and loaded.catalog is not None and len(loaded.catalog) == 30
+    for user in ("u0-00", "u2-19", "someone-new"):
+        assert loaded.recommend(user, 5) == trained.recommend(user, 5)
+    meta = read_meta(tmp_path)
+    assert meta["algorithm"] == "als" and meta["params"]["factors"] == 8
+    assert meta["data_window"]["interactions"] == 360 and "cf" in meta["calibration"]
+
+
+def test_publish_rolls_back_and_prunes(tmp_path: Path, trained: Recommender) -> None:
+    first = save_recommender(trained, tmp_path)
+    second = save_recommender(trained, tmp_path)
+    assert current_version(tmp_path) == second and list_versions(tmp_path) == [first, second]
+    publish(tmp_path, first)
+    assert load_recommender(tmp_path).version == first
+    for _ in range(3):
+        save_recommender(trained, tmp_path, keep=1)
+    assert len(list_versions(tmp_path)) == 2  # the published one plus one spare
+
+
+def test_failed_write_leaves_the_published_model_untouched(
+    tmp_path: Path, trained: Recommender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    good = save_recommender(trained, tmp_path)
+
+    def disk_full(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(artifact, "_save_npz", disk_full)
+    with pytest.raises(OSError):
+        save_recommender(trained, tmp_path)
+    assert current_version(tmp_path) == good
+    assert list_versions(tmp_path) == [good]
+    assert not [p for p in (tmp_path / "versions").iterdir() if p.name.startswith(".")]
+
+
+def test_missing_and_unknown_versions(tmp_path: Path) -> None:
+    with pytest.raises(NotFoundError, match="no published model"):
+        load_recommender(tmp_path)
+    with pytest.raises(NotFoundError):
+        publish(tmp_path, "nope")
+    (tmp_path / "CURRENT").write_text("../../etc\n")
+    with pytest.raises(NotFoundError):
+        load_recommender(tmp_path)
+
+
+def test_arrays_load_without_pickle(tmp_path: Path, trained: Recommender) -> None:
+    version = save_recommender(trained, tmp_path)
+    model_file = tmp_path / "versions" / version / "model.npz"
+    np.savez(
+        model_file, user_factors=np.array([object()], dtype=object), item_factors=np.zeros((1, 1))
+    )
+    with pytest.raises(ValueError, match="allow_pickle"):
+        load_recommender(tmp_path)
+
+
+def test_pointer_swap_is_atomic(
+    tmp_path: Path, trained: Recommender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pointer is replaced, never rewritten in place."""
+    save_recommender(trained, tmp_path)
+    replaced: list[tuple[str, str]] = []
+    real_replace = os.replace
+
+    def spy(src: str, dst: str) -> None:
+        replaced.append((os.path.basename(src), os.path.basename(dst)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(artifact.os, "replace", spy)
+    version = save_recommender(trained, tmp_path)
+    assert replaced[0][0].startswith(".staging-") and replaced[0][1] == version
+    assert replaced[1][0].startswith(".pointer-") and replaced[1][1] == "CURRENT"
+    assert (
+        json.loads((tmp_path / "versions" / version / "meta.json").read_text())["version"]
+        == version
+    )

@@ -1,0 +1,182 @@
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from engine.artifact import current_version, read_meta
+from engine.cli import datasets, evaluate, recommend, train
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+SMALL = ["--half-life", "0", "--seed", "1"]
+
+
+def test_train_then_recommend_one_and_all(
+    runner: CliRunner, tmp_path: Path, interactions_csv: Path, catalog_csv: Path
+) -> None:
+    model_dir = tmp_path / "model"
+    result = runner.invoke(
+        train,
+        [
+            "--interactions",
+            str(interactions_csv),
+            "--catalog",
+            str(catalog_csv),
+            "--model-dir",
+            str(model_dir),
+            *SMALL,
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "published" in result.stdout and current_version(model_dir)
+    assert read_meta(model_dir)["params"]["seed"] == 1
+
+    one = runner.invoke(recommend, ["--model-dir", str(model_dir), "--user", "u0-00", "--n", "3"])
+    assert one.exit_code == 0, one.output
+    rows = list(csv.DictReader(one.stdout.splitlines()))
+    assert [r["rank"] for r in rows] == ["1", "2", "3"] and rows[0]["source"] == "cf"
+    assert set(rows[0]) == {"user_id", "item_id", "rank", "score", "relevance", "source"}
+
+    out = tmp_path / "all.csv"
+    every = runner.invoke(
+        recommend, ["--model-dir", str(model_dir), "--all-users", "--n", "2", "--output", str(out)]
+    )
+    assert every.exit_code == 0, every.output
+    written = list(csv.DictReader(out.read_text().splitlines()))
+    assert len(written) == 60 * 2
+    history = {(u, i) for u, i, *_ in csv.reader(interactions_csv.read_text().splitlines())}
+    assert not [r for r in written if (r["user_id"], r["item_id"]) in history]
+
+
+@pytest.mark.parametrize("algorithm", ["als", "bpr", "itemknn", "popular"])
+def test_every_algorithm_trains_from_the_cli(
+    runner: CliRunner, tmp_path: Path, interactions_csv: Path, algorithm: str
+) -> None:
+    result = runner.invoke(
+        train,
+        [
+            "--interactions",
+            str(interactions_csv),
+            "--model-dir",
+            str(tmp_path),
+            "--algorithm",
+            algorithm,
+            *SMALL,
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert read_meta(tmp_path)["algorithm"] == algorithm
+
+
+def test_malformed_file_is_a_clean_error_and_writes_no_model(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text(
+        "user_id,item_id,timestamp,event\nu1,a,2024-01-01T00:00:00Z,purchase\n"
+        "u2,b,not-a-date,purchase\n"
+    )
+    model_dir = tmp_path / "model"
+    result = runner.invoke(train, ["--interactions", str(bad), "--model-dir", str(model_dir)])
+    assert result.exit_code == 1
+    assert f"error: {bad}:3 [timestamp]: unparsable timestamp 'not-a-date'" in result.stderr
+    assert "Traceback" not in result.output
+    assert not model_dir.exists()
+
+
+def test_evaluate_table_and_json(runner: CliRunner, interactions_csv: Path) -> None:
+    table = runner.invoke(
+        evaluate, ["--interactions", str(interactions_csv), "--random", "0.3", "--k", "5", *SMALL]
+    )
+    assert table.exit_code == 0, table.output
+    assert "ndcg@5" in table.stdout and "popular (baseline)" in table.stdout
+    as_json = runner.invoke(
+        evaluate, ["--interactions", str(interactions_csv), "--last-days", "15", "--json", *SMALL]
+    )
+    report = json.loads(as_json.stdout)
+    assert [r["model"] for r in report["results"]] == ["als", "popular (baseline)"]
+    assert 0 <= report["results"][0]["ndcg"] <= 1 and report["test_customers"] > 0
+
+
+def test_evaluate_with_tuning_and_a_test_file(
+    runner: CliRunner, tmp_path: Path, interactions_csv: Path
+) -> None:
+    lines = interactions_csv.read_text().splitlines()
+    train_file, test_file = tmp_path / "train.csv", tmp_path / "test.csv"
+    train_file.write_text("\n".join(lines[:300]) + "\n")
+    test_file.write_text("\n".join([lines[0], *lines[300:]]) + "\n")
+    result = runner.invoke(
+        evaluate,
+        [
+            "--interactions",
+            str(train_file),
+            "--test",
+            str(test_file),
+            "--tune",
+            "--trials",
+            "3",
+            "--json",
+            *SMALL,
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["tuning"]["trials"] == 3 and report["split"].startswith("test file")
+
+
+def test_evaluate_needs_exactly_one_split(runner: CliRunner, interactions_csv: Path) -> None:
+    result = runner.invoke(evaluate, ["--interactions", str(interactions_csv)])
+    assert result.exit_code == 2 and "exactly one of" in result.output
+
+
+def test_recommend_usage_and_missing_model(runner: CliRunner, tmp_path: Path) -> None:
+    assert runner.invoke(recommend, ["--model-dir", str(tmp_path)]).exit_code == 2
+    missing = runner.invoke(recommend, ["--model-dir", str(tmp_path), "--user", "x"])
+    assert missing.exit_code == 1 and "no published model" in missing.stderr
+
+
+def test_column_mapping_from_the_cli(runner: CliRunner, tmp_path: Path) -> None:
+    orders = tmp_path / "orders.csv"
+    rows = ["Customer,SKU,When"] + [
+        f"c{u},s{(u + k) % 7},2024-01-0{1 + k}T00:00:00Z" for u in range(12) for k in range(4)
+    ]
+    orders.write_text("\n".join(rows) + "\n")
+    result = runner.invoke(
+        train,
+        [
+            "--interactions",
+            str(orders),
+            "--columns",
+            "user_id=Customer,item_id=SKU,timestamp=When",
+            "--default-event",
+            "purchase",
+            "--model-dir",
+            str(tmp_path / "m"),
+            "--algorithm",
+            "itemknn",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+
+
+def test_datasets_converter(runner: CliRunner, tmp_path: Path) -> None:
+    raw = tmp_path / "retail.csv"
+    raw.write_text(
+        "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n"
+        "536365,85123A,WHITE HANGING HEART T-LIGHT HOLDER,6,2010-12-01 08:26:00,2.55,17850.0,UK\n"
+        "C536379,D,Discount,-1,2010-12-01 09:41:00,27.5,14527.0,UK\n"
+        "536366,22633,HAND WARMER UNION JACK,6,2010-12-01 08:28:00,1.85,,UK\n"
+    )
+    result = runner.invoke(datasets, ["online-retail", str(raw), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert "wrote 1 purchases" in result.stdout
+    catalog = list(csv.DictReader((tmp_path / "out" / "catalog.csv").read_text().splitlines()))
+    assert catalog[0]["category"] == "candles-and-lights" and catalog[0]["price"] == "2.55"

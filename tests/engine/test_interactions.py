@@ -1,0 +1,169 @@
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.interactions import load_interactions, parse_columns, parse_timestamp
+from fatigue.errors import ValidationError
+
+HEADER = "user_id,item_id,timestamp,event,value\n"
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def problems_of(
+    excinfo: pytest.ExceptionInfo[ValidationError],
+) -> list[tuple[int | None, str | None]]:
+    return [(p.line, p.field) for p in excinfo.value.problems]
+
+
+def test_csv_with_every_timestamp_form(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "i.csv",
+        HEADER
+        + "u1,a,2024-03-01T10:00:00Z,purchase,2\n"
+        + "u1,b,2024-03-01T11:00:00+01:00,view,\n"
+        + "u2,a,1709287200,click,1\n"
+        + "u2,c,2024-03-01 10:00:00,purchase,1\n",
+    )
+    data = load_interactions(path)
+    assert len(data) == 4
+    assert data.user_ids.tolist() == ["u1", "u1", "u2", "u2"]
+    # 11:00+01:00 is 10:00Z; naive timestamps are read as UTC
+    assert data.timestamps.tolist() == [1709287200] * 4
+    assert data.values.tolist() == [2.0, 1.0, 1.0, 1.0]
+
+
+def test_gzip_and_json_lines(tmp_path: Path) -> None:
+    gz = tmp_path / "i.csv.gz"
+    with gzip.open(gz, "wt") as handle:
+        handle.write(HEADER + "u1,a,2024-03-01T10:00:00Z,purchase,1\n")
+    lines = [
+        {
+            "user_id": "u2",
+            "item_id": "b",
+            "timestamp": 1709287200,
+            "event": "view",
+            "extra": "ignored",
+        }
+    ]
+    jsonl = write(tmp_path / "i.jsonl", "\n".join(json.dumps(x) for x in lines) + "\n")
+    data = load_interactions([gz, jsonl])
+    assert data.user_ids.tolist() == ["u1", "u2"]
+    assert data.events.tolist() == ["purchase", "view"]
+
+
+def test_column_mapping_and_default_event(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "orders.csv",
+        "CustomerID,StockCode,InvoiceDate,Quantity,Country\n"
+        "17850,85123A,2010-12-01T08:26:00Z,6,UK\n",
+    )
+    mapping = parse_columns(
+        "user_id=CustomerID,item_id=StockCode,timestamp=InvoiceDate,value=Quantity"
+    )
+    data = load_interactions(path, mapping, default_event="purchase")
+    assert (data.user_ids[0], data.item_ids[0], data.events[0], data.values[0]) == (
+        "17850",
+        "85123A",
+        "purchase",
+        6.0,
+    )
+
+
+def test_bad_column_mapping_is_a_clear_error() -> None:
+    with pytest.raises(ValidationError, match="bad column mapping 'customer=CustomerID'"):
+        parse_columns("customer=CustomerID")
+
+
+def test_missing_column_names_file_and_header(tmp_path: Path) -> None:
+    path = write(tmp_path / "i.csv", "user_id,item_id,event\nu1,a,view\n")
+    with pytest.raises(ValidationError) as excinfo:
+        load_interactions(path)
+    message = str(excinfo.value)
+    assert str(path) in message and "missing required column(s) timestamp" in message
+    assert problems_of(excinfo) == [(1, None)]
+
+
+def test_every_bad_row_is_reported_with_line_and_column(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "i.csv",
+        HEADER
+        + "u1,a,2024-03-01T10:00:00Z,purchase,1\n"
+        + "u1,a,yesterday,purchase,1\n"
+        + "u1,a,2024-03-01T10:00:00Z,teleport,1\n"
+        + ",a,2024-03-01T10:00:00Z,view,1\n"
+        + "u1,a,2024-03-01T10:00:00Z,view,-3\n"
+        + "u1,a,2024-03-01T10:00:00Z,view,lots\n",
+    )
+    with pytest.raises(ValidationError) as excinfo:
+        load_interactions(path)
+    assert problems_of(excinfo) == [
+        (3, "timestamp"),
+        (4, "event"),
+        (5, "user_id"),
+        (6, "value"),
+        (7, "value"),
+    ]
+    assert (
+        "unknown event 'teleport' (allowed: add_to_cart, click, email_click, purchase, view)"
+        in str(excinfo.value)
+    )
+    assert f"{path}:3 [timestamp]" in str(excinfo.value)
+
+
+def test_mapped_column_names_appear_in_errors(tmp_path: Path) -> None:
+    path = write(tmp_path / "i.csv", "who,what,when,event\nu1,a,never,view\n")
+    with pytest.raises(ValidationError) as excinfo:
+        load_interactions(path, parse_columns("user_id=who,item_id=what,timestamp=when"))
+    assert problems_of(excinfo) == [(2, "when")]
+
+
+def test_invalid_json_line(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "i.jsonl",
+        '{"user_id": "u", "item_id": "a", "timestamp": 1, "event": "view"}\n{oops\n[1]\n',
+    )
+    with pytest.raises(ValidationError) as excinfo:
+        load_interactions(path)
+    assert problems_of(excinfo) == [(2, None), (3, None)]
+
+
+def test_configured_event_types(tmp_path: Path) -> None:
+    path = write(tmp_path / "i.csv", HEADER + "u1,a,1,wishlist,1\n")
+    data = load_interactions(path, event_weights={"wishlist": 2.0})
+    assert data.events.tolist() == ["wishlist"]
+
+
+def test_empty_and_missing_files(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="no such file"):
+        load_interactions(tmp_path / "nope.csv")
+    with pytest.raises(ValidationError, match="no interactions in file"):
+        load_interactions(write(tmp_path / "e.csv", HEADER))
+
+
+def test_not_gzip_is_a_clear_error(tmp_path: Path) -> None:
+    path = write(tmp_path / "i.csv.gz", HEADER)
+    with pytest.raises(ValidationError, match="unreadable file"):
+        load_interactions(path)
+
+
+def test_parse_timestamp_rejects_garbage() -> None:
+    with pytest.raises(ValueError):
+        parse_timestamp("soon")
+    assert parse_timestamp("1709287200.9") == 1709287200
+
+
+def test_select_and_window(interactions) -> None:  # type: ignore[no-untyped-def]
+    mask = interactions.user_ids == "u0-00"
+    part = interactions.select(mask)
+    assert set(part.user_ids.tolist()) == {"u0-00"}
+    first, last = part.window()
+    assert first <= last and int(np.sum(mask)) == len(part)

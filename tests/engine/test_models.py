@@ -1,0 +1,106 @@
+"""One behaviour suite that every model passes (like implicit's RecommenderBase tests)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from engine.matrix import IdMap, Weighting, build_matrix, history_matrix
+from engine.models import Algorithm, Model, ModelParams, create_model
+
+from .conftest import ITEMS_PER_GROUP
+
+ALS_PARAMS = ModelParams(
+    factors=8, regularization=0.5, alpha=5.0, iterations=20, neighbours=20, seed=1
+)
+BPR_PARAMS = ModelParams(factors=8, regularization=0.01, learning_rate=0.05, iterations=20, seed=1)
+
+
+def params_for(algorithm: Algorithm) -> ModelParams:
+    return BPR_PARAMS if algorithm is Algorithm.BPR else ALS_PARAMS
+
+
+@pytest.fixture(scope="module")
+def matrices(interactions):  # type: ignore[no-untyped-def]
+    users, items = (
+        IdMap.from_values(interactions.user_ids),
+        IdMap.from_values(interactions.item_ids),
+    )
+    confidence = build_matrix(interactions, users, items, Weighting())
+    return users, items, confidence, history_matrix(interactions, users, items)
+
+
+@pytest.mark.parametrize("algorithm", list(Algorithm), ids=[a.value for a in Algorithm])
+class TestEveryModel:
+    @pytest.fixture
+    def model(self, algorithm: Algorithm, matrices) -> Model:  # type: ignore[no-untyped-def]
+        model = create_model(algorithm, params_for(algorithm))
+        model.fit(matrices[2])
+        return model
+
+    def test_recommends_n_ranked_items_never_already_had(self, model: Model, matrices) -> None:  # type: ignore[no-untyped-def]
+        _, items, confidence, history = matrices
+        rows = np.arange(confidence.shape[0])
+        ids, scores = model.recommend(rows, confidence[rows], history[rows], 3)
+        assert ids.shape == (len(rows), 3)
+        for row in rows:
+            assert not set(ids[row]) & set(history[row].indices)
+            assert list(scores[row]) == sorted(scores[row], reverse=True)
+        assert model.item_count == len(items)
+
+    def test_filter_items_are_never_returned(self, model: Model, matrices) -> None:  # type: ignore[no-untyped-def]
+        _, _, confidence, history = matrices
+        banned = np.arange(0, 30, 2)
+        ids, _ = model.recommend(np.arange(5), confidence[:5], history[:5], 5, banned)
+        assert not set(ids.ravel()) & set(banned)
+
+    def test_similar_items_excludes_the_item_itself(self, model: Model) -> None:
+        ids, scores = model.similar_items(3, 4)
+        assert 3 not in ids and len(ids) == 4 and len(scores) == 4
+
+    def test_arrays_round_trip_gives_identical_recommendations(
+        self, model: Model, algorithm: Algorithm, matrices
+    ) -> None:  # type: ignore[no-untyped-def]
+        _, _, confidence, history = matrices
+        restored = create_model(algorithm, params_for(algorithm))
+        restored.load_arrays({k: np.array(v) for k, v in model.arrays().items()})
+        rows = np.arange(10)
+        before = model.recommend(rows, confidence[rows], history[rows], 4)
+        after = restored.recommend(rows, confidence[rows], history[rows], 4)
+        np.testing.assert_array_equal(before[0], after[0])
+        np.testing.assert_allclose(before[1], after[1], rtol=1e-5)
+
+    def test_fold_in_when_supported(self, model: Model) -> None:
+        if not model.supports_fold_in:
+            with pytest.raises(NotImplementedError):
+                model.fold_in(sp.csr_matrix((1, 30)), sp.csr_matrix((1, 30)), 3)
+            return
+        row = sp.csr_matrix((np.ones(2, np.float32), ([0, 0], [0, 1])), shape=(1, 30))
+        ids, _ = model.fold_in(row, row, 3)
+        assert ids.shape == (1, 3) and not {0, 1} & set(ids[0])
+
+
+@pytest.mark.parametrize("algorithm", [Algorithm.ALS, Algorithm.ITEMKNN, Algorithm.BPR])
+def test_personal_models_learn_the_taste_groups(algorithm: Algorithm, matrices) -> None:  # type: ignore[no-untyped-def]
+    """Users only ever buy in their own group, so most top picks must come from it."""
+    users, items, confidence, history = matrices
+    model = create_model(algorithm, params_for(algorithm))
+    model.fit(confidence)
+    rows = np.arange(confidence.shape[0])
+    ids, _ = model.recommend(rows, confidence, history, 2)
+    own_group = [int(users.ids[r][1]) for r in rows]
+    picked_groups = np.array(
+        [[int(items.ids[i].split("-")[1]) // ITEMS_PER_GROUP for i in row] for row in ids]
+    )
+    share = np.mean(picked_groups == np.array(own_group)[:, None])
+    assert share > 0.8, share
+
+
+def test_popularity_ranks_by_distinct_customers() -> None:
+    confidence = sp.csr_matrix(np.array([[5, 1, 0], [0, 1, 0], [0, 1, 1]], dtype=np.float32))
+    model = create_model(Algorithm.POPULAR)
+    model.fit(confidence)
+    np.testing.assert_allclose(model.arrays()["popularity"], [1 / 3, 1.0, 1 / 3])
+    ids, _ = model.recommend(np.array([0]), confidence[[0]], sp.csr_matrix((1, 3)), 3)
+    assert ids[0][0] == 1

@@ -1,0 +1,153 @@
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+
+from engine.catalog import Catalog, CatalogItem
+from engine.interactions import Interactions
+from engine.serving import Filters, RecentInteraction, Recommender, Source
+from engine.training import train
+from fatigue.errors import NotFoundError, ValidationError
+
+from .conftest import item_group, small_config
+
+
+@pytest.fixture(scope="module")
+def recommender(interactions: Interactions, catalog: Catalog) -> Recommender:
+    return train(interactions, small_config(), catalog)
+
+
+def test_known_customer_gets_ranked_cf_items_with_calibrated_relevance(
+    recommender: Recommender,
+) -> None:
+    recs = recommender.recommend("u1-03", 5)
+    assert [r.rank for r in recs] == [1, 2, 3, 4, 5]
+    assert {r.source for r in recs} == {Source.CF}
+    assert all(0.0 <= r.relevance <= 1.0 for r in recs)
+    # calibration is monotone: relevance never rises as the score falls
+    assert [r.relevance for r in recs] == sorted((r.relevance for r in recs), reverse=True)
+    assert sum(item_group(r.item_id) == 1 for r in recs[:3]) >= 2
+
+
+def test_purchases_are_excluded_but_views_may_come_back(
+    recommender: Recommender, interactions: Interactions
+) -> None:
+    mine = interactions.select(interactions.user_ids == "u0-00")
+    bought = set(mine.item_ids[mine.events == "purchase"].tolist())
+    touched = set(mine.item_ids.tolist())
+    picks = {r.item_id for r in recommender.recommend("u0-00", 25)}
+    assert not picks & bought
+    strict = {r.item_id for r in recommender.recommend("u0-00", 20, Filters(exclude_history=True))}
+    assert not strict & touched
+
+
+def test_caller_filters(recommender: Recommender) -> None:
+    now = datetime(2030, 1, 1, tzinfo=UTC)
+    only_cat2 = recommender.recommend("u0-01", 5, Filters.build(include_categories=["cat2"]))
+    assert {item_group(r.item_id) for r in only_cat2} == {2}
+    no_cat0 = recommender.recommend("u0-01", 10, Filters.build(exclude_categories=["cat0"]))
+    assert 0 not in {item_group(r.item_id) for r in no_cat0}
+    first = recommender.recommend("u0-01", 1)[0].item_id
+    skipped = recommender.recommend("u0-01", 5, Filters.build(exclude_items=[first]))
+    assert first not in {r.item_id for r in skipped}
+    available = recommender.recommend("u0-01", 29, Filters.build(available_at=now))
+    assert "i-05" not in {r.item_id for r in available}  # out of stock in the fixture catalog
+
+
+def test_filters_that_empty_the_personal_list_are_topped_up_with_popular(
+    recommender: Recommender,
+) -> None:
+    recs = recommender.recommend("u0-01", 8, Filters.build(include_categories=["cat2"]))
+    assert len(recs) == 8
+    sources = [r.source for r in recs]
+    # the personal model ranks every cat2 item it can; only if it runs out does popular appear
+    assert sources == sorted(sources, key=lambda s: s is Source.POPULAR)
+
+
+def test_new_customer_with_recent_activity_is_folded_in(recommender: Recommender) -> None:
+    recent = [RecentInteraction("i-20", "view"), RecentInteraction("i-21", "add_to_cart")]
+    recs = recommender.recommend("brand-new", 4, recent=recent)
+    assert {r.source for r in recs} == {Source.SIMILAR}
+    assert not {"i-20", "i-21"} & {r.item_id for r in recs}
+    assert sum(item_group(r.item_id) == 2 for r in recs) >= 3
+
+
+def test_cold_customer_gets_trending_or_popular(recommender: Recommender) -> None:
+    recs = recommender.recommend("nobody-at-all", 5)
+    assert len(recs) == 5 and recs[0].source in (Source.TRENDING, Source.POPULAR)
+    scores = [r.score for r in recs]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_recent_items_unknown_to_the_model_fall_back_to_cold_start(
+    recommender: Recommender,
+) -> None:
+    recs = recommender.recommend("nobody", 3, recent=[RecentInteraction("not-an-item")])
+    assert recs[0].source in (Source.TRENDING, Source.POPULAR)
+
+
+def test_batch_equals_one_by_one(recommender: Recommender) -> None:
+    users = ["u0-00", "u2-05", "stranger", "u1-10"]
+    batch = recommender.recommend_many(users, 4)
+    for user in users:
+        alone = recommender.recommend(user, 4)
+        assert [(r.item_id, r.rank, r.source) for r in batch[user]] == [
+            (r.item_id, r.rank, r.source) for r in alone
+        ]
+        # batched BLAS may round differently in the last float32 digit
+        assert [r.score for r in batch[user]] == pytest.approx([r.score for r in alone], rel=1e-5)
+
+
+def test_similar_items_and_errors(recommender: Recommender) -> None:
+    similar = recommender.similar_items("i-11", 3)
+    assert len(similar) == 3 and "i-11" not in {r.item_id for r in similar}
+    with pytest.raises(NotFoundError):
+        recommender.similar_items("nope")
+    with pytest.raises(ValidationError, match="n must be between"):
+        recommender.recommend("u0-00", 0)
+
+
+def test_category_filters_need_a_catalog(interactions: Interactions) -> None:
+    bare = train(interactions, small_config())
+    with pytest.raises(ValidationError, match="--catalog"):
+        bare.recommend("u0-00", 3, Filters.build(include_categories=["cat1"]))
+
+
+def test_candidates_carry_catalog_facts(recommender: Recommender) -> None:
+    recs = recommender.recommend("u0-02", 3)
+    candidates = recommender.candidates(recs)
+    assert [c.item_id for c in candidates] == [r.item_id for r in recs]
+    assert all(
+        c.category.startswith("cat") and c.relevance == r.relevance
+        for c, r in zip(candidates, recs, strict=True)
+    )
+
+
+def test_calibration_is_fitted_on_held_out_data(recommender: Recommender) -> None:
+    info = recommender.meta["calibration_fit"]
+    assert info["customers"] > 0 and info["cf"]["samples"] > 0
+    assert set(recommender.calibrators) == set(Source)
+
+
+def test_calibrated_relevance_tracks_real_hit_rates(interactions: Interactions) -> None:
+    """On held-out data, mean predicted relevance is close to the observed hit rate."""
+    from engine.evaluation import temporal_split
+
+    cutoff = datetime.fromtimestamp(int(np.quantile(interactions.timestamps, 0.8)), UTC)
+    split = temporal_split(interactions, cutoff)
+    model = train(split.train, replace(small_config(), calibration_days=12.0))
+    predicted, observed = [], []
+    for user, relevant in split.relevant.items():
+        for rec in model.recommend(user, 10, Filters(exclude_history=True)):
+            predicted.append(rec.relevance)
+            observed.append(rec.item_id in relevant)
+    assert abs(np.mean(predicted) - np.mean(observed)) < 0.15
+
+
+def test_catalog_items_nobody_touched_are_known_to_the_model(interactions: Interactions) -> None:
+    catalog = Catalog({"i-00": CatalogItem("i-00"), "fresh": CatalogItem("fresh", category="new")})
+    model = train(interactions, small_config(), catalog)
+    assert "fresh" in model.items

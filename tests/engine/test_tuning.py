@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+from engine.interactions import Interactions
+from engine.models import Algorithm
+from engine.tuning import tune
+
+from .conftest import DAY, small_config
+
+
+def test_tuning_keeps_the_best_validation_score_and_tries_the_default(
+    interactions: Interactions,
+) -> None:
+    base = small_config()
+    result = tune(interactions, base, trials=5, validation_days=15, seed=3)
+    scores = [t.score for t in result.trials]
+    assert len(result.trials) == 5 and scores == sorted(scores, reverse=True)
+    assert result.best == result.trials[0].config
+    assert base in [t.config for t in result.trials]
+    assert result.as_dict()["best_ndcg"] == round(scores[0], 5)
+
+
+def test_tuning_searches_weights_and_decay(interactions: Interactions) -> None:
+    result = tune(interactions, small_config(), trials=8, validation_days=15, seed=4)
+    configs = [t.config for t in result.trials]
+    assert len({c.params.factors for c in configs}) > 1
+    assert len({c.weighting.half_life_days for c in configs}) > 1
+    assert len({tuple(sorted(c.weighting.event_weights.items())) for c in configs}) > 1
+
+
+def test_tuning_only_sees_the_data_it_is_given(interactions: Interactions) -> None:
+    """evaluate passes only the training part; tuning then cuts validation from inside it."""
+    end = int(interactions.timestamps.max())
+    early = interactions.select(interactions.timestamps < end - 20 * DAY)
+    result = tune(early, small_config(), trials=2, validation_days=10)
+    assert "temporal" in result.validation
+
+
+def test_popularity_has_nothing_to_tune(interactions: Interactions) -> None:
+    result = tune(
+        interactions, small_config(algorithm=Algorithm.POPULAR), trials=10, validation_days=15
+    )
+    assert len(result.trials) == 1
