@@ -7,6 +7,7 @@ from flask.cli import FlaskGroup
 from api import create_app
 from api.commands import keys, serve
 from engine.cli import datasets, evaluate, recommend, train
+from engine.render.cli import templates
 
 main = FlaskGroup(
     name="rapport",
@@ -18,5 +19,6 @@ main.add_command(train)
 main.add_command(evaluate)
 main.add_command(recommend)
 main.add_command(datasets)
+main.add_command(templates)
 main.add_command(keys)
 main.add_command(serve)
