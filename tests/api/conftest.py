@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +10,7 @@ import pytest
 
 from api import create_app
 from api.auth import KeyRing, Role
+from fatigue.clock import FrozenClock
 
 
 @pytest.fixture
@@ -17,7 +19,7 @@ def settings(tmp_path: Path, model_dir: Path) -> dict[str, Any]:
     return {
         "API_KEYS_FILE": str(tmp_path / "keys.json"),
         "EVENT_LOG_DIR": str(tmp_path / "events"),
-        "SECRET_KEY": "test-secret-key",
+        "SECRET_KEY": "test-secret-key-for-links",
         "PUBLIC_URL": "http://localhost",
         "MODEL_DIR": str(model_dir),
     }
@@ -31,9 +33,15 @@ def role_keys(settings: dict[str, Any]) -> dict[Role, str]:
 
 
 @pytest.fixture
-def app(settings: dict[str, Any], role_keys: dict[Role, str]) -> Any:
-    """An app with no heavy components built yet."""
-    return create_app(settings)
+def clock() -> FrozenClock:
+    """The app's clock: Monday 23 November 2026, noon UTC (outside quiet hours)."""
+    return FrozenClock(datetime(2026, 11, 23, 12, 0, tzinfo=UTC))
+
+
+@pytest.fixture
+def app(settings: dict[str, Any], role_keys: dict[Role, str], clock: FrozenClock) -> Any:
+    """An app on the demo model, the bundled templates and rules, and a memory:// store."""
+    return create_app({**settings, "CLOCK": clock})
 
 
 @pytest.fixture
@@ -72,3 +80,33 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     assert result.exit_code == 0, result.output
     return directory
+
+
+def compose_body(user_id: str = "12347", key: str = "k-1", **changes: Any) -> dict[str, Any]:
+    """The README's compose request, for ``user_id``, with top-level fields replaced."""
+    body: dict[str, Any] = {
+        "idempotency_key": key,
+        "recipient": {
+            "user_id": user_id,
+            "email": "ada@example.com",
+            "first_name": "Ada",
+            "timezone": "Europe/London",
+            "locale": "en",
+        },
+        "template": "picked-for-you",
+        "campaign": {
+            "id": "weekly-picks",
+            "category": "recommendations",
+            "kind": "promotional",
+            "priority": 1,
+        },
+        "dry_run": False,
+    }
+    body.update(changes)
+    return body
+
+
+@pytest.fixture
+def compose_request() -> Any:
+    """``compose_request(user_id, key, **changes)`` builds a compose body."""
+    return compose_body

@@ -148,7 +148,8 @@ def test_event_log_rolls_back_a_failed_write(tmp_path: Path, monkeypatch):
 def test_health_and_readiness(client):
     assert client.get("/healthz").json == {"status": "ok", "checks": {}}
     ready = client.get("/readyz")
-    assert ready.status_code == 200 and ready.json["status"] == "ready"
+    assert ready.json["status"] == "ready", ready.json
+    assert ready.status_code == 200
 
 
 def test_unknown_route_is_problem_json(client):

@@ -1,0 +1,132 @@
+"""``POST /v1/compose``: decisions, rendering, idempotency, arbitration and errors."""
+
+from __future__ import annotations
+
+from email import message_from_string
+
+
+def compose(client, auth, body):
+    return client.post("/v1/compose", json=body, headers=auth("platform"))
+
+
+def test_send_returns_the_rendered_email(client, auth, compose_request):
+    response = compose(client, auth, compose_request())
+    assert response.status_code == 200
+    decision, email = response.json["decision"], response.json["email"]
+    assert decision["action"] == "send" and decision["send_at"] is None
+    assert decision["campaign_id"] == "weekly-picks"
+    assert {"rule", "passed", "detail"} <= set(decision["reasons"][0])
+    assert 3 <= len(decision["items"]) <= 6
+    assert all({"item_id", "relevance", "source"} <= set(item) for item in decision["items"])
+    assert email["subject"] == "Ada, we picked these for you"
+    assert email["headers"]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert "http://localhost/u/" in email["headers"]["List-Unsubscribe"]
+    first_item = decision["items"][0]["item_id"]
+    assert first_item in email["html"] and "<mjml" not in email["html"]
+    assert "Unsubscribe: http://localhost/u/" in email["text"]
+    assert email["mime"] is None
+
+
+def test_raw_mime_on_request(client, auth, compose_request):
+    response = compose(client, auth, compose_request(include_mime=True))
+    message = message_from_string(response.json["email"]["mime"])
+    assert message["Subject"] == "Ada, we picked these for you"
+    assert message.get_content_type() == "multipart/alternative"
+
+
+def test_a_retry_returns_the_same_decision_and_counts_once(client, auth, compose_request):
+    first = compose(client, auth, compose_request(key="same")).json["decision"]
+    again = compose(client, auth, compose_request(key="same")).json["decision"]
+    assert again["id"] == first["id"] and again["action"] == "send"
+    other = compose(client, auth, compose_request(key="another")).json["decision"]
+    assert other["action"] == "defer"
+    deciding = [reason for reason in other["reasons"] if reason["deciding"]]
+    assert deciding and deciding[0]["rule"] in {"daily", "cooldown"}
+    assert other["send_at"] > first["decided_at"]
+
+
+def test_dry_run_records_nothing(client, auth, compose_request):
+    dry = compose(client, auth, compose_request(key="dry", dry_run=True)).json
+    assert dry["decision"]["action"] == "send" and dry["decision"]["dry_run"] is True
+    assert dry["email"]["subject"]
+    real = compose(client, auth, compose_request(key="real")).json["decision"]
+    assert real["action"] == "send"
+
+
+def test_competing_campaigns_are_arbitrated(client, auth, compose_request):
+    body = compose_request(campaign=None)
+    body.pop("campaign")
+    body["campaigns"] = [
+        {"id": "low", "category": "digest", "priority": 0.5, "template": "weekly-digest"},
+        {"id": "high", "category": "recommendations", "priority": 3},
+    ]
+    response = compose(client, auth, body)
+    assert response.status_code == 200
+    decision = response.json["decision"]
+    assert decision["campaign_id"] == "high"
+    arbitration = [r for r in decision["reasons"] if r["rule"] == "arbitration"]
+    assert any("low lost" in reason["detail"] for reason in arbitration)
+    assert response.json["email"]["template"] == "picked-for-you"
+
+
+def test_unknown_template_is_404_and_records_nothing(client, auth, compose_request):
+    missing = compose(client, auth, compose_request(key="a", template="no-such-template"))
+    assert missing.status_code == 404
+    assert missing.content_type == "application/problem+json"
+    assert "no-such-template" in missing.json["detail"]
+    assert compose(client, auth, compose_request(key="b")).json["decision"]["action"] == "send"
+
+
+def test_suppression_is_a_normal_answer(client, auth, compose_request):
+    event = {"type": "unsubscribe", "user_id": "12347", "timestamp": "2026-11-23T11:00:00Z"}
+    posted = client.post("/v1/events", json={"events": [event]}, headers=auth("platform"))
+    assert posted.status_code == 202 and posted.json == {"accepted": 1, "rejected": []}
+    response = compose(client, auth, compose_request())
+    assert response.status_code == 200
+    assert response.json["decision"]["action"] == "suppress"
+    assert response.json["email"] is None
+    deciding = [r for r in response.json["decision"]["reasons"] if r["deciding"]]
+    assert deciding[0]["rule"] == "suppression"
+
+
+def test_request_shape_errors_are_named(client, auth, compose_request):
+    both = compose_request(campaigns=[{"id": "x"}])
+    assert compose(client, auth, both).status_code == 422
+    neither = compose_request()
+    neither.pop("campaign")
+    assert "exactly one" in compose(client, auth, neither).json["detail"]
+    bad_zone = compose_request()
+    bad_zone["recipient"]["timezone"] = "Mars/Olympus"
+    response = compose(client, auth, bad_zone)
+    assert response.status_code == 422
+    assert response.json["errors"][0]["field"] == "recipient.timezone"
+    no_template = compose_request(template=None)
+    assert "no template" in compose(client, auth, no_template).json["detail"]
+
+
+def test_a_failed_render_releases_the_counted_send(
+    settings, clock, auth, compose_request, tmp_path
+):
+    import shutil
+    from pathlib import Path
+
+    from api import create_app
+
+    bundled = Path(__file__).resolve().parents[2] / "templates"
+    shutil.copytree(bundled, tmp_path / "templates")
+    broken = tmp_path / "templates" / "broken"
+    shutil.copytree(bundled / "picked-for-you", broken)
+    meta = (broken / "template.toml").read_text()
+    meta = meta.replace('name = "picked-for-you"', 'name = "broken"')
+    # Divides by zero for every real recipient: a fault of the template, found only at render.
+    meta = meta.replace('subject = "{{', 'subject = "{{ (items|length) // 0 }}{{', 1)
+    (broken / "template.toml").write_text(meta)
+    client = create_app(
+        {**settings, "TEMPLATES_DIR": str(tmp_path / "templates"), "CLOCK": clock}
+    ).test_client()
+
+    failed = compose(client, auth, compose_request(key="broken", template="broken"))
+    assert failed.status_code == 422
+    assert failed.json["errors"][0]["field"] == "subject"
+    after = compose(client, auth, compose_request(key="after"))
+    assert after.json["decision"]["action"] == "send"
