@@ -61,9 +61,9 @@ def post_events() -> EventsResponse:
     except StoreError:
         STORE_ERRORS.inc()
         raise
-    rejected += _apply(accepted)
-    rejected.sort(key=lambda item: item.index)
-    EVENTS.labels("accepted").inc(len(accepted) - len(rejected))
+    objections = _apply(accepted)
+    rejected = sorted(rejected + objections, key=lambda item: item.index)
+    EVENTS.labels("accepted").inc(len(accepted) - len(objections))
     EVENTS.labels("rejected").inc(len(rejected))
     return EventsResponse(accepted=len(envelope.events) - len(rejected), rejected=rejected)
 

@@ -1,0 +1,147 @@
+"""``/v1/events``, the fatigue endpoints and the unsubscribe pages."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def events(client, auth, batch):
+    return client.post("/v1/events", json={"events": batch}, headers=auth("platform"))
+
+
+def logged(settings) -> list[dict]:
+    directory = Path(settings["EVENT_LOG_DIR"])
+    return [
+        json.loads(line)
+        for path in sorted(directory.glob("events-*.jsonl"))
+        for line in path.read_text().splitlines()
+    ]
+
+
+def test_valid_events_are_logged_and_bad_ones_named(client, auth, settings):
+    batch = [
+        {"type": "view", "user_id": "7", "timestamp": "2026-11-23T10:00:00Z", "item_id": "85123A"},
+        {"type": "teleport", "user_id": "7", "timestamp": "2026-11-23T10:00:00Z"},
+        {"type": "open", "user_id": "7", "timestamp": "2026-11-23T10:00:00"},
+        {
+            "type": "click",
+            "user_id": "7",
+            "timestamp": "2026-11-23T10:01:00+01:00",
+            "item_id": "22730",
+            "campaign_id": "weekly-picks",
+            "decision_id": "d1",
+        },
+        "not an object",
+    ]
+    response = events(client, auth, batch)
+    assert response.status_code == 202
+    assert response.json["accepted"] == 2
+    rejected = {item["index"]: item["error"] for item in response.json["rejected"]}
+    assert set(rejected) == {1, 2, 4}
+    assert "type" in rejected[1] and "timezone" in rejected[2]
+    records = logged(settings)
+    assert [r["event"] for r in records] == ["view", "click"]
+    assert records[1]["timestamp"] == "2026-11-23T10:01:00+01:00"
+    assert records[1]["campaign_id"] == "weekly-picks" and records[1]["event_id"]
+
+
+def test_events_change_fatigue_state_at_once(client, auth):
+    batch = [{"type": "complaint", "user_id": "55", "timestamp": "2026-11-23T11:00:00Z"}]
+    assert events(client, auth, batch).status_code == 202
+    state = client.get("/v1/users/55/fatigue", headers=auth("engineer")).json
+    assert "complaint" in state["suppression"]
+    assert state["next_allowed"]["promotional"]["at"] is None
+
+
+def test_oversize_and_malformed_batches(client, auth, app):
+    app.config["MAX_EVENTS_PER_REQUEST"] = 2
+    event = {"type": "open", "user_id": "1", "timestamp": "2026-11-23T10:00:00Z"}
+    too_many = events(client, auth, [event] * 3)
+    assert too_many.status_code == 413 and "limit is 2" in too_many.json["detail"]
+    assert events(client, auth, []).status_code == 422
+    broken = client.post("/v1/events", data="{", headers=auth("platform"))
+    assert broken.status_code == 400
+
+
+def test_request_body_limit_is_enforced(client, auth, app):
+    app.config["MAX_CONTENT_LENGTH"] = 1024
+    event = {"type": "open", "user_id": "1", "timestamp": "2026-11-23T10:00:00Z"}
+    response = events(client, auth, [event] * 50)
+    assert response.status_code == 413
+    assert response.content_type == "application/problem+json"
+
+
+def test_rules_in_force_and_validation(client, auth):
+    rules = client.get("/v1/fatigue/rules", headers=auth("engineer")).json
+    assert "bundled" in rules["source"] and "[[caps]]" in rules["toml"]
+    good = client.post(
+        "/v1/fatigue/rules/validate", json={"toml": rules["toml"]}, headers=auth("engineer")
+    )
+    assert good.json == {"valid": True, "errors": []}
+    bad = client.post(
+        "/v1/fatigue/rules/validate",
+        json={"toml": '[[caps]]\nname = "d"\nmax = -1\nper = "1d"\n'},
+        headers=auth("engineer"),
+    ).json
+    assert bad["valid"] is False
+    assert bad["errors"][0]["line"] == 3 and bad["errors"][0]["field"] == "caps[0].max"
+
+
+def test_rule_text_is_never_read_as_a_path(client, auth):
+    response = client.post(
+        "/v1/fatigue/rules/validate", json={"toml": "/etc/passwd"}, headers=auth("engineer")
+    ).json
+    assert response["valid"] is False
+    assert "root:" not in json.dumps(response)
+
+
+def test_explain_counts_sends(client, auth, compose_request):
+    client.post("/v1/compose", json=compose_request(), headers=auth("platform"))
+    state = client.get("/v1/users/12347/fatigue", headers=auth("engineer")).json
+    assert state["recent_sends"] == 1 and state["user_id"] == "12347"
+    assert state["next_allowed"]["promotional"]["at"] > state["at"]
+    zone = client.get("/v1/users/12347/fatigue?timezone=Mars/Base", headers=auth("engineer"))
+    assert zone.status_code == 422 and zone.json["errors"][0]["field"] == "timezone"
+
+
+def unsubscribe_path(client, auth, compose_request) -> str:
+    email = client.post("/v1/compose", json=compose_request(), headers=auth("platform")).json
+    header = email["email"]["headers"]["List-Unsubscribe"]
+    url = header.strip("<>").split(">")[0]
+    return url.removeprefix("http://localhost")
+
+
+def test_one_click_unsubscribe_works_without_auth(client, auth, compose_request, settings):
+    path = unsubscribe_path(client, auth, compose_request)
+    page = client.get(path)
+    assert page.status_code == 200 and 'method="post"' in page.text
+    assert client.get("/v1/users/12347/fatigue", headers=auth("engineer")).json["suppression"] == {}
+    done = client.post(path, data={"List-Unsubscribe": "One-Click"})
+    assert done.status_code == 200 and "unsubscribed" in done.text
+    assert "Set-Cookie" not in done.headers and "Location" not in done.headers
+    state = client.get("/v1/users/12347/fatigue", headers=auth("engineer")).json
+    assert "all" in state["suppression"]
+    assert logged(settings)[-1]["event"] == "unsubscribe"
+    again = client.post("/v1/compose", json=compose_request(key="k-2"), headers=auth("platform"))
+    assert again.json["decision"]["action"] == "suppress"
+
+
+def test_forged_and_expired_links_are_refused(client, auth, compose_request, clock):
+    path = unsubscribe_path(client, auth, compose_request)
+    assert client.post(path[:-3] + "xyz").status_code == 400
+    clock.advance(days=61)
+    assert client.post(path).status_code == 410
+    assert "expired" in client.get(path).text
+
+
+def test_preferences_page_unsubscribes_and_resubscribes(client, auth, compose_request):
+    email = client.post("/v1/compose", json=compose_request(), headers=auth("platform")).json
+    text = email["email"]["text"]
+    path = text.split("Email preferences: http://localhost")[1].split()[0]
+    assert "receive our marketing email" in client.get(path).text
+    client.post(path, data={"choice": "unsubscribe"})
+    assert "do not receive" in client.get(path).text
+    client.post(path, data={"choice": "resubscribe"})
+    assert "You receive" in client.get(path).text
+    assert client.post(path, data={"choice": "maybe"}).status_code == 400
