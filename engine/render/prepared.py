@@ -14,11 +14,13 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from jinja2 import Template
+from jinja2 import Template, TemplateSyntaxError
 
+from engine.render.diagnostics import problem_from
 from engine.render.library import EmailTemplate, TemplateSource, parse_template
 from engine.render.mjml_compile import MjmlCache
 from engine.render.sandbox import RapportSandbox
+from fatigue.errors import ValidationError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -28,8 +30,14 @@ TEXT_ENV = RapportSandbox(html=False)
 
 
 def compile_jinja(env: RapportSandbox, source: str, filename: str) -> Template:
-    """Compile ``source`` so tracebacks and recorded lines name ``filename``."""
-    code = env.compile(source, name=filename, filename=filename)
+    """Compile ``source`` so tracebacks and recorded lines name ``filename``.
+
+    Raises ``ValidationError`` (with the line) for syntax errors and refused constructs.
+    """
+    try:
+        code = env.compile(source, name=filename, filename=filename)
+    except TemplateSyntaxError as exc:
+        raise ValidationError([problem_from(exc, filename)]) from exc
     return env.template_class.from_code(env, code, env.globals, None)
 
 

@@ -26,6 +26,7 @@ from engine.render.prepared import PreparedCache, PreparedTemplate, PreparedVari
 from engine.render.sandbox import RenderBudget, budget, render_text
 from engine.render.text import html_to_text
 from fatigue.clock import Clock, utc_now
+from fatigue.errors import Problem, ValidationError
 
 SAMPLE_CAMPAIGN = Campaign("preview", "Preview")
 
@@ -155,6 +156,8 @@ class Renderer:
         self, item: Mapping[str, Any], user_id: str, campaign: Campaign
     ) -> dict[str, Any]:
         """Return one item as templates see it: UTM-tagged, click-tracked when configured."""
+        if not isinstance(item, Mapping):
+            raise ValidationError(Problem("each item must be a mapping", field="items"))
         values = dict(item)
         url = values.get("url")
         if isinstance(url, str) and url.startswith(("http://", "https://")):

@@ -172,6 +172,18 @@ class RapportSandbox(ImmutableSandboxedEnvironment):
         self.rapport_loop = _bounded_loop
         self.rapport_concat = _bounded_concat
 
+    def get_template(self, *args: Any, **kwargs: Any) -> Template:
+        """Refuse ``include``, ``import`` and ``extends``: a template reads nothing else."""
+        raise SecurityError("templates cannot include, import or extend other templates")
+
+    def select_template(self, *args: Any, **kwargs: Any) -> Template:
+        """Refuse, like :meth:`get_template`."""
+        raise SecurityError("templates cannot include, import or extend other templates")
+
+    def get_or_select_template(self, *args: Any, **kwargs: Any) -> Template:
+        """Refuse, like :meth:`get_template`."""
+        raise SecurityError("templates cannot include, import or extend other templates")
+
     def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
         """Refuse what the immutable sandbox refuses, plus size-taking string methods."""
         if isinstance(obj, str) and attr not in SAFE_STR_METHODS:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from html.parser import HTMLParser
 from typing import Any
 
-from jinja2 import TemplateSyntaxError, meta, nodes
+from jinja2 import meta, nodes
 
 from engine.render.diagnostics import MissingRecorder, problem_from
 from engine.render.library import STANDARD_VARIABLES, EmailTemplate, TemplateSource, parse_template
@@ -51,9 +51,9 @@ class _Links(HTMLParser):
 
 def _syntax(env: RapportSandbox, text: str, filename: str) -> list[Problem]:
     try:
-        env.parse(text, name=filename, filename=filename)
-    except TemplateSyntaxError as exc:
-        return [problem_from(exc, filename)]
+        compile_jinja(env, text, filename)
+    except ValidationError as exc:
+        return exc.problems
     return []
 
 

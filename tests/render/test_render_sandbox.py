@@ -1,0 +1,168 @@
+"""The server-side template injection battery: every payload refused, nothing leaked."""
+
+from __future__ import annotations
+
+import pytest
+from jinja2 import TemplateError
+from jinja2.sandbox import SecurityError
+from render_helpers import DictLibrary, template_files
+
+from engine.render.diagnostics import RenderError
+from engine.render.library import TemplateSource
+from engine.render.links import Campaign
+from engine.render.renderer import RenderContext, Renderer
+from engine.render.sandbox import RapportSandbox, RenderBudget, budget, render_text
+from engine.render.store import MemoryTemplateStore
+from fatigue.errors import ValidationError
+
+SECRET_ENV = "RAPPORT_TEST_SECRET_VALUE_42"
+
+ITEMS = [{"item_id": "1", "title": "Mug"}, {"item_id": "2", "title": "Tin"}]
+
+PAYLOADS = {
+    "str-mro-subclasses": "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+    "tuple-bases": "{{ ().__class__.__bases__[0].__subclasses__() }}",
+    "dict-class": "{{ recipient.__class__ }}",
+    "function-globals": "{{ recipient.get.__globals__ }}",
+    "self-globals": "{{ self.__init__.__globals__ }}",
+    "self-context": "{{ self._TemplateReference__context }}",
+    "getitem-dunder": "{{ recipient['__class__'] }}",
+    "attr-filter": "{{ recipient|attr('__class__') }}",
+    "format-filter": "{{ '%s'|format(recipient) }}",
+    "str-format-walk": "{{ '{0.__class__.__mro__}'.format(recipient) }}",
+    "str-format-width": "{{ '{:>999999999}'.format(1) }}",
+    "percent-format": "{{ '%999999999d' % 1 }}",
+    "cycler-global": "{{ cycler.__init__.__globals__.os.environ }}",
+    "joiner-global": "{{ joiner.__init__.__globals__ }}",
+    "lipsum-global": "{{ lipsum.__globals__['os'].popen('id').read() }}",
+    "namespace-global": "{{ namespace.__init__.__globals__ }}",
+    "config": "{{ config.items() }}",
+    "request": "{{ request.application.__globals__ }}",
+    "environ": "{{ environ }}",
+    "include-file": "{% include '/etc/passwd' %}",
+    "import-file": "{% import '/etc/passwd' as x %}",
+    "list-mutation": "{{ items.append(1) }}",
+    "dict-mutation": "{{ recipient.update({'user_id': 'x'}) }}",
+    "huge-string": "{{ 'a' * 10**9 }}",
+    "huge-list": "{{ [0] * 10**9 }}",
+    "huge-ljust": "{{ 'a'.ljust(10**9) }}",
+    "huge-center": "{{ 'a'|center(10**9) }}",
+    "huge-range": "{{ range(10**9)|list }}",
+    "huge-power": "{{ 10 ** 100000 }}",
+    "nested-loops": (
+        "{% for i in range(10000) %}{% for j in range(10000) %}{% endfor %}{% endfor %}"
+    ),
+    "doubling-macro": (
+        "{% macro d(s, n) %}{{ d(s ~ s, n - 1) if n else s|length }}{% endmacro %}{{ d('a', 40) }}"
+    ),
+    "fan-out-macro": (
+        "{% macro f(n) %}{% if n %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}{{ f(40) }}"
+    ),
+    "endless-recursion": "{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}",
+    "recursive-loop": "{% for x in items recursive %}{{ loop(x) }}{% endfor %}",
+    "join-bomb": "{{ range(9999)|join('x' * 9999) }}",
+    "replace-bomb": "{{ ('a' * 9999)|replace('', 'b' * 9999) }}",
+    "batch-bomb": "{{ items|batch(10**9, 'x')|list }}",
+    "sum-lists": "{{ [[1] * 9999] * 9999|sum(start=[]) }}",
+    "safe-filter": "{{ recipient.first_name|safe }}",
+}
+
+
+@pytest.fixture
+def secret_env(monkeypatch):
+    monkeypatch.setenv("RAPPORT_TEST_SECRET", SECRET_ENV)
+
+
+def _renderer_for(payload: str, signer, links, clock) -> Renderer:
+    files = template_files(f"<mj-text>{payload}</mj-text>")
+    library = DictLibrary(TemplateSource("t", files))
+    return Renderer(library, signer, links, clock=clock, limits=RenderBudget(seconds=0.3))
+
+
+def test_the_same_template_without_a_payload_renders(signer, links, clock) -> None:
+    renderer = _renderer_for(
+        "{{ recipient.first_name }} {{ items[0].title }}", signer, links, clock
+    )
+    context = RenderContext({"user_id": "u1", "first_name": "<b>"}, ITEMS, Campaign("c1"))
+    email = renderer.render("t", context)
+    assert "&lt;b&gt; Mug" in email.html
+
+
+@pytest.mark.parametrize("payload", PAYLOADS.values(), ids=PAYLOADS.keys())
+def test_payload_in_body_is_refused_with_a_clear_error(
+    payload, secret_env, signer, links, clock
+) -> None:
+    renderer = _renderer_for(payload, signer, links, clock)
+    context = RenderContext({"user_id": "u1", "first_name": "<b>"}, ITEMS, Campaign("c1"))
+    with pytest.raises(ValidationError) as caught:
+        renderer.render("t", context)
+    message = str(caught.value)
+    assert caught.value.problems and message
+    for leak in (SECRET_ENV, "root:", "<class", "__globals__':", "uid="):
+        assert leak not in message
+
+
+@pytest.mark.parametrize("payload", PAYLOADS.values(), ids=PAYLOADS.keys())
+def test_payload_in_subject_is_refused(payload, secret_env, signer, links, clock) -> None:
+    files = template_files("<mj-text>hi</mj-text>", subject=payload.replace('"', "'"))
+    library = DictLibrary(TemplateSource("t", files))
+    renderer = Renderer(library, signer, links, clock=clock, limits=RenderBudget(seconds=0.3))
+    context = RenderContext({"user_id": "u1"}, ITEMS, Campaign("c1"))
+    with pytest.raises(ValidationError) as caught:
+        renderer.render("t", context)
+    assert SECRET_ENV not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [PAYLOADS[key] for key in ("str-mro-subclasses", "attr-filter", "huge-string", "include-file")],
+)
+def test_store_refuses_to_save_an_injection(payload) -> None:
+    store = MemoryTemplateStore()
+    with pytest.raises(ValidationError) as caught:
+        store.save("t", template_files(f"<mj-text>{payload}</mj-text>"), "mallory", "try")
+    assert all(problem.source for problem in caught.value.problems)
+    assert store.names() == []
+
+
+def test_render_error_names_the_file_and_line(signer, links, clock) -> None:
+    renderer = _renderer_for(PAYLOADS["str-mro-subclasses"], signer, links, clock)
+    with pytest.raises(RenderError) as caught:
+        renderer.render("t", RenderContext({"user_id": "u1"}, [], Campaign("c1")))
+    problem = caught.value.problems[0]
+    assert problem.source and problem.source.startswith("t/email.mjml")
+    assert problem.line is not None
+    assert "not allowed" in problem.message
+
+
+def test_the_sandbox_still_renders_ordinary_templates() -> None:
+    env = RapportSandbox(html=True)
+    source = (
+        "{% for row in items|batch(2) %}[{% for i in row %}{{ i.title|upper }} "
+        "{{ i.price|money('GBP') }}{% endfor %}]{% endfor %} {{ 'a' ~ name|lower }}"
+        " {{ items|map(attribute='title')|join(', ') }} {{ (items|length) * 2 }}"
+    )
+    items = [{"title": "Mug & Cup", "price": 2.5}, {"title": "Tin", "price": 10}]
+    with budget():
+        out = render_text(env.from_string(source), {"items": items, "name": "<X>"})
+    assert out == ("[MUG &amp; CUP £2.50TIN £10.00] a&lt;x&gt; Mug &amp; Cup, Tin 4")
+
+
+def test_strict_undefined_refuses_missing_values() -> None:
+    env = RapportSandbox(html=True)
+    with budget(), pytest.raises(TemplateError, match="first_name"):
+        render_text(env.from_string("{{ recipient.first_name }}"), {"recipient": {}})
+
+
+def test_rendering_outside_a_budget_is_refused() -> None:
+    env = RapportSandbox(html=False)
+    with pytest.raises(SecurityError, match="budget"):
+        render_text(env.from_string("{% for i in range(3) %}{{ i }}{% endfor %}"), {})
+
+
+def test_budget_counts_output_across_renders() -> None:
+    env = RapportSandbox(html=False)
+    template = env.from_string("{{ 'x' * 90000 }}")
+    with budget(RenderBudget(max_output=200_000)), pytest.raises(SecurityError, match="output"):
+        for _ in range(3):
+            render_text(template, {})
