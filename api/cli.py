@@ -8,6 +8,7 @@ from api import create_app
 from api.commands import keys, serve
 from engine.cli import datasets, evaluate, recommend, train
 from engine.render.cli import templates
+from fatigue.cli import rules, simulate
 
 main = FlaskGroup(
     name="rapport",
@@ -22,3 +23,5 @@ main.add_command(datasets)
 main.add_command(templates)
 main.add_command(keys)
 main.add_command(serve)
+main.add_command(simulate)
+main.add_command(rules)
