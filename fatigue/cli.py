@@ -1,0 +1,93 @@
+"""``rapport simulate`` and ``rapport rules validate``: try fatigue rules before switching them on.
+
+Heavy work is imported inside the commands so ``rapport --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
+
+
+@click.command("simulate")
+@click.option("--rules", "rules_path", required=True, type=_FILE, help="Rule file to try.")
+@click.option("--history", required=True, type=_FILE, help="Requests and events (CSV or JSONL).")
+@click.option(
+    "--baseline-rules", type=_FILE, help="Rules to compare against (default: no caps at all)."
+)
+@click.option(
+    "--report",
+    "report_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Also write an HTML report with charts into this directory.",
+)
+def simulate(
+    rules_path: Path, history: Path, baseline_rules: Path | None, report_dir: Path | None
+) -> None:
+    """Replay a history through the governor and report what the rules would change."""
+    from fatigue.errors import ValidationError
+    from fatigue.history import read_history
+    from fatigue.report import terminal_report, write_report
+    from fatigue.rules import Rules, load_rules
+    from fatigue.simulate import simulate as run
+
+    try:
+        rules = load_rules(rules_path)
+        baseline = load_rules(baseline_rules) if baseline_rules else Rules(source="no rules")
+        rows = read_history(history)
+    except ValidationError as exc:
+        raise click.ClickException(_problems(exc)) from None
+    before = run(
+        baseline, rows, label=f"before ({baseline_rules.name if baseline_rules else 'no rules'})"
+    )
+    after = run(rules, rows, label=f"after ({rules_path.name})")
+    click.echo(terminal_report(after, before))
+    if report_dir is not None:
+        path = write_report(report_dir, after, before)
+        click.echo(f"\nreport: {path}")
+
+
+@click.group("rules")
+def rules() -> None:
+    """Fatigue rule files."""
+
+
+@rules.command("validate")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+def validate(path: Path) -> None:
+    """Check a rule file and print every problem at once."""
+    from fatigue.rules import load_rules
+    from fatigue.rules import validate as check
+
+    problems = check(path)
+    if problems:
+        for problem in problems:
+            click.echo(str(problem), err=True)
+        raise click.exceptions.Exit(1)
+    loaded = load_rules(path)
+    sections = [name for name in _SECTIONS if getattr(loaded, name) is not None]
+    click.echo(
+        f"{path}: valid ({len(loaded.caps)} cap(s); {', '.join(sections) or 'no other rules'})"
+    )
+
+
+_SECTIONS = (
+    "cooldown",
+    "quiet_hours",
+    "relevance",
+    "timeliness",
+    "diversity",
+    "engagement",
+    "holdout",
+    "send_time",
+)
+
+
+def _problems(error: Exception) -> str:
+    problems = getattr(error, "problems", None)
+    if not problems:
+        return str(error)
+    return "\n".join(str(problem) for problem in problems)
