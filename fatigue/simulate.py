@@ -18,6 +18,7 @@ from fatigue.governor import Governor
 from fatigue.history import EventRow, RequestRow, Row
 from fatigue.rules import Rules
 from fatigue.store.memory import MemoryStore
+from fatigue.windows import zone
 
 #: Messages per customer per week are bucketed 0..6 and "7+".
 WEEK_BUCKETS = 8
@@ -83,7 +84,7 @@ def simulate(rules: Rules, history: Sequence[Row], label: str = "rules") -> Simu
         result.rules[(deciding.rule if deciding else "(none)", decision.action.value)] += 1
         if decision.action == Action.SEND:
             tally.sent += 1
-            sends[(row.recipient.user_id, _week(at))] += 1
+            sends[(row.recipient.user_id, _week(at, row.recipient.timezone))] += 1
         elif decision.action == Action.SUPPRESS:
             tally.suppressed += 1
         else:
@@ -98,8 +99,9 @@ def simulate(rules: Rules, history: Sequence[Row], label: str = "rules") -> Simu
     return result
 
 
-def _week(moment: datetime) -> tuple[int, int]:
-    year, week, _ = moment.isocalendar()
+def _week(moment: datetime, timezone: str) -> tuple[int, int]:
+    # Weeks as the customer lives them: Monday to Sunday in their own zone (UTC if unknown).
+    year, week, _ = moment.astimezone(zone(timezone or "UTC")).isocalendar()
     return year, week
 
 
@@ -110,7 +112,7 @@ def _weekly_distribution(
     weeks: dict[str, set[tuple[int, int]]] = defaultdict(set)
     for row in history:
         if isinstance(row, RequestRow):
-            weeks[row.recipient.user_id].add(_week(row.at))
+            weeks[row.recipient.user_id].add(_week(row.at, row.recipient.timezone))
     buckets = [0] * WEEK_BUCKETS
     for user, user_weeks in weeks.items():
         for week in user_weeks:

@@ -1,0 +1,173 @@
+"""The simulation, its history reader and the CLI commands."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from xml.etree import ElementTree
+
+import pytest
+from click.testing import CliRunner
+from conftest import CONTRACT
+
+from fatigue.cli import rules as rules_group
+from fatigue.cli import simulate as simulate_command
+from fatigue.errors import ValidationError
+from fatigue.history import EventRow, RequestRow, read_history
+from fatigue.report import bar_chart
+from fatigue.rules import Rules, load_rules
+from fatigue.simulate import simulate
+
+ITEMS = "a=0.5@shoes;b=0.4@shoes;c=0.3@hats;d=0.2@bags"
+
+
+def history_csv(tmp_path: Path, rows: list[str]) -> Path:
+    path = tmp_path / "history.csv"
+    header = "timestamp,user_id,type,campaign,category,kind,priority,timezone,deferrable,items"
+    path.write_text("\n".join([header, *rows]) + "\n")
+    return path
+
+
+def daily_requests(users: int = 3, days: int = 14, per_day: int = 3) -> list[str]:
+    rows = []
+    for day in range(days):
+        for user in range(users):
+            for hour in range(per_day):
+                stamp = f"2026-01-{5 + day:02d}T{10 + hour * 3:02d}:00:00Z"
+                rows.append(f"{stamp},u{user},request,c{hour},sale,,,Europe/London,,{ITEMS}")
+    return rows
+
+
+def test_reads_csv_and_jsonl(tmp_path: Path):
+    csv_path = history_csv(tmp_path, daily_requests(1, 1, 1))
+    [row] = read_history(csv_path)
+    assert isinstance(row, RequestRow) and [c.item_id for c in row.candidates] == list("abcd")
+    assert row.candidates[2].category == "hats"
+    jsonl = tmp_path / "h.jsonl"
+    jsonl.write_text(
+        json.dumps(
+            {
+                "timestamp": 1768212000,
+                "user_id": "u1",
+                "type": "request",
+                "campaign": "c",
+                "items": [{"item_id": "x", "relevance": 0.4}],
+            }
+        )
+        + "\n"
+        + json.dumps({"timestamp": "2026-01-12T08:00:00+01:00", "user_id": "u1", "type": "open"})
+        + "\n"
+    )
+    event, request = read_history(jsonl)
+    assert isinstance(event, EventRow) and isinstance(request, RequestRow)  # sorted by time
+
+
+def test_bad_rows_are_reported_with_line_and_column(tmp_path: Path):
+    path = history_csv(
+        tmp_path,
+        [
+            "2026-01-05T10:00:00Z,u1,request,c1,sale,,,,,a=0.5",
+            "yesterday,u1,open,,,,,,,",
+            "2026-01-05T10:00:00Z,u1,teleport,,,,,,,",
+            "2026-01-05T10:00:00Z,u1,request,c1,sale,,high,,,a=0.5",
+            "2026-01-05T10:00:00,u1,open,,,,,,,",
+        ],
+    )
+    with pytest.raises(ValidationError) as caught:
+        read_history(path)
+    found = [(p.line, p.field) for p in caught.value.problems]
+    assert found == [(3, "timestamp"), (4, "type"), (5, "priority"), (6, "timestamp")]
+
+
+def test_missing_column_is_named(tmp_path: Path):
+    path = tmp_path / "h.csv"
+    path.write_text("timestamp,type\n")
+    with pytest.raises(ValidationError, match="user_id"):
+        read_history(path)
+
+
+def test_rules_reduce_weekly_volume_against_no_rules(tmp_path: Path):
+    rows = read_history(history_csv(tmp_path, daily_requests()))
+    before = simulate(Rules(), rows, "before")
+    after = simulate(load_rules('[[caps]]\nmax = 2\nper = "7d"\n'), rows, "after")
+    assert before.total.sent == 3 * 14 * 3
+    assert before.total.requests == after.total.requests == 126
+    # Any ISO week lies inside some rolling 7-day window, so no customer-week can exceed 2.
+    assert 0 < after.total.sent <= 3 * 2 * 3
+    assert after.total.sent + after.total.pending == 126
+    assert after.rules[("cap:all:2/7d", "defer")] > 0
+    assert sum(before.weekly) == sum(after.weekly) == 6
+    assert before.weekly[-1] == 6
+    assert sum(after.weekly[3:]) == 0 and after.weekly[2] > 0
+
+
+def test_unsubscribe_in_history_suppresses_later_requests(tmp_path: Path):
+    rows = read_history(
+        history_csv(
+            tmp_path,
+            [
+                f"2026-01-05T10:00:00Z,u1,request,c1,sale,,,,,{ITEMS}",
+                "2026-01-05T11:00:00Z,u1,unsubscribe,,,,,,,",
+                f"2026-01-06T10:00:00Z,u1,request,c1,sale,,,,,{ITEMS}",
+            ],
+        )
+    )
+    result = simulate(Rules(), rows)
+    assert (result.total.sent, result.total.suppressed) == (1, 1)
+    assert result.rules[("suppression", "suppress")] == 1
+
+
+def test_cli_simulate_prints_tables_and_writes_an_svg_report(tmp_path: Path):
+    history = history_csv(tmp_path, daily_requests())
+    rules = tmp_path / "rules.toml"
+    rules.write_text(CONTRACT)
+    report = tmp_path / "report"
+    result = CliRunner().invoke(
+        simulate_command,
+        ["--rules", str(rules), "--history", str(history), "--report", str(report)],
+    )
+    assert result.exit_code == 0, result.output
+    assert "per campaign" in result.output and "TOTAL" in result.output
+    assert re.search(r"sent: 126 -> \d+ \(-\d+\.\d%\)", result.output)
+    page = (report / "index.html").read_text()
+    svgs = re.findall(r"<svg.*?</svg>", page, flags=re.S)
+    assert len(svgs) == 3
+    for svg in svgs:
+        ElementTree.fromstring(svg)  # well-formed XML
+    assert "<script" not in page
+
+
+def test_cli_simulate_reports_bad_rules_without_a_traceback(tmp_path: Path):
+    history = history_csv(tmp_path, daily_requests(1, 1, 1))
+    rules = tmp_path / "rules.toml"
+    rules.write_text('[[caps]]\nmax = 1\nper = "1d"\nscope = "x"\n')
+    result = CliRunner().invoke(
+        simulate_command, ["--rules", str(rules), "--history", str(history)]
+    )
+    assert result.exit_code == 1
+    assert f"{rules}:4 [caps[0].scope]: unknown key 'scope'" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_cli_rules_validate(tmp_path: Path):
+    good = tmp_path / "good.toml"
+    good.write_text(CONTRACT)
+    ok = CliRunner().invoke(rules_group, ["validate", str(good)])
+    assert ok.exit_code == 0 and "valid (1 cap(s)" in ok.output
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[caps]]\nmax = -1\nper = "1d"\n[cooldown]\nafter = "1h"\n')
+    result = CliRunner().invoke(rules_group, ["validate", str(bad)])
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert lines == [
+        f"{bad}:2 [caps[0].max]: must be at least 0, got -1",
+        f"{bad}:5 [cooldown.after]: unknown key 'after' in [cooldown] (allowed: after_any)",
+        f"{bad}:4 [cooldown.after_any]: missing required key 'after_any' in [cooldown]",
+    ]
+
+
+def test_bar_chart_escapes_labels():
+    svg = bar_chart("<t>", ["a&b"], {"s<1>": [3]})
+    ElementTree.fromstring(svg)
+    assert "a&amp;b" in svg and "<t>" not in svg
