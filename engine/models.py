@@ -68,7 +68,10 @@ def default_params(algorithm: Algorithm | str, seed: int = 42) -> ModelParams:
     return ModelParams(seed=seed)
 
 
-Scored = tuple[np.ndarray, np.ndarray]  # (item indices, scores), shape (users, n) each
+Scored = tuple[np.ndarray, np.ndarray]
+# Users scored per matrix product: 1,024 x 50,000 items is a 200 MB score block; all 10,000 of a
+# batch at once would be 2 GB, and slower for leaving the cache.
+CHUNK_USERS = 1_024  # (item indices, scores), shape (users, n) each
 
 
 class Model(ABC):
@@ -155,11 +158,16 @@ class _FactorModel(Model):
         n: int,
         filter_items: np.ndarray | None = None,
     ) -> Scored:
-        """Rank items by factor dot product for known users."""
-        ids, scores = self._model.recommend(
-            users, exclude, N=n, filter_already_liked_items=True, filter_items=filter_items
-        )
-        return np.atleast_2d(ids), np.atleast_2d(scores)
+        """Rank items by factor dot product for known users, a bounded chunk at a time."""
+        parts = [
+            self._model.recommend(
+                users[start : start + CHUNK_USERS], exclude[start : start + CHUNK_USERS], N=n,
+                filter_already_liked_items=True, filter_items=filter_items,
+            )
+            for start in range(0, len(users), CHUNK_USERS)
+        ]
+        ids = np.vstack([np.atleast_2d(p[0]) for p in parts])
+        return ids, np.vstack([np.atleast_2d(p[1]) for p in parts])
 
     def similar_items(self, item: int, n: int) -> Scored:
         """Return items whose factors point the same way (cosine)."""

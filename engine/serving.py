@@ -38,7 +38,7 @@ class Source(StrEnum):
     TRENDING = "trending"  # many customers bought it recently
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Recommendation:
     """One recommended item: rank 1 is best; relevance is a calibrated probability."""
 
@@ -274,9 +274,12 @@ class Recommender:
     ) -> list[Recommendation]:
         curve = self.calibrators.get(source) or self.calibrators.get(Source.CF)
         relevance = curve(scores) if curve is not None else np.zeros(len(scores))
+        # Whole-array conversions first: per-element numpy scalars are the slow part here.
+        columns = zip(self.items.ids[ids].tolist(), scores.tolist(), relevance.round(6).tolist(),
+                      strict=True)
         return [
-            Recommendation(str(self.items.ids[i]), rank, float(s), round(float(p), 6), source)
-            for rank, (i, s, p) in enumerate(zip(ids, scores, relevance, strict=True), start_rank)
+            Recommendation(item, rank, score, probability, source)
+            for rank, (item, score, probability) in enumerate(columns, start_rank)
         ]
 
     def _blocked_items(self, filters: Filters) -> np.ndarray:
