@@ -18,7 +18,7 @@ def register(app: Flask) -> None:
     found.register("model", lambda: _model(settings))
     found.register("store", lambda: _store(settings))
     found.register("governor", lambda: _governor(found))
-    found.register("templates", lambda: _templates(settings))
+    found.register("templates", lambda: _templates(found, settings))
     found.register("renderer", lambda: _renderer(found, settings))
     found.register("composer", lambda: _composer(found))
 
@@ -53,11 +53,12 @@ def _governor(found: Services) -> Any:
     return Governor(rules_from(found.settings), found.get("store"), found.clock)
 
 
-def _templates(settings: dict[str, Any]) -> Any:
+def _templates(found: Services, settings: dict[str, Any]) -> Any:
     from engine.render.library import BundledLibrary
+    from engine.render.store_files import FileTemplateStore
 
-    directory = settings.get("TEMPLATES_DIR") or ""
-    return BundledLibrary(Path(directory)) if directory else BundledLibrary()
+    # Seeded with the bundled templates, so a fresh directory serves them as version 1.
+    return FileTemplateStore(settings["TEMPLATES_DIR"], seed=BundledLibrary(), clock=found.clock)
 
 
 def _renderer(found: Services, settings: dict[str, Any]) -> Any:

@@ -23,8 +23,8 @@ DEFAULTS: dict[str, Any] = {
     "STORE_URL": "memory://",
     # A model directory (versions plus the CURRENT pointer); `rapport demo` trains one here.
     "MODEL_DIR": "var/model",
-    # The template store; empty means the bundled templates.
-    "TEMPLATES_DIR": "",
+    # The versioned template store, seeded with the bundled templates on first use.
+    "TEMPLATES_DIR": "var/templates",
     # A fatigue rules TOML file; empty means the governor's defaults.
     "RULES": "",
     # JSON file of hashed API keys, written by ``rapport keys create``.

@@ -19,6 +19,7 @@ def settings(tmp_path: Path, model_dir: Path) -> dict[str, Any]:
     return {
         "API_KEYS_FILE": str(tmp_path / "keys.json"),
         "EVENT_LOG_DIR": str(tmp_path / "events"),
+        "TEMPLATES_DIR": str(tmp_path / "templates"),
         "SECRET_KEY": "test-secret-key-for-links",
         "PUBLIC_URL": "http://localhost",
         "MODEL_DIR": str(model_dir),

@@ -1,0 +1,126 @@
+"""Schemas of the template endpoints: versions, saving, publishing, diffs and previews."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, Field, StringConstraints
+
+from api.schemas.common import Identifier, Strict
+
+Text = Annotated[str, StringConstraints(max_length=200_000)]
+Line = Annotated[str, StringConstraints(max_length=1_000)]
+
+
+class VersionOut(BaseModel):
+    """One saved version: who saved it, when and why."""
+
+    version: int
+    author: str
+    created_at: datetime
+    note: str
+    content_hash: str
+
+
+class PublicationOut(BaseModel):
+    """The published version and the earlier ones a rollback returns to (newest last)."""
+
+    version: int
+    published_by: str
+    published_at: datetime
+    previous: list[int]
+
+
+class TemplateSummary(BaseModel):
+    """A template in the list."""
+
+    name: str
+    latest_version: int
+    published_version: int | None
+
+
+class TemplateList(BaseModel):
+    """Every template."""
+
+    templates: list[TemplateSummary]
+
+
+class TemplateOut(BaseModel):
+    """One version of a template: its editable parts and all of its files."""
+
+    name: str
+    version: int
+    published: bool
+    subject: str
+    preheader: str
+    mjml: str
+    text: str | None
+    sample: dict[str, Any]
+    files: dict[str, str]
+    versions: list[VersionOut]
+    publication: PublicationOut | None
+
+
+class TemplateSave(Strict):
+    """A new version: the MJML body, subject and preheader (Jinja), sample data and a note.
+
+    ``text`` replaces the plain-text version (otherwise the previous one is kept, or the text
+    is derived from the HTML); ``description`` and ``locales`` keep their previous values.
+    """
+
+    mjml: Text
+    subject: Line
+    preheader: Line = ""
+    sample: dict[str, Any] = Field(default_factory=dict)
+    note: Line = ""
+    text: Text | None = None
+
+
+class SavedVersion(BaseModel):
+    """The number the saved version got (it is not published yet)."""
+
+    version: int
+
+
+class PublishIn(Strict):
+    """Which version to publish."""
+
+    version: int = Field(ge=1)
+
+
+class DiffQuery(Strict):
+    """Two versions to compare."""
+
+    old: int = Field(ge=1, alias="from")
+    new: int = Field(ge=1, alias="to")
+
+
+class DiffOut(BaseModel):
+    """A unified diff of every file between two versions."""
+
+    name: str
+    old: int
+    new: int
+    diff: str
+
+
+class PreviewIn(Strict):
+    """Preview a version (published by default) with sample data, given data or a real user."""
+
+    version: int | None = Field(default=None, ge=1)
+    data: dict[str, Any] | None = Field(
+        default=None, description="Replaces sample parts: `recipient`, `items`."
+    )
+    user_id: Identifier | None = Field(
+        default=None, description="Preview with this customer's real recommendations."
+    )
+
+
+class PreviewOut(BaseModel):
+    """The rendered preview."""
+
+    subject: str
+    preheader: str
+    html: str
+    text: str

@@ -1,0 +1,100 @@
+"""Template endpoints: list, read, save with validation, diff, publish, roll back, preview."""
+
+from __future__ import annotations
+
+import pytest
+
+NAME = "/v1/templates/picked-for-you"
+
+
+@pytest.fixture
+def marketer(auth):
+    return auth("marketer")
+
+
+def current(client, marketer):
+    return client.get(NAME, headers=marketer).json
+
+
+def save(client, marketer, **changes):
+    base = current(client, marketer)
+    body = {
+        "mjml": base["mjml"],
+        "subject": base["subject"],
+        "preheader": base["preheader"],
+        "sample": base["sample"],
+        "note": "test",
+    }
+    body.update(changes)
+    return client.put(NAME, json=body, headers=marketer)
+
+
+def test_bundled_templates_are_listed_as_published_version_one(client, marketer):
+    listed = client.get("/v1/templates", headers=marketer).json["templates"]
+    names = {entry["name"]: entry for entry in listed}
+    assert {"picked-for-you", "weekly-digest", "win-back", "cart-follow-up"} <= set(names)
+    assert names["picked-for-you"]["published_version"] == 1
+    template = current(client, marketer)
+    assert template["published"] is True and template["version"] == 1
+    assert "<mjml" in template["mjml"] and template["subject"]
+    assert "template.toml" in template["files"]
+
+
+def test_save_publish_diff_and_roll_back(client, marketer, auth, compose_request):
+    saved = save(client, marketer, subject="Fresh picks for {{ recipient.first_name }}")
+    assert saved.status_code == 201 and saved.json == {"version": 2}
+    assert current(client, marketer)["version"] == 1  # saved, not live
+    version = client.get(f"{NAME}/versions/2", headers=marketer).json
+    assert version["subject"].startswith("Fresh picks") and version["published"] is False
+    assert version["versions"][-1]["author"] == "key-marketer"
+
+    diff = client.get(f"{NAME}/diff?from=1&to=2", headers=marketer).json["diff"]
+    assert '+subject = "Fresh picks' in diff
+
+    published = client.post(f"{NAME}/publish", json={"version": 2}, headers=marketer)
+    assert published.status_code == 200 and published.json["previous"] == [1]
+    email = client.post("/v1/compose", json=compose_request(), headers=auth("platform")).json
+    assert email["email"]["subject"] == "Fresh picks for Ada"
+    assert email["email"]["template_version"] == 2
+
+    rolled = client.post(f"{NAME}/rollback", headers=marketer).json
+    assert rolled["version"] == 1 and rolled["previous"] == []
+    again = client.post(
+        "/v1/compose", json=compose_request("12348", "k-2"), headers=auth("platform")
+    ).json
+    if again["email"]:
+        assert again["email"]["template_version"] == 1
+    assert client.post(f"{NAME}/rollback", headers=marketer).status_code == 404
+
+
+def test_invalid_template_is_refused_with_lines(client, marketer):
+    broken = "<mjml>\n<mj-body>\n<mj-section>\n<mj-column>\n<mj-text>{{ items[0].title </mj-text>"
+    response = save(client, marketer, mjml=broken + "\n</mj-column></mj-section></mj-body></mjml>")
+    assert response.status_code == 422
+    assert response.content_type == "application/problem+json"
+    errors = response.json["errors"]
+    assert errors and all({"line", "message"} <= set(error) for error in errors)
+    assert any(error["line"] == 5 for error in errors)
+    assert client.get("/v1/templates", headers=marketer).json["templates"][0]["latest_version"] == 1
+
+
+def test_preview_with_sample_data_given_data_and_a_real_customer(client, marketer):
+    sample = client.post(f"{NAME}/preview", json={}, headers=marketer).json
+    assert sample["subject"] and "<html" in sample["html"] and sample["text"]
+    given = client.post(
+        f"{NAME}/preview",
+        json={"data": {"recipient": {"first_name": "Grace"}}},
+        headers=marketer,
+    ).json
+    assert given["subject"].startswith("Grace")
+    real = client.post(f"{NAME}/preview", json={"user_id": "12347"}, headers=marketer).json
+    assert real["html"] != sample["html"]
+
+
+def test_unknown_templates_and_versions_are_404(client, marketer):
+    assert client.get("/v1/templates/nope", headers=marketer).status_code == 404
+    assert client.get(f"{NAME}/versions/99", headers=marketer).status_code == 404
+    missing = client.post(f"{NAME}/publish", json={"version": 99}, headers=marketer)
+    assert missing.status_code == 404 and missing.content_type == "application/problem+json"
+    assert client.post("/v1/templates/nope/preview", json={}, headers=marketer).status_code == 404
+    assert client.get(f"{NAME}/diff?from=1", headers=marketer).status_code == 422
