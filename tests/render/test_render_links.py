@@ -1,0 +1,96 @@
+"""Signed expiring link tokens, campaign UTM parameters, click tracking."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from engine.render.links import Campaign, InvalidToken, LinkConfig, LinkSigner, add_query
+from engine.render.renderer import RenderContext, Renderer
+from fatigue.errors import ConfigurationError
+
+
+def test_unsubscribe_token_round_trip(signer) -> None:
+    token = signer.unsubscribe_token("u-17", "spring")
+    payload = signer.verify_unsubscribe(token)
+    assert (payload.user_id, payload.campaign_id) == ("u-17", "spring")
+
+
+def test_token_expires_on_the_injected_clock(clock) -> None:
+    signer = LinkSigner("0123456789abcdef-secret", max_age=timedelta(days=30), clock=clock)
+    token = signer.unsubscribe_token("u-17", "spring")
+    clock.advance(days=29)
+    assert signer.verify_unsubscribe(token).user_id == "u-17"
+    clock.advance(days=2)
+    with pytest.raises(InvalidToken, match="expired") as caught:
+        signer.verify_unsubscribe(token)
+    assert caught.value.expired
+
+
+def test_tampered_or_foreign_tokens_are_refused(signer, clock) -> None:
+    token = signer.unsubscribe_token("u-17", "spring")
+    head, _, tail = token.rpartition(".")
+    with pytest.raises(InvalidToken, match="not valid") as caught:
+        signer.verify_unsubscribe(f"{head}.{tail[::-1]}")
+    assert not caught.value.expired
+    with pytest.raises(InvalidToken):
+        LinkSigner("another-secret-0123456789", clock=clock).verify_unsubscribe(token)
+    with pytest.raises(InvalidToken):  # a token for one purpose never works for another
+        signer.verify_preferences(token)
+    with pytest.raises(InvalidToken):
+        signer.verify_unsubscribe("not-a-token")
+
+
+def test_short_secrets_and_plain_http_are_configuration_errors() -> None:
+    with pytest.raises(ConfigurationError):
+        LinkSigner("short")
+    with pytest.raises(ConfigurationError, match="https"):
+        LinkConfig("http://mail.example.com")
+    assert LinkConfig("http://localhost:5000/").base_url == "http://localhost:5000"
+
+
+def test_add_query_keeps_existing_parameters_and_replaces_utm() -> None:
+    url = add_query("https://s.example/i/1?colour=red&utm_source=old#top", {"utm_source": "new"})
+    parts = urlsplit(url)
+    assert parse_qs(parts.query) == {"colour": ["red"], "utm_source": ["new"]}
+    assert parts.fragment == "top"
+
+
+def test_items_get_campaign_utm_and_optional_click_tracking(signer, clock) -> None:
+    campaign = Campaign("spring-26", "Spring", utm_source="rapport")
+    item = {"item_id": "42", "title": "Mug", "url": "https://shop.example.com/items/42"}
+    plain = Renderer(object(), signer, LinkConfig("https://m.example"), clock=clock)  # type: ignore[arg-type]
+    tagged = plain.item_variables(item, "u1", campaign)["url"]
+    assert parse_qs(urlsplit(tagged).query) == {
+        "utm_source": ["rapport"],
+        "utm_medium": ["email"],
+        "utm_campaign": ["spring-26"],
+    }
+    tracking = Renderer(
+        object(),  # type: ignore[arg-type]
+        signer,
+        LinkConfig("https://m.example", track_clicks=True),
+        clock=clock,
+    )
+    tracked = tracking.item_variables(item, "u1", campaign)["url"]
+    assert tracked.startswith("https://m.example/c/")
+    payload = signer.verify_click(tracked.rsplit("/", 1)[1])
+    assert (payload.url, payload.item_id, payload.user_id) == (tagged, "42", "u1")
+    assert item["url"] == "https://shop.example.com/items/42"  # the caller's data is untouched
+
+
+def test_rendered_links_carry_the_recipient_and_campaign(renderer, signer) -> None:
+    context = RenderContext(
+        {"user_id": "u-9", "email": "ann@example.com", "first_name": "Ann"},
+        [{"item_id": "1", "title": "Mug", "url": "https://s.example/1", "image_url": "https://s.example/1.jpg",
+          "price": 3.5, "currency": "EUR"}],
+        Campaign("weekly-9"),
+    )  # fmt: skip
+    rendered = renderer.render("picked-for-you", context)
+    assert "https://s.example/1?utm_source=rapport&amp;utm_medium=email" in rendered.html
+    assert "€3.50" in rendered.html
+    unsubscribe = rendered.headers["List-Unsubscribe"].split(">")[0].lstrip("<")
+    payload = signer.verify_unsubscribe(unsubscribe.rsplit("/", 1)[1])
+    assert (payload.user_id, payload.campaign_id) == ("u-9", "weekly-9")

@@ -1,0 +1,69 @@
+"""The MIME message: text first, HTML last, RFC 8058 headers kept on one unencoded line."""
+
+from __future__ import annotations
+
+import email
+from email import policy
+
+from engine.render.links import Campaign
+from engine.render.mime import POLICY, MessageParts, build_message, message_bytes
+from engine.render.renderer import RenderContext
+
+LONG_URL = "https://mail.example.com/u/" + "x" * 180
+
+
+def header_lines(raw: bytes, name: str) -> list[bytes]:
+    """Return the raw physical lines of header ``name`` (first line plus folded ones)."""
+    head = raw.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+    start = next(i for i, line in enumerate(head) if line.lower().startswith(name.lower().encode()))
+    lines = [head[start]]
+    for line in head[start + 1 :]:
+        if not line[:1].isspace():
+            break
+        lines.append(line)
+    return lines
+
+
+def test_list_unsubscribe_stays_one_unencoded_line() -> None:
+    parts = MessageParts("Hi", "text", "<p>html</p>", LONG_URL, unsubscribe_mailto="u@m.example")
+    raw = message_bytes(build_message(parts))
+    (line,) = header_lines(raw, "List-Unsubscribe:")
+    assert line == f"List-Unsubscribe: <{LONG_URL}>, <mailto:u@m.example>".encode()
+    assert b"=?" not in line
+    (post,) = header_lines(raw, "List-Unsubscribe-Post:")
+    assert post == b"List-Unsubscribe-Post: List-Unsubscribe=One-Click"
+    assert POLICY.max_line_length == 998
+
+
+def test_the_stock_policy_would_have_folded_it() -> None:
+    # Why POLICY exists: the default SMTP policy folds the header at 78 characters.
+    message = build_message(MessageParts("Hi", "t", "<p>h</p>", LONG_URL))
+    raw = message.as_bytes(policy=policy.SMTP)
+    assert len(header_lines(raw, "List-Unsubscribe:")) > 1
+
+
+def test_alternatives_are_text_then_html_and_round_trip() -> None:
+    parts = MessageParts("Café ☕", "plain é", "<p>rich é</p>", LONG_URL, to="a@example.com")
+    parsed = email.message_from_bytes(message_bytes(build_message(parts)), policy=policy.default)
+    assert parsed.get_content_type() == "multipart/alternative"
+    text, html = parsed.iter_parts()
+    assert text.get_content_type() == "text/plain" and text.get_content().strip() == "plain é"
+    assert html.get_content_type() == "text/html" and "rich é" in html.get_content()
+    assert parsed["Subject"] == "Café ☕"
+    assert parsed["List-Unsubscribe"] == f"<{LONG_URL}>"
+
+
+def test_recipient_data_cannot_inject_headers(renderer) -> None:
+    context = RenderContext(
+        {"user_id": "u1", "first_name": "Eve\r\nBcc: victim@example.com", "email": "e@example.com"},
+        [{"item_id": "1", "title": "Mug", "url": "https://s.example/1", "image_url": "https://s.example/1.jpg",
+          "price": 1, "currency": "GBP"}],
+        Campaign("c"),
+    )  # fmt: skip
+    rendered = renderer.render("picked-for-you", context)
+    parsed = email.message_from_bytes(rendered.mime_bytes, policy=policy.default)
+    assert parsed["Bcc"] is None
+    assert parsed["Subject"] == "Eve Bcc: victim@example.com, we picked these for you"
+    assert "\n" not in rendered.subject
+    assert parsed["From"] == "Shop <news@shop.example.com>"
+    assert parsed["Date"] == "Mon, 02 Mar 2026 09:30:00 +0000"

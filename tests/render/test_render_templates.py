@@ -1,0 +1,115 @@
+"""Every bundled template: valid, renders to HTML a real HTML5 parser accepts, alt text, links."""
+
+from __future__ import annotations
+
+import email
+from email import policy
+from html.parser import HTMLParser
+
+import html5lib
+import pytest
+
+from engine.render.library import BundledLibrary
+from engine.render.validate import check
+
+NAMES = BundledLibrary().names()
+
+
+class Inventory(HTMLParser):
+    """Collects images and links with their visible text."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.images: list[dict[str, str | None]] = []
+        self.links: list[tuple[str, str]] = []
+        self._href: str | None = None
+        self._text: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "img":
+            self.images.append(dict(attrs))
+        elif tag == "a":
+            self._href, self._text = dict(attrs).get("href"), []
+
+    def handle_data(self, data):
+        if self._href is not None:
+            self._text.append(data)
+
+    def handle_endtag(self, tag):
+        if tag == "a" and self._href is not None:
+            self.links.append((self._href, " ".join("".join(self._text).split())))
+            self._href = None
+
+
+def test_the_four_required_templates_are_bundled() -> None:
+    assert {"picked-for-you", "weekly-digest", "win-back", "cart-follow-up"} <= set(NAMES)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_bundled_template_validates(name, bundle) -> None:
+    assert check(bundle.source(name)) == []
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_html_is_accepted_by_a_strict_html5_parser(name, renderer) -> None:
+    rendered = renderer.preview(name)
+    parser = html5lib.HTMLParser(strict=True)
+    parser.parse(rendered.html)  # raises ParseError on the first spec violation
+    assert parser.errors == []
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_image_has_alt_text_and_every_item_is_shown(name, renderer) -> None:
+    rendered = renderer.preview(name)
+    inventory = Inventory()
+    inventory.feed(rendered.html)
+    assert inventory.images
+    assert all((image.get("alt") or "").strip() for image in inventory.images)
+    sample_titles = [item["title"] for item in renderer.prepared(name).template.sample["items"]]
+    assert sample_titles[0] in rendered.html
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_visible_unsubscribe_and_preference_links(name, renderer, signer) -> None:
+    rendered = renderer.preview(name)
+    inventory = Inventory()
+    inventory.feed(rendered.html)
+    texts = {href: text for href, text in inventory.links}
+    unsubscribe = [href for href in texts if "/u/" in href]
+    preferences = [href for href in texts if "/p/" in href]
+    assert unsubscribe and preferences
+    assert texts[unsubscribe[0]].lower() == "unsubscribe"
+    assert texts[preferences[0]]
+    token = unsubscribe[0].rsplit("/", 1)[1]
+    sample_user = renderer.prepared(name).template.sample["recipient"]["user_id"]
+    assert signer.verify_unsubscribe(token).user_id == sample_user
+    assert unsubscribe[0] in rendered.text and preferences[0] in rendered.text
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_all_parts_are_filled(name, renderer) -> None:
+    rendered = renderer.preview(name)
+    assert rendered.subject and "{" not in rendered.subject
+    assert rendered.preheader and rendered.preheader in rendered.html
+    assert rendered.preheader not in rendered.text  # the hidden preview line is not body text
+    assert "{{" not in rendered.html and "{%" not in rendered.html
+    message = email.message_from_bytes(rendered.mime_bytes, policy=policy.default)
+    assert message.get_content_type() == "multipart/alternative"
+    assert [part.get_content_type() for part in message.iter_parts()] == [
+        "text/plain",
+        "text/html",
+    ]
+
+
+def test_locale_variant_with_fallback(renderer) -> None:
+    prepared = renderer.prepared("picked-for-you")
+    assert prepared.variant("fr-CA").locale == "fr"
+    assert prepared.variant("fr").locale == "fr"
+    assert prepared.variant("de-DE").locale == "en"
+    assert prepared.variant(None).locale == "en"
+    french = renderer.preview(
+        "picked-for-you", recipient={"user_id": "1", "first_name": "Léa", "locale": "fr-FR"}
+    )
+    assert french.locale == "fr"
+    assert french.subject == "Léa, notre sélection pour vous"
+    assert 'lang="fr"' in french.html
