@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import tempfile
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask import Blueprint, current_app
@@ -12,7 +16,18 @@ from api.auth import Role
 from api.problems import ApiProblem
 from api.routing import operation
 from api.schemas.common import ProblemError
-from api.schemas.fatigue import FatigueOut, RulesIn, RulesOut, RulesVerdict, TimezoneQuery
+from api.schemas.fatigue import (
+    DecidingRule,
+    FatigueOut,
+    RulesIn,
+    RulesOut,
+    RulesVerdict,
+    SimulationIn,
+    SimulationOut,
+    SimulationRun,
+    Tally,
+    TimezoneQuery,
+)
 from api.services import services
 from fatigue.errors import Problem, ValidationError
 
@@ -74,6 +89,62 @@ def explain_user(user_id: str, query: TimezoneQuery) -> FatigueOut:
         raise ApiProblem("validation", "user_id must be 1 to 200 characters")
     explanation = services().get("governor").explain(user_id, query.timezone)
     return FatigueOut.model_validate(explanation.to_dict())
+
+
+@operation(
+    bp,
+    "/v1/fatigue/simulate",
+    "POST",
+    roles=(Role.ENGINEER,),
+    body=SimulationIn,
+    response=SimulationOut,
+    summary="Replay a history through the rules in force and, if given, proposed rules.",
+)
+def simulate_rules(body: SimulationIn) -> SimulationOut:
+    """Replay ``body.history`` on a private memory store; nothing live is touched."""
+    from fatigue.rules_schema import parse_rules
+    from fatigue.simulate import simulate
+
+    history = _history(body.history)
+    runs = [("in force", services().get("governor").rules)]
+    if body.rules is not None:
+        proposed, problems = parse_rules(body.rules, "rules")
+        if problems or proposed is None:
+            raise ValidationError(problems)
+        runs.append(("proposed", proposed))
+    return SimulationOut(runs=[_run(simulate(rules, history, label)) for label, rules in runs])
+
+
+def _history(records: list[dict[str, Any]]) -> list[Any]:
+    """Parse history records with the file reader, so errors name the record (as a line)."""
+    from fatigue.history import read_history
+
+    with tempfile.TemporaryDirectory(prefix="rapport-history-") as folder:
+        path = Path(folder) / "history.jsonl"
+        path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+        try:
+            return read_history(path)
+        except ValidationError as exc:
+            raise ValidationError(
+                [replace(p, source="history", line=p.line) for p in exc.problems]
+            ) from exc
+
+
+def _run(result: Any) -> SimulationRun:
+    def tally(found: Any) -> Tally:
+        return Tally.model_validate(vars(found))
+
+    deciding = [
+        DecidingRule(rule=rule, action=action, count=count)
+        for (rule, action), count in sorted(result.rules.items())
+    ]
+    return SimulationRun(
+        label=result.label,
+        total=tally(result.total),
+        campaigns={name: tally(found) for name, found in result.campaigns.items()},
+        deciding=deciding,
+        weekly=list(result.weekly),
+    )
 
 
 def _error(problem: Problem) -> ProblemError:

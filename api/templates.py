@@ -1,4 +1,4 @@
-"""Template endpoints for marketers: list, read any version, save, diff, publish, roll back, preview.
+"""Template endpoints for marketers: list, read, save, diff, publish, roll back, preview.
 
 Saving validates first (the store refuses a version with any problem, each named with its
 line); a saved version is not live until it is published, and rollback returns to the version

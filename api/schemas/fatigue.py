@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, StringConstraints
 
@@ -61,3 +61,48 @@ class FatigueOut(BaseModel):
     suppression: dict[str, str]
     in_holdout: bool
     next_allowed: dict[str, NextAllowedOut]
+
+
+class SimulationIn(Strict):
+    """History to replay (JSON Lines records of ``fatigue.history``) and optional new rules."""
+
+    history: list[dict[str, Any]] = Field(min_length=1, max_length=20_000)
+    rules: RulesText | None = Field(
+        default=None,
+        description="TOML to try; compared with the rules in force. Omit to "
+        "replay the rules in force alone.",
+    )
+
+
+class Tally(BaseModel):
+    """Final outcome of the requests of one campaign (or all)."""
+
+    requests: int
+    sent: int
+    deferred: int
+    suppressed: int
+    pending: int
+
+
+class DecidingRule(BaseModel):
+    """How often one rule decided one action."""
+
+    rule: str
+    action: str
+    count: int
+
+
+class SimulationRun(BaseModel):
+    """What one rule set would have done with the history."""
+
+    label: str
+    total: Tally
+    campaigns: dict[str, Tally]
+    deciding: list[DecidingRule]
+    weekly: list[int] = Field(description="Customers by messages per week: 0..6, then 7+.")
+
+
+class SimulationOut(BaseModel):
+    """One run per rule set: the rules in force, then the proposed ones when given."""
+
+    runs: list[SimulationRun]

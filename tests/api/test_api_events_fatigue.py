@@ -145,3 +145,60 @@ def test_preferences_page_unsubscribes_and_resubscribes(client, auth, compose_re
     client.post(path, data={"choice": "resubscribe"})
     assert "You receive" in client.get(path).text
     assert client.post(path, data={"choice": "maybe"}).status_code == 400
+
+
+def history(days: int = 7) -> list[dict]:
+    def items(day: int, hour: int) -> list[dict]:
+        # Fresh items every time, so only the caps and cooldown hold mail back.
+        return [
+            {"item_id": f"i{day}-{hour}-{n}", "relevance": 0.5, "category": f"c{n % 3}"}
+            for n in range(4)
+        ]
+
+    return [
+        {
+            "timestamp": f"2026-01-{5 + day:02d}T{10 + hour * 3:02d}:00:00Z",
+            "user_id": "u1",
+            "type": "request",
+            "campaign": f"camp{hour}",
+            "category": "sale",
+            "timezone": "Europe/London",
+            "items": items(day, hour),
+        }
+        for day in range(days)
+        for hour in range(3)
+    ]
+
+
+def test_simulation_compares_proposed_rules_with_those_in_force(client, auth):
+    loose = '[[caps]]\nname = "daily"\nmax = 3\nper = "1d"\n'
+    response = client.post(
+        "/v1/fatigue/simulate",
+        json={"history": history(), "rules": loose},
+        headers=auth("engineer"),
+    )
+    assert response.status_code == 200, response.json
+    in_force, proposed = response.json["runs"]
+    assert in_force["label"] == "in force" and proposed["label"] == "proposed"
+    assert in_force["total"]["requests"] == proposed["total"]["requests"] == 21
+    assert in_force["total"]["sent"] < proposed["total"]["sent"]
+    assert sum(in_force["weekly"]) >= 1
+    limiting = {entry["rule"] for entry in in_force["deciding"] if entry["action"] != "send"}
+    assert limiting & {"daily", "cooldown", "weekly"}, in_force["deciding"]
+
+
+def test_simulation_names_bad_history_records_and_rules(client, auth):
+    records = history(1)
+    records[1]["timestamp"] = "yesterday"
+    response = client.post(
+        "/v1/fatigue/simulate", json={"history": records}, headers=auth("engineer")
+    )
+    assert response.status_code == 422
+    error = response.json["errors"][0]
+    assert error["line"] == 2 and error["field"] == "timestamp" and error["source"] == "history"
+    bad_rules = client.post(
+        "/v1/fatigue/simulate",
+        json={"history": history(1), "rules": "[[caps]]\nmax = 'x'\n"},
+        headers=auth("engineer"),
+    )
+    assert bad_rules.status_code == 422 and bad_rules.json["errors"][0]["line"]
