@@ -45,8 +45,8 @@ class _Links(HTMLParser):
         self.hrefs: set[str] = set()
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "a":
-            self.hrefs.update(value for name, value in attrs if name == "href" and value)
+        # <a> inside mj-text and MJML's own linking tags (mj-button, mj-navbar-link...).
+        self.hrefs.update(value for name, value in attrs if name == "href" and value)
 
 
 def _syntax(env: RapportSandbox, text: str, filename: str) -> list[Problem]:
@@ -73,15 +73,17 @@ def _undeclared(text: str, filename: str, known: set[str]) -> list[Problem]:
     return problems
 
 
-def _missing(html: bool, text: str, filename: str, variables: dict[str, Any]) -> list[Problem]:
+def _missing(
+    html: bool, text: str, filename: str, variables: dict[str, Any]
+) -> tuple[list[Problem], str]:
     recorder = MissingRecorder(filename)
     env = RapportSandbox(html=html)
     env.undefined = recorder.undefined_class()
     try:
         with budget():
-            render_text(compile_jinja(env, text, filename), variables)
+            output = render_text(compile_jinja(env, text, filename), variables)
     except Exception as exc:  # any failure of the sample render is the template's problem
-        return [problem_from(exc, filename)]
+        return [problem_from(exc, filename)], ""
     seen: set[tuple[str, int | None]] = set()
     problems = []
     for name, line in recorder.missing:
@@ -90,30 +92,23 @@ def _missing(html: bool, text: str, filename: str, variables: dict[str, Any]) ->
             problems.append(
                 Problem(f"uses {name!r}, which the sample data lacks", filename, line, name)
             )
-    return problems
+    return problems, output
 
 
-def _unsubscribe(compiled_html: str, filename: str, variables: dict[str, Any]) -> list[Problem]:
-    env = RapportSandbox(html=True)
-    # Missing values were reported against the MJML lines already; let this render go on.
-    env.undefined = MissingRecorder(filename + ".html").undefined_class()
-    try:
-        with budget():
-            html = render_text(compile_jinja(env, compiled_html, filename + ".html"), variables)
-    except Exception as exc:  # reported like any other sample render failure
-        return [problem_from(exc, filename + ".html")]
+def _unsubscribe(rendered_mjml: str, filename: str) -> list[Problem]:
+    """Check the MJML, rendered with sample data, links to the probe unsubscribe URL."""
     links = _Links()
-    links.feed(html)
-    if variables["unsubscribe_url"] not in links.hrefs:
-        return [
-            Problem(
-                'no unsubscribe link: add <a href="{{ unsubscribe_url }}">Unsubscribe</a> '
-                "to the footer",
-                filename,
-                field="unsubscribe_url",
-            )
-        ]
-    return []
+    links.feed(rendered_mjml)
+    if UNSUBSCRIBE_PROBE in links.hrefs:
+        return []
+    return [
+        Problem(
+            'no unsubscribe link: add <a href="{{ unsubscribe_url }}">Unsubscribe</a> '
+            "to the footer",
+            filename,
+            field="unsubscribe_url",
+        )
+    ]
 
 
 def _check_parts(template: EmailTemplate, mjml: MjmlCache) -> list[Problem]:
@@ -135,10 +130,12 @@ def _check_parts(template: EmailTemplate, mjml: MjmlCache) -> list[Problem]:
             env = RapportSandbox(html=html)
             found = _syntax(env, text, filename)
             if not found:
-                found = _undeclared(text, filename, known)
-                found += _missing(html, text, filename, variables)
+                missing, output = _missing(html, text, filename, variables)
+                found = _undeclared(text, filename, known) + missing
+                if html and output:
+                    found += _unsubscribe(output, filename)
             if html:
-                found += _compiled(template.files[variant.mjml_file], filename, mjml, variables)
+                found += _compiled(template.files[variant.mjml_file], filename, mjml)
             problems.extend(found)
     return sorted(
         _distinct(problems), key=lambda problem: (problem.source or "", problem.line or 0)
@@ -156,14 +153,12 @@ def _distinct(problems: list[Problem]) -> list[Problem]:
     return kept
 
 
-def _compiled(
-    source: str, filename: str, mjml: MjmlCache, variables: dict[str, Any]
-) -> list[Problem]:
+def _compiled(source: str, filename: str, mjml: MjmlCache) -> list[Problem]:
     try:
-        compiled = mjml.compile(source, filename)
+        mjml.compile(source, filename)
     except ValidationError as exc:
         return exc.problems
-    return _unsubscribe(compiled.html, filename, variables)
+    return []
 
 
 def check(source: TemplateSource, mjml: MjmlCache | None = None) -> list[Problem]:
