@@ -180,3 +180,16 @@ def test_datasets_converter(runner: CliRunner, tmp_path: Path) -> None:
     assert "wrote 1 purchases" in result.stdout
     catalog = list(csv.DictReader((tmp_path / "out" / "catalog.csv").read_text().splitlines()))
     assert catalog[0]["category"] == "candles-and-lights" and catalog[0]["price"] == "2.55"
+
+
+def test_demo_trains_once_on_the_bundled_data_then_reuses_it(runner: CliRunner,
+                                                              tmp_path: Path) -> None:
+    from engine.cli import demo_recommendations
+
+    first = runner.invoke(demo_recommendations, ["--model-dir", str(tmp_path), "--n", "3"])
+    assert first.exit_code == 0, first.output
+    version = current_version(tmp_path)
+    assert "customer 12583:" in first.stdout and "(cf)" in first.stdout
+    assert "customer a-new-customer:" in first.stdout
+    again = runner.invoke(demo_recommendations, ["--model-dir", str(tmp_path), "--n", "3"])
+    assert again.exit_code == 0 and current_version(tmp_path) == version
