@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from fatigue.domain import Candidate, ContentKind, Reason
 from fatigue.rules import DiversityStrategy, Rules
@@ -25,12 +25,10 @@ def select(
     candidates: Sequence[Candidate], rules: Rules, now: datetime, sent: Mapping[str, float]
 ) -> Selection:
     """Filter, rank and diversify candidates; ``sent`` maps item ids to when they were sent."""
-    eligible, timeliness = _timely(candidates, rules, now, sent)
-    # Highest relevance first; on a tie the fresher item wins.
-    eligible.sort(key=lambda item: (-item.relevance, -_published(item)))
     relevance = rules.relevance
-    if relevance is not None:
-        eligible = [item for item in eligible if item.relevance >= relevance.min_relevance]
+    floor = relevance.min_relevance if relevance is not None else float("-inf")
+    eligible, timeliness = _timely(candidates, rules, now, sent, floor)
+    _rank(eligible)
     chosen, diversity = _diversify(eligible, rules)
     reasons = [timeliness]
     relevant = True
@@ -47,27 +45,56 @@ def select(
     return Selection(tuple(chosen), tuple(reasons), relevant, mean)
 
 
+def _rank(items: list[Candidate]) -> None:
+    """Sort by relevance, highest first; on a tie the fresher item wins."""
+    if any(item.published_at is not None for item in items):
+        # Two stable sorts: freshness first, then relevance, so ties stay fresh-first.
+        items.sort(key=_published, reverse=True)
+    items.sort(key=_relevance, reverse=True)
+
+
+def _relevance(item: Candidate) -> float:
+    return item.relevance
+
+
 def _published(item: Candidate) -> float:
     return item.published_at.timestamp() if item.published_at else float("-inf")
 
 
 def _timely(
-    candidates: Sequence[Candidate], rules: Rules, now: datetime, sent: Mapping[str, float]
+    candidates: Sequence[Candidate],
+    rules: Rules,
+    now: datetime,
+    sent: Mapping[str, float],
+    floor: float,
 ) -> tuple[list[Candidate], Reason]:
     timeliness = rules.timeliness
     max_age = timeliness.max_age_editorial if timeliness else None
     no_repeat = timeliness.no_repeat if timeliness else None
-    repeat_since = (now - no_repeat).timestamp() if no_repeat else None
+    oldest = now - max_age if max_age else None
+    repeat_since = (now - no_repeat).timestamp() if no_repeat and sent else None
     excluded: Counter[str] = Counter()
     kept: list[Candidate] = []
     for item in candidates:
-        why = _exclusion(item, now, max_age is not None and _too_old(item, now, max_age))
-        if why is None and repeat_since is not None and sent.get(item.item_id, -1.0) > repeat_since:
-            why = "sent recently"
-        if why is None:
-            kept.append(item)
+        if item.relevance < floor:
+            continue  # counted by the relevance rule, not as stale content
+        if item.kind is ContentKind.TRANSACTIONAL:
+            excluded["transactional"] += 1
+        elif item.expires_at is not None and item.expires_at <= now:
+            excluded["expired"] += 1
+        elif not item.in_stock:
+            excluded["out of stock"] += 1
+        elif (
+            oldest is not None
+            and item.kind is ContentKind.EDITORIAL
+            and item.published_at is not None
+            and item.published_at < oldest
+        ):
+            excluded["too old"] += 1
+        elif repeat_since is not None and sent.get(item.item_id, -1.0) > repeat_since:
+            excluded["sent recently"] += 1
         else:
-            excluded[why] += 1
+            kept.append(item)
     detail = ", ".join(f"{count} {why}" for why, count in sorted(excluded.items()))
     reason = Reason(
         "timeliness",
@@ -77,26 +104,6 @@ def _timely(
         limit=len(candidates),
     )
     return kept, reason
-
-
-def _too_old(item: Candidate, now: datetime, max_age: timedelta) -> bool:
-    return (
-        item.kind == ContentKind.EDITORIAL
-        and item.published_at is not None
-        and item.published_at < now - max_age
-    )
-
-
-def _exclusion(item: Candidate, now: datetime, too_old: bool) -> str | None:
-    if item.kind == ContentKind.TRANSACTIONAL:
-        return "transactional"
-    if item.expires_at is not None and item.expires_at <= now:
-        return "expired"
-    if not item.in_stock:
-        return "out of stock"
-    if too_old:
-        return "too old"
-    return None
 
 
 def _diversify(items: list[Candidate], rules: Rules) -> tuple[list[Candidate], Reason | None]:

@@ -13,7 +13,13 @@ from fatigue.domain import Action, Campaign, Candidate, ContentKind, Reason
 from fatigue.rules import CapRule, Rules
 from fatigue.sendtime import best_hour
 from fatigue.store.base import CapCheck, UserState
-from fatigue.windows import cap_release, next_local_hour, quiet_hours_end, window_start
+from fatigue.windows import (
+    cap_release,
+    count_since,
+    next_local_hour,
+    quiet_hours_end,
+    window_start,
+)
 
 #: Suppression scopes that stop non-transactional mail; "address" stops everything.
 NON_TRANSACTIONAL_SCOPES = ("all", "complaint")
@@ -78,25 +84,26 @@ def evaluate(
         checks.append(check)
         timing.caps.append((reason, cap, check.limit, stamps))
     cooldown_since = None if transactional else _cooldown(rules, state, now, reasons, timing)
-    verdict = Verdict(
-        campaign, Action.SEND, None, items, (), relevance, tuple(checks), cooldown_since, scopes
-    )
+    deciding: Reason | None = blocking
     if blocking is not None:
-        return _finish(verdict, Action.SUPPRESS, None, reasons, blocking)
-    return _schedule(verdict, rules, reasons, timing, now, where, deferrable, state)
-
-
-def _finish(
-    verdict: Verdict,
-    action: Action,
-    send_at: datetime | None,
-    reasons: list[Reason],
-    deciding: Reason | None,
-) -> Verdict:
-    marked = tuple(
-        replace(reason, deciding=True) if reason is deciding else reason for reason in reasons
+        action, send_at = Action.SUPPRESS, None
+    else:
+        action, send_at, deciding = _schedule(
+            campaign, rules, reasons, timing, now, where, deferrable, state
+        )
+    if deciding is not None:
+        reasons = [replace(r, deciding=True) if r is deciding else r for r in reasons]
+    return Verdict(
+        campaign,
+        action,
+        send_at,
+        items,
+        tuple(reasons),
+        relevance,
+        tuple(checks),
+        cooldown_since,
+        scopes,
     )
-    return replace(verdict, action=action, send_at=send_at, reasons=marked)
 
 
 def _blocking_scopes(campaign: Campaign) -> tuple[str, ...]:
@@ -167,9 +174,8 @@ def _cap(
 ) -> tuple[Reason, CapCheck, list[float]]:
     since, inclusive = window_start(cap, now, where)
     check = CapCheck(since, inclusive, cap.max, cap.channel.value, cap.category, cap.campaign)
-    scope = replace(check, since=float("-inf"), inclusive=False)
-    stamps = sorted(record.at for record in state.sends if scope.matches(record))
-    count = sum(1 for record in state.sends if check.matches(record))
+    stamps = sorted(record.at for record in state.sends if check.in_scope(record))
+    count = count_since(stamps, since, inclusive)
     kind = "calendar" if cap.calendar else "rolling"
     detail = f"{count} of {cap.max} in the {kind} window"
     return Reason(cap.name, count < cap.max, detail, count, cap.max), check, stamps
@@ -193,7 +199,7 @@ def _cooldown(
 
 
 def _schedule(
-    verdict: Verdict,
+    campaign: Campaign,
     rules: Rules,
     reasons: list[Reason],
     timing: _Timing,
@@ -201,9 +207,9 @@ def _schedule(
     where: ZoneInfo,
     deferrable: bool,
     state: UserState,
-) -> Verdict:
+) -> tuple[Action, datetime | None, Reason | None]:
     """Find the first moment every timing rule allows: now means send, later means defer."""
-    transactional = verdict.campaign.kind == ContentKind.TRANSACTIONAL
+    transactional = campaign.kind == ContentKind.TRANSACTIONAL
     quiet = rules.quiet_hours
     if quiet is not None and (transactional and not quiet.transactional):
         quiet = None
@@ -218,7 +224,7 @@ def _schedule(
         for reason, cap, limit, stamps in timing.caps:
             release = cap_release(cap, limit, stamps, moment, where)
             if release is None:
-                return _finish(verdict, Action.SUPPRESS, None, reasons, reason)
+                return Action.SUPPRESS, None, reason
             moment, deciding = _later(moment, deciding, release, reason)
         if timing.cooldown_until is not None:
             cooldown = next(reason for reason in reasons if reason.rule == "cooldown")
@@ -233,8 +239,8 @@ def _schedule(
     if quiet is not None and not any(reason.rule == "quiet_hours" for reason in reasons):
         reasons.append(Reason("quiet_hours", True, "outside quiet hours"))
     if moment == now:
-        return _finish(verdict, Action.SEND, None, reasons, None)
-    return _finish(verdict, Action.DEFER, moment, reasons, deciding)
+        return Action.SEND, None, None
+    return Action.DEFER, moment, deciding
 
 
 def _later(

@@ -52,7 +52,7 @@ class Explanation:
             "next_allowed": {
                 entry.kind.value: {
                     "at": entry.at.isoformat() if entry.at else None,
-                    "reasons": [reason.__dict__ for reason in entry.reasons],
+                    "reasons": [dict(vars(reason)) for reason in entry.reasons],
                 }
                 for entry in self.next_allowed
             },

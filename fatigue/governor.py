@@ -183,7 +183,7 @@ class Governor:
             cooldown_since=verdict.cooldown_since,
             blocking_scopes=verdict.blocking_scopes,
             idempotency_key=job.request.idempotency_key,
-            replay=json.dumps(decision.to_dict()),
+            replay=json.dumps(decision.to_dict()) if job.request.idempotency_key else "",
             history_ttl=_seconds(self._history_ttl()),
             idempotency_ttl=_seconds(settings.idempotency_ttl),
             engagement_ttl=_seconds(settings.engagement_ttl),
@@ -279,7 +279,7 @@ def _lost(loser: Verdict, winner: Verdict) -> str:
 
 def _job(recipient: Recipient, request: MessageRequest, candidates: Candidates) -> Job:
     count = len(request.campaigns)
-    nested = bool(candidates) and all(not isinstance(c, Candidate) for c in candidates)
+    nested = bool(candidates) and not isinstance(candidates[0], Candidate)
     if nested:
         groups = tuple(tuple(group) for group in candidates)  # type: ignore[arg-type]
         if len(groups) != count:

@@ -101,15 +101,19 @@ class CapCheck:
     category: str | None = None
     campaign: str | None = None
 
-    def matches(self, record: SendRecord) -> bool:
-        """Return whether ``record`` counts toward this cap."""
+    def in_scope(self, record: SendRecord) -> bool:
+        """Return whether ``record`` is the kind of send this cap counts, at any time."""
         return (
             record.counts
             and record.channel == self.channel
             and (self.category is None or record.category == self.category)
             and (self.campaign is None or record.campaign == self.campaign)
-            and (record.at >= self.since if self.inclusive else record.at > self.since)
         )
+
+    def matches(self, record: SendRecord) -> bool:
+        """Return whether ``record`` counts toward this cap inside its window."""
+        inside = record.at >= self.since if self.inclusive else record.at > self.since
+        return inside and self.in_scope(record)
 
 
 @dataclass(frozen=True)
