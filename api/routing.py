@@ -151,8 +151,8 @@ def pydantic_problems(
     for error in exc.errors(include_url=False):
         path = ".".join(str(part) for part in error["loc"])
         at = line
-        if error["type"] == "json_invalid":
+        if at is None and error["type"] == "json_invalid":
             found = _JSON_LINE.search(error["msg"])
-            at = int(found.group(1)) if found else line
+            at = int(found.group(1)) if found else None
         problems.append(Problem(error["msg"], source=where, line=at, field=path or None))
     return problems

@@ -1,0 +1,80 @@
+"""``POST /v1/compose/batch``: NDJSON in, NDJSON out, one answer line per input line, in order."""
+
+from __future__ import annotations
+
+import json
+
+
+def ndjson(lines) -> str:
+    return "".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines)
+
+
+def post_batch(client, auth, lines):
+    return client.post(
+        "/v1/compose/batch",
+        data=ndjson(lines),
+        headers={**auth("platform"), "Content-Type": "application/x-ndjson"},
+    )
+
+
+def answers(response) -> list[dict]:
+    return [json.loads(line) for line in response.text.splitlines()]
+
+
+def test_every_line_answered_in_order(client, auth, compose_request):
+    users = [str(12347 + n) for n in range(300)]  # more than one chunk
+    response = post_batch(client, auth, [compose_request(u, f"b-{u}") for u in users])
+    assert response.status_code == 200
+    assert response.mimetype == "application/x-ndjson"
+    lines = answers(response)
+    assert [line["line"] for line in lines] == list(range(1, 301))
+    assert [line["user_id"] for line in lines] == users
+    actions = {line["decision"]["action"] for line in lines}
+    assert "send" in actions
+    for line in lines:
+        assert ("email" in line) == (line["decision"]["action"] == "send")
+
+
+def test_bad_lines_are_answered_where_they_stand(client, auth, compose_request):
+    lines = [
+        compose_request("12347", "a"),
+        "{not json",
+        {**compose_request("12348", "b"), "template": "missing-template"},
+        {"recipient": {"user_id": "x"}},
+        "",
+        compose_request("12349", "c"),
+    ]
+    got = answers(post_batch(client, auth, lines))
+    assert [line["line"] for line in got] == [1, 2, 3, 4, 6]
+    assert got[0]["decision"]["user_id"] == "12347"
+    assert got[1]["error"]["type"] == "/problems/malformed-request"
+    assert got[1]["error"]["errors"][0]["line"] == 2
+    assert got[2]["error"]["type"] == "/problems/not-found" and got[2]["user_id"] == "12348"
+    assert got[3]["error"]["type"] == "/problems/validation"
+    assert {e["field"] for e in got[3]["error"]["errors"]} >= {"idempotency_key"}
+    assert got[4]["decision"]["user_id"] == "12349"
+
+
+def test_batch_decisions_count_like_single_ones(client, auth, compose_request):
+    first = answers(post_batch(client, auth, [compose_request("12347", "one")]))[0]
+    assert first["decision"]["action"] == "send"
+    retry = answers(post_batch(client, auth, [compose_request("12347", "one")]))[0]
+    assert retry["decision"]["id"] == first["decision"]["id"]
+    later = answers(post_batch(client, auth, [compose_request("12347", "two")]))[0]
+    assert later["decision"]["action"] == "defer"
+
+
+def test_oversize_audience_stops_with_a_problem_line(client, auth, compose_request, app):
+    app.config["MAX_BATCH_RECIPIENTS"] = 3
+    lines = [compose_request(str(12347 + n), f"o-{n}") for n in range(5)]
+    got = answers(post_batch(client, auth, lines))
+    assert len(got) == 4
+    assert got[-1]["error"]["type"] == "/problems/too-large" and got[-1]["line"] == 4
+
+
+def test_batch_body_limit(client, auth, compose_request, app):
+    app.config["MAX_BATCH_BYTES"] = 2000
+    lines = [compose_request(str(12347 + n), f"l-{n}") for n in range(20)]
+    response = post_batch(client, auth, lines)
+    assert response.status_code == 413
+    assert response.content_type == "application/problem+json"
