@@ -1,0 +1,71 @@
+"""The renderer: compile once per version, Jinja per recipient, clear errors, previews."""
+
+from __future__ import annotations
+
+import pytest
+from render_helpers import DictLibrary, template_files
+
+from engine.render.diagnostics import RenderError
+from engine.render.library import TemplateSource
+from engine.render.links import Campaign
+from engine.render.renderer import RenderContext, Renderer
+from engine.render.store import MemoryTemplateStore
+from fatigue.errors import ValidationError
+
+ITEM = {
+    "item_id": "9",
+    "title": "Lamp",
+    "url": "https://s.example/9",
+    "image_url": "https://s.example/9.jpg",
+    "price": 12,
+    "currency": "GBP",
+}
+
+
+def context(**recipient) -> RenderContext:
+    return RenderContext({"user_id": "u1", **recipient}, [ITEM], Campaign("c1"))
+
+
+def test_mjml_is_compiled_once_per_version_for_many_recipients(renderer) -> None:
+    for index in range(25):
+        renderer.render("picked-for-you", context(first_name=f"R{index}"))
+    assert renderer.cache.mjml.compilations == 2  # the default and the French variant
+
+
+def test_recipient_data_never_reaches_the_mjml_parser(renderer) -> None:
+    hostile = "<mj-section><mj-raw>{{ 7*7 }}</mj-raw></mj-section><script>x()</script>"
+    rendered = renderer.render("picked-for-you", context(first_name=hostile))
+    assert "&lt;mj-section&gt;&lt;mj-raw&gt;{{ 7*7 }}" in rendered.html
+    assert "<script>" not in rendered.html and "49" not in rendered.subject
+
+
+def test_a_missing_recipient_value_is_a_render_error_with_the_line(signer, links, clock) -> None:
+    files = template_files("<mj-text>{{ recipient.first_name }}</mj-text>")
+    files["sample.json"] = '{"recipient": {"user_id": "u1", "first_name": "Ann"}}'
+    renderer = Renderer(DictLibrary(TemplateSource("t", files)), signer, links, clock=clock)
+    with pytest.raises(RenderError) as caught:
+        renderer.render("t", context())
+    (problem,) = caught.value.problems
+    assert "first_name" in problem.message and problem.field == "html"
+    assert problem.source == "t/email.mjml.html" and problem.line
+
+
+def test_items_must_be_mappings(renderer) -> None:
+    with pytest.raises(ValidationError, match="mapping"):
+        renderer.render("picked-for-you", RenderContext({"user_id": "u"}, ["x"], Campaign("c")))
+
+
+def test_preview_with_supplied_items_and_a_stored_version(signer, links, clock, bundle) -> None:
+    store = MemoryTemplateStore(clock=clock)
+    files = dict(bundle.source("picked-for-you").files)
+    store.save("picked-for-you", files, "ann", "v1")
+    files["template.toml"] = files["template.toml"].replace("we picked these", "fresh picks")
+    store.save("picked-for-you", files, "ann", "v2")
+    store.publish("picked-for-you", 1, "ann")
+    renderer = Renderer(store, signer, links, clock=clock)
+    assert renderer.preview("picked-for-you").subject == "Amelia, we picked these for you"
+    assert renderer.preview("picked-for-you", 2).subject == "Amelia, fresh picks for you"
+    supplied = renderer.preview("picked-for-you", items=[ITEM])
+    assert "Lamp" in supplied.html and "£12.00" in supplied.text
+    assert supplied.version == 1
+    assert supplied.headers["X-Rapport-Template"] == "picked-for-you/1"
