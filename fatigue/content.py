@@ -6,6 +6,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from operator import attrgetter
 
 from fatigue.domain import Candidate, ContentKind, Reason
 from fatigue.rules import DiversityStrategy, Rules
@@ -50,11 +51,10 @@ def _rank(items: list[Candidate]) -> None:
     if any(item.published_at is not None for item in items):
         # Two stable sorts: freshness first, then relevance, so ties stay fresh-first.
         items.sort(key=_published, reverse=True)
-    items.sort(key=_relevance, reverse=True)
+    items.sort(key=_relevance, reverse=True)  # attrgetter: the sort stays in C
 
 
-def _relevance(item: Candidate) -> float:
-    return item.relevance
+_relevance = attrgetter("relevance")
 
 
 def _published(item: Candidate) -> float:

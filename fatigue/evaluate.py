@@ -131,6 +131,8 @@ def _holdout(rules: Rules, user_id: str, campaign: Campaign) -> list[Reason]:
     holdout = rules.holdout
     if holdout is None or campaign.kind not in holdout.kinds:
         return []
+    if holdout.percent <= 0:
+        return [Reason("holdout", True, "holdout is 0%", limit=0.0)]
     bucket = holdout_bucket(holdout.salt, user_id)
     held = bucket < holdout.percent
     detail = "in the holdout group" if held else "not in the holdout group"

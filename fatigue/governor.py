@@ -61,6 +61,13 @@ class Governor:
         self.rules = rules
         self.store = store
         self.clock = clock
+        timeliness = rules.timeliness
+        no_repeat = timeliness.no_repeat if timeliness and timeliness.no_repeat else timedelta()
+        self._ttls = (
+            _seconds(max(rules.history_horizon, no_repeat)),
+            _seconds(rules.store.idempotency_ttl),
+            _seconds(rules.store.engagement_ttl),
+        )
 
     def decide(
         self, recipient: Recipient, request: MessageRequest, candidates: Candidates
@@ -175,7 +182,7 @@ class Governor:
             counts=self.rules.transactional.count_toward_caps or not transactional,
             items=tuple(item.item_id for item in decision.items),
         )
-        settings = self.rules.store
+        history_ttl, idempotency_ttl, engagement_ttl = self._ttls
         return SendAttempt(
             user_id=job.recipient.user_id,
             record=record,
@@ -184,15 +191,10 @@ class Governor:
             blocking_scopes=verdict.blocking_scopes,
             idempotency_key=job.request.idempotency_key,
             replay=json.dumps(decision.to_dict()) if job.request.idempotency_key else "",
-            history_ttl=_seconds(self._history_ttl()),
-            idempotency_ttl=_seconds(settings.idempotency_ttl),
-            engagement_ttl=_seconds(settings.engagement_ttl),
+            history_ttl=history_ttl,
+            idempotency_ttl=idempotency_ttl,
+            engagement_ttl=engagement_ttl,
         )
-
-    def _history_ttl(self) -> timedelta:
-        timeliness = self.rules.timeliness
-        no_repeat = timeliness.no_repeat if timeliness and timeliness.no_repeat else timedelta()
-        return max(self.rules.history_horizon, no_repeat)
 
     def _on_store_error(self, job: Job, now: datetime, exc: StoreError) -> Decision:
         policy = self.rules.store.on_store_error
@@ -288,7 +290,7 @@ def _job(recipient: Recipient, request: MessageRequest, candidates: Candidates) 
             )
     else:
         flat = tuple(candidates)
-        if not all(isinstance(item, Candidate) for item in flat):
+        if flat and not isinstance(flat[0], Candidate):
             raise ValidationError("candidates must be Candidate objects or one list per campaign")
         groups = (flat,) * count  # type: ignore[assignment]
     if not recipient.user_id:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import time, timedelta
 from enum import StrEnum
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 
@@ -162,7 +163,7 @@ class Rules:
         """Return the zone used for recipients without one."""
         return self.quiet_hours.default_timezone if self.quiet_hours else "UTC"
 
-    @property
+    @cached_property
     def history_horizon(self) -> timedelta:
         """Return how far back send history matters (the longest window, plus a day)."""
         spans = [cap.per for cap in self.caps]

@@ -55,6 +55,7 @@ class RedisStore(FatigueStore):
         options.setdefault("socket_timeout", 5.0)
         options.setdefault("socket_connect_timeout", 2.0)
         self.client = redis.Redis.from_url(clean_url, **options)
+        self._load = self.client.register_script(_script("load.lua"))
         self._commit = self.client.register_script(_script("commit.lua"))
         self._release = self.client.register_script(_script("release.lua"))
         self._apply = self.client.register_script(_script("apply.lua"))
@@ -78,26 +79,27 @@ class RedisStore(FatigueStore):
             pipe = self.client.pipeline(transaction=False)
             pipe.hgetall(self.key(None, "audience:hours"))
             for query in queries:
-                user = query.user_id
-                pipe.zrangebyscore(self.key(user, "sends"), query.since, "+inf", withscores=True)
-                pipe.zrange(self.key(user, "items"), 0, -1, withscores=True)
-                pipe.hgetall(self.key(user, "suppression"))
-                pipe.hgetall(self.key(user, "engagement"))
-                if query.idempotency_key is not None:
-                    pipe.get(self.key(user, f"idem:{query.idempotency_key}"))
-            replies = iter(pipe.execute())
-        audience = _hours(next(replies))
-        return [self._state(query, replies, audience) for query in queries]
+                keys = self._keys(query.user_id, query.idempotency_key)
+                args = [repr(query.since), "0" if query.idempotency_key is None else "1"]
+                self._load(keys=keys, args=args, client=pipe)
+            replies = pipe.execute()
+        audience = _hours(replies[0])
+        return [
+            self._state(query, reply, audience)
+            for query, reply in zip(queries, replies[1:], strict=True)
+        ]
 
-    def _state(
-        self, query: StateQuery, replies: Iterator[Any], audience: tuple[int, ...]
-    ) -> UserState:
-        sends, items, suppression, engagement = (next(replies) for _ in _PARTS)
-        replay = next(replies) if query.idempotency_key is not None else None
+    def _state(self, query: StateQuery, reply: list[Any], audience: tuple[int, ...]) -> UserState:
+        sends, items, suppression_flat, engagement_flat, replay = reply
+        suppression = _pairs(suppression_flat)
+        engagement = _pairs(engagement_flat)
         return UserState(
             user_id=query.user_id,
-            sends=tuple(SendRecord.from_member(member, at) for member, at in sends),
-            items={_text(item): at for item, at in items},
+            sends=tuple(
+                SendRecord.from_member(sends[i], float(sends[i + 1]))
+                for i in range(0, len(sends), 2)
+            ),
+            items={_text(items[i]): float(items[i + 1]) for i in range(0, len(items), 2)},
             suppression={_text(k): _text(v) for k, v in suppression.items()},
             ignored=int(engagement.get(b"ignored", 0)),
             soft_bounces=int(engagement.get(b"soft_bounces", 0)),
@@ -106,7 +108,7 @@ class RedisStore(FatigueStore):
             else None,
             hours=_hours(engagement),
             audience_hours=audience,
-            replay=_text(replay) if replay is not None else None,
+            replay=_text(replay) if replay else None,
         )
 
     def commit(self, attempts: Sequence[SendAttempt]) -> list[CommitResult]:
@@ -121,8 +123,10 @@ class RedisStore(FatigueStore):
         return [_result(_text(status), _text(detail)) for status, detail in replies]
 
     def _commit_keys(self, attempt: SendAttempt) -> list[str]:
-        user = attempt.user_id
-        idem = self.key(user, f"idem:{attempt.idempotency_key or ''}")
+        return self._keys(attempt.user_id, attempt.idempotency_key)
+
+    def _keys(self, user: str, idempotency_key: str | None) -> list[str]:
+        idem = self.key(user, f"idem:{idempotency_key or ''}")
         return [self.key(user, part) for part in _PARTS] + [idem]
 
     def release(self, decision_id: str) -> bool:
@@ -206,6 +210,10 @@ def _split_prefix(url: str) -> tuple[str, str]:
     prefix = next((value for name, value in query if name == "prefix"), "")
     rest = urlencode([(name, value) for name, value in query if name != "prefix"])
     return urlunsplit(parts._replace(query=rest)), prefix
+
+
+def _pairs(flat: list[bytes]) -> dict[bytes, bytes]:
+    return {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
 
 
 def _hours(mapping: dict[bytes, bytes]) -> tuple[int, ...]:
