@@ -124,8 +124,9 @@ def main() -> None:
             ("limits redis:// moving window", "1", rate(limits_runner(url, users), n // 4)),
         ]
     baseline = {"memory": rows[4][2], "redis": rows[5][2]}
+    machine = platform.processor() or platform.machine()
     print(
-        f"# fatigue throughput, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.processor() or platform.machine()}, "
+        f"# fatigue throughput, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {machine}, "
         f"{os.cpu_count()} cores, Python {platform.python_version()}"
     )
     print(f"# {n} decisions over {users} customers; contract rules, 20 candidates each")
