@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-import sys
 import tempfile
 import time
 import tracemalloc
@@ -22,16 +21,14 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from engine.artifact import load_recommender, save_recommender  # noqa: E402
-from engine.evaluation import evaluate, temporal_split  # noqa: E402
-from engine.interactions import load_interactions  # noqa: E402
-from engine.matrix import IdMap, Weighting  # noqa: E402
-from engine.models import Algorithm, ALSModel, ModelParams  # noqa: E402
-from engine.serving import Recommender  # noqa: E402
-from engine.training import TrainingConfig, fit_recommender, train  # noqa: E402
-from engine.tuning import tune  # noqa: E402
+from engine.artifact import load_recommender, save_recommender
+from engine.evaluation import evaluate, temporal_split
+from engine.interactions import load_interactions
+from engine.matrix import IdMap, Weighting
+from engine.models import Algorithm, ALSModel, ModelParams
+from engine.serving import Recommender
+from engine.training import TrainingConfig, fit_recommender, train
+from engine.tuning import tune
 
 DEFAULT_RETAIL = Path(__file__).resolve().parents[2] / "shared" / "data" / "online_retail.csv.gz"
 CUTOFF = "2011-11-09"
@@ -61,30 +58,51 @@ def quality_and_training(path: Path) -> None:
     base = TrainingConfig()
     rows: list[list[object]] = []
     results = {}
-    for name, config in (("popularity", replace(base, algorithm=Algorithm.POPULAR)),
-                         ("item-kNN (BM25)", replace(base, algorithm=Algorithm.ITEMKNN)),
-                         ("ALS, defaults", base)):
+    for name, config in (
+        ("popularity", replace(base, algorithm=Algorithm.POPULAR)),
+        ("item-kNN (BM25)", replace(base, algorithm=Algorithm.ITEMKNN)),
+        ("ALS, defaults", base),
+    ):
         started = time.perf_counter()
         model = fit_recommender(split.train, config)
         fit_seconds = time.perf_counter() - started
         results[name] = evaluate(model, split, 10, len(model.items))
-        rows.append([name, f"{results[name]['ndcg']:.4f}", f"{results[name]['precision']:.4f}",
-                     f"{results[name]['recall']:.4f}", f"{results[name]['map']:.4f}",
-                     f"{results[name]['coverage']:.3f}", f"{fit_seconds:.2f}"])
+        rows.append(
+            [
+                name,
+                f"{results[name]['ndcg']:.4f}",
+                f"{results[name]['precision']:.4f}",
+                f"{results[name]['recall']:.4f}",
+                f"{results[name]['map']:.4f}",
+                f"{results[name]['coverage']:.3f}",
+                f"{fit_seconds:.2f}",
+            ]
+        )
     started = time.perf_counter()
     tuned = tune(split.train, base, trials=30, seed=42)
     tune_seconds = time.perf_counter() - started
     model = fit_recommender(split.train, tuned.best)
     results["ALS, --tune"] = evaluate(model, split, 10, len(model.items))
     r = results["ALS, --tune"]
-    rows.append(["ALS, --tune", f"{r['ndcg']:.4f}", f"{r['precision']:.4f}", f"{r['recall']:.4f}",
-                 f"{r['map']:.4f}", f"{r['coverage']:.3f}", f"{tune_seconds:.1f} (tuning)"])
+    rows.append(
+        [
+            "ALS, --tune",
+            f"{r['ndcg']:.4f}",
+            f"{r['precision']:.4f}",
+            f"{r['recall']:.4f}",
+            f"{r['map']:.4f}",
+            f"{r['coverage']:.3f}",
+            f"{tune_seconds:.1f} (tuning)",
+        ]
+    )
     baseline = results["popularity"]["ndcg"]
     for row in rows:
         row.append(f"{float(row[1]) / baseline:.2f}x")
-    table(f"Quality: Online Retail, train < {CUTOFF}, {len(split.relevant):,} test customers, k=10",
-          ["model", "nDCG@10", "P@10", "R@10", "MAP@10", "coverage", "seconds", "vs popularity"],
-          rows)
+    table(
+        f"Quality: Online Retail, train < {CUTOFF}, {len(split.relevant):,} test customers, k=10",
+        ["model", "nDCG@10", "P@10", "R@10", "MAP@10", "coverage", "seconds", "vs popularity"],
+        rows,
+    )
 
     timings = []
     for label, config in (("ALS fit only (all purchases)", base),):
@@ -93,24 +111,34 @@ def quality_and_training(path: Path) -> None:
         timings.append([label, len(data), f"{time.perf_counter() - started:.2f}"])
     started = time.perf_counter()
     train(data, base)
-    timings.append(["train = calibration + fit (all purchases)", len(data),
-                    f"{time.perf_counter() - started:.2f}"])
+    timings.append(
+        [
+            "train = calibration + fit (all purchases)",
+            len(data),
+            f"{time.perf_counter() - started:.2f}",
+        ]
+    )
     started = time.perf_counter()
     load_interactions(path)
     timings.append(["load canonical CSV.gz", len(data), f"{time.perf_counter() - started:.2f}"])
     timings.append(["tune, 30 trials (training part)", len(split.train), f"{tune_seconds:.1f}"])
-    table("Training time (target: <= 5 s without tuning, tuning <= 180 s)",
-          ["step", "interactions", "seconds"], timings)
+    table(
+        "Training time (target: <= 5 s without tuning, tuning <= 180 s)",
+        ["step", "interactions", "seconds"],
+        timings,
+    )
 
 
 def synthetic_recommender(items: int, users: int, factors: int, seed: int = 0) -> Recommender:
     """An ALS model with random factors at the size the latency target names."""
     rng = np.random.default_rng(seed)
     model = ALSModel(ModelParams(factors=factors))
-    model.load_arrays({
-        "user_factors": rng.normal(size=(users, factors)).astype(np.float32),
-        "item_factors": rng.normal(size=(items, factors)).astype(np.float32),
-    })
+    model.load_arrays(
+        {
+            "user_factors": rng.normal(size=(users, factors)).astype(np.float32),
+            "item_factors": rng.normal(size=(items, factors)).astype(np.float32),
+        }
+    )
     per_user = 20
     rows = np.repeat(np.arange(users), per_user)
     cols = rng.integers(0, items, size=users * per_user)
@@ -119,10 +147,17 @@ def synthetic_recommender(items: int, users: int, factors: int, seed: int = 0) -
     history.data[:] = 1.0
     popular = rng.random(items).astype(np.float32)
     return Recommender(
-        model=model, users=IdMap([f"u{i}" for i in range(users)]),
-        items=IdMap([f"i{i}" for i in range(items)]), user_items=history, excluded=history,
-        history=history, popular=popular, trending=popular, calibrators={},
-        weighting=Weighting(), meta=replace(TrainingConfig(), params=model.params).as_dict(),
+        model=model,
+        users=IdMap([f"u{i}" for i in range(users)]),
+        items=IdMap([f"i{i}" for i in range(items)]),
+        user_items=history,
+        excluded=history,
+        history=history,
+        popular=popular,
+        trending=popular,
+        calibrators={},
+        weighting=Weighting(),
+        meta=replace(TrainingConfig(), params=model.params).as_dict(),
     )
 
 
@@ -147,14 +182,18 @@ def serving(items: int = 50_000, users: int = 100_000, factors: int = 64) -> Non
     for user in batch_users[:1_000]:
         recommender.recommend(user, 10)
     loop_rate = 1_000 / (time.perf_counter() - loop_started)
-    table(f"Serving: {items:,} items, {users:,} customers, {factors} factors, n=10 "
-          "(target: p99 < 1 ms; 10,000 in a batch < 1 s)",
-          ["measure", "value"],
-          [["p50 one customer (ms)", f"{np.percentile(ms, 50):.3f}"],
-           ["p90 one customer (ms)", f"{np.percentile(ms, 90):.3f}"],
-           ["p99 one customer (ms)", f"{np.percentile(ms, 99):.3f}"],
-           ["batch of 10,000 customers (s)", f"{batch_seconds:.3f}"],
-           ["batch rate vs one-by-one loop", f"{10_000 / batch_seconds / loop_rate:.1f}x"]])
+    table(
+        f"Serving: {items:,} items, {users:,} customers, {factors} factors, n=10 "
+        "(target: p99 < 1 ms; 10,000 in a batch < 1 s)",
+        ["measure", "value"],
+        [
+            ["p50 one customer (ms)", f"{np.percentile(ms, 50):.3f}"],
+            ["p90 one customer (ms)", f"{np.percentile(ms, 90):.3f}"],
+            ["p99 one customer (ms)", f"{np.percentile(ms, 99):.3f}"],
+            ["batch of 10,000 customers (s)", f"{batch_seconds:.3f}"],
+            ["batch rate vs one-by-one loop", f"{10_000 / batch_seconds / loop_rate:.1f}x"],
+        ],
+    )
     memory(recommender)
 
 
@@ -167,13 +206,20 @@ def memory(recommender: Recommender) -> None:
         current, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
     arrays = sum(a.nbytes for a in loaded.model.arrays().values())
-    matrices = sum(m.data.nbytes + m.indices.nbytes + m.indptr.nbytes
-                   for m in (loaded.user_items, loaded.excluded, loaded.history))
-    table("Serving model memory (50k items, 100k customers, 64 factors)",
-          ["measure", "MiB"],
-          [["factors", f"{arrays / 2**20:.1f}"], ["history matrices", f"{matrices / 2**20:.1f}"],
-           ["held after load (tracemalloc)", f"{current / 2**20:.1f}"],
-           ["peak during load (tracemalloc)", f"{peak / 2**20:.1f}"]])
+    matrices = sum(
+        m.data.nbytes + m.indices.nbytes + m.indptr.nbytes
+        for m in (loaded.user_items, loaded.excluded, loaded.history)
+    )
+    table(
+        "Serving model memory (50k items, 100k customers, 64 factors)",
+        ["measure", "MiB"],
+        [
+            ["factors", f"{arrays / 2**20:.1f}"],
+            ["history matrices", f"{matrices / 2**20:.1f}"],
+            ["held after load (tracemalloc)", f"{current / 2**20:.1f}"],
+            ["peak during load (tracemalloc)", f"{peak / 2**20:.1f}"],
+        ],
+    )
 
 
 def main() -> None:
@@ -182,8 +228,10 @@ def main() -> None:
     parser.add_argument("--retail", type=Path, default=DEFAULT_RETAIL)
     parser.add_argument("--skip-quality", action="store_true")
     args = parser.parse_args()
-    print(f"# Engine benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, "
-          f"{platform.processor() or platform.machine()}, Python {platform.python_version()}")
+    print(
+        f"# Engine benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, "
+        f"{platform.processor() or platform.machine()}, Python {platform.python_version()}"
+    )
     if not args.skip_quality:
         if args.retail.is_file():
             with tempfile.TemporaryDirectory() as workdir:
