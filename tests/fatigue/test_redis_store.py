@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import threading
 import uuid
 from datetime import UTC, datetime
@@ -9,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 import redis
 from conftest import CONTRACT
-from fatigue_helpers import alice, items, request
+from fatigue_helpers import alice, items, race_in_process, request
 from redis.crc import key_slot
 
 from fatigue.clock import FrozenClock
@@ -139,3 +140,20 @@ def test_events_through_the_governor_reach_redis(store):
     governor.record_event(EngagementEvent(EventType.BOUNCE_HARD, "alice", clock()))
     decision = governor.decide(alice(), request(kind="transactional"), items())
     assert decision.action == Action.SUPPRESS
+
+
+def test_four_processes_never_exceed_a_cap_of_three(store, redis_url, prefix):
+    context = multiprocessing.get_context("spawn")
+    barrier, results = context.Barrier(4), context.Queue()
+    url = f"{redis_url}?prefix={prefix}"
+    workers = [
+        context.Process(target=race_in_process, args=(url, "shared", 8, barrier, results))
+        for _ in range(4)
+    ]
+    for worker in workers:
+        worker.start()
+    actions = [results.get(timeout=60) for _ in range(32)]
+    for worker in workers:
+        worker.join(timeout=60)
+    assert actions.count("send") == 3 and actions.count("defer") == 29
+    assert len(store.load([StateQuery("shared", NOW, 0.0)])[0].sends) == 3
