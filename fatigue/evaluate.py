@@ -77,12 +77,7 @@ def evaluate(
     blocking = next((reason for reason in reasons if not reason.passed), None)
     timing = _Timing()
     caps = () if transactional else _caps(rules, campaign, tier)
-    checks = []
-    for cap in caps:
-        reason, check, stamps = _cap(cap, state, campaign, now, where)
-        reasons.append(reason)
-        checks.append(check)
-        timing.caps.append((reason, cap, check.limit, stamps))
+    checks = tuple(_cap(cap, state, now, where, reasons, timing) for cap in caps)
     cooldown_since = None if transactional else _cooldown(rules, state, now, reasons, timing)
     deciding: Reason | None = blocking
     if blocking is not None:
@@ -94,15 +89,7 @@ def evaluate(
     if deciding is not None:
         reasons = [replace(r, deciding=True) if r is deciding else r for r in reasons]
     return Verdict(
-        campaign,
-        action,
-        send_at,
-        items,
-        tuple(reasons),
-        relevance,
-        tuple(checks),
-        cooldown_since,
-        scopes,
+        campaign, action, send_at, items, tuple(reasons), relevance, checks, cooldown_since, scopes
     )
 
 
@@ -172,15 +159,23 @@ def _caps(rules: Rules, campaign: Campaign, tier: str) -> list[CapRule]:
 
 
 def _cap(
-    cap: CapRule, state: UserState, campaign: Campaign, now: datetime, where: ZoneInfo
-) -> tuple[Reason, CapCheck, list[float]]:
+    cap: CapRule,
+    state: UserState,
+    now: datetime,
+    where: ZoneInfo,
+    reasons: list[Reason],
+    timing: _Timing,
+) -> CapCheck:
     since, inclusive = window_start(cap, now, where)
     check = CapCheck(since, inclusive, cap.max, cap.channel.value, cap.category, cap.campaign)
     stamps = sorted(record.at for record in state.sends if check.in_scope(record))
     count = count_since(stamps, since, inclusive)
     kind = "calendar" if cap.calendar else "rolling"
     detail = f"{count} of {cap.max} in the {kind} window"
-    return Reason(cap.name, count < cap.max, detail, count, cap.max), check, stamps
+    reason = Reason(cap.name, count < cap.max, detail, count, cap.max)
+    reasons.append(reason)
+    timing.caps.append((reason, cap, cap.max, stamps))
+    return check
 
 
 def _cooldown(

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from fatigue.clock import FrozenClock
-from fatigue.domain import Action
+from fatigue.domain import Action, Decision
 from fatigue.governor import Governor
 from fatigue.history import EventRow, RequestRow, Row
 from fatigue.rules import Rules
@@ -79,24 +79,33 @@ def simulate(rules: Rules, history: Sequence[Row], label: str = "rules") -> Simu
             governor.record_event(row.event)
             continue
         decision = governor.decide(row.recipient, row.request, row.candidates)
-        tally = result.campaigns[row.request.campaigns[0].id]
-        deciding = decision.deciding
-        result.rules[(deciding.rule if deciding else "(none)", decision.action.value)] += 1
-        if decision.action == Action.SEND:
-            tally.sent += 1
+        retry_at = _tally(result, decision, row, deferrals, end)
+        if retry_at is not None:
+            order += 1
+            heapq.heappush(queue, (retry_at, order, row, deferrals + 1))
+        elif decision.action == Action.SEND:
             sends[(row.recipient.user_id, _week(at, row.recipient.timezone))] += 1
-        elif decision.action == Action.SUPPRESS:
-            tally.suppressed += 1
-        else:
-            tally.deferred += 1 if deferrals == 0 else 0
-            assert decision.send_at is not None
-            if decision.send_at > end or deferrals >= MAX_DEFERRALS:
-                tally.pending += 1
-            else:
-                order += 1
-                heapq.heappush(queue, (decision.send_at, order, row, deferrals + 1))
     result.weekly = _weekly_distribution(history, sends)
     return result
+
+
+def _tally(
+    result: SimulationResult, decision: Decision, row: RequestRow, deferrals: int, end: datetime
+) -> datetime | None:
+    """Count one decision; return when a deferred request comes back (None: it does not)."""
+    tally = result.campaigns[row.request.campaigns[0].id]
+    deciding = decision.deciding
+    result.rules[(deciding.rule if deciding else "(none)", decision.action.value)] += 1
+    if decision.action == Action.SEND:
+        tally.sent += 1
+    elif decision.action == Action.SUPPRESS:
+        tally.suppressed += 1
+    else:
+        tally.deferred += 1 if deferrals == 0 else 0
+        if decision.send_at is not None and decision.send_at <= end and deferrals < MAX_DEFERRALS:
+            return decision.send_at
+        tally.pending += 1
+    return None
 
 
 def _week(moment: datetime, timezone: str) -> tuple[int, int]:
