@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -56,15 +57,23 @@ class Campaign:
 
     def utm(self) -> dict[str, str]:
         """Return the UTM parameters for this campaign's links."""
-        return {
+        return {  # ordered as the query string shows them
             "utm_source": self.utm_source,
             "utm_medium": self.utm_medium,
             "utm_campaign": self.utm_campaign or self.campaign_id,
         }
 
 
+@lru_cache(maxsize=256)
+def _encoded(params: tuple[tuple[str, str], ...]) -> str:
+    return urlencode(params)
+
+
 def add_query(url: str, params: dict[str, str]) -> str:
     """Return ``url`` with ``params`` set in its query string (existing ones are replaced)."""
+    if "?" not in url and "#" not in url:
+        # The common catalog URL: nothing to merge, so skip the parse (a hot path per item).
+        return f"{url}?{_encoded(tuple(params.items()))}"
     parts = urlsplit(url)
     query = [(key, value) for key, value in parse_qsl(parts.query) if key not in params]
     query.extend(params.items())

@@ -3,10 +3,20 @@
 The stock SMTP policy folds header lines at 78 characters and RFC 2047-encodes long values,
 which mangles the long signed URL in ``List-Unsubscribe`` so mailbox providers cannot use it
 for one-click unsubscribe. :data:`POLICY` allows lines up to the RFC 5322 limit of 998.
+
+Two writers produce the same message. :func:`build_message` uses the standard library's
+``email`` package (``EmailMessage`` with :data:`POLICY`) and is the reference. It costs about
+1.5 ms per email, three times the whole per-recipient budget, so :func:`write_message` writes
+the same structure directly: 8bit (or quoted-printable past 998-octet lines) UTF-8 bodies,
+RFC 2047 encoded words for non-ASCII subjects, CRLF line ends. The tests parse its output with
+the standard library and compare it with the reference.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
 from email import policy
@@ -14,6 +24,8 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 
 POLICY = policy.SMTP.clone(max_line_length=998)
+MAX_LINE = 998
+ENCODED_WORD_BYTES = 45  # 60 base64 characters: each encoded word stays under 76
 
 
 @dataclass(frozen=True)
@@ -68,3 +80,63 @@ def build_message(parts: MessageParts) -> EmailMessage:
 def message_bytes(message: EmailMessage) -> bytes:
     """Serialise ``message`` with CRLF line ends and the 998-character policy."""
     return message.as_bytes(policy=POLICY)
+
+
+def encode_header(value: str) -> str:
+    """Return ``value`` as is when ASCII, else as folded RFC 2047 base64 encoded words."""
+    value = one_line(value)
+    if value.isascii():
+        return value
+    words, chunk = [], b""
+    for character in value:
+        encoded = character.encode("utf-8")
+        if len(chunk) + len(encoded) > ENCODED_WORD_BYTES:
+            words.append(chunk)
+            chunk = b""
+        chunk += encoded
+    words.append(chunk)
+    return "\r\n ".join(f"=?utf-8?b?{base64.b64encode(word).decode()}?=" for word in words)
+
+
+def _body(subtype: str, text: str) -> bytes:
+    data = text.replace("\r\n", "\n").encode("utf-8")
+    if not data.endswith(b"\n"):
+        data += b"\n"  # like the email package: a part's body ends with a line break
+    if max(map(len, data.split(b"\n")), default=0) <= MAX_LINE:
+        encoding = "7bit" if data.isascii() else "8bit"
+    else:
+        encoding, data = "quoted-printable", binascii.b2a_qp(data)
+    head = f'Content-Type: text/{subtype}; charset="utf-8"\r\nContent-Transfer-Encoding: {encoding}'
+    return head.encode() + b"\r\n\r\n" + data.replace(b"\n", b"\r\n")
+
+
+def message_headers(parts: MessageParts) -> dict[str, str]:
+    """Return the message's own headers (decoded values), in the order they are written."""
+    headers = {}
+    if parts.sender:
+        headers["From"] = one_line(parts.sender)
+    if parts.to:
+        headers["To"] = one_line(parts.to)
+    headers["Subject"] = one_line(parts.subject)
+    if parts.date is not None:
+        headers["Date"] = format_datetime(parts.date)
+    headers["List-Unsubscribe"] = list_unsubscribe(parts.unsubscribe_url, parts.unsubscribe_mailto)
+    headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    for name, value in parts.extra_headers:
+        headers[name] = one_line(value)
+    return headers
+
+
+def write_message(parts: MessageParts) -> tuple[dict[str, str], bytes]:
+    """Return the headers and the serialised ``multipart/alternative`` message for ``parts``."""
+    headers = message_headers(parts)
+    text, html = _body("plain", parts.text), _body("html", parts.html)
+    boundary = f"=_rapport_{secrets.token_hex(16)}"
+    headers["MIME-Version"] = "1.0"
+    headers["Content-Type"] = f'multipart/alternative; boundary="{boundary}"'
+    lines = [f"{name}: {encode_header(value)}" for name, value in headers.items()]
+    head = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
+    marker = f"--{boundary}\r\n".encode()
+    # RFC 2046: alternatives go from plainest to richest; clients show the last they support.
+    body = marker + text + b"\r\n" + marker + html + f"\r\n--{boundary}--\r\n".encode()
+    return headers, head + body

@@ -108,8 +108,8 @@ class Renderer:
         variables = self.variables(context)
         with budget(replace(self.limits, output=0, iterations=0)):
             subject, preheader, html, text = _render_parts(prepared, variant, variables)
-        headers = {"X-Rapport-Template": f"{prepared.template.name}/{prepared.version or 0}"}
-        message = mime.build_message(
+        version = prepared.version or 0
+        headers, raw = mime.write_message(
             mime.MessageParts(
                 subject=subject,
                 text=text,
@@ -119,7 +119,7 @@ class Renderer:
                 sender=self.sender,
                 unsubscribe_mailto=self.links.unsubscribe_mailto,
                 date=self.clock(),
-                extra_headers=tuple(headers.items()),
+                extra_headers=(("X-Rapport-Template", f"{prepared.template.name}/{version}"),),
             )
         )
         return RenderedEmail(
@@ -130,17 +130,18 @@ class Renderer:
             preheader=preheader,
             html=html,
             text=text,
-            headers=MappingProxyType({name: str(value) for name, value in message.items()}),
-            mime_bytes=mime.message_bytes(message),
+            headers=MappingProxyType(headers),
+            mime_bytes=raw,
         )
 
     def variables(self, context: RenderContext) -> dict[str, Any]:
         """Return the variables a template sees for ``context`` (links signed and tagged)."""
         user_id = str(context.recipient.get("user_id", ""))
         campaign = context.campaign
+        utm = campaign.utm()
         variables: dict[str, Any] = {
             "recipient": dict(context.recipient),
-            "items": [self.item_variables(item, user_id, campaign) for item in context.items],
+            "items": [self.item_variables(item, user_id, campaign, utm) for item in context.items],
             "campaign": campaign.as_template_dict(),
             "unsubscribe_url": self.links.unsubscribe_url(
                 self.signer.unsubscribe_token(user_id, campaign.campaign_id)
@@ -153,7 +154,11 @@ class Renderer:
         return variables
 
     def item_variables(
-        self, item: Mapping[str, Any], user_id: str, campaign: Campaign
+        self,
+        item: Mapping[str, Any],
+        user_id: str,
+        campaign: Campaign,
+        utm: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         """Return one item as templates see it: UTM-tagged, click-tracked when configured."""
         if not isinstance(item, Mapping):
@@ -161,7 +166,7 @@ class Renderer:
         values = dict(item)
         url = values.get("url")
         if isinstance(url, str) and url.startswith(("http://", "https://")):
-            tagged = add_query(url, campaign.utm())
+            tagged = add_query(url, utm or campaign.utm())
             if self.links.track_clicks:
                 token = self.signer.click_token(
                     user_id, campaign.campaign_id, tagged, str(values.get("item_id", ""))

@@ -6,7 +6,7 @@ import email
 from email import policy
 
 from engine.render.links import Campaign
-from engine.render.mime import POLICY, MessageParts, build_message, message_bytes
+from engine.render.mime import POLICY, MessageParts, build_message, message_bytes, write_message
 from engine.render.renderer import RenderContext
 
 LONG_URL = "https://mail.example.com/u/" + "x" * 180
@@ -67,3 +67,44 @@ def test_recipient_data_cannot_inject_headers(renderer) -> None:
     assert "\n" not in rendered.subject
     assert parsed["From"] == "Shop <news@shop.example.com>"
     assert parsed["Date"] == "Mon, 02 Mar 2026 09:30:00 +0000"
+
+
+def _parsed(raw: bytes):
+    return email.message_from_bytes(raw, policy=policy.default)
+
+
+def test_fast_writer_matches_the_standard_library_reference() -> None:
+    long_html = "<p>" + "é" * 1200 + "</p>\n<p>end</p>"  # one line past 998 octets
+    parts = MessageParts(
+        "Léa, notre sélection pour vous, avec un sujet assez long pour être replié",
+        "Bonjour Léa\nligne deux\n",
+        long_html,
+        LONG_URL,
+        to="lea@example.com",
+        sender="Boutique <news@shop.example.com>",
+        unsubscribe_mailto="u@m.example",
+        extra_headers=(("X-Rapport-Template", "picked-for-you/3"),),
+    )
+    headers, raw = write_message(parts)
+    fast, reference = _parsed(raw), _parsed(message_bytes(build_message(parts)))
+    for name in ("From", "To", "Subject", "List-Unsubscribe", "List-Unsubscribe-Post",
+                 "X-Rapport-Template", "MIME-Version"):  # fmt: skip
+        assert fast[name] == reference[name] == headers[name]
+    assert fast.get_content_type() == reference.get_content_type() == "multipart/alternative"
+    for mine, theirs in zip(fast.iter_parts(), reference.iter_parts(), strict=True):
+        assert mine.get_content_type() == theirs.get_content_type()
+        assert mine.get_content().replace("\r\n", "\n") == theirs.get_content().replace(
+            "\r\n", "\n"
+        )
+    assert all(len(line) <= 998 for line in raw.split(b"\r\n"))
+    assert fast.get_body(("html",))["Content-Transfer-Encoding"] == "quoted-printable"
+    (line,) = header_lines(raw, "List-Unsubscribe:")
+    assert line == f"List-Unsubscribe: <{LONG_URL}>, <mailto:u@m.example>".encode()
+
+
+def test_fast_writer_keeps_headers_on_one_line_and_refuses_injection() -> None:
+    parts = MessageParts("Hi\r\nBcc: x@example.com", "t", "<p>h</p>", LONG_URL)
+    headers, raw = write_message(parts)
+    assert _parsed(raw)["Bcc"] is None
+    assert headers["Subject"] == "Hi Bcc: x@example.com"
+    assert b"\r\nBcc:" not in raw
