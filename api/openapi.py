@@ -102,7 +102,7 @@ def _operation(path: str, method: str, spec: Operation, refs: dict[Any, Any]) ->
     if spec.body is not None:
         schema = refs[(spec.body, "validation")]
         if spec.request_media != JSON:
-            schema = {"type": "string", "description": f"lines of {spec.body.__name__}"}
+            schema = _stream_of(schema, spec.body.__name__)
         document["requestBody"] = {
             "required": True,
             "content": {spec.request_media: {"schema": schema}},
@@ -135,9 +135,10 @@ def _responses(spec: Operation, refs: dict[Any, Any]) -> dict[str, Any]:
     """Describe the success response and the problem+json answers any operation may give."""
     success: dict[str, Any] = {"description": _STATUS_TEXT.get(spec.status, "OK")}
     if spec.response is not None:
-        success["content"] = {
-            spec.response_media: {"schema": refs[(spec.response, "serialization")]}
-        }
+        schema = refs[(spec.response, "serialization")]
+        if spec.response_media != JSON:
+            schema = _stream_of(schema, spec.response.__name__)
+        success["content"] = {spec.response_media: {"schema": schema}}
     elif spec.response_media != JSON:
         success["content"] = {spec.response_media: {"schema": {"type": "string"}}}
     problem = {"application/problem+json": {"schema": refs[(ProblemDocument, "serialization")]}}
@@ -146,3 +147,8 @@ def _responses(spec: Operation, refs: dict[Any, Any]) -> dict[str, Any]:
         responses[str(status)] = {"description": description}
     responses["default"] = {"description": "A problem (RFC 9457)", "content": problem}
     return responses
+
+
+def _stream_of(item: dict[str, Any], name: str) -> dict[str, Any]:
+    """Describe an NDJSON stream: OpenAPI 3.1 cannot type lines, so by convention an array."""
+    return {"type": "array", "items": item, "description": f"One {name} per line (NDJSON)."}
