@@ -114,13 +114,10 @@ def main() -> None:
 
     sample = cached.render_prepared(prepared, batch[0])
     print(f"# bench_render  {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
-    print(
-        f"machine: {platform.machine()} {platform.processor() or ''} python {platform.python_version()}"
-    )
-    print(f"cores visible: {os.cpu_count()}, pinned to 1; shared machine, figures are noisy")
-    print(
-        f"template: {TEMPLATE}, 6 items, HTML {len(sample.html):,} chars, MIME {len(sample.mime_bytes):,} bytes"
-    )
+    print(f"machine: {platform.machine()}, python {platform.python_version()}, ", end="")
+    print(f"{os.cpu_count()} cores visible, pinned to 1; shared machine, figures are noisy")
+    print(f"template: {TEMPLATE}, 6 items, HTML {len(sample.html):,} chars, ", end="")
+    print(f"MIME {len(sample.mime_bytes):,} bytes")
     table(
         "Per-recipient render (subject, preheader, HTML, text, links, MIME)",
         ["path", "recipients", "emails/s", "ms/email", "vs target"],
