@@ -1,0 +1,11 @@
+"""The engine's commands: train, evaluate, recommend, datasets.
+
+Heavy imports (implicit, scipy) happen inside the commands so ``rapport --help`` stays instant.
+"""
+
+from engine.cli.common import user_errors
+from engine.cli.datasets import datasets
+from engine.cli.serving import demo_recommendations, recommend
+from engine.cli.training import evaluate, train
+
+__all__ = ["datasets", "demo_recommendations", "evaluate", "recommend", "train", "user_errors"]

@@ -1,0 +1,172 @@
+"""What the engine's commands share: options, error handling, loading and tuning."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from fatigue.errors import RapportError
+
+if TYPE_CHECKING:
+    from engine.interactions import Interactions
+    from engine.training import TrainingConfig
+
+DEFAULT_MODEL_DIR = "var/model"
+ALGORITHMS = ("als", "bpr", "itemknn", "popular")
+
+
+def is_terminal() -> bool:
+    """Return whether progress bars have a terminal to draw on."""
+    return sys.stderr.isatty()
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn Rapport's own errors into a clean message and exit status 1, never a traceback."""
+    try:
+        yield
+    except RapportError as exc:
+        problems = getattr(exc, "problems", None)
+        lines = [str(p) for p in problems] if problems else [str(exc)]
+        for line in lines:
+            click.echo(f"error: {line}", err=True)
+        raise SystemExit(1) from None
+
+
+def data_options(function: Any) -> Any:
+    """Add the options every data-reading command shares."""
+    options = [
+        click.option(
+            "--interactions",
+            "interactions_path",
+            required=True,
+            type=click.Path(dir_okay=False),
+            help="Interactions file (CSV, CSV.gz, JSONL).",
+        ),
+        click.option(
+            "--columns",
+            default=None,
+            help="Map canonical columns to your headers: user_id=CustomerID,item_id=SKU.",
+        ),
+        click.option(
+            "--default-event",
+            default=None,
+            help="Event type for files without an event column (e.g. purchase).",
+        ),
+        click.option(
+            "--event-weight",
+            "event_weights",
+            multiple=True,
+            metavar="EVENT=W",
+            help="Weight of an event type (repeatable); adds new event types too.",
+        ),
+        click.option(
+            "--half-life",
+            "half_life",
+            type=float,
+            default=30.0,
+            show_default=True,
+            help="Recency decay half-life in days; 0 turns decay off.",
+        ),
+        click.option(
+            "--value-scale",
+            type=click.Choice(("ignore", "log", "linear")),
+            default="ignore",
+            show_default=True,
+            help="How the value column (quantity) scales an interaction.",
+        ),
+        click.option(
+            "--algorithm", type=click.Choice(ALGORITHMS), default="als", show_default=True
+        ),
+        click.option("--seed", type=int, default=42, show_default=True),
+        click.option("--tune", is_flag=True, help="Search hyper-parameters on a validation split."),
+        click.option(
+            "--trials",
+            type=int,
+            default=30,
+            show_default=True,
+            help="Configurations tried by --tune.",
+        ),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def training_config(
+    algorithm: str, seed: int, event_weights: tuple[str, ...], half_life: float, value_scale: str
+) -> TrainingConfig:
+    """Build the training configuration from command-line options."""
+    from engine.interactions import DEFAULT_EVENT_WEIGHTS
+    from engine.matrix import ValueScale, Weighting
+    from engine.models import Algorithm, default_params
+    from engine.training import TrainingConfig
+
+    weights = dict(DEFAULT_EVENT_WEIGHTS)
+    for spec in event_weights:
+        event, sep, value = spec.partition("=")
+        try:
+            weights[event.strip()] = float(value)
+        except ValueError:
+            raise click.BadParameter(
+                f"{spec!r}: expected EVENT=NUMBER", param_hint="--event-weight"
+            ) from None
+        if not sep or not event.strip():
+            raise click.BadParameter(
+                f"{spec!r}: expected EVENT=NUMBER", param_hint="--event-weight"
+            )
+    base = TrainingConfig(algorithm=Algorithm(algorithm), params=default_params(algorithm, seed))
+    return replace(
+        base,
+        weighting=Weighting(weights, half_life or None, ValueScale(value_scale)),
+    )
+
+
+def load_data(
+    path: str, columns: str | None, default_event: str | None, config: TrainingConfig
+) -> Interactions:
+    """Load an interactions file, saying how many and how long on stderr."""
+    from engine.interactions import load_interactions, parse_columns
+
+    started = time.perf_counter()
+    data = load_interactions(
+        path, parse_columns(columns), config.weighting.event_weights, default_event
+    )
+    click.echo(
+        f"loaded {len(data):,} interactions from {path} in {time.perf_counter() - started:.1f}s",
+        err=True,
+    )
+    return data
+
+
+def tune_config(
+    data: Interactions, config: TrainingConfig, trials: int
+) -> tuple[TrainingConfig, dict[str, Any]]:
+    """Run --tune and return the best configuration and a summary."""
+    from engine.tuning import tune
+
+    started = time.perf_counter()
+    result = tune(data, config, trials=trials, seed=config.params.seed, show_progress=is_terminal())
+    best = result.trials[0]
+    click.echo(
+        f"tuned {len(result.trials)} configurations in {time.perf_counter() - started:.0f}s "
+        f"({result.validation}); best validation nDCG@10 {best.score:.4f}",
+        err=True,
+    )
+    return result.best, result.as_dict()
+
+
+model_dir_option = click.option(
+    "--model-dir",
+    default=lambda: os.environ.get("RAPPORT_MODEL_DIR", DEFAULT_MODEL_DIR),
+    show_default="$RAPPORT_MODEL_DIR or var/model",
+    type=click.Path(file_okay=False),
+    help="Model directory (versions plus the CURRENT pointer).",
+)

@@ -1,0 +1,109 @@
+"""``rapport recommend`` and the demo's first look at a trained model."""
+
+from __future__ import annotations
+
+import csv
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
+
+import click
+
+from engine.cli.common import (
+    is_terminal,
+    model_dir_option,
+    user_errors,
+)
+
+RECOMMENDATION_COLUMNS = ("user_id", "item_id", "rank", "score", "relevance", "source")
+
+
+@click.command()
+@model_dir_option
+@click.option("--user", "user_ids", multiple=True, help="Customer id (repeatable).")
+@click.option("--all-users", is_flag=True, help="Every customer the model knows.")
+@click.option("--n", type=int, default=10, show_default=True)
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="CSV file to write (default: standard output).",
+)
+@click.option("--batch-size", type=int, default=2_000, show_default=True, hidden=True)
+def recommend(
+    model_dir: str,
+    user_ids: tuple[str, ...],
+    all_users: bool,
+    n: int,
+    output: str | None,
+    batch_size: int,
+) -> None:
+    """Write top-N recommendations as CSV: user_id,item_id,rank,score,relevance,source."""
+    from tqdm import tqdm
+
+    from engine.serving import Filters, Recommender
+
+    if bool(user_ids) == all_users:
+        raise click.UsageError("give --user ID (repeatable) or --all-users")
+    with user_errors():
+        model = Recommender.load(model_dir)
+        users = model.users.ids.tolist() if all_users else list(user_ids)
+        with _open_output(output) as handle:
+            writer = csv.writer(handle, lineterminator="\n")
+            writer.writerow(RECOMMENDATION_COLUMNS)
+            batches = range(0, len(users), batch_size)
+            for start in tqdm(
+                batches, desc="recommending", unit="batch", disable=not is_terminal()
+            ):
+                chunk = users[start : start + batch_size]
+                found = model.recommend_many(chunk, n, Filters(exclude_history=True))
+                for user in chunk:
+                    writer.writerows(
+                        (
+                            user,
+                            r.item_id,
+                            r.rank,
+                            f"{r.score:.6g}",
+                            f"{r.relevance:.6f}",
+                            r.source.value,
+                        )
+                        for r in found[user]
+                    )
+    if output:
+        click.echo(f"wrote {len(users):,} customers' recommendations to {output}", err=True)
+
+
+@contextmanager
+def _open_output(path: str | None) -> Iterator[IO[str]]:
+    if path is None:
+        yield sys.stdout
+        return
+    target = Path(path)
+    partial = target.with_name(f".{target.name}.partial")
+    try:
+        with open(partial, "w", encoding="utf-8", newline="") as handle:
+            yield handle
+        os.replace(partial, target)  # a reader never sees a half-written file
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+@click.command("demo-recommendations")
+@model_dir_option
+@click.option("--n", type=int, default=5, show_default=True)
+def demo_recommendations(model_dir: str, n: int) -> None:
+    """Train the bundled demo model if needed and show a few customers' picks."""
+    from engine.demo import DEMO_CUSTOMERS, ensure_demo_model
+
+    with user_errors():
+        model = ensure_demo_model(model_dir)
+    click.echo(f"model {model.version}: {len(model.users):,} customers, {len(model.items):,} items")
+    for user in (*DEMO_CUSTOMERS, "a-new-customer"):
+        click.echo(f"\ncustomer {user}:")
+        for rec in model.recommend(user, n):
+            item = model.catalog.get(rec.item_id) if model.catalog else None
+            title = item.title if item else rec.item_id
+            click.echo(f"  {rec.rank}. {title:<40} relevance {rec.relevance:.3f}  ({rec.source})")

@@ -1,0 +1,205 @@
+"""``rapport train`` and ``rapport evaluate``."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from engine.cli.common import (
+    data_options,
+    is_terminal,
+    load_data,
+    model_dir_option,
+    training_config,
+    tune_config,
+    user_errors,
+)
+
+if TYPE_CHECKING:
+    from engine.catalog import Catalog
+    from engine.interactions import Interactions
+    from engine.training import TrainingConfig
+
+
+@click.command()
+@data_options
+@click.option(
+    "--catalog",
+    "catalog_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Catalog file; copied into the model so serving can filter and render.",
+)
+@model_dir_option
+def train(
+    interactions_path: str,
+    columns: str | None,
+    default_event: str | None,
+    event_weights: tuple[str, ...],
+    half_life: float,
+    value_scale: str,
+    algorithm: str,
+    seed: int,
+    tune: bool,
+    trials: int,
+    catalog_path: str | None,
+    model_dir: str,
+) -> None:
+    """Train a model and publish it as the new version in MODEL_DIR."""
+    from engine.artifact import save_recommender
+    from engine.catalog import load_catalog
+    from engine.training import train as run_training
+
+    with user_errors():
+        config = training_config(algorithm, seed, event_weights, half_life, value_scale)
+        data = load_data(interactions_path, columns, default_event, config)
+        catalog: Catalog | None = load_catalog(catalog_path) if catalog_path else None
+        tuning: dict[str, Any] = {}
+        if tune:
+            config, tuning = tune_config(data, config, trials)
+        recommender = run_training(
+            data,
+            config,
+            catalog,
+            show_progress=is_terminal(),
+            metrics={"tuning": tuning} if tuning else None,
+        )
+        version = save_recommender(recommender, model_dir, catalog_path)
+    meta = recommender.meta
+    window = meta["data_window"]
+    click.echo(
+        f"published {model_dir}/versions/{version} ({meta['algorithm']}, "
+        f"{window['users']:,} customers x {window['items']:,} items, "
+        f"trained in {meta['training_seconds']:.1f}s)"
+    )
+
+
+@click.command()
+@data_options
+@click.option(
+    "--test",
+    "test_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Separate test file (same format).",
+)
+@click.option("--cutoff", default=None, help="Train before this date, test from it on.")
+@click.option("--last-days", type=float, default=None, help="Test on the last N days.")
+@click.option(
+    "--random",
+    "random_fraction",
+    type=float,
+    default=None,
+    help="Random per-customer split: hold out this fraction of each customer's items.",
+)
+@click.option("--k", type=int, default=10, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def evaluate(
+    interactions_path: str,
+    columns: str | None,
+    default_event: str | None,
+    event_weights: tuple[str, ...],
+    half_life: float,
+    value_scale: str,
+    algorithm: str,
+    seed: int,
+    tune: bool,
+    trials: int,
+    test_path: str | None,
+    cutoff: str | None,
+    last_days: float | None,
+    random_fraction: float | None,
+    k: int,
+    as_json: bool,
+) -> None:
+    """Evaluate a model against the popularity baseline on a held-out split."""
+    from engine.evaluation import evaluate as score
+    from engine.models import Algorithm
+    from engine.training import fit_recommender
+
+    chosen = [o for o in (test_path, cutoff, last_days, random_fraction) if o is not None]
+    if len(chosen) != 1:
+        raise click.UsageError("give exactly one of --test, --cutoff, --last-days, --random")
+    with user_errors():
+        config = training_config(algorithm, seed, event_weights, half_life, value_scale)
+        data = load_data(interactions_path, columns, default_event, config)
+        split = _split(
+            data, test_path, cutoff, last_days, random_fraction, columns, default_event, config
+        )
+        tuning: dict[str, Any] = {}
+        if tune:
+            config, tuning = tune_config(split.train, config, trials)
+        rows = []
+        for name, cfg in (
+            (config.algorithm.value, config),
+            ("popular (baseline)", replace(config, algorithm=Algorithm.POPULAR)),
+        ):
+            started = time.perf_counter()
+            model = fit_recommender(split.train, cfg, show_progress=is_terminal())
+            metrics = score(model, split, k, len(model.items))
+            rows.append({"model": name, **metrics, "seconds": time.perf_counter() - started})
+    _print_evaluation(rows, split.description, len(split.relevant), k, as_json, tuning)
+
+
+def _split(
+    data: Interactions,
+    test_path: str | None,
+    cutoff: str | None,
+    last_days: float | None,
+    random_fraction: float | None,
+    columns: str | None,
+    default_event: str | None,
+    config: TrainingConfig,
+) -> Any:
+    from engine.evaluation import Split, _new_pairs, last_days_split, random_split, temporal_split
+
+    if test_path is not None:
+        test = load_data(test_path, columns, default_event, config)
+        return Split(data, _new_pairs(data, test), f"test file {test_path}")
+    if cutoff is not None:
+        return temporal_split(data, cutoff)
+    if last_days is not None:
+        return last_days_split(data, last_days)
+    return random_split(data, float(random_fraction or 0.2), config.params.seed)
+
+
+def _print_evaluation(
+    rows: list[dict[str, Any]],
+    description: str,
+    users: int,
+    k: int,
+    as_json: bool,
+    tuning: dict[str, Any],
+) -> None:
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "split": description,
+                    "test_customers": users,
+                    "k": k,
+                    "results": rows,
+                    "tuning": tuning,
+                },
+                indent=2,
+            )
+        )
+        return
+    click.echo(f"split: {description}; {users:,} test customers; k = {k}")
+    header = f"{'model':<20}" + "".join(
+        f"{m + '@' + str(k) if m != 'coverage' else m:>13}"
+        for m in ("precision", "recall", "ndcg", "map", "coverage")
+    )
+    click.echo(header + f"{'seconds':>10}")
+    for row in rows:
+        values = "".join(
+            f"{row[m]:>13.4f}" for m in ("precision", "recall", "ndcg", "map", "coverage")
+        )
+        click.echo(f"{row['model']:<20}{values}{row['seconds']:>10.1f}")
+    base, model = rows[1]["ndcg"], rows[0]["ndcg"]
+    if base > 0:
+        click.echo(f"nDCG@{k} vs popularity: {model / base:.2f}x")

@@ -1,0 +1,163 @@
+"""The model interface, its parameters and shared ranking helpers.
+
+Each model learns from a user x item confidence matrix and serves from plain numpy arrays, so a
+model trained elsewhere (a bigger machine, Spark ALS) serves the same way once its factors are in
+the artifact. implicit is imported lazily: loading the CLI should not pay for it.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+from typing import Any, ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+
+
+class Algorithm(StrEnum):
+    """The model families Rapport can train."""
+
+    ALS = "als"
+    BPR = "bpr"
+    ITEMKNN = "itemknn"
+    POPULAR = "popular"
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    """Hyper-parameters; each algorithm reads the ones that concern it."""
+
+    factors: int = 128
+    regularization: float = 20.0
+    alpha: float = 2.0
+    iterations: int = 15
+    learning_rate: float = 0.01
+    neighbours: int = 100
+    seed: int = 42
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the parameters as a JSON-ready dict."""
+        return asdict(self)
+
+
+def single_threaded_blas() -> Any:
+    """Limit BLAS to one thread, after loading every BLAS library implicit will use.
+
+    threadpoolctl only limits libraries already loaded, and implicit pulls in scipy's own
+    OpenBLAS on import, so import first.
+    """
+    import implicit.cpu.als
+    import implicit.cpu.bpr  # noqa: F401
+    import scipy.linalg  # noqa: F401
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(1, "blas")
+
+
+def default_params(algorithm: Algorithm | str, seed: int = 42) -> ModelParams:
+    """Return measured starting points: ALS and BPR want regularization on different scales.
+
+    implicit's ALS regularization is not scaled by interaction count, so useful values are
+    around 1-50 (20 measured best on Online Retail); BPR's SGD wants about 0.01.
+    """
+    if Algorithm(algorithm) is Algorithm.BPR:
+        return ModelParams(
+            factors=64, regularization=0.01, learning_rate=0.05, iterations=20, seed=seed
+        )
+    return ModelParams(seed=seed)
+
+
+Scored = tuple[np.ndarray, np.ndarray]  # (item indices, scores), shape (users, n) each
+# Users scored per matrix product: 1,024 x 50,000 items is a 200 MB score block; all 10,000 of a
+# batch at once would be 2 GB, and slower for leaving the cache.
+CHUNK_USERS = 1_024
+
+
+class Model(ABC):
+    """A trained recommender over matrix indices (ids are mapped by the caller)."""
+
+    algorithm: ClassVar[Algorithm]
+    supports_fold_in: ClassVar[bool] = False
+
+    def __init__(self, params: ModelParams | None = None) -> None:
+        self.params = params or ModelParams()
+
+    @abstractmethod
+    def fit(self, user_items: sp.csr_matrix, show_progress: bool = False) -> None:
+        """Learn from a user x item confidence matrix."""
+
+    @abstractmethod
+    def recommend(
+        self,
+        users: np.ndarray,
+        user_items: sp.csr_matrix,
+        exclude: sp.csr_matrix,
+        n: int,
+        filter_items: np.ndarray | None = None,
+    ) -> Scored:
+        """Return the top ``n`` items for known users (rows of ``user_items``), minus exclusions."""
+
+    def fold_in(
+        self,
+        confidence: sp.csr_matrix,
+        exclude: sp.csr_matrix,
+        n: int,
+        filter_items: np.ndarray | None = None,
+    ) -> Scored:
+        """Top ``n`` items for users unknown at training time, from their confidence rows."""
+        raise NotImplementedError(f"{self.algorithm} cannot fold in new users")
+
+    @abstractmethod
+    def similar_items(self, item: int, n: int) -> Scored:
+        """Return the ``n`` items most similar to ``item`` (itself excluded)."""
+
+    @abstractmethod
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Return the learned state as named arrays (saved as ``.npz``)."""
+
+    @abstractmethod
+    def load_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        """Restore the learned state saved by ``arrays``."""
+
+    @property
+    @abstractmethod
+    def item_count(self) -> int:
+        """Number of items the model knows."""
+
+
+def drop_self(ids: np.ndarray, scores: np.ndarray, item: int, n: int) -> Scored:
+    """Remove ``item`` from a similar-items answer and keep ``n``."""
+    keep = ids != item
+    return ids[keep][:n], scores[keep][:n]
+
+
+def ranked_by_score(
+    item_scores: np.ndarray,
+    exclude: sp.csr_matrix,
+    n: int,
+    filter_items: np.ndarray | None = None,
+) -> Scored:
+    """Rank one global score vector for every row of ``exclude`` (implicit's fast top-k)."""
+    from implicit.cpu.topk import topk
+
+    factors = np.ascontiguousarray(item_scores.reshape(-1, 1), dtype=np.float32)
+    query = np.ones((exclude.shape[0], 1), dtype=np.float32)
+    return topk(factors, query, n, filter_query_items=exclude, filter_items=filter_items)
+
+
+def top_from_dense(
+    scores: np.ndarray, exclude: sp.csr_matrix, n: int, filter_items: np.ndarray | None
+) -> Scored:
+    """Top ``n`` of a dense score matrix, after excluding each row's items and ``filter_items``."""
+    scores = np.atleast_2d(scores)
+    for row in range(scores.shape[0]):
+        scores[row, exclude.indices[exclude.indptr[row] : exclude.indptr[row + 1]]] = -np.inf
+    if filter_items is not None and len(filter_items):
+        scores[:, filter_items] = -np.inf
+    n = min(n, scores.shape[1])
+    top = np.argpartition(-scores, n - 1, axis=1)[:, :n] if n else np.zeros((len(scores), 0), int)
+    top_scores = np.take_along_axis(scores, top, axis=1)
+    order = np.argsort(-top_scores, axis=1, kind="stable")
+    return np.take_along_axis(top, order, axis=1), np.take_along_axis(top_scores, order, axis=1)

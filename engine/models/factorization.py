@@ -1,0 +1,144 @@
+"""Matrix factorisation: implicit's ALS (with fold-in of new users) and BPR."""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from engine.models.base import (
+    CHUNK_USERS,
+    Algorithm,
+    Model,
+    ModelParams,
+    Scored,
+    drop_self,
+    single_threaded_blas,
+)
+
+
+class _FactorModel(Model):
+    """Shared serving for matrix-factorisation models held by an implicit object."""
+
+    def __init__(self, params: ModelParams | None = None) -> None:
+        super().__init__(params)
+        self._model: Any = None
+
+    @abstractmethod
+    def _new_implicit(self) -> Any:
+        """Create the untrained implicit model."""
+
+    def fit(self, user_items: sp.csr_matrix, show_progress: bool = False) -> None:
+        """Train the implicit model on the confidence matrix."""
+        # implicit parallelises over users itself; a second BLAS thread pool underneath only
+        # fights it for the same cores (implicit checks, and warns, when the model is created).
+        with single_threaded_blas():
+            self._model = self._new_implicit()
+            self._model.fit(user_items, show_progress=show_progress)
+
+    def recommend(
+        self,
+        users: np.ndarray,
+        user_items: sp.csr_matrix,
+        exclude: sp.csr_matrix,
+        n: int,
+        filter_items: np.ndarray | None = None,
+    ) -> Scored:
+        """Rank items by factor dot product for known users, a bounded chunk at a time."""
+        parts = [
+            self._model.recommend(
+                users[start : start + CHUNK_USERS],
+                exclude[start : start + CHUNK_USERS],
+                N=n,
+                filter_already_liked_items=True,
+                filter_items=filter_items,
+            )
+            for start in range(0, len(users), CHUNK_USERS)
+        ]
+        ids = np.vstack([np.atleast_2d(p[0]) for p in parts])
+        return ids, np.vstack([np.atleast_2d(p[1]) for p in parts])
+
+    def similar_items(self, item: int, n: int) -> Scored:
+        """Return items whose factors point the same way (cosine)."""
+        ids, scores = self._model.similar_items(item, N=n + 1)
+        return drop_self(np.asarray(ids), np.asarray(scores), item, n)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Return user and item factors."""
+        return {"user_factors": self._model.user_factors, "item_factors": self._model.item_factors}
+
+    def load_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        """Restore factors into a fresh implicit model."""
+        with single_threaded_blas():
+            self._model = self._new_implicit()
+        self._model.user_factors = np.ascontiguousarray(arrays["user_factors"], dtype=np.float32)
+        self._model.item_factors = np.ascontiguousarray(arrays["item_factors"], dtype=np.float32)
+
+    @property
+    def item_count(self) -> int:
+        """Number of item factor rows."""
+        return int(self._model.item_factors.shape[0])
+
+    @property
+    def user_factors(self) -> np.ndarray:
+        """The learned user factors."""
+        return np.asarray(self._model.user_factors)
+
+
+class ALSModel(_FactorModel):
+    """implicit's alternating least squares (Hu, Koren & Volinsky 2008); folds in new users."""
+
+    algorithm = Algorithm.ALS
+    supports_fold_in = True
+
+    def _new_implicit(self) -> Any:
+        from implicit.cpu.als import AlternatingLeastSquares
+
+        p = self.params
+        return AlternatingLeastSquares(
+            factors=p.factors,
+            regularization=p.regularization,
+            alpha=p.alpha,
+            iterations=p.iterations,
+            random_state=p.seed,
+        )
+
+    def fold_in(
+        self,
+        confidence: sp.csr_matrix,
+        exclude: sp.csr_matrix,
+        n: int,
+        filter_items: np.ndarray | None = None,
+    ) -> Scored:
+        """Solve each new user's factors against the fixed item factors, then rank."""
+        from implicit.cpu.topk import topk
+
+        factors = self._model.recalculate_user(np.arange(confidence.shape[0]), confidence)
+        ids, scores = topk(
+            self._model.item_factors,
+            np.atleast_2d(factors),
+            n,
+            filter_query_items=exclude,
+            filter_items=filter_items,
+        )
+        return ids, scores
+
+
+class BPRModel(_FactorModel):
+    """implicit's Bayesian personalised ranking (Rendle et al. 2009)."""
+
+    algorithm = Algorithm.BPR
+
+    def _new_implicit(self) -> Any:
+        from implicit.cpu.bpr import BayesianPersonalizedRanking
+
+        p = self.params
+        return BayesianPersonalizedRanking(
+            factors=p.factors,
+            learning_rate=p.learning_rate,
+            regularization=p.regularization,
+            iterations=p.iterations * 5,
+            random_state=p.seed,
+        )
