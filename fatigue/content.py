@@ -42,19 +42,20 @@ def select(
         reasons.append(Reason("relevance", relevant, detail, len(chosen), relevance.min_items))
     if diversity is not None:
         reasons.append(diversity)
-    mean = sum(item.relevance for item in chosen) / len(chosen) if chosen else 0.0
+    mean = sum(map(_relevance, chosen)) / len(chosen) if chosen else 0.0
     return Selection(tuple(chosen), tuple(reasons), relevant, mean)
 
 
 def _rank(items: list[Candidate]) -> None:
     """Sort by relevance, highest first; on a tie the fresher item wins."""
-    if any(item.published_at is not None for item in items):
+    if any(map(_published_at, items)):
         # Two stable sorts: freshness first, then relevance, so ties stay fresh-first.
         items.sort(key=_published, reverse=True)
     items.sort(key=_relevance, reverse=True)  # attrgetter: the sort stays in C
 
 
 _relevance = attrgetter("relevance")
+_published_at = attrgetter("published_at")
 
 
 def _published(item: Candidate) -> float:
