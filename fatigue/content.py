@@ -23,9 +23,16 @@ class Selection:
 
 
 def select(
-    candidates: Sequence[Candidate], rules: Rules, now: datetime, sent: Mapping[str, float]
+    candidates: Sequence[Candidate],
+    rules: Rules,
+    now: datetime,
+    sent: Mapping[str, float],
+    required: bool = True,
 ) -> Selection:
-    """Filter, rank and diversify candidates; ``sent`` maps item ids to when they were sent."""
+    """Filter, rank and diversify candidates; ``sent`` maps item ids to when they were sent.
+
+    With ``required=False`` (transactional mail) too few relevant items do not fail the rule.
+    """
     relevance = rules.relevance
     floor = relevance.min_relevance if relevance is not None else float("-inf")
     eligible, timeliness = _timely(candidates, rules, now, sent, floor)
@@ -34,11 +41,9 @@ def select(
     reasons = [timeliness]
     relevant = True
     if relevance is not None:
-        relevant = len(chosen) >= relevance.min_items
-        detail = (
-            f"{len(chosen)} item(s) reach relevance {relevance.min_relevance:g}; "
-            f"{relevance.min_items} needed"
-        )
+        relevant = len(chosen) >= relevance.min_items or not required
+        needed = f"{relevance.min_items} needed" if required else "none needed (transactional)"
+        detail = f"{len(chosen)} item(s) reach relevance {relevance.min_relevance:g}; {needed}"
         reasons.append(Reason("relevance", relevant, detail, len(chosen), relevance.min_items))
     if diversity is not None:
         reasons.append(diversity)

@@ -71,7 +71,7 @@ def evaluate(
     items: tuple[Candidate, ...] = ()
     relevance = 0.0
     if candidates is not None:
-        selection = select(candidates, rules, now, state.items)
+        selection = select(candidates, rules, now, state.items, required=not transactional)
         items, relevance = selection.items, selection.relevance
         reasons += selection.reasons
     blocking = next((reason for reason in reasons if not reason.passed), None)

@@ -139,6 +139,14 @@ def test_not_enough_relevant_items_suppresses(make_governor):
     assert governor.decide(alice(), request(), items(3, 0.5)).action == Action.SEND
 
 
+def test_transactional_mail_needs_no_relevant_items(make_governor):
+    governor = make_governor(CONTRACT)
+    receipt = governor.decide(alice(), request("r", kind=ContentKind.TRANSACTIONAL), [])
+    assert receipt.action == Action.SEND
+    assert "none needed" in reason(receipt, "relevance").detail
+    assert governor.decide(alice(), request(), []).action == Action.SUPPRESS
+
+
 def test_timeliness_excludes_stale_content(make_governor, clock):
     governor = make_governor(
         '[timeliness]\nmax_age_editorial = "14d"\nno_repeat = "30d"\n'
