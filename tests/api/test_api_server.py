@@ -1,0 +1,136 @@
+"""End to end: real gunicorn workers, real Redis, over HTTP on a loopback port."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+import pytest
+
+from api.auth import KeyRing, Role
+from api.testing import call, running_server
+
+pytestmark = pytest.mark.redis
+
+
+@pytest.fixture(scope="module")
+def server(redis_url, model_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("server")
+    # The bundled rules without quiet hours, so a send is possible whenever the suite runs.
+    defaults = (Path(__file__).resolve().parents[2] / "fatigue" / "default_rules.toml").read_text()
+    start = defaults.index("[quiet_hours]")
+    end = defaults.index("\n\n", start)
+    (root / "rules.toml").write_text(defaults[:start] + defaults[end + 2 :])
+    keys = KeyRing(root / "keys.json")
+    tokens = {role: keys.create(role.value, frozenset({role})) for role in Role}
+    environment = {
+        "RAPPORT_STORE_URL": redis_url.rsplit("/", 1)[0] + "/9",
+        "RAPPORT_MODEL_DIR": str(model_dir),
+        "RAPPORT_TEMPLATES_DIR": str(root / "templates"),
+        "RAPPORT_API_KEYS_FILE": str(root / "keys.json"),
+        "RAPPORT_EVENT_LOG_DIR": str(root / "events"),
+        "RAPPORT_SECRET_KEY": "end-to-end-secret-for-links",
+        "RAPPORT_PUBLIC_URL": "http://localhost:1",
+        "RAPPORT_RULES": str(root / "rules.toml"),
+    }
+    import redis
+
+    redis.Redis.from_url(environment["RAPPORT_STORE_URL"]).flushdb()
+    with running_server(environment, workers=2) as base:
+        yield base, tokens, root
+
+
+def body(user: str, key: str) -> dict:
+    return {
+        "idempotency_key": key,
+        "recipient": {
+            "user_id": user,
+            "email": "ada@example.com",
+            "first_name": "Ada",
+            "timezone": "UTC",
+            "locale": "en",
+        },
+        "template": "picked-for-you",
+        "campaign": {
+            "id": "weekly-picks",
+            "category": "recommendations",
+            "kind": "promotional",
+            "priority": 1,
+        },
+    }
+
+
+def test_compose_events_and_unsubscribe_over_http(server):
+    base, tokens, root = server
+    platform = tokens[Role.PLATFORM]
+    status, _, raw = call(base, "POST", "/v1/compose", body("12347", "e2e-1"), platform)
+    assert status == 200, raw
+    answer = json.loads(raw)
+    assert answer["decision"]["action"] == "send", answer["decision"]["reasons"]
+    assert all(reason["rule"] != "quiet_hours" for reason in answer["decision"]["reasons"])
+    decision_id = answer["decision"]["id"]
+
+    # Retries land on any worker: Redis makes them return the same decision.
+    for _ in range(4):
+        again = json.loads(call(base, "POST", "/v1/compose", body("12347", "e2e-1"), platform)[2])
+        assert again["decision"]["id"] == decision_id
+
+    event = {
+        "type": "open",
+        "user_id": "12347",
+        "timestamp": "2026-11-22T10:00:00Z",
+        "decision_id": decision_id,
+    }
+    status, _, raw = call(base, "POST", "/v1/events", {"events": [event]}, platform)
+    assert status == 202 and json.loads(raw) == {"accepted": 1, "rejected": []}
+    logged = [
+        json.loads(line)
+        for path in (root / "events").glob("*.jsonl")
+        for line in path.read_text().splitlines()
+    ]
+    assert logged[-1]["decision_id"] == decision_id
+
+    unsubscribe = answer["email"]["headers"]["List-Unsubscribe"].strip("<>")
+    path = "/" + unsubscribe.split("/", 3)[3]
+    status, headers, _ = call(
+        base,
+        "POST",
+        path,
+        data=b"List-Unsubscribe=One-Click",
+        content_type="application/x-www-form-urlencoded",
+    )
+    assert status == 200 and "Set-Cookie" not in headers and "Location" not in headers
+    status, _, raw = call(base, "POST", "/v1/compose", body("12347", "e2e-2"), platform)
+    assert json.loads(raw)["decision"]["action"] == "suppress"
+
+    explained = json.loads(
+        call(base, "GET", "/v1/users/12347/fatigue", key=tokens[Role.ENGINEER])[2]
+    )
+    assert "all" in explained["suppression"] and explained["recent_sends"] == 1
+
+
+def test_batch_streams_over_http_and_metrics_cover_every_worker(server):
+    base, tokens, _ = server
+    lines = "".join(json.dumps(body(str(12400 + n), f"e2e-b{n}")) + "\n" for n in range(200))
+    status, headers, raw = call(
+        base,
+        "POST",
+        "/v1/compose/batch",
+        data=lines.encode(),
+        key=tokens[Role.PLATFORM],
+        content_type="application/x-ndjson",
+    )
+    assert status == 200 and headers["Content-Type"].startswith("application/x-ndjson")
+    answers = [json.loads(line) for line in raw.decode().splitlines()]
+    assert [answer["line"] for answer in answers] == list(range(1, 201))
+    status, _, metrics = call(base, "GET", "/metrics")
+    assert status == 200
+    assert b"rapport_decisions_total" in metrics
+    assert b"rapport_http_request_duration_seconds_count" in metrics
+
+
+def test_auth_and_errors_over_http(server):
+    base, tokens, _ = server
+    assert call(base, "POST", "/v1/compose", body("1", "x"))[0] == 401
+    assert call(base, "POST", "/v1/compose", body("1", "x"), tokens[Role.MARKETER])[0] == 403
+    status, headers, raw = call(base, "POST", "/v1/compose", data=b"{", key=tokens[Role.PLATFORM])
+    assert status == 400 and headers["Content-Type"] == "application/problem+json"
