@@ -15,22 +15,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.catalog import KNOWN_COLUMNS
 from fatigue.errors import Problem, ValidationError
 
 INTERACTION_COLUMNS = ("user_id", "item_id", "timestamp", "event", "value")
-CATALOG_COLUMNS = (
-    "item_id",
-    "title",
-    "url",
-    "image_url",
-    "price",
-    "currency",
-    "category",
-    "kind",
-    "published_at",
-    "expires_at",
-    "in_stock",
-)
 SHOP_URL = "https://shop.example.com"
 
 # First keyword found in the description wins; order puts specific words before generic ones.
@@ -195,7 +183,7 @@ def write_canonical(data: RetailData, directory: str | Path) -> tuple[Path, Path
         writer.writerows(data.interactions)
     catalog_path = directory / "catalog.csv"
     with open(catalog_path, "w", encoding="utf-8", newline="") as handle:
-        dict_writer = csv.DictWriter(handle, CATALOG_COLUMNS, lineterminator="\n")
+        dict_writer = csv.DictWriter(handle, KNOWN_COLUMNS, lineterminator="\n")
         dict_writer.writeheader()
         dict_writer.writerows(data.catalog)
     return interactions_path, catalog_path

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -41,7 +42,7 @@ def user_errors() -> Iterator[None]:
 
 
 def data_options(function: Any) -> Any:
-    """Add the options every data-reading command shares."""
+    """Add the options every data-reading command shares, passed on as one ``DataOptions``."""
     options = [
         click.option(
             "--interactions",
@@ -95,9 +96,50 @@ def data_options(function: Any) -> Any:
             help="Configurations tried by --tune.",
         ),
     ]
+
+    @functools.wraps(function)
+    def wrapper(**kwargs: Any) -> Any:
+        shared = {name: kwargs.pop(name) for name in DATA_OPTION_NAMES}
+        return function(DataOptions(**shared), **kwargs)
+
     for option in reversed(options):
-        function = option(function)
-    return function
+        wrapper = option(wrapper)
+    return wrapper
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    """The options of every command that reads interactions and trains."""
+
+    interactions_path: str
+    columns: str | None
+    default_event: str | None
+    event_weights: tuple[str, ...]
+    half_life: float
+    value_scale: str
+    algorithm: str
+    seed: int
+    tune: bool
+    trials: int
+
+    def config(self) -> TrainingConfig:
+        """Return the training configuration these options describe."""
+        return training_config(
+            self.algorithm, self.seed, self.event_weights, self.half_life, self.value_scale
+        )
+
+    def load(self, config: TrainingConfig, path: str | None = None) -> Interactions:
+        """Load ``path`` (the --interactions file by default) with these options."""
+        return load_data(path or self.interactions_path, self.columns, self.default_event, config)
+
+    def tuned(
+        self, data: Interactions, config: TrainingConfig
+    ) -> tuple[TrainingConfig, dict[str, Any]]:
+        """Return ``config`` tuned on ``data`` when --tune was given, else as it is."""
+        return tune_config(data, config, self.trials) if self.tune else (config, {})
+
+
+DATA_OPTION_NAMES = tuple(DataOptions.__dataclass_fields__)
 
 
 def training_config(

@@ -10,19 +10,16 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from engine.cli.common import (
+    DataOptions,
     data_options,
     is_terminal,
-    load_data,
     model_dir_option,
-    training_config,
-    tune_config,
     user_errors,
 )
 
 if TYPE_CHECKING:
     from engine.catalog import Catalog
     from engine.interactions import Interactions
-    from engine.training import TrainingConfig
 
 
 @click.command()
@@ -36,16 +33,7 @@ if TYPE_CHECKING:
 )
 @model_dir_option
 def train(
-    interactions_path: str,
-    columns: str | None,
-    default_event: str | None,
-    event_weights: tuple[str, ...],
-    half_life: float,
-    value_scale: str,
-    algorithm: str,
-    seed: int,
-    tune: bool,
-    trials: int,
+    options: DataOptions,
     catalog_path: str | None,
     model_dir: str,
 ) -> None:
@@ -55,12 +43,9 @@ def train(
     from engine.training import train as run_training
 
     with user_errors():
-        config = training_config(algorithm, seed, event_weights, half_life, value_scale)
-        data = load_data(interactions_path, columns, default_event, config)
+        data = options.load(options.config())
         catalog: Catalog | None = load_catalog(catalog_path) if catalog_path else None
-        tuning: dict[str, Any] = {}
-        if tune:
-            config, tuning = tune_config(data, config, trials)
+        config, tuning = options.tuned(data, options.config())
         recommender = run_training(
             data,
             config,
@@ -99,16 +84,7 @@ def train(
 @click.option("--k", type=int, default=10, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def evaluate(
-    interactions_path: str,
-    columns: str | None,
-    default_event: str | None,
-    event_weights: tuple[str, ...],
-    half_life: float,
-    value_scale: str,
-    algorithm: str,
-    seed: int,
-    tune: bool,
-    trials: int,
+    options: DataOptions,
     test_path: str | None,
     cutoff: str | None,
     last_days: float | None,
@@ -125,14 +101,9 @@ def evaluate(
     if len(chosen) != 1:
         raise click.UsageError("give exactly one of --test, --cutoff, --last-days, --random")
     with user_errors():
-        config = training_config(algorithm, seed, event_weights, half_life, value_scale)
-        data = load_data(interactions_path, columns, default_event, config)
-        split = _split(
-            data, test_path, cutoff, last_days, random_fraction, columns, default_event, config
-        )
-        tuning: dict[str, Any] = {}
-        if tune:
-            config, tuning = tune_config(split.train, config, trials)
+        data = options.load(options.config())
+        split = _split(options, data, test_path, cutoff, last_days, random_fraction)
+        config, tuning = options.tuned(split.train, options.config())
         rows = []
         for name, cfg in (
             (config.algorithm.value, config),
@@ -146,25 +117,23 @@ def evaluate(
 
 
 def _split(
+    options: DataOptions,
     data: Interactions,
     test_path: str | None,
     cutoff: str | None,
     last_days: float | None,
     random_fraction: float | None,
-    columns: str | None,
-    default_event: str | None,
-    config: TrainingConfig,
 ) -> Any:
     from engine.evaluation import Split, _new_pairs, last_days_split, random_split, temporal_split
 
     if test_path is not None:
-        test = load_data(test_path, columns, default_event, config)
+        test = options.load(options.config(), test_path)
         return Split(data, _new_pairs(data, test), f"test file {test_path}")
     if cutoff is not None:
         return temporal_split(data, cutoff)
     if last_days is not None:
         return last_days_split(data, last_days)
-    return random_split(data, float(random_fraction or 0.2), config.params.seed)
+    return random_split(data, float(random_fraction or 0.2), options.seed)
 
 
 def _print_evaluation(

@@ -127,6 +127,23 @@ class Model(ABC):
         """Number of items the model knows."""
 
 
+class RowScoredModel(Model):
+    """A model that scores any customer from their own interaction row, known or new."""
+
+    supports_fold_in: ClassVar[bool] = True
+
+    def recommend(
+        self,
+        users: np.ndarray,
+        user_items: sp.csr_matrix,
+        exclude: sp.csr_matrix,
+        n: int,
+        filter_items: np.ndarray | None = None,
+    ) -> Scored:
+        """Score known customers exactly as new ones: from their confidence rows."""
+        return self.fold_in(user_items, exclude, n, filter_items)
+
+
 def drop_self(ids: np.ndarray, scores: np.ndarray, item: int, n: int) -> Scored:
     """Remove ``item`` from a similar-items answer and keep ``n``."""
     keep = ids != item

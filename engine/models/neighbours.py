@@ -7,14 +7,20 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from engine.models.base import Algorithm, Model, ModelParams, Scored, drop_self, top_from_dense
+from engine.models.base import (
+    Algorithm,
+    ModelParams,
+    RowScoredModel,
+    Scored,
+    drop_self,
+    top_from_dense,
+)
 
 
-class ItemKNNModel(Model):
+class ItemKNNModel(RowScoredModel):
     """implicit's item-item nearest neighbours on BM25-weighted interactions."""
 
     algorithm = Algorithm.ITEMKNN
-    supports_fold_in = True
 
     def __init__(self, params: ModelParams | None = None) -> None:
         super().__init__(params)
@@ -33,17 +39,6 @@ class ItemKNNModel(Model):
         # Same as BM25Recommender.fit, but hands implicit the CSR it expects (it warns on COO).
         weighted = bm25_weight(user_items.T, self._model.K1, self._model.B).T.tocsr()
         ItemItemRecommender.fit(self._model, weighted, show_progress=show_progress)
-
-    def recommend(
-        self,
-        users: np.ndarray,
-        user_items: sp.csr_matrix,
-        exclude: sp.csr_matrix,
-        n: int,
-        filter_items: np.ndarray | None = None,
-    ) -> Scored:
-        """Item-kNN scores from each user's own confidence rows."""
-        return self.fold_in(user_items, exclude, n, filter_items)
 
     def fold_in(
         self,

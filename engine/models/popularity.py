@@ -5,14 +5,20 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from engine.models.base import Algorithm, Model, ModelParams, Scored, drop_self, ranked_by_score
+from engine.models.base import (
+    Algorithm,
+    ModelParams,
+    RowScoredModel,
+    Scored,
+    drop_self,
+    ranked_by_score,
+)
 
 
-class PopularityModel(Model):
+class PopularityModel(RowScoredModel):
     """Everyone gets the most popular items they have not had yet: the baseline to beat."""
 
     algorithm = Algorithm.POPULAR
-    supports_fold_in = True
 
     def __init__(self, params: ModelParams | None = None) -> None:
         super().__init__(params)
@@ -24,17 +30,6 @@ class PopularityModel(Model):
         binary.data[:] = 1.0
         counts = np.asarray(binary.sum(axis=0)).ravel()
         self.popularity = (counts / max(float(user_items.shape[0]), 1.0)).astype(np.float32)
-
-    def recommend(
-        self,
-        users: np.ndarray,
-        user_items: sp.csr_matrix,
-        exclude: sp.csr_matrix,
-        n: int,
-        filter_items: np.ndarray | None = None,
-    ) -> Scored:
-        """Rank by popularity share, skipping each user's excluded items."""
-        return self.fold_in(user_items, exclude, n, filter_items)
 
     def fold_in(
         self,
