@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+
 import pytest
 
 from api.auth import KeyRing, Role
@@ -132,5 +133,5 @@ def test_auth_and_errors_over_http(server):
     base, tokens, _ = server
     assert call(base, "POST", "/v1/compose", body("1", "x"))[0] == 401
     assert call(base, "POST", "/v1/compose", body("1", "x"), tokens[Role.MARKETER])[0] == 403
-    status, headers, raw = call(base, "POST", "/v1/compose", data=b"{", key=tokens[Role.PLATFORM])
+    status, headers, _ = call(base, "POST", "/v1/compose", data=b"{", key=tokens[Role.PLATFORM])
     assert status == 400 and headers["Content-Type"] == "application/problem+json"
