@@ -22,7 +22,7 @@ from engine.calibration import PlattCalibrator
 from engine.catalog import Catalog
 from engine.interactions import Interactions
 from engine.matrix import IdMap, Weighting
-from engine.models import Model, ranked_by_score
+from engine.models import FILTERED, Model, ranked_by_score
 from fatigue.domain import Candidate
 from fatigue.errors import NotFoundError, ValidationError
 
@@ -255,7 +255,7 @@ class Recommender:
         blocked: np.ndarray,
         excluded: np.ndarray,
     ) -> list[Recommendation]:
-        keep = (ids >= 0) & np.isfinite(scores)
+        keep = (ids >= 0) & (scores > FILTERED)
         ids, scores = ids[keep], scores[keep]
         recs = self._calibrated(ids, scores, source, start_rank=1)
         if len(recs) < n:  # filters ate the personal list: top it up with what most people buy
@@ -263,7 +263,7 @@ class Recommender:
             extra_ids, extra_scores = ranked_by_score(
                 self.popular, sp.csr_matrix((1, len(self.items))), n - len(recs), np.unique(taken)
             )
-            ok = (extra_ids[0] >= 0) & np.isfinite(extra_scores[0])
+            ok = (extra_ids[0] >= 0) & (extra_scores[0] > FILTERED)
             recs += self._calibrated(
                 extra_ids[0][ok], extra_scores[0][ok], Source.POPULAR, start_rank=len(recs) + 1
             )

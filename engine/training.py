@@ -14,7 +14,7 @@ from engine.calibration import PlattCalibrator, fit_platt
 from engine.catalog import Catalog
 from engine.interactions import Interactions
 from engine.matrix import SECONDS_PER_DAY, IdMap, Weighting, build_matrix, history_matrix
-from engine.models import Algorithm, ModelParams, create_model
+from engine.models import FILTERED, Algorithm, ModelParams, create_model
 from engine.serving import Recommender, Source
 from fatigue.errors import ValidationError
 
@@ -158,7 +158,7 @@ def _global_ranking(
         user: [
             (str(probe.items.ids[i]), float(s))
             for i, s in zip(ids[n], scores[n], strict=True)
-            if i >= 0 and np.isfinite(s)
+            if i >= 0 and s > FILTERED
         ]
         for n, user in enumerate(users)
     }

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from engine.models.base import (
     CHUNK_USERS,
+    FILTERED,
     Algorithm,
     Model,
     ModelParams,
@@ -37,6 +38,7 @@ def create_model(algorithm: Algorithm | str, params: ModelParams | None = None) 
 
 __all__ = [
     "CHUNK_USERS",
+    "FILTERED",
     "MODEL_CLASSES",
     "ALSModel",
     "Algorithm",

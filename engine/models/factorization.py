@@ -16,6 +16,7 @@ from engine.models.base import (
     Scored,
     drop_self,
     single_threaded_blas,
+    top_excluding,
 )
 
 
@@ -47,18 +48,18 @@ class _FactorModel(Model):
         filter_items: np.ndarray | None = None,
     ) -> Scored:
         """Rank items by factor dot product for known users, a bounded chunk at a time."""
+        item_factors = self._model.item_factors
         parts = [
-            self._model.recommend(
-                users[start : start + CHUNK_USERS],
+            top_excluding(
+                item_factors,
+                self._model.user_factors[users[start : start + CHUNK_USERS]],
                 exclude[start : start + CHUNK_USERS],
-                N=n,
-                filter_already_liked_items=True,
-                filter_items=filter_items,
+                n,
+                filter_items,
             )
             for start in range(0, len(users), CHUNK_USERS)
         ]
-        ids = np.vstack([np.atleast_2d(p[0]) for p in parts])
-        return ids, np.vstack([np.atleast_2d(p[1]) for p in parts])
+        return np.vstack([p[0] for p in parts]), np.vstack([p[1] for p in parts])
 
     def similar_items(self, item: int, n: int) -> Scored:
         """Return items whose factors point the same way (cosine)."""
@@ -113,17 +114,10 @@ class ALSModel(_FactorModel):
         filter_items: np.ndarray | None = None,
     ) -> Scored:
         """Solve each new user's factors against the fixed item factors, then rank."""
-        from implicit.cpu.topk import topk
-
         factors = self._model.recalculate_user(np.arange(confidence.shape[0]), confidence)
-        ids, scores = topk(
-            self._model.item_factors,
-            np.atleast_2d(factors),
-            n,
-            filter_query_items=exclude,
-            filter_items=filter_items,
+        return top_excluding(
+            self._model.item_factors, np.atleast_2d(factors), exclude, n, filter_items
         )
-        return ids, scores
 
 
 class BPRModel(_FactorModel):
