@@ -136,3 +136,21 @@ class BPRModel(_FactorModel):
             iterations=p.iterations * 5,
             random_state=p.seed,
         )
+
+    supports_fold_in = True
+
+    def fold_in(
+        self,
+        confidence: sp.csr_matrix,
+        exclude: sp.csr_matrix,
+        n: int,
+        filter_items: np.ndarray | None = None,
+    ) -> Scored:
+        """Stand a new customer in for the confidence-weighted mean of their items' factors.
+
+        BPR has no closed-form user solve like ALS, so a new customer is treated as "someone
+        like these items" (item similarity in factor space), which needs no retraining.
+        """
+        weights = confidence.multiply(1.0 / np.maximum(confidence.sum(axis=1), 1e-9)).tocsr()
+        queries = np.asarray(weights @ self._model.item_factors, dtype=np.float32)
+        return top_excluding(self._model.item_factors, queries, exclude, n, filter_items)

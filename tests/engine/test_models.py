@@ -104,3 +104,15 @@ def test_popularity_ranks_by_distinct_customers() -> None:
     np.testing.assert_allclose(model.arrays()["popularity"], [1 / 3, 1.0, 1 / 3])
     ids, _ = model.recommend(np.array([0]), confidence[[0]], sp.csr_matrix((1, 3)), 3)
     assert ids[0][0] == 1
+
+
+@pytest.mark.parametrize("algorithm", [Algorithm.ALS, Algorithm.ITEMKNN, Algorithm.BPR])
+def test_folding_in_a_new_customer_follows_their_items(algorithm: Algorithm, matrices) -> None:  # type: ignore[no-untyped-def]
+    _, items, confidence, _ = matrices
+    model = create_model(algorithm, params_for(algorithm))
+    model.fit(confidence)
+    group_two = [items.get("i-20"), items.get("i-21"), items.get("i-22")]
+    row = sp.csr_matrix((np.ones(3, np.float32), ([0, 0, 0], group_two)), shape=(1, len(items)))
+    ids, _ = model.fold_in(row, row, 4)
+    picked = [int(items.ids[i].split("-")[1]) // ITEMS_PER_GROUP for i in ids[0]]
+    assert picked.count(2) >= 3, picked
