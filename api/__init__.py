@@ -17,7 +17,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     ``config`` overrides every other source of settings (see ``api.config``); it may also hold
     ``CLOCK``, a callable returning the current aware datetime, for tests and simulations.
     """
-    from api import components, docs, health, metrics, problems
+    from api import components, docs, health, metrics, problems, web
     from api.config import load_settings
     from api.services import Services, secret_key
 
@@ -33,7 +33,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     problems.register_error_handlers(app)
     metrics.instrument(app)
-    for blueprint in (health.bp, docs.bp, *_api_blueprints()):
+    for blueprint in (health.bp, docs.bp, web.bp, *_api_blueprints()):
         app.register_blueprint(blueprint)
     return app
 

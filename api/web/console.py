@@ -1,0 +1,176 @@
+"""The engineers' fatigue console: the rules in force, trying new rules, one customer's state.
+
+Rule checking, the simulation, its charts and the customer explanation are the fatigue
+package's own (``parse_rules``, ``read_history``, ``simulate``, ``fatigue.report`` and
+``Governor.explain``), the same functions the API and ``rapport simulate`` call.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path, PurePath
+from typing import Any
+
+from flask import current_app, render_template, request
+from werkzeug.datastructures import FileStorage
+
+from api.auth import Role
+from api.services import services
+from api.web import bp
+from api.web.readable import charts, describe_rules
+from api.web.session import login_required
+from fatigue.errors import Problem, ValidationError
+
+ENGINEER = (Role.ENGINEER,)
+HISTORY_SUFFIXES = (".csv", ".jsonl", ".ndjson", ".json")
+MAX_USER_ID = 200
+
+
+def rules_text() -> tuple[str, str]:
+    """Return the rule file in force as text, and where it comes from."""
+    path = current_app.config.get("RULES") or ""
+    if path:
+        return Path(path).read_text(encoding="utf-8"), str(path)
+    text = resources.files("fatigue").joinpath("default_rules.toml").read_text("utf-8")
+    return text, "bundled defaults (fatigue/default_rules.toml)"
+
+
+@bp.get("/fatigue")
+def rules_page() -> str:
+    """Show the rules the governor applies now, in words and as the TOML file."""
+    login_required(ENGINEER)
+    rules = services().get("governor").rules
+    text, source = rules_text()
+    return render_template(
+        "studio/rules.html", lines=describe_rules(rules), toml=text, source=source
+    )
+
+
+@dataclass
+class Trial:
+    """What the simulate page shows after a submission."""
+
+    rules: str
+    problems: list[Problem]
+    checked: bool = False
+    result: dict[str, Any] | None = None
+
+
+@bp.route("/fatigue/simulate", methods=["GET", "POST"])
+def simulate_page() -> tuple[str, int] | str:
+    """Paste or upload candidate rules, check them, and replay a history through them."""
+    login_required(ENGINEER)
+    if request.method == "GET":
+        return render_template("studio/simulate.html", trial=Trial(rules_text()[0], []))
+    trial = _trial()
+    status = 422 if trial.problems else 200
+    return render_template("studio/simulate.html", trial=trial), status
+
+
+def _trial() -> Trial:
+    """Check the submitted rules and, when asked, run the simulation."""
+    from fatigue.rules_schema import parse_rules
+
+    upload = request.files.get("rules_file")
+    text = request.form.get("rules", "")
+    if upload is not None and upload.filename:
+        text = upload.read().decode("utf-8", "replace")
+    candidate, problems = parse_rules(text, "candidate rules") if text.strip() else (None, [])
+    trial = Trial(text, list(problems), checked=True)
+    if problems or request.form.get("action") != "simulate":
+        return trial
+    try:
+        history = _history(request.files.get("history"))
+    except ValidationError as exc:
+        trial.problems = exc.problems
+        return trial
+    trial.result = _replay(history, candidate)
+    return trial
+
+
+def _history(upload: FileStorage | None) -> list[Any]:
+    """Read an uploaded history file with the simulation's own reader."""
+    from fatigue.history import read_history
+
+    if upload is None or not upload.filename:
+        raise ValidationError(Problem("choose a history file (CSV or JSON Lines)", "history"))
+    name = PurePath(upload.filename).name
+    suffix = PurePath(name).suffix.lower()
+    if suffix not in HISTORY_SUFFIXES:
+        allowed = ", ".join(HISTORY_SUFFIXES)
+        raise ValidationError(Problem(f"unknown history format (allowed: {allowed})", name))
+    with tempfile.TemporaryDirectory(prefix="rapport-history-") as folder:
+        path = Path(folder) / f"history{suffix}"
+        upload.save(path)
+        try:
+            return read_history(path)
+        except ValidationError as exc:
+            raise ValidationError([replace(p, source=name) for p in exc.problems]) from exc
+
+
+def _replay(history: list[Any], candidate: Any) -> dict[str, Any]:
+    """Replay the history through the rules in force and the candidate; chart both."""
+    from fatigue.report import campaign_rows
+    from fatigue.simulate import simulate
+
+    before = simulate(services().get("governor").rules, history, "in force")
+    after = simulate(candidate, history, "candidate") if candidate is not None else None
+    shown = after or before
+    sent_before, sent_after = before.total.sent, shown.total.sent
+    change = (sent_after - sent_before) / sent_before * 100 if sent_before else 0.0
+    return {
+        "rows": len(history),
+        "runs": [run for run in (before, after) if run is not None],
+        "charts": charts(shown, before if after is not None else None),
+        "campaigns": {run.label: campaign_rows(run) for run in (before, after) if run},
+        "sent": (sent_before, sent_after, change),
+    }
+
+
+@bp.get("/fatigue/customers")
+def customer_page() -> tuple[str, int] | str:
+    """Explain one customer's fatigue state (``?user_id=``)."""
+    login_required(ENGINEER)
+    user_id = request.args.get("user_id", "").strip()
+    if not user_id:
+        return render_template("studio/customer.html", user_id="", state=None)
+    if len(user_id) > MAX_USER_ID:
+        problem = f"a customer id is at most {MAX_USER_ID} characters"
+        return render_template("studio/customer.html", user_id="", error=problem, state=None), 422
+    return render_template("studio/customer.html", user_id=user_id, state=customer_state(user_id))
+
+
+def customer_state(user_id: str) -> dict[str, Any]:
+    """Gather the explanation, the recent sends and the engagement tier of one customer."""
+    from fatigue.store.base import StateQuery
+
+    governor = services().get("governor")
+    explanation = governor.explain(user_id)
+    rules = governor.rules
+    now = explanation.at
+    since = (now - rules.history_horizon).timestamp()
+    state = governor.store.load([StateQuery(user_id, now.timestamp(), since)])[0]
+    sends = sorted(state.sends, key=lambda record: record.at, reverse=True)
+    return {
+        "explanation": explanation,
+        "tier": engagement_tier(explanation),
+        "sends": [(datetime.fromtimestamp(s.at, UTC), s) for s in sends[:20]],
+        "horizon_days": rules.history_horizon.days,
+    }
+
+
+def engagement_tier(explanation: Any) -> str:
+    """Name the engagement tier, read from the rules the governor itself applied.
+
+    The governor reports ``sunset`` as a failing rule and a reduced cadence as an extra cap
+    named ``engagement:reduced:<max>``, so the tier shown is the one it would act on.
+    """
+    rules = {reason.rule for entry in explanation.next_allowed for reason in entry.reasons}
+    if "sunset" in rules:
+        return "sunset"
+    if any(rule.startswith("engagement:reduced") for rule in rules):
+        return "reduced cadence"
+    return "normal"
