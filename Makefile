@@ -31,11 +31,19 @@ system-deps:
 	@command -v redis-server >/dev/null || { \
 	  echo "installing redis-server (tests start a private one)"; \
 	  (apt-get update -qq && apt-get install -y -qq redis-server) >/dev/null; }
+	@test -x /usr/bin/chromium || { \
+	  echo "installing chromium (the web studio's browser tests drive it)"; \
+	  (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null; }
 
-$(STAMP): setup.cfg pyproject.toml
+$(STAMP): setup.cfg pyproject.toml api/web/package-lock.json
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[test,dev]'
+	@# The studio's code editor (CodeMirror, from npm); without it the pages use plain text areas.
+	@if command -v npm >/dev/null; then \
+	  (cd api/web && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build) \
+	  || echo "web studio: code editor not built; the pages fall back to plain text areas"; \
+	else echo "web studio: npm not found; the pages use plain text areas instead of CodeMirror"; fi
 	touch $(STAMP)
 
 clean:
