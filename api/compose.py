@@ -9,6 +9,7 @@ it sends (curl does; see docs/api.md).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import IO
 
 import pydantic
 from flask import Blueprint, Response, current_app, request, stream_with_context
@@ -116,11 +117,11 @@ def to_response(composition: Composition, include_mime: bool = False) -> Compose
     return ComposeResponse(decision=DecisionOut.model_validate(data), email=rendered)
 
 
-def _answer_lines(stream: Iterator[bytes], limit: int) -> Iterator[str]:
+def _answer_lines(stream: IO[bytes], limit: int) -> Iterator[str]:
     """Parse the audience in chunks and yield each chunk's answers as NDJSON, in input order."""
     chunk: list[tuple[int, ComposeRequest | str]] = []
     seen = 0
-    for number, raw in enumerate(stream, start=1):
+    for number, raw in enumerate(_read_lines(stream), start=1):
         if not raw.strip():
             continue
         seen += 1
@@ -136,6 +137,20 @@ def _answer_lines(stream: Iterator[bytes], limit: int) -> Iterator[str]:
             chunk = []
     if chunk:
         yield from _compose_chunk(chunk)
+
+
+def _read_lines(stream: IO[bytes], block: int = 256 * 1024) -> Iterator[bytes]:
+    """Split the body into lines reading large blocks (iterating the stream reads tiny ones)."""
+    pending = b""
+    while True:
+        data = stream.read(block)
+        if not data:
+            break
+        pending += data
+        *lines, pending = pending.split(b"\n")
+        yield from lines
+    if pending:
+        yield pending
 
 
 def _compose_chunk(chunk: list[tuple[int, ComposeRequest | str]]) -> Iterator[str]:

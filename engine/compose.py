@@ -13,10 +13,36 @@ from datetime import datetime
 from typing import Any
 
 from engine.render.links import Campaign as LinkCampaign
+from engine.render.prepared import PreparedTemplate
 from engine.render.renderer import RenderContext, RenderedEmail, Renderer
 from engine.serving import Filters, RecentInteraction, Recommender
 from fatigue.clock import Clock, utc_now
 from fatigue.domain import Action, Campaign, Decision, MessageRequest, Recipient
+
+
+class Availability:
+    """The catalog items that cannot be offered now, recomputed at most once a minute.
+
+    Scanning the whole catalog per request would cost more than recommending; stock and
+    expiry change on a scale of minutes, so one scan per minute per model serves every request.
+    """
+
+    def __init__(self, granularity: int = 60) -> None:
+        self._granularity = granularity
+        self._key: tuple[int, int] | None = None
+        self._blocked: frozenset[str] = frozenset()
+
+    def blocked(self, recommender: Recommender, now: datetime) -> frozenset[str]:
+        """Return the ids unavailable at ``now`` (to the minute) in ``recommender``'s catalog."""
+        key = (id(recommender), int(now.timestamp()) // self._granularity)
+        if key != self._key:
+            catalog = recommender.catalog
+            blocked = frozenset(catalog.unavailable(now)) if catalog is not None else frozenset()
+            self._key, self._blocked = key, blocked
+        return self._blocked
+
+
+AVAILABILITY = Availability()
 
 
 def recommendations(
@@ -35,11 +61,13 @@ def recommendations(
     """
     options = dict(filters or {})
     available_only = bool(options.pop("available_only", True))
+    excluded = set(options.get("exclude_items", ()))
+    if available_only and now is not None:
+        excluded |= AVAILABILITY.blocked(recommender, now)
     chosen = Filters.build(
-        exclude_items=options.get("exclude_items", ()),
+        exclude_items=excluded,
         include_categories=options.get("include_categories"),
         exclude_categories=options.get("exclude_categories", ()),
-        available_at=now if available_only else None,
         exclude_history=bool(options.get("exclude_history", False)),
     )
     interactions = [RecentInteraction(**dict(item)) for item in recent]
@@ -97,10 +125,14 @@ class Composer:
         self.clock = clock
         self.pool = pool  # candidates offered to the governor, which picks ``items`` of them
 
-    def check_templates(self, request: ComposeInput) -> None:
-        """Raise ``NotFoundError`` before anything is decided if a template does not exist."""
-        for name in set(request.templates.values()):
-            self.renderer.prepared(name)
+    def prepare(self, requests: Sequence[ComposeInput]) -> dict[str, PreparedTemplate]:
+        """Fetch each template the requests name once (``NotFoundError`` before any decision).
+
+        One lookup per call, not per recipient: the published version is read once for a
+        whole chunk, and every recipient in it gets the same version.
+        """
+        names = {name for request in requests for name in request.templates.values()}
+        return {name: self.renderer.prepared(name) for name in sorted(names)}
 
     def compose(self, request: ComposeInput) -> Composition:
         """Compose for one recipient."""
@@ -108,11 +140,11 @@ class Composer:
 
     def compose_many(self, requests: Sequence[ComposeInput]) -> list[Composition]:
         """Compose for several recipients: one model call, one governor round trip."""
-        for request in requests:
-            self.check_templates(request)
+        templates = self.prepare(requests)
         model = self._recommender()
         users = list(dict.fromkeys(request.recipient.user_id for request in requests))
-        picks = model.recommend_many(users, self.pool, Filters(available_at=self.clock()))
+        blocked = AVAILABILITY.blocked(model, self.clock())
+        picks = model.recommend_many(users, self.pool, Filters(exclude_items=blocked))
         jobs = [
             (
                 request.recipient,
@@ -127,16 +159,22 @@ class Composer:
         ]
         decisions = self.governor.decide_many(jobs)
         return [
-            self._finish(model, request, decision)
+            self._finish(model, request, decision, templates)
             for request, decision in zip(requests, decisions, strict=True)
         ]
 
-    def _finish(self, model: Recommender, request: ComposeInput, decision: Decision) -> Composition:
+    def _finish(
+        self,
+        model: Recommender,
+        request: ComposeInput,
+        decision: Decision,
+        templates: Mapping[str, PreparedTemplate],
+    ) -> Composition:
         """Render when the decision is ``send``; release the counted send if rendering fails."""
         if decision.action is not Action.SEND:
             return Composition(decision)
         try:
-            email = self._render(model, request, decision)
+            email = self._render(model, request, decision, templates)
         except Exception:
             # The send was counted against the caps; a mail that was never made must not be.
             if not decision.dry_run:
@@ -145,7 +183,11 @@ class Composer:
         return Composition(decision, email)
 
     def _render(
-        self, model: Recommender, request: ComposeInput, decision: Decision
+        self,
+        model: Recommender,
+        request: ComposeInput,
+        decision: Decision,
+        templates: Mapping[str, PreparedTemplate],
     ) -> RenderedEmail:
         """Render the deciding campaign's template with the chosen items."""
         campaign_id = decision.campaign or request.campaigns[0].id
@@ -169,7 +211,7 @@ class Composer:
             campaign=LinkCampaign(campaign.id, campaign.id),
             extra={"decision_id": decision.decision_id},
         )
-        return self.renderer.render(request.templates[campaign.id], context)
+        return self.renderer.render_prepared(templates[request.templates[campaign.id]], context)
 
 
 def recipient_variables(recipient: Recipient) -> dict[str, Any]:
