@@ -27,9 +27,10 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench_api import request_body, table, train
+
 from api.auth import KeyRing, Role
 from api.testing import running_server
-from bench_api import request_body, table, train
 from fatigue.testing import private_redis
 
 COMPOSE_TARGET = 1_000
