@@ -117,3 +117,21 @@ def history_matrix(
     matrix.sum_duplicates()
     matrix.data[:] = 1.0
     return matrix
+
+
+def take_rows(matrix: sp.csr_matrix, rows: np.ndarray) -> sp.csr_matrix:
+    """Return ``matrix[rows]`` for a CSR matrix, several times faster than scipy's indexing.
+
+    Serving slices one customer's history per request; scipy's general fancy indexing spends
+    about 100 microseconds validating what a few array operations can gather directly.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    starts, ends = matrix.indptr[rows], matrix.indptr[rows + 1]
+    lengths = ends - starts
+    indptr = np.zeros(len(rows) + 1, dtype=matrix.indptr.dtype)
+    np.cumsum(lengths, out=indptr[1:])
+    positions = np.repeat(starts - indptr[:-1], lengths) + np.arange(indptr[-1])
+    return sp.csr_matrix(
+        (matrix.data[positions], matrix.indices[positions], indptr),
+        shape=(len(rows), matrix.shape[1]),
+    )

@@ -21,7 +21,7 @@ import scipy.sparse as sp
 from engine.calibration import PlattCalibrator
 from engine.catalog import Catalog
 from engine.interactions import Interactions
-from engine.matrix import IdMap, Weighting
+from engine.matrix import IdMap, Weighting, take_rows
 from engine.models import FILTERED, Model, ranked_by_score
 from fatigue.domain import Candidate
 from fatigue.errors import NotFoundError, ValidationError
@@ -202,8 +202,10 @@ class Recommender:
     ) -> dict[str, list[Recommendation]]:
         if not positions:
             return {}
-        exclude = (self.history if filters.exclude_history else self.excluded)[rows]
-        ids, scores = self.model.recommend(rows, self.user_items[rows], exclude, n, blocked)
+        exclude = take_rows(self.history if filters.exclude_history else self.excluded, rows)
+        # Factor models score from their own user factors; only row-scored models read history.
+        confidence = take_rows(self.user_items, rows) if self.model.scores_from_history else exclude
+        ids, scores = self.model.recommend(rows, confidence, exclude, n, blocked)
         ids, scores = np.atleast_2d(ids), np.atleast_2d(scores)
         return {
             user_ids[position]: self._finish(
@@ -275,8 +277,9 @@ class Recommender:
         curve = self.calibrators.get(source) or self.calibrators.get(Source.CF)
         relevance = curve(scores) if curve is not None else np.zeros(len(scores))
         # Whole-array conversions first: per-element numpy scalars are the slow part here.
-        columns = zip(self.items.ids[ids].tolist(), scores.tolist(), relevance.round(6).tolist(),
-                      strict=True)
+        columns = zip(
+            self.items.ids[ids].tolist(), scores.tolist(), relevance.round(6).tolist(), strict=True
+        )
         return [
             Recommendation(item, rank, score, probability, source)
             for rank, (item, score, probability) in enumerate(columns, start_rank)

@@ -26,8 +26,12 @@ ITERATIONS = (10, 15, 20, 30)
 HALF_LIVES: tuple[float | None, ...] = (None, 14.0, 21.0, 30.0, 45.0, 60.0, 120.0)
 WEIGHT_MULTIPLIERS = (0.25, 0.5, 1.0, 2.0, 4.0)
 # implicit's ALS regularization is not scaled by interaction count (1-50 matters); BPR's is.
-REGULARIZATION = {Algorithm.ALS: (1.0, 50.0), Algorithm.BPR: (0.001, 0.1),
-                  Algorithm.ITEMKNN: (1.0, 1.0), Algorithm.POPULAR: (1.0, 1.0)}
+REGULARIZATION = {
+    Algorithm.ALS: (1.0, 50.0),
+    Algorithm.BPR: (0.001, 0.1),
+    Algorithm.ITEMKNN: (1.0, 1.0),
+    Algorithm.POPULAR: (1.0, 1.0),
+}
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ the artifact. implicit is imported lazily: loading the CLI should not pay for it
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
 from enum import StrEnum
@@ -75,7 +76,17 @@ Scored = tuple[np.ndarray, np.ndarray]  # (item indices, scores), shape (users, 
 CHUNK_USERS = 1_024
 # implicit marks filtered items with -finfo(float32).max, not -inf: anything this low was filtered.
 FILTERED = -1e30
-HEAVY_HISTORY = 200  # customers excluding more items than this are filtered row by row
+HEAVY_HISTORY = 200
+SMALL_BATCH = 16  # requests this small are scored on one thread
+
+
+@functools.cache
+def _threads() -> Any:
+    from threadpoolctl import ThreadpoolController
+
+    return (
+        ThreadpoolController()
+    )  # customers excluding more items than this are filtered row by row
 
 
 class Model(ABC):
@@ -83,6 +94,7 @@ class Model(ABC):
 
     algorithm: ClassVar[Algorithm]
     supports_fold_in: ClassVar[bool] = False
+    scores_from_history: ClassVar[bool] = False  # recommend() reads the customers' rows
 
     def __init__(self, params: ModelParams | None = None) -> None:
         self.params = params or ModelParams()
@@ -134,6 +146,7 @@ class RowScoredModel(Model):
     """A model that scores any customer from their own interaction row, known or new."""
 
     supports_fold_in: ClassVar[bool] = True
+    scores_from_history: ClassVar[bool] = True
 
     def recommend(
         self,
@@ -163,20 +176,45 @@ def top_excluding(
     """
     from implicit.cpu.topk import topk
 
+    if len(queries) <= SMALL_BATCH:
+        # A thread pool cannot speed up one customer's scoring, and when another process holds
+        # a core its threads wait for time slices: single-customer latency went from 0.9 ms to
+        # 8 ms under load. One thread for small requests; every core for big batches.
+        with _threads().limit(limits=1):
+            return _top_excluding(topk, item_factors, queries, exclude, n, filter_items, 1)
+    return _top_excluding(topk, item_factors, queries, exclude, n, filter_items, 0)
+
+
+def _top_excluding(
+    topk: Any,
+    item_factors: np.ndarray,
+    queries: np.ndarray,
+    exclude: sp.csr_matrix,
+    n: int,
+    filter_items: np.ndarray | None,
+    threads: int,
+) -> Scored:
     counts = np.diff(exclude.indptr)
     heavy = counts > HEAVY_HISTORY
     if heavy.any():
-        ids, scores = top_excluding(item_factors, queries[~heavy], exclude[~heavy], n, filter_items)
+        light = (
+            _top_excluding(
+                topk, item_factors, queries[~heavy], exclude[~heavy], n, filter_items, threads
+            )
+            if not heavy.all()
+            else (np.zeros((0, n), np.int32), np.zeros((0, n), np.float32))
+        )
         slow = topk(
             item_factors,
             queries[heavy],
             n,
             filter_query_items=exclude[heavy],
             filter_items=filter_items,
+            num_threads=threads,
         )
-        return _merge_rows(heavy, (ids, scores), slow)
+        return _merge_rows(heavy, light, slow)
     k = min(n + int(counts.max(initial=0)), item_factors.shape[0])
-    ids, scores = topk(item_factors, queries, k, filter_items=filter_items)
+    ids, scores = topk(item_factors, queries, k, filter_items=filter_items, num_threads=threads)
     width = np.int64(item_factors.shape[0])
     rows = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
     keys = np.arange(len(ids), dtype=np.int64)[:, None] * width + ids

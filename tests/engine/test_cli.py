@@ -182,8 +182,9 @@ def test_datasets_converter(runner: CliRunner, tmp_path: Path) -> None:
     assert catalog[0]["category"] == "candles-and-lights" and catalog[0]["price"] == "2.55"
 
 
-def test_demo_trains_once_on_the_bundled_data_then_reuses_it(runner: CliRunner,
-                                                              tmp_path: Path) -> None:
+def test_demo_trains_once_on_the_bundled_data_then_reuses_it(
+    runner: CliRunner, tmp_path: Path
+) -> None:
     from engine.cli import demo_recommendations
 
     first = runner.invoke(demo_recommendations, ["--model-dir", str(tmp_path), "--n", "3"])
