@@ -26,7 +26,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     settings = load_settings(overrides=overrides)
     app = Flask(__name__)
     app.config.update(settings)
-    app.config["SECRET_KEY"] = secret_key(settings)
+    app.config["SECRET_KEY"], app.config["SECRET_KEY_GENERATED"] = secret_key(settings)
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["rapport"] = Services(app.config, clock) if clock else Services(app.config)
     components.register(app)

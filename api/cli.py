@@ -6,6 +6,7 @@ from flask.cli import FlaskGroup
 
 from api import create_app
 from api.commands import keys, serve
+from api.demo import demo
 from engine.cli import datasets, evaluate, recommend, train
 from engine.render.cli import templates
 from fatigue.cli import rules, simulate
@@ -23,5 +24,6 @@ main.add_command(datasets)
 main.add_command(templates)
 main.add_command(keys)
 main.add_command(serve)
+main.add_command(demo)
 main.add_command(simulate)
 main.add_command(rules)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +10,8 @@ from flask import Flask
 
 from api.model import ModelHolder
 from api.services import Services
+
+log = logging.getLogger(__name__)
 
 
 def register(app: Flask) -> None:
@@ -65,6 +68,11 @@ def _renderer(found: Services, settings: dict[str, Any]) -> Any:
     from engine.render.links import LinkConfig, LinkSigner
     from engine.render.renderer import Renderer
 
+    if settings.get("SECRET_KEY_GENERATED"):
+        log.warning(
+            "RAPPORT_SECRET_KEY is not set: using a random key, so unsubscribe links made now "
+            "stop working when this process restarts"
+        )
     signer = LinkSigner(settings["SECRET_KEY"], clock=found.clock)
     return Renderer(
         found.get("templates"), signer, LinkConfig(settings["PUBLIC_URL"]), clock=found.clock

@@ -7,7 +7,6 @@ what failed to load. ``warm()`` builds them all up front for a serving process.
 
 from __future__ import annotations
 
-import logging
 import secrets
 import threading
 from collections.abc import Callable, Mapping
@@ -20,7 +19,6 @@ from api.auth import KeyRing
 from api.eventlog import EventLog
 from fatigue.clock import Clock, utc_now
 
-log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
@@ -75,16 +73,16 @@ class Services:
             self.get(name)
 
 
-def secret_key(settings: Mapping[str, Any]) -> str:
-    """Return the configured secret, or a random one with a warning (links die on restart)."""
+def secret_key(settings: Mapping[str, Any]) -> tuple[str, bool]:
+    """Return the configured secret, or a random one; the flag says it was generated.
+
+    A generated key signs links that stop working when the process restarts; the renderer
+    warns about it when it is built (not here, so ``rapport --help`` stays quiet).
+    """
     configured = str(settings.get("SECRET_KEY") or "")
     if configured:
-        return configured
-    log.warning(
-        "RAPPORT_SECRET_KEY is not set: using a random key, so unsubscribe links made now "
-        "stop working when this process restarts"
-    )
-    return secrets.token_urlsafe(32)
+        return configured, False
+    return secrets.token_urlsafe(32), True
 
 
 def services(app: Flask | None = None) -> Services:

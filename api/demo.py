@@ -1,0 +1,98 @@
+"""``rapport demo``: train the demo model if needed, make a key, print examples, serve.
+
+Everything runs on the embedded defaults: the bundled demo data and templates, ``memory://``
+state, one worker. The demo key goes to its own keys file (``var/demo/api-keys.json``) unless
+``RAPPORT_API_KEYS_FILE`` names one, and is printed once, inside the example commands.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import click
+
+from fatigue.errors import RapportError
+
+DEMO_DATA = Path(__file__).resolve().parents[1] / "engine" / "demo_data"
+DEMO_KEYS = "var/demo/api-keys.json"
+
+
+def ensure_model(model_dir: Path) -> bool:
+    """Train the demo model into ``model_dir`` unless a version is published; say if trained."""
+    if (model_dir / "CURRENT").exists():
+        return False
+    from engine.cli import train
+
+    click.echo(f"training the demo model into {model_dir} (a few seconds) ...", err=True)
+    train.main(
+        ["--interactions", str(DEMO_DATA / "interactions.csv.gz"),
+         "--catalog", str(DEMO_DATA / "catalog.csv"), "--default-event", "purchase",
+         "--model-dir", str(model_dir)],
+        standalone_mode=False,
+    )  # fmt: skip
+    return True
+
+
+def demo_key() -> str:
+    """Create an admin key for the demo and return it (only its hash is stored)."""
+    from api.auth import KeyRing, Role
+
+    configured = os.environ.get("RAPPORT_API_KEYS_FILE")
+    if configured:
+        ring = KeyRing(Path(configured))
+        return ring.create(f"demo-{secrets.token_hex(3)}", frozenset({Role.ADMIN}))
+    path = Path(DEMO_KEYS)
+    path.unlink(missing_ok=True)  # a fresh demo key each run; the old one is forgotten
+    os.environ["RAPPORT_API_KEYS_FILE"] = str(path)
+    return KeyRing(path).create("demo", frozenset({Role.ADMIN}))
+
+
+def examples(base: str, key: str) -> str:
+    """Return the text printed for the person running the demo."""
+    compose = (
+        '{"idempotency_key": "demo-1", "recipient": {"user_id": "12347", "email": '
+        '"ada@example.com", "first_name": "Ada", "timezone": "Europe/London", "locale": "en"}, '
+        '"template": "picked-for-you", "campaign": {"id": "weekly-picks", "category": '
+        '"recommendations", "kind": "promotional", "priority": 1}, "dry_run": true}'
+    )
+    return f"""
+Rapport demo on {base}
+  web studio:     {base}/studio/   (sign in with the key below)
+  API reference:  {base}/docs
+  demo API key:   {key}   (admin; shown only now)
+
+Ask for one customer's email (dry run: nothing is recorded):
+
+  curl -s {base}/v1/compose \\
+    -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\
+    -d '{compose}'
+
+Why was (or wasn't) customer 12347 mailed?
+
+  curl -s {base}/v1/users/12347/fatigue -H 'Authorization: Bearer {key}'
+
+Stop with Ctrl-C. State is in memory (memory://) and goes away with the server.
+"""
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--no-serve", is_flag=True, help="Prepare and print the examples, then exit.")
+def demo(host: str, port: int, no_serve: bool) -> None:
+    """Run Rapport on the bundled demo data: train if needed, then serve with examples."""
+    from api.config import load_settings
+    from api.serve import ServeOptions, run
+
+    try:
+        settings = load_settings()
+        ensure_model(Path(settings["MODEL_DIR"]))
+        key = demo_key()
+        os.environ.setdefault("RAPPORT_PUBLIC_URL", f"http://localhost:{port}")
+        click.echo(examples(f"http://{'localhost' if host == '127.0.0.1' else host}:{port}", key))
+        if not no_serve:
+            run(ServeOptions(host, port, workers=1), settings["STORE_URL"])
+    except RapportError as exc:
+        raise click.ClickException(str(exc)) from exc
