@@ -1,0 +1,166 @@
+"""Fixtures for the web studio: the real app served on a loopback port, and headless Chromium.
+
+Browser tests use Debian's ``/usr/bin/chromium`` through Playwright (its own browser download
+is not used). Under CI=true a missing browser or Playwright fails those tests; elsewhere they
+skip, saying what is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from werkzeug.serving import make_server
+
+from api import create_app
+from api.auth import KeyRing, Role
+from fatigue.clock import FrozenClock
+
+CHROMIUM = os.environ.get("RAPPORT_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "web"
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo model, trained once per session from the packaged sample."""
+    from engine.demo import ensure_demo_model
+
+    directory = tmp_path_factory.mktemp("web-model")
+    ensure_demo_model(directory)
+    return directory
+
+
+@pytest.fixture
+def settings(tmp_path: Path, model_dir: Path) -> dict[str, Any]:
+    """Settings that keep every file the app writes inside the test's own directory."""
+    return {
+        "API_KEYS_FILE": str(tmp_path / "keys.json"),
+        "EVENT_LOG_DIR": str(tmp_path / "events"),
+        "TEMPLATES_DIR": str(tmp_path / "templates"),
+        "SECRET_KEY": "web-studio-test-secret-key",
+        "PUBLIC_URL": "http://localhost",
+        "MODEL_DIR": str(model_dir),
+    }
+
+
+@pytest.fixture
+def keys(settings: dict[str, Any]) -> dict[str, str]:
+    """Keys made the way ``rapport keys create`` does: one per role, named after it."""
+    keyring = KeyRing(Path(settings["API_KEYS_FILE"]))
+    return {role.value: keyring.create(f"{role.value}-key", frozenset({role})) for role in Role}
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    """Monday 23 November 2026, noon UTC: outside the default rules' quiet hours."""
+    return FrozenClock(datetime(2026, 11, 23, 12, 0, tzinfo=UTC))
+
+
+@pytest.fixture
+def app(settings: dict[str, Any], keys: dict[str, str], clock: FrozenClock) -> Any:
+    """The real app: bundled templates and rules, the demo model, a memory:// store."""
+    return create_app({**settings, "CLOCK": clock})
+
+
+@pytest.fixture
+def client(app: Any) -> Any:
+    """Flask's test client for ``app``."""
+    return app.test_client()
+
+
+@pytest.fixture
+def server(app: Any) -> Iterator[str]:
+    """Serve ``app`` with werkzeug on a free loopback port in a thread; yield its base URL."""
+    httpd = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=httpd.serve_forever, name="studio-server", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_port}"
+    finally:
+        httpd.shutdown()
+        thread.join(timeout=10)
+        httpd.server_close()
+
+
+def _browser_unavailable(reason: str) -> None:
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"the browser tests must run under CI=true: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Headless Debian Chromium driven by Playwright, shared by the session."""
+    try:
+        from playwright.sync_api import Error, sync_playwright
+    except ImportError:
+        _browser_unavailable("Playwright is not installed (pip install -e '.[test]')")
+    if not os.access(CHROMIUM, os.X_OK):
+        _browser_unavailable(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    with sync_playwright() as playwright:
+        try:
+            launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        except Error as exc:
+            _browser_unavailable(f"Chromium at {CHROMIUM} did not start: {exc}")
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@pytest.fixture
+def page(browser: Any, server: str) -> Iterator[Any]:
+    """A fresh browser context and page (no cookies) against ``server``; downloads allowed."""
+    context = browser.new_context(
+        base_url=server, viewport={"width": 1400, "height": 1000}, accept_downloads=True
+    )
+    context.set_default_timeout(20_000)
+    opened = context.new_page()
+    errors: list[str] = []
+    opened.on("pageerror", lambda exc: errors.append(str(exc)))
+    opened.script_errors = errors
+    try:
+        yield opened
+    finally:
+        context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+def screenshot(page: Any, name: str) -> Path:
+    """Save a full-page screenshot as a test artefact and return its path."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def sign_in(page: Any, key: str) -> None:
+    """Sign in through the login form."""
+    page.goto("/studio/login")
+    page.get_by_label("API key").fill(key)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_load_state()
+
+
+def csrf_of(html: str) -> str:
+    """Return the CSRF token embedded in a page."""
+    found = CSRF.search(html)
+    assert found, "the page has no CSRF token"
+    return found.group(1)
