@@ -69,6 +69,12 @@ def serve(host: str, port: int, workers: int | None, threads: int, access_log: b
 
     try:
         settings = load_settings()
+        model_dir = Path(settings["MODEL_DIR"])
+        if not (model_dir / "CURRENT").exists():
+            raise click.ClickException(
+                f"no published model in {model_dir}: run 'rapport demo' (trains the demo model) "
+                "or 'rapport train', or point RAPPORT_MODEL_DIR at a model directory"
+            )
         options = ServeOptions(host, port, workers, threads, access_log=access_log)
         run(options, settings["STORE_URL"])
     except RapportError as exc:

@@ -38,3 +38,21 @@ def test_memory_store_runs_one_worker():
     check_workers("redis://localhost:6379/0", 4)
     with pytest.raises(ConfigurationError, match="own fatigue state"):
         check_workers("memory://", 2)
+
+
+def test_serve_without_a_model_says_what_to_do(tmp_path: Path, monkeypatch):
+    from api.commands import serve
+
+    monkeypatch.setenv("RAPPORT_MODEL_DIR", str(tmp_path / "nothing"))
+    result = CliRunner().invoke(serve, ["--port", "1"])
+    assert result.exit_code != 0
+    assert "no published model" in result.output and "rapport demo" in result.output
+
+
+def test_serve_refuses_several_workers_on_memory(tmp_path: Path, monkeypatch, model_dir):
+    from api.commands import serve
+
+    monkeypatch.setenv("RAPPORT_MODEL_DIR", str(model_dir))
+    monkeypatch.setenv("RAPPORT_STORE_URL", "memory://")
+    result = CliRunner().invoke(serve, ["--port", "1", "--workers", "3"])
+    assert result.exit_code != 0 and "own fatigue state" in result.output
