@@ -6,6 +6,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from operator import attrgetter
 
 from fatigue.domain import Candidate, ContentKind, Reason
@@ -20,6 +21,9 @@ class Selection:
     reasons: tuple[Reason, ...]
     relevant: bool
     relevance: float
+    #: With a no-repeat window: the items that passed every other filter (whose send history
+    #: could change the choice).
+    considered: tuple[str, ...] = ()
 
 
 def select(
@@ -35,20 +39,40 @@ def select(
     """
     relevance = rules.relevance
     floor = relevance.min_relevance if relevance is not None else float("-inf")
-    eligible, timeliness = _timely(candidates, rules, now, sent, floor)
+    eligible, timeliness, considered = _timely(candidates, rules, now, sent, floor)
     _rank(eligible)
     chosen, diversity = _diversify(eligible, rules)
     reasons = [timeliness]
     relevant = True
     if relevance is not None:
         relevant = len(chosen) >= relevance.min_items or not required
-        needed = f"{relevance.min_items} needed" if required else "none needed (transactional)"
-        detail = f"{len(chosen)} item(s) reach relevance {relevance.min_relevance:g}; {needed}"
-        reasons.append(Reason("relevance", relevant, detail, len(chosen), relevance.min_items))
+        reasons.append(
+            _relevance_reason(len(chosen), relevance.min_items, relevance.min_relevance, required)
+        )
     if diversity is not None:
         reasons.append(diversity)
     mean = sum(map(_relevance, chosen)) / len(chosen) if chosen else 0.0
-    return Selection(tuple(chosen), tuple(reasons), relevant, mean)
+    return Selection(tuple(chosen), tuple(reasons), relevant, mean, considered)
+
+
+# Reasons are immutable, so the few distinct ones are built once and shared between decisions.
+@lru_cache(maxsize=1024)
+def _relevance_reason(count: int, needed: int, floor: float, required: bool) -> Reason:
+    wanted = f"{needed} needed" if required else "none needed (transactional)"
+    detail = f"{count} item(s) reach relevance {floor:g}; {wanted}"
+    return Reason("relevance", count >= needed or not required, detail, count, needed)
+
+
+@lru_cache(maxsize=1024)
+def _timeliness_reason(detail: str, kept: int, total: int) -> Reason:
+    text = f"excluded {detail}" if detail else "no item excluded"
+    return Reason("timeliness", True, text, counter=kept, limit=total)
+
+
+@lru_cache(maxsize=1024)
+def _diversity_reason(chosen: int, categories: int, top: int, limit: int | None) -> Reason:
+    detail = f"{chosen} item(s) from {categories} categor(ies), at most {top} per one"
+    return Reason("diversity", True, detail, counter=top, limit=limit)
 
 
 def _rank(items: list[Candidate]) -> None:
@@ -73,43 +97,52 @@ def _timely(
     now: datetime,
     sent: Mapping[str, float],
     floor: float,
-) -> tuple[list[Candidate], Reason]:
+) -> tuple[list[Candidate], Reason, tuple[str, ...]]:
     timeliness = rules.timeliness
     max_age = timeliness.max_age_editorial if timeliness else None
     no_repeat = timeliness.no_repeat if timeliness else None
     oldest = now - max_age if max_age else None
-    repeat_since = (now - no_repeat).timestamp() if no_repeat and sent else None
     excluded: Counter[str] = Counter()
     kept: list[Candidate] = []
+    promotional = ContentKind.PROMOTIONAL
     for item in candidates:
         if item.relevance < floor:
             continue  # counted by the relevance rule, not as stale content
-        if item.kind is ContentKind.TRANSACTIONAL:
-            excluded["transactional"] += 1
-        elif item.expires_at is not None and item.expires_at <= now:
-            excluded["expired"] += 1
-        elif not item.in_stock:
-            excluded["out of stock"] += 1
-        elif (
-            oldest is not None
-            and item.kind is ContentKind.EDITORIAL
-            and item.published_at is not None
-            and item.published_at < oldest
-        ):
-            excluded["too old"] += 1
-        elif repeat_since is not None and sent.get(item.item_id, -1.0) > repeat_since:
-            excluded["sent recently"] += 1
+        if item.kind is promotional and item.expires_at is None and item.in_stock:
+            kept.append(item)  # the usual item: no other filter can apply before no-repeat
+        elif why := _stale(item, now, oldest):
+            excluded[why] += 1
         else:
             kept.append(item)
+    considered: tuple[str, ...] = ()
+    if no_repeat:
+        considered = tuple(item.item_id for item in kept)
+        if sent:
+            since = (now - no_repeat).timestamp()
+            fresh = [item for item in kept if sent.get(item.item_id, -1.0) <= since]
+            if len(fresh) < len(kept):
+                excluded["sent recently"] += len(kept) - len(fresh)
+                kept = fresh
     detail = ", ".join(f"{count} {why}" for why, count in sorted(excluded.items()))
-    reason = Reason(
-        "timeliness",
-        True,
-        f"excluded {detail}" if detail else "no item excluded",
-        counter=len(kept),
-        limit=len(candidates),
-    )
-    return kept, reason
+    return kept, _timeliness_reason(detail, len(kept), len(candidates)), considered
+
+
+def _stale(item: Candidate, now: datetime, oldest: datetime | None) -> str:
+    """Return why an item may not be picked whatever was sent before (``""``: it may)."""
+    if item.kind is ContentKind.TRANSACTIONAL:
+        return "transactional"
+    if item.expires_at is not None and item.expires_at <= now:
+        return "expired"
+    if not item.in_stock:
+        return "out of stock"
+    if (
+        oldest is not None
+        and item.kind is ContentKind.EDITORIAL
+        and item.published_at is not None
+        and item.published_at < oldest
+    ):
+        return "too old"
+    return ""
 
 
 def _diversify(items: list[Candidate], rules: Rules) -> tuple[list[Candidate], Reason | None]:
@@ -123,8 +156,9 @@ def _diversify(items: list[Candidate], rules: Rules) -> tuple[list[Candidate], R
         chosen = _capped(items, limit, diversity.max_per_category)
     per_category = Counter(item.category for item in chosen)
     top = max(per_category.values(), default=0)
-    detail = f"{len(chosen)} item(s) from {len(per_category)} categor(ies), at most {top} per one"
-    return chosen, Reason("diversity", True, detail, counter=top, limit=diversity.max_per_category)
+    return chosen, _diversity_reason(
+        len(chosen), len(per_category), top, diversity.max_per_category
+    )
 
 
 def _capped(items: list[Candidate], limit: int, per_category: int | None) -> list[Candidate]:

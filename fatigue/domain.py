@@ -158,8 +158,8 @@ class Decision:
             "campaign": self.campaign,
             "idempotency_key": self.idempotency_key,
             "dry_run": self.dry_run,
-            "items": [_candidate_to_dict(item) for item in self.items],
-            "reasons": [_reason_to_dict(reason) for reason in self.reasons],
+            "items": [candidate_to_dict(item) for item in self.items],
+            "reasons": [reason_to_dict(reason) for reason in self.reasons],
         }
 
     @classmethod
@@ -175,7 +175,7 @@ class Decision:
             campaign=data.get("campaign"),
             idempotency_key=data.get("idempotency_key"),
             dry_run=bool(data.get("dry_run", False)),
-            items=tuple(_candidate_from_dict(item) for item in data.get("items", ())),
+            items=tuple(candidate_from_dict(item) for item in data.get("items", ())),
             reasons=tuple(Reason(**reason) for reason in data.get("reasons", ())),
         )
 
@@ -193,7 +193,8 @@ class EngagementEvent:
     timezone: str | None = None
 
 
-def _candidate_to_dict(item: Candidate) -> dict[str, Any]:
+def candidate_to_dict(item: Candidate) -> dict[str, Any]:
+    """Return a JSON-ready dict of a candidate."""
     # Spelled out rather than ``asdict``, whose deep copies dominate a decision's cost.
     return {
         "item_id": item.item_id,
@@ -208,7 +209,8 @@ def _candidate_to_dict(item: Candidate) -> dict[str, Any]:
     }
 
 
-def _reason_to_dict(reason: Reason) -> dict[str, Any]:
+def reason_to_dict(reason: Reason) -> dict[str, Any]:
+    """Return a JSON-ready dict of a reason."""
     return {
         "rule": reason.rule,
         "passed": reason.passed,
@@ -219,7 +221,8 @@ def _reason_to_dict(reason: Reason) -> dict[str, Any]:
     }
 
 
-def _candidate_from_dict(data: Mapping[str, Any]) -> Candidate:
+def candidate_from_dict(data: Mapping[str, Any]) -> Candidate:
+    """Rebuild a candidate from ``candidate_to_dict`` output."""
     values = dict(data)
     values["kind"] = ContentKind(values.get("kind", ContentKind.PROMOTIONAL))
     for name in ("published_at", "expires_at"):

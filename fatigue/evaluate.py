@@ -1,28 +1,33 @@
-"""Evaluate every rule for one customer and one campaign, on one state read."""
+"""Evaluate every rule for one customer and one campaign, in two halves around one store call.
+
+``prepare`` does everything that does not depend on the customer's stored state (content,
+holdout, cap windows, quiet hours at this moment) before the store is asked anything, so the
+store can check and record a send in the same step that reads the state; ``finish`` then explains
+the outcome rule by rule from the state read. ``Plan`` compiles the rules once per governor (caps
+per scope, fixed reasons) so no decision re-derives them.
+"""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from fatigue.content import select
-from fatigue.domain import Action, Campaign, Candidate, ContentKind, Reason
-from fatigue.rules import CapRule, Rules
-from fatigue.sendtime import best_hour
+from fatigue.content import Selection, select
+from fatigue.domain import Action, Campaign, Candidate, Channel, ContentKind, Reason
+from fatigue.rules import CapRule, QuietHours, Rules
+from fatigue.schedule import Timing, schedule
 from fatigue.store.base import CapCheck, UserState
-from fatigue.windows import (
-    cap_release,
-    count_since,
-    next_local_hour,
-    quiet_hours_end,
-    window_start,
-)
+from fatigue.windows import window_start
 
 #: Suppression scopes that stop non-transactional mail; "address" stops everything.
 NON_TRANSACTIONAL_SCOPES = ("all", "complaint")
+#: Memo tables are cleared past this size (campaigns and counters are few; this is a backstop).
+MEMO_LIMIT = 4096
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,7 @@ class Verdict:
     caps: tuple[CapCheck, ...] = ()
     cooldown_since: float | None = None
     blocking_scopes: tuple[str, ...] = ()
+    sunset_at: int | None = None
 
     @property
     def score(self) -> float:
@@ -45,12 +51,172 @@ class Verdict:
         return self.relevance * self.campaign.priority
 
 
-@dataclass
-class _Timing:
-    """Constraints that can push the send time later, gathered while rules are evaluated."""
+@dataclass(slots=True)
+class Prepared:
+    """One campaign's state-independent half: content, holdout, windows, quiet hours."""
 
-    caps: list[tuple[Reason, CapRule, int, list[float]]] = field(default_factory=list)
-    cooldown_until: datetime | None = None
+    campaign: Campaign
+    transactional: bool
+    scopes: tuple[str, ...]
+    holdout: tuple[Reason, ...]
+    selection: Selection | None
+    caps: tuple[CapRule, ...]
+    checks: tuple[CapCheck, ...]
+    cooldown_since: float | None
+    quiet: QuietHours | None
+    quiet_end: datetime | None
+    hour_needed: bool
+    may_send: bool
+
+    @property
+    def relevance(self) -> float:
+        """Return the mean relevance of the chosen items (0 without content)."""
+        return self.selection.relevance if self.selection is not None else 0.0
+
+
+class Plan:
+    """The rules compiled once: caps per scope, the reduced-cadence cap, fixed reasons."""
+
+    def __init__(self, rules: Rules) -> None:
+        self.rules = rules
+        self._caps: dict[tuple[str, str, str], tuple[CapRule, ...]] = {}
+        self._memo: dict[tuple[Any, ...], Any] = {}
+        cooldown = rules.cooldown
+        after = cooldown.after_any if cooldown is not None else timedelta()
+        self.cooldown: timedelta | None = after if after.total_seconds() > 0 else None
+        engagement = rules.engagement
+        self.sunset_at: int | None = None
+        if engagement is not None and engagement.sunset_after is not None:
+            self.sunset_at = engagement.reduce_after + engagement.sunset_after
+
+    def memo(self, key: tuple[Any, ...], build: Callable[[], Any]) -> Any:
+        """Return the value memoised under ``key``, building it on first use."""
+        found = self._memo.get(key)
+        if found is None:
+            if len(self._memo) > MEMO_LIMIT:
+                self._memo.clear()
+            found = self._memo[key] = build()
+        return found
+
+    def caps_for(self, campaign: Campaign) -> tuple[CapRule, ...]:
+        """Return the caps that count for a campaign's channel, category and id."""
+        key = (str(campaign.channel), campaign.category, campaign.id)
+        caps = self._caps.get(key)
+        if caps is None:
+            if len(self._caps) > MEMO_LIMIT:
+                self._caps.clear()
+            caps = self._caps[key] = tuple(
+                cap
+                for cap in self.rules.caps
+                if cap.channel == campaign.channel
+                and cap.category in (None, campaign.category)
+                and cap.campaign in (None, campaign.id)
+            )
+        return caps
+
+    def reduced_cap(self, channel: Channel) -> CapRule | None:
+        """Return the extra cap of the reduced cadence on ``channel`` (None without the rule)."""
+        engagement = self.rules.engagement
+        if engagement is None:
+            return None
+        name = f"engagement:reduced:{engagement.reduced_max}"
+        return self.memo(
+            ("reduced", channel),
+            lambda: CapRule(engagement.reduced_max, engagement.reduced_per, name, channel),
+        )
+
+
+@lru_cache(maxsize=8)
+def plan_for(rules: Rules) -> Plan:
+    """Return a compiled plan for ``rules`` (cached for callers that hold no plan)."""
+    return Plan(rules)
+
+
+def prepare(
+    plan: Plan,
+    user_id: str,
+    campaign: Campaign,
+    candidates: Sequence[Candidate] | None,
+    now: datetime,
+    where: ZoneInfo,
+    deferrable: bool = False,
+    chosen: Selection | None = None,
+    sent: Mapping[str, float] | None = None,
+) -> Prepared:
+    """Work out everything the store's state does not change.
+
+    ``sent`` (item id to when it was sent) feeds the no-repeat rule; ``chosen`` is content
+    selected earlier (a decision being rebuilt), used instead of ``candidates``.
+    """
+    rules = plan.rules
+    transactional = campaign.kind == ContentKind.TRANSACTIONAL
+    holdout = _holdout(plan, user_id, campaign)
+    selection = chosen
+    if candidates is not None:
+        selection = select(candidates, rules, now, sent or {}, required=not transactional)
+    caps: tuple[CapRule, ...] = () if transactional else plan.caps_for(campaign)
+    reduced = None if transactional else plan.reduced_cap(campaign.channel)
+    if reduced is not None:
+        caps = (*caps, reduced)
+    checks = tuple(_check(plan, cap, now, where, cap is reduced) for cap in caps)
+    cooldown_since = None
+    if plan.cooldown is not None and not transactional:
+        cooldown_since = now.timestamp() - plan.cooldown.total_seconds()
+    quiet = rules.quiet_hours
+    if quiet is not None and transactional and not quiet.transactional:
+        quiet = None
+    quiet_end = None
+    if quiet is not None:
+        from fatigue.windows import quiet_hours_end
+
+        quiet_end = quiet_hours_end(now, quiet, where)
+    hour_needed = deferrable and rules.send_time is not None and not transactional
+    may_send = (
+        all(reason.passed for reason in holdout)
+        and (selection is None or selection.relevant)
+        and quiet_end is None
+        and not hour_needed
+        and all(cap.max > 0 for cap in caps)
+    )
+    scopes = plan.memo(("scopes", campaign.kind, campaign.category), lambda: _scopes(campaign))
+    return Prepared(
+        campaign, transactional, scopes, holdout, selection, caps, checks, cooldown_since,
+        quiet, quiet_end, hour_needed, may_send,
+    )  # fmt: skip
+
+
+def finish(plan: Plan, prep: Prepared, state: UserState, now: datetime, where: ZoneInfo) -> Verdict:
+    """Evaluate every rule on the state read and schedule the send: now, later or never."""
+    reasons = [_suppression(plan, state, prep.scopes), *prep.holdout]
+    tier, engagement = _engagement(plan, state.ignored, prep.transactional)
+    reasons += engagement
+    selection = prep.selection
+    if selection is not None:
+        reasons += selection.reasons
+    blocking = next((n for n, reason in enumerate(reasons) if not reason.passed), None)
+    timing = Timing()
+    for cap, check in zip(prep.caps, prep.checks, strict=True):
+        if check.min_ignored == 0 or tier == "reduced":
+            _cap(plan, cap, check, state, reasons, timing)
+    if plan.cooldown is not None and not prep.transactional:
+        _cooldown(plan, state, prep.cooldown_since, reasons, timing)
+    action, send_at, deciding = Action.SUPPRESS, None, blocking
+    if blocking is None:
+        action, send_at, deciding = schedule(plan.rules, prep, state, reasons, timing, now, where)
+    if deciding is not None:
+        reasons[deciding] = replace(reasons[deciding], deciding=True)
+    return Verdict(
+        prep.campaign,
+        action,
+        send_at,
+        selection.items if selection is not None else (),
+        tuple(reasons),
+        prep.relevance,
+        prep.checks,
+        prep.cooldown_since,
+        prep.scopes,
+        None if prep.transactional else plan.sunset_at,
+    )
 
 
 def evaluate(
@@ -63,48 +229,37 @@ def evaluate(
     deferrable: bool = False,
 ) -> Verdict:
     """Evaluate every rule; ``candidates=None`` skips the content rules (for ``explain``)."""
-    transactional = campaign.kind == ContentKind.TRANSACTIONAL
-    scopes = _blocking_scopes(campaign)
-    reasons = [_suppression(state, scopes), *_holdout(rules, state.user_id, campaign)]
-    tier, engagement = _engagement(rules, state, transactional)
-    reasons += engagement
-    items: tuple[Candidate, ...] = ()
-    relevance = 0.0
-    if candidates is not None:
-        selection = select(candidates, rules, now, state.items, required=not transactional)
-        items, relevance = selection.items, selection.relevance
-        reasons += selection.reasons
-    blocking = next((reason for reason in reasons if not reason.passed), None)
-    timing = _Timing()
-    caps = () if transactional else _caps(rules, campaign, tier)
-    checks = tuple(_cap(cap, state, now, where, reasons, timing) for cap in caps)
-    cooldown_since = None if transactional else _cooldown(rules, state, now, reasons, timing)
-    deciding: Reason | None = blocking
-    if blocking is not None:
-        action, send_at = Action.SUPPRESS, None
-    else:
-        action, send_at, deciding = _schedule(
-            campaign, rules, reasons, timing, now, where, deferrable, state
-        )
-    if deciding is not None:
-        reasons = [replace(r, deciding=True) if r is deciding else r for r in reasons]
-    return Verdict(
-        campaign, action, send_at, items, tuple(reasons), relevance, checks, cooldown_since, scopes
+    plan = plan_for(rules)
+    prep = prepare(
+        plan, state.user_id, campaign, candidates, now, where, deferrable, sent=state.items
     )
+    return finish(plan, prep, state, now, where)
 
 
-def _blocking_scopes(campaign: Campaign) -> tuple[str, ...]:
+def _scopes(campaign: Campaign) -> tuple[str, ...]:
     if campaign.kind == ContentKind.TRANSACTIONAL:
         return ("address",)
     scopes = ("address", *NON_TRANSACTIONAL_SCOPES)
     return (*scopes, f"category:{campaign.category}") if campaign.category else scopes
 
 
-def _suppression(state: UserState, scopes: tuple[str, ...]) -> Reason:
-    active = [scope for scope in scopes if scope in state.suppression]
+def _check(plan: Plan, cap: CapRule, now: datetime, where: ZoneInfo, reduced: bool) -> CapCheck:
+    if cap.calendar:
+        since, inclusive = window_start(cap, now, where)
+    else:
+        since, inclusive = now.timestamp() - cap.per.total_seconds(), False
+    engagement = plan.rules.engagement
+    needs = engagement.reduce_after if reduced and engagement is not None else 0
+    channel = cap.channel.value
+    return CapCheck(since, inclusive, cap.max, channel, cap.category, cap.campaign, needs)
+
+
+def _suppression(plan: Plan, state: UserState, scopes: tuple[str, ...]) -> Reason:
+    suppression = state.suppression
+    active = [scope for scope in scopes if scope in suppression] if suppression else ()
     if not active:
-        return Reason("suppression", True, "not suppressed")
-    detail = "; ".join(f"{scope}: {state.suppression[scope]}" for scope in active)
+        return plan.memo(("suppression",), lambda: Reason("suppression", True, "not suppressed"))
+    detail = "; ".join(f"{scope}: {suppression[scope]}" for scope in active)
     return Reason("suppression", False, f"suppressed ({detail})")
 
 
@@ -114,142 +269,79 @@ def holdout_bucket(salt: str, user_id: str) -> float:
     return int.from_bytes(digest[:8], "big") % 10_000 / 100
 
 
-def _holdout(rules: Rules, user_id: str, campaign: Campaign) -> list[Reason]:
-    holdout = rules.holdout
+def _holdout(plan: Plan, user_id: str, campaign: Campaign) -> tuple[Reason, ...]:
+    holdout = plan.rules.holdout
     if holdout is None or campaign.kind not in holdout.kinds:
-        return []
+        return ()
     if holdout.percent <= 0:
-        return [Reason("holdout", True, "holdout is 0%", limit=0.0)]
+        return plan.memo(
+            ("holdout",), lambda: (Reason("holdout", True, "holdout is 0%", None, 0.0),)
+        )
     bucket = holdout_bucket(holdout.salt, user_id)
     held = bucket < holdout.percent
     detail = "in the holdout group" if held else "not in the holdout group"
-    return [Reason("holdout", not held, detail, counter=bucket, limit=holdout.percent)]
+    return (Reason("holdout", not held, detail, counter=bucket, limit=holdout.percent),)
 
 
-def _engagement(rules: Rules, state: UserState, transactional: bool) -> tuple[str, list[Reason]]:
-    engagement = rules.engagement
+def _engagement(plan: Plan, ignored: int, transactional: bool) -> tuple[str, tuple[Reason, ...]]:
+    engagement = plan.rules.engagement
     if engagement is None or transactional:
-        return "normal", []
-    ignored = state.ignored
-    if engagement.sunset_after is not None:
-        sunset_at = engagement.reduce_after + engagement.sunset_after
-        if ignored >= sunset_at:
-            detail = f"ignored the last {ignored} messages: sunset until they engage"
-            return "sunset", [Reason("sunset", False, detail, ignored, sunset_at)]
+        return "normal", ()
+    return plan.memo(("engagement", ignored), lambda: _tier(plan, ignored))
+
+
+def _tier(plan: Plan, ignored: int) -> tuple[str, tuple[Reason, ...]]:
+    engagement = plan.rules.engagement
+    assert engagement is not None
+    sunset_at = plan.sunset_at
+    if sunset_at is not None and ignored >= sunset_at:
+        detail = f"ignored the last {ignored} messages: sunset until they engage"
+        return "sunset", (Reason("sunset", False, detail, ignored, sunset_at),)
     if ignored >= engagement.reduce_after:
         detail = f"ignored the last {ignored} messages: reduced cadence"
-        return "reduced", [Reason("engagement", True, detail, ignored, engagement.reduce_after)]
+        return "reduced", (Reason("engagement", True, detail, ignored, engagement.reduce_after),)
     detail = f"ignored the last {ignored} messages"
-    return "normal", [Reason("engagement", True, detail, ignored, engagement.reduce_after)]
-
-
-def _caps(rules: Rules, campaign: Campaign, tier: str) -> list[CapRule]:
-    caps = [
-        cap
-        for cap in rules.caps
-        if cap.channel == campaign.channel
-        and cap.category in (None, campaign.category)
-        and cap.campaign in (None, campaign.id)
-    ]
-    engagement = rules.engagement
-    if tier == "reduced" and engagement is not None:
-        name = f"engagement:reduced:{engagement.reduced_max}"
-        caps.append(CapRule(engagement.reduced_max, engagement.reduced_per, name, campaign.channel))
-    return caps
+    return "normal", (Reason("engagement", True, detail, ignored, engagement.reduce_after),)
 
 
 def _cap(
+    plan: Plan,
     cap: CapRule,
+    check: CapCheck,
     state: UserState,
-    now: datetime,
-    where: ZoneInfo,
     reasons: list[Reason],
-    timing: _Timing,
-) -> CapCheck:
-    since, inclusive = window_start(cap, now, where)
-    check = CapCheck(since, inclusive, cap.max, cap.channel.value, cap.category, cap.campaign)
+    timing: Timing,
+) -> None:
+    since = check.since
     stamps = sorted(record.at for record in state.sends if check.in_scope(record))
-    count = count_since(stamps, since, inclusive)
+    if check.inclusive:
+        count = sum(1 for stamp in stamps if stamp >= since)
+    else:
+        count = sum(1 for stamp in stamps if stamp > since)
+    reason = plan.memo(("cap", id(cap), count), lambda: _cap_reason(cap, count))
+    timing.caps.append((len(reasons), cap, stamps, count))
+    reasons.append(reason)
+
+
+def _cap_reason(cap: CapRule, count: int) -> Reason:
     kind = "calendar" if cap.calendar else "rolling"
     detail = f"{count} of {cap.max} in the {kind} window"
-    reason = Reason(cap.name, count < cap.max, detail, count, cap.max)
-    reasons.append(reason)
-    timing.caps.append((reason, cap, cap.max, stamps))
-    return check
+    return Reason(cap.name, count < cap.max, detail, count, cap.max)
 
 
 def _cooldown(
-    rules: Rules, state: UserState, now: datetime, reasons: list[Reason], timing: _Timing
-) -> float | None:
-    cooldown = rules.cooldown
-    if cooldown is None or cooldown.after_any.total_seconds() <= 0:
-        return None
-    since = (now - cooldown.after_any).timestamp()
+    plan: Plan, state: UserState, since: float | None, reasons: list[Reason], timing: Timing
+) -> None:
+    assert plan.cooldown is not None and since is not None
     last = max((r.at for r in state.sends if r.kind != ContentKind.TRANSACTIONAL), default=None)
     if last is not None and last > since:
-        until = datetime.fromtimestamp(last, UTC) + cooldown.after_any
+        until = datetime.fromtimestamp(last, UTC) + plan.cooldown
+        timing.cooldown = len(reasons)
         timing.cooldown_until = until
         reasons.append(Reason("cooldown", False, f"gap until {until.isoformat()}"))
     else:
-        reasons.append(Reason("cooldown", True, "no message inside the cooldown"))
-    return since
+        reason = plan.memo(("cooldown",), lambda: Reason("cooldown", True, _NO_COOLDOWN))
+        reasons.append(reason)
 
 
-def _schedule(
-    campaign: Campaign,
-    rules: Rules,
-    reasons: list[Reason],
-    timing: _Timing,
-    now: datetime,
-    where: ZoneInfo,
-    deferrable: bool,
-    state: UserState,
-) -> tuple[Action, datetime | None, Reason | None]:
-    """Find the first moment every timing rule allows: now means send, later means defer."""
-    transactional = campaign.kind == ContentKind.TRANSACTIONAL
-    quiet = rules.quiet_hours
-    if quiet is not None and (transactional and not quiet.transactional):
-        quiet = None
-    hour, send_time = None, None
-    if deferrable and rules.send_time is not None and not transactional:
-        hour, source = best_hour(state, rules.send_time, quiet)
-        send_time = Reason("send_time", True, f"best local hour {hour}:00 ({source})", hour)
-        reasons.append(send_time)
-    moment, deciding = now, None
-    for _ in range(16):
-        start = moment
-        for reason, cap, limit, stamps in timing.caps:
-            release = cap_release(cap, limit, stamps, moment, where)
-            if release is None:
-                return Action.SUPPRESS, None, reason
-            moment, deciding = _later(moment, deciding, release, reason)
-        if timing.cooldown_until is not None:
-            cooldown = next(reason for reason in reasons if reason.rule == "cooldown")
-            moment, deciding = _later(moment, deciding, timing.cooldown_until, cooldown)
-        if quiet is not None and (end := quiet_hours_end(moment, quiet, where)) is not None:
-            moment, deciding = _later(moment, deciding, end, _quiet_reason(reasons, end))
-        if hour is not None and send_time is not None:
-            best = next_local_hour(moment, hour, where)
-            moment, deciding = _later(moment, deciding, best, send_time)
-        if moment == start:
-            break
-    if quiet is not None and not any(reason.rule == "quiet_hours" for reason in reasons):
-        reasons.append(Reason("quiet_hours", True, "outside quiet hours"))
-    if moment == now:
-        return Action.SEND, None, None
-    return Action.DEFER, moment, deciding
-
-
-def _later(
-    moment: datetime, deciding: Reason | None, candidate: datetime, reason: Reason
-) -> tuple[datetime, Reason | None]:
-    return (candidate, reason) if candidate > moment else (moment, deciding)
-
-
-def _quiet_reason(reasons: list[Reason], end: datetime) -> Reason:
-    for reason in reasons:
-        if reason.rule == "quiet_hours":
-            return reason
-    reason = Reason("quiet_hours", False, f"inside quiet hours until {end.isoformat()}")
-    reasons.append(reason)
-    return reason
+_NO_COOLDOWN = "no message inside the cooldown"

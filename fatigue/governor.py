@@ -1,36 +1,50 @@
 """The governor: whether to send, what, and when; records sends atomically and explains why.
 
-Nothing here keeps per-customer state in the process: every decision reads the store and records
-through its atomic ``commit``, so any number of worker processes can share one Redis.
+Nothing here keeps per-customer state in the process. A decision is made in three steps: the
+rules that do not depend on the customer's stored state are worked out first (``prepare``); one
+atomic store call (one ``EVALSHA`` on Redis) reads the state, records the best send the state
+allows and remembers the decision under the idempotency key; the outcome is then explained rule
+by rule from the state read (``finish``). Only decisions the store cannot settle in that step
+need a second call (``docs/fatigue.md`` lists them). Any number of processes can share one Redis.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TypeAlias
+from zoneinfo import ZoneInfo
 
+from fatigue.arbitrate import arbitrate, decision_for, rank
+from fatigue.basis import Basis, selections
 from fatigue.clock import Clock, utc_now
 from fatigue.domain import (
     Action,
+    Campaign,
     Candidate,
     ContentKind,
     Decision,
     EngagementEvent,
+    EventType,
     MessageRequest,
     Reason,
     Recipient,
 )
 from fatigue.errors import StoreError, ValidationError
-from fatigue.evaluate import Verdict, evaluate
-from fatigue.events import change_for
+from fatigue.evaluate import Plan, Prepared, Verdict, finish, prepare
 from fatigue.explain import Explanation, explain
 from fatigue.rules import Rules, StoreErrorPolicy
 from fatigue.store.base import (
     CommitStatus,
+    DecideCall,
+    DecideReply,
+    DecideStatus,
+    DecisionMemo,
     FatigueStore,
+    Replay,
     SendAttempt,
     SendRecord,
     StateQuery,
@@ -39,19 +53,44 @@ from fatigue.store.base import (
 )
 from fatigue.windows import zone
 
+__all__ = ["Governor", "Job", "arbitrate"]
+log = logging.getLogger(__name__)
 Candidates: TypeAlias = Sequence[Candidate] | Sequence[Sequence[Candidate]]
-#: A commit is rejected only when another worker changed the customer's state in between;
-#: re-reading and re-deciding converges within a few rounds.
+#: A second-step commit is rejected only when another worker changed the customer's state in
+#: between; deciding again converges within a few rounds.
 MAX_ROUNDS = 8
 
 
 @dataclass(frozen=True)
 class Job:
-    """One request to decide: the customer, the request and the candidates per campaign."""
+    """One request to decide: the customer, the request, the candidates per campaign, the id."""
 
     recipient: Recipient
     request: MessageRequest
     candidates: tuple[tuple[Candidate, ...], ...]
+    decision_id: str
+
+
+@dataclass(slots=True)
+class Draft:
+    """A job's state-independent half and the store call it makes."""
+
+    job: Job
+    where: ZoneInfo
+    prepared: list[Prepared]
+    order: list[int]
+    call: DecideCall
+    #: Whether the store call can settle the decision (false when it needs the best hour).
+    settled: bool
+
+
+@dataclass(slots=True)
+class FollowUp:
+    """A decision the store call could not settle: record it (a send) or remember it."""
+
+    index: int
+    decision: Decision
+    attempt: SendAttempt | None
 
 
 class Governor:
@@ -61,10 +100,13 @@ class Governor:
         self.rules = rules
         self.store = store
         self.clock = clock
+        self.plan = Plan(rules)
         timeliness = rules.timeliness
-        no_repeat = timeliness.no_repeat if timeliness and timeliness.no_repeat else timedelta()
+        self._no_repeat = timeliness.no_repeat if timeliness and timeliness.no_repeat else None
+        history = max(rules.history_horizon, self._no_repeat or timedelta())
+        self._horizon = rules.history_horizon.total_seconds()
         self._ttls = (
-            _seconds(max(rules.history_horizon, no_repeat)),
+            _seconds(history),
             _seconds(rules.store.idempotency_ttl),
             _seconds(rules.store.engagement_ttl),
         )
@@ -78,7 +120,7 @@ class Governor:
     def decide_many(
         self, requests: Sequence[tuple[Recipient, MessageRequest, Candidates]]
     ) -> list[Decision]:
-        """Decide several requests with one store read and one atomic commit per round."""
+        """Decide several requests: one atomic store call each, all in one round trip."""
         jobs = [_job(recipient, request, candidates) for recipient, request, candidates in requests]
         results: list[Decision | None] = [None] * len(jobs)
         pending = list(range(len(jobs)))
@@ -94,106 +136,227 @@ class Governor:
         self, jobs: list[Job], pending: list[int], results: list[Decision | None]
     ) -> list[int]:
         now = self.clock()
-        horizon = (now - self.rules.history_horizon).timestamp()
-        queries = [
-            StateQuery(jobs[i].recipient.user_id, now.timestamp(), horizon, _key(jobs[i]))
-            for i in pending
-        ]
+        drafts = [self._draft(jobs[index], now) for index in pending]
         try:
-            states = self.store.load(queries)
+            replies = self.store.decide([draft.call for draft in drafts])
         except StoreError as exc:
             for index in pending:
                 results[index] = self._on_store_error(jobs[index], now, exc)
             return []
-        to_commit: list[tuple[int, Decision, SendAttempt]] = []
-        for index, state in zip(pending, states, strict=True):
-            decision, verdict = self._decide_one(jobs[index], state, now)
-            attempt = self._attempt(jobs[index], decision, verdict, now)
-            if attempt is None:
+        retry: list[int] = []
+        follow: list[FollowUp] = []
+        for index, draft, reply in zip(pending, drafts, replies, strict=True):
+            if reply.status == DecideStatus.REPLAY and reply.replay is not None:
+                decision = self._replayed(reply.replay, draft.call.query.idempotency_key)
+                if decision is None:  # a remembered send that was never recorded: decide again
+                    jobs[index] = replace(jobs[index], decision_id=reply.replay.decision_id)
+                    retry.append(index)
                 results[index] = decision
+                continue
+            result = self._settle(index, draft, reply, now)
+            if isinstance(result, FollowUp):
+                follow.append(result)
             else:
-                to_commit.append((index, decision, attempt))
-        return self._commit(jobs, to_commit, results, now)
+                results[index] = result
+        return retry + self._follow_up(jobs, follow, results, now)
 
-    def _commit(
-        self,
-        jobs: list[Job],
-        batch: list[tuple[int, Decision, SendAttempt]],
-        results: list[Decision | None],
-        now: datetime,
-    ) -> list[int]:
-        if not batch:
-            return []
-        try:
-            outcomes = self.store.commit([attempt for _, _, attempt in batch])
-        except StoreError as exc:
-            for index, _, _ in batch:
-                results[index] = self._on_store_error(jobs[index], now, exc)
-            return []
-        retry = []
-        for (index, decision, _), outcome in zip(batch, outcomes, strict=True):
-            if outcome.status == CommitStatus.RECORDED:
-                results[index] = decision
-            elif outcome.status == CommitStatus.DUPLICATE and outcome.replay:
-                results[index] = Decision.from_dict(json.loads(outcome.replay))
-            else:
-                retry.append(index)
-        return retry
-
-    def _decide_one(
-        self, job: Job, state: UserState, now: datetime
-    ) -> tuple[Decision, Verdict | None]:
-        if state.replay is not None:
-            return Decision.from_dict(json.loads(state.replay)), None
-        where = zone(job.recipient.timezone or self.rules.default_timezone)
-        verdicts = [
-            evaluate(self.rules, state, campaign, items, now, where, job.request.deferrable)
-            for campaign, items in zip(job.request.campaigns, job.candidates, strict=True)
+    def _draft(self, job: Job, now: datetime) -> Draft:
+        request, user = job.request, job.recipient.user_id
+        timezone = job.recipient.timezone or self.rules.default_timezone
+        where = zone(timezone)
+        prepared = [
+            prepare(self.plan, user, campaign, items, now, where, request.deferrable)
+            for campaign, items in zip(request.campaigns, job.candidates, strict=True)
         ]
-        winner, reasons = arbitrate(verdicts)
-        decision = Decision(
-            action=winner.action,
-            user_id=job.recipient.user_id,
-            decision_id=new_decision_id(job.recipient.user_id),
-            decided_at=now,
-            send_at=winner.send_at,
-            items=winner.items if winner.action != Action.SUPPRESS else (),
-            reasons=reasons,
-            campaign=winner.campaign.id,
-            idempotency_key=job.request.idempotency_key,
-            dry_run=job.request.dry_run,
-        )
-        return decision, winner
-
-    def _attempt(
-        self, job: Job, decision: Decision, verdict: Verdict | None, now: datetime
-    ) -> SendAttempt | None:
-        if verdict is None or decision.action != Action.SEND or decision.dry_run:
-            return None
-        campaign = verdict.campaign
-        transactional = campaign.kind == ContentKind.TRANSACTIONAL
-        record = SendRecord(
-            decision_id=decision.decision_id,
-            at=now.timestamp(),
-            channel=campaign.channel.value,
-            category=campaign.category,
-            campaign=campaign.id,
-            kind=campaign.kind.value,
-            counts=self.rules.transactional.count_toward_caps or not transactional,
-            items=tuple(item.item_id for item in decision.items),
-        )
+        # The best hour depends on opens the store holds: such a send cannot be settled at once.
+        settled = not any(prep.hour_needed for prep in prepared)
+        order: list[int] = []
+        if settled and not request.dry_run:
+            offered = [n for n, prep in enumerate(prepared) if prep.may_send]
+            order = sorted(offered, key=lambda n: rank(prepared[n]), reverse=True)
         history_ttl, idempotency_ttl, engagement_ttl = self._ttls
-        return SendAttempt(
-            user_id=job.recipient.user_id,
-            record=record,
-            caps=verdict.caps,
-            cooldown_since=verdict.cooldown_since,
-            blocking_scopes=verdict.blocking_scopes,
-            idempotency_key=job.request.idempotency_key,
-            replay=json.dumps(decision.to_dict()) if job.request.idempotency_key else "",
+        key = request.idempotency_key
+        basis = ""
+        if key is not None and settled and not request.dry_run:
+            basis = Basis(
+                job.decision_id, now, timezone, request.campaigns, selections(prepared),
+                request.deferrable, request.dry_run,
+            ).to_json()  # fmt: skip
+        guard = _considered(prepared) if self._no_repeat is not None else ()
+        now_ts = now.timestamp()
+        call = DecideCall(
+            query=StateQuery(user, now_ts, now_ts - self._horizon, key),
+            decision_id=job.decision_id,
+            offers=tuple(self._offer(job, prepared[n], now_ts) for n in order),
+            guard_items=guard,
+            repeat_since=now_ts - self._no_repeat.total_seconds()
+            if self._no_repeat is not None and settled
+            else None,
+            basis=basis,
+            audience=not settled and self.rules.send_time is not None,
             history_ttl=history_ttl,
             idempotency_ttl=idempotency_ttl,
             engagement_ttl=engagement_ttl,
+        )
+        return Draft(job, where, prepared, order, call, settled)
+
+    def _settle(
+        self, index: int, draft: Draft, reply: DecideReply, now: datetime
+    ) -> Decision | FollowUp:
+        """Explain the store's outcome; return a follow-up when the store could not settle it."""
+        job, state = draft.job, reply.state
+        assert state is not None
+        conclusive = draft.settled and reply.status != DecideStatus.STALE
+        prepared = draft.prepared
+        if not conclusive and self._no_repeat is not None:
+            # The content was chosen without the send history: choose it again on the real one.
+            prepared = [self._reprepare(draft, prep, state, now) for prep in prepared]
+        verdicts = [finish(self.plan, prep, state, now, draft.where) for prep in prepared]
+        decision, winner = decision_for(
+            job.recipient.user_id, job.decision_id, job.request, verdicts, now
+        )
+        if reply.status == DecideStatus.RECORDED and reply.offer is not None:
+            if winner is verdicts[draft.order[reply.offer]] and winner.action == Action.SEND:
+                return decision
+            # Cannot happen while the script and ``finish`` agree; never leave a stray count.
+            log.error("store recorded offer %s but the rules chose otherwise", reply.offer)
+            self.store.release(job.decision_id)
+        elif conclusive and (decision.action != Action.SEND or job.request.dry_run):
+            return decision
+        return self._pending(index, job, decision, winner, now)
+
+    def _pending(
+        self, index: int, job: Job, decision: Decision, winner: Verdict, now: datetime
+    ) -> Decision | FollowUp:
+        key = job.request.idempotency_key
+        if job.request.dry_run:
+            return decision
+        if decision.action == Action.SEND:
+            return FollowUp(index, decision, self._attempt(job, decision, winner, now))
+        return FollowUp(index, decision, None) if key is not None else decision
+
+    def _reprepare(self, draft: Draft, prep: Prepared, state: UserState, now: datetime) -> Prepared:
+        job = draft.job
+        candidates = job.candidates[job.request.campaigns.index(prep.campaign)]
+        return prepare(
+            self.plan, job.recipient.user_id, prep.campaign, candidates, now, draft.where,
+            job.request.deferrable, sent=state.items,
+        )  # fmt: skip
+
+    def _follow_up(
+        self,
+        jobs: list[Job],
+        follow: list[FollowUp],
+        results: list[Decision | None],
+        now: datetime,
+    ) -> list[int]:
+        """Record the sends and remember the other decisions the first call could not settle."""
+        commits = [item for item in follow if item.attempt is not None]
+        memos = [item for item in follow if item.attempt is None]
+        retry: list[int] = []
+        try:
+            outcomes = self.store.commit([item.attempt for item in commits if item.attempt])
+            kept = self.store.remember([self._memo(jobs[item.index], item, now) for item in memos])
+        except StoreError as exc:
+            for item in follow:
+                results[item.index] = self._on_store_error(jobs[item.index], now, exc)
+            return []
+        for item, outcome in zip(commits, outcomes, strict=True):
+            if outcome.status == CommitStatus.RECORDED:
+                results[item.index] = item.decision
+            elif outcome.status == CommitStatus.DUPLICATE and outcome.kept is not None:
+                key = jobs[item.index].request.idempotency_key
+                results[item.index] = self._replayed(outcome.kept, key) or item.decision
+            else:
+                retry.append(item.index)
+        for item, earlier in zip(memos, kept, strict=True):
+            key = jobs[item.index].request.idempotency_key
+            replayed = self._replayed(earlier, key) if earlier is not None else None
+            results[item.index] = replayed or item.decision
+        return retry
+
+    def _memo(self, job: Job, item: FollowUp, now: datetime) -> DecisionMemo:
+        key = job.request.idempotency_key
+        assert key is not None
+        payload = json.dumps(item.decision.to_dict())
+        return DecisionMemo(
+            job.recipient.user_id, key, job.decision_id, payload, now.timestamp(), self._ttls[1]
+        )
+
+    def _replayed(self, replay: Replay, key: str | None) -> Decision | None:
+        """Return a remembered decision, rebuilding it from its basis and state when needed.
+
+        None means the basis explains a send that was never recorded (the rules changed since):
+        the request must then be decided again under the same decision id.
+        """
+        if replay.state is None:
+            return Decision.from_dict(json.loads(replay.payload))
+        basis = Basis.from_json(replay.payload)
+        where = zone(basis.timezone)
+        user, at = replay.state.user_id, basis.decided_at
+        verdicts = [
+            finish(
+                self.plan,
+                prepare(self.plan, user, campaign, None, at, where, basis.deferrable, selection),
+                replay.state,
+                at,
+                where,
+            )
+            for campaign, selection in zip(basis.campaigns, basis.selections, strict=True)
+        ]
+        request = MessageRequest(basis.campaigns, key, basis.deferrable, basis.dry_run)
+        decision, _ = decision_for(user, basis.decision_id, request, verdicts, at)
+        if decision.action == Action.SEND and replay.offer is None:
+            return None
+        return decision
+
+    def _offer(self, job: Job, prep: Prepared, now_ts: float) -> SendAttempt:
+        selection = prep.selection
+        items = selection.items if selection is not None else ()
+        record = self._record(job, prep.campaign, items, now_ts)
+        engagement = self.plan.sunset_at if not prep.transactional else None
+        return SendAttempt(
+            user_id=job.recipient.user_id,
+            record=record,
+            caps=prep.checks,
+            cooldown_since=prep.cooldown_since,
+            blocking_scopes=prep.scopes,
+            idempotency_key=job.request.idempotency_key,
+            sunset_at=engagement,
+        )
+
+    def _record(
+        self, job: Job, campaign: Campaign, items: Sequence[Candidate], now_ts: float
+    ) -> SendRecord:
+        transactional = campaign.kind == ContentKind.TRANSACTIONAL
+        return SendRecord(
+            decision_id=job.decision_id,
+            at=now_ts,
+            channel=str(campaign.channel),
+            category=campaign.category,
+            campaign=campaign.id,
+            kind=str(campaign.kind),
+            counts=self.rules.transactional.count_toward_caps or not transactional,
+            items=tuple(item.item_id for item in items),
+        )
+
+    def _attempt(
+        self, job: Job, decision: Decision, verdict: Verdict, now: datetime
+    ) -> SendAttempt:
+        history_ttl, idempotency_ttl, engagement_ttl = self._ttls
+        key = job.request.idempotency_key
+        return SendAttempt(
+            user_id=job.recipient.user_id,
+            record=self._record(job, verdict.campaign, decision.items, now.timestamp()),
+            caps=verdict.caps,
+            cooldown_since=verdict.cooldown_since,
+            blocking_scopes=verdict.blocking_scopes,
+            idempotency_key=key,
+            replay=json.dumps(decision.to_dict()) if key else "",
+            history_ttl=history_ttl,
+            idempotency_ttl=idempotency_ttl,
+            engagement_ttl=engagement_ttl,
+            sunset_at=verdict.sunset_at,
         )
 
     def _on_store_error(self, job: Job, now: datetime, exc: StoreError) -> Decision:
@@ -230,7 +393,7 @@ class Governor:
 
     def record_event(self, event: EngagementEvent) -> None:
         """Apply an engagement event to the customer's state at once."""
-        from fatigue.domain import EventType
+        from fatigue.events import change_for
 
         if event.type == EventType.SEND_FAILED:
             if event.decision_id:
@@ -249,34 +412,13 @@ class Governor:
         return explain(self.rules, self.store, user_id, self.clock(), timezone)
 
 
-def arbitrate(verdicts: Sequence[Verdict]) -> tuple[Verdict, tuple[Reason, ...]]:
-    """Pick the verdict to act on: the best-scoring send, else the earliest defer."""
-    sends = [v for v in verdicts if v.action == Action.SEND]
-    defers = [v for v in verdicts if v.action == Action.DEFER]
-    if sends:
-        winner = max(sends, key=lambda v: (v.score, v.campaign.priority))
-    elif defers:
-        winner = min(defers, key=lambda v: (v.send_at or datetime.max, -v.score))
-    else:
-        winner = max(verdicts, key=lambda v: (v.score, v.campaign.priority))
-    if len(verdicts) == 1:
-        return winner, winner.reasons
-    extra = [Reason("arbitration", True, f"{winner.campaign.id} chosen, score {winner.score:.4g}")]
-    for verdict in verdicts:
-        if verdict is not winner:
-            extra.append(Reason("arbitration", False, _lost(verdict, winner), verdict.score))
-    return winner, (*winner.reasons, *extra)
-
-
-def _lost(loser: Verdict, winner: Verdict) -> str:
-    name = loser.campaign.id
-    deciding = next((reason for reason in loser.reasons if reason.deciding), None)
-    if loser.action != Action.SEND and deciding is not None:
-        return f"{name} lost: {loser.action.value} by {deciding.rule} ({deciding.detail})"
-    return (
-        f"{name} lost: score {loser.score:.4g} (relevance {loser.relevance:.4g} x priority "
-        f"{loser.campaign.priority:g}) below {winner.campaign.id}'s {winner.score:.4g}"
-    )
+def _considered(prepared: Sequence[Prepared]) -> tuple[str, ...]:
+    """Return every item whose send history could change the content, once each."""
+    seen: dict[str, None] = {}
+    for prep in prepared:
+        if prep.selection is not None:
+            seen.update(dict.fromkeys(prep.selection.considered))
+    return tuple(seen)
 
 
 def _job(recipient: Recipient, request: MessageRequest, candidates: Candidates) -> Job:
@@ -295,11 +437,7 @@ def _job(recipient: Recipient, request: MessageRequest, candidates: Candidates) 
         groups = (flat,) * count  # type: ignore[assignment]
     if not recipient.user_id:
         raise ValidationError("the recipient needs a user_id")
-    return Job(recipient, request, groups)
-
-
-def _key(job: Job) -> str | None:
-    return job.request.idempotency_key
+    return Job(recipient, request, groups, new_decision_id(recipient.user_id))
 
 
 def _seconds(delta: timedelta) -> int:

@@ -1,9 +1,13 @@
 """The store contract: what the governor keeps per customer, behind one abstract class.
 
-Stores are deliberately dumb: the governor evaluates rules in Python on a ``UserState`` read,
-then asks the store to record a send with ``commit``, which re-checks the caps, the cooldown and
-the suppression list atomically (a lock in memory, a Lua script on Redis) so concurrent workers
-can never exceed a cap. Times are epoch seconds taken from the governor's injected clock.
+Stores are deliberately dumb: the governor works out in Python everything that does not depend
+on the customer's state (content, holdout, windows, quiet hours) and hands the store a
+``DecideCall``. The store, atomically and in one round trip (a lock in memory, one ``EVALSHA`` on
+Redis), reads the customer, records the first ``SendAttempt`` whose caps, cooldown and suppression
+checks pass, remembers the decision under the idempotency key and returns the state it read; the
+governor then explains the outcome rule by rule from that state. ``commit`` is the second step
+for the few decisions that cannot be settled that way (see ``docs/fatigue.md``). Times are epoch
+seconds taken from the governor's injected clock.
 """
 
 from __future__ import annotations
@@ -100,6 +104,8 @@ class CapCheck:
     channel: str
     category: str | None = None
     campaign: str | None = None
+    #: The cap applies only once the customer has ignored this many messages (reduced cadence).
+    min_ignored: int = 0
 
     def in_scope(self, record: SendRecord) -> bool:
         """Return whether ``record`` is the kind of send this cap counts, at any time."""
@@ -127,6 +133,8 @@ class SendAttempt:
     blocking_scopes: tuple[str, ...] = ()
     idempotency_key: str | None = None
     replay: str = ""
+    #: Refuse when the customer has ignored this many messages in a row (sunset).
+    sunset_at: int | None = None
     history_ttl: int = 86400 * 40
     idempotency_ttl: int = 86400 * 2
     engagement_ttl: int = 86400 * 400
@@ -147,6 +155,71 @@ class CommitResult:
     status: CommitStatus
     replay: str | None = None
     detail: str = ""
+    kept: Replay | None = None
+
+
+@dataclass(frozen=True)
+class DecideCall:
+    """One decision's whole store interaction: read, check the offers, record, remember.
+
+    ``offers`` are sends in order of preference: the first whose checks pass is recorded.
+    ``guard_items``: when one was sent after ``repeat_since`` the content was chosen on a wrong
+    assumption, so nothing is recorded or remembered (status ``stale``). ``basis`` (JSON, ``""``
+    for none) is remembered under the idempotency key together with the state read, so a retry
+    can rebuild the decision.
+    """
+
+    query: StateQuery
+    decision_id: str
+    offers: tuple[SendAttempt, ...] = ()
+    guard_items: tuple[str, ...] = ()
+    repeat_since: float | None = None
+    basis: str = ""
+    audience: bool = False
+    history_ttl: int = 86400 * 40
+    idempotency_ttl: int = 86400 * 2
+    engagement_ttl: int = 86400 * 400
+
+
+class DecideStatus(StrEnum):
+    """How a ``DecideCall`` ended."""
+
+    RECORDED = "recorded"  # offer ``offer`` was recorded (and the decision remembered)
+    CHECKED = "checked"  # no offer passed, or there were none; the state read is conclusive
+    STALE = "stale"  # a guard item was sent recently: the content must be chosen again
+    REPLAY = "replay"  # another decision holds the idempotency key
+
+
+@dataclass(frozen=True)
+class Replay:
+    """A remembered decision: its JSON, or its basis JSON plus the state it was decided on."""
+
+    decision_id: str
+    payload: str
+    state: UserState | None = None
+    offer: int | None = None
+
+
+@dataclass(frozen=True)
+class DecideReply:
+    """What a ``DecideCall`` found: the state before any record, and what happened."""
+
+    status: DecideStatus
+    state: UserState | None = None
+    offer: int | None = None
+    replay: Replay | None = None
+
+
+@dataclass(frozen=True)
+class DecisionMemo:
+    """A finished decision's JSON to keep under its idempotency key for ``ttl`` seconds."""
+
+    user_id: str
+    idempotency_key: str
+    decision_id: str
+    payload: str
+    at: float
+    ttl: int
 
 
 @dataclass(frozen=True)
@@ -163,6 +236,15 @@ class EventChange:
     suppress: tuple[tuple[str, str], ...] = ()
     lift: tuple[str, ...] = ()
     engagement_ttl: int = 86400 * 400
+
+
+def stored_replay(value: str | bytes) -> tuple[str, str]:
+    """Split a stored ``"<decision id> <JSON>"`` into its parts (an id of ``""`` for old values)."""
+    text = value.decode() if isinstance(value, bytes) else value
+    if text.startswith("{"):
+        return "", text
+    decision_id, _, payload = text.partition(" ")
+    return decision_id, payload
 
 
 def new_decision_id(user_id: str) -> str:
@@ -193,8 +275,16 @@ class FatigueStore(ABC):
         """Read the state of several customers in one round trip."""
 
     @abstractmethod
+    def decide(self, calls: Sequence[DecideCall]) -> list[DecideReply]:
+        """Run each call atomically, in order; one round trip (one script per call) in all."""
+
+    @abstractmethod
     def commit(self, attempts: Sequence[SendAttempt]) -> list[CommitResult]:
         """Atomically check and record each send; one round trip for the batch."""
+
+    @abstractmethod
+    def remember(self, memos: Sequence[DecisionMemo]) -> list[Replay | None]:
+        """Keep each decision under its key unless another holds it (then return that one)."""
 
     @abstractmethod
     def release(self, decision_id: str) -> bool:

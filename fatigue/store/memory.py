@@ -16,8 +16,13 @@ from fatigue.store.base import (
     HOURS,
     CommitResult,
     CommitStatus,
+    DecideCall,
+    DecideReply,
+    DecideStatus,
+    DecisionMemo,
     EventChange,
     FatigueStore,
+    Replay,
     SendAttempt,
     SendRecord,
     StateQuery,
@@ -37,7 +42,20 @@ class _User:
     soft_bounces: int = 0
     last_engaged: float | None = None
     hours: list[int] = field(default_factory=lambda: [0] * HOURS)
-    replays: dict[str, tuple[str, float]] = field(default_factory=dict)
+    replays: dict[str, tuple[Replay, float]] = field(default_factory=dict)
+
+    def replay(self, key: str | None, now: float, mine: str = "") -> Replay | None:
+        """Return the live decision kept under ``key`` unless it is decision ``mine``."""
+        stored = self.replays.get(key) if key is not None else None
+        if stored is None or stored[1] <= now or stored[0].decision_id == mine:
+            return None
+        return stored[0]
+
+    def keep(self, key: str, replay: Replay, now: float, ttl: int) -> None:
+        """Keep ``replay`` under ``key`` for ``ttl`` seconds, dropping expired entries."""
+        if len(self.replays) > 16:
+            self.replays = {k: v for k, v in self.replays.items() if v[1] > now}
+        self.replays[key] = (replay, now + ttl)
 
 
 class MemoryStore(FatigueStore):
@@ -64,10 +82,8 @@ class MemoryStore(FatigueStore):
         user = self._users.get(query.user_id)
         if user is None:
             return UserState(user_id=query.user_id, audience_hours=tuple(self._audience))
-        replay = None
-        if query.idempotency_key is not None:
-            stored = user.replays.get(query.idempotency_key)
-            replay = stored[0] if stored and stored[1] > query.now else None
+        kept = user.replay(query.idempotency_key, query.now)
+        replay = kept.payload if kept is not None else None
         return UserState(
             user_id=query.user_id,
             sends=tuple(record for record in user.sends if record.at >= query.since),
@@ -88,32 +104,83 @@ class MemoryStore(FatigueStore):
 
     def _commit(self, attempt: SendAttempt) -> CommitResult:
         user = self._users.setdefault(attempt.user_id, _User())
-        now = attempt.record.at
+        record = attempt.record
         key = attempt.idempotency_key
-        if key is not None and key in user.replays and user.replays[key][1] > now:
-            return CommitResult(CommitStatus.DUPLICATE, replay=user.replays[key][0])
-        for scope in attempt.blocking_scopes:
-            if scope in user.suppression:
-                return CommitResult(CommitStatus.REJECTED, detail=f"suppressed:{scope}")
-        for index, cap in enumerate(attempt.caps):
-            if sum(1 for record in user.sends if cap.matches(record)) >= cap.limit:
-                return CommitResult(CommitStatus.REJECTED, detail=f"cap:{index}")
-        if attempt.cooldown_since is not None and any(
-            record.kind != "transactional" and record.at > attempt.cooldown_since
-            for record in user.sends
-        ):
-            return CommitResult(CommitStatus.REJECTED, detail="cooldown")
-        horizon = now - attempt.history_ttl
-        user.sends = [record for record in user.sends if record.at > horizon]
-        user.sends.append(attempt.record)
-        user.items = {item: at for item, at in user.items.items() if at > horizon}
-        user.items.update(dict.fromkeys(attempt.record.items, now))
-        if attempt.record.kind != "transactional":
-            user.ignored += 1
+        earlier = user.replay(key, record.at, mine=record.decision_id)
+        if earlier is not None:
+            return CommitResult(CommitStatus.DUPLICATE, replay=earlier.payload, kept=earlier)
+        refusal = _refusal(user, attempt)
+        if refusal:
+            return CommitResult(CommitStatus.REJECTED, detail=refusal)
+        _record(user, attempt)
         if key is not None:
-            user.replays = {k: v for k, v in user.replays.items() if v[1] > now}
-            user.replays[key] = (attempt.replay, now + attempt.idempotency_ttl)
+            replay = Replay(record.decision_id, attempt.replay)
+            user.keep(key, replay, record.at, attempt.idempotency_ttl)
         return CommitResult(CommitStatus.RECORDED)
+
+    def decide(self, calls: Sequence[DecideCall]) -> list[DecideReply]:
+        """Read, check, record and remember each call under the lock, in order."""
+        with self._lock:
+            return [self._decide(call) for call in calls]
+
+    def _decide(self, call: DecideCall) -> DecideReply:
+        query = call.query
+        user = self._users.get(query.user_id)
+        if user is None:
+            user = _User() if call.offers or call.basis else None
+            if user is not None:
+                self._users[query.user_id] = user
+        earlier = user.replay(query.idempotency_key, query.now, call.decision_id) if user else None
+        if earlier is not None:
+            return DecideReply(DecideStatus.REPLAY, replay=earlier)
+        state = self._snapshot(user, call)
+        if user is None:
+            return DecideReply(DecideStatus.CHECKED, state)
+        since = call.repeat_since
+        if since is not None and any(at > since for at in state.items.values()):
+            return DecideReply(DecideStatus.STALE, state)
+        offer = next((n for n, a in enumerate(call.offers) if not _refusal(user, a)), None)
+        if offer is not None:
+            _record(user, call.offers[offer])
+        key = query.idempotency_key
+        if call.basis and key is not None:
+            replay = Replay(call.decision_id, call.basis, state, offer)
+            user.keep(key, replay, query.now, call.idempotency_ttl)
+        status = DecideStatus.CHECKED if offer is None else DecideStatus.RECORDED
+        return DecideReply(status, state, offer)
+
+    def _snapshot(self, user: _User | None, call: DecideCall) -> UserState:
+        query = call.query
+        audience = tuple(self._audience) if call.audience else (0,) * HOURS
+        if user is None:
+            return UserState(query.user_id, audience_hours=audience)
+        sent = user.items
+        since = query.since
+        return UserState(
+            user_id=query.user_id,
+            sends=tuple(record for record in user.sends if record.at >= since),
+            items={item: sent[item] for item in call.guard_items if item in sent},
+            suppression=dict(user.suppression) if user.suppression else {},
+            ignored=user.ignored,
+            soft_bounces=user.soft_bounces,
+            last_engaged=user.last_engaged,
+            hours=tuple(user.hours),
+            audience_hours=audience,
+        )
+
+    def remember(self, memos: Sequence[DecisionMemo]) -> list[Replay | None]:
+        """Keep each decision unless another decision holds its key."""
+        with self._lock:
+            return [self._remember(memo) for memo in memos]
+
+    def _remember(self, memo: DecisionMemo) -> Replay | None:
+        user = self._users.setdefault(memo.user_id, _User())
+        now = memo.at
+        earlier = user.replay(memo.idempotency_key, now, memo.decision_id)
+        if earlier is None:
+            replay = Replay(memo.decision_id, memo.payload)
+            user.keep(memo.idempotency_key, replay, now, memo.ttl)
+        return earlier
 
     def release(self, decision_id: str) -> bool:
         """Forget a recorded send."""
@@ -156,6 +223,40 @@ class MemoryStore(FatigueStore):
 
     def ping(self) -> None:
         """Do nothing: the memory store is always reachable."""
+
+
+def _refusal(user: _User, attempt: SendAttempt) -> str:
+    """Return why ``attempt`` may not be recorded now (``""`` when it may)."""
+    for scope in attempt.blocking_scopes:
+        if scope in user.suppression:
+            return f"suppressed:{scope}"
+    if attempt.sunset_at is not None and user.ignored >= attempt.sunset_at:
+        return "sunset"
+    for index, cap in enumerate(attempt.caps):
+        if user.ignored < cap.min_ignored:
+            continue
+        if sum(1 for record in user.sends if cap.matches(record)) >= cap.limit:
+            return f"cap:{index}"
+    since = attempt.cooldown_since
+    if since is not None and any(
+        record.kind != "transactional" and record.at > since for record in user.sends
+    ):
+        return "cooldown"
+    return ""
+
+
+def _record(user: _User, attempt: SendAttempt) -> None:
+    record = attempt.record
+    now = record.at
+    horizon = now - attempt.history_ttl
+    user.sends = [earlier for earlier in user.sends if earlier.at > horizon]
+    user.sends.append(record)
+    if record.items:
+        if user.items:
+            user.items = {item: at for item, at in user.items.items() if at > horizon}
+        user.items.update(dict.fromkeys(record.items, now))
+    if record.kind != "transactional":
+        user.ignored += 1
 
 
 def _soft_bounce_detail(at: float) -> str:

@@ -6,15 +6,19 @@ Key layout (``<prefix>`` comes from the URL's ``prefix`` query parameter)::
     <prefix>fatigue:{<user>}:items        zset  item id -> epoch seconds last sent  (TTL)
     <prefix>fatigue:{<user>}:engagement   hash  ignored, soft_bounces, last_engaged, h0..h23 (TTL)
     <prefix>fatigue:{<user>}:suppression  hash  scope -> detail JSON                (no TTL)
-    <prefix>fatigue:{<user>}:idem:<key>   str   decision JSON replayed on a retry   (TTL)
+    <prefix>fatigue:{<user>}:idem:<key>   str   "<decision id> <JSON>" for retries  (TTL)
     <prefix>fatigue:audience:hours        hash  h0..h23 across every customer
 
 The ``{<user>}`` hash tag keeps one customer's keys in one Redis Cluster slot, so each Lua
-script only touches keys of one slot.
+script only touches keys of one slot. Scripts run by ``EVALSHA`` inside plain pipelines (not
+redis-py's ``Script`` objects, whose pipelines ask ``SCRIPT EXISTS`` first: a second round trip);
+a server that lost its script cache answers ``NOSCRIPT`` and those calls are loaded and re-run.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
@@ -26,20 +30,31 @@ from fatigue.store.base import (
     HOURS,
     CommitResult,
     CommitStatus,
+    DecideCall,
+    DecideReply,
+    DecideStatus,
+    DecisionMemo,
     EventChange,
     FatigueStore,
+    Replay,
     SendAttempt,
     SendRecord,
     StateQuery,
     UserState,
     decision_owner,
+    stored_replay,
 )
 
 _PARTS = ("sends", "items", "suppression", "engagement")
+Call = tuple["_Script", list[str], list[Any]]
 
 
-def _script(name: str) -> str:
-    return resources.files("fatigue.store").joinpath("lua", name).read_text("utf-8")
+class _Script:
+    """A Lua script from ``fatigue/store/lua`` and its SHA1, as ``EVALSHA`` names it."""
+
+    def __init__(self, name: str) -> None:
+        self.text = resources.files("fatigue.store").joinpath("lua", name).read_text("utf-8")
+        self.sha = hashlib.sha1(self.text.encode(), usedforsecurity=False).hexdigest()
 
 
 class RedisStore(FatigueStore):
@@ -49,16 +64,20 @@ class RedisStore(FatigueStore):
 
     def __init__(self, url: str, **options: Any) -> None:
         import redis
+        from redis.exceptions import NoScriptError
 
         self._redis_errors: tuple[type[BaseException], ...] = (redis.RedisError,)
+        self._no_script = NoScriptError
         clean_url, self.prefix = _split_prefix(url)
         options.setdefault("socket_timeout", 5.0)
         options.setdefault("socket_connect_timeout", 2.0)
         self.client = redis.Redis.from_url(clean_url, **options)
-        self._load = self.client.register_script(_script("load.lua"))
-        self._commit = self.client.register_script(_script("commit.lua"))
-        self._release = self.client.register_script(_script("release.lua"))
-        self._apply = self.client.register_script(_script("apply.lua"))
+        self._load = _Script("load.lua")
+        self._decide = _Script("decide.lua")
+        self._commit = _Script("commit.lua")
+        self._remember = _Script("remember.lua")
+        self._release = _Script("release.lua")
+        self._apply = _Script("apply.lua")
 
     def key(self, user_id: str | None, part: str) -> str:
         """Return the full key name; every key goes through here."""
@@ -75,19 +94,41 @@ class RedisStore(FatigueStore):
 
     def load(self, queries: Sequence[StateQuery]) -> list[UserState]:
         """Read several customers' state in one pipelined round trip."""
-        with self._errors():
-            pipe = self.client.pipeline(transaction=False)
-            pipe.hgetall(self.key(None, "audience:hours"))
-            for query in queries:
-                keys = self._keys(query.user_id, query.idempotency_key)
-                args = [repr(query.since), "0" if query.idempotency_key is None else "1"]
-                self._load(keys=keys, args=args, client=pipe)
-            replies = pipe.execute()
-        audience = _hours(replies[0])
+        calls: list[Call] = [
+            (
+                self._load,
+                self._keys(query.user_id, query.idempotency_key),
+                [repr(query.since), "0" if query.idempotency_key is None else "1"],
+            )
+            for query in queries
+        ]
+        audience, replies = self._run(calls, audience=True)
         return [
             self._state(query, reply, audience)
-            for query, reply in zip(queries, replies[1:], strict=True)
+            for query, reply in zip(queries, replies, strict=True)
         ]
+
+    def _run(self, calls: Sequence[Call], audience: bool = False) -> tuple[Any, list[Any]]:
+        """Run scripts by EVALSHA (after one HGETALL of the audience when asked): one round trip.
+
+        Only a server that lost its script cache costs more: those calls load and run again.
+        """
+        with self._errors():
+            pipe = self.client.pipeline(transaction=False)
+            if audience:
+                pipe.hgetall(self.key(None, "audience:hours"))
+            for script, keys, args in calls:
+                pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+            replies = pipe.execute(raise_on_error=False)
+            head = _hours(_checked(replies.pop(0))) if audience else None
+            missing = [n for n, reply in enumerate(replies) if isinstance(reply, self._no_script)]
+            for script in {calls[n][0] for n in missing}:
+                self.client.script_load(script.text)
+            if missing:
+                _, again = self._run([calls[n] for n in missing])
+                for n, reply in zip(missing, again, strict=True):
+                    replies[n] = reply
+            return head, [_checked(reply) for reply in replies]
 
     def _state(self, query: StateQuery, reply: list[Any], audience: tuple[int, ...]) -> UserState:
         sends, items, suppression_flat, engagement_flat, replay = reply
@@ -108,22 +149,52 @@ class RedisStore(FatigueStore):
             else None,
             hours=_hours(engagement),
             audience_hours=audience,
-            replay=_text(replay) if replay else None,
+            replay=stored_replay(replay)[1] if replay else None,
         )
+
+    def decide(self, calls: Sequence[DecideCall]) -> list[DecideReply]:
+        """Run ``decide.lua`` once per call, every call in one pipelined round trip."""
+        scripts: list[Call] = [
+            (self._decide, self._keys(call.query.user_id, call.query.idempotency_key), _args(call))
+            for call in calls
+        ]
+        audience, replies = self._run(scripts, audience=any(call.audience for call in calls))
+        return [
+            _decided(call, reply, audience or (0,) * HOURS)
+            for call, reply in zip(calls, replies, strict=True)
+        ]
+
+    def remember(self, memos: Sequence[DecisionMemo]) -> list[Replay | None]:
+        """Run ``remember.lua`` for each memo, pipelined."""
+        calls: list[Call] = [
+            (
+                self._remember,
+                [self.key(memo.user_id, f"idem:{memo.idempotency_key}")],
+                [memo.decision_id, memo.payload, memo.ttl],
+            )
+            for memo in memos
+        ]
+        _, replies = self._run(calls)
+        return [
+            _replay(memo.user_id, reply) if reply else None
+            for memo, reply in zip(memos, replies, strict=True)
+        ]
 
     def commit(self, attempts: Sequence[SendAttempt]) -> list[CommitResult]:
         """Run the check-and-record script for each attempt, pipelined in one round trip."""
-        with self._errors():
-            pipe = self.client.pipeline(transaction=False)
-            for attempt in attempts:
-                self._commit(
-                    keys=self._commit_keys(attempt), args=_commit_args(attempt), client=pipe
-                )
-            replies = pipe.execute()
-        return [_result(_text(status), _text(detail)) for status, detail in replies]
-
-    def _commit_keys(self, attempt: SendAttempt) -> list[str]:
-        return self._keys(attempt.user_id, attempt.idempotency_key)
+        calls: list[Call] = [
+            (
+                self._commit,
+                self._keys(attempt.user_id, attempt.idempotency_key),
+                _commit_args(attempt),
+            )
+            for attempt in attempts
+        ]
+        _, replies = self._run(calls)
+        return [
+            _result(attempt.user_id, _text(status), detail)
+            for attempt, (status, detail) in zip(attempts, replies, strict=True)
+        ]
 
     def _keys(self, user: str, idempotency_key: str | None) -> list[str]:
         idem = self.key(user, f"idem:{idempotency_key or ''}")
@@ -135,8 +206,8 @@ class RedisStore(FatigueStore):
         if user is None:
             return False
         keys = [self.key(user, part) for part in ("sends", "items", "engagement")]
-        with self._errors():
-            return bool(self._release(keys=keys, args=[decision_id]))
+        _, [found] = self._run([(self._release, keys, [decision_id])])
+        return bool(found)
 
     def apply(self, change: EventChange) -> None:
         """Apply an event's change; the audience histogram rides in the same pipeline."""
@@ -155,13 +226,13 @@ class RedisStore(FatigueStore):
         ]
         for scope, detail in change.suppress:
             args += [scope, detail]
-        with self._errors():
-            pipe = self.client.pipeline(transaction=False)
-            keys = [self.key(user, "engagement"), self.key(user, "suppression")]
-            self._apply(keys=keys, args=args, client=pipe)
-            if change.hour is not None:
-                pipe.hincrby(self.key(None, "audience:hours"), f"h{change.hour}", 1)
-            pipe.execute()
+        keys = [self.key(user, "engagement"), self.key(user, "suppression")]
+        self._run([(self._apply, keys, args)])
+        if change.hour is not None:
+            # Another slot on Redis Cluster, so not inside the script; a lost increment only
+            # blurs the audience histogram, never a cap.
+            with self._errors():
+                self.client.hincrby(self.key(None, "audience:hours"), f"h{change.hour}", 1)
 
     def ping(self) -> None:
         """Raise StoreError when Redis does not answer."""
@@ -182,10 +253,15 @@ def _commit_args(attempt: SendAttempt) -> list[Any]:
         attempt.idempotency_ttl,
         attempt.engagement_ttl,
         "" if attempt.cooldown_since is None else repr(attempt.cooldown_since),
+        "" if attempt.sunset_at is None else attempt.sunset_at,
         len(attempt.blocking_scopes),
         *attempt.blocking_scopes,
-        len(attempt.caps),
     ]
+    return _caps_args(attempt, args)
+
+
+def _caps_args(attempt: SendAttempt, args: list[Any]) -> list[Any]:
+    args.append(len(attempt.caps))
     for cap in attempt.caps:
         args += [
             repr(cap.since),
@@ -194,14 +270,98 @@ def _commit_args(attempt: SendAttempt) -> list[Any]:
             cap.channel,
             cap.category or "",
             cap.campaign or "",
+            cap.min_ignored,
         ]
     return args
 
 
-def _result(status: str, detail: str) -> CommitResult:
+def _args(call: DecideCall) -> list[Any]:
+    """Lay out ``decide.lua``'s ARGV (see the script's header)."""
+    query = call.query
+    args: list[Any] = [
+        repr(query.now),
+        repr(query.since),
+        call.decision_id,
+        "0" if query.idempotency_key is None else "1",
+        call.basis if query.idempotency_key is not None else "",
+        call.idempotency_ttl,
+        call.history_ttl,
+        call.engagement_ttl,
+        "" if call.repeat_since is None else repr(call.repeat_since),
+        len(call.guard_items),
+        *call.guard_items,
+        len(call.offers),
+    ]
+    for offer in call.offers:
+        args += [
+            offer.record.to_member(),
+            "" if offer.cooldown_since is None else repr(offer.cooldown_since),
+            "" if offer.sunset_at is None else offer.sunset_at,
+            len(offer.blocking_scopes),
+            *offer.blocking_scopes,
+        ]
+        _caps_args(offer, args)
+    return args
+
+
+def _decided(call: DecideCall, reply: list[Any], audience: tuple[int, ...]) -> DecideReply:
+    status = DecideStatus(_text(reply[0]))
+    if status == DecideStatus.REPLAY:
+        return DecideReply(status, replay=_replay(call.query.user_id, reply[1]))
+    state = _user_state(call.query.user_id, reply[2:], call.guard_items, audience)
+    offer = int(reply[1]) - 1 if status == DecideStatus.RECORDED else None
+    return DecideReply(status, state, offer)
+
+
+def _replay(user_id: str, stored: bytes | str) -> Replay:
+    """Parse a stored ``"<decision id> <JSON>"``: a decision, or a basis with its state."""
+    decision_id, payload = stored_replay(stored)
+    if not payload.startswith('{"b":'):
+        return Replay(decision_id, payload)
+    kept = json.loads(payload)
+    state = _user_state(user_id, kept["s"], (), (0,) * HOURS)
+    offer = kept["r"] - 1 if kept["r"] else None
+    return Replay(decision_id, json.dumps(kept["b"]), state, offer)
+
+
+def _user_state(
+    user_id: str, parts: Sequence[Any], guard: Sequence[str], audience: tuple[int, ...]
+) -> UserState:
+    """Build the state ``decide.lua`` read (also as kept, JSON-decoded, with a replay)."""
+    rows, suppression_flat, engagement_flat, scores = (_list(part) for part in parts)
+    engagement = {_text(k): v for k, v in _pairs(engagement_flat).items()}
+    last = engagement.get("last_engaged")
+    return UserState(
+        user_id=user_id,
+        sends=tuple(
+            SendRecord.from_member(rows[i], float(rows[i + 1])) for i in range(0, len(rows), 2)
+        ),
+        items={item: float(score) for item, score in zip(guard, scores, strict=False) if score},
+        suppression={_text(k): _text(v) for k, v in _pairs(suppression_flat).items()},
+        ignored=int(engagement.get("ignored", 0)),
+        soft_bounces=int(engagement.get("soft_bounces", 0)),
+        last_engaged=float(last) if last is not None else None,
+        hours=tuple(int(engagement.get(f"h{hour}", 0)) for hour in range(HOURS)),
+        audience_hours=audience,
+    )
+
+
+def _list(value: Any) -> list[Any]:
+    # cjson writes an empty Lua table as {}; a reply is a list either way.
+    return value if isinstance(value, list) else []
+
+
+def _checked(reply: Any) -> Any:
+    if isinstance(reply, Exception):
+        raise reply
+    return reply
+
+
+def _result(user_id: str, status: str, detail: bytes | str) -> CommitResult:
     if status == CommitStatus.DUPLICATE:
-        return CommitResult(CommitStatus.DUPLICATE, replay=detail)
-    return CommitResult(CommitStatus(status), detail=detail)
+        kept = _replay(user_id, detail)
+        return CommitResult(CommitStatus.DUPLICATE, replay=kept.payload, kept=kept)
+    return CommitResult(CommitStatus(status), detail=_text(detail))
 
 
 def _split_prefix(url: str) -> tuple[str, str]:

@@ -1,33 +1,39 @@
 -- Check every cap, the cooldown and the suppression list, then record the send: atomically.
+-- The second step of the decisions ``decide.lua`` cannot settle (see docs/fatigue.md).
 -- KEYS[1] sends (zset: send record JSON -> epoch seconds)
 -- KEYS[2] items (zset: item id -> epoch seconds last sent)
 -- KEYS[3] suppression (hash: scope -> detail JSON)
 -- KEYS[4] engagement (hash: ignored, soft_bounces, last_engaged, h0..h23)
--- KEYS[5] idempotency (string: the decision JSON to replay)
+-- KEYS[5] idempotency (string: "<decision id> <decision JSON>")
 -- ARGV[1] now, ARGV[2] record JSON, ARGV[3] replay JSON ("" = no idempotency key),
 -- ARGV[4] history TTL s, ARGV[5] idempotency TTL s, ARGV[6] engagement TTL s,
--- ARGV[7] cooldown since ("" = none), ARGV[8] n scopes, then the scopes,
--- then n caps, then 6 fields per cap: since, inclusive (1/0), limit, channel, category, campaign
--- ("" = any). Returns {status, detail}.
+-- ARGV[7] cooldown since ("" = none), ARGV[8] sunset at ("" = none), ARGV[9] n scopes, then
+-- the scopes, then n caps, then 7 fields per cap: since, inclusive (1/0), limit, channel,
+-- category, campaign ("" = any), min ignored. Returns {status, detail}.
 local now = tonumber(ARGV[1])
 local record = ARGV[2]
+local parsed = cjson.decode(record)
 local replay = ARGV[3]
 if replay ~= "" then
   local earlier = redis.call("GET", KEYS[5])
-  if earlier then return {"duplicate", earlier} end
+  if earlier and string.sub(earlier, 1, #parsed.d + 1) ~= parsed.d .. " " then
+    return {"duplicate", earlier}
+  end
 end
-local at = 9
-local nscopes = tonumber(ARGV[8])
+local at = 10
+local nscopes = tonumber(ARGV[9])
 for i = 1, nscopes do
   if redis.call("HEXISTS", KEYS[3], ARGV[at]) == 1 then return {"rejected", "suppressed:" .. ARGV[at]} end
   at = at + 1
 end
+local ignored = tonumber(redis.call("HGET", KEYS[4], "ignored") or "0")
+if ARGV[8] ~= "" and ignored >= tonumber(ARGV[8]) then return {"rejected", "sunset"} end
 local ncaps = tonumber(ARGV[at])
 at = at + 1
 local earliest = now
 local cooldown = ARGV[7]
 if cooldown ~= "" then earliest = math.min(earliest, tonumber(cooldown)) end
-for i = 0, ncaps - 1 do earliest = math.min(earliest, tonumber(ARGV[at + 6 * i])) end
+for i = 0, ncaps - 1 do earliest = math.min(earliest, tonumber(ARGV[at + 7 * i])) end
 local rows = redis.call("ZRANGEBYSCORE", KEYS[1], earliest, "+inf", "WITHSCORES")
 local sends = {}
 for i = 1, #rows, 2 do
@@ -36,7 +42,7 @@ for i = 1, #rows, 2 do
   sends[#sends + 1] = send
 end
 for i = 0, ncaps - 1 do
-  local base = at + 6 * i
+  local base = at + 7 * i
   local since, inclusive, limit = tonumber(ARGV[base]), ARGV[base + 1] == "1", tonumber(ARGV[base + 2])
   local channel, category, campaign = ARGV[base + 3], ARGV[base + 4], ARGV[base + 5]
   local count = 0
@@ -47,7 +53,7 @@ for i = 0, ncaps - 1 do
       count = count + 1
     end
   end
-  if count >= limit then return {"rejected", "cap:" .. i} end
+  if ignored >= tonumber(ARGV[base + 6]) and count >= limit then return {"rejected", "cap:" .. i} end
 end
 if cooldown ~= "" then
   local since = tonumber(cooldown)
@@ -56,7 +62,6 @@ if cooldown ~= "" then
   end
 end
 local history_ttl = tonumber(ARGV[4])
-local parsed = cjson.decode(record)
 redis.call("ZADD", KEYS[1], now, record)
 redis.call("ZREMRANGEBYSCORE", KEYS[1], "-inf", "(" .. (now - history_ttl))
 redis.call("EXPIRE", KEYS[1], history_ttl)
@@ -69,5 +74,5 @@ if parsed.k ~= "transactional" then
   redis.call("HINCRBY", KEYS[4], "ignored", 1)
   redis.call("EXPIRE", KEYS[4], tonumber(ARGV[6]))
 end
-if replay ~= "" then redis.call("SET", KEYS[5], replay, "EX", tonumber(ARGV[5])) end
+if replay ~= "" then redis.call("SET", KEYS[5], parsed.d .. " " .. replay, "EX", tonumber(ARGV[5])) end
 return {"recorded", ""}

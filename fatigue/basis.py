@@ -1,0 +1,114 @@
+"""What a decision is rebuilt from on a retry: the request, the content and the moment.
+
+The store keeps this *basis* under the idempotency key together with the state it read, in the
+same atomic step that records the send, so a retried request (with the same key) gets the very
+same decision without the decision's JSON having to exist before the store has answered.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from fatigue.content import Selection
+from fatigue.domain import (
+    Campaign,
+    Channel,
+    ContentKind,
+    Reason,
+    candidate_from_dict,
+    candidate_to_dict,
+    reason_to_dict,
+)
+
+
+@dataclass(frozen=True)
+class Basis:
+    """The state-independent inputs of one decision."""
+
+    decision_id: str
+    decided_at: datetime
+    timezone: str
+    campaigns: tuple[Campaign, ...]
+    selections: tuple[Selection | None, ...]
+    deferrable: bool = False
+    dry_run: bool = False
+
+    def to_json(self) -> str:
+        """Encode as compact JSON."""
+        return json.dumps(
+            {
+                "id": self.decision_id,
+                "at": self.decided_at.isoformat(),
+                "tz": self.timezone,
+                "deferrable": self.deferrable,
+                "dry_run": self.dry_run,
+                "campaigns": [_campaign_to_dict(campaign) for campaign in self.campaigns],
+                "content": [_selection_to_dict(selection) for selection in self.selections],
+            },
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Basis:
+        """Decode ``to_json`` output."""
+        data: dict[str, Any] = json.loads(text)
+        return cls(
+            decision_id=data["id"],
+            decided_at=datetime.fromisoformat(data["at"]),
+            timezone=data["tz"],
+            campaigns=tuple(_campaign_from_dict(item) for item in data["campaigns"]),
+            selections=tuple(_selection_from_dict(item) for item in data["content"]),
+            deferrable=bool(data["deferrable"]),
+            dry_run=bool(data["dry_run"]),
+        )
+
+
+def _campaign_to_dict(campaign: Campaign) -> dict[str, Any]:
+    return {
+        "id": campaign.id,
+        "category": campaign.category,
+        "kind": str(campaign.kind),
+        "priority": campaign.priority,
+        "channel": str(campaign.channel),
+    }
+
+
+def _campaign_from_dict(data: dict[str, Any]) -> Campaign:
+    return Campaign(
+        data["id"],
+        data["category"],
+        ContentKind(data["kind"]),
+        data["priority"],
+        Channel(data["channel"]),
+    )
+
+
+def _selection_to_dict(selection: Selection | None) -> dict[str, Any] | None:
+    if selection is None:
+        return None
+    return {
+        "items": [candidate_to_dict(item) for item in selection.items],
+        "reasons": [reason_to_dict(reason) for reason in selection.reasons],
+        "relevant": selection.relevant,
+        "relevance": selection.relevance,
+    }
+
+
+def _selection_from_dict(data: dict[str, Any] | None) -> Selection | None:
+    if data is None:
+        return None
+    return Selection(
+        items=tuple(candidate_from_dict(item) for item in data["items"]),
+        reasons=tuple(Reason(**reason) for reason in data["reasons"]),
+        relevant=data["relevant"],
+        relevance=data["relevance"],
+    )
+
+
+def selections(prepared: Sequence[Any]) -> tuple[Selection | None, ...]:
+    """Return the selection of each prepared campaign."""
+    return tuple(prep.selection for prep in prepared)

@@ -1,0 +1,95 @@
+"""Timing: the first moment every cap, the cooldown, quiet hours and the best hour allow."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
+
+from fatigue.domain import Action, Reason
+from fatigue.rules import CapRule, Rules
+from fatigue.sendtime import best_hour
+from fatigue.store.base import UserState
+from fatigue.windows import cap_release, next_local_hour, quiet_hours_end
+
+if TYPE_CHECKING:
+    from fatigue.evaluate import Prepared
+
+#: Each pass can only push the moment later; rules settle within a few passes.
+MAX_PASSES = 16
+_OUTSIDE = Reason("quiet_hours", True, "outside quiet hours")
+
+
+@dataclass
+class Timing:
+    """Constraints that can push the send time later, gathered while rules are evaluated.
+
+    Reasons are referred to by their index in the decision's reason list.
+    """
+
+    caps: list[tuple[int, CapRule, list[float], int]] = field(default_factory=list)
+    cooldown: int | None = None
+    cooldown_until: datetime | None = None
+
+
+def schedule(
+    rules: Rules,
+    prep: Prepared,
+    state: UserState,
+    reasons: list[Reason],
+    timing: Timing,
+    now: datetime,
+    where: ZoneInfo,
+) -> tuple[Action, datetime | None, int | None]:
+    """Return the action, ``send_at`` and the index of the deciding reason (None: none)."""
+    quiet = prep.quiet
+    if (
+        not prep.hour_needed
+        and prep.quiet_end is None
+        and timing.cooldown_until is None
+        and all(0 <= count < cap.max for _, cap, _, count in timing.caps)
+    ):
+        # The common case: nothing pushes the moment, so the loop below would send now.
+        if quiet is not None:
+            reasons.append(_OUTSIDE)
+        return Action.SEND, None, None
+    hour, hour_reason = None, -1
+    if prep.hour_needed and rules.send_time is not None:
+        hour, source = best_hour(state, rules.send_time, quiet)
+        hour_reason = len(reasons)
+        reasons.append(Reason("send_time", True, f"best local hour {hour}:00 ({source})", hour))
+    moment, deciding, quiet_reason = now, None, None
+    for _ in range(MAX_PASSES):
+        start = moment
+        for index, cap, stamps, _ in timing.caps:
+            release = cap_release(cap, cap.max, stamps, moment, where)
+            if release is None:
+                return Action.SUPPRESS, None, index
+            moment, deciding = _later(moment, deciding, release, index)
+        if timing.cooldown_until is not None:
+            moment, deciding = _later(moment, deciding, timing.cooldown_until, timing.cooldown)
+        if quiet is not None:
+            end = prep.quiet_end if moment == now else quiet_hours_end(moment, quiet, where)
+            if end is not None:
+                if quiet_reason is None:
+                    quiet_reason = len(reasons)
+                    text = f"inside quiet hours until {end.isoformat()}"
+                    reasons.append(Reason("quiet_hours", False, text))
+                moment, deciding = _later(moment, deciding, end, quiet_reason)
+        if hour is not None:
+            best = next_local_hour(moment, hour, where)
+            moment, deciding = _later(moment, deciding, best, hour_reason)
+        if moment == start:
+            break
+    if quiet is not None and quiet_reason is None:
+        reasons.append(_OUTSIDE)
+    if moment == now:
+        return Action.SEND, None, None
+    return Action.DEFER, moment, deciding
+
+
+def _later(
+    moment: datetime, deciding: int | None, candidate: datetime, reason: int | None
+) -> tuple[datetime, int | None]:
+    return (candidate, reason) if candidate > moment else (moment, deciding)
