@@ -113,6 +113,8 @@ def test_a_marketer_key_cannot_open_the_fatigue_console(page, keys):
 def test_an_engineer_key_cannot_publish_a_template(page, keys):
     sign_in(page, keys["engineer"])
     assert page.url.endswith("/studio/fatigue")
+    assert "At most 3 per 1 week" in page.locator("dl.rules").inner_text()
+    screenshot(page, "13-rules-in-force")
     response = page.goto(f"/studio/templates/{TEMPLATE}/publish/1")
     assert response.status == 403
     assert "does not have the marketer role" in page.get_by_role("alert").inner_text()
