@@ -139,7 +139,7 @@ def login() -> Response | tuple[str, int]:
     key = keyring.authenticate(token) if token else None
     error = None
     if key is None:
-        error = "That API key is not known. Check it, or ask for one with `rapport keys create`."
+        error = "That API key is not known. Check it, or ask for one (`rapport keys create`)."
     elif not key.allows(STUDIO_ROLES):
         error = f"The key {key.name!r} has no marketer, engineer or admin role."
     if error or key is None:

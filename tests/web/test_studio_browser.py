@@ -306,3 +306,7 @@ def test_customer_lookup_explains_caps_and_recent_decisions(page, keys, server):
     assert "2026-11-2" in heading.inner_text()  # not now: a later moment, after the cap
     assert decision["id"] in page.locator("#recent-sends").inner_text()
     screenshot(page, "12-customer-lookup")
+
+    page.set_viewport_size({"width": 390, "height": 844})  # a phone: nothing scrolls sideways
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    screenshot(page, "14-customer-lookup-phone")
