@@ -60,17 +60,22 @@ def describe_rules(rules: Rules) -> list[RuleLine]:
             )
         )
     lines += _content(rules)
-    engagement = rules.engagement
-    if engagement:
-        sentence = (
-            f"After {engagement.reduce_after} ignored messages the cadence drops to "
-            f"{engagement.reduced_max} per {span(engagement.reduced_per)}"
-        )
-        if engagement.sunset_after is not None:
-            sentence += f"; after {engagement.sunset_after} more, sunset until they engage"
-        lines.append(RuleLine("engagement", sentence + "."))
+    lines += _engagement(rules)
     lines += _other(rules)
     return lines
+
+
+def _engagement(rules: Rules) -> list[RuleLine]:
+    engagement = rules.engagement
+    if engagement is None:
+        return []
+    sentence = (
+        f"After {engagement.reduce_after} ignored messages the cadence drops to "
+        f"{engagement.reduced_max} per {span(engagement.reduced_per)}"
+    )
+    if engagement.sunset_after is not None:
+        sentence += f"; after {engagement.sunset_after} more, sunset until they engage"
+    return [RuleLine("engagement", sentence + ".")]
 
 
 def _cap(cap: Any) -> str:
