@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import csrf_of
+from studio_helpers import csrf_of
 
 from api.web.readable import describe_rules
 from fatigue.rules import default_rules
