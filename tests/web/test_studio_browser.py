@@ -258,6 +258,8 @@ def test_check_rules_and_run_a_simulation_with_charts(page, keys, tmp_path):
     page.get_by_role("button", name="Check the rules").click()
     problems = page.locator("#rules-problems")
     assert "line 4" in problems.inner_text() and "max" in problems.inner_text()
+    shown = page.locator("textarea#rules").input_value().split("\n")
+    assert shown[3].startswith("max = "), "the problem's line must be the line shown"
     if page.locator(".cm-editor").count():
         assert page.locator(".cm-lint-marker-error").count() == 1
     screenshot(page, "10-rules-problem")
