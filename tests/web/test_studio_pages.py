@@ -248,3 +248,21 @@ def test_every_default_rule_reads_as_a_sentence():
     assert "21:00 and 08:00" in lines["quiet hours"]
     assert lines["engagement"].startswith("After 5 ignored messages the cadence drops to 1 per")
     assert "5% of customers never receive promotional mail" in lines["holdout"]
+
+
+def test_customer_lookup_names_the_reduced_cadence_tier_the_governor_applies(client, keys, clock):
+    platform = {"Authorization": f"Bearer {keys['platform']}"}
+    for number in range(5):  # five sends three days apart, none opened: five ignored
+        body = {
+            "idempotency_key": f"tier-{number}",
+            "recipient": {"user_id": "12347", "email": "ada@example.com"},
+            "template": TEMPLATE,
+            "campaign": {"id": "weekly-picks", "kind": "promotional"},
+        }
+        answer = client.post("/v1/compose", json=body, headers=platform)
+        assert answer.json["decision"]["action"] == "send", answer.json
+        clock.advance(days=3)
+    signed_in(client, keys["engineer"])
+    page = client.get("/studio/fatigue/customers?user_id=12347").text
+    assert "reduced cadence (5 ignored in a row; never engaged)" in page
+    assert "engagement:reduced:1" in page
