@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from operator import attrgetter
+from typing import NamedTuple
 
 from fatigue.domain import Candidate, ContentKind, Reason
 from fatigue.rules import DiversityStrategy, Rules
 
 
-@dataclass(frozen=True)
-class Selection:
+class Selection(NamedTuple):
     """The items chosen for one campaign and the reasons behind the choice."""
 
     items: tuple[Candidate, ...]
@@ -102,7 +101,7 @@ def _timely(
     max_age = timeliness.max_age_editorial if timeliness else None
     no_repeat = timeliness.no_repeat if timeliness else None
     oldest = now - max_age if max_age else None
-    excluded: Counter[str] = Counter()
+    excluded: dict[str, int] = {}
     kept: list[Candidate] = []
     promotional = ContentKind.PROMOTIONAL
     for item in candidates:
@@ -111,7 +110,7 @@ def _timely(
         if item.kind is promotional and item.expires_at is None and item.in_stock:
             kept.append(item)  # the usual item: no other filter can apply before no-repeat
         elif why := _stale(item, now, oldest):
-            excluded[why] += 1
+            excluded[why] = excluded.get(why, 0) + 1
         else:
             kept.append(item)
     considered: tuple[str, ...] = ()
@@ -121,9 +120,9 @@ def _timely(
             since = (now - no_repeat).timestamp()
             fresh = [item for item in kept if sent.get(item.item_id, -1.0) <= since]
             if len(fresh) < len(kept):
-                excluded["sent recently"] += len(kept) - len(fresh)
+                excluded["sent recently"] = len(kept) - len(fresh)
                 kept = fresh
-    detail = ", ".join(f"{count} {why}" for why, count in sorted(excluded.items()))
+    detail = ", ".join(f"{n} {why}" for why, n in sorted(excluded.items())) if excluded else ""
     return kept, _timeliness_reason(detail, len(kept), len(candidates)), considered
 
 

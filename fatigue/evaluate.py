@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from fatigue.content import Selection, select
@@ -22,7 +22,7 @@ from fatigue.domain import Action, Campaign, Candidate, Channel, ContentKind, Re
 from fatigue.rules import CapRule, QuietHours, Rules
 from fatigue.schedule import Timing, schedule
 from fatigue.store.base import CapCheck, UserState
-from fatigue.windows import window_start
+from fatigue.windows import quiet_hours_end, window_start
 
 #: Suppression scopes that stop non-transactional mail; "address" stops everything.
 NON_TRANSACTIONAL_SCOPES = ("all", "complaint")
@@ -30,8 +30,7 @@ NON_TRANSACTIONAL_SCOPES = ("all", "complaint")
 MEMO_LIMIT = 4096
 
 
-@dataclass(frozen=True)
-class Verdict:
+class Verdict(NamedTuple):
     """What the rules say about one campaign, before arbitration and recording."""
 
     campaign: Campaign
@@ -51,8 +50,7 @@ class Verdict:
         return self.relevance * self.campaign.priority
 
 
-@dataclass(slots=True)
-class Prepared:
+class Prepared(NamedTuple):
     """One campaign's state-independent half: content, holdout, windows, quiet hours."""
 
     campaign: Campaign
@@ -81,6 +79,7 @@ class Plan:
         self.rules = rules
         self._caps: dict[tuple[str, str, str], tuple[CapRule, ...]] = {}
         self._memo: dict[tuple[Any, ...], Any] = {}
+        self._frames: dict[tuple[Any, ...], Frame] = {}
         cooldown = rules.cooldown
         after = cooldown.after_any if cooldown is not None else timedelta()
         self.cooldown: timedelta | None = after if after.total_seconds() > 0 else None
@@ -113,6 +112,16 @@ class Plan:
                 and cap.campaign in (None, campaign.id)
             )
         return caps
+
+    def frame(self, campaign: Campaign, now: datetime, where: ZoneInfo, deferrable: bool) -> Frame:
+        """Return a campaign's windows at ``now`` in ``where``, worked out once per moment."""
+        key = (campaign, where.key, deferrable, now)
+        found = self._frames.get(key)
+        if found is None:
+            if len(self._frames) > MEMO_LIMIT:
+                self._frames.clear()
+            found = self._frames[key] = _frame(self, campaign, now, where, deferrable)
+        return found
 
     def reduced_cap(self, channel: Channel) -> CapRule | None:
         """Return the extra cap of the reduced cadence on ``channel`` (None without the rule)."""
@@ -148,12 +157,43 @@ def prepare(
     ``sent`` (item id to when it was sent) feeds the no-repeat rule; ``chosen`` is content
     selected earlier (a decision being rebuilt), used instead of ``candidates``.
     """
-    rules = plan.rules
     transactional = campaign.kind == ContentKind.TRANSACTIONAL
-    holdout = _holdout(plan, user_id, campaign)
     selection = chosen
     if candidates is not None:
-        selection = select(candidates, rules, now, sent or {}, required=not transactional)
+        selection = select(candidates, plan.rules, now, sent or {}, required=not transactional)
+    frame = plan.frame(campaign, now, where, deferrable)
+    holdout = _holdout(plan, user_id, campaign)
+    may_send = (
+        frame.open
+        and (selection is None or selection.relevant)
+        and all(reason.passed for reason in holdout)
+    )
+    return Prepared(
+        campaign, transactional, frame.scopes, holdout, selection, frame.caps, frame.checks,
+        frame.cooldown_since, frame.quiet, frame.quiet_end, frame.hour_needed, may_send,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A campaign's windows at one moment in one zone: the same for every customer there."""
+
+    scopes: tuple[str, ...]
+    caps: tuple[CapRule, ...]
+    checks: tuple[CapCheck, ...]
+    cooldown_since: float | None
+    quiet: QuietHours | None
+    quiet_end: datetime | None
+    hour_needed: bool
+    #: Whether the windows allow a send now (customers' state may still forbid it).
+    open: bool
+
+
+def _frame(
+    plan: Plan, campaign: Campaign, now: datetime, where: ZoneInfo, deferrable: bool
+) -> Frame:
+    rules = plan.rules
+    transactional = campaign.kind == ContentKind.TRANSACTIONAL
     caps: tuple[CapRule, ...] = () if transactional else plan.caps_for(campaign)
     reduced = None if transactional else plan.reduced_cap(campaign.channel)
     if reduced is not None:
@@ -165,24 +205,11 @@ def prepare(
     quiet = rules.quiet_hours
     if quiet is not None and transactional and not quiet.transactional:
         quiet = None
-    quiet_end = None
-    if quiet is not None:
-        from fatigue.windows import quiet_hours_end
-
-        quiet_end = quiet_hours_end(now, quiet, where)
+    quiet_end = quiet_hours_end(now, quiet, where) if quiet is not None else None
     hour_needed = deferrable and rules.send_time is not None and not transactional
-    may_send = (
-        all(reason.passed for reason in holdout)
-        and (selection is None or selection.relevant)
-        and quiet_end is None
-        and not hour_needed
-        and all(cap.max > 0 for cap in caps)
-    )
-    scopes = plan.memo(("scopes", campaign.kind, campaign.category), lambda: _scopes(campaign))
-    return Prepared(
-        campaign, transactional, scopes, holdout, selection, caps, checks, cooldown_since,
-        quiet, quiet_end, hour_needed, may_send,
-    )  # fmt: skip
+    is_open = quiet_end is None and not hour_needed and all(cap.max > 0 for cap in caps)
+    scopes = _scopes(campaign)
+    return Frame(scopes, caps, checks, cooldown_since, quiet, quiet_end, hour_needed, is_open)
 
 
 def finish(plan: Plan, prep: Prepared, state: UserState, now: datetime, where: ZoneInfo) -> Verdict:
@@ -204,7 +231,8 @@ def finish(plan: Plan, prep: Prepared, state: UserState, now: datetime, where: Z
     if blocking is None:
         action, send_at, deciding = schedule(plan.rules, prep, state, reasons, timing, now, where)
     if deciding is not None:
-        reasons[deciding] = replace(reasons[deciding], deciding=True)
+        was = reasons[deciding]
+        reasons[deciding] = Reason(was.rule, was.passed, was.detail, was.counter, was.limit, True)
     return Verdict(
         prep.campaign,
         action,

@@ -15,7 +15,8 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import TypeAlias
+from operator import attrgetter
+from typing import NamedTuple, TypeAlias
 from zoneinfo import ZoneInfo
 
 from fatigue.arbitrate import arbitrate, decision_for, rank
@@ -61,8 +62,7 @@ Candidates: TypeAlias = Sequence[Candidate] | Sequence[Sequence[Candidate]]
 MAX_ROUNDS = 8
 
 
-@dataclass(frozen=True)
-class Job:
+class Job(NamedTuple):
     """One request to decide: the customer, the request, the candidates per campaign, the id."""
 
     recipient: Recipient
@@ -101,6 +101,7 @@ class Governor:
         self.store = store
         self.clock = clock
         self.plan = Plan(rules)
+        self._default_timezone = rules.default_timezone
         timeliness = rules.timeliness
         self._no_repeat = timeliness.no_repeat if timeliness and timeliness.no_repeat else None
         history = max(rules.history_horizon, self._no_repeat or timedelta())
@@ -149,7 +150,7 @@ class Governor:
             if reply.status == DecideStatus.REPLAY and reply.replay is not None:
                 decision = self._replayed(reply.replay, draft.call.query.idempotency_key)
                 if decision is None:  # a remembered send that was never recorded: decide again
-                    jobs[index] = replace(jobs[index], decision_id=reply.replay.decision_id)
+                    jobs[index] = jobs[index]._replace(decision_id=reply.replay.decision_id)
                     retry.append(index)
                 results[index] = decision
                 continue
@@ -158,11 +159,13 @@ class Governor:
                 follow.append(result)
             else:
                 results[index] = result
-        return retry + self._follow_up(jobs, follow, results, now)
+        if follow:
+            retry += self._follow_up(jobs, follow, results, now)
+        return retry
 
     def _draft(self, job: Job, now: datetime) -> Draft:
         request, user = job.request, job.recipient.user_id
-        timezone = job.recipient.timezone or self.rules.default_timezone
+        timezone = job.recipient.timezone or self._default_timezone
         where = zone(timezone)
         prepared = [
             prepare(self.plan, user, campaign, items, now, where, request.deferrable)
@@ -173,7 +176,23 @@ class Governor:
         order: list[int] = []
         if settled and not request.dry_run:
             offered = [n for n, prep in enumerate(prepared) if prep.may_send]
-            order = sorted(offered, key=lambda n: rank(prepared[n]), reverse=True)
+            if len(offered) > 1:
+                offered.sort(key=lambda n: rank(prepared[n]), reverse=True)
+            order = offered
+        call = self._call(job, prepared, order, settled, now, timezone)
+        return Draft(job, where, prepared, order, call, settled)
+
+    def _call(
+        self,
+        job: Job,
+        prepared: list[Prepared],
+        order: list[int],
+        settled: bool,
+        now: datetime,
+        timezone: str,
+    ) -> DecideCall:
+        """Build the store call: the offered sends, the no-repeat guard, the basis to keep."""
+        request, user = job.request, job.recipient.user_id
         history_ttl, idempotency_ttl, engagement_ttl = self._ttls
         key = request.idempotency_key
         basis = ""
@@ -184,7 +203,7 @@ class Governor:
             ).to_json()  # fmt: skip
         guard = _considered(prepared) if self._no_repeat is not None else ()
         now_ts = now.timestamp()
-        call = DecideCall(
+        return DecideCall(
             query=StateQuery(user, now_ts, now_ts - self._horizon, key),
             decision_id=job.decision_id,
             offers=tuple(self._offer(job, prepared[n], now_ts) for n in order),
@@ -198,7 +217,6 @@ class Governor:
             idempotency_ttl=idempotency_ttl,
             engagement_ttl=engagement_ttl,
         )
-        return Draft(job, where, prepared, order, call, settled)
 
     def _settle(
         self, index: int, draft: Draft, reply: DecideReply, now: datetime
@@ -255,8 +273,10 @@ class Governor:
         memos = [item for item in follow if item.attempt is None]
         retry: list[int] = []
         try:
-            outcomes = self.store.commit([item.attempt for item in commits if item.attempt])
-            kept = self.store.remember([self._memo(jobs[item.index], item, now) for item in memos])
+            attempts = [item.attempt for item in commits if item.attempt is not None]
+            outcomes = self.store.commit(attempts) if attempts else []
+            notes = [self._memo(jobs[item.index], item, now) for item in memos]
+            kept = self.store.remember(notes) if notes else []
         except StoreError as exc:
             for item in follow:
                 results[item.index] = self._on_store_error(jobs[item.index], now, exc)
@@ -337,7 +357,7 @@ class Governor:
             campaign=campaign.id,
             kind=str(campaign.kind),
             counts=self.rules.transactional.count_toward_caps or not transactional,
-            items=tuple(item.item_id for item in items),
+            items=tuple(map(_item_id, items)),
         )
 
     def _attempt(
@@ -410,6 +430,9 @@ class Governor:
     def explain(self, user_id: str, timezone: str | None = None) -> Explanation:
         """Return the customer's counters, suppression and when each kind of mail may go next."""
         return explain(self.rules, self.store, user_id, self.clock(), timezone)
+
+
+_item_id = attrgetter("item_id")
 
 
 def _considered(prepared: Sequence[Prepared]) -> tuple[str, ...]:

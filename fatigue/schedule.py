@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
@@ -21,16 +21,18 @@ MAX_PASSES = 16
 _OUTSIDE = Reason("quiet_hours", True, "outside quiet hours")
 
 
-@dataclass
 class Timing:
     """Constraints that can push the send time later, gathered while rules are evaluated.
 
     Reasons are referred to by their index in the decision's reason list.
     """
 
-    caps: list[tuple[int, CapRule, list[float], int]] = field(default_factory=list)
-    cooldown: int | None = None
-    cooldown_until: datetime | None = None
+    __slots__ = ("caps", "cooldown", "cooldown_until")
+
+    def __init__(self) -> None:
+        self.caps: list[tuple[int, CapRule, list[float], int]] = []
+        self.cooldown: int | None = None
+        self.cooldown_until: datetime | None = None
 
 
 def schedule(
@@ -74,8 +76,7 @@ def schedule(
             if end is not None:
                 if quiet_reason is None:
                     quiet_reason = len(reasons)
-                    text = f"inside quiet hours until {end.isoformat()}"
-                    reasons.append(Reason("quiet_hours", False, text))
+                    reasons.append(_quiet_reason(end))
                 moment, deciding = _later(moment, deciding, end, quiet_reason)
         if hour is not None:
             best = next_local_hour(moment, hour, where)
@@ -87,6 +88,12 @@ def schedule(
     if moment == now:
         return Action.SEND, None, None
     return Action.DEFER, moment, deciding
+
+
+@lru_cache(maxsize=1024)
+def _quiet_reason(end: datetime) -> Reason:
+    # Every customer in a zone shares the end of tonight's quiet hours: build its reason once.
+    return Reason("quiet_hours", False, f"inside quiet hours until {end.isoformat()}")
 
 
 def _later(

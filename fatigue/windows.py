@@ -27,6 +27,8 @@ def zone(name: str) -> ZoneInfo:
         ) from None
 
 
+# Memoised: quiet hours, calendar windows and best hours ask for the same few local times.
+@lru_cache(maxsize=4096)
 def local_moment(day: date, clock: time, where: ZoneInfo, fold: int = 0) -> datetime:
     """Return the UTC instant of wall time ``clock`` on ``day`` in ``where``."""
     return datetime.combine(day, clock, tzinfo=where).replace(fold=fold).astimezone(UTC)
@@ -93,6 +95,8 @@ def cap_release(
     """
     if limit <= 0:
         return None
+    if len(stamps) < limit:
+        return moment  # too few sends in scope at all, whatever the window
     since, inclusive = window_start(cap, moment, where)
     inside = [stamp for stamp in stamps if (stamp >= since if inclusive else stamp > since)]
     if len(inside) < limit:

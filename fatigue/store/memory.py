@@ -164,7 +164,7 @@ class MemoryStore(FatigueStore):
             ignored=user.ignored,
             soft_bounces=user.soft_bounces,
             last_engaged=user.last_engaged,
-            hours=tuple(user.hours),
+            hours=tuple(user.hours) if call.audience else (0,) * HOURS,
             audience_hours=audience,
         )
 
