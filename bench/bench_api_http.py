@@ -17,6 +17,9 @@ import http.client
 import json
 import os
 import platform
+import re
+import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -54,6 +57,7 @@ def compose_load(base: str, token: str, seconds: float, connections: int) -> dic
     deadline = time.monotonic() + seconds
     counts: list[dict[str, int]] = [{} for _ in range(connections)]
     latencies: list[list[float]] = [[] for _ in range(connections)]
+    failures: list[str] = []
 
     def worker(index: int) -> None:
         connection = http.client.HTTPConnection(host, port, timeout=30)
@@ -69,6 +73,8 @@ def compose_load(base: str, token: str, seconds: float, connections: int) -> dic
             key = str(response.status)
             if response.status == 200:
                 key = json.loads(payload)["decision"]["action"]
+            elif not failures:
+                failures.append(payload.decode("utf-8", "replace")[:500])
             counts[index][key] = counts[index].get(key, 0) + 1
             n += 1
         connection.close()
@@ -93,6 +99,68 @@ def compose_load(base: str, token: str, seconds: float, connections: int) -> dic
         "p50": every[len(every) // 2] * 1e3,
         "p99": every[int(len(every) * 0.99)] * 1e3,
     }
+
+
+WRK_SCRIPT = """
+local users = {%(users)s}
+local counter = 0
+local thread_id = 0
+function setup(thread)
+  thread:set("id", thread_id)
+  thread_id = thread_id + 1
+end
+wrk.method = "POST"
+wrk.headers["Authorization"] = "Bearer %(token)s"
+wrk.headers["Content-Type"] = "application/json"
+function request()
+  counter = counter + 1
+  local key = "wrk-" .. id .. "-" .. counter
+  local user = key
+  if #users > 0 then user = users[(counter * 7 + id) %% #users + 1] end
+  local body = string.format(%(template)s, key, user)
+  return wrk.format(nil, "/v1/compose", nil, body)
+end
+"""
+
+
+def wrk_load(
+    base: str, token: str, seconds: float, connections: int, users: list[str]
+) -> dict[str, object] | None:
+    """Drive ``POST /v1/compose`` with wrk (a C load generator) when it is installed."""
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        return None
+    template = json.dumps(request_body("USER", "KEY")).replace('"KEY"', '"%s"', 1)
+    template = template.replace('"USER"', '"%s"', 1)
+    script = WRK_SCRIPT % {
+        "users": ", ".join(json.dumps(u) for u in users), "token": token,
+        "template": json.dumps(template),
+    }  # fmt: skip
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
+        handle.write(script)
+    try:
+        output = subprocess.run(
+            [wrk, "-t", "2", "-c", str(connections), "-d", f"{seconds:.0f}s", "--latency",
+             "-s", handle.name, f"{base}/v1/compose"],
+            capture_output=True, text=True, timeout=seconds + 60, check=True,
+        ).stdout  # fmt: skip
+    finally:
+        os.unlink(handle.name)
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+    p50 = re.search(r"50%\s+([\d.]+)(us|ms|s)", output)
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", output)
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    total = re.search(r"(\d+) requests in", output)
+    return {"requests": int(total.group(1)) if total else 0, "rate": rate,
+            "p50": _ms(p50), "p99": _ms(p99),
+            "mix": {"non-2xx": int(errors.group(1)) if errors else 0}}  # fmt: skip
+
+
+def _ms(found: re.Match[str] | None) -> float:
+    if found is None:
+        return float("nan")
+    scale = {"us": 1e-3, "ms": 1.0, "s": 1e3}[found.group(2)]
+    return float(found.group(1)) * scale
 
 
 def batch_stream(base: str, token: str, prefix: str, recipients: int) -> tuple[int, float]:
@@ -148,6 +216,9 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="rapport-bench-http-"))
     train(root / "model")
     token = KeyRing(root / "keys.json").create("bench", frozenset({Role.PLATFORM}))
+    from engine.serving import Recommender
+
+    known = [str(user) for user in Recommender.load(root / "model").users.ids]
     with private_redis() as redis_url:
         environment = {
             "RAPPORT_STORE_URL": redis_url, "RAPPORT_MODEL_DIR": str(root / "model"),
@@ -160,7 +231,17 @@ def main() -> None:
         with running_server(environment, workers=args.workers) as base:
             batch_stream(base, token, "warm", 300)  # compile templates in every worker
             compose_load(base, token, 1.0, args.connections)
-            load = compose_load(base, token, args.seconds, args.connections)
+            loads = [
+                (
+                    "python threads",
+                    "fresh customers",
+                    compose_load(base, token, args.seconds, args.connections),
+                )
+            ]
+            for audience, users in (("fresh customers", []), ("known customers", known)):
+                found = wrk_load(base, token, args.seconds, args.connections, users)
+                if found is not None:
+                    loads.append(("wrk", audience, found))
             one = batch_stream(base, token, "one", args.batch)
             results: list[tuple[int, float]] = []
             pair = [
@@ -173,14 +254,18 @@ def main() -> None:
                 thread.start()
             for thread in pair:
                 thread.join()
-    mix = ", ".join(f"{k} {v}" for k, v in sorted(load["mix"].items()))  # type: ignore[attr-defined]
+    rows = []
+    for client, audience, load in loads:
+        mix = ", ".join(f"{k} {v}" for k, v in sorted(load["mix"].items()))  # type: ignore[attr-defined]
+        rows.append([client, audience, load["requests"], f"{load['rate']:,.0f}",
+                     f"{load['p50']:.1f}", f"{load['p99']:.1f}", mix,
+                     f">= {COMPOSE_TARGET:,}/s"])  # fmt: skip
     table(
-        f"POST /v1/compose over HTTP ({args.workers} gunicorn workers, {args.connections} "
-        "keep-alive connections, Redis)",
-        ["requests", "compose/s", "p50 ms", "p99 ms", "decisions", "target"],
-        [[load["requests"], f"{load['rate']:,.0f}", f"{load['p50']:.1f}", f"{load['p99']:.1f}",
-          mix, f">= {COMPOSE_TARGET:,}/s"]],
-    )  # fmt: skip
+        f"POST /v1/compose over HTTP ({args.workers} gunicorn workers x 4 threads, "
+        f"{args.connections} keep-alive connections, Redis)",
+        ["client", "audience", "requests", "compose/s", "p50 ms", "p99 ms", "answers", "target"],
+        rows,
+    )
     pair_lines = sum(lines for lines, _ in results)
     pair_seconds = max(seconds for _, seconds in results)
     table(
