@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import threading
 import uuid
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import pytest
@@ -14,7 +15,7 @@ from fatigue_helpers import alice, items, race_in_process, request
 from redis.crc import key_slot
 
 from fatigue.clock import FrozenClock
-from fatigue.domain import Action, EngagementEvent, EventType
+from fatigue.domain import Action, ContentKind, EngagementEvent, EventType, Recipient
 from fatigue.errors import StoreError
 from fatigue.governor import Governor
 from fatigue.rules import load_rules
@@ -48,6 +49,71 @@ def raw(redis_url):
 def send(user="u1", items=("i1",)):
     rec = SendRecord(new_decision_id(user), NOW, "email", "sale", "c1", "promotional", True, items)
     return SendAttempt(user, rec, history_ttl=3600, idempotency_key="k", replay="{}")
+
+
+@contextmanager
+def commands_from(store, raw):
+    """Collect the commands ``store``'s connection sends (not those its scripts run), by MONITOR."""
+    address = store.client.client_info()["addr"]
+    seen: list[str] = []
+    sentinel = f"end-{uuid.uuid4().hex}"
+    with raw.monitor() as monitor:
+
+        def read():
+            while True:
+                command = monitor.next_command()
+                if sentinel in command["command"]:
+                    return
+                if f"{command['client_address']}:{command['client_port']}" == address:
+                    seen.append(command["command"].split(" ", 1)[0].upper())
+
+        reader = threading.Thread(target=read)
+        reader.start()
+        try:
+            yield seen
+        finally:
+            with redis.Redis(connection_pool=raw.connection_pool) as other:
+                other.echo(sentinel)
+            reader.join(timeout=10)
+
+
+def test_every_decision_is_one_evalsha(store, raw):
+    clock = FrozenClock(datetime(2026, 1, 12, 12, tzinfo=UTC))
+    governor = Governor(load_rules(CONTRACT), store, clock)
+    governor.decide(Recipient("warm-up"), request(), items())  # the server learns the script
+    governor.record_event(EngagementEvent(EventType.COMPLAINT, "carol", clock()))
+    with commands_from(store, raw) as seen:
+        sent = governor.decide(alice(), request(idempotency_key="k1"), items())
+        deferred = governor.decide(alice(), request(idempotency_key="k2"), items())
+        replayed = governor.decide(alice(), request(idempotency_key="k2"), items())
+        suppressed = governor.decide(Recipient("carol"), request(idempotency_key="k3"), items())
+        receipt = request("r", kind=ContentKind.TRANSACTIONAL, idempotency_key="k4")
+        transactional = governor.decide(alice(), receipt, [])
+        batch = governor.decide_many([(Recipient(f"b{n}"), request(), items()) for n in range(10)])
+    actions = [sent.action, deferred.action, suppressed.action, transactional.action]
+    assert actions == [Action.SEND, Action.DEFER, Action.SUPPRESS, Action.SEND]
+    assert replayed == deferred and {d.action for d in batch} == {Action.SEND}
+    assert seen == ["EVALSHA"] * 15
+
+
+def test_a_server_that_lost_its_scripts_loads_them_and_decides(store, raw, redis_url):
+    governor = Governor(
+        load_rules(CONTRACT), store, FrozenClock(datetime(2026, 1, 12, 12, tzinfo=UTC))
+    )
+    governor.decide(alice(), request(), items())
+    raw.script_flush()
+    decisions = governor.decide_many([(Recipient(f"f{n}"), request(), items()) for n in range(3)])
+    assert [d.action for d in decisions] == [Action.SEND] * 3
+    assert governor.decide(alice(), request(), items()).action == Action.DEFER
+
+
+def test_a_kept_decision_names_its_id_and_expires(store, raw, prefix):
+    clock = FrozenClock(datetime(2026, 1, 12, 12, tzinfo=UTC))
+    governor = Governor(load_rules(CONTRACT), store, clock)
+    decision = governor.decide(alice(), request(idempotency_key="k9"), items())
+    kept = raw.get(f"{prefix}fatigue:{{alice}}:idem:k9").decode()
+    assert kept.startswith(f"{decision.decision_id} {{")
+    assert 0 < raw.ttl(f"{prefix}fatigue:{{alice}}:idem:k9") <= 86400 * 2
 
 
 def test_keys_are_prefixed_and_hash_tagged_by_user(store, raw, prefix):
@@ -108,6 +174,11 @@ def test_unreachable_redis_defers_by_default_and_can_raise():
     strict = load_rules(CONTRACT + '\n[store]\non_store_error = "raise"\n')
     with pytest.raises(StoreError):
         Governor(strict, dead, clock).decide(alice(), request(), items())
+    lenient = load_rules(CONTRACT + '\n[store]\non_store_error = "send_transactional"\n')
+    governor = Governor(lenient, dead, clock)
+    receipt = governor.decide(alice(), request("r", kind=ContentKind.TRANSACTIONAL), [])
+    assert receipt.action == Action.SEND and "sent unchecked" in receipt.deciding.detail
+    assert governor.decide(alice(), request(), items()).action == Action.DEFER
 
 
 def test_sixty_four_threads_never_exceed_a_cap_of_three(store):

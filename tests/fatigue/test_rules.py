@@ -124,3 +124,20 @@ def test_default_cap_name_shows_scope_and_window():
 def test_bundled_default_rules_are_valid():
     rules = default_rules()
     assert rules.caps and rules.engagement is not None and rules.send_time is not None
+
+
+@pytest.mark.parametrize("policy", list(StoreErrorPolicy))
+def test_contract_file_takes_a_store_section_with_every_policy(policy):
+    rules = load_rules(
+        f'{CONTRACT}\n[store]\non_store_error = "{policy.value}"\nretry_after = "2m"\n'
+    )
+    assert rules.store.on_store_error == policy
+    assert rules.store.retry_after == timedelta(minutes=2)
+    assert rules.caps[0].max == 3  # the contract itself is unchanged
+
+
+def test_an_unknown_store_policy_names_its_key_and_line():
+    problems = validate(CONTRACT + '\n[store]\non_store_error = "ignore"\n')
+    [problem] = problems
+    assert problem.field == "store.on_store_error" and "'ignore' is not one of" in problem.message
+    assert problem.line == CONTRACT.count("\n") + 3

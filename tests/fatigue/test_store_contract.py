@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 from conftest import BACKENDS
@@ -12,6 +13,9 @@ from fatigue.store import store_from_url
 from fatigue.store.base import (
     CapCheck,
     CommitStatus,
+    DecideCall,
+    DecideStatus,
+    DecisionMemo,
     EventChange,
     SendAttempt,
     SendRecord,
@@ -38,6 +42,11 @@ def daily_cap(limit=3, at=NOW, **scope):
 
 def load(store, user="u1", since=0.0, key=None, now=NOW):
     return store.load([StateQuery(user, now, since, key)])[0]
+
+
+def call(offers=(), key=None, decision_id=None, user="u1", **options):
+    decision_id = decision_id or new_decision_id(user)
+    return DecideCall(StateQuery(user, NOW, 0.0, key), decision_id, tuple(offers), **options)
 
 
 @pytest.mark.parametrize("backend", BACKENDS, indirect=True)
@@ -166,6 +175,82 @@ class TestStoreContract:
 
     def test_ping(self, store):
         store.ping()
+
+    def test_decide_records_the_first_offer_that_passes_and_returns_the_state_before(self, store):
+        store.commit([attempt(record(at=NOW - 60, category="news"))])
+        blocked = attempt(record(category="news"), caps=(daily_cap(limit=1, category="news"),))
+        allowed = attempt(record(category="sale"), caps=(daily_cap(limit=1, category="sale"),))
+        [reply] = store.decide([call(offers=(blocked, allowed))])
+        assert (reply.status, reply.offer) == (DecideStatus.RECORDED, 1)
+        assert len(reply.state.sends) == 1 and reply.state.ignored == 1
+        assert [r.category for r in load(store).sends] == ["news", "sale"]
+
+    def test_decide_without_a_passing_offer_records_nothing(self, store):
+        store.apply(EventChange("u1", NOW, suppress=(("all", "{}"),)))
+        [reply] = store.decide([call(offers=(attempt(record(), blocking_scopes=("all",)),))])
+        assert (reply.status, reply.offer) == (DecideStatus.CHECKED, None)
+        assert reply.state.suppression == {"all": "{}"}
+        assert load(store).sends == ()
+
+    def test_decide_is_stale_when_a_guard_item_was_sent_recently(self, store):
+        store.commit([attempt(record(at=NOW - 100, items=("i1",)))])
+        stale = call(
+            offers=(attempt(record()),),
+            key="k",
+            guard_items=("i1", "i2"),
+            repeat_since=NOW - 3600,
+            basis='{"b":1}',
+        )
+        [reply] = store.decide([stale])
+        assert reply.status == DecideStatus.STALE and reply.state.items == {"i1": NOW - 100}
+        assert len(load(store).sends) == 1 and load(store, key="k").replay is None
+        [read] = store.decide([stale._replace(repeat_since=None)])
+        assert read.status == DecideStatus.RECORDED and read.state.items == {"i1": NOW - 100}
+
+    def test_decide_keeps_the_basis_with_the_state_and_replays_it_to_others(self, store):
+        store.apply(EventChange("u1", NOW, suppress=(("category:x", "{}"),)))
+        first = call(offers=(attempt(record()),), key="k", basis='{"b":1}')
+        [recorded] = store.decide([first])
+        [again] = store.decide([call(offers=(attempt(record()),), key="k", basis='{"b":2}')])
+        assert recorded.status == DecideStatus.RECORDED and again.status == DecideStatus.REPLAY
+        kept = again.replay
+        assert (kept.decision_id, json.loads(kept.payload), kept.offer) == (
+            first.decision_id,
+            {"b": 1},
+            0,
+        )
+        assert kept.state.sends == () and kept.state.suppression == {"category:x": "{}"}
+        assert len(load(store).sends) == 1
+        [own] = store.decide([first._replace(offers=())])  # the same decision is not a replay
+        assert own.status == DecideStatus.CHECKED and len(own.state.sends) == 1
+
+    def test_remember_keeps_unless_another_decision_holds_the_key(self, store):
+        mine = DecisionMemo("u1", "k", "d-a", '{"a":1}', NOW, 60)
+        assert store.remember([mine]) == [None]
+        [held] = store.remember([DecisionMemo("u1", "k", "d-b", '{"b":1}', NOW, 60)])
+        assert (held.decision_id, held.payload, held.state) == ("d-a", '{"a":1}', None)
+        assert store.remember([replace(mine, payload='{"a":2}')]) == [None]
+        assert load(store, key="k").replay == '{"a":2}'
+
+    def test_commit_by_the_decision_that_holds_the_key_records(self, store):
+        rec = record()
+        store.decide([call(key="k", decision_id=rec.decision_id, basis='{"b":1}')])
+        [result] = store.commit([attempt(rec, idempotency_key="k", replay='{"final":1}')])
+        assert result.status == CommitStatus.RECORDED
+        assert load(store, key="k").replay == '{"final":1}'
+        [other] = store.commit([attempt(record(), idempotency_key="k", replay="{}")])
+        assert other.status == CommitStatus.DUPLICATE and other.replay == '{"final":1}'
+
+    def test_reduced_caps_and_sunset_follow_the_ignored_count(self, store):
+        store.commit([attempt(record(at=NOW - 10))])  # one ignored message
+        reduced = CapCheck(NOW - DAY, False, 1, "email", min_ignored=2)
+        [off] = store.decide([call(offers=(attempt(record(), caps=(reduced,)),))])
+        [on] = store.decide([call(offers=(attempt(record(), caps=(reduced,)),))])
+        assert (off.status, on.status) == (DecideStatus.RECORDED, DecideStatus.CHECKED)
+        [sunset] = store.commit([attempt(record(), sunset_at=2)])
+        assert sunset.status == CommitStatus.REJECTED and sunset.detail == "sunset"
+        [offered] = store.decide([call(offers=(attempt(record(), sunset_at=2),))])
+        assert offered.status == DecideStatus.CHECKED and len(load(store).sends) == 2
 
 
 def test_decision_ids_name_their_owner():
