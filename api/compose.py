@@ -15,7 +15,7 @@ import pydantic
 from flask import Blueprint, Response, current_app, request, stream_with_context
 
 from api.auth import Role
-from api.metrics import DECISIONS, RENDERS
+from api.metrics import DECISIONS, RENDERS, STORE_ERRORS
 from api.problems import PROBLEM_TYPES
 from api.routing import NDJSON, operation, pydantic_problems
 from api.schemas.common import ProblemDocument, ProblemError
@@ -97,6 +97,8 @@ def to_response(composition: Composition, include_mime: bool = False) -> Compose
     decision = composition.decision
     deciding = decision.deciding
     DECISIONS.labels(decision.action.value, deciding.rule if deciding else "none").inc()
+    if deciding is not None and deciding.rule == "store":
+        STORE_ERRORS.inc()  # the governor's store-error policy answered instead of the store
     data = decision.to_dict()
     data["id"] = data.pop("decision_id")
     data["campaign_id"] = data.pop("campaign")

@@ -1,0 +1,73 @@
+"""The served model follows the published pointer without dropping requests."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from api import create_app
+from api.model import ModelHolder
+from engine.artifact import current_version, publish
+from engine.serving import Recommender
+from fatigue.errors import ConfigurationError
+
+
+@pytest.fixture
+def model_copy(model_dir: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "model"
+    shutil.copytree(model_dir, copy)
+    return copy
+
+
+def second_version(directory: Path) -> str:
+    """Publish a copy of the current version under a new name (as a retrain would)."""
+    current = current_version(directory)
+    assert current is not None
+    shutil.copytree(directory / "versions" / current, directory / "versions" / "v-next")
+    publish(directory, "v-next")
+    return "v-next"
+
+
+def test_a_published_version_is_loaded_in_the_background(model_copy: Path):
+    clock = [0.0]
+    holder = ModelHolder(model_copy, Recommender.load, interval=5.0, monotonic=lambda: clock[0])
+    first = holder.model
+    new = second_version(model_copy)
+    assert holder.model is first  # not checked again before the interval
+    clock[0] = 6.0
+    served_meanwhile = holder.model  # starts the reload; this request still gets a model
+    assert served_meanwhile.version in {first.version, new}
+    holder._loading.join(timeout=30)  # type: ignore[union-attr]
+    assert holder.model.version == new
+
+
+def test_a_broken_version_keeps_the_old_one_serving(model_copy: Path, caplog):
+    holder = ModelHolder(model_copy, Recommender.load, interval=0.0)
+    first = holder.model
+    (model_copy / "versions" / "broken").mkdir()
+    (model_copy / "versions" / "broken" / "meta.json").write_text("{}")
+    publish(model_copy, "broken")
+    assert holder.reload_now() is True  # it tried
+    assert holder.model is first
+    assert "could not load" in caplog.text
+
+
+def test_no_published_model_is_a_clear_configuration_error(tmp_path: Path):
+    with pytest.raises(ConfigurationError, match="rapport train"):
+        ModelHolder(tmp_path, Recommender.load)
+
+
+def test_recommendations_report_the_new_version(settings, auth, model_copy: Path):
+    app = create_app({**settings, "MODEL_DIR": str(model_copy), "MODEL_RELOAD_INTERVAL": 0.0})
+    client = app.test_client()
+    before = client.post(
+        "/v1/recommendations", json={"user_id": "12347"}, headers=auth("platform")
+    ).json["model_version"]
+    new = second_version(model_copy)
+    app.extensions["rapport"].get("model").reload_now()
+    after = client.post(
+        "/v1/recommendations", json={"user_id": "12347"}, headers=auth("platform")
+    ).json["model_version"]
+    assert before != new and after == new
