@@ -1,8 +1,9 @@
-"""The durable, append-only event log that the next training run reads.
+"""The durable, append-only event logs: every event, and the interactions training reads.
 
-One JSON Lines file per UTC day under the configured directory, in the canonical interactions
-shape (``user_id, item_id, timestamp, event, value``) plus the email context (``campaign_id``,
-``decision_id``) and ``received_at``; a loader ignores the extra columns. A batch is written
+One JSON Lines file per UTC day and log under the configured directory: ``events-*`` holds
+every event with its email context, ``interactions-*`` the ones with an item in exactly the
+canonical interactions shape, so ``rapport train --interactions`` reads it as it is. A batch is
+written
 under an exclusive lock (several server processes share the file), then ``fsync``-ed: the API
 acknowledges events only after this returns. A failed write is rolled back to the previous
 length, so the file never ends in a torn line.
@@ -24,13 +25,14 @@ from fatigue.errors import StoreError
 class EventLog:
     """Appends batches of event records to daily JSON Lines segments, durably."""
 
-    def __init__(self, directory: Path, clock: Clock = utc_now) -> None:
+    def __init__(self, directory: Path, clock: Clock = utc_now, prefix: str = "events") -> None:
         self.directory = directory
+        self.prefix = prefix
         self._clock = clock
 
     def segment(self) -> Path:
         """Return the file the next batch goes to (today's, in UTC)."""
-        return self.directory / f"events-{self._clock():%Y-%m-%d}.jsonl"
+        return self.directory / f"{self.prefix}-{self._clock():%Y-%m-%d}.jsonl"
 
     def append(self, records: Sequence[Mapping[str, Any]]) -> Path:
         """Write ``records`` as one locked, fsynced append; raise ``StoreError`` if it fails."""
@@ -80,7 +82,7 @@ class EventLog:
 
     def read(self) -> Iterator[dict[str, Any]]:
         """Yield every record in every segment, oldest first (for tests and tooling)."""
-        for path in sorted(self.directory.glob("events-*.jsonl")):
+        for path in sorted(self.directory.glob(f"{self.prefix}-*.jsonl")):
             with path.open(encoding="utf-8") as handle:
                 for line in handle:
                     if line.strip():

@@ -32,6 +32,10 @@ from fatigue.errors import StoreError, ValidationError
 
 bp = Blueprint("events", __name__)
 GOVERNED = frozenset(kind.value for kind in EventType)
+# What an API event is called in the training data: a click the email platform reports is an
+# email click, which the trainer weighs more than a click on the site.
+TRAINING_EVENTS = {"view": "view", "click": "email_click", "add_to_cart": "add_to_cart",
+                   "purchase": "purchase"}  # fmt: skip
 
 
 @operation(
@@ -58,6 +62,10 @@ def post_events() -> EventsResponse:
     received_at = found.clock().isoformat()
     try:
         found.event_log.append([_log_record(event, received_at) for _, event in accepted])
+        found.interaction_log.append(
+            [_interaction(event) for _, event in accepted if event.item_id is not None
+             and event.type.value in TRAINING_EVENTS]
+        )  # fmt: skip
     except StoreError:
         STORE_ERRORS.inc()
         raise
@@ -112,6 +120,17 @@ def _engagement(event: EventIn) -> EngagementEvent:
         campaign=event.campaign_id,
         category=event.category,
     )
+
+
+def _interaction(event: EventIn) -> dict[str, Any]:
+    """Shape an event with an item as a canonical interaction row, as training reads it."""
+    return {
+        "user_id": event.user_id,
+        "item_id": event.item_id,
+        "timestamp": event.timestamp.isoformat(),
+        "event": TRAINING_EVENTS[event.type.value],
+        "value": 1.0 if event.value is None else event.value,
+    }
 
 
 def _log_record(event: EventIn, received_at: str) -> dict[str, Any]:

@@ -30,6 +30,7 @@ class Services:
         self.clock = clock
         self.keyring = KeyRing(Path(self.settings["API_KEYS_FILE"]))
         self.event_log = EventLog(Path(self.settings["EVENT_LOG_DIR"]), clock)
+        self.interaction_log = EventLog(Path(self.settings["EVENT_LOG_DIR"]), clock, "interactions")
         self._built: dict[str, Any] = {}
         self._lock = threading.RLock()
         self._factories: dict[str, Callable[[], Any]] = {}

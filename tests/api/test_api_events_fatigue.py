@@ -202,3 +202,35 @@ def test_simulation_names_bad_history_records_and_rules(client, auth):
         headers=auth("engineer"),
     )
     assert bad_rules.status_code == 422 and bad_rules.json["errors"][0]["line"]
+
+
+def test_item_events_feed_the_next_training_run(client, auth, settings):
+    from engine.interactions import load_interactions
+
+    batch = [
+        {"type": "view", "user_id": "7", "timestamp": "2026-11-23T10:00:00Z", "item_id": "85123A"},
+        {
+            "type": "click",
+            "user_id": "7",
+            "timestamp": "2026-11-23T10:01:00Z",
+            "item_id": "22730",
+            "campaign_id": "weekly-picks",
+        },
+        {
+            "type": "purchase",
+            "user_id": "7",
+            "timestamp": "2026-11-23T10:05:00Z",
+            "item_id": "22730",
+            "value": 2,
+        },
+        {"type": "open", "user_id": "7", "timestamp": "2026-11-23T09:59:00Z"},
+    ]
+    assert events(client, auth, batch).json["accepted"] == 4
+    [path] = Path(settings["EVENT_LOG_DIR"]).glob("interactions-*.jsonl")
+    loaded = load_interactions(path)
+    assert len(loaded) == 3
+    assert [json.loads(line)["event"] for line in path.read_text().splitlines()] == [
+        "view",
+        "email_click",
+        "purchase",
+    ]
