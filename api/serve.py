@@ -64,6 +64,10 @@ class RapportServer(BaseApplication):
         """Hand our settings to gunicorn."""
         for key, value in self.settings.items():
             self.cfg.set(key, value)
+        if "control_socket_disable" in self.cfg.settings:
+            # gunicorn >= 25 opens one control socket per user by default; two servers on a
+            # machine (tests, benchmarks, blue/green) would fight over it.
+            self.cfg.set("control_socket_disable", True)
 
     def load(self) -> Any:
         """Build the app inside the worker and load the model before taking traffic."""
