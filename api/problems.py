@@ -147,6 +147,13 @@ def problem_errors(problems: list[Problem]) -> list[dict[str, Any]]:
     ]
 
 
+def describe(problem: Problem) -> str:
+    """Say what is wrong and where in one line: ``source:line field: message``."""
+    where = ":".join(str(part) for part in (problem.source, problem.line) if part is not None)
+    place = " ".join(part for part in (where, problem.field or "") if part)
+    return f"{place}: {problem.message}" if place else problem.message
+
+
 def _http_slug(code: int) -> str:
     return {
         400: "malformed-request",
@@ -165,7 +172,8 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(ValidationError)
     def _validation(exc: ValidationError) -> Response:
-        return problem_response("validation", str(exc), errors=problem_errors(exc.problems))
+        detail = "; ".join(describe(problem) for problem in exc.problems) or str(exc)
+        return problem_response("validation", detail, errors=problem_errors(exc.problems))
 
     @app.errorhandler(NotFoundError)
     def _not_found(exc: NotFoundError) -> Response:
