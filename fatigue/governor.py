@@ -13,10 +13,9 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from operator import attrgetter
-from typing import NamedTuple, TypeAlias
 from zoneinfo import ZoneInfo
 
 from fatigue.arbitrate import arbitrate, decision_for, rank
@@ -31,13 +30,13 @@ from fatigue.domain import (
     EngagementEvent,
     EventType,
     MessageRequest,
-    Reason,
     Recipient,
 )
-from fatigue.errors import StoreError, ValidationError
+from fatigue.errors import StoreError
 from fatigue.evaluate import Plan, Prepared, Verdict, finish, prepare
 from fatigue.explain import Explanation, explain
-from fatigue.rules import Rules, StoreErrorPolicy
+from fatigue.jobs import Candidates, Job, make_job, store_error_decision, unavailable
+from fatigue.rules import Rules
 from fatigue.store.base import (
     CommitStatus,
     DecideCall,
@@ -50,25 +49,14 @@ from fatigue.store.base import (
     SendRecord,
     StateQuery,
     UserState,
-    new_decision_id,
 )
 from fatigue.windows import zone
 
 __all__ = ["Governor", "Job", "arbitrate"]
 log = logging.getLogger(__name__)
-Candidates: TypeAlias = Sequence[Candidate] | Sequence[Sequence[Candidate]]
 #: A second-step commit is rejected only when another worker changed the customer's state in
 #: between; deciding again converges within a few rounds.
 MAX_ROUNDS = 8
-
-
-class Job(NamedTuple):
-    """One request to decide: the customer, the request, the candidates per campaign, the id."""
-
-    recipient: Recipient
-    request: MessageRequest
-    candidates: tuple[tuple[Candidate, ...], ...]
-    decision_id: str
 
 
 @dataclass(slots=True)
@@ -122,7 +110,9 @@ class Governor:
         self, requests: Sequence[tuple[Recipient, MessageRequest, Candidates]]
     ) -> list[Decision]:
         """Decide several requests: one atomic store call each, all in one round trip."""
-        jobs = [_job(recipient, request, candidates) for recipient, request, candidates in requests]
+        jobs = [
+            make_job(recipient, request, candidates) for recipient, request, candidates in requests
+        ]
         results: list[Decision | None] = [None] * len(jobs)
         pending = list(range(len(jobs)))
         for _ in range(MAX_ROUNDS):
@@ -130,7 +120,7 @@ class Governor:
                 break
             pending = self._round(jobs, pending, results)
         for index in pending:
-            results[index] = self._unavailable(jobs[index], self.clock(), "store contention")
+            results[index] = unavailable(self.rules, jobs[index], self.clock(), "store contention")
         return [decision for decision in results if decision is not None]
 
     def _round(
@@ -142,7 +132,7 @@ class Governor:
             replies = self.store.decide([draft.call for draft in drafts])
         except StoreError as exc:
             for index in pending:
-                results[index] = self._on_store_error(jobs[index], now, exc)
+                results[index] = store_error_decision(self.rules, jobs[index], now, exc)
             return []
         retry: list[int] = []
         follow: list[FollowUp] = []
@@ -279,7 +269,7 @@ class Governor:
             kept = self.store.remember(notes) if notes else []
         except StoreError as exc:
             for item in follow:
-                results[item.index] = self._on_store_error(jobs[item.index], now, exc)
+                results[item.index] = store_error_decision(self.rules, jobs[item.index], now, exc)
             return []
         for item, outcome in zip(commits, outcomes, strict=True):
             if outcome.status == CommitStatus.RECORDED:
@@ -379,38 +369,6 @@ class Governor:
             sunset_at=verdict.sunset_at,
         )
 
-    def _on_store_error(self, job: Job, now: datetime, exc: StoreError) -> Decision:
-        policy = self.rules.store.on_store_error
-        if policy == StoreErrorPolicy.RAISE:
-            raise exc
-        transactional = all(c.kind == ContentKind.TRANSACTIONAL for c in job.request.campaigns)
-        if policy == StoreErrorPolicy.SEND_TRANSACTIONAL and transactional:
-            reason = Reason("store", False, f"store unavailable, sent unchecked: {exc}", None, None)
-            return Decision(
-                Action.SEND,
-                job.recipient.user_id,
-                new_decision_id(job.recipient.user_id),
-                now,
-                campaign=job.request.campaigns[0].id,
-                reasons=(replace(reason, deciding=True),),
-                idempotency_key=job.request.idempotency_key,
-                dry_run=job.request.dry_run,
-            )
-        return self._unavailable(job, now, f"store unavailable: {exc}")
-
-    def _unavailable(self, job: Job, now: datetime, detail: str) -> Decision:
-        return Decision(
-            Action.DEFER,
-            job.recipient.user_id,
-            new_decision_id(job.recipient.user_id),
-            now,
-            send_at=now + self.rules.store.retry_after,
-            campaign=job.request.campaigns[0].id,
-            reasons=(Reason("store", False, detail, deciding=True),),
-            idempotency_key=job.request.idempotency_key,
-            dry_run=job.request.dry_run,
-        )
-
     def record_event(self, event: EngagementEvent) -> None:
         """Apply an engagement event to the customer's state at once."""
         from fatigue.events import change_for
@@ -442,25 +400,6 @@ def _considered(prepared: Sequence[Prepared]) -> tuple[str, ...]:
         if prep.selection is not None:
             seen.update(dict.fromkeys(prep.selection.considered))
     return tuple(seen)
-
-
-def _job(recipient: Recipient, request: MessageRequest, candidates: Candidates) -> Job:
-    count = len(request.campaigns)
-    nested = bool(candidates) and not isinstance(candidates[0], Candidate)
-    if nested:
-        groups = tuple(tuple(group) for group in candidates)  # type: ignore[arg-type]
-        if len(groups) != count:
-            raise ValidationError(
-                f"{len(groups)} candidate lists for {count} campaigns: give one list per campaign"
-            )
-    else:
-        flat = tuple(candidates)
-        if flat and not isinstance(flat[0], Candidate):
-            raise ValidationError("candidates must be Candidate objects or one list per campaign")
-        groups = (flat,) * count  # type: ignore[assignment]
-    if not recipient.user_id:
-        raise ValidationError("the recipient needs a user_id")
-    return Job(recipient, request, groups, new_decision_id(recipient.user_id))
 
 
 def _seconds(delta: timedelta) -> int:
