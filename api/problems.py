@@ -165,6 +165,12 @@ def _http_slug(code: int) -> str:
 
 def register_error_handlers(app: Flask) -> None:
     """Answer every failure with problem+json, one handler per exception family."""
+    _register_rapport_errors(app)
+    _register_protocol_errors(app)
+
+
+def _register_rapport_errors(app: Flask) -> None:
+    """Handlers for the project's own error hierarchy and ``ApiProblem``."""
 
     @app.errorhandler(ApiProblem)
     def _api_problem(exc: ApiProblem) -> Response:
@@ -192,6 +198,10 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(RapportError)
     def _rapport(exc: RapportError) -> Response:
         return problem_response("http-error", str(exc), status=400)
+
+
+def _register_protocol_errors(app: Flask) -> None:
+    """Handlers for werkzeug's HTTP errors and, last, anything unexpected."""
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException) -> Response:

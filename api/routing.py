@@ -62,38 +62,36 @@ def operation(
 ) -> Callable[[View], View]:
     """Register ``view`` at ``rule`` behind auth and schema parsing; see the module docstring."""
     spec = Operation(
-        summary,
-        tuple(roles),
-        bp.name,
-        body,
-        response,
-        status,
-        query,
-        request_media,
-        response_media,
-        dict(extra_responses or {}),
-        parse_body,
-    )
+        summary, tuple(roles), bp.name, body, response, status, query, request_media,
+        response_media, dict(extra_responses or {}), parse_body,
+    )  # fmt: skip
 
     def decorator(view: View) -> View:
-        @functools.wraps(view)
-        def wrapper(**kwargs: Any) -> Any:
-            if spec.roles:
-                authorize(spec.roles)
-            if spec.body is not None and spec.parse_body and spec.request_media == JSON:
-                kwargs["body"] = parse_json_body(spec.body)
-            if spec.query is not None:
-                kwargs["query"] = parse_model(spec.query, request.args.to_dict(), "query")
-            result = view(**kwargs)
-            if isinstance(result, pydantic.BaseModel):
-                return Response(result.model_dump_json(), status=spec.status, mimetype=JSON)
-            return result
-
-        wrapper.rapport_operation = spec  # type: ignore[attr-defined]
+        wrapper = _wrapped(view, spec)
         bp.add_url_rule(rule, view.__name__, wrapper, methods=[method])
         return wrapper
 
     return decorator
+
+
+def _wrapped(view: View, spec: Operation) -> View:
+    """Wrap ``view``: check the key, parse body and query, serialise a model answer."""
+
+    @functools.wraps(view)
+    def wrapper(**kwargs: Any) -> Any:
+        if spec.roles:
+            authorize(spec.roles)
+        if spec.body is not None and spec.parse_body and spec.request_media == JSON:
+            kwargs["body"] = parse_json_body(spec.body)
+        if spec.query is not None:
+            kwargs["query"] = parse_model(spec.query, request.args.to_dict(), "query")
+        result = view(**kwargs)
+        if isinstance(result, pydantic.BaseModel):
+            return Response(result.model_dump_json(), status=spec.status, mimetype=JSON)
+        return result
+
+    wrapper.rapport_operation = spec  # type: ignore[attr-defined]
+    return wrapper
 
 
 def authorize(accepted: Sequence[Role]) -> ApiKey:

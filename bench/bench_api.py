@@ -28,8 +28,10 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -97,12 +99,40 @@ def timed(calls: list[Callable[[], object]]) -> tuple[list[float], list[object]]
     return durations, results
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=2000)
-    parser.add_argument("--batch", type=int, default=20000)
-    args = parser.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="rapport-bench-api-"))
+@dataclass
+class Bench:
+    """The app under test and what every measurement needs."""
+
+    app: Any
+    clock: FrozenClock
+    token: str
+
+    @property
+    def composer(self) -> Any:
+        return self.app.extensions["rapport"].get("composer")
+
+    @property
+    def model(self) -> Any:
+        return self.app.extensions["rapport"].get("model").model
+
+    def users(self, prefix: str, n: int) -> list[str]:
+        """Known customers first (personal picks), then cold ones (popular picks)."""
+        known = [str(user) for user in self.model.users.ids]
+        return [known[i] if i < len(known) else f"{prefix}-cold-{i}" for i in range(n)]
+
+    def inputs(self, prefix: str, n: int) -> list[Any]:
+        """Pipeline inputs for ``n`` fresh recipients."""
+        return [to_input(ComposeRequest.model_validate(request_body(u, f"{prefix}-{u}")))
+                for u in self.users(prefix, n)]  # fmt: skip
+
+    def post(self, path: str, data: str, content_type: str) -> Any:
+        headers = {"Authorization": f"Bearer {self.token}"}
+        return self.app.test_client().post(path, data=data, headers=headers,
+                                           content_type=content_type)  # fmt: skip
+
+
+def build(root: Path) -> Bench:
+    """Train the demo model and build a warmed-up app on a frozen clock."""
     train(root / "model")
     token = KeyRing(root / "keys.json").create("bench", frozenset({Role.PLATFORM}))
     clock = FrozenClock(datetime(2026, 11, 23, 12, 0, tzinfo=UTC))
@@ -112,78 +142,74 @@ def main() -> None:
         "SECRET_KEY": "benchmark-secret-for-links", "PUBLIC_URL": "http://localhost",
         "CLOCK": clock,
     })  # fmt: skip
-    services = app.extensions["rapport"]
-    services.warm()
-    composer = services.get("composer")
-    model = services.get("model").model
-    users = [str(user) for user in model.users.ids]
-    client = app.test_client()
-    headers = {"Authorization": f"Bearer {token}"}
-    count = args.requests
-
-    def fresh(prefix: str, n: int) -> list[str]:
-        # Known customers first (personal picks), then cold ones (popular picks).
-        return [users[i] if i < len(users) else f"{prefix}-cold-{i}" for i in range(n)]
-
-    # Warm-up: compile the template, fill caches, touch every code path once.
-    for user in users[:50]:
-        composer.compose(to_input(ComposeRequest.model_validate(request_body(user, "w" + user))))
+    app.extensions["rapport"].warm()
+    bench = Bench(app, clock, token)
+    for request in bench.inputs("warm", 50):  # compile the template, fill the caches
+        bench.composer.compose(request)
     clock.advance(days=3)
+    return bench
 
-    base_d, _ = timed([lambda u=u: model.recommend(u, 30) for u in fresh("r", count)])
 
-    inputs = [to_input(ComposeRequest.model_validate(request_body(u, f"p-{u}")))
-              for u in fresh("p", count)]  # fmt: skip
-    pipe_d, pipe_r = timed([lambda i=i: composer.compose(i) for i in inputs])
+def latency(bench: Bench, count: int) -> list[float]:
+    """Print single-recipient latencies; return the through-the-app samples for sends."""
+    model, composer = bench.model, bench.composer
+    base_d, _ = timed([lambda u=u: model.recommend(u, 30) for u in bench.users("r", count)])
+    pipe_d, pipe_r = timed([lambda i=i: composer.compose(i) for i in bench.inputs("p", count)])
     pipe_sends = [d for d, r in zip(pipe_d, pipe_r, strict=True) if r.email is not None]
-    clock.advance(days=3)
-
-    bodies = [json.dumps(request_body(u, f"h-{u}")) for u in fresh("h", count)]
-    http_d, http_r = timed([
-        lambda b=b: client.post("/v1/compose", data=b, headers=headers,
-                                content_type="application/json")
-        for b in bodies
-    ])  # fmt: skip
-    http_sends = [d for d, r in zip(http_d, http_r, strict=True)
-                  if r.json["email"] is not None]  # type: ignore[attr-defined]  # fmt: skip
-    clock.advance(days=3)
-
+    bench.clock.advance(days=3)
+    bodies = [json.dumps(request_body(u, f"h-{u}")) for u in bench.users("h", count)]
+    http_d, http_r = timed([lambda b=b: bench.post("/v1/compose", b, "application/json")
+                            for b in bodies])  # fmt: skip
+    http_sends = [d for d, r in zip(http_d, http_r, strict=True) if r.json["email"] is not None]
+    bench.clock.advance(days=3)
     rows = []
     base99 = percentiles(base_d)[1]
-    for label, samples, total in (
-        ("recommend only (baseline)", base_d, count),
-        ("Composer.compose, sends", pipe_sends, count),
-        ("POST /v1/compose (test client), sends", http_sends, count),
+    for label, samples in (
+        ("recommend only (baseline)", base_d),
+        ("Composer.compose, sends", pipe_sends),
+        ("POST /v1/compose (test client), sends", http_sends),
     ):
         p50, p99, mean = percentiles(samples)
-        rows.append([label, f"{len(samples)}/{total}", f"{p50:.2f}", f"{p99:.2f}",
+        rows.append([label, f"{len(samples)}/{count}", f"{p50:.2f}", f"{p99:.2f}",
                      f"{mean:.2f}", f"{p99 / base99:.1f}x"])  # fmt: skip
     table("Compose with render, in process (ms)",
           ["path", "n", "p50", "p99", "mean", "p99 vs baseline"], rows)  # fmt: skip
+    return http_sends
 
-    batch_users = [f"b-{i}" if i >= len(users) else users[i] for i in range(args.batch)]
-    batch_inputs = [to_input(ComposeRequest.model_validate(request_body(u, f"b-{u}")))
-                    for u in batch_users]  # fmt: skip
+
+def batch(bench: Bench, count: int) -> None:
+    """Print batch throughput through the pipeline and through the NDJSON endpoint."""
+    inputs = bench.inputs("b", count)
     started = time.perf_counter()
     sends = 0
-    for start in range(0, len(batch_inputs), 128):
-        for result in composer.compose_many(batch_inputs[start : start + 128]):
+    for start in range(0, len(inputs), 128):
+        for result in bench.composer.compose_many(inputs[start : start + 128]):
             sends += result.email is not None
-    pipeline_rate = len(batch_inputs) / (time.perf_counter() - started)
-    clock.advance(days=3)
-
-    audience = "".join(json.dumps(request_body(u, f"n-{u}")) + "\n" for u in batch_users)
+    pipeline_rate = len(inputs) / (time.perf_counter() - started)
+    bench.clock.advance(days=3)
+    audience = "".join(json.dumps(request_body(u, f"n-{u}")) + "\n"
+                       for u in bench.users("n", count))  # fmt: skip
     started = time.perf_counter()
-    response = client.post("/v1/compose/batch", data=audience, headers=headers,
-                           content_type="application/x-ndjson")  # fmt: skip
-    lines = response.get_data().count(b"\n")
+    lines = (
+        bench.post("/v1/compose/batch", audience, "application/x-ndjson").get_data().count(b"\n")
+    )
     endpoint_rate = lines / (time.perf_counter() - started)
     table("Batch composition, in process (recipients/s)",
           ["path", "recipients", "sends", "recipients/s", "target"],
-          [["Composer.compose_many, chunks of 128", args.batch, sends, f"{pipeline_rate:,.0f}",
+          [["Composer.compose_many, chunks of 128", count, sends, f"{pipeline_rate:,.0f}",
             f">= {BATCH_TARGET:,}"],
            ["POST /v1/compose/batch (test client)", lines, "", f"{endpoint_rate:,.0f}",
             f">= {BATCH_TARGET:,}"]])  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--batch", type=int, default=20000)
+    args = parser.parse_args()
+    bench = build(Path(tempfile.mkdtemp(prefix="rapport-bench-api-")))
+    http_sends = latency(bench, args.requests)
+    batch(bench, args.batch)
     p99 = percentiles(http_sends)[1]
     verdict = "met" if p99 < P99_TARGET_MS else "MISSED"
     machine = platform.processor() or platform.machine()

@@ -24,6 +24,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -51,54 +53,61 @@ def rules_file(directory: Path) -> Path:
     return path
 
 
+@dataclass
+class Tally:
+    """What the client threads saw: answers by kind, latencies, the first failure."""
+
+    answers: Counter[str] = field(default_factory=Counter)
+    latencies: list[float] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def client_loop(base: str, token: str, deadline: float, index: int, tally: Tally) -> None:
+    """Send fresh compose requests on one keep-alive connection until ``deadline``."""
+    parts = urlsplit(base)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    n = 0
+    while time.monotonic() < deadline and n < 200_000:
+        body = json.dumps(request_body(f"c{index}-{n}", f"c{index}-{n}"))
+        started = time.perf_counter()
+        connection.request("POST", "/v1/compose", body, headers)
+        response = connection.getresponse()
+        payload = response.read()
+        took = time.perf_counter() - started
+        key = str(response.status)
+        if response.status == 200:
+            key = json.loads(payload)["decision"]["action"]
+        with tally.lock:
+            tally.latencies.append(took)
+            tally.answers[key] += 1
+            if response.status != 200 and not tally.failures:
+                tally.failures.append(payload.decode("utf-8", "replace")[:500])
+        n += 1
+    connection.close()
+
+
 def compose_load(base: str, token: str, seconds: float, connections: int) -> dict[str, object]:
     """Hammer ``POST /v1/compose`` from ``connections`` threads for ``seconds``."""
-    host, port = urlsplit(base).hostname, urlsplit(base).port
     deadline = time.monotonic() + seconds
-    counts: list[dict[str, int]] = [{} for _ in range(connections)]
-    latencies: list[list[float]] = [[] for _ in range(connections)]
-    failures: list[str] = []
-
-    def worker(index: int) -> None:
-        connection = http.client.HTTPConnection(host, port, timeout=30)
-        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-        n = 0
-        while time.monotonic() < deadline and n < 200_000:
-            body = json.dumps(request_body(f"c{index}-{n}", f"c{index}-{n}"))
-            started = time.perf_counter()
-            connection.request("POST", "/v1/compose", body, headers)
-            response = connection.getresponse()
-            payload = response.read()
-            latencies[index].append(time.perf_counter() - started)
-            key = str(response.status)
-            if response.status == 200:
-                key = json.loads(payload)["decision"]["action"]
-            elif not failures:
-                failures.append(payload.decode("utf-8", "replace")[:500])
-            counts[index][key] = counts[index].get(key, 0) + 1
-            n += 1
-        connection.close()
-
+    tally = Tally()
     started = time.perf_counter()
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(connections)]
+    threads = [
+        threading.Thread(target=client_loop, args=(base, token, deadline, i, tally))
+        for i in range(connections)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     elapsed = time.perf_counter() - started
-    total: dict[str, int] = {}
-    for found in counts:
-        for key, value in found.items():
-            total[key] = total.get(key, 0) + value
-    every = sorted(x for found in latencies for x in found)
-    done = sum(total.values())
-    return {
-        "requests": done,
-        "rate": done / elapsed,
-        "mix": total,
-        "p50": every[len(every) // 2] * 1e3,
-        "p99": every[int(len(every) * 0.99)] * 1e3,
-    }
+    for failure in tally.failures:
+        print(f"first failed answer: {failure}")
+    every = sorted(tally.latencies)
+    done = len(every)
+    return {"requests": done, "rate": done / elapsed, "mix": dict(tally.answers),
+            "p50": every[done // 2] * 1e3, "p99": every[int(done * 0.99)] * 1e3}  # fmt: skip
 
 
 WRK_SCRIPT = """
@@ -206,6 +215,61 @@ def batch_stream(base: str, token: str, prefix: str, recipients: int) -> tuple[i
     return answered, time.perf_counter() - started
 
 
+def environment_for(root: Path, redis_url: str) -> dict[str, str]:
+    """The server's settings: everything under ``root``, state in the private Redis."""
+    return {
+        "RAPPORT_STORE_URL": redis_url, "RAPPORT_MODEL_DIR": str(root / "model"),
+        "RAPPORT_TEMPLATES_DIR": str(root / "templates"),
+        "RAPPORT_API_KEYS_FILE": str(root / "keys.json"),
+        "RAPPORT_EVENT_LOG_DIR": str(root / "events"),
+        "RAPPORT_SECRET_KEY": "benchmark-secret-for-links",
+        "RAPPORT_PUBLIC_URL": "http://localhost", "RAPPORT_RULES": str(rules_file(root)),
+    }  # fmt: skip
+
+
+def compose_rows(
+    base: str, token: str, args: argparse.Namespace, known: list[str]
+) -> list[list[object]]:
+    """Measure single composes with each available client and audience."""
+    compose_load(base, token, 1.0, args.connections)  # warm every worker's threads
+    loads = [("python threads", "fresh customers",
+              compose_load(base, token, args.seconds, args.connections))]  # fmt: skip
+    for audience, users in (("fresh customers", []), ("known customers", known)):
+        found = wrk_load(base, token, args.seconds, args.connections, users)
+        if found is not None:
+            loads.append(("wrk", audience, found))
+    rows: list[list[object]] = []
+    for client, audience, load in loads:
+        mix = ", ".join(f"{k} {v}" for k, v in sorted(load["mix"].items()))  # type: ignore[attr-defined]
+        rows.append([client, audience, load["requests"], f"{load['rate']:,.0f}",
+                     f"{load['p50']:.1f}", f"{load['p99']:.1f}", mix,
+                     f">= {COMPOSE_TARGET:,}/s"])  # fmt: skip
+    return rows
+
+
+def batch_rows(base: str, token: str, recipients: int) -> list[list[object]]:
+    """Measure one NDJSON stream, then two at once."""
+    one = batch_stream(base, token, "one", recipients)
+    results: list[tuple[int, float]] = []
+    pair = [
+        threading.Thread(
+            target=lambda p=p: results.append(batch_stream(base, token, p, recipients))
+        )
+        for p in ("left", "right")
+    ]
+    for thread in pair:
+        thread.start()
+    for thread in pair:
+        thread.join()
+    lines = sum(count for count, _ in results)
+    seconds = max(taken for _, taken in results)
+    target = f">= {BATCH_TARGET:,}/s"
+    return [
+        [1, one[0], f"{one[1]:.1f}", f"{one[0] / one[1]:,.0f}", target],
+        [2, lines, f"{seconds:.1f}", f"{lines / seconds:,.0f}", target],
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0)
@@ -219,62 +283,21 @@ def main() -> None:
     from engine.serving import Recommender
 
     known = [str(user) for user in Recommender.load(root / "model").users.ids]
-    with private_redis() as redis_url:
-        environment = {
-            "RAPPORT_STORE_URL": redis_url, "RAPPORT_MODEL_DIR": str(root / "model"),
-            "RAPPORT_TEMPLATES_DIR": str(root / "templates"),
-            "RAPPORT_API_KEYS_FILE": str(root / "keys.json"),
-            "RAPPORT_EVENT_LOG_DIR": str(root / "events"),
-            "RAPPORT_SECRET_KEY": "benchmark-secret-for-links",
-            "RAPPORT_PUBLIC_URL": "http://localhost", "RAPPORT_RULES": str(rules_file(root)),
-        }  # fmt: skip
-        with running_server(environment, workers=args.workers) as base:
-            batch_stream(base, token, "warm", 300)  # compile templates in every worker
-            compose_load(base, token, 1.0, args.connections)
-            loads = [
-                (
-                    "python threads",
-                    "fresh customers",
-                    compose_load(base, token, args.seconds, args.connections),
-                )
-            ]
-            for audience, users in (("fresh customers", []), ("known customers", known)):
-                found = wrk_load(base, token, args.seconds, args.connections, users)
-                if found is not None:
-                    loads.append(("wrk", audience, found))
-            one = batch_stream(base, token, "one", args.batch)
-            results: list[tuple[int, float]] = []
-            pair = [
-                threading.Thread(
-                    target=lambda p=p: results.append(batch_stream(base, token, p, args.batch))
-                )
-                for p in ("left", "right")
-            ]
-            for thread in pair:
-                thread.start()
-            for thread in pair:
-                thread.join()
-    rows = []
-    for client, audience, load in loads:
-        mix = ", ".join(f"{k} {v}" for k, v in sorted(load["mix"].items()))  # type: ignore[attr-defined]
-        rows.append([client, audience, load["requests"], f"{load['rate']:,.0f}",
-                     f"{load['p50']:.1f}", f"{load['p99']:.1f}", mix,
-                     f">= {COMPOSE_TARGET:,}/s"])  # fmt: skip
+    with (
+        private_redis() as redis_url,
+        running_server(environment_for(root, redis_url), workers=args.workers) as base,
+    ):
+        batch_stream(base, token, "warm", 300)  # compile templates in every worker
+        composed = compose_rows(base, token, args, known)
+        batched = batch_rows(base, token, args.batch)
     table(
         f"POST /v1/compose over HTTP ({args.workers} gunicorn workers x 4 threads, "
         f"{args.connections} keep-alive connections, Redis)",
         ["client", "audience", "requests", "compose/s", "p50 ms", "p99 ms", "answers", "target"],
-        rows,
+        composed,
     )
-    pair_lines = sum(lines for lines, _ in results)
-    pair_seconds = max(seconds for _, seconds in results)
-    table(
-        "POST /v1/compose/batch over HTTP (NDJSON streamed both ways)",
-        ["streams", "recipients", "seconds", "recipients/s", "target"],
-        [[1, one[0], f"{one[1]:.1f}", f"{one[0] / one[1]:,.0f}", f">= {BATCH_TARGET:,}/s"],
-         [2, pair_lines, f"{pair_seconds:.1f}", f"{pair_lines / pair_seconds:,.0f}",
-          f">= {BATCH_TARGET:,}/s"]],
-    )  # fmt: skip
+    table("POST /v1/compose/batch over HTTP (NDJSON streamed both ways)",
+          ["streams", "recipients", "seconds", "recipients/s", "target"], batched)  # fmt: skip
     print(
         f"\n{platform.machine()}, {os.cpu_count()} cores shared by server, Redis and this "
         f"load generator; Python {platform.python_version()}; {datetime.now(UTC):%Y-%m-%d}"

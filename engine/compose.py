@@ -117,7 +117,7 @@ class Composer:
         governor: Any,
         renderer: Renderer,
         clock: Clock = utc_now,
-        pool: int = 20,
+        pool: int = 30,
     ) -> None:
         self._recommender = recommender
         self.governor = governor
