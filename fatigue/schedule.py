@@ -61,13 +61,34 @@ def schedule(
         hour, source = best_hour(state, rules.send_time, quiet)
         hour_reason = len(reasons)
         reasons.append(Reason("send_time", True, f"best local hour {hour}:00 ({source})", hour))
+    moment, deciding = _first_moment(prep, reasons, timing, now, where, hour, hour_reason)
+    if moment is None:
+        return Action.SUPPRESS, None, deciding
+    if quiet is not None and not any(reason.rule == "quiet_hours" for reason in reasons):
+        reasons.append(_OUTSIDE)
+    if moment == now:
+        return Action.SEND, None, None
+    return Action.DEFER, moment, deciding
+
+
+def _first_moment(
+    prep: Prepared,
+    reasons: list[Reason],
+    timing: Timing,
+    now: datetime,
+    where: ZoneInfo,
+    hour: int | None,
+    hour_reason: int,
+) -> tuple[datetime | None, int | None]:
+    """Push the moment forward until no rule moves it; None when a cap never allows a send."""
+    quiet = prep.quiet
     moment, deciding, quiet_reason = now, None, None
     for _ in range(MAX_PASSES):
         start = moment
         for index, cap, stamps, _ in timing.caps:
             release = cap_release(cap, cap.max, stamps, moment, where)
             if release is None:
-                return Action.SUPPRESS, None, index
+                return None, index
             moment, deciding = _later(moment, deciding, release, index)
         if timing.cooldown_until is not None:
             moment, deciding = _later(moment, deciding, timing.cooldown_until, timing.cooldown)
@@ -79,15 +100,12 @@ def schedule(
                     reasons.append(_quiet_reason(end))
                 moment, deciding = _later(moment, deciding, end, quiet_reason)
         if hour is not None:
-            best = next_local_hour(moment, hour, where)
-            moment, deciding = _later(moment, deciding, best, hour_reason)
+            moment, deciding = _later(
+                moment, deciding, next_local_hour(moment, hour, where), hour_reason
+            )
         if moment == start:
             break
-    if quiet is not None and quiet_reason is None:
-        reasons.append(_OUTSIDE)
-    if moment == now:
-        return Action.SEND, None, None
-    return Action.DEFER, moment, deciding
+    return moment, deciding
 
 
 @lru_cache(maxsize=1024)

@@ -112,7 +112,7 @@ class MemoryStore(FatigueStore):
         refusal = _refusal(user, attempt)
         if refusal:
             return CommitResult(CommitStatus.REJECTED, detail=refusal)
-        _record(user, attempt)
+        _record(user, attempt, attempt.history_ttl)
         if key is not None:
             replay = Replay(record.decision_id, attempt.replay)
             user.keep(key, replay, record.at, attempt.idempotency_ttl)
@@ -141,7 +141,7 @@ class MemoryStore(FatigueStore):
             return DecideReply(DecideStatus.STALE, state)
         offer = next((n for n, a in enumerate(call.offers) if not _refusal(user, a)), None)
         if offer is not None:
-            _record(user, call.offers[offer])
+            _record(user, call.offers[offer], call.history_ttl)
         key = query.idempotency_key
         if call.basis and key is not None:
             replay = Replay(call.decision_id, call.basis, state, offer)
@@ -245,10 +245,10 @@ def _refusal(user: _User, attempt: SendAttempt) -> str:
     return ""
 
 
-def _record(user: _User, attempt: SendAttempt) -> None:
+def _record(user: _User, attempt: SendAttempt, history_ttl: int) -> None:
     record = attempt.record
     now = record.at
-    horizon = now - attempt.history_ttl
+    horizon = now - history_ttl
     user.sends = [earlier for earlier in user.sends if earlier.at > horizon]
     user.sends.append(record)
     if record.items:
