@@ -16,11 +16,10 @@ from conftest import BACKENDS, make_store
 
 from fatigue.clock import FrozenClock
 from fatigue.domain import (
-    Action,
     Campaign,
-    Decision,
     Candidate,
     ContentKind,
+    Decision,
     EngagementEvent,
     EventType,
     MessageRequest,
