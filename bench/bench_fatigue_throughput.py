@@ -3,7 +3,10 @@
 The governor evaluates every rule of the issue's contract file (a cap of 3 a day, a 16 h
 cooldown, quiet hours, relevance over 20 candidates, holdout) and records each send; ``limits``
 only checks and counts the cap, so the ratio shows what the full decision costs over a bare
-rate limiter on the same store. Redis runs are batched (``decide_many``, pipelined).
+rate limiter on the same store. Every decision is complete: all rules evaluated, counters and
+limits in the reasons. On Redis each decision is one ``EVALSHA`` (batches pipeline them in one
+round trip); the "keys" rows give every request an idempotency key, as the API does, so the
+store also keeps what a retry needs to get the same decision.
 
 Run: ``.venv/bin/python bench/bench_fatigue_throughput.py`` (uses $REDIS_URL or starts a
 private redis-server). Figures depend on the machine; the table prints them with ratios.
@@ -46,7 +49,8 @@ percent = 0
 salt = "rapport"
 """
 CANDIDATES = [Candidate(f"item-{n}", 0.5 - n / 100, category=f"c{n % 4}") for n in range(20)]
-REQUEST = MessageRequest((Campaign("spring", "sale"),))
+CAMPAIGN = Campaign("spring", "sale")
+REQUEST = MessageRequest((CAMPAIGN,))
 
 
 @contextmanager
@@ -64,17 +68,24 @@ def rate(run: Callable[[int], None], count: int) -> float:
     return count / (time.perf_counter() - start)
 
 
-def governor_runner(store_url: str | None, batch: int, users: int) -> Callable[[int], None]:
+def governor_runner(
+    store_url: str | None, batch: int, users: int, keys: bool = False
+) -> Callable[[int], None]:
     clock = FrozenClock(datetime(2026, 1, 12, 12, tzinfo=UTC))
     store = MemoryStore(quiet=True) if store_url is None else store_from_url(store_url)
     governor = Governor(load_rules(CONTRACT), store, clock)
     recipients = [Recipient(f"user-{n}", timezone="Europe/London") for n in range(users)]
 
+    def request(n: int) -> MessageRequest:
+        return MessageRequest((CAMPAIGN,), idempotency_key=f"req-{n}") if keys else REQUEST
+
     def run(count: int) -> None:
         done = 0
         while done < count:
             size = min(batch, count - done)
-            jobs = [(recipients[(done + i) % users], REQUEST, CANDIDATES) for i in range(size)]
+            jobs = [
+                (recipients[(done + i) % users], request(done + i), CANDIDATES) for i in range(size)
+            ]
             if batch == 1:
                 governor.decide(*jobs[0])
             else:
@@ -120,10 +131,20 @@ def main() -> None:
                 str(args.batch),
                 rate(governor_runner(prefix + "b", args.batch, users), n),
             ),
+            (
+                "rapport memory:// batched, keys",
+                str(args.batch),
+                rate(governor_runner(None, args.batch, users, keys=True), n),
+            ),
+            (
+                "rapport redis:// batched, keys",
+                str(args.batch),
+                rate(governor_runner(prefix + "k", args.batch, users, keys=True), n),
+            ),
             ("limits memory:// moving window", "1", rate(limits_runner("memory://", users), n)),
             ("limits redis:// moving window", "1", rate(limits_runner(url, users), n // 4)),
         ]
-    baseline = {"memory": rows[4][2], "redis": rows[5][2]}
+    baseline = {"memory": rows[-2][2], "redis": rows[-1][2]}
     machine = platform.processor() or platform.machine()
     print(
         f"# fatigue throughput, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {machine}, "

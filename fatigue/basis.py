@@ -14,15 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from fatigue.content import Selection
-from fatigue.domain import (
-    Campaign,
-    Channel,
-    ContentKind,
-    Reason,
-    candidate_from_dict,
-    candidate_to_dict,
-    reason_to_dict,
-)
+from fatigue.domain import Campaign, Candidate, Channel, ContentKind, Reason, reason_to_dict
 
 
 @dataclass(frozen=True)
@@ -39,23 +31,25 @@ class Basis:
 
     def to_json(self) -> str:
         """Encode as compact JSON."""
-        return json.dumps(
-            {
-                "id": self.decision_id,
-                "at": self.decided_at.isoformat(),
-                "tz": self.timezone,
-                "deferrable": self.deferrable,
-                "dry_run": self.dry_run,
-                "campaigns": [_campaign_to_dict(campaign) for campaign in self.campaigns],
-                "content": [_selection_to_dict(selection) for selection in self.selections],
-            },
-            separators=(",", ":"),
-        )
+        data = {
+            "id": self.decision_id,
+            "at": self.decided_at.isoformat(),
+            "tz": self.timezone,
+            "deferrable": self.deferrable,
+            "dry_run": self.dry_run,
+            "campaigns": [_campaign_to_dict(campaign) for campaign in self.campaigns],
+            "content": [_selection_to_dict(selection) for selection in self.selections],
+        }
+        return json.dumps(data, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> Basis:
         """Decode ``to_json`` output."""
-        data: dict[str, Any] = json.loads(text)
+        return cls.from_data(json.loads(text))
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> Basis:
+        """Rebuild from ``to_json`` output already parsed."""
         return cls(
             decision_id=data["id"],
             decided_at=datetime.fromisoformat(data["at"]),
@@ -91,7 +85,7 @@ def _selection_to_dict(selection: Selection | None) -> dict[str, Any] | None:
     if selection is None:
         return None
     return {
-        "items": [candidate_to_dict(item) for item in selection.items],
+        "items": [_candidate_row(item) for item in selection.items],
         "reasons": [reason_to_dict(reason) for reason in selection.reasons],
         "relevant": selection.relevant,
         "relevance": selection.relevance,
@@ -102,10 +96,41 @@ def _selection_from_dict(data: dict[str, Any] | None) -> Selection | None:
     if data is None:
         return None
     return Selection(
-        items=tuple(candidate_from_dict(item) for item in data["items"]),
+        items=tuple(_candidate_from_row(row) for row in data["items"]),
         reasons=tuple(Reason(**reason) for reason in data["reasons"]),
         relevant=data["relevant"],
         relevance=data["relevance"],
+    )
+
+
+def _candidate_row(item: Candidate) -> list[Any]:
+    # A row, not a dict: the basis is written for every decision with an idempotency key.
+    published, expires = item.published_at, item.expires_at
+    return [
+        item.item_id,
+        item.relevance,
+        item.score,
+        item.source,
+        item.category,
+        str(item.kind),
+        published.isoformat() if published is not None else None,
+        expires.isoformat() if expires is not None else None,
+        item.in_stock,
+    ]
+
+
+def _candidate_from_row(row: list[Any]) -> Candidate:
+    item_id, relevance, score, source, category, kind, published, expires, in_stock = row
+    return Candidate(
+        item_id,
+        relevance,
+        score,
+        source,
+        category,
+        ContentKind(kind),
+        datetime.fromisoformat(published) if published else None,
+        datetime.fromisoformat(expires) if expires else None,
+        in_stock,
     )
 
 

@@ -185,12 +185,12 @@ class Governor:
         request, user = job.request, job.recipient.user_id
         history_ttl, idempotency_ttl, engagement_ttl = self._ttls
         key = request.idempotency_key
-        basis = ""
+        basis = None
         if key is not None and settled and not request.dry_run:
             basis = Basis(
                 job.decision_id, now, timezone, request.campaigns, selections(prepared),
                 request.deferrable, request.dry_run,
-            ).to_json()  # fmt: skip
+            )  # fmt: skip
         guard = _considered(prepared) if self._no_repeat is not None else ()
         now_ts = now.timestamp()
         return DecideCall(
@@ -299,9 +299,9 @@ class Governor:
         None means the basis explains a send that was never recorded (the rules changed since):
         the request must then be decided again under the same decision id.
         """
-        if replay.state is None:
+        basis = replay.basis
+        if basis is None or replay.state is None:
             return Decision.from_dict(json.loads(replay.payload))
-        basis = Basis.from_json(replay.payload)
         where = zone(basis.timezone)
         user, at = replay.state.user_id, basis.decided_at
         verdicts = [

@@ -20,7 +20,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+if TYPE_CHECKING:
+    from fatigue.basis import Basis
 
 HOURS = 24
 
@@ -163,9 +166,9 @@ class DecideCall(NamedTuple):
 
     ``offers`` are sends in order of preference: the first whose checks pass is recorded.
     ``guard_items``: when one was sent after ``repeat_since`` the content was chosen on a wrong
-    assumption, so nothing is recorded or remembered (status ``stale``). ``basis`` (JSON, ``""``
-    for none) is remembered under the idempotency key together with the state read, so a retry
-    can rebuild the decision.
+    assumption, so nothing is recorded or remembered (status ``stale``). ``basis`` (None for
+    none) is remembered under the idempotency key together with the state read, so a retry can
+    rebuild the decision.
     """
 
     query: StateQuery
@@ -173,7 +176,7 @@ class DecideCall(NamedTuple):
     offers: tuple[SendAttempt, ...] = ()
     guard_items: tuple[str, ...] = ()
     repeat_since: float | None = None
-    basis: str = ""
+    basis: Basis | None = None
     #: Whether the open-hour histograms (the customer's and the audience's) are needed.
     audience: bool = False
     history_ttl: int = 86400 * 40
@@ -192,12 +195,13 @@ class DecideStatus(StrEnum):
 
 @dataclass(frozen=True)
 class Replay:
-    """A remembered decision: its JSON, or its basis JSON plus the state it was decided on."""
+    """A remembered decision: its JSON, or its basis and the state it was decided on."""
 
     decision_id: str
-    payload: str
+    payload: str = ""
     state: UserState | None = None
     offer: int | None = None
+    basis: Basis | None = None
 
 
 class DecideReply(NamedTuple):

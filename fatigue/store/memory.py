@@ -127,7 +127,7 @@ class MemoryStore(FatigueStore):
         query = call.query
         user = self._users.get(query.user_id)
         if user is None:
-            user = _User() if call.offers or call.basis else None
+            user = _User() if call.offers or call.basis is not None else None
             if user is not None:
                 self._users[query.user_id] = user
         earlier = user.replay(query.idempotency_key, query.now, call.decision_id) if user else None
@@ -143,8 +143,8 @@ class MemoryStore(FatigueStore):
         if offer is not None:
             _record(user, call.offers[offer], call.history_ttl)
         key = query.idempotency_key
-        if call.basis and key is not None:
-            replay = Replay(call.decision_id, call.basis, state, offer)
+        if call.basis is not None and key is not None:
+            replay = Replay(call.decision_id, "", state, offer, call.basis)
             user.keep(key, replay, query.now, call.idempotency_ttl)
         status = DecideStatus.CHECKED if offer is None else DecideStatus.RECORDED
         return DecideReply(status, state, offer)

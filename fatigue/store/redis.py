@@ -283,7 +283,7 @@ def _args(call: DecideCall) -> list[Any]:
         repr(query.since),
         call.decision_id,
         "0" if query.idempotency_key is None else "1",
-        call.basis if query.idempotency_key is not None else "",
+        call.basis.to_json() if call.basis is not None and query.idempotency_key else "",
         call.idempotency_ttl,
         call.history_ttl,
         call.engagement_ttl,
@@ -318,10 +318,12 @@ def _replay(user_id: str, stored: bytes | str) -> Replay:
     decision_id, payload = stored_replay(stored)
     if not payload.startswith('{"b":'):
         return Replay(decision_id, payload)
+    from fatigue.basis import Basis
+
     kept = json.loads(payload)
     state = _user_state(user_id, kept["s"], (), (0,) * HOURS)
     offer = kept["r"] - 1 if kept["r"] else None
-    return Replay(decision_id, json.dumps(kept["b"]), state, offer)
+    return Replay(decision_id, "", state, offer, Basis.from_data(kept["b"]))
 
 
 def _user_state(

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from datetime import UTC, datetime
 
 import pytest
 from conftest import BACKENDS
 
+from fatigue.basis import Basis
+from fatigue.domain import Campaign
 from fatigue.errors import ConfigurationError
 from fatigue.store import store_from_url
 from fatigue.store.base import (
@@ -42,6 +45,10 @@ def daily_cap(limit=3, at=NOW, **scope):
 
 def load(store, user="u1", since=0.0, key=None, now=NOW):
     return store.load([StateQuery(user, now, since, key)])[0]
+
+
+def basis(tag: str) -> Basis:
+    return Basis(tag, datetime(2027, 1, 15, 8, tzinfo=UTC), "UTC", (Campaign(tag),), (None,))
 
 
 def call(offers=(), key=None, decision_id=None, user="u1", **options):
@@ -199,7 +206,7 @@ class TestStoreContract:
             key="k",
             guard_items=("i1", "i2"),
             repeat_since=NOW - 3600,
-            basis='{"b":1}',
+            basis=basis("b1"),
         )
         [reply] = store.decide([stale])
         assert reply.status == DecideStatus.STALE and reply.state.items == {"i1": NOW - 100}
@@ -209,16 +216,12 @@ class TestStoreContract:
 
     def test_decide_keeps_the_basis_with_the_state_and_replays_it_to_others(self, store):
         store.apply(EventChange("u1", NOW, suppress=(("category:x", "{}"),)))
-        first = call(offers=(attempt(record()),), key="k", basis='{"b":1}')
+        first = call(offers=(attempt(record()),), key="k", basis=basis("b1"))
         [recorded] = store.decide([first])
-        [again] = store.decide([call(offers=(attempt(record()),), key="k", basis='{"b":2}')])
+        [again] = store.decide([call(offers=(attempt(record()),), key="k", basis=basis("b2"))])
         assert recorded.status == DecideStatus.RECORDED and again.status == DecideStatus.REPLAY
         kept = again.replay
-        assert (kept.decision_id, json.loads(kept.payload), kept.offer) == (
-            first.decision_id,
-            {"b": 1},
-            0,
-        )
+        assert (kept.decision_id, kept.basis, kept.offer) == (first.decision_id, basis("b1"), 0)
         assert kept.state.sends == () and kept.state.suppression == {"category:x": "{}"}
         assert len(load(store).sends) == 1
         [own] = store.decide([first._replace(offers=())])  # the same decision is not a replay
@@ -234,7 +237,7 @@ class TestStoreContract:
 
     def test_commit_by_the_decision_that_holds_the_key_records(self, store):
         rec = record()
-        store.decide([call(key="k", decision_id=rec.decision_id, basis='{"b":1}')])
+        store.decide([call(key="k", decision_id=rec.decision_id, basis=basis("b1"))])
         [result] = store.commit([attempt(rec, idempotency_key="k", replay='{"final":1}')])
         assert result.status == CommitStatus.RECORDED
         assert load(store, key="k").replay == '{"final":1}'
