@@ -74,9 +74,9 @@ def _renderer(found: Services, settings: dict[str, Any]) -> Any:
             "stop working when this process restarts"
         )
     signer = LinkSigner(settings["SECRET_KEY"], clock=found.clock)
-    return Renderer(
-        found.get("templates"), signer, LinkConfig(settings["PUBLIC_URL"]), clock=found.clock
-    )
+    track = str(settings.get("TRACK_CLICKS", "")).lower() in ("1", "true", "yes", "on")
+    links = LinkConfig(settings["PUBLIC_URL"], track_clicks=track)
+    return Renderer(found.get("templates"), signer, links, clock=found.clock)
 
 
 def _composer(found: Services) -> Any:

@@ -35,6 +35,8 @@ DEFAULTS: dict[str, Any] = {
     "SECRET_KEY": "",
     # Base of the links Rapport puts in emails (unsubscribe); the server's own URL by default.
     "PUBLIC_URL": "http://localhost:8000",
+    # Route item links through /c/<token>, recording each click before redirecting ("true").
+    "TRACK_CLICKS": "false",
     # Ordinary JSON bodies; the NDJSON batch endpoint has its own, larger limit.
     "MAX_CONTENT_LENGTH": 1 * MIB,
     "MAX_BATCH_BYTES": 256 * MIB,

@@ -1,15 +1,19 @@
-"""Unsubscribe links: ``/u/<token>`` (RFC 8058 one-click) and ``/p/<token>`` (preferences).
+"""Links in emails: unsubscribe (``/u``), preferences (``/p``) and tracked clicks (``/c``).
 
-These are pages for people and mailbox providers, not the JSON API: no key, no cookie, no
-redirect. The signed token names the customer and campaign. A one-click POST takes effect at
-once (state updated, event logged durably) and answers 200.
+``/u/<token>`` is RFC 8058 one-click; ``/c/<token>`` records a click on an item and redirects.
+
+These are pages for people and mailbox providers, not the JSON API: no key and no cookie, and
+the unsubscribe links never redirect. The signed token names the customer and campaign. A
+one-click POST takes effect at once (state updated, event logged durably) and answers 200.
 """
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
-from flask import Blueprint, render_template, request
+from flask import Blueprint, redirect, render_template, request
+from werkzeug.wrappers import Response
 
 from api.eventlog import EventLog
 from api.metrics import EVENTS
@@ -24,10 +28,10 @@ def _verify(token: str, purpose: str) -> tuple[Any, tuple[str, int] | None]:
     from engine.render.links import InvalidToken
 
     signer = services().get("renderer").signer
+    verify = {"unsubscribe": signer.verify_unsubscribe, "preferences": signer.verify_preferences,
+              "click": signer.verify_click}[purpose]  # fmt: skip
     try:
-        if purpose == "unsubscribe":
-            return signer.verify_unsubscribe(token), None
-        return signer.verify_preferences(token), None
+        return verify(token), None
     except InvalidToken as exc:
         status = 410 if exc.expired else 400
         return None, (render_template("link_error.html", message=str(exc)), status)
@@ -75,28 +79,35 @@ def preferences_update(token: str) -> tuple[str, int]:
     return render_template("preferences.html", subscribed=choice == "resubscribe", saved=True), 200
 
 
-def _record(kind: EventType, user_id: str, campaign_id: str) -> None:
-    """Log the change durably, then apply it to fatigue state."""
+@bp.get("/c/<token>")
+def tracked_click(token: str) -> Response | tuple[str, int]:
+    """Record a click on an item (engagement, and an interaction for training), then redirect."""
+    payload, error = _verify(token, "click")
+    if error:
+        return error
+    url = str(payload.url or "")
+    if urlsplit(url).scheme not in ("http", "https"):
+        return render_template("link_error.html", message="this link has no destination"), 400
+    _record(EventType.CLICK, payload.user_id, payload.campaign_id, payload.item_id)
+    return redirect(url, code=302)
+
+
+def _record(kind: EventType, user_id: str, campaign_id: str, item_id: str | None = None) -> None:
+    """Log the event durably (and the interaction, for a click on an item), then apply it."""
     found = services()
-    now = found.clock()
+    now = found.clock().isoformat()
     log: EventLog = found.event_log
     log.append(
-        [
-            {
-                "user_id": user_id,
-                "item_id": None,
-                "timestamp": now.isoformat(),
-                "event": kind.value,
-                "value": 1.0,
-                "campaign_id": campaign_id,
-                "decision_id": None,
-                "category": None,
-                "received_at": now.isoformat(),
-                "via": "link",
-            }
-        ]
-    )
+        [{"user_id": user_id, "item_id": item_id, "timestamp": now, "event": kind.value,
+          "value": 1.0, "campaign_id": campaign_id, "decision_id": None, "category": None,
+          "received_at": now, "via": "link"}]
+    )  # fmt: skip
+    if item_id:
+        found.interaction_log.append(
+            [{"user_id": user_id, "item_id": item_id, "timestamp": now,
+              "event": "email_click", "value": 1.0}]
+        )  # fmt: skip
     found.get("governor").record_event(
-        EngagementEvent(type=kind, user_id=user_id, timestamp=now, campaign=campaign_id)
+        EngagementEvent(type=kind, user_id=user_id, timestamp=found.clock(), campaign=campaign_id)
     )
     EVENTS.labels("accepted").inc()

@@ -234,3 +234,21 @@ def test_item_events_feed_the_next_training_run(client, auth, settings):
         "email_click",
         "purchase",
     ]
+
+
+def test_tracked_clicks_are_recorded_then_redirected(settings, clock, auth, compose_request):
+    from api import create_app
+
+    client = create_app({**settings, "TRACK_CLICKS": "true", "CLOCK": clock}).test_client()
+    answer = client.post("/v1/compose", json=compose_request(), headers=auth("platform")).json
+    html = answer["email"]["html"]
+    link = html.split('href="http://localhost/c/')[1].split('"')[0]
+    response = client.get(f"/c/{link}")
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("https://shop.example.com/items/")
+    assert "utm_campaign=weekly-picks" in response.headers["Location"]
+    state = client.get("/v1/users/12347/fatigue", headers=auth("engineer")).json
+    assert state["last_engaged"] is not None
+    [path] = Path(settings["EVENT_LOG_DIR"]).glob("interactions-*.jsonl")
+    assert json.loads(path.read_text().splitlines()[-1])["event"] == "email_click"
+    assert client.get(f"/c/{link[:-2]}xx").status_code == 400
