@@ -8,6 +8,7 @@ it sends (curl does; see docs/api.md).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import IO
 
@@ -32,6 +33,7 @@ from fatigue.domain import Campaign, ContentKind, Recipient
 from fatigue.errors import NotFoundError, RapportError, StoreError, ValidationError
 
 bp = Blueprint("compose", __name__)
+log = logging.getLogger(__name__)
 CHUNK = 128  # recipients scored through the model together in the batch endpoint
 
 
@@ -163,7 +165,7 @@ def _compose_chunk(chunk: list[tuple[int, ComposeRequest | str]]) -> Iterator[st
         results = services().get("composer").compose_many([to_input(b) for _, b in valid])
         for (number, request), composition in zip(valid, results, strict=True):
             answers[number] = _line(number, request, composition)
-    except RapportError:
+    except Exception:  # isolate whoever failed; the others' decisions replay by idempotency
         answers = {number: _one_line(number, request) for number, request in valid}
     for number, entry in chunk:
         yield entry if isinstance(entry, str) else answers[number]
@@ -180,6 +182,12 @@ def _one_line(number: int, body: ComposeRequest) -> str:
         return _problem_line(number, "not-found", str(exc), body.recipient.user_id)
     except StoreError as exc:
         return _problem_line(number, "unavailable", str(exc), body.recipient.user_id)
+    except RapportError as exc:
+        return _problem_line(number, "http-error", str(exc), body.recipient.user_id)
+    except Exception:  # a bug must cost one line of the stream, not the whole stream
+        log.exception("composing line %d of a batch failed", number)
+        return _problem_line(number, "internal", "internal error; it has been logged",
+                             body.recipient.user_id)  # fmt: skip
     return _line(number, body, composition)
 
 
