@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any, NamedTuple
@@ -174,8 +173,7 @@ def prepare(
     )  # fmt: skip
 
 
-@dataclass(frozen=True)
-class Frame:
+class Frame(NamedTuple):
     """A campaign's windows at one moment in one zone: the same for every customer there."""
 
     scopes: tuple[str, ...]
@@ -189,27 +187,52 @@ class Frame:
     open: bool
 
 
-def _frame(
-    plan: Plan, campaign: Campaign, now: datetime, where: ZoneInfo, deferrable: bool
-) -> Frame:
-    rules = plan.rules
+class Scope(NamedTuple):
+    """What a campaign's kind, channel and scope select from the rules, whatever the moment."""
+
+    transactional: bool
+    scopes: tuple[str, ...]
+    caps: tuple[CapRule, ...]
+    reduced: CapRule | None
+    quiet: QuietHours | None
+    #: Seconds each cap (rolling ones only; None for calendar ones) looks back.
+    spans: tuple[float | None, ...]
+    capped: bool
+
+
+def _scope(plan: Plan, campaign: Campaign) -> Scope:
     transactional = campaign.kind == ContentKind.TRANSACTIONAL
     caps: tuple[CapRule, ...] = () if transactional else plan.caps_for(campaign)
     reduced = None if transactional else plan.reduced_cap(campaign.channel)
     if reduced is not None:
         caps = (*caps, reduced)
-    checks = tuple(_check(plan, cap, now, where, cap is reduced) for cap in caps)
-    cooldown_since = None
-    if plan.cooldown is not None and not transactional:
-        cooldown_since = now.timestamp() - plan.cooldown.total_seconds()
-    quiet = rules.quiet_hours
+    quiet = plan.rules.quiet_hours
     if quiet is not None and transactional and not quiet.transactional:
         quiet = None
+    spans = tuple(None if cap.calendar else cap.per.total_seconds() for cap in caps)
+    capped = any(cap.max <= 0 for cap in caps)
+    return Scope(transactional, _scopes(campaign), caps, reduced, quiet, spans, capped)
+
+
+def _frame(
+    plan: Plan, campaign: Campaign, now: datetime, where: ZoneInfo, deferrable: bool
+) -> Frame:
+    scope: Scope = plan.memo(("scope", campaign), lambda: _scope(plan, campaign))
+    now_ts = now.timestamp()
+    checks = tuple(
+        _check(plan, cap, now, now_ts, span, where, cap is scope.reduced)
+        for cap, span in zip(scope.caps, scope.spans, strict=True)
+    )
+    cooldown_since = None
+    if plan.cooldown is not None and not scope.transactional:
+        cooldown_since = now_ts - plan.cooldown.total_seconds()
+    quiet = scope.quiet
     quiet_end = quiet_hours_end(now, quiet, where) if quiet is not None else None
-    hour_needed = deferrable and rules.send_time is not None and not transactional
-    is_open = quiet_end is None and not hour_needed and all(cap.max > 0 for cap in caps)
-    scopes = _scopes(campaign)
-    return Frame(scopes, caps, checks, cooldown_since, quiet, quiet_end, hour_needed, is_open)
+    hour_needed = deferrable and plan.rules.send_time is not None and not scope.transactional
+    is_open = quiet_end is None and not hour_needed and not scope.capped
+    return Frame(
+        scope.scopes, scope.caps, checks, cooldown_since, quiet, quiet_end, hour_needed, is_open
+    )
 
 
 def finish(plan: Plan, prep: Prepared, state: UserState, now: datetime, where: ZoneInfo) -> Verdict:
@@ -271,14 +294,22 @@ def _scopes(campaign: Campaign) -> tuple[str, ...]:
     return (*scopes, f"category:{campaign.category}") if campaign.category else scopes
 
 
-def _check(plan: Plan, cap: CapRule, now: datetime, where: ZoneInfo, reduced: bool) -> CapCheck:
-    if cap.calendar:
+def _check(
+    plan: Plan,
+    cap: CapRule,
+    now: datetime,
+    now_ts: float,
+    span: float | None,
+    where: ZoneInfo,
+    reduced: bool,
+) -> CapCheck:
+    if span is None:
         since, inclusive = window_start(cap, now, where)
     else:
-        since, inclusive = now.timestamp() - cap.per.total_seconds(), False
+        since, inclusive = now_ts - span, False
     engagement = plan.rules.engagement
     needs = engagement.reduce_after if reduced and engagement is not None else 0
-    channel = cap.channel.value
+    channel = str(cap.channel)
     return CapCheck(since, inclusive, cap.max, channel, cap.category, cap.campaign, needs)
 
 
