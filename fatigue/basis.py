@@ -2,7 +2,8 @@
 
 The store keeps this *basis* under the idempotency key together with the state it read, in the
 same atomic step that records the send, so a retried request (with the same key) gets the very
-same decision without the decision's JSON having to exist before the store has answered.
+same decision without the decision's JSON having to exist before the store has answered:
+``replayed`` rebuilds it by evaluating the rules on the kept state at the kept moment.
 """
 
 from __future__ import annotations
@@ -13,8 +14,22 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from fatigue.arbitrate import decision_for
 from fatigue.content import Selection
-from fatigue.domain import Campaign, Candidate, Channel, ContentKind, Reason, reason_to_dict
+from fatigue.domain import (
+    Action,
+    Campaign,
+    Candidate,
+    Channel,
+    ContentKind,
+    Decision,
+    MessageRequest,
+    Reason,
+    reason_to_dict,
+)
+from fatigue.evaluate import Plan, finish, prepare
+from fatigue.store.base import Replay
+from fatigue.windows import zone
 
 
 @dataclass(frozen=True)
@@ -137,3 +152,31 @@ def _candidate_from_row(row: list[Any]) -> Candidate:
 def selections(prepared: Sequence[Any]) -> tuple[Selection | None, ...]:
     """Return the selection of each prepared campaign."""
     return tuple(prep.selection for prep in prepared)
+
+
+def replayed(plan: Plan, replay: Replay, key: str | None) -> Decision | None:
+    """Return a remembered decision, rebuilding it from its basis and state when needed.
+
+    None means the basis now reads as a send that was never recorded (the rules changed since):
+    the request must then be decided again under the same decision id.
+    """
+    basis = replay.basis
+    if basis is None or replay.state is None:
+        return Decision.from_dict(json.loads(replay.payload))
+    where = zone(basis.timezone)
+    user, at = replay.state.user_id, basis.decided_at
+    verdicts = [
+        finish(
+            plan,
+            prepare(plan, user, campaign, None, at, where, basis.deferrable, selection),
+            replay.state,
+            at,
+            where,
+        )
+        for campaign, selection in zip(basis.campaigns, basis.selections, strict=True)
+    ]
+    request = MessageRequest(basis.campaigns, key, basis.deferrable, basis.dry_run)
+    decision, _ = decision_for(user, basis.decision_id, request, verdicts, at)
+    if decision.action == Action.SEND and replay.offer is None:
+        return None
+    return decision

@@ -19,7 +19,7 @@ from operator import attrgetter
 from zoneinfo import ZoneInfo
 
 from fatigue.arbitrate import arbitrate, decision_for, rank
-from fatigue.basis import Basis, selections
+from fatigue.basis import Basis, replayed, selections
 from fatigue.clock import Clock, utc_now
 from fatigue.domain import (
     Action,
@@ -218,7 +218,10 @@ class Governor:
         prepared = draft.prepared
         if not conclusive and self._no_repeat is not None:
             # The content was chosen without the send history: choose it again on the real one.
-            prepared = [self._reprepare(draft, prep, state, now) for prep in prepared]
+            prepared = [
+                self._reprepare(draft, prep, candidates, state, now)
+                for prep, candidates in zip(prepared, job.candidates, strict=True)
+            ]
         verdicts = [finish(self.plan, prep, state, now, draft.where) for prep in prepared]
         decision, winner = decision_for(
             job.recipient.user_id, job.decision_id, job.request, verdicts, now
@@ -243,9 +246,15 @@ class Governor:
             return FollowUp(index, decision, self._attempt(job, decision, winner, now))
         return FollowUp(index, decision, None) if key is not None else decision
 
-    def _reprepare(self, draft: Draft, prep: Prepared, state: UserState, now: datetime) -> Prepared:
+    def _reprepare(
+        self,
+        draft: Draft,
+        prep: Prepared,
+        candidates: Sequence[Candidate],
+        state: UserState,
+        now: datetime,
+    ) -> Prepared:
         job = draft.job
-        candidates = job.candidates[job.request.campaigns.index(prep.campaign)]
         return prepare(
             self.plan, job.recipient.user_id, prep.campaign, candidates, now, draft.where,
             job.request.deferrable, sent=state.items,
@@ -294,31 +303,8 @@ class Governor:
         )
 
     def _replayed(self, replay: Replay, key: str | None) -> Decision | None:
-        """Return a remembered decision, rebuilding it from its basis and state when needed.
-
-        None means the basis explains a send that was never recorded (the rules changed since):
-        the request must then be decided again under the same decision id.
-        """
-        basis = replay.basis
-        if basis is None or replay.state is None:
-            return Decision.from_dict(json.loads(replay.payload))
-        where = zone(basis.timezone)
-        user, at = replay.state.user_id, basis.decided_at
-        verdicts = [
-            finish(
-                self.plan,
-                prepare(self.plan, user, campaign, None, at, where, basis.deferrable, selection),
-                replay.state,
-                at,
-                where,
-            )
-            for campaign, selection in zip(basis.campaigns, basis.selections, strict=True)
-        ]
-        request = MessageRequest(basis.campaigns, key, basis.deferrable, basis.dry_run)
-        decision, _ = decision_for(user, basis.decision_id, request, verdicts, at)
-        if decision.action == Action.SEND and replay.offer is None:
-            return None
-        return decision
+        """Return a remembered decision (None: decide again under its id, see ``replayed``)."""
+        return replayed(self.plan, replay, key)
 
     def _offer(self, job: Job, prep: Prepared, now_ts: float) -> SendAttempt:
         selection = prep.selection
