@@ -29,17 +29,20 @@ class Availability:
 
     def __init__(self, granularity: int = 60) -> None:
         self._granularity = granularity
-        self._key: tuple[int, int] | None = None
-        self._blocked: frozenset[str] = frozenset()
+        # One tuple, replaced whole, so concurrent readers never pair a key with another's set.
+        self._state: tuple[tuple[int, str, int], frozenset[str]] | None = None
 
     def blocked(self, recommender: Recommender, now: datetime) -> frozenset[str]:
         """Return the ids unavailable at ``now`` (to the minute) in ``recommender``'s catalog."""
-        key = (id(recommender), int(now.timestamp()) // self._granularity)
-        if key != self._key:
-            catalog = recommender.catalog
-            blocked = frozenset(catalog.unavailable(now)) if catalog is not None else frozenset()
-            self._key, self._blocked = key, blocked
-        return self._blocked
+        minute = int(now.timestamp()) // self._granularity
+        key = (id(recommender), recommender.version, minute)
+        state = self._state
+        if state is not None and state[0] == key:
+            return state[1]
+        catalog = recommender.catalog
+        blocked = frozenset(catalog.unavailable(now)) if catalog is not None else frozenset()
+        self._state = (key, blocked)
+        return blocked
 
 
 AVAILABILITY = Availability()

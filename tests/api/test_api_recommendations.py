@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 def test_known_customer_gets_personal_picks_with_catalog(client, auth):
     response = client.post(
@@ -75,3 +77,52 @@ def test_empty_body_is_a_clear_400(client, auth):
     response = client.post("/v1/recommendations", headers=auth("platform"))
     assert response.status_code == 400
     assert "empty" in response.json["detail"]
+
+
+def test_out_of_stock_and_expired_items_are_never_offered(
+    client, auth, settings, clock, tmp_path, compose_request
+):
+    import csv
+
+    from click.testing import CliRunner
+
+    from api import create_app
+    from engine.cli import train
+
+    top = [p["item_id"] for p in client.post(
+        "/v1/recommendations", json={"user_id": "12347", "n": 4}, headers=auth("platform")
+    ).json["recommendations"]]  # fmt: skip
+    demo = Path(__file__).resolve().parents[2] / "engine" / "demo_data"
+    with (demo / "catalog.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    for row in rows:
+        if row["item_id"] in top[:2]:
+            row["in_stock"] = "false"
+        elif row["item_id"] in top[2:]:
+            row["expires_at"] = "2026-11-01T00:00:00Z"  # before the test clock's today
+    catalog = tmp_path / "catalog.csv"
+    with catalog.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    result = CliRunner().invoke(train, [
+        "--interactions", str(demo / "interactions.csv.gz"), "--catalog", str(catalog),
+        "--default-event", "purchase", "--model-dir", str(tmp_path / "model")])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    stocked = create_app({**settings, "MODEL_DIR": str(tmp_path / "model"), "CLOCK": clock})
+
+    def picks(**filters):
+        body = {"user_id": "12347", "n": 8, "filters": filters}
+        answer = stocked.test_client().post(
+            "/v1/recommendations", json=body, headers=auth("platform")
+        )
+        return {pick["item_id"] for pick in answer.json["recommendations"]}
+
+    assert not picks() & set(top)
+    assert set(top) <= picks(available_only=False)
+    composed = (
+        stocked.test_client()
+        .post("/v1/compose", json=compose_request(), headers=auth("platform"))
+        .json["decision"]
+    )
+    assert composed["items"] and not {item["item_id"] for item in composed["items"]} & set(top)
