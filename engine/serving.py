@@ -27,6 +27,8 @@ from fatigue.domain import Candidate
 from fatigue.errors import NotFoundError, ValidationError
 
 MAX_N = 1_000
+COLD_CACHE_SIZE = 256  # distinct (n, filters) combinations of cold-start picks kept
+_NO_FACTS: dict[str, Any] = {}
 
 
 class Source(StrEnum):
@@ -114,6 +116,10 @@ class Recommender:
     meta: dict[str, Any] = field(default_factory=dict)
     catalog: Catalog | None = None
     version: str = ""
+    _cold: dict[tuple[int, bytes], tuple[Recommendation, ...]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+    _facts: dict[str, dict[str, Any]] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def load(cls, model_dir: str | Path, version: str | None = None) -> Recommender:
@@ -174,20 +180,32 @@ class Recommender:
 
     def candidates(self, recommendations: Sequence[Recommendation]) -> list[Candidate]:
         """Turn recommendations into the plain data the governor judges (catalog joined)."""
-        out = []
-        for rec in recommendations:
-            item = self.catalog.get(rec.item_id) if self.catalog else None
-            extra: dict[str, Any] = {}
-            if item is not None:
-                extra = {
+        facts = self._catalog_facts()
+        return [
+            Candidate(
+                rec.item_id,
+                rec.relevance,
+                rec.score,
+                rec.source.value,
+                **facts.get(rec.item_id, _NO_FACTS),
+            )
+            for rec in recommendations
+        ]
+
+    def _catalog_facts(self) -> dict[str, dict[str, Any]]:
+        # Built once per loaded model: the catalog is immutable once the model is published.
+        if self._facts is None:
+            self._facts = {
+                item.item_id: {
                     "category": item.category,
                     "kind": item.kind,
                     "published_at": item.published_at,
                     "expires_at": item.expires_at,
                     "in_stock": item.in_stock,
                 }
-            out.append(Candidate(rec.item_id, rec.relevance, rec.score, rec.source.value, **extra))
-        return out
+                for item in (self.catalog or {}).values()
+            }
+        return self._facts
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -222,17 +240,28 @@ class Recommender:
     def _unknown(
         self, n: int, blocked: np.ndarray, recent: Sequence[RecentInteraction]
     ) -> list[Recommendation]:
-        confidence = self._recent_row(recent)
-        if confidence.nnz and self.model.supports_fold_in:
+        confidence = self._recent_row(recent) if recent else None
+        if confidence is not None and confidence.nnz and self.model.supports_fold_in:
             exclude = confidence.copy()
             exclude.data[:] = 1.0
             ids, scores = self.model.fold_in(confidence, exclude, n, blocked)
             return self._finish(ids[0], scores[0], Source.SIMILAR, n, blocked, exclude.indices)
-        empty = sp.csr_matrix((1, len(self.items)), dtype=np.float32)
-        source = Source.TRENDING if np.count_nonzero(self.trending) >= n else Source.POPULAR
-        vector = self.trending if source is Source.TRENDING else self.popular
-        ids, scores = ranked_by_score(vector, empty, n, blocked)
-        return self._finish(ids[0], scores[0], source, n, blocked, empty.indices)
+        return list(self._cold_start(n, blocked))
+
+    def _cold_start(self, n: int, blocked: np.ndarray) -> tuple[Recommendation, ...]:
+        """Trending (or popular) picks: the same for every new customer, so computed once."""
+        key = (n, blocked.tobytes())
+        cached = self._cold.get(key)
+        if cached is None:
+            if len(self._cold) >= COLD_CACHE_SIZE:
+                self._cold.clear()
+            empty = sp.csr_matrix((1, len(self.items)), dtype=np.float32)
+            source = Source.TRENDING if np.count_nonzero(self.trending) >= n else Source.POPULAR
+            vector = self.trending if source is Source.TRENDING else self.popular
+            ids, scores = ranked_by_score(vector, empty, n, blocked)
+            cached = tuple(self._finish(ids[0], scores[0], source, n, blocked, empty.indices))
+            self._cold[key] = cached
+        return cached
 
     def _recent_row(self, recent: Sequence[RecentInteraction]) -> sp.csr_matrix:
         known = [r for r in recent if r.item_id in self.items]

@@ -151,3 +151,14 @@ def test_catalog_items_nobody_touched_are_known_to_the_model(interactions: Inter
     catalog = Catalog({"i-00": CatalogItem("i-00"), "fresh": CatalogItem("fresh", category="new")})
     model = train(interactions, small_config(), catalog)
     assert "fresh" in model.items
+
+
+def test_cold_start_picks_are_shared_but_callers_get_their_own_list(
+    recommender: Recommender,
+) -> None:
+    first = recommender.recommend("new-1", 4)
+    first.clear()
+    second, third = recommender.recommend("new-2", 4), recommender.recommend("new-3", 4)
+    assert second == third and len(second) == 4
+    narrower = recommender.recommend("new-4", 4, Filters.build(exclude_items=[second[0].item_id]))
+    assert second[0].item_id not in {r.item_id for r in narrower}
