@@ -11,6 +11,7 @@ import csv
 import gzip
 import io
 import random
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,9 @@ from fatigue.errors import Problem, ValidationError
 
 INTERACTION_COLUMNS = ("user_id", "item_id", "timestamp", "event", "value")
 SHOP_URL = "https://shop.example.com"
+# Products have five-digit stock codes (plus an optional variant letter); the few other codes
+# are fees and adjustments (POST, C2, M, DOT, BANK CHARGES, PADS).
+PRODUCT_CODE = re.compile(r"\d{5}")
 
 # First keyword found in the description wins; order puts specific words before generic ones.
 CATEGORY_KEYWORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -118,8 +122,9 @@ def _retail_rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
 def load_online_retail(path: str | Path) -> RetailData:
     """Convert the UCI Online Retail file into canonical purchases and a catalog.
 
-    Cancellations, non-positive quantities and rows without a customer are dropped (they are
-    not purchases by a known customer); the catalog keeps each item's latest price and title.
+    Cancellations, non-positive quantities, rows without a customer and non-product codes
+    (postage, carriage, fees) are dropped: they are not purchases of a product by a known
+    customer. The catalog keeps each item's latest price and title.
     """
     path = Path(path)
     interactions: list[tuple[str, str, str, str, str]] = []
@@ -133,6 +138,8 @@ def load_online_retail(path: str | Path) -> RetailData:
         customer = row["CustomerID"].strip().removesuffix(".0")
         if not customer or row["InvoiceNo"].startswith("C") or quantity <= 0:
             continue
+        if not PRODUCT_CODE.match(row["StockCode"]):
+            continue  # postage, carriage, manual adjustments, bank charges: not things to suggest
         item, when = row["StockCode"].strip(), row["InvoiceDate"].strip().replace(" ", "T")
         timestamp = when if when.endswith("Z") else f"{when}Z"
         interactions.append((customer, item, timestamp, "purchase", f"{quantity:g}"))

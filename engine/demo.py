@@ -11,7 +11,7 @@ from engine.interactions import load_interactions
 from engine.serving import Recommender
 from engine.training import TrainingConfig, train
 
-DEMO_CUSTOMERS = ("12583", "13269", "16770")
+DEMO_CUSTOMERS = ("12583", "13269", "12347")
 
 
 def demo_data_dir() -> Path:
