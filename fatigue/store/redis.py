@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from importlib import resources
 from typing import Any
@@ -159,10 +159,7 @@ class RedisStore(FatigueStore):
             for call in calls
         ]
         audience, replies = self._run(scripts, audience=any(call.audience for call in calls))
-        return [
-            _decided(call, reply, audience or (0,) * HOURS)
-            for call, reply in zip(calls, replies, strict=True)
-        ]
+        return [_decided(call, reply, audience) for call, reply in zip(calls, replies, strict=True)]
 
     def remember(self, memos: Sequence[DecisionMemo]) -> list[Replay | None]:
         """Run ``remember.lua`` for each memo, pipelined."""
@@ -276,40 +273,45 @@ def _caps_args(attempt: SendAttempt, args: list[Any]) -> list[Any]:
 
 
 def _args(call: DecideCall) -> list[Any]:
-    """Lay out ``decide.lua``'s ARGV (see the script's header)."""
+    """Lay out ``decide.lua``'s ARGV (see the script's header): the call as one JSON array."""
     query = call.query
-    args: list[Any] = [
-        repr(query.now),
+    key = query.idempotency_key
+    repeat = call.repeat_since
+    payload = [
         repr(query.since),
         call.decision_id,
-        "0" if query.idempotency_key is None else "1",
-        call.basis.to_json() if call.basis is not None and query.idempotency_key else "",
+        0 if key is None else 1,
         call.idempotency_ttl,
         call.history_ttl,
         call.engagement_ttl,
-        "" if call.repeat_since is None else repr(call.repeat_since),
-        len(call.guard_items),
-        *call.guard_items,
-        len(call.offers),
-    ]
-    for offer in call.offers:
-        args += [
-            offer.record.to_member(),
-            "" if offer.cooldown_since is None else repr(offer.cooldown_since),
-            "" if offer.sunset_at is None else offer.sunset_at,
-            len(offer.blocking_scopes),
-            *offer.blocking_scopes,
-        ]
-        _caps_args(offer, args)
-    return args
+        False if repeat is None else repeat,
+        list(call.guard_items),
+        [
+            [
+                offer.record.to_member(),
+                False if offer.cooldown_since is None else offer.cooldown_since,
+                False if offer.sunset_at is None else offer.sunset_at,
+                offer.blocking_scopes,
+                [
+                    [c.since, c.inclusive, c.limit, c.channel, c.category or "", c.campaign or "",
+                     c.min_ignored]
+                    for c in offer.caps
+                ],
+            ]
+            for offer in call.offers
+        ],
+    ]  # fmt: skip
+    basis = call.basis.to_json() if call.basis is not None and key is not None else ""
+    return [repr(query.now), json.dumps(payload, separators=(",", ":")), basis]
 
 
-def _decided(call: DecideCall, reply: list[Any], audience: tuple[int, ...]) -> DecideReply:
-    status = DecideStatus(_text(reply[0]))
+def _decided(call: DecideCall, reply: bytes, audience: tuple[int, ...] | None) -> DecideReply:
+    data = json.loads(reply)
+    status = DecideStatus(data[0])
     if status == DecideStatus.REPLAY:
-        return DecideReply(status, replay=_replay(call.query.user_id, reply[1]))
-    state = _user_state(call.query.user_id, reply[2:], call.guard_items, audience)
-    offer = int(reply[1]) - 1 if status == DecideStatus.RECORDED else None
+        return DecideReply(status, replay=_replay(call.query.user_id, data[1]))
+    state = _user_state(call.query.user_id, data[2:], call.guard_items, audience)
+    offer = data[1] - 1 if status == DecideStatus.RECORDED else None
     return DecideReply(status, state, offer)
 
 
@@ -321,15 +323,15 @@ def _replay(user_id: str, stored: bytes | str) -> Replay:
     from fatigue.basis import Basis
 
     kept = json.loads(payload)
-    state = _user_state(user_id, kept["s"], (), (0,) * HOURS)
+    state = _user_state(user_id, kept["s"], (), None)
     offer = kept["r"] - 1 if kept["r"] else None
     return Replay(decision_id, "", state, offer, Basis.from_data(kept["b"]))
 
 
 def _user_state(
-    user_id: str, parts: Sequence[Any], guard: Sequence[str], audience: tuple[int, ...]
+    user_id: str, parts: Sequence[Any], guard: Sequence[str], audience: tuple[int, ...] | None
 ) -> UserState:
-    """Build the state ``decide.lua`` read (also as kept, JSON-decoded, with a replay)."""
+    """Build the state ``decide.lua`` read (JSON-decoded); hours only when ``audience`` is read."""
     rows, suppression_flat, engagement_flat, scores = (_list(part) for part in parts)
     engagement = {_text(k): v for k, v in _pairs(engagement_flat).items()}
     last = engagement.get("last_engaged")
@@ -343,8 +345,8 @@ def _user_state(
         ignored=int(engagement.get("ignored", 0)),
         soft_bounces=int(engagement.get("soft_bounces", 0)),
         last_engaged=float(last) if last is not None else None,
-        hours=tuple(int(engagement.get(f"h{hour}", 0)) for hour in range(HOURS)),
-        audience_hours=audience,
+        hours=_hours(engagement) if audience is not None else (0,) * HOURS,
+        audience_hours=audience or (0,) * HOURS,
     )
 
 
@@ -378,8 +380,15 @@ def _pairs(flat: list[bytes]) -> dict[bytes, bytes]:
     return {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
 
 
-def _hours(mapping: dict[bytes, bytes]) -> tuple[int, ...]:
-    return tuple(int(mapping.get(f"h{hour}".encode(), 0)) for hour in range(HOURS))
+def _hours(mapping: Mapping[Any, Any]) -> tuple[int, ...]:
+    """Read ``h0``..``h23`` from a hash (bytes keys from redis-py, str keys from JSON)."""
+    text = next(iter(mapping), "") if mapping else ""
+    names = _HOUR_NAMES if isinstance(text, str) else _HOUR_KEYS
+    return tuple(int(mapping.get(name, 0)) for name in names)
+
+
+_HOUR_NAMES = tuple(f"h{hour}" for hour in range(HOURS))
+_HOUR_KEYS = tuple(name.encode() for name in _HOUR_NAMES)
 
 
 def _text(value: bytes | str | None) -> str:
