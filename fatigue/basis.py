@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from fatigue.arbitrate import decision_for
 from fatigue.content import Selection
@@ -32,9 +31,8 @@ from fatigue.store.base import Replay
 from fatigue.windows import zone
 
 
-@dataclass(frozen=True)
-class Basis:
-    """The state-independent inputs of one decision."""
+class Basis(NamedTuple):
+    """The state-independent inputs of one decision (a NamedTuple: one is built per request)."""
 
     decision_id: str
     decided_at: datetime
