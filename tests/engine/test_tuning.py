@@ -40,3 +40,22 @@ def test_popularity_has_nothing_to_tune(interactions: Interactions) -> None:
         interactions, small_config(algorithm=Algorithm.POPULAR), trials=10, validation_days=15
     )
     assert len(result.trials) == 1
+
+
+def test_two_folds_validate_on_consecutive_windows(interactions: Interactions) -> None:
+    from engine.tuning import validation_splits
+
+    newest, older = validation_splits(interactions, 10, folds=2)
+    assert int(older.train.timestamps.max()) < int(newest.train.timestamps.max())
+    result = tune(interactions, small_config(), trials=2, validation_days=10, folds=2)
+    assert result.validation.startswith("mean of 2 fold(s)")
+
+
+def test_too_little_history_to_validate_is_a_clear_error() -> None:
+    import pytest
+
+    from fatigue.errors import ValidationError
+
+    one_day = Interactions.from_records([("u", "a", 0, "purchase", 1.0)])
+    with pytest.raises(ValidationError):
+        tune(one_day, small_config(), trials=1, validation_days=30)
