@@ -26,6 +26,9 @@ if TYPE_CHECKING:
     from fatigue.basis import Basis
 
 HOURS = 24
+#: How many decisions the decision log keeps per customer (the newest win).
+DECISION_LOG_SIZE = 50
+DECISION_LOG_TTL = 86400 * 30
 
 # The records built for every decision (queries, send records, checks, attempts, states) are
 # typed NamedTuples rather than frozen dataclasses: just as immutable, and several times cheaper
@@ -241,6 +244,32 @@ class EventChange:
     engagement_ttl: int = 86400 * 400
 
 
+class LoggedDecision(NamedTuple):
+    """One decision for the per-customer decision log: its customer and ``Decision.to_dict()``."""
+
+    user_id: str
+    decision: Mapping[str, Any]
+
+
+def newest_unique(decisions: Sequence[Mapping[str, Any]], limit: int) -> list[dict[str, Any]]:
+    """Keep the first (newest) entry of each decision id, at most ``limit`` of them.
+
+    A retried request replays its decision and the composer logs it again; the reader shows it
+    once rather than making every writer check the log first.
+    """
+    seen: set[Any] = set()
+    kept: list[dict[str, Any]] = []
+    for decision in decisions:
+        key = decision.get("decision_id")
+        if key is not None and key in seen:
+            continue
+        seen.add(key)
+        kept.append(dict(decision))
+        if len(kept) >= limit:
+            break
+    return kept
+
+
 def stored_replay(value: str | bytes) -> tuple[str, str]:
     """Split a stored ``"<decision id> <JSON>"`` into its parts (an id of ``""`` for old values)."""
     text = value.decode() if isinstance(value, bytes) else value
@@ -296,6 +325,18 @@ class FatigueStore(ABC):
     @abstractmethod
     def apply(self, change: EventChange) -> None:
         """Apply an event's change to engagement and suppression state."""
+
+    @abstractmethod
+    def log_decisions(self, entries: Sequence[LoggedDecision], ttl: int = DECISION_LOG_TTL) -> None:
+        """Append decisions to their customers' logs, in one round trip for the batch.
+
+        Each log keeps its newest ``DECISION_LOG_SIZE`` entries and expires ``ttl`` seconds
+        after its last one (the memory store keeps them for the life of the process).
+        """
+
+    @abstractmethod
+    def recent_decisions(self, user_id: str, limit: int = 20) -> list[dict[str, Any]]:
+        """Return the customer's logged decisions, newest first, each decision once."""
 
     @abstractmethod
     def ping(self) -> None:

@@ -9,10 +9,14 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from fatigue.store.base import (
+    DECISION_LOG_SIZE,
+    DECISION_LOG_TTL,
     HOURS,
     CommitResult,
     CommitStatus,
@@ -22,12 +26,14 @@ from fatigue.store.base import (
     DecisionMemo,
     EventChange,
     FatigueStore,
+    LoggedDecision,
     Replay,
     SendAttempt,
     SendRecord,
     StateQuery,
     UserState,
     decision_owner,
+    newest_unique,
 )
 
 log = logging.getLogger(__name__)
@@ -67,6 +73,8 @@ class MemoryStore(FatigueStore):
         self._lock = threading.Lock()
         self._users: dict[str, _User] = {}
         self._audience = [0] * HOURS
+        # Kept apart from ``_users`` so logging a decision never creates fatigue state.
+        self._decisions: dict[str, deque[str]] = {}
         if not quiet:
             log.warning(
                 "memory:// fatigue store: state (including unsubscribes) lives in this process "
@@ -220,6 +228,24 @@ class MemoryStore(FatigueStore):
             for scope in change.lift:
                 user.suppression.pop(scope, None)
             user.suppression.update(dict(change.suppress))
+
+    def log_decisions(self, entries: Sequence[LoggedDecision], ttl: int = DECISION_LOG_TTL) -> None:
+        """Append each decision to its customer's bounded log, under the lock."""
+        # Kept as JSON, as Redis keeps it: a reader never shares the writer's objects, and a
+        # value that is not JSON-ready fails here as it would there.
+        encoded = [(user_id, json.dumps(decision)) for user_id, decision in entries]
+        with self._lock:
+            for user_id, text in encoded:
+                log = self._decisions.get(user_id)
+                if log is None:
+                    log = self._decisions[user_id] = deque(maxlen=DECISION_LOG_SIZE)
+                log.appendleft(text)
+
+    def recent_decisions(self, user_id: str, limit: int = 20) -> list[dict[str, Any]]:
+        """Return the customer's logged decisions, newest first."""
+        with self._lock:
+            logged = list(self._decisions.get(user_id, ()))
+        return newest_unique([json.loads(text) for text in logged], limit)
 
     def ping(self) -> None:
         """Do nothing: the memory store is always reachable."""

@@ -7,6 +7,7 @@ Key layout (``<prefix>`` comes from the URL's ``prefix`` query parameter)::
     <prefix>fatigue:{<user>}:engagement   hash  ignored, soft_bounces, last_engaged, h0..h23 (TTL)
     <prefix>fatigue:{<user>}:suppression  hash  scope -> detail JSON                (no TTL)
     <prefix>fatigue:{<user>}:idem:<key>   str   "<decision id> <JSON>" for retries  (TTL)
+    <prefix>fatigue:{<user>}:decisions    list  decision JSON, newest first, last 50 (TTL)
     <prefix>fatigue:audience:hours        hash  h0..h23 across every customer
 
 The ``{<user>}`` hash tag keeps one customer's keys in one Redis Cluster slot, so each Lua
@@ -27,6 +28,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from fatigue.errors import StoreError
 from fatigue.store.base import (
+    DECISION_LOG_SIZE,
+    DECISION_LOG_TTL,
     HOURS,
     CommitResult,
     CommitStatus,
@@ -36,12 +39,14 @@ from fatigue.store.base import (
     DecisionMemo,
     EventChange,
     FatigueStore,
+    LoggedDecision,
     Replay,
     SendAttempt,
     SendRecord,
     StateQuery,
     UserState,
     decision_owner,
+    newest_unique,
     stored_replay,
 )
 
@@ -230,6 +235,29 @@ class RedisStore(FatigueStore):
             # blurs the audience histogram, never a cap.
             with self._errors():
                 self.client.hincrby(self.key(None, "audience:hours"), f"h{change.hour}", 1)
+
+    def log_decisions(self, entries: Sequence[LoggedDecision], ttl: int = DECISION_LOG_TTL) -> None:
+        """Push each decision onto its customer's list, trim it and renew its TTL: one pipeline.
+
+        Not a script: the log is written after the decision, never read by one, so it needs
+        no atomicity with the caps (each customer's three commands still run in order).
+        """
+        if not entries:
+            return
+        with self._errors():
+            pipe = self.client.pipeline(transaction=False)
+            for user_id, decision in entries:
+                key = self.key(user_id, "decisions")
+                pipe.lpush(key, json.dumps(decision, separators=(",", ":")))
+                pipe.ltrim(key, 0, DECISION_LOG_SIZE - 1)
+                pipe.expire(key, ttl)
+            pipe.execute()
+
+    def recent_decisions(self, user_id: str, limit: int = 20) -> list[dict[str, Any]]:
+        """Read the customer's decision list (newest first) in one ``LRANGE``."""
+        with self._errors():
+            logged = self.client.lrange(self.key(user_id, "decisions"), 0, DECISION_LOG_SIZE - 1)
+        return newest_unique([json.loads(text) for text in logged], limit)
 
     def ping(self) -> None:
         """Raise StoreError when Redis does not answer."""

@@ -20,7 +20,14 @@ from fatigue.errors import StoreError
 from fatigue.governor import Governor
 from fatigue.rules import load_rules
 from fatigue.store import store_from_url
-from fatigue.store.base import EventChange, SendAttempt, SendRecord, StateQuery, new_decision_id
+from fatigue.store.base import (
+    EventChange,
+    LoggedDecision,
+    SendAttempt,
+    SendRecord,
+    StateQuery,
+    new_decision_id,
+)
 from fatigue.testing import free_port
 
 pytestmark = pytest.mark.redis
@@ -143,6 +150,16 @@ def test_history_expires_but_suppression_never_does(store, raw, prefix):
     assert raw.ttl(f"{prefix}fatigue:{{u1}}:suppression") == -1
 
 
+def test_the_decision_log_is_one_pipeline_of_hash_tagged_lists_with_a_ttl(store, raw, prefix):
+    entries = [LoggedDecision(user, {"decision_id": user}) for user in ("u1", "u2", "u1")]
+    with commands_from(store, raw) as seen:
+        store.log_decisions(entries, ttl=700)
+    assert seen == ["LPUSH", "LTRIM", "EXPIRE"] * 3
+    assert raw.llen(f"{prefix}fatigue:{{u1}}:decisions") == 2
+    assert 0 < raw.ttl(f"{prefix}fatigue:{{u1}}:decisions") <= 700
+    assert 0 < raw.ttl(f"{prefix}fatigue:{{u2}}:decisions") <= 700
+
+
 def test_prefixes_isolate_stores_on_one_server(store, redis_url):
     other = store_from_url(f"{redis_url}?prefix=other{uuid.uuid4().hex[:6]}:")
     store.commit([send()])
@@ -164,6 +181,10 @@ def test_unreachable_redis_raises_store_error():
     assert isinstance(caught.value.__cause__, redis.ConnectionError)
     with pytest.raises(StoreError):
         dead.ping()
+    with pytest.raises(StoreError):
+        dead.log_decisions([LoggedDecision("u1", {"decision_id": "d1"})])
+    with pytest.raises(StoreError):
+        dead.recent_decisions("u1")
 
 
 def test_unreachable_redis_defers_by_default_and_can_raise():

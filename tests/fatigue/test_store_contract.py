@@ -20,6 +20,7 @@ from fatigue.store.base import (
     DecideStatus,
     DecisionMemo,
     EventChange,
+    LoggedDecision,
     SendAttempt,
     SendRecord,
     StateQuery,
@@ -49,6 +50,18 @@ def load(store, user="u1", since=0.0, key=None, now=NOW):
 
 def basis(tag: str) -> Basis:
     return Basis(tag, datetime(2027, 1, 15, 8, tzinfo=UTC), "UTC", (Campaign(tag),), (None,))
+
+
+def logged(user="u1", n=0, action="defer"):
+    """A decision as ``Decision.to_dict()`` shapes it, numbered ``n``."""
+    reason = {"rule": "cooldown", "passed": False, "detail": f"#{n}", "deciding": True}
+    decision = {
+        "action": action,
+        "user_id": user,
+        "decision_id": f"d{n}.{user}",
+        "reasons": [reason],
+    }
+    return LoggedDecision(user, decision)
 
 
 def call(offers=(), key=None, decision_id=None, user="u1", **options):
@@ -254,6 +267,38 @@ class TestStoreContract:
         assert sunset.status == CommitStatus.REJECTED and sunset.detail == "sunset"
         [offered] = store.decide([call(offers=(attempt(record(), sunset_at=2),))])
         assert offered.status == DecideStatus.CHECKED and len(load(store).sends) == 2
+
+    def test_decision_log_is_newest_first_per_customer(self, store):
+        store.log_decisions([logged("u1", 1), logged("u2", 2), logged("u1", 3, "send")])
+        store.log_decisions([logged("u1", 4)])
+        assert [d["decision_id"] for d in store.recent_decisions("u1")] == [
+            "d4.u1",
+            "d3.u1",
+            "d1.u1",
+        ]
+        assert store.recent_decisions("u1")[1] == logged("u1", 3, "send").decision
+        assert [d["decision_id"] for d in store.recent_decisions("u2")] == ["d2.u2"]
+        assert store.recent_decisions("nobody") == []
+        assert store.recent_decisions("u1", limit=1)[0]["decision_id"] == "d4.u1"
+
+    def test_decision_log_keeps_the_newest_fifty(self, store):
+        store.log_decisions([logged("u1", n) for n in range(55)])
+        kept = store.recent_decisions("u1", limit=100)
+        assert [d["decision_id"] for d in kept] == [f"d{n}.u1" for n in range(54, 4, -1)]
+        assert len(store.recent_decisions("u1")) == 20
+
+    def test_decision_log_shows_a_replayed_decision_once(self, store):
+        store.log_decisions([logged("u1", 1), logged("u1", 2)])
+        store.log_decisions([logged("u1", 1)])  # a retried request replays decision 1
+        assert [d["decision_id"] for d in store.recent_decisions("u1")] == ["d1.u1", "d2.u1"]
+
+    def test_decision_log_is_not_fatigue_state(self, store):
+        user = "{odd} ü"
+        store.log_decisions([logged(user, 1, "send")])
+        assert store.recent_decisions(user)[0]["user_id"] == user
+        state = load(store, user)
+        assert state.sends == () and state.ignored == 0
+        store.log_decisions([])
 
 
 def test_decision_ids_name_their_owner():
