@@ -132,12 +132,13 @@ class SendTime:
 
 @dataclass(frozen=True)
 class StoreSettings:
-    """Store-related behaviour: failure policy and how long idempotency keys live."""
+    """Store-related behaviour: failure policy and how long keys and the decision log live."""
 
     on_store_error: StoreErrorPolicy = StoreErrorPolicy.DEFER
     retry_after: timedelta = timedelta(minutes=5)
     idempotency_ttl: timedelta = timedelta(days=2)
     engagement_ttl: timedelta = timedelta(days=400)
+    decision_log_ttl: timedelta = timedelta(days=30)
 
 
 @dataclass(frozen=True)

@@ -148,6 +148,7 @@ SECTIONS: dict[str, dict[str, Key]] = {
         "retry_after": Key(_duration),
         "idempotency_ttl": Key(_duration),
         "engagement_ttl": Key(_duration),
+        "decision_log_ttl": Key(_duration),
     },
 }
 ARRAY_SECTIONS = frozenset({"caps"})

@@ -141,3 +141,11 @@ def test_an_unknown_store_policy_names_its_key_and_line():
     [problem] = problems
     assert problem.field == "store.on_store_error" and "'ignore' is not one of" in problem.message
     assert problem.line == CONTRACT.count("\n") + 3
+
+
+def test_decision_log_ttl_is_a_store_duration_with_a_default():
+    assert load_rules(CONTRACT).store.decision_log_ttl == timedelta(days=30)
+    rules = load_rules(f'{CONTRACT}\n[store]\ndecision_log_ttl = "7d"\n')
+    assert rules.store.decision_log_ttl == timedelta(days=7)
+    [problem] = validate(f'{CONTRACT}\n[store]\ndecision_log_ttl = "soon"\n')
+    assert problem.field == "store.decision_log_ttl" and problem.line is not None
