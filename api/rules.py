@@ -32,6 +32,7 @@ from api.services import services
 from fatigue.errors import Problem, ValidationError
 
 bp = Blueprint("fatigue", __name__)
+RECENT_DECISIONS = 20
 
 
 @operation(
@@ -75,7 +76,8 @@ def validate_rules(body: RulesIn) -> RulesVerdict:
     roles=(Role.ENGINEER,),
     query=TimezoneQuery,
     response=FatigueOut,
-    summary="Explain a customer's state: counters, suppression, when each kind may next go.",
+    summary="Explain a customer's state: counters, suppression, when each kind may next go, "
+    "and the last decisions with their reasons.",
 )
 def explain_user(user_id: str, query: TimezoneQuery) -> FatigueOut:
     """Explain why ``user_id`` is or is not being mailed."""
@@ -87,8 +89,20 @@ def explain_user(user_id: str, query: TimezoneQuery) -> FatigueOut:
             raise ValidationError(problem) from exc
     if not user_id.strip() or len(user_id) > 200:
         raise ApiProblem("validation", "user_id must be 1 to 200 characters")
-    explanation = services().get("governor").explain(user_id, query.timezone)
-    return FatigueOut.model_validate(explanation.to_dict())
+    governor = services().get("governor")
+    explanation = governor.explain(user_id, query.timezone)
+    logged = governor.store.recent_decisions(user_id, limit=RECENT_DECISIONS)
+    return FatigueOut.model_validate(
+        {**explanation.to_dict(), "recent_decisions": [decision_out(d) for d in logged]}
+    )
+
+
+def decision_out(logged: dict[str, Any]) -> dict[str, Any]:
+    """Name a logged ``Decision.to_dict()``'s fields as the compose answer names them."""
+    data = dict(logged)
+    data["id"] = data.pop("decision_id", "")
+    data["campaign_id"] = data.pop("campaign", None)
+    return data
 
 
 @operation(

@@ -7,6 +7,7 @@ from ``fatigue``; the API calls it, and it never imports the API. The governor r
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,6 +19,10 @@ from engine.render.renderer import RenderContext, RenderedEmail, Renderer
 from engine.serving import Filters, RecentInteraction, Recommender
 from fatigue.clock import Clock, utc_now
 from fatigue.domain import Action, Campaign, Decision, MessageRequest, Recipient
+from fatigue.errors import StoreError
+from fatigue.store.base import LoggedDecision
+
+log = logging.getLogger(__name__)
 
 
 class Availability:
@@ -121,12 +126,15 @@ class Composer:
         renderer: Renderer,
         clock: Clock = utc_now,
         pool: int = 30,
+        on_log_error: Callable[[StoreError], None] | None = None,
     ) -> None:
         self._recommender = recommender
         self.governor = governor
         self.renderer = renderer
         self.clock = clock
         self.pool = pool  # candidates offered to the governor, which picks ``items`` of them
+        # Told about a failed decision-log write (the API counts it as a store error).
+        self.on_log_error = on_log_error
 
     def prepare(self, requests: Sequence[ComposeInput]) -> dict[str, PreparedTemplate]:
         """Fetch each template the requests name once (``NotFoundError`` before any decision).
@@ -161,10 +169,32 @@ class Composer:
             for request in requests
         ]
         decisions = self.governor.decide_many(jobs)
+        self.log_decisions(decisions)
         return [
             self._finish(model, request, decision, templates)
             for request, decision in zip(requests, decisions, strict=True)
         ]
+
+    def log_decisions(self, decisions: Sequence[Decision]) -> None:
+        """Append the real (not dry-run) decisions to their customers' logs, in one call.
+
+        The log explains past decisions; it never decides one. A failed write is logged and
+        reported, and the decisions stand as made.
+        """
+        entries = [
+            LoggedDecision(decision.user_id, decision.to_dict())
+            for decision in decisions
+            if not decision.dry_run
+        ]
+        if not entries:
+            return
+        ttl = int(self.governor.rules.store.decision_log_ttl.total_seconds())
+        try:
+            self.governor.store.log_decisions(entries, ttl=ttl)
+        except StoreError as exc:
+            log.warning("decision log not written for %d decisions: %s", len(entries), exc)
+            if self.on_log_error is not None:
+                self.on_log_error(exc)
 
     def _finish(
         self,

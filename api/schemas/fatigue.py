@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, Field, StringConstraints
 
 from api.schemas.common import ProblemError, Strict
-from api.schemas.compose import ReasonOut
+from api.schemas.compose import DecisionOut, ReasonOut
 
 RulesText = Annotated[str, StringConstraints(max_length=200_000)]
 
@@ -49,7 +49,7 @@ class NextAllowedOut(BaseModel):
 
 
 class FatigueOut(BaseModel):
-    """A customer's fatigue state: counters, suppression and next allowed moments per kind."""
+    """A customer's fatigue state: counters, suppression, next allowed moments, last decisions."""
 
     user_id: str
     at: datetime
@@ -61,6 +61,11 @@ class FatigueOut(BaseModel):
     suppression: dict[str, str]
     in_holdout: bool
     next_allowed: dict[str, NextAllowedOut]
+    recent_decisions: list[DecisionOut] = Field(
+        default_factory=list,
+        description="The last composed decisions (dry runs excluded), newest first, with "
+        "every rule's reason: the per-customer decision log.",
+    )
 
 
 class SimulationIn(Strict):
