@@ -27,6 +27,7 @@ from fatigue.errors import Problem, ValidationError
 ENGINEER = (Role.ENGINEER,)
 HISTORY_SUFFIXES = (".csv", ".jsonl", ".ndjson", ".json")
 MAX_USER_ID = 200
+RECENT_DECISIONS = 20
 
 
 def rules_text() -> tuple[str, str]:
@@ -144,7 +145,7 @@ def customer_page() -> tuple[str, int] | str:
 
 
 def customer_state(user_id: str) -> dict[str, Any]:
-    """Gather the explanation, the recent sends and the engagement tier of one customer."""
+    """Gather the explanation, the recent sends and decisions and the engagement tier."""
     from fatigue.store.base import StateQuery
 
     governor = services().get("governor")
@@ -158,7 +159,24 @@ def customer_state(user_id: str) -> dict[str, Any]:
         "explanation": explanation,
         "tier": engagement_tier(explanation),
         "sends": [(datetime.fromtimestamp(s.at, UTC), s) for s in sends[:20]],
+        "decisions": [
+            logged_decision(data)
+            for data in governor.store.recent_decisions(user_id, limit=RECENT_DECISIONS)
+        ],
         "horizon_days": rules.history_horizon.days,
+    }
+
+
+def logged_decision(data: dict[str, Any]) -> dict[str, Any]:
+    """Shape one decision-log entry for the page: times as datetimes, the deciding reason."""
+    send_at = data.get("send_at")
+    reasons = data.get("reasons", [])
+    return {
+        **data,
+        "decided_at": datetime.fromisoformat(data["decided_at"]),
+        "send_at": datetime.fromisoformat(send_at) if send_at else None,
+        "deciding": next((reason for reason in reasons if reason.get("deciding")), None),
+        "reasons": reasons,
     }
 
 

@@ -292,6 +292,9 @@ def test_customer_lookup_explains_caps_and_recent_decisions(page, keys, server):
     }
     decision = api(server, "POST", "/v1/compose", keys["platform"], body)["decision"]
     assert decision["action"] == "send"
+    again = {**body, "idempotency_key": "studio-2"}  # the daily cap now defers it
+    deferred = api(server, "POST", "/v1/compose", keys["platform"], again)["decision"]
+    [deciding] = [r for r in deferred["reasons"] if r["deciding"]]
 
     sign_in(page, keys["engineer"])
     page.get_by_role("link", name="Customers").click()
@@ -307,6 +310,16 @@ def test_customer_lookup_explains_caps_and_recent_decisions(page, keys, server):
     heading = page.get_by_role("heading", name="Promotional:")
     assert "2026-11-2" in heading.inner_text()  # not now: a later moment, after the cap
     assert decision["id"] in page.locator("#recent-sends").inner_text()
+    rows = page.locator("#recent-decisions tr.decision")
+    assert rows.count() == 2 and deferred["id"] in rows.first.inner_text()  # newest first
+    assert "weekly-picks" in rows.first.inner_text()
+    assert rows.first.locator("td").nth(2).inner_text().startswith("defer until 2026-11-2")
+    rule = rows.first.locator("td.deciding-rule").inner_text()
+    assert rule == f"{deciding['rule']}: {deciding['detail']}"
+    assert decision["id"] in rows.nth(1).inner_text() and "send" in rows.nth(1).inner_text()
+    rows.first.get_by_text(f"{len(deferred['reasons'])} rules").click()  # open the reasons
+    reasons = rows.first.locator("ul.reasons li")
+    assert reasons.count() == len(deferred["reasons"]) and reasons.first.is_visible()
     screenshot(page, "12-customer-lookup")
 
     page.set_viewport_size({"width": 390, "height": 844})  # a phone: nothing scrolls sideways

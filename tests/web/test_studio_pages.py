@@ -266,3 +266,27 @@ def test_customer_lookup_names_the_reduced_cadence_tier_the_governor_applies(cli
     page = client.get("/studio/fatigue/customers?user_id=12347").text
     assert "reduced cadence (5 ignored in a row; never engaged)" in page
     assert "engagement:reduced:1" in page
+
+
+def test_customer_lookup_lists_the_last_decisions_with_their_reasons(client, keys):
+    platform = {"Authorization": f"Bearer {keys['platform']}"}
+    answers = []
+    for key in ("first", "second"):  # a send, then a deferral by the daily cap or the cooldown
+        body = {
+            "idempotency_key": key,
+            "recipient": {"user_id": "12347", "email": "ada@example.com"},
+            "template": TEMPLATE,
+            "campaign": {"id": "weekly-picks", "kind": "promotional"},
+        }
+        answers.append(client.post("/v1/compose", json=body, headers=platform).json["decision"])
+    assert [a["action"] for a in answers] == ["send", "defer"]
+    signed_in(client, keys["engineer"])
+    page = client.get("/studio/fatigue/customers?user_id=12347").text
+    table = page.split('id="recent-decisions"')[1].split("</table>")[0]
+    rows = table.split('<tr class="decision">')[1:]
+    assert [answers[1]["id"] in rows[0], answers[0]["id"] in rows[1]] == [True, True]
+    deciding = next(r for r in answers[1]["reasons"] if r["deciding"])
+    assert f"<strong>{deciding['rule']}</strong>" in rows[0] and "defer</span> until" in rows[0]
+    assert all(f"<strong>{r['rule']}</strong>" in rows[0] for r in answers[1]["reasons"])
+    assert "weekly-picks" in rows[1] and "<details>" in rows[1]
+    assert 'id="recent-sends"' in page  # the recorded sends are still shown
