@@ -215,6 +215,8 @@ def _top_excluding(
         return _merge_rows(heavy, light, slow)
     k = min(n + int(counts.max(initial=0)), item_factors.shape[0])
     ids, scores = topk(item_factors, queries, k, filter_items=filter_items, num_threads=threads)
+    if len(ids) == 1:  # one customer: a set lookup beats np.isin's sorting by ~50 us
+        return _drop_excluded_one(ids[0], scores[0], exclude.indices, n)
     width = np.int64(item_factors.shape[0])
     rows = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
     keys = np.arange(len(ids), dtype=np.int64)[:, None] * width + ids
@@ -223,6 +225,15 @@ def _top_excluding(
     ids, scores = np.take_along_axis(ids, order, 1), np.take_along_axis(scores, order, 1)
     scores[np.take_along_axis(drop, order, 1)] = -np.inf  # fewer than n left: mark the rest
     return ids, scores
+
+
+def _drop_excluded_one(ids: np.ndarray, scores: np.ndarray, excluded: np.ndarray, n: int) -> Scored:
+    banned = set(excluded.tolist())
+    keep = [i for i, item in enumerate(ids.tolist()) if item >= 0 and item not in banned][:n]
+    top_ids = np.zeros((1, n), dtype=ids.dtype)
+    top_scores = np.full((1, n), -np.inf, dtype=scores.dtype)
+    top_ids[0, : len(keep)], top_scores[0, : len(keep)] = ids[keep], scores[keep]
+    return top_ids, top_scores
 
 
 def _merge_rows(mask: np.ndarray, light: Scored, heavy: Scored) -> Scored:
