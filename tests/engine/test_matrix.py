@@ -61,24 +61,25 @@ def test_id_map() -> None:
     assert ids.indices(["b", "z"]).tolist() == [1, -1] and "a" in ids and len(ids) == 2
 
 
+@pytest.mark.parametrize("customers", [1, 3])
 @pytest.mark.parametrize("history", [0, 5, 250])
-def test_exclusion_holds_for_short_and_very_long_histories(history: int) -> None:
+def test_exclusion_holds_for_short_and_very_long_histories(history: int, customers: int) -> None:
     """Customers past HEAVY_HISTORY take implicit's own filtering path; both must exclude."""
     from engine.models.base import top_excluding
 
     rng = np.random.default_rng(history)
     items = rng.normal(size=(400, 8)).astype(np.float32)
-    queries = rng.normal(size=(3, 8)).astype(np.float32)
-    rows = [rng.choice(400, size=history, replace=False) for _ in range(3)]
+    queries = rng.normal(size=(customers, 8)).astype(np.float32)
+    rows = [rng.choice(400, size=history, replace=False) for _ in range(customers)]
     exclude = sp.csr_matrix(
         (
             np.ones(3 * history, np.float32),
             (np.repeat(np.arange(3), history), np.concatenate(rows)),
         ),
-        shape=(3, 400),
+        shape=(customers, 400),
     )
     ids, _ = top_excluding(items, queries, exclude, 10)
-    for row in range(3):
+    for row in range(customers):
         assert not set(ids[row]) & set(rows[row])
         full = items @ queries[row]
         full[rows[row]] = -np.inf
