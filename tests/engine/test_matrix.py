@@ -73,8 +73,8 @@ def test_exclusion_holds_for_short_and_very_long_histories(history: int, custome
     rows = [rng.choice(400, size=history, replace=False) for _ in range(customers)]
     exclude = sp.csr_matrix(
         (
-            np.ones(3 * history, np.float32),
-            (np.repeat(np.arange(3), history), np.concatenate(rows)),
+            np.ones(customers * history, np.float32),
+            (np.repeat(np.arange(customers), history), np.concatenate(rows)),
         ),
         shape=(customers, 400),
     )
