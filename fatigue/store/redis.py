@@ -49,6 +49,7 @@ from fatigue.store.base import (
     newest_unique,
     stored_replay,
 )
+from fatigue.store.redis_args import commit_args, decide_args
 
 _PARTS = ("sends", "items", "suppression", "engagement")
 Call = tuple["_Script", list[str], list[Any]]
@@ -160,7 +161,11 @@ class RedisStore(FatigueStore):
     def decide(self, calls: Sequence[DecideCall]) -> list[DecideReply]:
         """Run ``decide.lua`` once per call, every call in one pipelined round trip."""
         scripts: list[Call] = [
-            (self._decide, self._keys(call.query.user_id, call.query.idempotency_key), _args(call))
+            (
+                self._decide,
+                self._keys(call.query.user_id, call.query.idempotency_key),
+                decide_args(call),
+            )
             for call in calls
         ]
         audience, replies = self._run(scripts, audience=any(call.audience for call in calls))
@@ -188,7 +193,7 @@ class RedisStore(FatigueStore):
             (
                 self._commit,
                 self._keys(attempt.user_id, attempt.idempotency_key),
-                _commit_args(attempt),
+                commit_args(attempt),
             )
             for attempt in attempts
         ]
@@ -267,70 +272,6 @@ class RedisStore(FatigueStore):
     def close(self) -> None:
         """Close the connection pool."""
         self.client.close()
-
-
-def _commit_args(attempt: SendAttempt) -> list[Any]:
-    args: list[Any] = [
-        repr(attempt.record.at),
-        attempt.record.to_member(),
-        attempt.replay if attempt.idempotency_key is not None else "",
-        attempt.history_ttl,
-        attempt.idempotency_ttl,
-        attempt.engagement_ttl,
-        "" if attempt.cooldown_since is None else repr(attempt.cooldown_since),
-        "" if attempt.sunset_at is None else attempt.sunset_at,
-        len(attempt.blocking_scopes),
-        *attempt.blocking_scopes,
-    ]
-    return _caps_args(attempt, args)
-
-
-def _caps_args(attempt: SendAttempt, args: list[Any]) -> list[Any]:
-    args.append(len(attempt.caps))
-    for cap in attempt.caps:
-        args += [
-            repr(cap.since),
-            int(cap.inclusive),
-            cap.limit,
-            cap.channel,
-            cap.category or "",
-            cap.campaign or "",
-            cap.min_ignored,
-        ]
-    return args
-
-
-def _args(call: DecideCall) -> list[Any]:
-    """Lay out ``decide.lua``'s ARGV (see the script's header): the call as one JSON array."""
-    query = call.query
-    key = query.idempotency_key
-    repeat = call.repeat_since
-    payload = [
-        repr(query.since),
-        call.decision_id,
-        0 if key is None else 1,
-        call.idempotency_ttl,
-        call.history_ttl,
-        call.engagement_ttl,
-        False if repeat is None else repeat,
-        list(call.guard_items),
-        [
-            [
-                offer.record.to_member(),
-                False if offer.cooldown_since is None else offer.cooldown_since,
-                False if offer.sunset_at is None else offer.sunset_at,
-                offer.blocking_scopes,
-                [
-                    [c.since, c.inclusive, c.limit, c.channel, c.category or "", c.campaign or "",
-                     c.min_ignored]
-                    for c in offer.caps
-                ],
-            ]
-            for offer in call.offers
-        ],
-    ]  # fmt: skip
-    basis = call.basis.to_json() if call.basis is not None and key is not None else ""
-    return [repr(query.now), json.dumps(payload, separators=(",", ":")), basis]
 
 
 def _decided(call: DecideCall, reply: bytes, audience: tuple[int, ...] | None) -> DecideReply:
