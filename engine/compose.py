@@ -176,15 +176,17 @@ class Composer:
         ]
 
     def log_decisions(self, decisions: Sequence[Decision]) -> None:
-        """Append the real (not dry-run) decisions to their customers' logs, in one call.
+        """Append the real decisions (not dry runs) to their customers' logs, in one call.
 
         The log explains past decisions; it never decides one. A failed write is logged and
         reported, and the decisions stand as made.
         """
+        # A decision the store-error policy made means the store just failed: writing to it
+        # again would only wait out another timeout.
         entries = [
             LoggedDecision(decision.user_id, decision.to_dict())
             for decision in decisions
-            if not decision.dry_run
+            if not decision.dry_run and not _store_failed(decision)
         ]
         if not entries:
             return
@@ -245,6 +247,11 @@ class Composer:
             extra={"decision_id": decision.decision_id},
         )
         return self.renderer.render_prepared(templates[request.templates[campaign.id]], context)
+
+
+def _store_failed(decision: Decision) -> bool:
+    deciding = decision.deciding
+    return deciding is not None and deciding.rule == "store"
 
 
 def recipient_variables(recipient: Recipient) -> dict[str, Any]:

@@ -10,6 +10,7 @@ import redis
 
 from api import create_app
 from api.services import services
+from fatigue.testing import free_port
 
 
 def compose(client, auth, body):
@@ -76,3 +77,11 @@ def test_a_failing_log_write_leaves_the_decision_as_made(
         raw.delete(*raw.keys(f"{prefix}*"))
         raw.close()
         services(app).get("governor").store.close()
+
+
+def test_a_store_that_is_down_is_not_written_twice(settings, clock, auth, compose_request, caplog):
+    down = {**settings, "STORE_URL": f"redis://127.0.0.1:{free_port()}/0", "CLOCK": clock}
+    client = create_app(down).test_client()
+    decision = compose(client, auth, compose_request()).json["decision"]
+    assert [r["rule"] for r in decision["reasons"] if r["deciding"]] == ["store"]
+    assert "decision log not written" not in caplog.text
