@@ -8,6 +8,7 @@ from typing import Any
 
 from flask import Flask
 
+from api.metrics import STORE_ERRORS
 from api.model import ModelHolder
 from api.services import Services
 
@@ -83,4 +84,10 @@ def _composer(found: Services) -> Any:
     from engine.compose import Composer
 
     holder: ModelHolder = found.get("model")
-    return Composer(lambda: holder.model, found.get("governor"), found.get("renderer"), found.clock)
+    return Composer(
+        lambda: holder.model,
+        found.get("governor"),
+        found.get("renderer"),
+        found.clock,
+        on_log_error=lambda exc: STORE_ERRORS.inc(),  # a lost log entry still shows in metrics
+    )
