@@ -12,7 +12,6 @@ import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from conftest import BACKENDS, make_store
 
 from fatigue.clock import FrozenClock
 from fatigue.domain import (
@@ -28,6 +27,8 @@ from fatigue.domain import (
 from fatigue.governor import Governor
 from fatigue.rules import load_rules
 from fatigue.store.base import StateQuery
+
+from .conftest import BACKENDS, make_store
 
 RULES = {
     "contract": """

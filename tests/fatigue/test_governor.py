@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from conftest import CONTRACT
-from fatigue_helpers import alice, items, request
 
 from fatigue.domain import Action, Candidate, ContentKind, EngagementEvent, EventType, Recipient
+
+from .conftest import CONTRACT
+from .fatigue_helpers import alice, items, request
 
 CAP_ONLY = '[[caps]]\nmax = 2\nper = "1d"\n'
 

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from conftest import CONTRACT
-from fatigue_helpers import alice, items, request
-
 from fatigue.domain import (
     Action,
     Campaign,
@@ -19,6 +16,9 @@ from fatigue.domain import (
 from fatigue.governor import Governor
 from fatigue.rules import load_rules
 from fatigue.store.base import StateQuery
+
+from .conftest import CONTRACT
+from .fatigue_helpers import alice, items, request
 
 CAP_ONE = '[[caps]]\nmax = 1\nper = "1d"\n'
 

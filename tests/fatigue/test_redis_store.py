@@ -10,8 +10,6 @@ from datetime import UTC, datetime
 
 import pytest
 import redis
-from conftest import CONTRACT
-from fatigue_helpers import alice, items, race_in_process, request
 from redis.crc import key_slot
 
 from fatigue.clock import FrozenClock
@@ -29,6 +27,9 @@ from fatigue.store.base import (
     new_decision_id,
 )
 from fatigue.testing import free_port
+
+from .conftest import CONTRACT
+from .fatigue_helpers import alice, items, race_in_process, request
 
 pytestmark = pytest.mark.redis
 NOW = 1_800_000_000.0

@@ -4,11 +4,12 @@ from datetime import time, timedelta
 from pathlib import Path
 
 import pytest
-from conftest import CONTRACT
 
 from fatigue.domain import Channel
 from fatigue.errors import ValidationError
 from fatigue.rules import StoreErrorPolicy, default_rules, load_rules, validate
+
+from .conftest import CONTRACT
 
 
 def test_contract_file_from_the_issue_loads():

@@ -9,7 +9,6 @@ from xml.etree import ElementTree
 
 import pytest
 from click.testing import CliRunner
-from conftest import CONTRACT
 
 from fatigue.cli import rules as rules_group
 from fatigue.cli import simulate as simulate_command
@@ -18,6 +17,8 @@ from fatigue.history import EventRow, RequestRow, read_history
 from fatigue.report import bar_chart
 from fatigue.rules import Rules, load_rules
 from fatigue.simulate import simulate
+
+from .conftest import CONTRACT
 
 ITEMS = "a=0.5@shoes;b=0.4@shoes;c=0.3@hats;d=0.2@bags"
 

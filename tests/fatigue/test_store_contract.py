@@ -7,7 +7,6 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
-from conftest import BACKENDS
 
 from fatigue.basis import Basis
 from fatigue.domain import Campaign
@@ -27,6 +26,8 @@ from fatigue.store.base import (
     decision_owner,
     new_decision_id,
 )
+
+from .conftest import BACKENDS
 
 NOW = 1_800_000_000.0
 DAY = 86400

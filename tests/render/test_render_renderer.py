@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from render_helpers import DictLibrary, template_files
 
 from engine.render.diagnostics import RenderError
 from engine.render.library import TemplateSource
@@ -11,6 +10,8 @@ from engine.render.links import Campaign
 from engine.render.renderer import RenderContext, Renderer
 from engine.render.store import MemoryTemplateStore
 from fatigue.errors import ValidationError
+
+from .render_helpers import DictLibrary, template_files
 
 ITEM = {
     "item_id": "9",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from jinja2 import TemplateError
 from jinja2.sandbox import SecurityError
-from render_helpers import DictLibrary, template_files
 
 from engine.render.diagnostics import RenderError
 from engine.render.library import TemplateSource
@@ -14,6 +13,8 @@ from engine.render.renderer import RenderContext, Renderer
 from engine.render.sandbox import RapportSandbox, RenderBudget, budget, render_text
 from engine.render.store import MemoryTemplateStore
 from fatigue.errors import ValidationError
+
+from .render_helpers import DictLibrary, template_files
 
 SECRET_ENV = "RAPPORT_TEST_SECRET_VALUE_42"
 

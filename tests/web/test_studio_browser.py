@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from studio_helpers import screenshot, sign_in
+
+from .studio_helpers import screenshot, sign_in
 
 try:
     from playwright.sync_api import expect

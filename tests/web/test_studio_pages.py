@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from studio_helpers import csrf_of
 
 from api.web.readable import describe_rules
 from fatigue.rules import default_rules
+
+from .studio_helpers import csrf_of
 
 TEMPLATE = "picked-for-you"
 
