@@ -225,17 +225,34 @@ class Recommender:
         confidence = take_rows(self.user_items, rows) if self.model.scores_from_history else exclude
         ids, scores = self.model.recommend(rows, confidence, exclude, n, blocked)
         ids, scores = np.atleast_2d(ids), np.atleast_2d(scores)
-        return {
-            user_ids[position]: self._finish(
-                ids[offset],
-                scores[offset],
-                Source.CF,
-                n,
-                blocked,
-                exclude.indices[exclude.indptr[offset] : exclude.indptr[offset + 1]],
+        valid = np.asarray((ids >= 0) & (scores > FILTERED), dtype=bool)
+        complete = np.asarray(valid.all(axis=1), dtype=bool)
+        rows_out = self._calibrated_rows(np.where(valid, ids, 0), np.where(valid, scores, 0.0))
+        found: dict[str, list[Recommendation]] = {}
+        for offset, position in enumerate(positions):
+            if complete[offset]:
+                found[user_ids[position]] = rows_out[offset]
+                continue
+            excluded = exclude.indices[exclude.indptr[offset] : exclude.indptr[offset + 1]]
+            found[user_ids[position]] = self._finish(
+                ids[offset], scores[offset], Source.CF, n, blocked, excluded
             )
-            for offset, position in enumerate(positions)
-        }
+        return found
+
+    def _calibrated_rows(self, ids: np.ndarray, scores: np.ndarray) -> list[list[Recommendation]]:
+        """Calibrate and name a whole batch at once; per-row numpy calls dominate otherwise."""
+        curve = self.calibrators.get(Source.CF)
+        relevance = curve(scores) if curve is not None else np.zeros(scores.shape)
+        names: list[list[str]] = self.items.ids[ids].tolist()
+        values: list[list[float]] = scores.tolist()
+        chances: list[list[float]] = np.round(relevance, 6).tolist()
+        return [
+            [
+                Recommendation(item, rank, score, chance, Source.CF)
+                for rank, (item, score, chance) in enumerate(zip(*row, strict=True), 1)
+            ]
+            for row in zip(names, values, chances, strict=True)
+        ]
 
     def _unknown(
         self, n: int, blocked: np.ndarray, recent: Sequence[RecentInteraction]

@@ -7,6 +7,7 @@ the artifact. implicit is imported lazily: loading the CLI should not pay for it
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
@@ -15,6 +16,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
+
+from engine.models.topk import BlockTopK
 
 
 class Algorithm(StrEnum):
@@ -166,6 +169,7 @@ def top_excluding(
     exclude: sp.csr_matrix,
     n: int,
     filter_items: np.ndarray | None = None,
+    block: BlockTopK | None = None,
 ) -> Scored:
     """Top ``n`` items by dot product for each query row, skipping that row's ``exclude`` items.
 
@@ -173,16 +177,19 @@ def top_excluding(
     costs more than the scoring itself in a 10,000-customer batch. Instead ask it for ``n`` plus
     the most any row excludes, then drop the excluded ids with one vectorised lookup. Rows with
     very long histories would make every row's heap long, so they take implicit's own path.
+    Large batches select with ``block`` (see ``engine.models.topk``) when the model gives one.
     """
     from implicit.cpu.topk import topk
 
-    if len(queries) <= SMALL_BATCH:
+    if len(queries) <= SMALL_BATCH or block is None:
         # A thread pool cannot speed up one customer's scoring, and when another process holds
         # a core its threads wait for time slices: single-customer latency went from 0.9 ms to
         # 8 ms under load. One thread for small requests; every core for big batches.
-        with _threads().limit(limits=1):
-            return _top_excluding(topk, item_factors, queries, exclude, n, filter_items, 1)
-    return _top_excluding(topk, item_factors, queries, exclude, n, filter_items, 0)
+        threads = 1 if len(queries) <= SMALL_BATCH else 0
+        with _threads().limit(limits=1) if threads else contextlib.nullcontext():
+            return _top_excluding(topk, item_factors, queries, exclude, n, filter_items, threads)
+    with _threads().limit(limits=1, user_api="blas"):  # the block selection runs its own threads
+        return _top_excluding(topk, item_factors, queries, exclude, n, filter_items, 0, block)
 
 
 def _top_excluding(
@@ -193,13 +200,21 @@ def _top_excluding(
     n: int,
     filter_items: np.ndarray | None,
     threads: int,
+    block: BlockTopK | None = None,
 ) -> Scored:
     counts = np.diff(exclude.indptr)
     heavy = counts > HEAVY_HISTORY
     if heavy.any():
         light = (
             _top_excluding(
-                topk, item_factors, queries[~heavy], exclude[~heavy], n, filter_items, threads
+                topk,
+                item_factors,
+                queries[~heavy],
+                exclude[~heavy],
+                n,
+                filter_items,
+                threads,
+                block,
             )
             if not heavy.all()
             else (np.zeros((0, n), np.int32), np.zeros((0, n), np.float32))
@@ -214,7 +229,10 @@ def _top_excluding(
         )
         return _merge_rows(heavy, light, slow)
     k = min(n + int(counts.max(initial=0)), item_factors.shape[0])
-    ids, scores = topk(item_factors, queries, k, filter_items=filter_items, num_threads=threads)
+    if block is not None:
+        ids, scores = block.top(queries, k, filter_items)
+    else:
+        ids, scores = topk(item_factors, queries, k, filter_items=filter_items, num_threads=threads)
     if len(ids) == 1:  # one customer: a set lookup beats np.isin's sorting by ~50 us
         return _drop_excluded_one(ids[0], scores[0], exclude.indices, n)
     width = np.int64(item_factors.shape[0])

@@ -18,6 +18,7 @@ from engine.models.base import (
     single_threaded_blas,
     top_excluding,
 )
+from engine.models.topk import BlockTopK
 
 
 class _FactorModel(Model):
@@ -26,6 +27,14 @@ class _FactorModel(Model):
     def __init__(self, params: ModelParams | None = None) -> None:
         super().__init__(params)
         self._model: Any = None
+        self._block: BlockTopK | None = None
+
+    @property
+    def block(self) -> BlockTopK:
+        """The batch selector over the current item factors, built on first use."""
+        if self._block is None:
+            self._block = BlockTopK(np.asarray(self._model.item_factors, dtype=np.float32))
+        return self._block
 
     @abstractmethod
     def _new_implicit(self) -> Any:
@@ -38,6 +47,7 @@ class _FactorModel(Model):
         with single_threaded_blas():
             self._model = self._new_implicit()
             self._model.fit(user_items, show_progress=show_progress)
+        self._block = None
 
     def recommend(
         self,
@@ -56,6 +66,7 @@ class _FactorModel(Model):
                 exclude[start : start + CHUNK_USERS],
                 n,
                 filter_items,
+                self.block,
             )
             for start in range(0, len(users), CHUNK_USERS)
         ]
@@ -76,6 +87,7 @@ class _FactorModel(Model):
             self._model = self._new_implicit()
         self._model.user_factors = np.ascontiguousarray(arrays["user_factors"], dtype=np.float32)
         self._model.item_factors = np.ascontiguousarray(arrays["item_factors"], dtype=np.float32)
+        self._block = None
 
     @property
     def item_count(self) -> int:
