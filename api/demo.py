@@ -15,23 +15,18 @@ import click
 
 from fatigue.errors import RapportError
 
-DEMO_DATA = Path(__file__).resolve().parents[1] / "engine" / "demo_data"
 DEMO_KEYS = "var/demo/api-keys.json"
 
 
 def ensure_model(model_dir: Path) -> bool:
     """Train the demo model into ``model_dir`` unless a version is published; say if trained."""
-    if (model_dir / "CURRENT").exists():
-        return False
-    from engine.cli import train
+    from engine.artifact import current_version
+    from engine.demo import ensure_demo_model
 
+    if current_version(model_dir) is not None:
+        return False
     click.echo(f"training the demo model into {model_dir} (a few seconds) ...", err=True)
-    train.main(
-        ["--interactions", str(DEMO_DATA / "interactions.csv.gz"),
-         "--catalog", str(DEMO_DATA / "catalog.csv"), "--default-event", "purchase",
-         "--model-dir", str(model_dir)],
-        standalone_mode=False,
-    )  # fmt: skip
+    ensure_demo_model(model_dir)
     return True
 
 

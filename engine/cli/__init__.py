@@ -5,7 +5,7 @@ Heavy imports (implicit, scipy) happen inside the commands so ``rapport --help``
 
 from engine.cli.common import user_errors
 from engine.cli.datasets import datasets
-from engine.cli.serving import demo_recommendations, recommend
+from engine.cli.serving import recommend
 from engine.cli.training import evaluate, train
 
-__all__ = ["datasets", "demo_recommendations", "evaluate", "recommend", "train", "user_errors"]
+__all__ = ["datasets", "evaluate", "recommend", "train", "user_errors"]

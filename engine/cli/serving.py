@@ -89,21 +89,3 @@ def _open_output(path: str | None) -> Iterator[IO[str]]:
         os.replace(partial, target)  # a reader never sees a half-written file
     finally:
         partial.unlink(missing_ok=True)
-
-
-@click.command("demo-recommendations")
-@model_dir_option
-@click.option("--n", type=int, default=5, show_default=True)
-def demo_recommendations(model_dir: str, n: int) -> None:
-    """Train the bundled demo model if needed and show a few customers' picks."""
-    from engine.demo import DEMO_CUSTOMERS, ensure_demo_model
-
-    with user_errors():
-        model = ensure_demo_model(model_dir)
-    click.echo(f"model {model.version}: {len(model.users):,} customers, {len(model.items):,} items")
-    for user in (*DEMO_CUSTOMERS, "a-new-customer"):
-        click.echo(f"\ncustomer {user}:")
-        for rec in model.recommend(user, n):
-            item = model.catalog.get(rec.item_id) if model.catalog else None
-            title = item.title if item else rec.item_id
-            click.echo(f"  {rec.rank}. {title:<40} relevance {rec.relevance:.3f}  ({rec.source})")
