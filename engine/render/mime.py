@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from email import policy
@@ -129,14 +130,25 @@ def message_headers(parts: MessageParts) -> dict[str, str]:
 
 def write_message(parts: MessageParts) -> tuple[dict[str, str], bytes]:
     """Return the headers and the serialised ``multipart/alternative`` message for ``parts``."""
+    headers, boundary = envelope(parts)
+    return headers, serialise(parts, headers, boundary)
+
+
+def envelope(parts: MessageParts) -> tuple[dict[str, str], str]:
+    """Return the message's headers (MIME ones included) and the boundary they name."""
     headers = message_headers(parts)
-    text, html = _body("plain", parts.text), _body("html", parts.html)
     boundary = f"=_rapport_{secrets.token_hex(16)}"
     headers["MIME-Version"] = "1.0"
     headers["Content-Type"] = f'multipart/alternative; boundary="{boundary}"'
+    return headers, boundary
+
+
+def serialise(parts: MessageParts, headers: Mapping[str, str], boundary: str) -> bytes:
+    """Return the message bytes for ``parts`` under ``headers`` (from :func:`envelope`)."""
+    text, html = _body("plain", parts.text), _body("html", parts.html)
     lines = [f"{name}: {encode_header(value)}" for name, value in headers.items()]
     head = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
     marker = f"--{boundary}\r\n".encode()
     # RFC 2046: alternatives go from plainest to richest; clients show the last they support.
     body = marker + text + b"\r\n" + marker + html + f"\r\n--{boundary}--\r\n".encode()
-    return headers, head + body
+    return head + body

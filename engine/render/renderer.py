@@ -10,8 +10,9 @@ Only Jinja runs per recipient; MJML was compiled once for the template version.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property, partial
 from types import MappingProxyType
 from typing import Any
 
@@ -53,7 +54,14 @@ class RenderedEmail:
     html: str
     text: str
     headers: Mapping[str, str]
-    mime_bytes: bytes
+    # Most callers never ask for the raw message, and writing it costs a sixth of a render:
+    # it is written on first use, under the headers (and boundary) already returned.
+    message: Callable[[], bytes] = field(repr=False, compare=False)
+
+    @cached_property
+    def mime_bytes(self) -> bytes:
+        """Return the serialised ``multipart/alternative`` message."""
+        return self.message()
 
 
 class Renderer:
@@ -109,19 +117,18 @@ class Renderer:
         with budget(replace(self.limits, output=0, iterations=0)):
             subject, preheader, html, text = _render_parts(prepared, variant, variables)
         version = prepared.version or 0
-        headers, raw = mime.write_message(
-            mime.MessageParts(
-                subject=subject,
-                text=text,
-                html=html,
-                unsubscribe_url=variables["unsubscribe_url"],
-                to=recipient.get("email"),
-                sender=self.sender,
-                unsubscribe_mailto=self.links.unsubscribe_mailto,
-                date=self.clock(),
-                extra_headers=(("X-Rapport-Template", f"{prepared.template.name}/{version}"),),
-            )
+        parts = mime.MessageParts(
+            subject=subject,
+            text=text,
+            html=html,
+            unsubscribe_url=variables["unsubscribe_url"],
+            to=recipient.get("email"),
+            sender=self.sender,
+            unsubscribe_mailto=self.links.unsubscribe_mailto,
+            date=self.clock(),
+            extra_headers=(("X-Rapport-Template", f"{prepared.template.name}/{version}"),),
         )
+        headers, boundary = mime.envelope(parts)
         return RenderedEmail(
             template=prepared.template.name,
             version=prepared.version,
@@ -131,7 +138,7 @@ class Renderer:
             html=html,
             text=text,
             headers=MappingProxyType(headers),
-            mime_bytes=raw,
+            message=partial(mime.serialise, parts, dict(headers), boundary),
         )
 
     def variables(self, context: RenderContext) -> dict[str, Any]:
