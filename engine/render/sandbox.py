@@ -147,6 +147,9 @@ def _finalize(value: Any) -> Any:
     return value
 
 
+_DICT_ATTRIBUTES = frozenset(dir(dict))
+
+
 def safe_range(*args: int) -> range:
     """Like ``range`` but refusing more than :data:`MAX_RANGE` numbers."""
     numbers = range(*args)
@@ -186,6 +189,20 @@ class RapportSandbox(ImmutableSandboxedEnvironment):
     def get_or_select_template(self, *args: Any, **kwargs: Any) -> Template:
         """Refuse, like :meth:`get_template`."""
         raise SecurityError("templates cannot include, import or extend other templates")
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        """Look ``obj.attribute`` up as Jinja does, reaching a plain dict's keys directly.
+
+        A plain dict has no instance attributes, so for a name that is not one of ``dict``'s
+        own the stock lookup always fails ``getattr`` and falls back to the key; templates do
+        that for every ``item.name``, and the raised ``AttributeError`` is most of its cost.
+        """
+        if type(obj) is dict and attribute not in _DICT_ATTRIBUTES:
+            try:
+                return obj[attribute]
+            except KeyError:
+                return self.undefined(obj=obj, name=attribute)
+        return super().getattr(obj, attribute)
 
     def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
         """Refuse what the immutable sandbox refuses, plus size-taking string methods."""
