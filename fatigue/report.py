@@ -98,8 +98,8 @@ def bar_chart(
     return "".join(parts)
 
 
-def html_report(after: SimulationResult, before: SimulationResult | None) -> str:
-    """Return a self-contained HTML page (no scripts, no external assets)."""
+def report_charts(after: SimulationResult, before: SimulationResult | None) -> list[str]:
+    """Return the report's charts as inline SVG: weekly load, per campaign, per deciding rule."""
     weekly = {after.label: after.weekly}
     if before is not None:
         weekly = {before.label: before.weekly, **weekly}
@@ -113,6 +113,15 @@ def html_report(after: SimulationResult, before: SimulationResult | None) -> str
         action: [after.rules[(rule, action)] for rule in rules]
         for action in ("send", "defer", "suppress")
     }
+    return [
+        bar_chart("Customer-weeks by messages received", BUCKET_LABELS, weekly),
+        bar_chart(f"Outcome per campaign ({after.label})", names, outcome),
+        bar_chart(f"Decisions by deciding rule ({after.label})", rules, by_rule),
+    ]
+
+
+def html_report(after: SimulationResult, before: SimulationResult | None) -> str:
+    """Return a self-contained HTML page (no scripts, no external assets)."""
     header = ["campaign", "requests", "sent", "deferred", "suppressed", "still deferred"]
     return "\n".join(
         [
@@ -122,9 +131,7 @@ def html_report(after: SimulationResult, before: SimulationResult | None) -> str
             "text-align:right}td:first-child,th:first-child{text-align:left}</style>",
             "</head><body>",
             f"<h1>Simulation: {escape(after.label)}</h1>",
-            bar_chart("Customer-weeks by messages received", BUCKET_LABELS, weekly),
-            bar_chart("Outcome per campaign", names, outcome),
-            bar_chart("Decisions by deciding rule", rules, by_rule),
+            *report_charts(after, before),
             "<h2>Per campaign</h2>",
             _html_table(campaign_rows(after), header),
             "</body></html>",

@@ -20,9 +20,10 @@ from werkzeug.datastructures import FileStorage
 from api.auth import Role
 from api.services import services
 from api.web import bp
-from api.web.readable import charts, describe_rules
+from api.web.readable import describe_rules
 from api.web.session import login_required
 from fatigue.errors import Problem, ValidationError
+from fatigue.report import report_charts
 
 ENGINEER = (Role.ENGINEER,)
 HISTORY_SUFFIXES = (".csv", ".jsonl", ".ndjson", ".json")
@@ -125,7 +126,7 @@ def _replay(history: list[Any], candidate: Any) -> dict[str, Any]:
     return {
         "rows": len(history),
         "runs": [run for run in (before, after) if run is not None],
-        "charts": charts(shown, before if after is not None else None),
+        "charts": report_charts(shown, before if after is not None else None),
         "campaigns": {run.label: campaign_rows(run) for run in (before, after) if run},
         "sent": (sent_before, sent_after, change),
     }

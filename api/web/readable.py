@@ -6,9 +6,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from fatigue.report import BUCKET_LABELS, bar_chart
 from fatigue.rules import Rules
-from fatigue.simulate import SimulationResult
 
 
 @dataclass(frozen=True)
@@ -147,25 +145,3 @@ def _other(rules: Rules) -> list[RuleLine]:
         )
     )
     return lines
-
-
-def charts(after: SimulationResult, before: SimulationResult | None) -> list[str]:
-    """Return the report's charts as inline SVG: weekly load, per campaign, per rule."""
-    weekly = {after.label: after.weekly}
-    if before is not None:
-        weekly = {before.label: before.weekly, **weekly}
-    names = sorted(after.campaigns)
-    outcome = {
-        label: [getattr(after.campaigns[name], label) for name in names]
-        for label in ("sent", "deferred", "suppressed", "pending")
-    }
-    rules = sorted({rule for rule, _ in after.rules})
-    by_rule = {
-        action: [after.rules[(rule, action)] for rule in rules]
-        for action in ("send", "defer", "suppress")
-    }
-    return [
-        bar_chart("Customer-weeks by messages received", BUCKET_LABELS, weekly),
-        bar_chart(f"Outcome per campaign ({after.label})", names, outcome),
-        bar_chart(f"Decisions by deciding rule ({after.label})", rules, by_rule),
-    ]
