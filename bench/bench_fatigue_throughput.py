@@ -29,25 +29,9 @@ from fatigue.governor import Governor
 from fatigue.rules import load_rules
 from fatigue.store import store_from_url
 from fatigue.store.memory import MemoryStore
-from fatigue.testing import private_redis
+from fatigue.testing import CONTRACT_RULES, private_redis
 
-CONTRACT = """
-[[caps]]
-max = 3
-per = "1d"
-[cooldown]
-after_any = "16h"
-[quiet_hours]
-start = "21:00"
-end = "08:00"
-default_timezone = "Europe/London"
-[relevance]
-min_relevance = 0.05
-min_items = 3
-[holdout]
-percent = 0
-salt = "rapport"
-"""
+CONTRACT = CONTRACT_RULES
 CANDIDATES = [Candidate(f"item-{n}", 0.5 - n / 100, category=f"c{n % 4}") for n in range(20)]
 CAMPAIGN = Campaign("spring", "sale")
 REQUEST = MessageRequest((CAMPAIGN,))

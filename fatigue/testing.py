@@ -1,4 +1,4 @@
-"""A private ``redis-server`` for tests and benchmarks: free port, temp dir, no persistence."""
+"""Helpers for tests and benchmarks: the contract rule file and a private ``redis-server``."""
 
 from __future__ import annotations
 
@@ -10,6 +10,30 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+# The minimal rule file every version accepts (the issue's contract, copied into the README):
+# tests and benchmarks exercise exactly what users copy.
+CONTRACT_RULES = """
+[[caps]]
+max = 3
+per = "1d"
+
+[cooldown]
+after_any = "16h"
+
+[quiet_hours]
+start = "21:00"
+end = "08:00"
+default_timezone = "Europe/London"
+
+[relevance]
+min_relevance = 0.05
+min_items = 3
+
+[holdout]
+percent = 0
+salt = "rapport"
+"""
 
 
 class RedisUnavailable(RuntimeError):

@@ -9,6 +9,7 @@ from fatigue.clock import FrozenClock
 from fatigue.governor import Governor
 from fatigue.rules import load_rules
 from fatigue.store import store_from_url
+from fatigue.testing import CONTRACT_RULES
 
 # The same tests run against every backend; Redis params carry the ``redis`` marker.
 BACKENDS = [
@@ -16,27 +17,7 @@ BACKENDS = [
     pytest.param("redis", id="redis", marks=pytest.mark.redis),
 ]
 
-CONTRACT = """
-[[caps]]
-max = 3
-per = "1d"
-
-[cooldown]
-after_any = "16h"
-
-[quiet_hours]
-start = "21:00"
-end = "08:00"
-default_timezone = "Europe/London"
-
-[relevance]
-min_relevance = 0.05
-min_items = 3
-
-[holdout]
-percent = 0
-salt = "rapport"
-"""
+CONTRACT = CONTRACT_RULES
 
 
 def make_store(backend: str, request: pytest.FixtureRequest):

@@ -28,27 +28,10 @@ from fatigue.governor import Governor
 from fatigue.rules import load_rules
 from fatigue.store.base import StateQuery
 
-from .conftest import BACKENDS, make_store
+from .conftest import BACKENDS, CONTRACT, make_store
 
 RULES = {
-    "contract": """
-[[caps]]
-max = 3
-per = "1d"
-[cooldown]
-after_any = "16h"
-[quiet_hours]
-start = "21:00"
-end = "08:00"
-default_timezone = "Europe/London"
-[relevance]
-min_relevance = 0.05
-min_items = 3
-[holdout]
-percent = 0
-[store]
-idempotency_ttl = "30d"
-""",
+    "contract": CONTRACT + '\n[store]\nidempotency_ttl = "30d"\n',
     "everything": """
 [[caps]]
 max = 2

@@ -150,3 +150,11 @@ def test_decision_log_ttl_is_a_store_duration_with_a_default():
     assert rules.store.decision_log_ttl == timedelta(days=7)
     [problem] = validate(f'{CONTRACT}\n[store]\ndecision_log_ttl = "soon"\n')
     assert problem.field == "store.decision_log_ttl" and problem.line is not None
+
+
+def test_the_readme_contract_file_loads_and_is_the_one_the_tests_use() -> None:
+    """The rule file users copy from the README must keep working, exactly as tested."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    after = readme.split("The minimal file every version accepts:", 1)[1]
+    block = after.split("```toml\n", 1)[1].split("```", 1)[0]
+    assert load_rules(block) == load_rules(CONTRACT)
