@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,40 +33,11 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The demo model, trained once per session from the packaged sample."""
-    from engine.demo import ensure_demo_model
-
-    directory = tmp_path_factory.mktemp("web-model")
-    ensure_demo_model(directory)
-    return directory
-
-
-@pytest.fixture
-def settings(tmp_path: Path, model_dir: Path) -> dict[str, Any]:
-    """Settings that keep every file the app writes inside the test's own directory."""
-    return {
-        "API_KEYS_FILE": str(tmp_path / "keys.json"),
-        "EVENT_LOG_DIR": str(tmp_path / "events"),
-        "TEMPLATES_DIR": str(tmp_path / "templates"),
-        "SECRET_KEY": "web-studio-test-secret-key",
-        "PUBLIC_URL": "http://localhost",
-        "MODEL_DIR": str(model_dir),
-    }
-
-
 @pytest.fixture
 def keys(settings: dict[str, Any]) -> dict[str, str]:
     """Keys made the way ``rapport keys create`` does: one per role, named after it."""
     keyring = KeyRing(Path(settings["API_KEYS_FILE"]))
     return {role.value: keyring.create(f"{role.value}-key", frozenset({role})) for role in Role}
-
-
-@pytest.fixture
-def clock() -> FrozenClock:
-    """Monday 23 November 2026, noon UTC: outside the default rules' quiet hours."""
-    return FrozenClock(datetime(2026, 11, 23, 12, 0, tzinfo=UTC))
 
 
 @pytest.fixture
