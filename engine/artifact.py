@@ -203,8 +203,8 @@ def _version_dir(root: Path, version: str | None) -> Path:
 
 def _prune(root: Path, keep: int) -> None:
     published = current_version(root)
-    stale = [v for v in list_versions(root) if v != published][: -keep or None] if keep else []
-    for name in stale:
+    spares = [v for v in list_versions(root) if v != published]
+    for name in spares[: max(len(spares) - keep, 0)]:  # oldest first: keep the newest spares
         shutil.rmtree(root / VERSIONS / name, ignore_errors=True)
 
 

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from engine.interactions import MAX_PROBLEMS, _is_json_lines, _open_text, parse_timestamp
+from engine.interactions import MAX_PROBLEMS, is_json_lines, open_text, parse_timestamp
 from fatigue.domain import ContentKind
 from fatigue.errors import Problem, ValidationError
 
@@ -125,8 +125,8 @@ def load_catalog(path: str | Path, columns: Mapping[str, str] | None = None) -> 
 
 
 def _rows(path: Path, problems: list[Problem]) -> Iterator[tuple[int, Mapping[str, Any]]]:
-    with _open_text(path) as handle:
-        if _is_json_lines(path):
+    with open_text(path) as handle:
+        if is_json_lines(path):
             for line, text in enumerate(handle, start=1):
                 if text.strip():
                     try:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.catalog import KNOWN_COLUMNS
+from engine.interactions import open_text
 from fatigue.errors import Problem, ValidationError
 
 INTERACTION_COLUMNS = ("user_id", "item_id", "timestamp", "event", "value")
@@ -95,12 +96,6 @@ def category_of(description: str) -> str:
     return "gifts"
 
 
-def _open_text(path: Path) -> io.TextIOBase:
-    if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
-    return open(path, encoding="utf-8", newline="")
-
-
 def _retail_rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
     required = {
         "InvoiceNo",
@@ -111,7 +106,7 @@ def _retail_rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
         "UnitPrice",
         "CustomerID",
     }
-    with _open_text(path) as handle:
+    with open_text(path) as handle:
         reader = csv.DictReader(handle)
         missing = required - set(reader.fieldnames or ())
         if missing:

@@ -53,7 +53,7 @@ def temporal_split(interactions: Interactions, cutoff: datetime | str) -> Split:
             f"cutoff {moment.isoformat()} leaves no training or no test data "
             f"(data runs {window[0].isoformat()} to {window[1].isoformat()})"
         )
-    return Split(train, _new_pairs(train, test), f"temporal, cutoff {moment.date().isoformat()}")
+    return Split(train, new_pairs(train, test), f"temporal, cutoff {moment.date().isoformat()}")
 
 
 def last_days_split(interactions: Interactions, days: float) -> Split:
@@ -106,7 +106,8 @@ def _parse_cutoff(text: str) -> datetime:
         raise ValidationError(f"cutoff {text!r} is not a date (expected e.g. 2011-11-09)") from None
 
 
-def _new_pairs(train: Interactions, test: Interactions) -> dict[str, frozenset[str]]:
+def new_pairs(train: Interactions, test: Interactions) -> dict[str, frozenset[str]]:
+    """Per customer known in ``train``: the items (known in ``train``) new to them in ``test``."""
     seen = set(zip(train.user_ids.tolist(), train.item_ids.tolist(), strict=True))
     users, items = set(train.user_ids.tolist()), set(train.item_ids.tolist())
     relevant: dict[str, set[str]] = {}

@@ -155,8 +155,8 @@ def _load_one(
 
 def _read_rows(path: Path, parser: _RowParser) -> Iterator[tuple[int, Mapping[str, Any]]]:
     try:
-        with _open_text(path) as handle:
-            if _is_json_lines(path):
+        with open_text(path) as handle:
+            if is_json_lines(path):
                 yield from _json_rows(handle, parser)
             else:
                 yield from _csv_rows(handle, parser)
@@ -164,13 +164,15 @@ def _read_rows(path: Path, parser: _RowParser) -> Iterator[tuple[int, Mapping[st
         raise ValidationError(Problem(f"unreadable file: {exc}", str(path))) from exc
 
 
-def _open_text(path: Path) -> io.TextIOBase:
+def open_text(path: Path) -> io.TextIOBase:
+    """Open a UTF-8 text file, transparently gunzipping ``.gz`` files."""
     if path.suffix == ".gz":
         return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
     return open(path, encoding="utf-8", newline="")
 
 
-def _is_json_lines(path: Path) -> bool:
+def is_json_lines(path: Path) -> bool:
+    """Return whether the file name says JSON Lines (``.jsonl``, ``.ndjson``, ``.json``)."""
     suffixes = [s.lower() for s in path.suffixes if s.lower() != ".gz"]
     return bool(suffixes) and suffixes[-1] in (".jsonl", ".ndjson", ".json")
 

@@ -12,9 +12,10 @@ import numpy as np
 
 from engine.calibration import PlattCalibrator, fit_platt
 from engine.catalog import Catalog
+from engine.evaluation import new_pairs
 from engine.interactions import Interactions
 from engine.matrix import SECONDS_PER_DAY, IdMap, Weighting, build_matrix, history_matrix
-from engine.models import FILTERED, Algorithm, ModelParams, create_model
+from engine.models import FILTERED, Algorithm, ModelParams, create_model, popularity_share
 from engine.serving import Recommender, Source
 from fatigue.errors import ValidationError
 
@@ -67,7 +68,7 @@ def fit_recommender(
         user_items=user_items,
         excluded=history_matrix(interactions, users, items, set(config.exclude_events)),
         history=history_matrix(interactions, users, items),
-        popular=_popularity(user_items),
+        popular=popularity_share(user_items),
         trending=_trending(interactions, items, config, reference),
         calibrators={},
         weighting=config.weighting,
@@ -115,7 +116,7 @@ def calibrate(
     if len(before) == 0 or len(after) == 0:
         return {}, {"skipped": "history too short to hold back a calibration slice"}
     probe = fit_recommender(before, config, catalog)
-    truth = _new_pairs(probe, after)
+    truth = new_pairs(before, after)
     users = sorted(truth)
     if not users:
         return {}, {"skipped": "no held-back customer was known before the slice"}
@@ -137,7 +138,7 @@ def calibrate(
 
 
 def _fit_source(
-    ranked: dict[str, list[tuple[str, float]]], truth: dict[str, set[str]]
+    ranked: dict[str, list[tuple[str, float]]], truth: dict[str, frozenset[str]]
 ) -> PlattCalibrator:
     scores, labels = [], []
     for user, recs in ranked.items():
@@ -164,32 +165,11 @@ def _global_ranking(
     }
 
 
-def _new_pairs(probe: Recommender, after: Interactions) -> dict[str, set[str]]:
-    """Items each known customer touched after the cut that they had not touched before."""
-    rows, cols = probe.users.indices(after.user_ids), probe.items.indices(after.item_ids)
-    keep = (rows >= 0) & (cols >= 0)
-    width = len(probe.items)
-    keys = rows[keep] * width + cols[keep]
-    seen = probe.history.tocoo()
-    fresh = ~np.isin(keys, seen.row.astype(np.int64) * width + seen.col)
-    truth: dict[str, set[str]] = {}
-    for key in np.unique(keys[fresh]).tolist():
-        row, col = divmod(key, width)
-        truth.setdefault(str(probe.users.ids[row]), set()).add(str(probe.items.ids[col]))
-    return truth
-
-
 def _item_map(interactions: Interactions, catalog: Catalog | None) -> IdMap:
     ids = np.unique(interactions.item_ids.astype(str))
     if catalog is not None:  # catalog items nobody touched yet can still be popular-filled later
         ids = np.union1d(ids, np.array(list(catalog), dtype=str))
     return IdMap(ids)
-
-
-def _popularity(user_items: Any) -> np.ndarray:
-    binary = user_items.copy()
-    binary.data[:] = 1.0
-    return (np.asarray(binary.sum(axis=0)).ravel() / max(user_items.shape[0], 1)).astype(np.float32)
 
 
 def _trending(

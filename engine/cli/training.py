@@ -124,11 +124,11 @@ def _split(
     last_days: float | None,
     random_fraction: float | None,
 ) -> Any:
-    from engine.evaluation import Split, _new_pairs, last_days_split, random_split, temporal_split
+    from engine.evaluation import Split, last_days_split, new_pairs, random_split, temporal_split
 
     if test_path is not None:
         test = options.load(options.config(), test_path)
-        return Split(data, _new_pairs(data, test), f"test file {test_path}")
+        return Split(data, new_pairs(data, test), f"test file {test_path}")
     if cutoff is not None:
         return temporal_split(data, cutoff)
     if last_days is not None:

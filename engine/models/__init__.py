@@ -21,7 +21,7 @@ from engine.models.base import (
 )
 from engine.models.factorization import ALSModel, BPRModel
 from engine.models.neighbours import ItemKNNModel
-from engine.models.popularity import PopularityModel
+from engine.models.popularity import PopularityModel, popularity_share
 
 MODEL_CLASSES: dict[Algorithm, type[Model]] = {
     Algorithm.ALS: ALSModel,
@@ -50,6 +50,7 @@ __all__ = [
     "Scored",
     "create_model",
     "default_params",
+    "popularity_share",
     "ranked_by_score",
     "single_threaded_blas",
 ]

@@ -26,10 +26,7 @@ class PopularityModel(RowScoredModel):
 
     def fit(self, user_items: sp.csr_matrix, show_progress: bool = False) -> None:
         """Count distinct customers per item."""
-        binary = user_items.copy()
-        binary.data[:] = 1.0
-        counts = np.asarray(binary.sum(axis=0)).ravel()
-        self.popularity = (counts / max(float(user_items.shape[0]), 1.0)).astype(np.float32)
+        self.popularity = popularity_share(user_items)
 
     def fold_in(
         self,
@@ -58,3 +55,11 @@ class PopularityModel(RowScoredModel):
     def item_count(self) -> int:
         """Length of the popularity vector."""
         return int(self.popularity.shape[0])
+
+
+def popularity_share(user_items: sp.csr_matrix) -> np.ndarray:
+    """Return, per item, the share of customers who interacted with it at all."""
+    binary = user_items.copy()
+    binary.data[:] = 1.0
+    counts = np.asarray(binary.sum(axis=0)).ravel()
+    return (counts / max(float(user_items.shape[0]), 1.0)).astype(np.float32)
