@@ -94,10 +94,6 @@ class Catalog(Mapping[str, CatalogItem]):
         """Return the ids of items that cannot be offered at ``now``."""
         return {item_id for item_id, item in self._items.items() if not item.is_available(now)}
 
-    def in_categories(self, categories: set[str]) -> set[str]:
-        """Return the ids of items whose category is one of ``categories``."""
-        return {item_id for item_id, item in self._items.items() if item.category in categories}
-
 
 def load_catalog(path: str | Path, columns: Mapping[str, str] | None = None) -> Catalog:
     """Load a catalog file; raise ``ValidationError`` listing every problem with its line."""

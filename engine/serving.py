@@ -120,6 +120,7 @@ class Recommender:
         default_factory=dict, repr=False, compare=False
     )
     _facts: dict[str, dict[str, Any]] | None = field(default=None, repr=False, compare=False)
+    _categories: dict[str, np.ndarray] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def load(cls, model_dir: str | Path, version: str | None = None) -> Recommender:
@@ -227,7 +228,9 @@ class Recommender:
         ids, scores = np.atleast_2d(ids), np.atleast_2d(scores)
         valid = np.asarray((ids >= 0) & (scores > FILTERED), dtype=bool)
         complete = np.asarray(valid.all(axis=1), dtype=bool)
-        rows_out = self._calibrated_rows(np.where(valid, ids, 0), np.where(valid, scores, 0.0))
+        rows_out = self._calibrated_rows(
+            np.where(valid, ids, 0), np.where(valid, scores, 0.0), Source.CF
+        )
         found: dict[str, list[Recommendation]] = {}
         for offset, position in enumerate(positions):
             if complete[offset]:
@@ -239,17 +242,19 @@ class Recommender:
             )
         return found
 
-    def _calibrated_rows(self, ids: np.ndarray, scores: np.ndarray) -> list[list[Recommendation]]:
-        """Calibrate and name a whole batch at once; per-row numpy calls dominate otherwise."""
-        curve = self.calibrators.get(Source.CF)
+    def _calibrated_rows(
+        self, ids: np.ndarray, scores: np.ndarray, source: Source, start_rank: int = 1
+    ) -> list[list[Recommendation]]:
+        """Calibrate and name a whole batch of rows at once; per-row numpy calls dominate else."""
+        curve = self.calibrators.get(source) or self.calibrators.get(Source.CF)
         relevance = curve(scores) if curve is not None else np.zeros(scores.shape)
         names: list[list[str]] = self.items.ids[ids].tolist()
         values: list[list[float]] = scores.tolist()
         chances: list[list[float]] = np.round(relevance, 6).tolist()
         return [
             [
-                Recommendation(item, rank, score, chance, Source.CF)
-                for rank, (item, score, chance) in enumerate(zip(*row, strict=True), 1)
+                Recommendation(item, rank, score, chance, source)
+                for rank, (item, score, chance) in enumerate(zip(*row, strict=True), start_rank)
             ]
             for row in zip(names, values, chances, strict=True)
         ]
@@ -305,46 +310,46 @@ class Recommender:
     ) -> list[Recommendation]:
         keep = (ids >= 0) & (scores > FILTERED)
         ids, scores = ids[keep], scores[keep]
-        recs = self._calibrated(ids, scores, source, start_rank=1)
+        recs = self._calibrated_rows(ids[None], scores[None], source)[0]
         if len(recs) < n:  # filters ate the personal list: top it up with what most people buy
             taken = np.concatenate([blocked, ids, excluded]).astype(np.int64)
             extra_ids, extra_scores = ranked_by_score(
                 self.popular, sp.csr_matrix((1, len(self.items))), n - len(recs), np.unique(taken)
             )
             ok = (extra_ids[0] >= 0) & (extra_scores[0] > FILTERED)
-            recs += self._calibrated(
-                extra_ids[0][ok], extra_scores[0][ok], Source.POPULAR, start_rank=len(recs) + 1
-            )
+            recs += self._calibrated_rows(
+                extra_ids[:, ok[0]], extra_scores[:, ok[0]], Source.POPULAR, len(recs) + 1
+            )[0]
         return recs
 
-    def _calibrated(
-        self, ids: np.ndarray, scores: np.ndarray, source: Source, start_rank: int
-    ) -> list[Recommendation]:
-        curve = self.calibrators.get(source) or self.calibrators.get(Source.CF)
-        relevance = curve(scores) if curve is not None else np.zeros(len(scores))
-        # Whole-array conversions first: per-element numpy scalars are the slow part here.
-        columns = zip(
-            self.items.ids[ids].tolist(), scores.tolist(), relevance.round(6).tolist(), strict=True
-        )
-        return [
-            Recommendation(item, rank, score, probability, source)
-            for rank, (item, score, probability) in enumerate(columns, start_rank)
-        ]
-
     def _blocked_items(self, filters: Filters) -> np.ndarray:
-        blocked: set[str] = set(filters.exclude_items)
-        if self.catalog is not None:
-            if filters.available_at is not None:
-                blocked |= self.catalog.unavailable(filters.available_at)
-            if filters.include_categories is not None:
-                wanted = self.catalog.in_categories(set(filters.include_categories))
-                blocked |= set(self.catalog) - wanted
-            if filters.exclude_categories:
-                blocked |= self.catalog.in_categories(set(filters.exclude_categories))
-        elif filters.include_categories is not None or filters.exclude_categories:
+        if self.catalog is None and (
+            filters.include_categories is not None or filters.exclude_categories
+        ):
             raise ValidationError("category filters need a model trained with --catalog")
-        indices = self.items.indices(sorted(blocked)) if blocked else np.zeros(0, np.int64)
-        return np.unique(indices[indices >= 0]).astype(np.int64)
+        parts = [self.items.indices(sorted(filters.exclude_items))]
+        if self.catalog is not None and filters.available_at is not None:
+            parts.append(self.items.indices(sorted(self.catalog.unavailable(filters.available_at))))
+        if filters.include_categories is not None:
+            wanted = self._category_rows(filters.include_categories)
+            parts.append(np.setdiff1d(np.arange(len(self.items)), wanted, assume_unique=True))
+        if filters.exclude_categories:
+            parts.append(self._category_rows(filters.exclude_categories))
+        blocked = np.concatenate(parts).astype(np.int64)
+        return np.unique(blocked[blocked >= 0])
+
+    def _category_rows(self, categories: Iterable[str]) -> np.ndarray:
+        """Model rows of the catalog items in ``categories`` (index built once per model)."""
+        if self._categories is None:
+            by_category: dict[str, list[str]] = {}
+            for item in (self.catalog or {}).values():
+                by_category.setdefault(item.category, []).append(item.item_id)
+            self._categories = {
+                name: np.unique(self.items.indices(ids)) for name, ids in by_category.items()
+            }
+        found = [self._categories.get(name, np.zeros(0, np.int64)) for name in categories]
+        rows = np.concatenate(found) if found else np.zeros(0, np.int64)
+        return np.unique(rows[rows >= 0])
 
     @property
     def trained_at(self) -> datetime | None:

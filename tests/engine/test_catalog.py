@@ -32,7 +32,6 @@ def test_loads_every_column_and_keeps_extras(tmp_path: Path) -> None:
     assert template["colour"] == "red" and template["expires_at"] == "2024-02-01T00:00:00+00:00"
     assert catalog.unavailable(datetime(2024, 3, 1, tzinfo=UTC)) == {"a", "b"}
     assert catalog.unavailable(datetime(2024, 1, 15, tzinfo=UTC)) == {"b"}
-    assert catalog.in_categories({"kitchen"}) == {"a"}
 
 
 def test_every_problem_named_with_line_and_column(tmp_path: Path) -> None:
