@@ -47,17 +47,8 @@ class ModelParams:
 
 
 def single_threaded_blas() -> Any:
-    """Limit BLAS to one thread, after loading every BLAS library implicit will use.
-
-    threadpoolctl only limits libraries already loaded, and implicit pulls in scipy's own
-    OpenBLAS on import, so import first.
-    """
-    import implicit.cpu.als
-    import implicit.cpu.bpr  # noqa: F401
-    import scipy.linalg  # noqa: F401
-    from threadpoolctl import threadpool_limits
-
-    return threadpool_limits(1, "blas")
+    """Limit BLAS to one thread (a context manager), over every library implicit uses."""
+    return _threads().limit(limits=1, user_api="blas")
 
 
 def default_params(algorithm: Algorithm | str, seed: int = 42) -> ModelParams:
@@ -79,17 +70,23 @@ Scored = tuple[np.ndarray, np.ndarray]  # (item indices, scores), shape (users, 
 CHUNK_USERS = 1_024
 # implicit marks filtered items with -finfo(float32).max, not -inf: anything this low was filtered.
 FILTERED = -1e30
-HEAVY_HISTORY = 200
+HEAVY_HISTORY = 200  # customers excluding more items than this are filtered row by row
 SMALL_BATCH = 16  # requests this small are scored on one thread
 
 
 @functools.cache
 def _threads() -> Any:
+    """One controller over every BLAS/OpenMP library implicit uses, created once.
+
+    threadpoolctl only sees libraries already loaded, and implicit pulls in scipy's own
+    OpenBLAS on import, so import first.
+    """
+    import implicit.cpu.als
+    import implicit.cpu.bpr  # noqa: F401
+    import scipy.linalg  # noqa: F401
     from threadpoolctl import ThreadpoolController
 
-    return (
-        ThreadpoolController()
-    )  # customers excluding more items than this are filtered row by row
+    return ThreadpoolController()
 
 
 class Model(ABC):
