@@ -29,10 +29,19 @@ def test_tuning_searches_weights_and_decay(interactions: Interactions) -> None:
 
 def test_tuning_only_sees_the_data_it_is_given(interactions: Interactions) -> None:
     """evaluate passes only the training part; tuning then cuts validation from inside it."""
+    from engine.tuning import validation_splits
+
     end = int(interactions.timestamps.max())
     early = interactions.select(interactions.timestamps < end - 20 * DAY)
-    result = tune(early, small_config(), trials=2, validation_days=10)
-    assert "temporal" in result.validation
+    early_end = int(early.timestamps.max())
+    for split in validation_splits(early, 10, folds=2):
+        assert int(split.train.timestamps.max()) < early_end - 9 * DAY
+        later = interactions.select(interactions.timestamps >= early_end + 1)
+        later_pairs = set(zip(later.user_ids.tolist(), later.item_ids.tolist(), strict=True))
+        early_pairs = set(zip(early.user_ids.tolist(), early.item_ids.tolist(), strict=True))
+        validated = {(user, item) for user, items in split.relevant.items() for item in items}
+        assert validated <= early_pairs  # every validation answer comes from the given data
+        assert not validated & (later_pairs - early_pairs)
 
 
 def test_popularity_has_nothing_to_tune(interactions: Interactions) -> None:
