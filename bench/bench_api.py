@@ -35,39 +35,23 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from tables import table
+
 from api import create_app
 from api.auth import KeyRing, Role
 from api.compose import to_input
 from api.schemas.compose import ComposeRequest
 from fatigue.clock import FrozenClock
 
-DEMO = Path(__file__).resolve().parents[1] / "engine" / "demo_data"
 P99_TARGET_MS = 10.0
 BATCH_TARGET = 5_000
 
 
-def table(title: str, header: list[str], rows: list[list[object]]) -> None:
-    """Print a fixed-width table."""
-    print(f"\n## {title}")
-    widths = [max(len(str(x)) for x in [h, *[r[i] for r in rows]]) for i, h in enumerate(header)]
-    print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
-    for row in rows:
-        print("  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=True)))
-
-
 def train(directory: Path) -> None:
-    """Train the demo model the way ``rapport train`` does."""
-    from click.testing import CliRunner
+    """Train the demo model into ``directory`` (the same builder ``rapport demo`` uses)."""
+    from engine.demo import ensure_demo_model
 
-    from engine.cli import train as train_command
-
-    result = CliRunner().invoke(
-        train_command,
-        ["--interactions", str(DEMO / "interactions.csv.gz"), "--catalog",
-         str(DEMO / "catalog.csv"), "--default-event", "purchase", "--model-dir", str(directory)],
-    )  # fmt: skip
-    if result.exit_code != 0:
-        raise SystemExit(f"training failed: {result.output}")
+    ensure_demo_model(directory)
 
 
 def request_body(user: str, key: str) -> dict[str, object]:

@@ -32,7 +32,8 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_api import request_body, table, train
+from bench_api import request_body, train
+from tables import table
 
 from api.auth import KeyRing, Role
 from api.testing import running_server

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
+from tables import table
 
 from engine.artifact import load_recommender, save_recommender
 from engine.evaluation import evaluate, temporal_split
@@ -32,15 +33,6 @@ from engine.tuning import tune
 
 DEFAULT_RETAIL = Path(__file__).resolve().parents[2] / "shared" / "data" / "online_retail.csv.gz"
 CUTOFF = "2011-11-09"
-
-
-def table(title: str, header: list[str], rows: list[list[object]]) -> None:
-    """Print a fixed-width table."""
-    print(f"\n## {title}")
-    widths = [max(len(str(x)) for x in [h, *[r[i] for r in rows]]) for i, h in enumerate(header)]
-    print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
-    for row in rows:
-        print("  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=True)))
 
 
 def canonical_retail(source: Path, workdir: Path) -> Path:

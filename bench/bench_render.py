@@ -24,6 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from tables import table
+
 from engine.render.library import BundledLibrary
 from engine.render.links import Campaign, LinkConfig, LinkSigner
 from engine.render.mjml_compile import MjmlCache
@@ -34,15 +36,6 @@ from fatigue.clock import FrozenClock
 CATALOG = Path(__file__).resolve().parents[1] / "engine" / "demo_data" / "catalog.csv"
 TEMPLATE = "picked-for-you"
 TARGET = 2_000
-
-
-def table(title: str, header: list[str], rows: list[list[object]]) -> None:
-    """Print a fixed-width table."""
-    print(f"\n## {title}")
-    widths = [max(len(str(x)) for x in [h, *[r[i] for r in rows]]) for i, h in enumerate(header)]
-    print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
-    for row in rows:
-        print("  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=True)))
 
 
 def contexts(count: int, seed: int = 7) -> list[RenderContext]:
@@ -99,6 +92,7 @@ def main() -> None:
 
     cached = renderer()
     prepared = cached.prepared(TEMPLATE)
+
     def email(context: RenderContext) -> bytes:
         # The MIME message is written lazily (only when a caller asks for it); the target
         # counts it, so ask.
