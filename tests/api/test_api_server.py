@@ -10,6 +10,8 @@ import pytest
 from api.auth import KeyRing, Role
 from api.testing import call, running_server
 
+from .conftest import compose_body
+
 pytestmark = pytest.mark.redis
 
 
@@ -41,23 +43,10 @@ def server(redis_url, model_dir, tmp_path_factory):
 
 
 def body(user: str, key: str) -> dict:
-    return {
-        "idempotency_key": key,
-        "recipient": {
-            "user_id": user,
-            "email": "ada@example.com",
-            "first_name": "Ada",
-            "timezone": "UTC",
-            "locale": "en",
-        },
-        "template": "picked-for-you",
-        "campaign": {
-            "id": "weekly-picks",
-            "category": "recommendations",
-            "kind": "promotional",
-            "priority": 1,
-        },
-    }
+    """The README's compose request in UTC (the server runs on the real clock)."""
+    request = compose_body(user, key)
+    request["recipient"]["timezone"] = "UTC"
+    return request
 
 
 def test_compose_events_and_unsubscribe_over_http(server):
