@@ -184,7 +184,7 @@ class Composer:
         # A decision the store-error policy made means the store just failed: writing to it
         # again would only wait out another timeout.
         entries = [
-            LoggedDecision(decision.user_id, decision.to_dict())
+            LoggedDecision(decision.user_id, decision.to_json())
             for decision in decisions
             if not decision.dry_run and not _store_failed(decision)
         ]

@@ -23,12 +23,17 @@ from engine.catalog import Catalog
 from engine.interactions import Interactions
 from engine.matrix import IdMap, Weighting, take_rows
 from engine.models import FILTERED, Model, ranked_by_score
-from fatigue.domain import Candidate
+from fatigue.domain import Candidate, ContentKind
 from fatigue.errors import NotFoundError, ValidationError
 
 MAX_N = 1_000
 COLD_CACHE_SIZE = 256  # distinct (n, filters) combinations of cold-start picks kept
-_NO_FACTS: dict[str, Any] = {}
+BLOCKED_CACHE_SIZE = 64  # distinct filters whose blocked rows are kept
+# What ``Candidate`` assumes of an item the catalog does not describe.
+_NO_FACTS: dict[str, Any] = {
+    "category": "", "kind": ContentKind.PROMOTIONAL, "published_at": None, "expires_at": None,
+    "in_stock": True,
+}  # fmt: skip
 
 
 class Source(StrEnum):
@@ -121,6 +126,7 @@ class Recommender:
     )
     _facts: dict[str, dict[str, Any]] | None = field(default=None, repr=False, compare=False)
     _categories: dict[str, np.ndarray] | None = field(default=None, repr=False, compare=False)
+    _blocked: dict[Filters, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def load(cls, model_dir: str | Path, version: str | None = None) -> Recommender:
@@ -182,16 +188,12 @@ class Recommender:
     def candidates(self, recommendations: Sequence[Recommendation]) -> list[Candidate]:
         """Turn recommendations into the plain data the governor judges (catalog joined)."""
         facts = self._catalog_facts()
+        joined, missing = Candidate.joined, _NO_FACTS
         return [
-            Candidate(
-                rec.item_id,
-                rec.relevance,
-                rec.score,
-                rec.source.value,
-                **facts.get(rec.item_id, _NO_FACTS),
-            )
+            joined(rec.item_id, rec.relevance, rec.score, rec.source.value,
+                   facts.get(rec.item_id, missing))
             for rec in recommendations
-        ]
+        ]  # fmt: skip
 
     def _catalog_facts(self) -> dict[str, dict[str, Any]]:
         # Built once per loaded model: the catalog is immutable once the model is published.
@@ -323,6 +325,19 @@ class Recommender:
         return recs
 
     def _blocked_items(self, filters: Filters) -> np.ndarray:
+        """Return the model rows ``filters`` rule out for everyone (kept per distinct filters).
+
+        Composition asks with the same filters (the minute's unavailable items) for every
+        request; turning their ids into rows each time cost more than a customer's top-k.
+        """
+        found = self._blocked.get(filters)
+        if found is None:
+            if len(self._blocked) >= BLOCKED_CACHE_SIZE:
+                self._blocked.clear()
+            found = self._blocked[filters] = self._blocked_rows(filters)
+        return found
+
+    def _blocked_rows(self, filters: Filters) -> np.ndarray:
         if self.catalog is None and (
             filters.include_categories is not None or filters.exclude_categories
         ):

@@ -10,7 +10,6 @@ need a second call (``docs/fatigue.md`` lists them). Any number of processes can
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -297,7 +296,7 @@ class Governor:
     def _memo(self, job: Job, item: FollowUp, now: datetime) -> DecisionMemo:
         key = job.request.idempotency_key
         assert key is not None
-        payload = json.dumps(item.decision.to_dict())
+        payload = item.decision.to_json()
         return DecisionMemo(
             job.recipient.user_id, key, job.decision_id, payload, now.timestamp(), self._ttls[1]
         )
@@ -348,7 +347,7 @@ class Governor:
             cooldown_since=verdict.cooldown_since,
             blocking_scopes=verdict.blocking_scopes,
             idempotency_key=key,
-            replay=json.dumps(decision.to_dict()) if key else "",
+            replay=decision.to_json() if key else "",
             history_ttl=history_ttl,
             idempotency_ttl=idempotency_ttl,
             engagement_ttl=engagement_ttl,

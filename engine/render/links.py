@@ -13,7 +13,13 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from itsdangerous import BadData, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
+from itsdangerous import (
+    BadData,
+    SignatureExpired,
+    Signer,
+    TimestampSigner,
+    URLSafeTimedSerializer,
+)
 
 from fatigue.clock import Clock, utc_now
 from fatigue.errors import ConfigurationError, RapportError
@@ -101,13 +107,8 @@ class LinkSigner:
         }
 
     def _serializer(self, salt: str) -> URLSafeTimedSerializer:
-        clock = self._clock
-
-        class ClockedSigner(TimestampSigner):
-            def get_timestamp(self) -> int:
-                return int(clock().timestamp())
-
-        return URLSafeTimedSerializer(self._secret, salt=salt, signer=ClockedSigner)
+        return _Serializer(self._secret, salt=salt, signer=_ClockedSigner,
+                           signer_kwargs={"clock": self._clock})  # fmt: skip
 
     def _dump(self, salt: str, payload: LinkPayload) -> str:
         data: dict[str, Any] = {"u": payload.user_id, "c": payload.campaign_id}
@@ -149,6 +150,40 @@ class LinkSigner:
     def verify_click(self, token: str) -> LinkPayload:
         """Return the payload of a click token; raise ``InvalidToken`` if bad or old."""
         return self._load(CLICK_SALT, token, "tracking")
+
+
+class _ClockedSigner(TimestampSigner):
+    """Timestamps from the injected clock; each key derived once rather than for every token."""
+
+    def __init__(self, *args: Any, clock: Clock, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._clock = clock
+        self._derived: dict[str | bytes | None, bytes] = {}
+
+    def get_timestamp(self) -> int:
+        return int(self._clock().timestamp())
+
+    def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
+        found = self._derived.get(secret_key)
+        if found is None:
+            found = self._derived[secret_key] = super().derive_key(secret_key)
+        return found
+
+
+class _Serializer(URLSafeTimedSerializer):
+    """Signs with one signer made once.
+
+    itsdangerous makes a signer (and derives its key, an HMAC) for every token: that was most
+    of a token's cost, and every email carries two tokens.
+    """
+
+    def make_signer(self, salt: str | bytes | None = None) -> Signer:
+        if salt is not None and salt != self.salt:
+            return super().make_signer(salt)
+        signer: Signer | None = self.__dict__.get("_signer")
+        if signer is None:
+            signer = self.__dict__["_signer"] = super().make_signer()
+        return signer
 
 
 @dataclass(frozen=True)

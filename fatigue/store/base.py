@@ -245,10 +245,10 @@ class EventChange:
 
 
 class LoggedDecision(NamedTuple):
-    """One decision for the per-customer decision log: its customer and ``Decision.to_dict()``."""
+    """One decision for the per-customer decision log: its customer and ``Decision.to_json()``."""
 
     user_id: str
-    decision: Mapping[str, Any]
+    decision: str
 
 
 def newest_unique(decisions: Sequence[Mapping[str, Any]], limit: int) -> list[dict[str, Any]]:

@@ -231,11 +231,9 @@ class MemoryStore(FatigueStore):
 
     def log_decisions(self, entries: Sequence[LoggedDecision], ttl: int = DECISION_LOG_TTL) -> None:
         """Append each decision to its customer's bounded log, under the lock."""
-        # Kept as JSON, as Redis keeps it: a reader never shares the writer's objects, and a
-        # value that is not JSON-ready fails here as it would there.
-        encoded = [(user_id, json.dumps(decision)) for user_id, decision in entries]
+        # Kept as JSON, as Redis keeps it: a reader never shares the writer's objects.
         with self._lock:
-            for user_id, text in encoded:
+            for user_id, text in entries:
                 log = self._decisions.get(user_id)
                 if log is None:
                     log = self._decisions[user_id] = deque(maxlen=DECISION_LOG_SIZE)

@@ -84,6 +84,7 @@ class RedisStore(FatigueStore):
         self._remember = _Script("remember.lua")
         self._release = _Script("release.lua")
         self._apply = _Script("apply.lua")
+        self._log = _Script("log.lua")
 
     def key(self, user_id: str | None, part: str) -> str:
         """Return the full key name; every key goes through here."""
@@ -244,19 +245,18 @@ class RedisStore(FatigueStore):
     def log_decisions(self, entries: Sequence[LoggedDecision], ttl: int = DECISION_LOG_TTL) -> None:
         """Push each decision onto its customer's list, trim it and renew its TTL: one pipeline.
 
-        Not a script: the log is written after the decision, never read by one, so it needs
-        no atomicity with the caps (each customer's three commands still run in order).
+        One small script per decision (``log.lua``), all in one round trip; the log is never
+        read by a decision, so it needs no atomicity with the caps.
         """
         if not entries:
             return
-        with self._errors():
-            pipe = self.client.pipeline(transaction=False)
-            for user_id, decision in entries:
-                key = self.key(user_id, "decisions")
-                pipe.lpush(key, json.dumps(decision, separators=(",", ":")))
-                pipe.ltrim(key, 0, DECISION_LOG_SIZE - 1)
-                pipe.expire(key, ttl)
-            pipe.execute()
+        size, seconds = str(DECISION_LOG_SIZE), str(ttl)
+        self._run(
+            [
+                (self._log, [self.key(user_id, "decisions")], [decision, size, seconds])
+                for user_id, decision in entries
+            ]
+        )
 
     def recent_decisions(self, user_id: str, limit: int = 20) -> list[dict[str, Any]]:
         """Read the customer's decision list (newest first) in one ``LRANGE``."""

@@ -151,12 +151,13 @@ def test_history_expires_but_suppression_never_does(store, raw, prefix):
     assert raw.ttl(f"{prefix}fatigue:{{u1}}:suppression") == -1
 
 
-def test_the_decision_log_is_one_pipeline_of_hash_tagged_lists_with_a_ttl(store, raw, prefix):
-    entries = [LoggedDecision(user, {"decision_id": user}) for user in ("u1", "u2", "u1")]
+def test_the_decision_log_is_one_script_call_each_in_one_pipeline_with_a_ttl(store, raw, prefix):
+    entries = [LoggedDecision(user, f'{{"decision_id": "{user}"}}') for user in ("u1", "u2", "u1")]
     with commands_from(store, raw) as seen:
+        store.log_decisions(entries, ttl=700)  # the server loads the script on first use
         store.log_decisions(entries, ttl=700)
-    assert seen == ["LPUSH", "LTRIM", "EXPIRE"] * 3
-    assert raw.llen(f"{prefix}fatigue:{{u1}}:decisions") == 2
+    assert seen == ["EVALSHA"] * 3 + ["SCRIPT"] + ["EVALSHA"] * 3 + ["EVALSHA"] * 3
+    assert raw.llen(f"{prefix}fatigue:{{u1}}:decisions") == 4  # u1 twice in each call
     assert 0 < raw.ttl(f"{prefix}fatigue:{{u1}}:decisions") <= 700
     assert 0 < raw.ttl(f"{prefix}fatigue:{{u2}}:decisions") <= 700
 
@@ -183,7 +184,7 @@ def test_unreachable_redis_raises_store_error():
     with pytest.raises(StoreError):
         dead.ping()
     with pytest.raises(StoreError):
-        dead.log_decisions([LoggedDecision("u1", {"decision_id": "d1"})])
+        dead.log_decisions([LoggedDecision("u1", '{"decision_id": "d1"}')])
     with pytest.raises(StoreError):
         dead.recent_decisions("u1")
 

@@ -62,7 +62,7 @@ def logged(user="u1", n=0, action="defer"):
         "decision_id": f"d{n}.{user}",
         "reasons": [reason],
     }
-    return LoggedDecision(user, decision)
+    return LoggedDecision(user, json.dumps(decision))
 
 
 def call(offers=(), key=None, decision_id=None, user="u1", **options):
@@ -277,7 +277,7 @@ class TestStoreContract:
             "d3.u1",
             "d1.u1",
         ]
-        assert store.recent_decisions("u1")[1] == logged("u1", 3, "send").decision
+        assert store.recent_decisions("u1")[1] == json.loads(logged("u1", 3, "send").decision)
         assert [d["decision_id"] for d in store.recent_decisions("u2")] == ["d2.u2"]
         assert store.recent_decisions("nobody") == []
         assert store.recent_decisions("u1", limit=1)[0]["decision_id"] == "d4.u1"

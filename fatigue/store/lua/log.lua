@@ -1,0 +1,7 @@
+-- Append one decision to its customer's log: newest first, the newest ARGV[2] kept, TTL renewed.
+-- One script instead of LPUSH + LTRIM + EXPIRE: a third of the commands to pack and parse.
+-- KEYS[1] decisions (list); ARGV[1] decision JSON, ARGV[2] entries kept, ARGV[3] TTL seconds.
+redis.call("LPUSH", KEYS[1], ARGV[1])
+redis.call("LTRIM", KEYS[1], 0, tonumber(ARGV[2]) - 1)
+redis.call("EXPIRE", KEYS[1], ARGV[3])
+return 1
