@@ -10,26 +10,26 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from typing import IO
+from datetime import datetime
+from typing import IO, Any
 
+import orjson
 import pydantic
 from flask import Blueprint, Response, current_app, request, stream_with_context
 
 from api.auth import Role
 from api.metrics import DECISIONS, RENDERS, STORE_ERRORS
 from api.problems import PROBLEM_TYPES
-from api.routing import NDJSON, operation, pydantic_problems
+from api.routing import JSON, NDJSON, operation, pydantic_problems
 from api.schemas.common import ProblemDocument, ProblemError
 from api.schemas.compose import (
     BatchLine,
     ComposeRequest,
     ComposeResponse,
-    DecisionOut,
-    EmailOut,
 )
 from api.services import services
 from engine.compose import ComposeInput, Composition
-from fatigue.domain import Campaign, ContentKind, Recipient
+from fatigue.domain import Campaign, ContentKind, Decision, Reason, Recipient
 from fatigue.errors import NotFoundError, RapportError, StoreError, ValidationError
 
 bp = Blueprint("compose", __name__)
@@ -46,10 +46,10 @@ CHUNK = 128  # recipients scored through the model together in the batch endpoin
     response=ComposeResponse,
     summary="Decide whether to email one recipient, with what; render it when the answer is send.",
 )
-def compose(body: ComposeRequest) -> ComposeResponse:
+def compose(body: ComposeRequest) -> Response:
     """Compose for one recipient."""
     composition = services().get("composer").compose(to_input(body))
-    return to_response(composition, body.include_mime)
+    return Response(orjson.dumps(answer(composition, body.include_mime)), mimetype=JSON)
 
 
 @operation(
@@ -94,31 +94,64 @@ def to_input(body: ComposeRequest) -> ComposeInput:
     )
 
 
-def to_response(composition: Composition, include_mime: bool = False) -> ComposeResponse:
-    """Shape a composition as the API answer, counting it in the metrics."""
+def answer(composition: Composition, include_mime: bool = False) -> dict[str, Any]:
+    """Shape a composition as ``ComposeResponse`` does, counting it in the metrics.
+
+    Built as plain data and encoded by orjson: building the pydantic models only to serialise
+    them cost more than rendering the email. tests/api/test_api_compose.py holds the two
+    shapes equal; the models stay the documented schema.
+    """
     decision = composition.decision
     deciding = decision.deciding
     DECISIONS.labels(decision.action.value, deciding.rule if deciding else "none").inc()
     if deciding is not None and deciding.rule == "store":
         STORE_ERRORS.inc()  # the governor's store-error policy answered instead of the store
-    data = decision.to_dict()
-    data["id"] = data.pop("decision_id")
-    data["campaign_id"] = data.pop("campaign")
     email = composition.email
-    rendered = None
-    if email is not None:
-        RENDERS.labels(email.template, "ok").inc()
-        rendered = EmailOut(
-            subject=email.subject,
-            preheader=email.preheader,
-            html=email.html,
-            text=email.text,
-            headers=dict(email.headers),
-            template=email.template,
-            template_version=email.version,
-            mime=email.mime_bytes.decode("utf-8", "replace") if include_mime else None,
-        )
-    return ComposeResponse(decision=DecisionOut.model_validate(data), email=rendered)
+    if email is None:
+        return {"decision": decision_answer(decision), "email": None}
+    RENDERS.labels(email.template, "ok").inc()
+    rendered = {
+        "subject": email.subject, "preheader": email.preheader, "html": email.html,
+        "text": email.text, "headers": dict(email.headers), "template": email.template,
+        "template_version": email.version,
+        "mime": email.mime_bytes.decode("utf-8", "replace") if include_mime else None,
+    }  # fmt: skip
+    return {"decision": decision_answer(decision), "email": rendered}
+
+
+def decision_answer(decision: Decision) -> dict[str, Any]:
+    """Return ``decision`` as ``DecisionOut`` shapes it."""
+    return {
+        "id": decision.decision_id, "action": decision.action.value,
+        "user_id": decision.user_id, "campaign_id": decision.campaign,
+        "send_at": _timestamp(decision.send_at), "decided_at": _timestamp(decision.decided_at),
+        "dry_run": decision.dry_run,
+        "reasons": [_reason(reason) for reason in decision.reasons],
+        "items": [
+            {"item_id": item.item_id, "relevance": item.relevance, "source": item.source}
+            for item in decision.items
+        ],
+    }  # fmt: skip
+
+
+def _reason(reason: Reason) -> dict[str, Any]:
+    return {
+        "rule": reason.rule, "passed": reason.passed, "detail": reason.detail,
+        "counter": _number(reason.counter), "limit": _number(reason.limit),
+        "deciding": reason.deciding,
+    }  # fmt: skip
+
+
+def _number(value: float | None) -> float | None:
+    return None if value is None else float(value)  # ReasonOut declares floats
+
+
+def _timestamp(moment: datetime | None) -> str | None:
+    """ISO 8601 as pydantic writes it: ``Z`` for UTC."""
+    if moment is None:
+        return None
+    text = moment.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
 def _answer_lines(stream: IO[bytes], limit: int) -> Iterator[str]:
@@ -192,11 +225,23 @@ def _one_line(number: int, body: ComposeRequest) -> str:
 
 
 def _line(number: int, body: ComposeRequest, composition: Composition) -> str:
-    answer = to_response(composition, body.include_mime)
-    line = BatchLine(
-        line=number, user_id=body.recipient.user_id, decision=answer.decision, email=answer.email
-    )
-    return line.model_dump_json(exclude_none=True) + "\n"
+    """One ``BatchLine``; like ``model_dump_json(exclude_none=True)``, absent parts are left out."""
+    shaped = answer(composition, body.include_mime)
+    line: dict[str, Any] = {"line": number, "user_id": body.recipient.user_id}
+    line["decision"] = _without_none(shaped["decision"])
+    if shaped["email"] is not None:
+        line["email"] = _without_none(shaped["email"])
+    return orjson.dumps(line).decode() + "\n"
+
+
+def _without_none(data: dict[str, Any]) -> dict[str, Any]:
+    return {
+        key: [_without_none(v) if isinstance(v, dict) else v for v in value]
+        if isinstance(value, list)
+        else value
+        for key, value in data.items()
+        if value is not None
+    }
 
 
 def _invalid_line(number: int, exc: pydantic.ValidationError) -> str:

@@ -9,11 +9,13 @@ guide to it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Protocol
@@ -41,6 +43,14 @@ class TemplateSource:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "files", MappingProxyType(dict(self.files)))
+
+    @cached_property
+    def digest(self) -> str:
+        """Return a hash of every file (names and contents), computed once per source."""
+        digest = hashlib.sha256(self.name.encode())
+        for filename in sorted(self.files):
+            digest.update(b"\0" + filename.encode() + b"\0" + self.files[filename].encode())
+        return digest.hexdigest()
 
 
 @dataclass(frozen=True)

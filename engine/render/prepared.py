@@ -7,7 +7,6 @@ content) can never be served from a stale entry.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -68,10 +67,8 @@ class PreparedTemplate:
 
 def content_hash(source: TemplateSource) -> str:
     """Return a hash of every file of ``source`` (names and contents)."""
-    digest = hashlib.sha256(source.name.encode())
-    for filename in sorted(source.files):
-        digest.update(b"\0" + filename.encode() + b"\0" + source.files[filename].encode())
-    return digest.hexdigest()
+    # Cached on the source: the prepared-template cache asks on every composition.
+    return source.digest
 
 
 def prepare(source: TemplateSource, mjml: MjmlCache) -> PreparedTemplate:

@@ -78,3 +78,17 @@ def test_batch_body_limit(client, auth, compose_request, app):
     response = post_batch(client, auth, lines)
     assert response.status_code == 413
     assert response.content_type == "application/problem+json"
+
+
+def test_answer_lines_are_exactly_the_documented_schema(client, auth, compose_request):
+    """Lines are built as plain data for speed; each must be what BatchLine writes."""
+    from api.schemas.compose import BatchLine
+
+    lines = answers(
+        post_batch(client, auth, [compose_request("12347", "s1"), compose_request("12347", "s2"),
+                                  "{not json", compose_request("12348", "s3", include_mime=True)])
+    )  # fmt: skip
+    assert ["email" in line for line in lines] == [True, False, False, True]
+    assert "error" in lines[2]
+    for line in lines:
+        assert BatchLine.model_validate(line).model_dump(mode="json", exclude_none=True) == line

@@ -123,3 +123,19 @@ def test_a_failed_render_releases_the_counted_send(client, auth, compose_request
     assert failed.json["errors"][0]["field"] == "subject"
     after = compose(client, auth, compose_request(key="after"))
     assert after.json["decision"]["action"] == "send"
+
+
+def test_answers_are_exactly_the_documented_schema(client, auth, compose_request):
+    """The answer is built as plain data for speed; it must be what ComposeResponse writes."""
+    from api.schemas.compose import ComposeResponse
+
+    answers = [
+        compose(client, auth, compose_request(key="shape-send", include_mime=True)).json,
+        compose(client, auth, compose_request(key="shape-defer")).json,  # capped: no email
+        compose(client, auth, compose_request("12348", "shape-dry", dry_run=True)).json,
+    ]
+    assert [a["decision"]["action"] for a in answers] == ["send", "defer", "send"]
+    assert any(r["counter"] is not None for r in answers[1]["decision"]["reasons"])
+    for shaped in answers:
+        model = ComposeResponse.model_validate(shaped)
+        assert model.model_dump(mode="json") == shaped
