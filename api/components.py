@@ -90,4 +90,5 @@ def _composer(found: Services) -> Any:
         found.get("renderer"),
         found.clock,
         on_log_error=lambda exc: STORE_ERRORS.inc(),  # a lost log entry still shows in metrics
+        background_log=True,
     )

@@ -91,7 +91,7 @@ def explain_user(user_id: str, query: TimezoneQuery) -> FatigueOut:
         raise ApiProblem("validation", "user_id must be 1 to 200 characters")
     governor = services().get("governor")
     explanation = governor.explain(user_id, query.timezone)
-    logged = governor.store.recent_decisions(user_id, limit=RECENT_DECISIONS)
+    logged = services().get("composer").recent_decisions(user_id, limit=RECENT_DECISIONS)
     return FatigueOut.model_validate(
         {**explanation.to_dict(), "recent_decisions": [decision_out(d) for d in logged]}
     )

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from engine.decision_log import DecisionLogWriter
 from engine.render.links import Campaign as LinkCampaign
 from engine.render.prepared import PreparedTemplate
 from engine.render.renderer import RenderContext, RenderedEmail, Renderer
@@ -127,6 +128,7 @@ class Composer:
         clock: Clock = utc_now,
         pool: int = 30,
         on_log_error: Callable[[StoreError], None] | None = None,
+        background_log: bool = False,
     ) -> None:
         self._recommender = recommender
         self.governor = governor
@@ -135,6 +137,12 @@ class Composer:
         self.pool = pool  # candidates offered to the governor, which picks ``items`` of them
         # Told about a failed decision-log write (the API counts it as a store error).
         self.on_log_error = on_log_error
+        # Servers write the log from a background thread (see engine.decision_log).
+        self.log_writer = (
+            DecisionLogWriter(governor.store, self._log_ttl, on_log_error)
+            if background_log
+            else None
+        )
 
     def prepare(self, requests: Sequence[ComposeInput]) -> dict[str, PreparedTemplate]:
         """Fetch each template the requests name once (``NotFoundError`` before any decision).
@@ -190,13 +198,29 @@ class Composer:
         ]
         if not entries:
             return
-        ttl = int(self.governor.rules.store.decision_log_ttl.total_seconds())
+        if self.log_writer is not None:
+            self.log_writer.submit(entries)
+            return
         try:
-            self.governor.store.log_decisions(entries, ttl=ttl)
+            self.governor.store.log_decisions(entries, ttl=self._log_ttl())
         except StoreError as exc:
             log.warning("decision log not written for %d decisions: %s", len(entries), exc)
             if self.on_log_error is not None:
                 self.on_log_error(exc)
+
+    def recent_decisions(self, user_id: str, limit: int = 20) -> list[dict[str, Any]]:
+        """Return the customer's logged decisions, newest first, including those just made here."""
+        if self.log_writer is not None:
+            self.log_writer.flush()
+        return self.governor.store.recent_decisions(user_id, limit=limit)
+
+    def close(self) -> None:
+        """Write the queued decision-log entries and stop the writer."""
+        if self.log_writer is not None:
+            self.log_writer.close()
+
+    def _log_ttl(self) -> int:
+        return int(self.governor.rules.store.decision_log_ttl.total_seconds())
 
     def _finish(
         self,

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
+import orjson
+
 from fatigue.arbitrate import decision_for
 from fatigue.content import Selection
 from fatigue.domain import (
@@ -53,7 +55,7 @@ class Basis(NamedTuple):
             "campaigns": [_campaign_to_dict(campaign) for campaign in self.campaigns],
             "content": [_selection_to_dict(selection) for selection in self.selections],
         }
-        return json.dumps(data, separators=(",", ":"))
+        return orjson.dumps(data).decode()  # compact; written for every keyed decision
 
     @classmethod
     def from_json(cls, text: str) -> Basis:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
+
+import orjson
 
 from fatigue.store.base import DecideCall, SendAttempt
 
@@ -70,4 +71,4 @@ def decide_args(call: DecideCall) -> list[Any]:
         ],
     ]  # fmt: skip
     basis = call.basis.to_json() if call.basis is not None and key is not None else ""
-    return [repr(query.now), json.dumps(payload, separators=(",", ":")), basis]
+    return [repr(query.now), orjson.dumps(payload), basis]

@@ -72,6 +72,7 @@ def test_a_failing_log_write_leaves_the_decision_as_made(
         assert response.json["decision"]["action"] == "send" and response.json["email"]
         again = compose(client, auth, compose_request(key="k-2")).json["decision"]
         assert again["action"] == "defer"  # the first send was counted all the same
+        assert services(app).get("composer").log_writer.flush()  # written behind the request
         assert "decision log not written" in caplog.text
     finally:
         raw.delete(*raw.keys(f"{prefix}*"))
