@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from flask import Blueprint, redirect, url_for
+from flask import Blueprint, Flask, Request, redirect, url_for
 from flask.blueprints import BlueprintSetupState
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from werkzeug.wrappers import Response
 
 bp = Blueprint(
@@ -38,6 +39,22 @@ def _configure(state: BlueprintSetupState) -> None:
         config["SESSION_COOKIE_SECURE"] = True
     config["PERMANENT_SESSION_LIFETIME"] = timedelta(hours=8)
     config.setdefault("STUDIO_CODE_EDITOR", True)
+    if isinstance(state.app, Flask):
+        state.app.session_interface = CookieOnlySessions()
+
+
+class CookieOnlySessions(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions, skipping the signing work when no cookie came.
+
+    Flask opens a session for every request and builds its signing serializer first; the API's
+    requests never carry the studio's cookie, and that serializer was a twentieth of a compose.
+    """
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        """Return an empty session without a cookie; otherwise verify it as Flask does."""
+        if app.secret_key and not request.cookies.get(self.get_cookie_name(app)):
+            return self.session_class()
+        return super().open_session(app, request)
 
 
 @bp.get("/")
