@@ -7,7 +7,7 @@ separate client machine would see. Every request is bounded in count and time.
 
 Targets: 1,000 compose/s; batch at least 5,000 recipients/s.
 
-Run: ``.venv/bin/python bench/bench_api_http.py [--seconds 10] [--connections 8] [--workers 3]``
+Run: ``.venv/bin/python bench/bench_api_http.py [--seconds 10] [--connections 8] [--workers N]``
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from bench_api import request_body, train
 from tables import table
 
 from api.auth import KeyRing, Role
+from api.serve import default_workers
 from api.testing import running_server
 from fatigue.testing import private_redis
 
@@ -275,7 +276,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--connections", type=int, default=8)
-    parser.add_argument("--workers", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=None,
+                        help="gunicorn workers (default: as rapport serve, one per core)")
     parser.add_argument("--batch", type=int, default=10_000)
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="rapport-bench-http-"))
@@ -284,15 +286,16 @@ def main() -> None:
     from engine.serving import Recommender
 
     known = [str(user) for user in Recommender.load(root / "model").users.ids]
+    workers = args.workers or default_workers("redis://")
     with (
         private_redis() as redis_url,
-        running_server(environment_for(root, redis_url), workers=args.workers) as base,
+        running_server(environment_for(root, redis_url), workers=workers) as base,
     ):
         batch_stream(base, token, "warm", 300)  # compile templates in every worker
         composed = compose_rows(base, token, args, known)
         batched = batch_rows(base, token, args.batch)
     table(
-        f"POST /v1/compose over HTTP ({args.workers} gunicorn workers x 4 threads, "
+        f"POST /v1/compose over HTTP ({workers} gunicorn workers x 4 threads, "
         f"{args.connections} keep-alive connections, Redis)",
         ["client", "audience", "requests", "compose/s", "p50 ms", "p99 ms", "answers", "target"],
         composed,

@@ -8,6 +8,7 @@ reads one from a model directory.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -36,6 +37,10 @@ _NO_FACTS: dict[str, Any] = {
 }  # fmt: skip
 
 
+def _same_objects(left: Sequence[object], right: Sequence[object]) -> bool:
+    return len(left) == len(right) and all(map(operator.is_, left, right))
+
+
 class Source(StrEnum):
     """Where a recommended item came from."""
 
@@ -43,6 +48,9 @@ class Source(StrEnum):
     SIMILAR = "similar"  # folded in from a few recent interactions of a customer new to the model
     POPULAR = "popular"  # most customers bought it
     TRENDING = "trending"  # many customers bought it recently
+
+
+_SHARED_SOURCES = frozenset({Source.POPULAR, Source.TRENDING})  # cold-start picks, cached
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +135,9 @@ class Recommender:
     _facts: dict[str, dict[str, Any]] | None = field(default=None, repr=False, compare=False)
     _categories: dict[str, np.ndarray] | None = field(default=None, repr=False, compare=False)
     _blocked: dict[Filters, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
+    _shared_candidates: dict[int, tuple[tuple[Recommendation, ...], list[Candidate]]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     @classmethod
     def load(cls, model_dir: str | Path, version: str | None = None) -> Recommender:
@@ -187,13 +198,25 @@ class Recommender:
 
     def candidates(self, recommendations: Sequence[Recommendation]) -> list[Candidate]:
         """Turn recommendations into the plain data the governor judges (catalog joined)."""
+        # Cold-start picks are the same objects for every new customer: join them once.
+        shared = bool(recommendations) and recommendations[0].source in _SHARED_SOURCES
+        if shared:
+            found = self._shared_candidates.get(id(recommendations[0]))
+            if found is not None and _same_objects(found[0], recommendations):
+                return list(found[1])
         facts = self._catalog_facts()
         joined, missing = Candidate.joined, _NO_FACTS
-        return [
+        built = [
             joined(rec.item_id, rec.relevance, rec.score, rec.source.value,
                    facts.get(rec.item_id, missing))
             for rec in recommendations
         ]  # fmt: skip
+        if shared:
+            if len(self._shared_candidates) >= COLD_CACHE_SIZE:
+                self._shared_candidates.clear()
+            # Holding the picks keeps their ids from being reused by other objects.
+            self._shared_candidates[id(recommendations[0])] = (tuple(recommendations), built)
+        return list(built)
 
     def _catalog_facts(self) -> dict[str, dict[str, Any]]:
         # Built once per loaded model: the catalog is immutable once the model is published.

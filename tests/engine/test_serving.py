@@ -10,6 +10,7 @@ from engine.catalog import Catalog, CatalogItem
 from engine.interactions import Interactions
 from engine.serving import Filters, RecentInteraction, Recommender, Source
 from engine.training import train
+from fatigue.domain import Candidate
 from fatigue.errors import NotFoundError, ValidationError
 
 from .conftest import item_group, small_config
@@ -124,6 +125,28 @@ def test_candidates_carry_catalog_facts(recommender: Recommender) -> None:
         c.category.startswith("cat") and c.relevance == r.relevance
         for c, r in zip(candidates, recs, strict=True)
     )
+
+
+def test_cold_start_candidates_are_joined_once_and_callers_get_their_own_list(
+    recommender: Recommender,
+) -> None:
+    first = recommender.candidates(recommender.recommend("nobody-1", 5))
+    second = recommender.candidates(recommender.recommend("nobody-2", 5))
+    assert first == second and first is not second
+    assert all(a is b for a, b in zip(first, second, strict=True))  # the same joined objects
+    first.clear()  # a caller changing its list changes nobody else's
+    assert len(recommender.candidates(recommender.recommend("nobody-3", 5))) == 5
+    fresh = [
+        Candidate(r.item_id, r.relevance, r.score, r.source.value, **facts(recommender, r.item_id))
+        for r in recommender.recommend("nobody-4", 5)
+    ]
+    assert second == fresh  # equal to candidates built field by field
+
+
+def facts(recommender: Recommender, item_id: str) -> dict[str, object]:
+    item = recommender.catalog[item_id]
+    return {"category": item.category, "kind": item.kind, "published_at": item.published_at,
+            "expires_at": item.expires_at, "in_stock": item.in_stock}  # fmt: skip
 
 
 def test_calibration_is_fitted_on_held_out_data(recommender: Recommender) -> None:
