@@ -60,7 +60,7 @@ def list_keys() -> None:
     default=None,
     help="Worker processes [default: cores + 1 on redis://, 1 on memory://].",
 )
-@click.option("--threads", default=4, show_default=True, type=int, help="Threads per worker.")
+@click.option("--threads", default=2, show_default=True, type=int, help="Threads per worker.")
 @click.option("--access-log", is_flag=True, help="Log every request to stderr.")
 def serve(host: str, port: int, workers: int | None, threads: int, access_log: bool) -> None:
     """Serve the API under gunicorn (configured by RAPPORT_* variables)."""

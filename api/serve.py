@@ -32,7 +32,9 @@ class ServeOptions:
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int | None = None
-    threads: int = 4
+    # Two: on two cores, four threads per worker answered no more and their p99 went from
+    # 25 ms to 400 ms (the threads queue for the interpreter lock; bench/bench_api_http.py).
+    threads: int = 2
     timeout: int = 60
     access_log: bool = False
 

@@ -23,7 +23,7 @@ class ServerFailed(RuntimeError):
 
 @contextmanager
 def running_server(
-    environment: Mapping[str, str], workers: int = 2, threads: int = 4, timeout: float = 60.0
+    environment: Mapping[str, str], workers: int = 2, threads: int = 2, timeout: float = 60.0
 ) -> Iterator[str]:
     """Run ``rapport serve`` with ``environment`` added; yield its base URL; stop it on exit."""
     port = free_port()

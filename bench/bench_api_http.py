@@ -36,7 +36,7 @@ from bench_api import request_body, train
 from tables import table
 
 from api.auth import KeyRing, Role
-from api.serve import default_workers
+from api.serve import ServeOptions, default_workers
 from api.testing import running_server
 from fatigue.testing import private_redis
 
@@ -276,8 +276,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--connections", type=int, default=8)
-    parser.add_argument("--workers", type=int, default=None,
-                        help="gunicorn workers (default: as rapport serve, one per core)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="gunicorn workers (default: as rapport serve, one per core)",
+    )
     parser.add_argument("--batch", type=int, default=10_000)
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="rapport-bench-http-"))
@@ -295,7 +299,7 @@ def main() -> None:
         composed = compose_rows(base, token, args, known)
         batched = batch_rows(base, token, args.batch)
     table(
-        f"POST /v1/compose over HTTP ({workers} gunicorn workers x 4 threads, "
+        f"POST /v1/compose over HTTP ({workers} gunicorn workers x {ServeOptions.threads} threads, "
         f"{args.connections} keep-alive connections, Redis)",
         ["client", "audience", "requests", "compose/s", "p50 ms", "p99 ms", "answers", "target"],
         composed,

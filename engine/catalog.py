@@ -11,6 +11,7 @@ import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,11 @@ class CatalogItem:
 
     def as_template_dict(self) -> dict[str, Any]:
         """Return the item as the plain dict templates see (extra columns included)."""
+        return dict(self._template_dict)  # a copy: callers add to it
+
+    @cached_property
+    def _template_dict(self) -> dict[str, Any]:
+        # Every rendered email asks for each of its items; the item never changes.
         data: dict[str, Any] = dict(self.extra)
         data.update(
             item_id=self.item_id,

@@ -162,9 +162,7 @@ def customer_state(user_id: str) -> dict[str, Any]:
         "sends": [(datetime.fromtimestamp(s.at, UTC), s) for s in sends[:20]],
         "decisions": [
             logged_decision(data)
-            for data in services().get("composer").recent_decisions(
-                user_id, limit=RECENT_DECISIONS
-            )
+            for data in services().get("composer").recent_decisions(user_id, limit=RECENT_DECISIONS)
         ],
         "horizon_days": rules.history_horizon.days,
     }
