@@ -32,8 +32,8 @@ class ServeOptions:
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int | None = None
-    # Two: on two cores, four threads per worker answered no more and their p99 went from
-    # 25 ms to 400 ms (the threads queue for the interpreter lock; bench/bench_api_http.py).
+    # Two: on two cores four threads per worker answered no more, and in most runs their p99
+    # was 350-550 ms against 25 ms (the threads queue for the interpreter lock).
     threads: int = 2
     timeout: int = 60
     access_log: bool = False

@@ -7,7 +7,8 @@ separate client machine would see. Every request is bounded in count and time.
 
 Targets: 1,000 compose/s; batch at least 5,000 recipients/s.
 
-Run: ``.venv/bin/python bench/bench_api_http.py [--seconds 10] [--connections 8] [--workers N]``
+Run: ``.venv/bin/python bench/bench_api_http.py [--seconds 10] [--connections 8] [--workers N]
+[--threads N] [--batch N]``
 """
 
 from __future__ import annotations
@@ -283,6 +284,10 @@ def main() -> None:
         help="gunicorn workers (default: as rapport serve, one per core)",
     )
     parser.add_argument("--batch", type=int, default=10_000)
+    parser.add_argument(
+        "--threads", type=int, default=ServeOptions.threads,
+        help="threads per worker (default: as rapport serve)",
+    )  # fmt: skip
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="rapport-bench-http-"))
     train(root / "model")
@@ -293,13 +298,13 @@ def main() -> None:
     workers = args.workers or default_workers("redis://")
     with (
         private_redis() as redis_url,
-        running_server(environment_for(root, redis_url), workers=workers) as base,
+        running_server(environment_for(root, redis_url), workers, args.threads) as base,
     ):
         batch_stream(base, token, "warm", 300)  # compile templates in every worker
         composed = compose_rows(base, token, args, known)
         batched = batch_rows(base, token, args.batch)
     table(
-        f"POST /v1/compose over HTTP ({workers} gunicorn workers x {ServeOptions.threads} threads, "
+        f"POST /v1/compose over HTTP ({workers} gunicorn workers x {args.threads} threads, "
         f"{args.connections} keep-alive connections, Redis)",
         ["client", "audience", "requests", "compose/s", "p50 ms", "p99 ms", "answers", "target"],
         composed,
