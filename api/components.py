@@ -8,6 +8,7 @@ from typing import Any
 
 from flask import Flask
 
+from api.campaigns import CampaignRegistry
 from api.metrics import STORE_ERRORS
 from api.model import ModelHolder
 from api.services import Services
@@ -25,6 +26,7 @@ def register(app: Flask) -> None:
     found.register("templates", lambda: _templates(found, settings))
     found.register("renderer", lambda: _renderer(found, settings))
     found.register("composer", lambda: _composer(found))
+    found.register("campaigns", lambda: CampaignRegistry.load(settings["CAMPAIGNS_FILE"]))
 
 
 def _model(settings: dict[str, Any]) -> ModelHolder:

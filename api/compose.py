@@ -18,19 +18,21 @@ import pydantic
 from flask import Blueprint, Response, current_app, request, stream_with_context
 
 from api.auth import Role
+from api.campaigns import CampaignRegistry
 from api.metrics import DECISIONS, RENDERS, STORE_ERRORS
 from api.problems import PROBLEM_TYPES
 from api.routing import JSON, NDJSON, operation, pydantic_problems
 from api.schemas.common import ProblemDocument, ProblemError
 from api.schemas.compose import (
     BatchLine,
+    CampaignIn,
     ComposeRequest,
     ComposeResponse,
 )
 from api.services import services
 from engine.compose import ComposeInput, Composition
 from fatigue.domain import Campaign, ContentKind, Decision, Reason, Recipient
-from fatigue.errors import NotFoundError, RapportError, StoreError, ValidationError
+from fatigue.errors import NotFoundError, Problem, RapportError, StoreError, ValidationError
 
 bp = Blueprint("compose", __name__)
 log = logging.getLogger(__name__)
@@ -72,9 +74,9 @@ def compose_batch() -> Response:
 
 
 def to_input(body: ComposeRequest) -> ComposeInput:
-    """Translate the request schema into the pipeline's domain values."""
+    """Translate the request schema into the pipeline's domain values (422 if incomplete)."""
     recipient = body.recipient
-    campaigns = body.all_campaigns()
+    campaigns = resolved_campaigns(body)
     return ComposeInput(
         recipient=Recipient(
             user_id=recipient.user_id,
@@ -92,6 +94,23 @@ def to_input(body: ComposeRequest) -> ComposeInput:
         dry_run=body.dry_run,
         items=body.items,
     )
+
+
+def resolved_campaigns(body: ComposeRequest) -> list[CampaignIn]:
+    """Complete each campaign from the registry; every one must end up with a template."""
+    registry: CampaignRegistry = services().get("campaigns")
+    named = [("campaign", body.campaign)] if body.campaign is not None else [
+        (f"campaigns.{n}", campaign) for n, campaign in enumerate(body.campaigns)
+    ]  # fmt: skip
+    campaigns = [registry.resolve(campaign, where) for where, campaign in named]
+    missing = [
+        Problem(f"campaign {c.id!r} has no template (set 'template')", field=f"{where}.template")
+        for (where, _), c in zip(named, campaigns, strict=True)
+        if c.template is None and body.template is None
+    ]
+    if missing:
+        raise ValidationError(missing)
+    return campaigns
 
 
 def answer(composition: Composition, include_mime: bool = False) -> dict[str, Any]:

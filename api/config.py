@@ -27,6 +27,8 @@ DEFAULTS: dict[str, Any] = {
     "TEMPLATES_DIR": "var/templates",
     # A fatigue rules TOML file; empty means the governor's defaults.
     "RULES": "",
+    # TOML registry of the campaigns platforms may name (api/campaigns.py); empty: any campaign.
+    "CAMPAIGNS_FILE": "",
     # JSON file of hashed API keys, written by ``rapport keys create``.
     "API_KEYS_FILE": "var/api-keys.json",
     # Append-only JSON Lines log of engagement events, read by the next training run.

@@ -77,9 +77,6 @@ class ComposeRequest(Strict):
     def _one_way_to_name_campaigns(self) -> ComposeRequest:
         if (self.campaign is None) == (not self.campaigns):
             raise ValueError("give exactly one of 'campaign' or a non-empty 'campaigns' list")
-        for campaign in self.all_campaigns():
-            if campaign.template is None and self.template is None:
-                raise ValueError(f"campaign {campaign.id!r} has no template (set 'template')")
         ids = [campaign.id for campaign in self.all_campaigns()]
         if len(set(ids)) != len(ids):
             raise ValueError("campaign ids must be distinct")

@@ -1,0 +1,102 @@
+"""The campaign registry: which campaigns platforms may name, and what each one is.
+
+Without a registry (``RAPPORT_CAMPAIGNS_FILE`` unset) any campaign id is accepted as the request
+describes it. With one, a compose request naming an unregistered campaign gets a 422 that says
+which, and the registry supplies the category, kind, priority and template a request leaves
+out; a request that contradicts the registry is refused rather than silently overridden, so a
+platform sending a promotion as "transactional" cannot slip past the fatigue caps. The file::
+
+    [campaigns.weekly-picks]
+    category = "recommendations"
+    kind = "promotional"          # promotional, editorial or transactional
+    priority = 1
+    template = "picked-for-you"
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pydantic
+
+from api.schemas.compose import CampaignIn, CampaignKind
+from fatigue.errors import ConfigurationError, Problem, ValidationError
+
+_FIELDS = ("category", "kind", "priority", "template")
+
+
+@dataclass(frozen=True)
+class CampaignRegistry:
+    """Registered campaigns by id; ``None`` means no registry: every campaign is accepted."""
+
+    campaigns: Mapping[str, CampaignIn] | None = None
+
+    @classmethod
+    def load(cls, path: str | Path) -> CampaignRegistry:
+        """Read a registry file (``""``: no registry); errors name the file and the field."""
+        if not str(path):
+            return cls()
+        source = Path(path)
+        try:
+            data = tomllib.loads(source.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise ConfigurationError(f"{source}: campaign registry not found") from exc
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigurationError(f"{source}: cannot read the campaign registry: {exc}") from exc
+        table = data.get("campaigns")
+        if not isinstance(table, dict) or set(data) - {"campaigns"}:
+            raise ConfigurationError(f"{source}: expected only [campaigns.<id>] tables")
+        return cls({name: _entry(source, name, entry) for name, entry in table.items()})
+
+    def resolve(self, campaign: CampaignIn, where: str) -> CampaignIn:
+        """Return ``campaign`` completed from the registry; 422 if unknown or contradicting it."""
+        if self.campaigns is None:
+            return campaign
+        known = self.campaigns.get(campaign.id)
+        if known is None:
+            names = ", ".join(sorted(self.campaigns)) or "none"
+            message = f"unknown campaign {campaign.id!r} (registered: {names})"
+            raise ValidationError(Problem(message, field=f"{where}.id"))
+        given = campaign.model_fields_set
+        conflicts = [
+            Problem(
+                f"campaign {campaign.id!r} is registered with {name} "
+                f"{_shown(getattr(known, name))}, not {_shown(getattr(campaign, name))}",
+                field=f"{where}.{name}",
+            )
+            for name in _FIELDS
+            if name in given
+            and name in known.model_fields_set
+            and getattr(campaign, name) != getattr(known, name)
+        ]
+        if conflicts:
+            raise ValidationError(conflicts)
+        missing = {name: getattr(known, name) for name in known.model_fields_set - given}
+        return campaign.model_copy(update=missing)
+
+
+def _entry(source: Path, name: str, entry: Any) -> CampaignIn:
+    if not isinstance(entry, dict):
+        raise ConfigurationError(f"{source}: [campaigns.{name}] must be a table")
+    unknown = set(entry) - set(_FIELDS)
+    if unknown:
+        raise ConfigurationError(
+            f"{source}: [campaigns.{name}] has unknown field(s) {', '.join(sorted(unknown))}; "
+            f"known: {', '.join(_FIELDS)}"
+        )
+    try:
+        return CampaignIn.model_validate({"id": name, **entry})
+    except pydantic.ValidationError as exc:
+        found = "; ".join(
+            f"{'.'.join(map(str, error['loc']))}: {error['msg']}"
+            for error in exc.errors(include_url=False)
+        )
+        raise ConfigurationError(f"{source}: [campaigns.{name}]: {found}") from exc
+
+
+def _shown(value: Any) -> str:
+    return repr(value.value if isinstance(value, CampaignKind) else value)

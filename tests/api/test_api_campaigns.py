@@ -1,0 +1,118 @@
+"""The campaign registry: an unknown campaign is a 422; the registry fills in and guards."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from api import create_app
+from api.campaigns import CampaignRegistry
+from fatigue.errors import ConfigurationError
+
+REGISTRY = """
+[campaigns.weekly-picks]
+category = "recommendations"
+kind = "promotional"
+priority = 1
+template = "picked-for-you"
+
+[campaigns.digest]
+kind = "editorial"
+"""
+
+
+@pytest.fixture
+def registered(tmp_path: Path, settings, role_keys, clock):
+    path = tmp_path / "campaigns.toml"
+    path.write_text(REGISTRY)
+    return create_app({**settings, "CAMPAIGNS_FILE": str(path), "CLOCK": clock}).test_client()
+
+
+def compose(client, auth, body):
+    return client.post("/v1/compose", json=body, headers=auth("platform"))
+
+
+def test_an_unknown_campaign_is_a_422_naming_it_and_the_registered_ones(
+    registered, auth, compose_request
+):
+    body = compose_request()
+    body["campaign"]["id"] = "flash-sale"
+    response = compose(registered, auth, body)
+    assert response.status_code == 422
+    assert response.mimetype == "application/problem+json"
+    error = response.json["errors"][0]
+    assert error["field"] == "campaign.id"
+    assert "'flash-sale'" in error["message"] and "digest, weekly-picks" in error["message"]
+
+
+def test_the_registry_fills_what_the_request_leaves_out(registered, auth, compose_request):
+    body = compose_request(template=None)
+    body["campaign"] = {"id": "weekly-picks"}  # template, category, kind from the registry
+    response = compose(registered, auth, body)
+    assert response.status_code == 200, response.json
+    assert response.json["decision"]["action"] == "send"
+    assert response.json["email"]["template"] == "picked-for-you"
+
+
+def test_a_request_contradicting_the_registry_is_refused(registered, auth, compose_request):
+    body = compose_request()
+    body["campaign"]["kind"] = "transactional"  # would slip past the caps
+    response = compose(registered, auth, body)
+    assert response.status_code == 422
+    assert response.json["errors"][0]["field"] == "campaign.kind"
+    assert "'promotional', not 'transactional'" in response.json["errors"][0]["message"]
+
+
+def test_competing_campaigns_are_each_checked(registered, auth, compose_request):
+    body = compose_request(campaign=None)
+    body.pop("campaign")
+    body["campaigns"] = [{"id": "digest"}, {"id": "nope"}]
+    response = compose(registered, auth, body)
+    assert response.status_code == 422
+    assert [e["field"] for e in response.json["errors"]] == ["campaigns.1.id"]
+
+
+def test_a_batch_answers_an_unknown_campaign_on_its_own_line(registered, auth, compose_request):
+    good = compose_request("12347", "b-1")
+    bad = compose_request("12348", "b-2")
+    bad["campaign"]["id"] = "flash-sale"
+    response = registered.post(
+        "/v1/compose/batch",
+        data="".join(json.dumps(line) + "\n" for line in (good, bad)),
+        headers={**auth("platform"), "Content-Type": "application/x-ndjson"},
+    )
+    lines = [json.loads(line) for line in response.text.splitlines()]
+    assert lines[0]["decision"]["action"] == "send"
+    assert lines[1]["error"]["status"] == 422 and "flash-sale" in lines[1]["error"]["detail"]
+
+
+def test_without_a_registry_a_campaign_needs_a_template(client, auth, compose_request):
+    body = compose_request(template=None)
+    response = compose(client, auth, body)
+    assert response.status_code == 422
+    assert response.json["errors"][0]["field"] == "campaign.template"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[campaigns.a\n", "cannot read"),
+        ("[campaigns.a]\ncolour = 'red'\n", "unknown field(s) colour"),
+        ("[campaigns.a]\nkind = 'loud'\n", "[campaigns.a]: kind:"),
+        ("[other]\n", "only [campaigns.<id>]"),
+    ],
+)
+def test_a_bad_registry_file_names_the_file_and_what_is_wrong(tmp_path, text, expected):
+    path = tmp_path / "campaigns.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigurationError) as caught:
+        CampaignRegistry.load(path)
+    assert str(path) in str(caught.value) and expected in str(caught.value)
+
+
+def test_a_missing_registry_file_stops_the_app_at_start(tmp_path, settings, clock):
+    app = create_app({**settings, "CAMPAIGNS_FILE": str(tmp_path / "nope.toml"), "CLOCK": clock})
+    with pytest.raises(ConfigurationError, match="campaign registry not found"):
+        app.extensions["rapport"].warm()
