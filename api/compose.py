@@ -173,9 +173,9 @@ def _timestamp(moment: datetime | None) -> str | None:
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
-def _answer_lines(stream: IO[bytes], limit: int) -> Iterator[str]:
+def _answer_lines(stream: IO[bytes], limit: int) -> Iterator[bytes]:
     """Parse the audience in chunks and yield each chunk's answers as NDJSON, in input order."""
-    chunk: list[tuple[int, ComposeRequest | str]] = []
+    chunk: list[tuple[int, ComposeRequest | bytes]] = []
     seen = 0
     for number, raw in enumerate(_read_lines(stream), start=1):
         if not raw.strip():
@@ -209,10 +209,10 @@ def _read_lines(stream: IO[bytes], block: int = 256 * 1024) -> Iterator[bytes]:
         yield pending
 
 
-def _compose_chunk(chunk: list[tuple[int, ComposeRequest | str]]) -> Iterator[str]:
+def _compose_chunk(chunk: list[tuple[int, ComposeRequest | bytes]]) -> Iterator[bytes]:
     """Compose a chunk's valid lines together; if that fails, isolate failures one by one."""
     valid = [(number, body) for number, body in chunk if isinstance(body, ComposeRequest)]
-    answers: dict[int, str] = {}
+    answers: dict[int, bytes] = {}
     try:
         results = services().get("composer").compose_many([to_input(b) for _, b in valid])
         for (number, request), composition in zip(valid, results, strict=True):
@@ -220,10 +220,10 @@ def _compose_chunk(chunk: list[tuple[int, ComposeRequest | str]]) -> Iterator[st
     except Exception:  # isolate whoever failed; the others' decisions replay by idempotency
         answers = {number: _one_line(number, request) for number, request in valid}
     for number, entry in chunk:
-        yield entry if isinstance(entry, str) else answers[number]
+        yield entry if isinstance(entry, bytes) else answers[number]
 
 
-def _one_line(number: int, body: ComposeRequest) -> str:
+def _one_line(number: int, body: ComposeRequest) -> bytes:
     """Compose one recipient of a failed chunk, turning its own failure into an error line."""
     try:
         composition = services().get("composer").compose(to_input(body))
@@ -243,27 +243,22 @@ def _one_line(number: int, body: ComposeRequest) -> str:
     return _line(number, body, composition)
 
 
-def _line(number: int, body: ComposeRequest, composition: Composition) -> str:
-    """One ``BatchLine``; like ``model_dump_json(exclude_none=True)``, absent parts are left out."""
+def _line(number: int, body: ComposeRequest, composition: Composition) -> bytes:
+    """One ``BatchLine`` as ``model_dump_json(exclude_none=True)`` writes it: no nulls."""
     shaped = answer(composition, body.include_mime)
-    line: dict[str, Any] = {"line": number, "user_id": body.recipient.user_id}
-    line["decision"] = _without_none(shaped["decision"])
+    decision = _present(shaped["decision"])
+    decision["reasons"] = [_present(reason) for reason in decision["reasons"]]
+    line: dict[str, Any] = {"line": number, "user_id": body.recipient.user_id, "decision": decision}
     if shaped["email"] is not None:
-        line["email"] = _without_none(shaped["email"])
-    return orjson.dumps(line).decode() + "\n"
+        line["email"] = _present(shaped["email"])
+    return orjson.dumps(line) + b"\n"
 
 
-def _without_none(data: dict[str, Any]) -> dict[str, Any]:
-    return {
-        key: [_without_none(v) if isinstance(v, dict) else v for v in value]
-        if isinstance(value, list)
-        else value
-        for key, value in data.items()
-        if value is not None
-    }
+def _present(data: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in data.items() if value is not None}
 
 
-def _invalid_line(number: int, exc: pydantic.ValidationError) -> str:
+def _invalid_line(number: int, exc: pydantic.ValidationError) -> bytes:
     problems = pydantic_problems(exc, "line", number)
     errors = [ProblemError(**vars(problem)) for problem in problems]
     slug = (
@@ -280,10 +275,10 @@ def _problem_line(
     detail: str,
     user_id: str | None = None,
     errors: list[ProblemError] | None = None,
-) -> str:
+) -> bytes:
     kind = PROBLEM_TYPES[slug]
     problem = ProblemDocument(
         type=kind.uri, title=kind.title, status=kind.status, detail=detail, errors=errors
     )
     line = BatchLine(line=number, user_id=user_id, error=problem)
-    return line.model_dump_json(exclude_none=True) + "\n"
+    return line.model_dump_json(exclude_none=True).encode() + b"\n"

@@ -106,9 +106,10 @@ class Bench:
         return [known[i] if i < len(known) else f"{prefix}-cold-{i}" for i in range(n)]
 
     def inputs(self, prefix: str, n: int) -> list[Any]:
-        """Pipeline inputs for ``n`` fresh recipients."""
-        return [to_input(ComposeRequest.model_validate(request_body(u, f"{prefix}-{u}")))
-                for u in self.users(prefix, n)]  # fmt: skip
+        """Pipeline inputs for ``n`` fresh recipients (checked against the app's campaigns)."""
+        with self.app.app_context():
+            return [to_input(ComposeRequest.model_validate(request_body(u, f"{prefix}-{u}")))
+                    for u in self.users(prefix, n)]  # fmt: skip
 
     def post(self, path: str, data: str, content_type: str) -> Any:
         headers = {"Authorization": f"Bearer {self.token}"}

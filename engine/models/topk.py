@@ -60,17 +60,26 @@ class BlockTopK:
             scores[:, filter_items] = -np.inf
         rows = len(scores)
         if k > self.blocks:  # too few blocks to bound k scores (small catalogs, huge k)
-            top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-            return top, np.take_along_axis(scores, top, axis=1)
+            # The k-th largest score itself is the bound: every score reaching it qualifies.
+            width = scores.shape[1]
+            bound = np.partition(scores, width - k, axis=1)[:, width - k]
+            row, col = np.nonzero(scores >= bound[:, None])
+            return _best(scores, row, col, rows, k)
         by_block = scores.reshape(rows, self.blocks, BLOCK)
         block_max = by_block.max(axis=2)
         bound = np.partition(block_max, self.blocks - k, axis=1)[:, self.blocks - k]
         row_of, block_of = np.nonzero(block_max >= bound[:, None])
         hit, offset = np.nonzero(by_block[row_of, block_of] >= bound[row_of][:, None])
-        row, col = row_of[hit], block_of[hit] * BLOCK + offset
-        value = scores[row, col]
-        order = np.lexsort((col, -value, row))  # by row, best first, lower item id on ties
-        row, col, value = row[order], col[order], value[order]
-        first = np.searchsorted(row, np.arange(rows))
-        take = first[:, None] + np.arange(k)
-        return col[take], value[take]
+        return _best(scores, row_of[hit], block_of[hit] * BLOCK + offset, rows, k)
+
+
+def _best(
+    scores: np.ndarray, row: np.ndarray, col: np.ndarray, rows: int, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Order each row's qualifying (row, col) cells best first and keep its first ``k``."""
+    value = scores[row, col]
+    order = np.lexsort((col, -value, row))  # by row, best first, lower item id on ties
+    row, col, value = row[order], col[order], value[order]
+    first = np.searchsorted(row, np.arange(rows))
+    take = first[:, None] + np.arange(k)
+    return col[take], value[take]
