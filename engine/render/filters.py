@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any
 
 from jinja2.sandbox import SecurityError
@@ -112,6 +113,15 @@ def _checked_filters(
 
 def money(value: Any, currency: str = "") -> str:
     """Format a price with its currency symbol: ``12.5|money('GBP')`` gives ``£12.50``."""
+    try:
+        # Catalog prices repeat in every email that shows the item: format each pair once.
+        return _money(value, currency)
+    except TypeError:  # unhashable (a list, say): format it without the cache
+        return _money.__wrapped__(value, currency)
+
+
+@lru_cache(maxsize=4096, typed=True)  # typed: True and 1 are equal keys otherwise
+def _money(value: Any, currency: str) -> str:
     try:
         amount = Decimal(str(value)).quantize(Decimal("0.01"))
     except (InvalidOperation, ValueError):

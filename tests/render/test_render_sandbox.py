@@ -167,3 +167,11 @@ def test_budget_counts_output_across_renders() -> None:
     with budget(RenderBudget(max_output=200_000)), pytest.raises(SecurityError, match="output"):
         for _ in range(3):
             render_text(template, {})
+
+
+def test_money_formats_each_value_as_itself_even_when_cached() -> None:
+    from engine.render.filters import money
+
+    assert [money(1, "GBP"), money(1.0, "GBP"), money(True, "GBP")] == ["£1.00", "£1.00", "True"]
+    assert money(1234.5, "EUR") == "€1,234.50" and money(1234.5, "XYZ") == "1,234.50 XYZ"
+    assert money(["not", "hashable"], "GBP") == "['not', 'hashable']"
