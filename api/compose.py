@@ -175,7 +175,7 @@ def _timestamp(moment: datetime | None) -> str | None:
 
 def _answer_lines(stream: IO[bytes], limit: int) -> Iterator[bytes]:
     """Parse the audience in chunks and yield each chunk's answers as NDJSON, in input order."""
-    chunk: list[tuple[int, ComposeRequest | bytes]] = []
+    chunk: list[tuple[int, ComposeRequest | bytes]] = []  # a request, or its answer already
     seen = 0
     for number, raw in enumerate(_read_lines(stream), start=1):
         if not raw.strip():
@@ -185,9 +185,11 @@ def _answer_lines(stream: IO[bytes], limit: int) -> Iterator[bytes]:
             chunk.append((number, _problem_line(number, "too-large", f"over {limit} recipients")))
             break
         try:
-            chunk.append((number, ComposeRequest.model_validate_json(raw)))
+            body = ComposeRequest.model_validate_json(raw)
         except pydantic.ValidationError as exc:
             chunk.append((number, _invalid_line(number, exc)))
+        else:
+            chunk.append((number, _checked(number, body)))
         if len(chunk) >= CHUNK:
             yield from _compose_chunk(chunk)
             chunk = []
@@ -209,6 +211,15 @@ def _read_lines(stream: IO[bytes], block: int = 256 * 1024) -> Iterator[bytes]:
         yield pending
 
 
+def _checked(number: int, body: ComposeRequest) -> ComposeRequest | bytes:
+    """Return ``body`` if its campaigns check out, else its error line (the chunk goes on)."""
+    try:
+        resolved_campaigns(body)
+    except ValidationError as exc:
+        return _validation_line(number, body, exc)
+    return body
+
+
 def _compose_chunk(chunk: list[tuple[int, ComposeRequest | bytes]]) -> Iterator[bytes]:
     """Compose a chunk's valid lines together; if that fails, isolate failures one by one."""
     valid = [(number, body) for number, body in chunk if isinstance(body, ComposeRequest)]
@@ -228,8 +239,7 @@ def _one_line(number: int, body: ComposeRequest) -> bytes:
     try:
         composition = services().get("composer").compose(to_input(body))
     except ValidationError as exc:
-        errors = [ProblemError(**vars(problem)) for problem in exc.problems]
-        return _problem_line(number, "validation", str(exc), body.recipient.user_id, errors)
+        return _validation_line(number, body, exc)
     except NotFoundError as exc:
         return _problem_line(number, "not-found", str(exc), body.recipient.user_id)
     except StoreError as exc:
@@ -256,6 +266,11 @@ def _line(number: int, body: ComposeRequest, composition: Composition) -> bytes:
 
 def _present(data: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in data.items() if value is not None}
+
+
+def _validation_line(number: int, body: ComposeRequest, exc: ValidationError) -> bytes:
+    errors = [ProblemError(**vars(problem)) for problem in exc.problems]
+    return _problem_line(number, "validation", str(exc), body.recipient.user_id, errors)
 
 
 def _invalid_line(number: int, exc: pydantic.ValidationError) -> bytes:
