@@ -17,7 +17,6 @@ import orjson
 from itsdangerous import (
     BadData,
     SignatureExpired,
-    Signer,
     TimestampSigner,
     URLSafeTimedSerializer,
 )
@@ -100,17 +99,16 @@ class LinkSigner:
     ) -> None:
         if len(secret_key) < 16:
             raise ConfigurationError("the link signing secret must be at least 16 characters")
-        self._secret = secret_key
         self._max_age = int(max_age.total_seconds())
-        self._clock = clock
+        salts = (UNSUBSCRIBE_SALT, PREFERENCES_SALT, CLICK_SALT)
+        # Verifying goes through itsdangerous's serializer; signing uses one signer per salt,
+        # made once: the serializer makes a signer (and derives its key) for every token.
         self._serializers = {
-            salt: self._serializer(salt)
-            for salt in (UNSUBSCRIBE_SALT, PREFERENCES_SALT, CLICK_SALT)
-        }
-
-    def _serializer(self, salt: str) -> URLSafeTimedSerializer:
-        return _Serializer(self._secret, salt=salt, signer=_ClockedSigner,
-                           signer_kwargs={"clock": self._clock})  # fmt: skip
+            salt: URLSafeTimedSerializer(secret_key, salt=salt, signer=_ClockedSigner,
+                                         signer_kwargs={"clock": clock})
+            for salt in salts
+        }  # fmt: skip
+        self._signers = {salt: _ClockedSigner(secret_key, salt=salt, clock=clock) for salt in salts}
 
     def _dump(self, salt: str, payload: LinkPayload) -> str:
         data: dict[str, Any] = {"u": payload.user_id, "c": payload.campaign_id}
@@ -118,10 +116,9 @@ class LinkSigner:
             data["l"] = payload.url
         if payload.item_id is not None:
             data["i"] = payload.item_id
-        # What the serializer's ``dumps`` writes, minus its zlib attempt and signer lookup (two
+        # What the serializer's ``dumps`` writes, minus its zlib attempt and its new signer (two
         # tokens per email): compact JSON, base64, timed signature. ``loads`` reads it as its own.
-        signer = self._serializers[salt].make_signer()
-        return signer.sign(base64_encode(orjson.dumps(data))).decode("ascii")
+        return self._signers[salt].sign(base64_encode(orjson.dumps(data))).decode("ascii")
 
     def _load(self, salt: str, token: str, purpose: str) -> LinkPayload:
         try:
@@ -173,22 +170,6 @@ class _ClockedSigner(TimestampSigner):
         if found is None:
             found = self._derived[secret_key] = super().derive_key(secret_key)
         return found
-
-
-class _Serializer(URLSafeTimedSerializer):
-    """Signs with one signer made once.
-
-    itsdangerous makes a signer (and derives its key, an HMAC) for every token: that was most
-    of a token's cost, and every email carries two tokens.
-    """
-
-    def make_signer(self, salt: str | bytes | None = None) -> Signer:
-        if salt is not None and salt != self.salt:
-            return super().make_signer(salt)
-        signer: Signer | None = self.__dict__.get("_signer")
-        if signer is None:
-            signer = self.__dict__["_signer"] = super().make_signer()
-        return signer
 
 
 @dataclass(frozen=True)
