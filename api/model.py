@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from api.heap import resettle_heap
 from api.metrics import MODEL_RELOADS
 from fatigue.errors import ConfigurationError
 
@@ -85,6 +86,7 @@ class ModelHolder:
             return
         self._model = model
         self._stamp = stamp
+        resettle_heap()
         MODEL_RELOADS.inc()
         log.info("now serving model version %s", getattr(model, "version", "?"))
 

@@ -8,7 +8,6 @@ whole worker, and the worker heartbeat keeps running meanwhile.
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import secrets
@@ -19,10 +18,10 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
+from api.heap import settle_heap
 from fatigue.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
-YOUNG_GC_THRESHOLD = 20_000  # allocations between young collections (CPython's default: 700)
 
 
 @dataclass(frozen=True)
@@ -86,20 +85,6 @@ class RapportServer(BaseApplication):
         services(app).warm()
         settle_heap()
         return app
-
-
-def settle_heap() -> None:
-    """Hide what is alive after loading from the garbage collector; collect less often.
-
-    The model, catalog and compiled templates are millions of long-lived objects that every
-    full collection walks again, and composing allocates enough to start collections often.
-    Freezing them after loading and raising the youngest generation's threshold saved about a
-    sixth of a send's CPU in bench/bench_api.py. Refcounting still frees them when replaced.
-    """
-    gc.collect()
-    gc.freeze()
-    youngest, middle, oldest = gc.get_threshold()
-    gc.set_threshold(max(youngest, YOUNG_GC_THRESHOLD), middle, oldest)
 
 
 def _child_exit(server: Any, worker: Any) -> None:

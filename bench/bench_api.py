@@ -40,8 +40,8 @@ from tables import table
 from api import create_app
 from api.auth import KeyRing, Role
 from api.compose import to_input
+from api.heap import settle_heap
 from api.schemas.compose import ComposeRequest
-from api.serve import settle_heap
 from fatigue.clock import FrozenClock
 
 P99_TARGET_MS = 10.0

@@ -71,3 +71,27 @@ def test_recommendations_report_the_new_version(settings, auth, model_copy: Path
         "/v1/recommendations", json={"user_id": "12347"}, headers=auth("platform")
     ).json["model_version"]
     assert before != new and after == new
+
+
+def test_a_reload_in_a_settled_process_freezes_the_new_model_and_frees_the_old(model_copy: Path):
+    import gc
+    import weakref
+
+    from api.heap import settle_heap
+
+    holder = ModelHolder(model_copy, Recommender.load, interval=0.0)
+    old = weakref.ref(holder.model)
+    threshold = gc.get_threshold()
+    settle_heap()
+    try:
+        second_version(model_copy)
+        assert holder.reload_now()
+        new = holder.model
+        # Frozen objects belong to no generation: the collector no longer walks the new model.
+        assert gc.is_tracked(new) and not any(found is new for found in gc.get_objects())
+        # Frozen objects are never collected: the old model must go by reference counting
+        # alone, so it must hold no reference cycles.
+        assert old() is None
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
