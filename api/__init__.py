@@ -40,6 +40,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
 def _api_blueprints() -> list[Any]:
     """Return the /v1 blueprints, one per area (imported here so the CLI stays fast)."""
-    from api import compose, events, recommendations, rules, templates, unsubscribe
+    from api import campaigns, compose, events, recommendations, rules, templates, unsubscribe
 
-    return [compose.bp, recommendations.bp, events.bp, templates.bp, rules.bp, unsubscribe.bp]
+    return [compose.bp, campaigns.bp, recommendations.bp, events.bp, templates.bp, rules.bp,
+            unsubscribe.bp]  # fmt: skip

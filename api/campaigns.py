@@ -22,9 +22,15 @@ from pathlib import Path
 from typing import Any
 
 import pydantic
+from flask import Blueprint
 
-from api.schemas.compose import CampaignIn, CampaignKind
+from api.auth import Role
+from api.routing import operation
+from api.schemas.compose import CampaignIn, CampaignKind, CampaignsResponse
+from api.services import services
 from fatigue.errors import ConfigurationError, Problem, ValidationError
+
+bp = Blueprint("campaigns", __name__)
 
 _FIELDS = ("category", "kind", "priority", "template")
 
@@ -77,6 +83,24 @@ class CampaignRegistry:
             raise ValidationError(conflicts)
         missing = {name: getattr(known, name) for name in known.model_fields_set - given}
         return campaign.model_copy(update=missing)
+
+
+@operation(
+    bp,
+    "/v1/campaigns",
+    "GET",
+    roles=(Role.PLATFORM, Role.MARKETER, Role.ENGINEER),
+    response=CampaignsResponse,
+    summary="List the registered campaigns (none, and registry false, without a registry).",
+)
+def list_campaigns() -> CampaignsResponse:
+    """Answer with the registry, sorted by campaign id."""
+    registry: CampaignRegistry = services().get("campaigns")
+    known = registry.campaigns
+    return CampaignsResponse(
+        registry=known is not None,
+        campaigns=[known[name] for name in sorted(known)] if known is not None else [],
+    )
 
 
 def _entry(source: Path, name: str, entry: Any) -> CampaignIn:

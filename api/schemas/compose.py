@@ -59,6 +59,13 @@ class CampaignIn(Strict):
     template: TemplateName | None = None
 
 
+class CampaignsResponse(BaseModel):
+    """The campaign registry: whether one is configured, and its campaigns by id."""
+
+    registry: bool = Field(description="False: no registry, every campaign id is accepted.")
+    campaigns: list[CampaignIn]
+
+
 class ComposeRequest(Strict):
     """One recipient and one campaign, or several competing campaigns to arbitrate."""
 

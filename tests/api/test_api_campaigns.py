@@ -116,3 +116,22 @@ def test_a_missing_registry_file_stops_the_app_at_start(tmp_path, settings, cloc
     app = create_app({**settings, "CAMPAIGNS_FILE": str(tmp_path / "nope.toml"), "CLOCK": clock})
     with pytest.raises(ConfigurationError, match="campaign registry not found"):
         app.extensions["rapport"].warm()
+
+
+def test_the_registry_is_listed_for_platforms_marketers_and_engineers(registered, auth):
+    for role in ("platform", "marketer", "engineer"):
+        listed = registered.get("/v1/campaigns", headers=auth(role))
+        assert listed.status_code == 200, role
+    body = listed.json
+    assert body["registry"] is True
+    assert [c["id"] for c in body["campaigns"]] == ["digest", "weekly-picks"]
+    assert body["campaigns"][1] == {"id": "weekly-picks", "category": "recommendations",
+                                    "kind": "promotional", "priority": 1.0,
+                                    "template": "picked-for-you"}  # fmt: skip
+
+
+def test_without_a_registry_the_list_says_so(client, auth):
+    assert client.get("/v1/campaigns", headers=auth("platform")).json == {
+        "registry": False,
+        "campaigns": [],
+    }
