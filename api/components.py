@@ -27,6 +27,7 @@ def register(app: Flask) -> None:
     found.register("renderer", lambda: _renderer(found, settings))
     found.register("composer", lambda: _composer(found))
     found.register("campaigns", lambda: CampaignRegistry.load(settings["CAMPAIGNS_FILE"]))
+    found.register("batch_pool", lambda: _batch_pool(found))
 
 
 def _model(settings: dict[str, Any]) -> ModelHolder:
@@ -94,3 +95,18 @@ def _composer(found: Services) -> Any:
         on_log_error=lambda exc: STORE_ERRORS.inc(),  # a lost log entry still shows in metrics
         background_log=True,
     )
+
+
+def _batch_pool(found: Services) -> Any:
+    """Helpers for batch streams, or None: one process asked for, or state only this one has."""
+    from api.batch_pool import BatchPool
+    from api.config import DEFAULTS
+
+    processes = int(found.settings["BATCH_PROCESSES"])
+    if processes <= 1:
+        return None
+    if str(found.settings["STORE_URL"]).startswith("memory:"):
+        log.warning("BATCH_PROCESSES=%d ignored: memory:// state cannot be shared", processes)
+        return None
+    settings = {name: found.settings[name] for name in DEFAULTS}
+    return BatchPool(settings, processes, found.clock)

@@ -18,6 +18,7 @@ import pydantic
 from flask import Blueprint, Response, current_app, request, stream_with_context
 
 from api.auth import Role
+from api.batch_pool import BatchPool, Chunk
 from api.campaigns import CampaignRegistry
 from api.metrics import DECISIONS, RENDERS, STORE_ERRORS
 from api.problems import PROBLEM_TYPES
@@ -69,7 +70,9 @@ def compose_batch() -> Response:
     """Stream one answer line per input line, in input order."""
     request.max_content_length = int(current_app.config["MAX_BATCH_BYTES"])
     limit = int(current_app.config["MAX_BATCH_RECIPIENTS"])
-    lines = _answer_lines(request.stream, limit)
+    chunks = _numbered_chunks(request.stream, limit)
+    pool: BatchPool | None = services().get("batch_pool")
+    lines = pool.answers(chunks, answer_chunk) if pool is not None else _answers(chunks)
     return Response(stream_with_context(lines), mimetype=NDJSON)
 
 
@@ -173,28 +176,48 @@ def _timestamp(moment: datetime | None) -> str | None:
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
-def _answer_lines(stream: IO[bytes], limit: int) -> Iterator[bytes]:
-    """Parse the audience in chunks and yield each chunk's answers as NDJSON, in input order."""
-    chunk: list[tuple[int, ComposeRequest | bytes]] = []  # a request, or its answer already
+def _answers(chunks: Iterator[Chunk]) -> Iterator[bytes]:
+    for chunk in chunks:
+        yield from answer_chunk(chunk)
+
+
+def _numbered_chunks(stream: IO[bytes], limit: int) -> Iterator[Chunk]:
+    """Cut the audience into chunks of numbered lines (blank ones skipped but counted).
+
+    Past ``limit`` recipients the last chunk ends with ``(number, None)``: "too large".
+    """
+    chunk: Chunk = []
     seen = 0
     for number, raw in enumerate(_read_lines(stream), start=1):
         if not raw.strip():
             continue
         seen += 1
         if seen > limit:
-            chunk.append((number, _problem_line(number, "too-large", f"over {limit} recipients")))
+            chunk.append((number, None))
             break
+        chunk.append((number, raw))
+        if len(chunk) >= CHUNK:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def answer_chunk(chunk: Chunk) -> Iterator[bytes]:
+    """Parse one chunk's lines and yield their answers as NDJSON, in input order."""
+    limit = int(current_app.config["MAX_BATCH_RECIPIENTS"])
+    parsed: list[tuple[int, ComposeRequest | bytes]] = []  # a request, or its answer already
+    for number, raw in chunk:
+        if raw is None:
+            parsed.append((number, _problem_line(number, "too-large", f"over {limit} recipients")))
+            continue
         try:
             body = ComposeRequest.model_validate_json(raw)
         except pydantic.ValidationError as exc:
-            chunk.append((number, _invalid_line(number, exc)))
+            parsed.append((number, _invalid_line(number, exc)))
         else:
-            chunk.append((number, _checked(number, body)))
-        if len(chunk) >= CHUNK:
-            yield from _compose_chunk(chunk)
-            chunk = []
-    if chunk:
-        yield from _compose_chunk(chunk)
+            parsed.append((number, _checked(number, body)))
+    yield from _compose_chunk(parsed)
 
 
 def _read_lines(stream: IO[bytes], block: int = 256 * 1024) -> Iterator[bytes]:

@@ -45,6 +45,9 @@ DEFAULTS: dict[str, Any] = {
     "MAX_BATCH_RECIPIENTS": 200_000,
     "MAX_EVENTS_PER_REQUEST": 10_000,
     "MAX_RECOMMENDATIONS": 100,
+    # Helper processes one batch stream is spread over (1: composed in the worker itself).
+    # ``rapport serve`` makes it one per core when the store is shared (api/batch_pool.py).
+    "BATCH_PROCESSES": 1,
     # Seconds between cheap checks of the model pointer for a newly published version.
     "MODEL_RELOAD_INTERVAL": 2.0,
 }
@@ -55,6 +58,7 @@ _INTEGER_SETTINGS = {
     "MAX_BATCH_RECIPIENTS",
     "MAX_EVENTS_PER_REQUEST",
     "MAX_RECOMMENDATIONS",
+    "BATCH_PROCESSES",
 }
 _NUMBER_SETTINGS = {"MODEL_RELOAD_INTERVAL"}
 

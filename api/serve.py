@@ -13,11 +13,14 @@ import os
 import secrets
 import shutil
 import tempfile
+from collections.abc import MutableMapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
+from api.config import read_config_file
 from api.heap import settle_heap
 from fatigue.errors import ConfigurationError
 
@@ -87,6 +90,25 @@ class RapportServer(BaseApplication):
         return app
 
 
+def spread_batches(
+    store_url: str, workers: int, environ: MutableMapping[str, str], cores: int | None = None
+) -> None:
+    """Give each worker batch helpers for the cores the workers leave, unless configured.
+
+    One NDJSON stream otherwise uses one core (api/batch_pool.py). With one worker per core (the
+    default) there are none to spare; with fewer workers, each gets cores // workers helpers,
+    so the processes still number about one per core (each helper holds its own model).
+    """
+    if store_url.startswith("memory:") or "RAPPORT_BATCH_PROCESSES" in environ:
+        return
+    config = environ.get("RAPPORT_CONFIG")
+    if config and "BATCH_PROCESSES" in read_config_file(Path(config)):
+        return
+    helpers = (cores or os.cpu_count() or 1) // workers
+    if helpers >= 2:
+        environ["RAPPORT_BATCH_PROCESSES"] = str(helpers)
+
+
 def _child_exit(server: Any, worker: Any) -> None:
     """Drop a dead worker's live gauges from the shared metrics directory."""
     from prometheus_client import multiprocess
@@ -102,6 +124,7 @@ def run(options: ServeOptions, store_url: str) -> None:
         # Every worker must sign and verify unsubscribe links with the same key.
         log.warning("RAPPORT_SECRET_KEY is not set: unsubscribe links die with this server")
         os.environ["RAPPORT_SECRET_KEY"] = secrets.token_urlsafe(32)
+    spread_batches(store_url, workers, os.environ)
     metrics_dir = tempfile.mkdtemp(prefix="rapport-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     try:

@@ -1,0 +1,86 @@
+"""One batch stream spread over helper processes: same answers, same order, real Redis."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from api import create_app
+from api.services import services
+
+from .test_api_batch import answers, ndjson
+
+
+@pytest.fixture
+def pooled(redis_url, settings, role_keys, clock):
+    prefix = f"t{uuid.uuid4().hex[:8]}:"
+    app = create_app(
+        {**settings, "STORE_URL": f"{redis_url}?prefix={prefix}", "BATCH_PROCESSES": 2,
+         "CLOCK": clock}
+    )  # fmt: skip
+    yield app
+    pool = services(app).get("batch_pool")
+    pool.close()
+
+
+@pytest.mark.redis
+def test_helpers_answer_every_line_in_order_with_its_number(pooled, auth, compose_request):
+    pool = services(pooled).get("batch_pool")
+    assert pool is not None and pool.processes == 2
+    users = [str(12347 + n) for n in range(300)]  # three chunks
+    lines = [compose_request(u, f"p-{u}") for u in users]
+    lines.insert(5, "{not json")
+    lines.insert(200, compose_request("12999", "p-bad", items=0))
+    body = ndjson(lines).replace("\n", "\n\n", 1)  # a blank line is skipped but counted
+    response = pooled.test_client().post(
+        "/v1/compose/batch", data=body,
+        headers={**auth("platform"), "Content-Type": "application/x-ndjson"},
+    )  # fmt: skip
+    found = answers(response)
+    assert [line["line"] for line in found] == [1, *range(3, 304)]
+    assert found[5]["error"]["status"] == 400  # line 7: the JSON that is not
+    assert found[200]["error"]["status"] == 422 and "items" in json.dumps(found[200]["error"])
+    served = [line for line in found if "decision" in line]
+    assert [line["user_id"] for line in served] == users
+    assert {line["decision"]["action"] for line in served} >= {"send"}
+    # The decisions were made in the helpers, not here: this process holds no compose pipeline.
+    assert "composer" not in services(pooled)._built
+
+
+@pytest.mark.redis
+def test_the_same_recipients_again_replay_across_helpers(pooled, auth, compose_request):
+    client = pooled.test_client()
+    headers = {**auth("platform"), "Content-Type": "application/x-ndjson"}
+    lines = [compose_request(str(12347 + n), f"r-{n}") for n in range(260)]
+    first = answers(client.post("/v1/compose/batch", data=ndjson(lines), headers=headers))
+    again = answers(client.post("/v1/compose/batch", data=ndjson(lines), headers=headers))
+    assert [a["decision"]["id"] for a in first] == [a["decision"]["id"] for a in again]
+
+
+def test_memory_state_is_never_spread(settings, clock, caplog):
+    app = create_app({**settings, "BATCH_PROCESSES": 4, "CLOCK": clock})
+    assert services(app).get("batch_pool") is None
+    assert "memory:// state cannot be shared" in caplog.text
+
+
+def test_serve_gives_batch_helpers_the_cores_its_workers_leave(tmp_path):
+    from api.serve import spread_batches
+
+    redis = "redis://localhost:6379/0"
+    environ: dict[str, str] = {}
+    spread_batches("memory://", 1, environ, cores=8)
+    assert environ == {}  # memory:// state cannot be shared with helpers
+    spread_batches(redis, 8, environ, cores=8)
+    assert environ == {}  # one worker per core: no core to spare
+    spread_batches(redis, 2, environ, cores=8)
+    assert environ["RAPPORT_BATCH_PROCESSES"] == "4"
+    chosen = {"RAPPORT_BATCH_PROCESSES": "1"}
+    spread_batches(redis, 1, chosen, cores=8)
+    assert chosen == {"RAPPORT_BATCH_PROCESSES": "1"}
+    config = tmp_path / "rapport.toml"
+    config.write_text("batch_processes = 3\n")
+    from_file = {"RAPPORT_CONFIG": str(config)}
+    spread_batches(redis, 1, from_file, cores=8)
+    assert "RAPPORT_BATCH_PROCESSES" not in from_file
