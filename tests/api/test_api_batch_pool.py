@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import uuid
 
 import pytest
@@ -84,3 +85,22 @@ def test_serve_gives_batch_helpers_the_cores_its_workers_leave(tmp_path):
     from_file = {"RAPPORT_CONFIG": str(config)}
     spread_batches(redis, 1, from_file, cores=8)
     assert "RAPPORT_BATCH_PROCESSES" not in from_file
+
+
+@pytest.mark.redis
+def test_a_killed_helper_costs_nothing_but_time(pooled, auth, compose_request, caplog):
+    import signal
+
+    pool = services(pooled).get("batch_pool")
+    assert all(ready.result(timeout=60) for ready in pool._ready)  # both helpers are up
+    for pid in list(pool._executor._processes):  # a real fault: the helpers die
+        os.kill(pid, signal.SIGKILL)
+    lines = [compose_request(str(12347 + n), f"k-{n}") for n in range(200)]
+    response = pooled.test_client().post(
+        "/v1/compose/batch", data=ndjson(lines),
+        headers={**auth("platform"), "Content-Type": "application/x-ndjson"},
+    )  # fmt: skip
+    found = answers(response)
+    assert [line["line"] for line in found] == list(range(1, 201))
+    assert all("decision" in line for line in found)
+    assert "a batch helper failed; composing lines 1.. here" in caplog.text
