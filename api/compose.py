@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from datetime import datetime
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 import orjson
 import pydantic
@@ -206,7 +206,7 @@ def _numbered_chunks(stream: IO[bytes], limit: int) -> Iterator[Chunk]:
 def answer_chunk(chunk: Chunk) -> Iterator[bytes]:
     """Parse one chunk's lines and yield their answers as NDJSON, in input order."""
     limit = int(current_app.config["MAX_BATCH_RECIPIENTS"])
-    parsed: list[tuple[int, ComposeRequest | bytes]] = []  # a request, or its answer already
+    parsed: list[tuple[int, Prepared | bytes]] = []  # a request ready to compose, or its answer
     for number, raw in chunk:
         if raw is None:
             parsed.append((number, _problem_line(number, "too-large", f"over {limit} recipients")))
@@ -234,33 +234,40 @@ def _read_lines(stream: IO[bytes], block: int = 256 * 1024) -> Iterator[bytes]:
         yield pending
 
 
-def _checked(number: int, body: ComposeRequest) -> ComposeRequest | bytes:
-    """Return ``body`` if its campaigns check out, else its error line (the chunk goes on)."""
+def _checked(number: int, body: ComposeRequest) -> Prepared | bytes:
+    """Return ``body`` with its pipeline input, or its error line (the chunk goes on)."""
     try:
-        resolved_campaigns(body)
+        return Prepared(body, to_input(body))
     except ValidationError as exc:
         return _validation_line(number, body, exc)
-    return body
 
 
-def _compose_chunk(chunk: list[tuple[int, ComposeRequest | bytes]]) -> Iterator[bytes]:
+def _compose_chunk(chunk: list[tuple[int, Prepared | bytes]]) -> Iterator[bytes]:
     """Compose a chunk's valid lines together; if that fails, isolate failures one by one."""
-    valid = [(number, body) for number, body in chunk if isinstance(body, ComposeRequest)]
+    valid = [(number, entry) for number, entry in chunk if isinstance(entry, Prepared)]
     answers: dict[int, bytes] = {}
     try:
-        results = services().get("composer").compose_many([to_input(b) for _, b in valid])
-        for (number, request), composition in zip(valid, results, strict=True):
-            answers[number] = _line(number, request, composition)
+        results = services().get("composer").compose_many([e.input for _, e in valid])
+        for (number, entry), composition in zip(valid, results, strict=True):
+            answers[number] = _line(number, entry.body, composition)
     except Exception:  # isolate whoever failed; the others' decisions replay by idempotency
-        answers = {number: _one_line(number, request) for number, request in valid}
-    for number, entry in chunk:
-        yield entry if isinstance(entry, bytes) else answers[number]
+        answers = {number: _one_line(number, entry) for number, entry in valid}
+    for number, answer_or_entry in chunk:
+        yield answer_or_entry if isinstance(answer_or_entry, bytes) else answers[number]
 
 
-def _one_line(number: int, body: ComposeRequest) -> bytes:
+class Prepared(NamedTuple):
+    """A batch line that parsed and checked out: its request and the pipeline's input."""
+
+    body: ComposeRequest
+    input: ComposeInput
+
+
+def _one_line(number: int, entry: Prepared) -> bytes:
     """Compose one recipient of a failed chunk, turning its own failure into an error line."""
+    body = entry.body
     try:
-        composition = services().get("composer").compose(to_input(body))
+        composition = services().get("composer").compose(entry.input)
     except ValidationError as exc:
         return _validation_line(number, body, exc)
     except NotFoundError as exc:

@@ -214,11 +214,6 @@ class Composer:
             self.log_writer.flush()
         return self.governor.store.recent_decisions(user_id, limit=limit)
 
-    def close(self) -> None:
-        """Write the queued decision-log entries and stop the writer."""
-        if self.log_writer is not None:
-            self.log_writer.close()
-
     def _log_ttl(self) -> int:
         return int(self.governor.rules.store.decision_log_ttl.total_seconds())
 
