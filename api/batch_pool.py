@@ -7,7 +7,7 @@ from the same settings, and streams their answers back in input order, a few chu
 With ``memory://`` state a helper would keep fatigue state of its own, so there is no pool.
 
 Helpers start from a fresh interpreter (``forkserver``; a gunicorn worker has threads, which
-``fork`` must not copy) and load the model on their first chunk. A chunk whose helper fails is
+``fork`` must not copy) and load the model as the pool starts. A chunk whose helper fails is
 composed in the worker instead; idempotency keys make that safe even if the helper had decided.
 """
 

@@ -58,7 +58,7 @@ def list_keys() -> None:
     "--workers",
     type=int,
     default=None,
-    help="Worker processes [default: cores + 1 on redis://, 1 on memory://].",
+    help="Worker processes [default: one per core (at least 2) on redis://, 1 on memory://].",
 )
 @click.option("--threads", default=2, show_default=True, type=int, help="Threads per worker.")
 @click.option("--access-log", is_flag=True, help="Log every request to stderr.")

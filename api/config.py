@@ -44,9 +44,8 @@ DEFAULTS: dict[str, Any] = {
     "MAX_BATCH_BYTES": 256 * MIB,
     "MAX_BATCH_RECIPIENTS": 200_000,
     "MAX_EVENTS_PER_REQUEST": 10_000,
-    "MAX_RECOMMENDATIONS": 100,
     # Helper processes one batch stream is spread over (1: composed in the worker itself).
-    # ``rapport serve`` makes it one per core when the store is shared (api/batch_pool.py).
+    # ``rapport serve`` sets cores // workers when that is 2 or more (api/serve.py).
     "BATCH_PROCESSES": 1,
     # Seconds between cheap checks of the model pointer for a newly published version.
     "MODEL_RELOAD_INTERVAL": 2.0,
@@ -57,7 +56,6 @@ _INTEGER_SETTINGS = {
     "MAX_BATCH_BYTES",
     "MAX_BATCH_RECIPIENTS",
     "MAX_EVENTS_PER_REQUEST",
-    "MAX_RECOMMENDATIONS",
     "BATCH_PROCESSES",
 }
 _NUMBER_SETTINGS = {"MODEL_RELOAD_INTERVAL"}

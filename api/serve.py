@@ -93,11 +93,11 @@ class RapportServer(BaseApplication):
 def spread_batches(
     store_url: str, workers: int, environ: MutableMapping[str, str], cores: int | None = None
 ) -> None:
-    """Give each worker batch helpers for the cores the workers leave, unless configured.
+    """Give each worker cores // workers batch helpers when that is 2 or more, unless configured.
 
     One NDJSON stream otherwise uses one core (api/batch_pool.py). With one worker per core (the
-    default) there are none to spare; with fewer workers, each gets cores // workers helpers,
-    so the processes still number about one per core (each helper holds its own model).
+    default) there are none; with fewer workers the helpers number about one per core (each
+    holds its own model), and the workers mostly relay their answers.
     """
     if store_url.startswith("memory:") or "RAPPORT_BATCH_PROCESSES" in environ:
         return
