@@ -100,7 +100,5 @@ def _compose_in_helper(chunk: Chunk) -> bytes:
     with _HELPER_APP.app_context():
         found = _HELPER_APP.extensions["rapport"]
         answers = b"".join(answer_chunk(chunk))
-        writer = found.get("composer").log_writer
-        if writer is not None:
-            writer.flush()  # a helper may be stopped without running exit hooks
+        found.get("composer").log_writer.flush()  # a helper may stop without its exit hooks
         return answers

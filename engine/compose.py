@@ -7,7 +7,6 @@ from ``fatigue``; the API calls it, and it never imports the API. The governor r
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,7 +22,6 @@ from fatigue.domain import Action, Campaign, Decision, MessageRequest, Recipient
 from fatigue.errors import StoreError
 from fatigue.store.base import LoggedDecision
 
-log = logging.getLogger(__name__)
 
 
 class Availability:
@@ -136,13 +134,9 @@ class Composer:
         self.clock = clock
         self.pool = pool  # candidates offered to the governor, which picks ``items`` of them
         # Told about a failed decision-log write (the API counts it as a store error).
-        self.on_log_error = on_log_error
-        # Servers write the log from a background thread (see engine.decision_log).
-        self.log_writer = (
-            DecisionLogWriter(governor.store, self._log_ttl, on_log_error)
-            if background_log
-            else None
-        )
+        self.log_writer = DecisionLogWriter(governor.store, self._log_ttl, on_log_error)
+        # Servers write the log from the writer's thread; otherwise it is written in the call.
+        self.background_log = background_log
 
     def prepare(self, requests: Sequence[ComposeInput]) -> dict[str, PreparedTemplate]:
         """Fetch each template the requests name once (``NotFoundError`` before any decision).
@@ -198,20 +192,14 @@ class Composer:
         ]
         if not entries:
             return
-        if self.log_writer is not None:
+        if self.background_log:
             self.log_writer.submit(entries)
-            return
-        try:
-            self.governor.store.log_decisions(entries, ttl=self._log_ttl())
-        except StoreError as exc:
-            log.warning("decision log not written for %d decisions: %s", len(entries), exc)
-            if self.on_log_error is not None:
-                self.on_log_error(exc)
+        else:
+            self.log_writer.write(entries)
 
     def recent_decisions(self, user_id: str, limit: int = 20) -> list[dict[str, Any]]:
         """Return the customer's logged decisions, newest first, including those just made here."""
-        if self.log_writer is not None:
-            self.log_writer.flush()
+        self.log_writer.flush()
         return self.governor.store.recent_decisions(user_id, limit=limit)
 
     def _log_ttl(self) -> int:

@@ -100,11 +100,16 @@ class DecisionLogWriter:
                 self._settled += len(batch)
                 self._changed.notify_all()
 
+    def write(self, entries: Sequence[LoggedDecision]) -> None:
+        """Write ``entries`` in the caller's thread; a store failure is reported, not raised."""
+        try:
+            self.store.log_decisions(entries, ttl=self.ttl())
+        except StoreError as exc:
+            self._report(exc, len(entries))
+
     def _write(self, batch: list[LoggedDecision]) -> None:
         try:
-            self.store.log_decisions(batch, ttl=self.ttl())
-        except StoreError as exc:
-            self._report(exc, len(batch))
+            self.write(batch)
         except Exception:  # a bug must not kill the thread that every later entry waits on
             log.exception("writing %d decision-log entries failed", len(batch))
 

@@ -185,7 +185,7 @@ def top_excluding(
         threads = 1 if len(queries) <= SMALL_BATCH else 0
         with _threads().limit(limits=1) if threads else contextlib.nullcontext():
             return _top_excluding(topk, item_factors, queries, exclude, n, filter_items, threads)
-    with _threads().limit(limits=1, user_api="blas"):  # the block selection runs its own threads
+    with single_threaded_blas():  # the block selection runs its own threads
         return _top_excluding(topk, item_factors, queries, exclude, n, filter_items, 0, block)
 
 

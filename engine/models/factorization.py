@@ -98,11 +98,6 @@ class _FactorModel(Model):
         """Number of item factor rows."""
         return int(self._model.item_factors.shape[0])
 
-    @property
-    def user_factors(self) -> np.ndarray:
-        """The learned user factors."""
-        return np.asarray(self._model.user_factors)
-
 
 class ALSModel(_FactorModel):
     """implicit's alternating least squares (Hu, Koren & Volinsky 2008); folds in new users."""

@@ -61,17 +61,8 @@ def list_unsubscribe(url: str, mailto: str | None) -> str:
 def build_message(parts: MessageParts) -> EmailMessage:
     """Return the email message for ``parts``."""
     message = EmailMessage(policy=POLICY)
-    if parts.sender:
-        message["From"] = parts.sender
-    if parts.to:
-        message["To"] = one_line(parts.to)
-    message["Subject"] = one_line(parts.subject)
-    if parts.date is not None:
-        message["Date"] = format_datetime(parts.date)
-    message["List-Unsubscribe"] = list_unsubscribe(parts.unsubscribe_url, parts.unsubscribe_mailto)
-    message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    for name, value in parts.extra_headers:
-        message[name] = one_line(value)
+    for name, value in message_headers(parts).items():  # the same headers the fast writer writes
+        message[name] = value
     # RFC 2046: alternatives go from plainest to richest; clients show the last they support.
     message.set_content(parts.text, subtype="plain", charset="utf-8")
     message.add_alternative(parts.html, subtype="html", charset="utf-8")

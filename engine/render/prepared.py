@@ -65,12 +65,6 @@ class PreparedTemplate:
         return self.variants[self.template.variant(locale).locale]
 
 
-def content_hash(source: TemplateSource) -> str:
-    """Return a hash of every file of ``source`` (names and contents)."""
-    # Cached on the source: the prepared-template cache asks on every composition.
-    return source.digest
-
-
 def prepare(source: TemplateSource, mjml: MjmlCache) -> PreparedTemplate:
     """Parse and compile every part of ``source``; raise ``ValidationError`` on failure."""
     template = parse_template(source)
@@ -106,7 +100,7 @@ class PreparedCache:
 
     def get(self, source: TemplateSource) -> PreparedTemplate:
         """Return ``source`` prepared, preparing it only on first sight of its content."""
-        key = f"{content_hash(source)}:{source.version}"
+        key = f"{source.digest}:{source.version}"
         with self._lock:
             if key in self._entries:
                 self._entries.move_to_end(key)

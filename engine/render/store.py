@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from engine.render.library import NAME_PATTERN, TemplateSource
-from engine.render.prepared import content_hash
 from fatigue.clock import Clock, utc_now
 from fatigue.errors import NotFoundError, Problem, ValidationError
 
@@ -230,7 +229,7 @@ class MemoryTemplateStore(TemplateStore):
             stored = self._versions.setdefault(name, [])
             number = len(stored) + 1
             source = TemplateSource(name, files, number)
-            info = VersionInfo(name, number, author, self.clock(), note, content_hash(source))
+            info = VersionInfo(name, number, author, self.clock(), note, source.digest)
             stored.append((info, source))
             return info
 

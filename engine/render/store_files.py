@@ -28,7 +28,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from engine.render.library import NAME_PATTERN, BundledLibrary, TemplateSource, read_folder
-from engine.render.prepared import content_hash
 from engine.render.store import Publication, TemplateStore, Validator, VersionInfo, check_name
 from fatigue.clock import Clock, utc_now
 from fatigue.errors import NotFoundError, StoreError
@@ -127,7 +126,7 @@ class FileTemplateStore(TemplateStore):
         for filename, text in files.items():
             (folder / filename).write_text(text, encoding="utf-8")
         source = TemplateSource(name, files, number)
-        info = VersionInfo(name, number, author, self.clock(), note, content_hash(source))
+        info = VersionInfo(name, number, author, self.clock(), note, source.digest)
         (folder / VERSION_META).write_text(json.dumps(info.as_dict(), indent=2), encoding="utf-8")
         return info
 
