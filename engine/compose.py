@@ -23,7 +23,6 @@ from fatigue.errors import StoreError
 from fatigue.store.base import LoggedDecision
 
 
-
 class Availability:
     """The catalog items that cannot be offered now, recomputed at most once a minute.
 
