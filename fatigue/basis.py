@@ -58,11 +58,6 @@ class Basis(NamedTuple):
         return orjson.dumps(data).decode()  # compact; written for every keyed decision
 
     @classmethod
-    def from_json(cls, text: str) -> Basis:
-        """Decode ``to_json`` output."""
-        return cls.from_data(json.loads(text))
-
-    @classmethod
     def from_data(cls, data: dict[str, Any]) -> Basis:
         """Rebuild from ``to_json`` output already parsed."""
         return cls(

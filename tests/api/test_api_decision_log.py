@@ -82,7 +82,8 @@ def test_a_failing_log_write_leaves_the_decision_as_made(
 
 def test_a_store_that_is_down_is_not_written_twice(settings, clock, auth, compose_request, caplog):
     down = {**settings, "STORE_URL": f"redis://127.0.0.1:{free_port()}/0", "CLOCK": clock}
-    client = create_app(down).test_client()
-    decision = compose(client, auth, compose_request()).json["decision"]
+    app = create_app(down)
+    decision = compose(app.test_client(), auth, compose_request()).json["decision"]
     assert [r["rule"] for r in decision["reasons"] if r["deciding"]] == ["store"]
+    assert services(app).get("composer").log_writer.flush(timeout=10)  # written behind it
     assert "decision log not written" not in caplog.text

@@ -8,6 +8,7 @@ heavy parts load lazily) because schemathesis reads the spec while pytest collec
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -88,8 +89,8 @@ def test_api_conforms_to_its_spec(case):
 
 
 def test_fuzz_sent_enough_requests():
-    if not SENT:
-        pytest.skip("the fuzz test was deselected")
+    if not SENT and os.environ.get("CI") != "true":
+        pytest.skip("the fuzz test was deselected")  # under CI a fuzz that sent nothing fails
     assert len(SENT) >= MINIMUM_REQUESTS, f"only {len(SENT)} generated requests"
     print(f"{len(SENT)} generated requests over {len(set(SENT))} operations")
     assert len(set(SENT)) >= 16

@@ -153,6 +153,7 @@ def test_history_expires_but_suppression_never_does(store, raw, prefix):
 
 def test_the_decision_log_is_one_script_call_each_in_one_pipeline_with_a_ttl(store, raw, prefix):
     entries = [LoggedDecision(user, f'{{"decision_id": "{user}"}}') for user in ("u1", "u2", "u1")]
+    raw.script_flush()  # whatever ran before, the script is not loaded yet
     with commands_from(store, raw) as seen:
         store.log_decisions(entries, ttl=700)  # the server loads the script on first use
         store.log_decisions(entries, ttl=700)
