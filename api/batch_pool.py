@@ -15,12 +15,18 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 log = logging.getLogger(__name__)
+MAX_RESTARTS = 3  # pools started again after a helper died, before batches stay in the worker
+WATCH_SECONDS = 2.0  # how often a helper checks that its worker is still there
 Chunk = list[tuple[int, bytes | None]]  # numbered raw lines; None: the recipient limit passed
 AnswerChunk = Callable[[Chunk], Iterator[bytes]]
 
@@ -32,52 +38,91 @@ class BatchPool:
 
     def __init__(self, settings: Mapping[str, Any], processes: int, clock: Any = None) -> None:
         self.processes = processes
-        self._executor = ProcessPoolExecutor(
-            max_workers=processes,
-            mp_context=multiprocessing.get_context("forkserver"),
-            initializer=_start_helper,
-            initargs=(dict(settings), clock),
-        )
-        # Start every helper now: each loads the model, which the first stream must not wait for.
-        self._ready = [self._executor.submit(_ready) for _ in range(processes)]
+        self._settings = dict(settings)
+        self._clock = clock  # helpers get a copy: a frozen test clock does not advance in them
+        self._lock = threading.Lock()
+        self._restarts = 0
+        self._executor: ProcessPoolExecutor | None = self._start()
 
     def answers(self, chunks: Iterator[Chunk], local: AnswerChunk) -> Iterator[bytes]:
         """Yield every chunk's answer lines in order; ``local`` composes a chunk a helper failed."""
         window = 2 * self.processes  # enough queued that no helper waits for the next chunk
         pending: deque[tuple[Future[bytes], Chunk]] = deque()
-        for chunk in chunks:
-            pending.append((self._submit(chunk), chunk))
-            if len(pending) >= window:
+        try:
+            for chunk in chunks:
+                pending.append((self._submit(chunk), chunk))
+                if len(pending) >= window:
+                    yield from self._result(*pending.popleft(), local)
+            while pending:
                 yield from self._result(*pending.popleft(), local)
-        while pending:
-            yield from self._result(*pending.popleft(), local)
+        finally:  # a client that went away: chunks not yet started are never decided
+            for future, _ in pending:
+                future.cancel()
 
     def close(self) -> None:
         """Stop the helpers (queued chunks are cancelled)."""
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
+
+    def _start(self) -> ProcessPoolExecutor:
+        executor = ProcessPoolExecutor(
+            max_workers=self.processes,
+            mp_context=multiprocessing.get_context("forkserver"),
+            initializer=_start_helper,
+            initargs=(self._settings, self._clock, os.getpid()),
+        )
+        # Start every helper now: each loads the model, which the first stream must not wait for.
+        self._ready = [executor.submit(_ready) for _ in range(self.processes)]
+        return executor
 
     def _submit(self, chunk: Chunk) -> Future[bytes]:
+        with self._lock:
+            executor = self._executor
         try:
-            return self._executor.submit(_compose_in_helper, chunk)
-        except RuntimeError as exc:  # the pool broke or was shut down: compose here
+            if executor is None:
+                raise BrokenProcessPool("batch helpers are stopped")
+            return executor.submit(_compose_in_helper, chunk)
+        except (BrokenProcessPool, RuntimeError) as exc:  # compose here (see _result)
+            self._restart(executor)
             failed: Future[bytes] = Future()
             failed.set_exception(exc)
             return failed
 
-    @staticmethod
-    def _result(future: Future[bytes], chunk: Chunk, local: AnswerChunk) -> Iterator[bytes]:
+    def _restart(self, broken: ProcessPoolExecutor | None) -> None:
+        """Replace a pool a dead helper broke (a broken pool takes no more work), a few times."""
+        with self._lock:
+            if broken is None or self._executor is not broken:
+                return  # stopped, or another thread already replaced it
+            broken.shutdown(wait=False, cancel_futures=True)
+            if self._restarts >= MAX_RESTARTS:
+                log.error("batch helpers keep dying; batches are composed in the worker now")
+                self._executor = None
+                return
+            self._restarts += 1
+            log.warning("a batch helper died; starting the helpers again")
+            self._executor = self._start()
+
+    def _result(self, future: Future[bytes], chunk: Chunk, local: AnswerChunk) -> Iterator[bytes]:
         try:
             answer = future.result()
+        except BrokenProcessPool:
+            with self._lock:
+                executor = self._executor
+            self._restart(executor)
         except Exception:
-            log.exception("a batch helper failed; composing lines %d.. here", chunk[0][0])
-            yield from local(chunk)
+            log.exception("a batch helper failed on lines %d..", chunk[0][0])
+        else:
+            yield answer
             return
-        yield answer
+        yield from local(chunk)  # idempotency keys make this safe even if the helper decided
 
 
-def _start_helper(settings: dict[str, Any], clock: Any) -> None:
+def _start_helper(settings: dict[str, Any], clock: Any, worker: int) -> None:
     """Build this helper's app from the worker's settings (runs once per helper process)."""
     global _HELPER_APP
+    threading.Thread(target=_exit_with, args=(worker,), daemon=True).start()
     from api import create_app
     from api.heap import settle_heap
 
@@ -87,6 +132,16 @@ def _start_helper(settings: dict[str, Any], clock: Any) -> None:
     _HELPER_APP = create_app(config)
     _HELPER_APP.extensions["rapport"].warm()
     settle_heap()
+
+
+def _exit_with(worker: int) -> None:
+    """End this helper once its worker is gone (a killed worker runs no exit hooks)."""
+    while True:
+        time.sleep(WATCH_SECONDS)
+        try:
+            os.kill(worker, 0)
+        except ProcessLookupError:
+            os._exit(0)
 
 
 def _ready() -> bool:

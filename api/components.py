@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +108,11 @@ def _batch_pool(found: Services) -> Any:
         return None
     if str(found.settings["STORE_URL"]).startswith("memory:"):
         log.warning("BATCH_PROCESSES=%d ignored: memory:// state cannot be shared", processes)
+        return None
+    try:
+        pickle.dumps(found.clock)  # helpers get a copy of the clock
+    except (pickle.PicklingError, AttributeError, TypeError):
+        log.warning("BATCH_PROCESSES=%d ignored: the clock cannot be sent to helpers", processes)
         return None
     settings = {name: found.settings[name] for name in DEFAULTS}
     return BatchPool(settings, processes, found.clock)

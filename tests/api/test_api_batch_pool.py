@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 
@@ -60,6 +61,16 @@ def test_the_same_recipients_again_replay_across_helpers(pooled, auth, compose_r
     assert [a["decision"]["id"] for a in first] == [a["decision"]["id"] for a in again]
 
 
+@pytest.mark.redis
+def test_a_clock_that_cannot_travel_keeps_batches_in_the_worker(redis_url, settings, caplog):
+    def clock():  # a local function: it cannot be pickled into a helper
+        return datetime(2026, 11, 23, 12, tzinfo=UTC)
+
+    app = create_app({**settings, "STORE_URL": redis_url, "BATCH_PROCESSES": 2, "CLOCK": clock})
+    assert services(app).get("batch_pool") is None
+    assert "the clock cannot be sent to helpers" in caplog.text
+
+
 def test_memory_state_is_never_spread(settings, clock, caplog):
     app = create_app({**settings, "BATCH_PROCESSES": 4, "CLOCK": clock})
     assert services(app).get("batch_pool") is None
@@ -102,5 +113,15 @@ def test_a_killed_helper_costs_nothing_but_time(pooled, auth, compose_request, c
     )  # fmt: skip
     found = answers(response)
     assert [line["line"] for line in found] == list(range(1, 201))
-    assert all("decision" in line for line in found)
-    assert "a batch helper failed; composing lines 1.. here" in caplog.text
+    assert all("decision" in line for line in found)  # composed in this process instead
+    assert "a batch helper died; starting the helpers again" in caplog.text
+    # A broken pool takes no more work: the helpers were started again, and answer the next.
+    assert all(ready.result(timeout=60) for ready in pool._ready)
+    caplog.clear()
+    again = [compose_request(str(12347 + n), f"k2-{n}") for n in range(200)]
+    response = pooled.test_client().post(
+        "/v1/compose/batch", data=ndjson(again),
+        headers={**auth("platform"), "Content-Type": "application/x-ndjson"},
+    )  # fmt: skip
+    assert len([line for line in answers(response) if "decision" in line]) == 200
+    assert "batch helper" not in caplog.text
