@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from flask import Blueprint, current_app
 
 from api.auth import Role
+from api.compose import decision_answer
 from api.problems import ApiProblem
 from api.routing import operation
 from api.schemas.common import ProblemError
@@ -29,6 +30,7 @@ from api.schemas.fatigue import (
     TimezoneQuery,
 )
 from api.services import services
+from fatigue.domain import Decision
 from fatigue.errors import Problem, ValidationError
 
 bp = Blueprint("fatigue", __name__)
@@ -93,16 +95,11 @@ def explain_user(user_id: str, query: TimezoneQuery) -> FatigueOut:
     explanation = governor.explain(user_id, query.timezone)
     logged = services().get("composer").recent_decisions(user_id, limit=RECENT_DECISIONS)
     return FatigueOut.model_validate(
-        {**explanation.to_dict(), "recent_decisions": [decision_out(d) for d in logged]}
+        {
+            **explanation.to_dict(),
+            "recent_decisions": [decision_answer(Decision.from_dict(d)) for d in logged],
+        }
     )
-
-
-def decision_out(logged: dict[str, Any]) -> dict[str, Any]:
-    """Name a logged ``Decision.to_dict()``'s fields as the compose answer names them."""
-    data = dict(logged)
-    data["id"] = data.pop("decision_id", "")
-    data["campaign_id"] = data.pop("campaign", None)
-    return data
 
 
 @operation(

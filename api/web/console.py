@@ -22,6 +22,7 @@ from api.services import services
 from api.web import bp
 from api.web.readable import describe_rules
 from api.web.session import login_required
+from fatigue.domain import Decision
 from fatigue.errors import Problem, ValidationError
 from fatigue.report import report_charts
 
@@ -161,23 +162,10 @@ def customer_state(user_id: str) -> dict[str, Any]:
         "tier": engagement_tier(explanation),
         "sends": [(datetime.fromtimestamp(s.at, UTC), s) for s in sends[:20]],
         "decisions": [
-            logged_decision(data)
+            Decision.from_dict(data)
             for data in services().get("composer").recent_decisions(user_id, limit=RECENT_DECISIONS)
         ],
         "horizon_days": rules.history_horizon.days,
-    }
-
-
-def logged_decision(data: dict[str, Any]) -> dict[str, Any]:
-    """Shape one decision-log entry for the page: times as datetimes, the deciding reason."""
-    send_at = data.get("send_at")
-    reasons = data.get("reasons", [])
-    return {
-        **data,
-        "decided_at": datetime.fromisoformat(data["decided_at"]),
-        "send_at": datetime.fromisoformat(send_at) if send_at else None,
-        "deciding": next((reason for reason in reasons if reason.get("deciding")), None),
-        "reasons": reasons,
     }
 
 
