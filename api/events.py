@@ -61,9 +61,9 @@ def post_events() -> EventsResponse:
     found = services()
     received_at = found.clock().isoformat()
     try:
-        found.event_log.append([_log_record(event, received_at) for _, event in accepted])
+        found.event_log.append([log_record(event, received_at) for _, event in accepted])
         found.interaction_log.append(
-            [_interaction(event) for _, event in accepted if event.item_id is not None
+            [interaction_row(event) for _, event in accepted if event.item_id is not None
              and event.type.value in TRAINING_EVENTS]
         )  # fmt: skip
     except StoreError:
@@ -122,7 +122,7 @@ def _engagement(event: EventIn) -> EngagementEvent:
     )
 
 
-def _interaction(event: EventIn) -> dict[str, Any]:
+def interaction_row(event: EventIn) -> dict[str, Any]:
     """Shape an event with an item as a canonical interaction row, as training reads it."""
     return {
         "user_id": event.user_id,
@@ -133,7 +133,7 @@ def _interaction(event: EventIn) -> dict[str, Any]:
     }
 
 
-def _log_record(event: EventIn, received_at: str) -> dict[str, Any]:
+def log_record(event: EventIn, received_at: str) -> dict[str, Any]:
     """Shape an event as a canonical interaction row plus its email context."""
     record: dict[str, Any] = {
         "user_id": event.user_id,

@@ -16,7 +16,9 @@ from flask import Blueprint, redirect, render_template, request
 from werkzeug.wrappers import Response
 
 from api.eventlog import EventLog
+from api.events import interaction_row, log_record
 from api.metrics import EVENTS
+from api.schemas.events import EventIn, EventKind
 from api.services import services
 from fatigue.domain import EngagementEvent, EventType
 
@@ -95,19 +97,18 @@ def tracked_click(token: str) -> Response | tuple[str, int]:
 def _record(kind: EventType, user_id: str, campaign_id: str, item_id: str | None = None) -> None:
     """Log the event durably (and the interaction, for a click on an item), then apply it."""
     found = services()
-    now = found.clock().isoformat()
-    log: EventLog = found.event_log
-    log.append(
-        [{"user_id": user_id, "item_id": item_id, "timestamp": now, "event": kind.value,
-          "value": 1.0, "campaign_id": campaign_id, "decision_id": None, "category": None,
-          "received_at": now, "via": "link"}]
+    moment = found.clock()
+    # Shaped as /v1/events shapes a reported event (event id included); not validated again:
+    # the ids come from a token this server signed, and an unsubscribe must never be refused.
+    event = EventIn.model_construct(
+        type=EventKind(kind.value), user_id=user_id, timestamp=moment, item_id=item_id,
+        campaign_id=campaign_id, decision_id=None, category=None, value=None,
     )  # fmt: skip
+    log: EventLog = found.event_log
+    log.append([{**log_record(event, moment.isoformat()), "via": "link"}])
     if item_id:
-        found.interaction_log.append(
-            [{"user_id": user_id, "item_id": item_id, "timestamp": now,
-              "event": "email_click", "value": 1.0}]
-        )  # fmt: skip
+        found.interaction_log.append([interaction_row(event)])
     found.get("governor").record_event(
-        EngagementEvent(type=kind, user_id=user_id, timestamp=found.clock(), campaign=campaign_id)
+        EngagementEvent(type=kind, user_id=user_id, timestamp=moment, campaign=campaign_id)
     )
     EVENTS.labels("accepted").inc()

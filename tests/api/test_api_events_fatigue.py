@@ -251,4 +251,7 @@ def test_tracked_clicks_are_recorded_then_redirected(settings, clock, auth, comp
     assert state["last_engaged"] is not None
     [path] = Path(settings["EVENT_LOG_DIR"]).glob("interactions-*.jsonl")
     assert json.loads(path.read_text().splitlines()[-1])["event"] == "email_click"
+    [click] = [event for event in logged(settings) if event["event"] == "click"]
+    assert click["via"] == "link" and click["campaign_id"] == "weekly-picks"
+    assert len(click["event_id"]) == 24  # as a click reported to /v1/events would have
     assert client.get(f"/c/{link[:-2]}xx").status_code == 400
