@@ -57,6 +57,7 @@ class FileTemplateStore(TemplateStore):
         self._cache: dict[tuple[str, int], TemplateSource] = {}
         self._cache_lock = threading.Lock()
         self._published: dict[str, tuple[tuple[int, int, int], Publication]] = {}
+        self._published_paths: dict[str, str] = {}
         if seed is not None:
             for source in seed:
                 self._seed(source)
@@ -105,14 +106,16 @@ class FileTemplateStore(TemplateStore):
         Every composition asks; another worker may publish at any moment, so the file is
         checked each time, but a ``stat`` costs a tenth of reading and parsing it.
         """
-        path = self._versions_dir(name).parent / PUBLISHED
+        path = self._published_paths.get(name)
+        if path is None:  # resolving a name costs more than the stat; a name's path never moves
+            path = self._published_paths[name] = str(self._versions_dir(name).parent / PUBLISHED)
         try:
             seen = os.stat(path)
             stamp = (seen.st_ino, seen.st_mtime_ns, seen.st_size)
             cached = self._published.get(name)
             if cached is not None and cached[0] == stamp:
                 return cached[1]
-            found = Publication.from_dict(json.loads(path.read_text(encoding="utf-8")))
+            found = Publication.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
         except FileNotFoundError:
             return None
         self._published[name] = (stamp, found)
