@@ -16,6 +16,10 @@ from engine.models.base import (
     top_from_dense,
 )
 
+# Rows of dense scores held at once: a 10,000-customer batch against 50,000 items scored whole
+# would be 2 GB of float64 before ranking; in chunks of this many cells it stays near 16 MB.
+DENSE_CELLS = 2_000_000
+
 
 class ItemKNNModel(RowScoredModel):
     """implicit's item-item nearest neighbours on BM25-weighted interactions."""
@@ -47,9 +51,17 @@ class ItemKNNModel(RowScoredModel):
         n: int,
         filter_items: np.ndarray | None = None,
     ) -> Scored:
-        """Score items by similarity to what each row's user touched."""
-        scores = np.asarray((confidence @ self._model.similarity).todense(), dtype=np.float32)
-        return top_from_dense(scores, exclude, n, filter_items)
+        """Score items by similarity to what each row's user touched, a chunk of rows at a time."""
+        step = max(1, DENSE_CELLS // max(self.item_count, 1))
+        parts = [
+            top_from_dense(self._scores(confidence[start : start + step]),
+                           exclude[start : start + step], n, filter_items)
+            for start in range(0, confidence.shape[0], step) or [0]
+        ]  # fmt: skip
+        return np.vstack([ids for ids, _ in parts]), np.vstack([scores for _, scores in parts])
+
+    def _scores(self, confidence: sp.csr_matrix) -> np.ndarray:
+        return np.asarray((confidence @ self._model.similarity).toarray(), dtype=np.float32)
 
     def similar_items(self, item: int, n: int) -> Scored:
         """Return the nearest neighbours in the similarity matrix."""

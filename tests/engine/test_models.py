@@ -116,3 +116,23 @@ def test_folding_in_a_new_customer_follows_their_items(algorithm: Algorithm, mat
     ids, _ = model.fold_in(row, row, 4)
     picked = [int(items.ids[i].split("-")[1]) // ITEMS_PER_GROUP for i in ids[0]]
     assert picked.count(2) >= 3, picked
+
+
+def test_item_knn_scores_a_large_batch_in_chunks_with_the_same_answer(
+    matrices, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """A batch wider than one chunk of dense scores is ranked chunk by chunk, identically."""
+    from engine.models import neighbours
+
+    _, items, confidence, history = matrices
+    model = create_model(Algorithm.ITEMKNN, ALS_PARAMS)
+    model.fit(confidence)
+    rows = np.arange(confidence.shape[0])
+    whole = model.recommend(rows, confidence, history, 4)
+    monkeypatch.setattr(neighbours, "DENSE_CELLS", 3 * len(items))  # three rows per chunk
+    chunked = model.recommend(rows, confidence, history, 4)
+    assert len(rows) > 3
+    np.testing.assert_array_equal(whole[0], chunked[0])
+    np.testing.assert_array_equal(whole[1], chunked[1])
+    empty = model.fold_in(confidence[:0], history[:0], 4)
+    assert empty[0].shape == (0, 4)
