@@ -56,10 +56,16 @@ Call = tuple["_Script", list[str], list[Any]]
 
 
 class _Script:
-    """A Lua script from ``fatigue/store/lua`` and its SHA1, as ``EVALSHA`` names it."""
+    """A Lua script from ``fatigue/store/lua`` and its SHA1, as ``EVALSHA`` names it.
 
-    def __init__(self, name: str) -> None:
-        self.text = resources.files("fatigue.store").joinpath("lua", name).read_text("utf-8")
+    Redis scripts cannot load one another, so a script that shares functions with another is
+    sent with the shared file (``after``) in front of it.
+    """
+
+    def __init__(self, name: str, after: str | None = None) -> None:
+        parts = [after, name] if after else [name]
+        folder = resources.files("fatigue.store").joinpath("lua")
+        self.text = "".join(folder.joinpath(part).read_text("utf-8") for part in parts)
         self.sha = hashlib.sha1(self.text.encode(), usedforsecurity=False).hexdigest()
 
 
@@ -79,8 +85,8 @@ class RedisStore(FatigueStore):
         options.setdefault("socket_connect_timeout", 2.0)
         self.client = redis.Redis.from_url(clean_url, **options)
         self._load = _Script("load.lua")
-        self._decide = _Script("decide.lua")
-        self._commit = _Script("commit.lua")
+        self._decide = _Script("decide.lua", after="sends.lua")
+        self._commit = _Script("commit.lua", after="sends.lua")
         self._remember = _Script("remember.lua")
         self._release = _Script("release.lua")
         self._apply = _Script("apply.lua")

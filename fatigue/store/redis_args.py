@@ -9,36 +9,37 @@ import orjson
 from fatigue.store.base import DecideCall, SendAttempt
 
 
-def commit_args(attempt: SendAttempt) -> list[Any]:
-    """Lay out ``commit.lua``'s ARGV (see the script's header)."""
-    args: list[Any] = [
-        repr(attempt.record.at),
+def offer_layout(attempt: SendAttempt) -> list[Any]:
+    """Lay out one offered send as ``sends.lua`` reads it (both scripts take offers so)."""
+    return [
         attempt.record.to_member(),
-        attempt.replay if attempt.idempotency_key is not None else "",
+        False if attempt.cooldown_since is None else attempt.cooldown_since,
+        False if attempt.sunset_at is None else attempt.sunset_at,
+        attempt.blocking_scopes,
+        [
+            [c.since, c.inclusive, c.limit, c.channel, c.category or "", c.campaign or "",
+             c.min_ignored]
+            for c in attempt.caps
+        ],
+    ]  # fmt: skip
+
+
+def commit_args(attempt: SendAttempt) -> list[Any]:
+    """Lay out ``commit.lua``'s ARGV (see the script's header): the call as one JSON array."""
+    record = attempt.record
+    windows = [cap.since for cap in attempt.caps]
+    if attempt.cooldown_since is not None:
+        windows.append(attempt.cooldown_since)
+    payload = [
+        offer_layout(attempt),
+        repr(min(windows, default=record.at)),  # the oldest send any check looks at
+        record.decision_id,
+        attempt.replay if attempt.idempotency_key is not None else False,
         attempt.history_ttl,
         attempt.idempotency_ttl,
         attempt.engagement_ttl,
-        "" if attempt.cooldown_since is None else repr(attempt.cooldown_since),
-        "" if attempt.sunset_at is None else attempt.sunset_at,
-        len(attempt.blocking_scopes),
-        *attempt.blocking_scopes,
     ]
-    return _caps_args(attempt, args)
-
-
-def _caps_args(attempt: SendAttempt, args: list[Any]) -> list[Any]:
-    args.append(len(attempt.caps))
-    for cap in attempt.caps:
-        args += [
-            repr(cap.since),
-            int(cap.inclusive),
-            cap.limit,
-            cap.channel,
-            cap.category or "",
-            cap.campaign or "",
-            cap.min_ignored,
-        ]
-    return args
+    return [repr(record.at), orjson.dumps(payload)]
 
 
 def decide_args(call: DecideCall) -> list[Any]:
@@ -55,20 +56,7 @@ def decide_args(call: DecideCall) -> list[Any]:
         call.engagement_ttl,
         False if repeat is None else repeat,
         list(call.guard_items),
-        [
-            [
-                offer.record.to_member(),
-                False if offer.cooldown_since is None else offer.cooldown_since,
-                False if offer.sunset_at is None else offer.sunset_at,
-                offer.blocking_scopes,
-                [
-                    [c.since, c.inclusive, c.limit, c.channel, c.category or "", c.campaign or "",
-                     c.min_ignored]
-                    for c in offer.caps
-                ],
-            ]
-            for offer in call.offers
-        ],
-    ]  # fmt: skip
+        [offer_layout(offer) for offer in call.offers],
+    ]
     basis = call.basis.to_json() if call.basis is not None and key is not None else ""
     return [repr(query.now), orjson.dumps(payload), basis]

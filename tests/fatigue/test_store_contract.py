@@ -90,6 +90,27 @@ class TestStoreContract:
         store.commit([attempt(record(at=NOW - 2 * DAY)), attempt(record(at=NOW))])
         assert len(load(store, since=NOW - DAY).sends) == 1
 
+    @pytest.mark.parametrize("path", ["commit", "decide"])
+    def test_history_forgets_sends_as_old_as_its_ttl_to_the_microsecond(self, store, path):
+        """Both paths trim alike: a send one history TTL old goes, one a microsecond younger stays.
+
+        Fractional times keep sixteen digits: a horizon rounded to fourteen would trim the
+        younger send too, or keep the older one.
+        """
+        ttl, now = 3 * DAY, NOW + 0.123456
+        old, young = record(at=now - ttl, items=("old",)), record(at=now - ttl + 1e-6)
+        store.commit([attempt(old), attempt(young)])
+        latest = record(at=now, items=("new",))
+        if path == "commit":
+            store.commit([attempt(latest, history_ttl=ttl)])
+        else:
+            query = StateQuery("u1", now, 0.0, None)
+            offer = attempt(latest, history_ttl=ttl)
+            store.decide([DecideCall(query, new_decision_id("u1"), (offer,), history_ttl=ttl)])
+        state = load(store, now=now)
+        assert state.sends == (young, latest)
+        assert state.items == {"new": now}
+
     def test_cap_rejects_at_limit(self, store):
         for offset in (3, 2, 1):
             rec = record(at=NOW - offset * 100)

@@ -1,0 +1,81 @@
+-- Shared by decide.lua and commit.lua, which the store sends with this text in front: the
+-- idempotency check, reading the send history, checking one offered send against it, and
+-- recording a send. Keys as both scripts name them: KEYS[1] sends (zset: send record JSON ->
+-- epoch seconds), KEYS[2] items (zset: item id -> epoch seconds last sent), KEYS[3]
+-- suppression (hash: scope -> detail JSON), KEYS[4] engagement (hash: ignored, soft_bounces,
+-- last_engaged, h0..h23), KEYS[5] idempotency (string: "<decision id> <JSON>").
+-- An offer is [record JSON, cooldown since or false, sunset at or false, [scopes], [caps]],
+-- each cap [since, inclusive, limit, channel, category or "", campaign or "", min ignored].
+
+-- The value under the idempotency key when another decision than ``id`` holds it, else nil.
+local function held_by_another(id)
+  local stored = redis.call("GET", KEYS[5])
+  if stored and string.sub(stored, 1, #id + 1) ~= id .. " " then return stored end
+  return nil
+end
+
+-- Send records from ZRANGEBYSCORE ... WITHSCORES, each with its time as ``at``.
+local function decode_sends(rows)
+  local sends = {}
+  for i = 1, #rows, 2 do
+    local send = cjson.decode(rows[i])
+    send.at = tonumber(rows[i + 1])
+    sends[#sends + 1] = send
+  end
+  return sends
+end
+
+local function counted(cap, sends)
+  local since, inclusive, channel, category, campaign = cap[1], cap[2], cap[4], cap[5], cap[6]
+  local count = 0
+  for _, send in ipairs(sends) do
+    if ((inclusive and send.at >= since) or ((not inclusive) and send.at > since))
+        and send.c == 1 and send.ch == channel and (category == "" or send.cat == category)
+        and (campaign == "" or send.cmp == campaign) then
+      count = count + 1
+    end
+  end
+  return count
+end
+
+-- Why ``offer`` may not be sent now, in the memory store's order ("suppressed:<scope>",
+-- "sunset", "cap:<0-based index>", "cooldown"), or nil when it may. ``blocked`` holds the
+-- suppressed scopes as keys; ``ignored`` is the customer's count of ignored messages.
+local function refusal(offer, sends, blocked, ignored)
+  for _, scope in ipairs(offer[4]) do
+    if blocked[scope] then return "suppressed:" .. scope end
+  end
+  if offer[3] and ignored >= offer[3] then return "sunset" end
+  for n, cap in ipairs(offer[5]) do
+    if ignored >= cap[7] and counted(cap, sends) >= cap[3] then return "cap:" .. (n - 1) end
+  end
+  if offer[2] then
+    for _, send in ipairs(sends) do
+      if send.k ~= "transactional" and send.at > offer[2] then return "cooldown" end
+    end
+  end
+  return nil
+end
+
+-- Record ``offer``'s send at ``score`` (the caller's ARGV text, written as given), forget
+-- sends and items ``history_ttl`` old or older, and count the send as ignored until the
+-- customer engages. The horizon is written with all 17 digits: Lua's own number format keeps
+-- 14, which moves it by up to a millisecond at today's epoch times.
+local function record_send(score, offer, history_ttl, engagement_ttl)
+  local record = offer[1]
+  local parsed = cjson.decode(record)
+  local oldest = string.format("%.17g", tonumber(score) - history_ttl)
+  redis.call("ZADD", KEYS[1], score, record)
+  redis.call("ZREMRANGEBYSCORE", KEYS[1], "-inf", oldest)
+  redis.call("EXPIRE", KEYS[1], history_ttl)
+  if #parsed.i > 0 then
+    for _, item in ipairs(parsed.i) do redis.call("ZADD", KEYS[2], score, item) end
+    redis.call("ZREMRANGEBYSCORE", KEYS[2], "-inf", oldest)
+    redis.call("EXPIRE", KEYS[2], history_ttl)
+  end
+  if parsed.k ~= "transactional" then
+    redis.call("HINCRBY", KEYS[4], "ignored", 1)
+    redis.call("EXPIRE", KEYS[4], engagement_ttl)
+  end
+end
+
