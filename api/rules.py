@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import tempfile
 from dataclasses import replace
-from importlib import resources
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from flask import Blueprint, current_app
+from flask import Blueprint
 
 from api.auth import Role
 from api.compose import decision_answer
@@ -32,6 +31,7 @@ from api.schemas.fatigue import (
 from api.services import services
 from fatigue.domain import Decision
 from fatigue.errors import Problem, ValidationError
+from fatigue.rules import described_source
 
 bp = Blueprint("fatigue", __name__)
 RECENT_DECISIONS = 20
@@ -46,12 +46,13 @@ RECENT_DECISIONS = 20
     summary="The fatigue rules in force, as TOML, and their source.",
 )
 def get_rules() -> RulesOut:
-    """Return the configured rule file's text, or the bundled defaults."""
-    path = current_app.config.get("RULES") or ""
-    if path:
-        return RulesOut(source=str(path), toml=Path(path).read_text(encoding="utf-8"))
-    text = resources.files("fatigue").joinpath("default_rules.toml").read_text("utf-8")
-    return RulesOut(source="bundled defaults (fatigue/default_rules.toml)", toml=text)
+    """Return the text of the rules the governor applies (as read at start) and their source.
+
+    Not the file as it is now: an edit on disk takes effect only when the server restarts,
+    and an engineer must see what is applied, not what will be.
+    """
+    rules = services().get("governor").rules
+    return RulesOut(source=described_source(rules), toml=rules.text)
 
 
 @operation(

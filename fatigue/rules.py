@@ -158,6 +158,8 @@ class Rules:
     send_time: SendTime | None = None
     store: StoreSettings = field(default_factory=StoreSettings)
     source: str = "<rules>"
+    #: The TOML these rules were read from, so what is shown is what is in force.
+    text: str = field(default="", repr=False, compare=False)
 
     @property
     def default_timezone(self) -> str:
@@ -175,6 +177,16 @@ class Rules:
         # A calendar week can start up to 7 days before its nominal length ends.
         longest = max(spans, default=timedelta(days=1))
         return longest + timedelta(days=8)
+
+
+DEFAULT_RULES_SOURCE = "fatigue/default_rules.toml"
+
+
+def described_source(rules: Rules) -> str:
+    """Return where ``rules`` were read from, in words for the people reading them."""
+    if rules.source == DEFAULT_RULES_SOURCE:
+        return f"bundled defaults ({DEFAULT_RULES_SOURCE})"
+    return rules.source
 
 
 def load_rules(path_or_text: str | Path) -> Rules:
@@ -204,7 +216,7 @@ def default_rules() -> Rules:
     from fatigue.rules_schema import parse_rules
 
     text = resources.files("fatigue").joinpath("default_rules.toml").read_text("utf-8")
-    rules, problems = parse_rules(text, "fatigue/default_rules.toml")
+    rules, problems = parse_rules(text, DEFAULT_RULES_SOURCE)
     if problems or rules is None:
         raise ValidationError(problems)
     return rules

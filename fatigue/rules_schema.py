@@ -231,7 +231,7 @@ def _build(sections: Mapping[str, Any], document: Mapping[str, Any], checker: _C
         _cap(values, str(document["caps"][index]["per"]), index, checker)
         for index, values in enumerate(sections.get("caps", []))
     )
-    build: dict[str, Any] = {"caps": caps, "source": checker.source}
+    build: dict[str, Any] = {"caps": caps, "source": checker.source, "text": checker.text}
     simple = {
         "cooldown": r.Cooldown,
         "relevance": r.Relevance,

@@ -10,11 +10,10 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from importlib import resources
 from pathlib import Path, PurePath
 from typing import Any
 
-from flask import current_app, render_template, request
+from flask import render_template, request
 from werkzeug.datastructures import FileStorage
 
 from api.auth import Role
@@ -25,6 +24,7 @@ from api.web.session import login_required
 from fatigue.domain import Decision
 from fatigue.errors import Problem, ValidationError
 from fatigue.report import report_charts
+from fatigue.rules import described_source
 
 ENGINEER = (Role.ENGINEER,)
 HISTORY_SUFFIXES = (".csv", ".jsonl", ".ndjson", ".json")
@@ -33,12 +33,9 @@ RECENT_DECISIONS = 20
 
 
 def rules_text() -> tuple[str, str]:
-    """Return the rule file in force as text, and where it comes from."""
-    path = current_app.config.get("RULES") or ""
-    if path:
-        return Path(path).read_text(encoding="utf-8"), str(path)
-    text = resources.files("fatigue").joinpath("default_rules.toml").read_text("utf-8")
-    return text, "bundled defaults (fatigue/default_rules.toml)"
+    """Return the text of the rules the governor applies (as read at start) and their source."""
+    rules = services().get("governor").rules
+    return rules.text, described_source(rules)
 
 
 @bp.get("/fatigue")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from api import create_app
+
 
 def events(client, auth, batch):
     return client.post("/v1/events", json={"events": batch}, headers=auth("platform"))
@@ -86,6 +88,20 @@ def test_rules_in_force_and_validation(client, auth):
     ).json
     assert bad["valid"] is False
     assert bad["errors"][0]["line"] == 3 and bad["errors"][0]["field"] == "caps[0].max"
+
+
+def test_rules_shown_are_the_ones_read_at_start_not_the_file_edited_since(
+    settings, role_keys, clock, auth, tmp_path
+):
+    """The governor reads its rule file once; showing the file as edited since would mislead."""
+    path = tmp_path / "rules.toml"
+    path.write_text('[[caps]]\nname = "daily"\nmax = 1\nper = "1d"\n', encoding="utf-8")
+    client = create_app({**settings, "RULES": str(path), "CLOCK": clock}).test_client()
+    before = client.get("/v1/fatigue/rules", headers=auth("engineer")).json
+    path.write_text('[[caps]]\nname = "edited"\nmax = 9\nper = "1d"\n', encoding="utf-8")
+    after = client.get("/v1/fatigue/rules", headers=auth("engineer")).json
+    assert before["source"] == after["source"] == str(path)
+    assert 'name = "daily"' in after["toml"] and "edited" not in after["toml"]
 
 
 def test_rule_text_is_never_read_as_a_path(client, auth):
