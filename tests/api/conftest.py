@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +20,30 @@ def role_keys(settings: dict[str, Any]) -> dict[Role, str]:
     return {role: keyring.create(f"key-{role.value}", frozenset({role})) for role in Role}
 
 
+STORES = [
+    pytest.param("memory", id="memory"),
+    pytest.param("redis", id="redis", marks=pytest.mark.redis),
+]
+#: Runs a test once on memory:// and once on a real Redis (what production runs).
+ON_EVERY_STORE = pytest.mark.parametrize("store_url", STORES, indirect=True)
+
+
 @pytest.fixture
-def app(settings: dict[str, Any], role_keys: dict[Role, str], clock: FrozenClock) -> Any:
-    """An app on the demo model, the bundled templates and rules, and a memory:// store."""
-    return create_app({**settings, "CLOCK": clock})
+def store_url(request: pytest.FixtureRequest) -> str:
+    """memory://, or a real Redis under a prefix of the test's own for tests ``ON_EVERY_STORE``."""
+    if getattr(request, "param", "memory") == "memory":
+        return "memory://"
+    url = request.getfixturevalue("redis_url")
+    separator = "&" if "?" in url else "?"
+    return f"{url}{separator}prefix=t{uuid.uuid4().hex[:10]}:"
+
+
+@pytest.fixture
+def app(
+    settings: dict[str, Any], role_keys: dict[Role, str], clock: FrozenClock, store_url: str
+) -> Any:
+    """An app on the demo model, the bundled templates and rules, and ``store_url``."""
+    return create_app({**settings, "STORE_URL": store_url, "CLOCK": clock})
 
 
 @pytest.fixture

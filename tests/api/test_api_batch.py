@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 
+from .conftest import ON_EVERY_STORE
+
+pytestmark = ON_EVERY_STORE
+
 
 def ndjson(lines) -> str:
     return "".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines)

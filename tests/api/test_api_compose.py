@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from email import message_from_string
 
+from .conftest import ON_EVERY_STORE
+
+pytestmark = ON_EVERY_STORE
+
 
 def compose(client, auth, body):
     return client.post("/v1/compose", json=body, headers=auth("platform"))

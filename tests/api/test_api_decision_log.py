@@ -12,6 +12,8 @@ from api import create_app
 from api.services import services
 from fatigue.testing import free_port
 
+from .conftest import ON_EVERY_STORE
+
 
 def compose(client, auth, body):
     return client.post("/v1/compose", json=body, headers=auth("platform"))
@@ -23,6 +25,7 @@ def explained(client, auth, user_id="12347"):
     return response.json
 
 
+@ON_EVERY_STORE
 def test_composed_decisions_are_explained_newest_first_with_reasons(client, auth, compose_request):
     assert explained(client, auth)["recent_decisions"] == []
     sent = compose(client, auth, compose_request(key="a")).json["decision"]
@@ -38,11 +41,13 @@ def test_composed_decisions_are_explained_newest_first_with_reasons(client, auth
     assert [i["item_id"] for i in logged[1]["items"]] == [i["item_id"] for i in sent["items"]]
 
 
+@ON_EVERY_STORE
 def test_dry_runs_are_not_logged(client, auth, compose_request):
     compose(client, auth, compose_request(key="dry", dry_run=True))
     assert explained(client, auth)["recent_decisions"] == []
 
 
+@ON_EVERY_STORE
 def test_batch_decisions_are_logged_per_customer(client, auth, compose_request):
     lines = [compose_request(user, f"b-{user}") for user in ("12347", "12348")]
     response = client.post(

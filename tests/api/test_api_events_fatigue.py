@@ -7,6 +7,8 @@ from pathlib import Path
 
 from api import create_app
 
+from .conftest import ON_EVERY_STORE
+
 
 def events(client, auth, batch):
     return client.post("/v1/events", json={"events": batch}, headers=auth("platform"))
@@ -21,6 +23,7 @@ def logged(settings) -> list[dict]:
     ]
 
 
+@ON_EVERY_STORE
 def test_valid_events_are_logged_and_bad_ones_named(client, auth, settings):
     batch = [
         {"type": "view", "user_id": "7", "timestamp": "2026-11-23T10:00:00Z", "item_id": "85123A"},
@@ -48,6 +51,7 @@ def test_valid_events_are_logged_and_bad_ones_named(client, auth, settings):
     assert records[1]["campaign_id"] == "weekly-picks" and records[1]["event_id"]
 
 
+@ON_EVERY_STORE
 def test_events_change_fatigue_state_at_once(client, auth):
     batch = [{"type": "complaint", "user_id": "55", "timestamp": "2026-11-23T11:00:00Z"}]
     assert events(client, auth, batch).status_code == 202
@@ -112,6 +116,7 @@ def test_rule_text_is_never_read_as_a_path(client, auth):
     assert "root:" not in json.dumps(response)
 
 
+@ON_EVERY_STORE
 def test_explain_counts_sends(client, auth, compose_request):
     client.post("/v1/compose", json=compose_request(), headers=auth("platform"))
     state = client.get("/v1/users/12347/fatigue", headers=auth("engineer")).json
@@ -128,6 +133,7 @@ def unsubscribe_path(client, auth, compose_request) -> str:
     return url.removeprefix("http://localhost")
 
 
+@ON_EVERY_STORE
 def test_one_click_unsubscribe_works_without_auth(client, auth, compose_request, settings):
     path = unsubscribe_path(client, auth, compose_request)
     page = client.get(path)
@@ -143,6 +149,7 @@ def test_one_click_unsubscribe_works_without_auth(client, auth, compose_request,
     assert again.json["decision"]["action"] == "suppress"
 
 
+@ON_EVERY_STORE
 def test_forged_and_expired_links_are_refused(client, auth, compose_request, clock):
     path = unsubscribe_path(client, auth, compose_request)
     assert client.post(path[:-3] + "xyz").status_code == 400
@@ -151,6 +158,7 @@ def test_forged_and_expired_links_are_refused(client, auth, compose_request, clo
     assert "expired" in client.get(path).text
 
 
+@ON_EVERY_STORE
 def test_preferences_page_unsubscribes_and_resubscribes(client, auth, compose_request):
     email = client.post("/v1/compose", json=compose_request(), headers=auth("platform")).json
     text = email["email"]["text"]
