@@ -29,46 +29,51 @@ NON_TRANSACTIONAL_SCOPES = ("all", "complaint")
 MEMO_LIMIT = 4096
 
 
-class Verdict(NamedTuple):
-    """What the rules say about one campaign, before arbitration and recording."""
-
-    campaign: Campaign
-    action: Action
-    send_at: datetime | None
-    items: tuple[Candidate, ...]
-    reasons: tuple[Reason, ...]
-    relevance: float
-    caps: tuple[CapCheck, ...] = ()
-    cooldown_since: float | None = None
-    blocking_scopes: tuple[str, ...] = ()
-    sunset_at: int | None = None
-
-    @property
-    def score(self) -> float:
-        """Return relevance x priority, the arbitration score."""
-        return self.relevance * self.campaign.priority
-
-
 class Prepared(NamedTuple):
-    """One campaign's state-independent half: content, holdout, windows, quiet hours."""
+    """One campaign's state-independent half: content, holdout, and its windows now."""
 
     campaign: Campaign
     transactional: bool
-    scopes: tuple[str, ...]
     holdout: tuple[Reason, ...]
     selection: Selection | None
-    caps: tuple[CapRule, ...]
-    checks: tuple[CapCheck, ...]
-    cooldown_since: float | None
-    quiet: QuietHours | None
-    quiet_end: datetime | None
-    hour_needed: bool
+    frame: Frame
     may_send: bool
 
     @property
     def relevance(self) -> float:
         """Return the mean relevance of the chosen items (0 without content)."""
         return self.selection.relevance if self.selection is not None else 0.0
+
+
+class Verdict(NamedTuple):
+    """What the rules say about one campaign, before arbitration and recording."""
+
+    action: Action
+    send_at: datetime | None
+    reasons: tuple[Reason, ...]
+    #: The half worked out before the store was read: the campaign, its content and windows.
+    prep: Prepared
+
+    @property
+    def campaign(self) -> Campaign:
+        """Return the campaign this verdict is about."""
+        return self.prep.campaign
+
+    @property
+    def items(self) -> tuple[Candidate, ...]:
+        """Return the chosen items (none without content)."""
+        selection = self.prep.selection
+        return selection.items if selection is not None else ()
+
+    @property
+    def relevance(self) -> float:
+        """Return the mean relevance of the chosen items (0 without content)."""
+        return self.prep.relevance
+
+    @property
+    def score(self) -> float:
+        """Return relevance x priority, the arbitration score."""
+        return self.relevance * self.campaign.priority
 
 
 class Plan:
@@ -167,10 +172,7 @@ def prepare(
         and (selection is None or selection.relevant)
         and all(reason.passed for reason in holdout)
     )
-    return Prepared(
-        campaign, transactional, frame.scopes, holdout, selection, frame.caps, frame.checks,
-        frame.cooldown_since, frame.quiet, frame.quiet_end, frame.hour_needed, may_send,
-    )  # fmt: skip
+    return Prepared(campaign, transactional, holdout, selection, frame, may_send)
 
 
 class Frame(NamedTuple):
@@ -237,7 +239,8 @@ def _frame(
 
 def finish(plan: Plan, prep: Prepared, state: UserState, now: datetime, where: ZoneInfo) -> Verdict:
     """Evaluate every rule on the state read and schedule the send: now, later or never."""
-    reasons = [_suppression(plan, state, prep.scopes), *prep.holdout]
+    frame = prep.frame
+    reasons = [_suppression(plan, state, frame.scopes), *prep.holdout]
     tier, engagement = _engagement(plan, state.ignored, prep.transactional)
     reasons += engagement
     selection = prep.selection
@@ -245,29 +248,18 @@ def finish(plan: Plan, prep: Prepared, state: UserState, now: datetime, where: Z
         reasons += selection.reasons
     blocking = next((n for n, reason in enumerate(reasons) if not reason.passed), None)
     timing = Timing()
-    for cap, check in zip(prep.caps, prep.checks, strict=True):
+    for cap, check in zip(frame.caps, frame.checks, strict=True):
         if check.min_ignored == 0 or tier == "reduced":
             _cap(plan, cap, check, state, reasons, timing)
     if plan.cooldown is not None and not prep.transactional:
-        _cooldown(plan, state, prep.cooldown_since, reasons, timing)
+        _cooldown(plan, state, frame.cooldown_since, reasons, timing)
     action, send_at, deciding = Action.SUPPRESS, None, blocking
     if blocking is None:
         action, send_at, deciding = schedule(plan.rules, prep, state, reasons, timing, now, where)
     if deciding is not None:
         was = reasons[deciding]
         reasons[deciding] = Reason(was.rule, was.passed, was.detail, was.counter, was.limit, True)
-    return Verdict(
-        prep.campaign,
-        action,
-        send_at,
-        selection.items if selection is not None else (),
-        tuple(reasons),
-        prep.relevance,
-        prep.checks,
-        prep.cooldown_since,
-        prep.scopes,
-        None if prep.transactional else plan.sunset_at,
-    )
+    return Verdict(action, send_at, tuple(reasons), prep)
 
 
 def evaluate(

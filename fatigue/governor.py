@@ -32,7 +32,7 @@ from fatigue.domain import (
     Recipient,
 )
 from fatigue.errors import StoreError
-from fatigue.evaluate import Plan, Prepared, Verdict, finish, prepare
+from fatigue.evaluate import Prepared, Verdict, finish, plan_for, prepare
 from fatigue.explain import Explanation, explain
 from fatigue.jobs import Candidates, Job, make_job, store_error_decision, unavailable
 from fatigue.rules import Rules
@@ -87,7 +87,7 @@ class Governor:
         self.rules = rules
         self.store = store
         self.clock = clock
-        self.plan = Plan(rules)
+        self.plan = plan_for(rules)  # the plan explain() and replays use too
         self._default_timezone = rules.default_timezone
         timeliness = rules.timeliness
         self._no_repeat = timeliness.no_repeat if timeliness and timeliness.no_repeat else None
@@ -161,7 +161,7 @@ class Governor:
             for campaign, items in zip(request.campaigns, job.candidates, strict=True)
         ]
         # The best hour depends on opens the store holds: such a send cannot be settled at once.
-        settled = not any(prep.hour_needed for prep in prepared)
+        settled = not any(prep.frame.hour_needed for prep in prepared)
         order: list[int] = []
         if settled and not request.dry_run:
             offered = [n for n, prep in enumerate(prepared) if prep.may_send]
@@ -306,18 +306,18 @@ class Governor:
         return replayed(self.plan, replay, key)
 
     def _offer(self, job: Job, prep: Prepared, now_ts: float) -> SendAttempt:
+        """Return the send ``prep`` makes, with the checks the store repeats when recording it."""
         selection = prep.selection
         items = selection.items if selection is not None else ()
-        record = self._record(job, prep.campaign, items, now_ts)
-        engagement = self.plan.sunset_at if not prep.transactional else None
+        frame = prep.frame
         return SendAttempt(
             user_id=job.recipient.user_id,
-            record=record,
-            caps=prep.checks,
-            cooldown_since=prep.cooldown_since,
-            blocking_scopes=prep.scopes,
+            record=self._record(job, prep.campaign, items, now_ts),
+            caps=frame.checks,
+            cooldown_since=frame.cooldown_since,
+            blocking_scopes=frame.scopes,
             idempotency_key=job.request.idempotency_key,
-            sunset_at=engagement,
+            sunset_at=None if prep.transactional else self.plan.sunset_at,
         )
 
     def _record(
@@ -339,19 +339,11 @@ class Governor:
         self, job: Job, decision: Decision, verdict: Verdict, now: datetime
     ) -> SendAttempt:
         history_ttl, idempotency_ttl, engagement_ttl = self._ttls
-        key = job.request.idempotency_key
-        return SendAttempt(
-            user_id=job.recipient.user_id,
-            record=self._record(job, verdict.campaign, decision.items, now.timestamp()),
-            caps=verdict.caps,
-            cooldown_since=verdict.cooldown_since,
-            blocking_scopes=verdict.blocking_scopes,
-            idempotency_key=key,
-            replay=decision.to_json() if key else "",
+        return self._offer(job, verdict.prep, now.timestamp())._replace(
+            replay=decision.to_json() if job.request.idempotency_key else "",
             history_ttl=history_ttl,
             idempotency_ttl=idempotency_ttl,
             engagement_ttl=engagement_ttl,
-            sunset_at=verdict.sunset_at,
         )
 
     def record_event(self, event: EngagementEvent) -> None:

@@ -45,10 +45,10 @@ def schedule(
     where: ZoneInfo,
 ) -> tuple[Action, datetime | None, int | None]:
     """Return the action, ``send_at`` and the index of the deciding reason (None: none)."""
-    quiet = prep.quiet
+    quiet = prep.frame.quiet
     if (
-        not prep.hour_needed
-        and prep.quiet_end is None
+        not prep.frame.hour_needed
+        and prep.frame.quiet_end is None
         and timing.cooldown_until is None
         and all(0 <= count < cap.max for _, cap, _, count in timing.caps)
     ):
@@ -57,7 +57,7 @@ def schedule(
             reasons.append(_OUTSIDE)
         return Action.SEND, None, None
     hour, hour_reason = None, -1
-    if prep.hour_needed and rules.send_time is not None:
+    if prep.frame.hour_needed and rules.send_time is not None:
         hour, source = best_hour(state, rules.send_time, quiet)
         hour_reason = len(reasons)
         reasons.append(Reason("send_time", True, f"best local hour {hour}:00 ({source})", hour))
@@ -81,7 +81,7 @@ def _first_moment(
     hour_reason: int,
 ) -> tuple[datetime | None, int | None]:
     """Push the moment forward until no rule moves it; None when a cap never allows a send."""
-    quiet = prep.quiet
+    quiet = prep.frame.quiet
     moment, deciding, quiet_reason = now, None, None
     for _ in range(MAX_PASSES):
         start = moment
@@ -93,7 +93,7 @@ def _first_moment(
         if timing.cooldown_until is not None:
             moment, deciding = _later(moment, deciding, timing.cooldown_until, timing.cooldown)
         if quiet is not None:
-            end = prep.quiet_end if moment == now else quiet_hours_end(moment, quiet, where)
+            end = prep.frame.quiet_end if moment == now else quiet_hours_end(moment, quiet, where)
             if end is not None:
                 if quiet_reason is None:
                     quiet_reason = len(reasons)
