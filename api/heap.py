@@ -28,8 +28,12 @@ def resettle_heap() -> None:
     """After a reload in a settled process, hide the newly loaded model too.
 
     Does nothing in a process that never settled its heap (tests, the CLI). The old model is
-    freed by reference counting as the last request lets go of it; it holds no cycles.
+    freed by reference counting as the last request lets go of it; it holds no cycles. Objects
+    of requests in flight at a freeze are frozen too, and a frozen cycle is never collected:
+    unfreezing before collecting reclaims those left by the previous freeze, so each reload
+    costs one collection of the whole heap and nothing accumulates across reloads.
     """
     if gc.get_freeze_count():
+        gc.unfreeze()
         gc.collect()
         gc.freeze()

@@ -96,3 +96,30 @@ def test_a_reload_in_a_settled_process_freezes_the_new_model_and_frees_the_old(m
     finally:
         gc.unfreeze()
         gc.set_threshold(*threshold)
+
+
+def test_cycles_frozen_in_flight_at_one_reload_are_collected_at_the_next():
+    """A request's garbage frozen by a reload's freeze must not stay frozen for good."""
+    import gc
+    import weakref
+
+    from api.heap import resettle_heap, settle_heap
+
+    class Node:
+        pass
+
+    threshold = gc.get_threshold()
+    settle_heap()
+    try:
+        in_flight = Node()
+        in_flight.self = in_flight  # type: ignore[attr-defined]  # a cycle: only gc frees it
+        gone = weakref.ref(in_flight)
+        resettle_heap()  # a model reload while the request still holds it
+        del in_flight  # the request ends
+        gc.collect()
+        assert gone() is not None  # frozen: the collector cannot see it
+        resettle_heap()  # the next reload
+        assert gone() is None
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
