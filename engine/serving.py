@@ -90,7 +90,6 @@ class Filters:
     exclude_items: frozenset[str] = frozenset()
     include_categories: frozenset[str] | None = None
     exclude_categories: frozenset[str] = frozenset()
-    available_at: datetime | None = None  # drop out-of-stock and expired catalog items
     exclude_history: bool = False  # True: everything the customer ever did, not just purchases
 
     @classmethod
@@ -99,7 +98,6 @@ class Filters:
         exclude_items: Iterable[str] = (),
         include_categories: Iterable[str] | None = None,
         exclude_categories: Iterable[str] = (),
-        available_at: datetime | None = None,
         exclude_history: bool = False,
     ) -> Filters:
         """Build from any iterables."""
@@ -107,7 +105,6 @@ class Filters:
             frozenset(exclude_items),
             None if include_categories is None else frozenset(include_categories),
             frozenset(exclude_categories),
-            available_at,
             exclude_history,
         )
 
@@ -366,8 +363,6 @@ class Recommender:
         ):
             raise ValidationError("category filters need a model trained with --catalog")
         parts = [self.items.indices(sorted(filters.exclude_items))]
-        if self.catalog is not None and filters.available_at is not None:
-            parts.append(self.items.indices(sorted(self.catalog.unavailable(filters.available_at))))
         if filters.include_categories is not None:
             wanted = self._category_rows(filters.include_categories)
             parts.append(np.setdiff1d(np.arange(len(self.items)), wanted, assume_unique=True))

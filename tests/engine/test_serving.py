@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from engine.catalog import Catalog, CatalogItem
+from engine.compose import recommendations
 from engine.interactions import Interactions
 from engine.serving import Filters, RecentInteraction, Recommender, Source
 from engine.training import train
@@ -54,8 +55,8 @@ def test_caller_filters(recommender: Recommender) -> None:
     first = recommender.recommend("u0-01", 1)[0].item_id
     skipped = recommender.recommend("u0-01", 5, Filters.build(exclude_items=[first]))
     assert first not in {r.item_id for r in skipped}
-    available = recommender.recommend("u0-01", 29, Filters.build(available_at=now))
-    assert "i-05" not in {r.item_id for r in available}  # out of stock in the fixture catalog
+    available = recommendations(recommender, "u0-01", 29, {"available_only": True}, now=now)
+    assert "i-05" not in {r["item_id"] for r in available}  # out of stock in the fixture catalog
 
 
 def test_filters_that_empty_the_personal_list_are_topped_up_with_popular(
