@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -84,17 +85,31 @@ class IdMap:
         return cls(np.unique(values.astype(str)))
 
 
+class Cells(NamedTuple):
+    """Where each interaction falls in a users x items matrix (``keep``: both ids known)."""
+
+    rows: np.ndarray
+    cols: np.ndarray
+    keep: np.ndarray
+
+    @classmethod
+    def of(cls, interactions: Interactions, users: IdMap, items: IdMap) -> Cells:
+        """Look every interaction's ids up once (training builds three matrices from them)."""
+        rows, cols = users.indices(interactions.user_ids), items.indices(interactions.item_ids)
+        return cls(rows, cols, (rows >= 0) & (cols >= 0))
+
+
 def build_matrix(
     interactions: Interactions,
     users: IdMap,
     items: IdMap,
     weighting: Weighting,
     reference_time: int | None = None,
+    cells: Cells | None = None,
 ) -> sp.csr_matrix:
     """Sum each (user, item) pair's confidence into a CSR matrix; unknown ids are dropped."""
     reference = int(interactions.timestamps.max()) if reference_time is None else reference_time
-    rows, cols = users.indices(interactions.user_ids), items.indices(interactions.item_ids)
-    keep = (rows >= 0) & (cols >= 0)
+    rows, cols, keep = cells or Cells.of(interactions, users, items)
     data = weighting.strengths(interactions, reference)[keep]
     matrix = sp.csr_matrix(
         (data.astype(np.float32), (rows[keep], cols[keep])), shape=(len(users), len(items))
@@ -105,13 +120,16 @@ def build_matrix(
 
 
 def history_matrix(
-    interactions: Interactions, users: IdMap, items: IdMap, events: set[str] | None = None
+    interactions: Interactions,
+    users: IdMap,
+    items: IdMap,
+    events: set[str] | None = None,
+    cells: Cells | None = None,
 ) -> sp.csr_matrix:
     """Return a binary user x item matrix of who did what (optionally only some events)."""
-    rows, cols = users.indices(interactions.user_ids), items.indices(interactions.item_ids)
-    keep = (rows >= 0) & (cols >= 0)
+    rows, cols, keep = cells or Cells.of(interactions, users, items)
     if events is not None:
-        keep &= np.isin(interactions.events, list(events))
+        keep = keep & np.isin(interactions.events, list(events))  # not in place: cells are shared
     ones = np.ones(int(keep.sum()), dtype=np.float32)
     matrix = sp.csr_matrix((ones, (rows[keep], cols[keep])), shape=(len(users), len(items)))
     matrix.sum_duplicates()

@@ -14,7 +14,14 @@ from engine.calibration import PlattCalibrator, fit_platt
 from engine.catalog import Catalog
 from engine.evaluation import new_pairs
 from engine.interactions import Interactions
-from engine.matrix import SECONDS_PER_DAY, IdMap, Weighting, build_matrix, history_matrix
+from engine.matrix import (
+    SECONDS_PER_DAY,
+    Cells,
+    IdMap,
+    Weighting,
+    build_matrix,
+    history_matrix,
+)
 from engine.models import FILTERED, Algorithm, ModelParams, create_model, popularity_share
 from engine.serving import Recommender, Source
 from fatigue.errors import ValidationError
@@ -58,7 +65,8 @@ def fit_recommender(
     users = IdMap.from_values(interactions.user_ids)
     items = _item_map(interactions, catalog)
     reference = int(interactions.timestamps.max())
-    user_items = build_matrix(interactions, users, items, config.weighting, reference)
+    cells = Cells.of(interactions, users, items)
+    user_items = build_matrix(interactions, users, items, config.weighting, reference, cells)
     model = create_model(config.algorithm, config.params)
     model.fit(user_items, show_progress=show_progress)
     return Recommender(
@@ -66,8 +74,8 @@ def fit_recommender(
         users=users,
         items=items,
         user_items=user_items,
-        excluded=history_matrix(interactions, users, items, set(config.exclude_events)),
-        history=history_matrix(interactions, users, items),
+        excluded=history_matrix(interactions, users, items, set(config.exclude_events), cells),
+        history=history_matrix(interactions, users, items, cells=cells),
         popular=popularity_share(user_items),
         trending=_trending(interactions, items, config, reference),
         calibrators={},
