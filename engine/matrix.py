@@ -77,7 +77,10 @@ class IdMap:
 
     def indices(self, keys: Sequence[str] | np.ndarray) -> np.ndarray:
         """Return the index of every key, -1 for unknown ones."""
-        return np.fromiter((self._index.get(k, -1) for k in keys), dtype=np.int64, count=len(keys))
+        # numpy's own strings hash several times slower than Python's: convert them first.
+        found = self._index.get
+        values = keys.tolist() if isinstance(keys, np.ndarray) else keys
+        return np.fromiter((found(k, -1) for k in values), dtype=np.int64, count=len(values))
 
     @classmethod
     def from_values(cls, values: np.ndarray) -> IdMap:
