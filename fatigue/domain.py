@@ -232,6 +232,8 @@ class EngagementEvent:
     campaign: str | None = None
     category: str | None = None
     timezone: str | None = None
+    #: Identifies a report of this event: the store applies each id once (retries repeat it).
+    event_id: str | None = None
 
 
 def _isoformat(moment: datetime | None) -> str | None:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 from fatigue.domain import EngagementEvent, EventType
 from fatigue.rules import Rules
-from fatigue.store.base import EventChange
+from fatigue.store.base import EventChange, suppression_detail
 from fatigue.windows import zone
 
 _SUPPRESSING = {
@@ -18,7 +16,12 @@ _SUPPRESSING = {
 def change_for(event: EngagementEvent, rules: Rules) -> EventChange | None:
     """Return the state change an event causes, or None when it changes nothing."""
     ttl = int(rules.store.engagement_ttl.total_seconds())
-    base = EventChange(user_id=event.user_id, at=event.timestamp.timestamp(), engagement_ttl=ttl)
+    base = EventChange(
+        user_id=event.user_id,
+        at=event.timestamp.timestamp(),
+        engagement_ttl=ttl,
+        event_id=event.event_id,
+    )
     kind = event.type
     if kind in (EventType.OPEN, EventType.CLICK):
         local = event.timestamp.astimezone(zone(event.timezone or rules.default_timezone))
@@ -45,9 +48,7 @@ def _unsubscribe_scope(event: EngagementEvent) -> str:
 
 
 def _detail(event: EngagementEvent) -> str:
-    return json.dumps(
-        {"reason": event.type.value, "at": event.timestamp.isoformat(), "campaign": event.campaign}
-    )
+    return suppression_detail(event.type.value, event.timestamp.timestamp(), event.campaign)
 
 
 def _replace(change: EventChange, **values: object) -> EventChange:

@@ -18,6 +18,7 @@ import secrets
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -230,7 +231,13 @@ class DecisionMemo:
 
 @dataclass(frozen=True)
 class EventChange:
-    """The state change one engagement event causes, applied atomically per customer."""
+    """The state change one engagement event causes, applied atomically per customer.
+
+    Events arrive late and twice (platforms batch them; a client retries a batch after a 503),
+    so a change is applied at most once per ``event_id`` within ``EVENT_MEMORY`` seconds, and by
+    the event's own time: an engagement older than the last one changes no counter, and a
+    resubscribe older than an unsubscribe (``lift``) leaves it in place.
+    """
 
     user_id: str
     at: float
@@ -239,9 +246,33 @@ class EventChange:
     soft_bounce: bool = False
     reset_soft_bounces: bool = False
     soft_bounce_threshold: int | None = None
+    #: (scope, detail) pairs; write details with ``suppression_detail`` (its ``ts`` orders them).
     suppress: tuple[tuple[str, str], ...] = ()
     lift: tuple[str, ...] = ()
     engagement_ttl: int = 86400 * 400
+    event_id: str | None = None
+
+
+#: How long a store remembers the ids of the events it applied (retries come within hours).
+EVENT_MEMORY = 7 * 86400
+
+
+def suppression_detail(reason: str, at: float, campaign: str | None = None) -> str:
+    """Return the JSON kept for a suppressed scope: why, when (ISO and ``ts`` seconds), where."""
+    when = datetime.fromtimestamp(at, UTC).isoformat()
+    detail: dict[str, Any] = {"reason": reason, "at": when, "ts": at}
+    if campaign is not None:
+        detail["campaign"] = campaign
+    return json.dumps(detail)
+
+
+def suppression_time(detail: str) -> float:
+    """Return when a suppression was recorded (0 for details written without a ``ts``)."""
+    try:
+        found = json.loads(detail)
+        return float(found["ts"]) if isinstance(found, dict) and "ts" in found else 0.0
+    except (ValueError, TypeError):
+        return 0.0
 
 
 class LoggedDecision(NamedTuple):
@@ -323,8 +354,11 @@ class FatigueStore(ABC):
         """Forget a recorded send that failed; return whether one was found."""
 
     @abstractmethod
-    def apply(self, change: EventChange) -> None:
-        """Apply an event's change to engagement and suppression state."""
+    def apply(self, change: EventChange) -> bool:
+        """Apply an event's change to engagement and suppression state (see ``EventChange``).
+
+        Return False when the event was applied before (same ``event_id``), changing nothing.
+        """
 
     @abstractmethod
     def log_decisions(self, entries: Sequence[LoggedDecision], ttl: int = DECISION_LOG_TTL) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 from fatigue.store.base import (
     DECISION_LOG_SIZE,
     DECISION_LOG_TTL,
+    EVENT_MEMORY,
     HOURS,
     CommitResult,
     CommitStatus,
@@ -34,6 +35,8 @@ from fatigue.store.base import (
     UserState,
     decision_owner,
     newest_unique,
+    suppression_detail,
+    suppression_time,
 )
 
 log = logging.getLogger(__name__)
@@ -49,6 +52,24 @@ class _User:
     last_engaged: float | None = None
     hours: list[int] = field(default_factory=lambda: [0] * HOURS)
     replays: dict[str, tuple[Replay, float]] = field(default_factory=dict)
+    events: dict[str, float] = field(default_factory=dict)  # applied event ids -> event time
+
+    def first_sight(self, event_id: str | None, at: float) -> bool:
+        """Remember ``event_id``; return False when it was applied before."""
+        if event_id is None:
+            return True
+        if event_id in self.events:
+            return False
+        if len(self.events) >= 256:  # forget ids as Redis does, past EVENT_MEMORY
+            self.events = {k: t for k, t in self.events.items() if t >= at - EVENT_MEMORY}
+        self.events[event_id] = at
+        return True
+
+    def suppress(self, scope: str, detail: str) -> None:
+        """Suppress ``scope`` unless a later suppression of it is kept already."""
+        kept = self.suppression.get(scope)
+        if kept is None or suppression_time(kept) <= suppression_time(detail):
+            self.suppression[scope] = detail
 
     def replay(self, key: str | None, now: float, mine: str = "") -> Replay | None:
         """Return the live decision kept under ``key`` unless it is decision ``mine``."""
@@ -208,13 +229,17 @@ class MemoryStore(FatigueStore):
                 user.ignored -= 1
             return True
 
-    def apply(self, change: EventChange) -> None:
-        """Apply an event's change."""
+    def apply(self, change: EventChange) -> bool:
+        """Apply an event's change once, by the event's own time (see ``EventChange``)."""
         with self._lock:
             user = self._users.setdefault(change.user_id, _User())
-            if change.engaged:
-                user.ignored = 0
-                user.last_engaged = change.at
+            if not user.first_sight(change.event_id, change.at):
+                return False
+            at = change.at
+            if change.engaged and (user.last_engaged is None or at >= user.last_engaged):
+                user.last_engaged = at
+                # Marketing sends since this engagement: none unless it was reported late.
+                user.ignored = sum(1 for r in user.sends if r.kind != "transactional" and r.at > at)
             if change.hour is not None:
                 user.hours[change.hour] += 1
                 self._audience[change.hour] += 1
@@ -224,10 +249,14 @@ class MemoryStore(FatigueStore):
                 user.soft_bounces += 1
                 threshold = change.soft_bounce_threshold
                 if threshold is not None and user.soft_bounces >= threshold:
-                    user.suppression["address"] = _soft_bounce_detail(change.at)
+                    user.suppress("address", suppression_detail("bounce_soft", at))
             for scope in change.lift:
-                user.suppression.pop(scope, None)
-            user.suppression.update(dict(change.suppress))
+                kept = user.suppression.get(scope)
+                if kept is not None and suppression_time(kept) <= at:  # ties: the later report
+                    del user.suppression[scope]
+            for scope, detail in change.suppress:
+                user.suppress(scope, detail)
+            return True
 
     def log_decisions(self, entries: Sequence[LoggedDecision], ttl: int = DECISION_LOG_TTL) -> None:
         """Append each decision to its customer's bounded log, under the lock."""
@@ -281,7 +310,3 @@ def _record(user: _User, attempt: SendAttempt, history_ttl: int) -> None:
         user.items.update(dict.fromkeys(record.items, now))
     if record.kind != "transactional":
         user.ignored += 1
-
-
-def _soft_bounce_detail(at: float) -> str:
-    return json.dumps({"reason": "bounce_soft", "at": at})

@@ -8,6 +8,7 @@ Key layout (``<prefix>`` comes from the URL's ``prefix`` query parameter)::
     <prefix>fatigue:{<user>}:suppression  hash  scope -> detail JSON                (no TTL)
     <prefix>fatigue:{<user>}:idem:<key>   str   "<decision id> <JSON>" for retries  (TTL)
     <prefix>fatigue:{<user>}:decisions    list  decision JSON, newest first, last 50 (TTL)
+    <prefix>fatigue:{<user>}:events       zset  applied event id -> event time, 7 days (TTL)
     <prefix>fatigue:audience:hours        hash  h0..h23 across every customer
 
 The ``{<user>}`` hash tag keeps one customer's keys in one Redis Cluster slot, so each Lua
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from importlib import resources
@@ -30,6 +32,7 @@ from fatigue.errors import StoreError
 from fatigue.store.base import (
     DECISION_LOG_SIZE,
     DECISION_LOG_TTL,
+    EVENT_MEMORY,
     HOURS,
     CommitResult,
     CommitStatus,
@@ -48,10 +51,12 @@ from fatigue.store.base import (
     decision_owner,
     newest_unique,
     stored_replay,
+    suppression_detail,
 )
 from fatigue.store.redis_args import commit_args, decide_args
 
 _PARTS = ("sends", "items", "suppression", "engagement")
+log = logging.getLogger(__name__)
 Call = tuple["_Script", list[str], list[Any]]
 
 
@@ -223,8 +228,8 @@ class RedisStore(FatigueStore):
         _, [found] = self._run([(self._release, keys, [decision_id])])
         return bool(found)
 
-    def apply(self, change: EventChange) -> None:
-        """Apply an event's change; the audience histogram rides in the same pipeline."""
+    def apply(self, change: EventChange) -> bool:
+        """Apply an event's change once (``apply.lua``), then count its hour for the audience."""
         user = change.user_id
         args: list[Any] = [
             change.at,
@@ -234,19 +239,26 @@ class RedisStore(FatigueStore):
             int(change.soft_bounce),
             int(change.reset_soft_bounces),
             change.soft_bounce_threshold or "",
-            _soft_detail(change.at),
+            suppression_detail("bounce_soft", change.at),
+            change.event_id or "",
+            EVENT_MEMORY,
             len(change.lift),
             *change.lift,
         ]
         for scope, detail in change.suppress:
             args += [scope, detail]
-        keys = [self.key(user, "engagement"), self.key(user, "suppression")]
-        self._run([(self._apply, keys, args)])
-        if change.hour is not None:
-            # Another slot on Redis Cluster, so not inside the script; a lost increment only
+        parts = ("engagement", "suppression", "sends", "events")
+        _, [applied] = self._run([(self._apply, [self.key(user, part) for part in parts], args)])
+        if applied and change.hour is not None:
+            # Another slot on Redis Cluster, so not inside the script. The event is applied and
+            # logged: failing it now would only make the client send it again. A lost increment
             # blurs the audience histogram, never a cap.
-            with self._errors():
-                self.client.hincrby(self.key(None, "audience:hours"), f"h{change.hour}", 1)
+            try:
+                with self._errors():
+                    self.client.hincrby(self.key(None, "audience:hours"), f"h{change.hour}", 1)
+            except StoreError as exc:
+                log.warning("audience open-hour count not incremented: %s", exc)
+        return bool(applied)
 
     def log_decisions(self, entries: Sequence[LoggedDecision], ttl: int = DECISION_LOG_TTL) -> None:
         """Push each decision onto its customer's list, trim it and renew its TTL: one pipeline.
@@ -370,7 +382,3 @@ def _text(value: bytes | str | None) -> str:
     if value is None:
         return ""
     return value.decode() if isinstance(value, bytes) else value
-
-
-def _soft_detail(at: float) -> str:
-    return f'{{"reason":"bounce_soft","at":{at!r}}}'

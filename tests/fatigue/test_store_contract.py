@@ -25,6 +25,7 @@ from fatigue.store.base import (
     StateQuery,
     decision_owner,
     new_decision_id,
+    suppression_detail,
 )
 
 from .conftest import BACKENDS
@@ -203,6 +204,40 @@ class TestStoreContract:
         store.apply(EventChange("u1", NOW, suppress=(("all", "{}"), ("address", "{}"))))
         store.apply(EventChange("u1", NOW, lift=("all",)))
         assert load(store).suppression == {"address": "{}"}
+
+    def test_an_event_reported_twice_is_applied_once(self, store):
+        change = EventChange("u1", NOW, hour=9, soft_bounce=True, event_id="ev-1")
+        assert store.apply(change) is True
+        assert store.apply(change) is False  # the client retried the batch
+        assert store.apply(replace(change, event_id="ev-2")) is True  # another bounce
+        state = load(store)
+        assert state.soft_bounces == 2 and state.hours[9] == 2 and state.audience_hours[9] == 2
+
+    def test_a_late_engagement_counts_the_sends_made_since_and_never_goes_back(self, store):
+        store.commit([attempt(record(at=NOW - 300)), attempt(record(at=NOW - 100))])
+        store.apply(EventChange("u1", NOW - 200, engaged=True))  # reported after the second send
+        state = load(store)
+        assert state.last_engaged == NOW - 200 and state.ignored == 1
+        store.apply(EventChange("u1", NOW - 50, engaged=True))
+        store.apply(EventChange("u1", NOW - 400, engaged=True))  # older than what is known
+        state = load(store)
+        assert state.last_engaged == NOW - 50 and state.ignored == 0
+
+    def test_a_resubscribe_older_than_the_unsubscribe_leaves_it(self, store):
+        unsubscribed = suppression_detail("unsubscribe", NOW, "c1")
+        store.apply(EventChange("u1", NOW, suppress=(("all", unsubscribed),)))
+        store.apply(EventChange("u1", NOW - DAY, lift=("all",)))  # delayed or replayed
+        assert load(store).suppression == {"all": unsubscribed}
+        store.apply(EventChange("u1", NOW + 60, lift=("all",)))
+        assert load(store).suppression == {}
+
+    def test_an_older_suppression_never_replaces_a_newer_one(self, store):
+        newer, older = (suppression_detail("complaint", NOW), suppression_detail("bounce", NOW - 9))
+        store.apply(EventChange("u1", NOW, suppress=(("address", newer),)))
+        store.apply(EventChange("u1", NOW - 9, suppress=(("address", older),)))
+        assert load(store).suppression == {"address": newer}
+        assert json.loads(newer) == {"reason": "complaint", "at": "2027-01-15T08:00:00+00:00",
+                                     "ts": NOW}  # fmt: skip
 
     def test_users_are_isolated(self, store):
         store.commit([attempt(record(user="a"))])

@@ -1,22 +1,54 @@
--- Apply one engagement event to a customer's engagement and suppression state.
--- KEYS[1] engagement (hash), KEYS[2] suppression (hash: no TTL, it is legal state)
--- ARGV[1] now, ARGV[2] engagement TTL s, ARGV[3] engaged (1/0), ARGV[4] local hour ("" = none),
--- ARGV[5] soft bounce (1/0), ARGV[6] reset soft bounces (1/0), ARGV[7] threshold ("" = none),
--- ARGV[8] soft-bounce suppression detail JSON, ARGV[9] n scopes to lift, then the scopes,
--- then the rest as scope, detail pairs to suppress.
+-- Apply one engagement event to a customer's engagement and suppression state, once.
+-- KEYS[1] engagement (hash), KEYS[2] suppression (hash: no TTL, it is legal state),
+-- KEYS[3] sends (zset: send record JSON -> epoch seconds), KEYS[4] applied event ids (zset)
+-- ARGV[1] the event's time (epoch seconds), ARGV[2] engagement TTL s, ARGV[3] engaged (1/0),
+-- ARGV[4] local hour ("" = none), ARGV[5] soft bounce (1/0), ARGV[6] reset soft bounces (1/0),
+-- ARGV[7] threshold ("" = none), ARGV[8] soft-bounce suppression detail JSON, ARGV[9] event id
+-- ("" = none), ARGV[10] how long event ids are remembered (s), ARGV[11] n scopes to lift, then
+-- the scopes, then the rest as scope, detail pairs to suppress.
+-- Returns 0 when the event id was applied before (nothing changes), 1 otherwise.
+local at = tonumber(ARGV[1])
+if ARGV[9] ~= "" then
+  if redis.call("ZSCORE", KEYS[4], ARGV[9]) then return 0 end
+  redis.call("ZADD", KEYS[4], ARGV[1], ARGV[9])
+  redis.call("ZREMRANGEBYSCORE", KEYS[4], "-inf", "(" .. string.format("%.17g", at - tonumber(ARGV[10])))
+  redis.call("EXPIRE", KEYS[4], ARGV[10])
+end
+-- When a suppression was recorded: its detail's ``ts`` (0 for details without one).
+local function stamp(detail)
+  local ok, found = pcall(cjson.decode, detail)
+  if ok and type(found) == "table" and tonumber(found.ts) then return tonumber(found.ts) end
+  return 0
+end
+local function suppress(scope, detail)
+  local existing = redis.call("HGET", KEYS[2], scope)
+  if not existing or stamp(existing) <= stamp(detail) then
+    redis.call("HSET", KEYS[2], scope, detail)
+  end
+end
 if ARGV[3] == "1" then
-  redis.call("HSET", KEYS[1], "ignored", 0, "last_engaged", ARGV[1])
+  local last = redis.call("HGET", KEYS[1], "last_engaged")
+  if not last or at >= tonumber(last) then
+    -- Ignored = marketing sends since this engagement: none when it arrives at once, the sends
+    -- made since when the platform reports it late.
+    local ignored = 0
+    for _, row in ipairs(redis.call("ZRANGEBYSCORE", KEYS[3], "(" .. ARGV[1], "+inf")) do
+      if cjson.decode(row).k ~= "transactional" then ignored = ignored + 1 end
+    end
+    redis.call("HSET", KEYS[1], "ignored", ignored, "last_engaged", ARGV[1])
+  end
 end
 if ARGV[4] ~= "" then redis.call("HINCRBY", KEYS[1], "h" .. ARGV[4], 1) end
 if ARGV[6] == "1" then redis.call("HSET", KEYS[1], "soft_bounces", 0) end
 if ARGV[5] == "1" then
   local count = redis.call("HINCRBY", KEYS[1], "soft_bounces", 1)
-  if ARGV[7] ~= "" and count >= tonumber(ARGV[7]) then
-    redis.call("HSET", KEYS[2], "address", ARGV[8])
-  end
+  if ARGV[7] ~= "" and count >= tonumber(ARGV[7]) then suppress("address", ARGV[8]) end
 end
 redis.call("EXPIRE", KEYS[1], tonumber(ARGV[2]))
-local nlift = tonumber(ARGV[9])
-for i = 10, 9 + nlift do redis.call("HDEL", KEYS[2], ARGV[i]) end
-for i = 10 + nlift, #ARGV, 2 do redis.call("HSET", KEYS[2], ARGV[i], ARGV[i + 1]) end
+local nlift = tonumber(ARGV[11])
+for i = 12, 11 + nlift do
+  local existing = redis.call("HGET", KEYS[2], ARGV[i])
+  if existing and stamp(existing) <= at then redis.call("HDEL", KEYS[2], ARGV[i]) end
+end
+for i = 12 + nlift, #ARGV, 2 do suppress(ARGV[i], ARGV[i + 1]) end
 return 1
