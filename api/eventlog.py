@@ -29,6 +29,7 @@ class EventLog:
         self.directory = directory
         self.prefix = prefix
         self._clock = clock
+        self._synced: set[Path] = set()  # segments whose directory entry this process synced
 
     def segment(self) -> Path:
         """Return the file the next batch goes to (today's, in UTC)."""
@@ -51,9 +52,9 @@ class EventLog:
 
     def _append_bytes(self, path: Path, payload: bytes) -> None:
         """Append under ``flock``; on failure truncate back so no partial line remains."""
-        created = not path.exists()
-        if created:
+        if not self.directory.is_dir():
             self.directory.mkdir(parents=True, exist_ok=True)
+            _sync_directory(self.directory.parent)
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
@@ -69,16 +70,12 @@ class EventLog:
                 raise
         finally:
             os.close(fd)
-        if created:
-            self._sync_directory()
-
-    def _sync_directory(self) -> None:
-        """Make a new segment's directory entry durable too."""
-        fd = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        if path not in self._synced:
+            # The segment's directory entry must be durable before anything in it is
+            # acknowledged. Whichever process created the file, each syncs it once itself:
+            # another worker may not have synced it yet.
+            _sync_directory(self.directory)
+            self._synced.add(path)
 
     def read(self) -> Iterator[dict[str, Any]]:
         """Yield every record in every segment, oldest first (for tests and tooling)."""
@@ -87,3 +84,12 @@ class EventLog:
                 for line in handle:
                     if line.strip():
                         yield json.loads(line)
+
+
+def _sync_directory(directory: Path) -> None:
+    """Make the entries of ``directory`` (a new file or folder in it) durable."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

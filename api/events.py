@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pydantic
@@ -34,6 +35,8 @@ bp = Blueprint("events", __name__)
 GOVERNED = frozenset(kind.value for kind in EventType)
 # What an API event is called in the training data: a click the email platform reports is an
 # email click, which the trainer weighs more than a click on the site.
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+FUTURE_SLACK = timedelta(days=1)
 TRAINING_EVENTS = {"view": "view", "click": "email_click", "add_to_cart": "add_to_cart",
                    "purchase": "purchase"}  # fmt: skip
 
@@ -57,9 +60,10 @@ def post_events() -> EventsResponse:
         raise ApiProblem(
             "too-large", f"{len(envelope.events)} events in one request; the limit is {limit}"
         )
-    accepted, rejected = _validate(envelope.events)
     found = services()
-    received_at = found.clock().isoformat()
+    now = found.clock()
+    accepted, rejected = _validate(envelope.events, now)
+    received_at = now.isoformat()
     try:
         found.event_log.append([log_record(event, received_at) for _, event in accepted])
         found.interaction_log.append(
@@ -76,20 +80,45 @@ def post_events() -> EventsResponse:
     return EventsResponse(accepted=len(envelope.events) - len(rejected), rejected=rejected)
 
 
-def _validate(raw_events: list[Any]) -> tuple[list[tuple[int, EventIn]], list[RejectedEvent]]:
+def _validate(
+    raw_events: list[Any], now: datetime
+) -> tuple[list[tuple[int, EventIn]], list[RejectedEvent]]:
     """Validate each event alone, so one bad line rejects only itself."""
     accepted: list[tuple[int, EventIn]] = []
     rejected: list[RejectedEvent] = []
     for index, raw in enumerate(raw_events):
         try:
-            accepted.append((index, EventIn.model_validate(raw)))
+            event = EventIn.model_validate(raw)
         except pydantic.ValidationError as exc:
             messages = [
-                f"{'.'.join(str(p) for p in error['loc']) or 'event'}: {error['msg']}"
+                f"{'.'.join(str(p) for p in error['loc']) or 'event'}: "
+                + error["msg"].removeprefix("Value error, ")
                 for error in exc.errors(include_url=False)
             ]
             rejected.append(RejectedEvent(index=index, error="; ".join(messages)))
+            continue
+        if problem := _out_of_time(event.timestamp, now):
+            rejected.append(RejectedEvent(index=index, error=f"timestamp: {problem}"))
+        else:
+            accepted.append((index, event))
     return accepted, rejected
+
+
+def _out_of_time(moment: datetime, now: datetime) -> str:
+    """Say why ``moment`` cannot be an event's time ("" when it can).
+
+    A report from before 2000 or from more than a day ahead of this server's clock is a
+    platform's bug, and would pin last_engaged or a suppression's time out of reach.
+    """
+    latest = now + FUTURE_SLACK
+    # The year first: comparing a year-1 time that carries an offset can overflow.
+    if (
+        moment.year < EARLIEST.year
+        or moment.year > latest.year
+        or not (EARLIEST <= moment <= latest)
+    ):
+        return f"must be between {EARLIEST:%Y-%m-%d} and {latest.isoformat()} (a day from now)"
+    return ""
 
 
 def _apply(accepted: list[tuple[int, EventIn]]) -> list[RejectedEvent]:
@@ -119,23 +148,27 @@ def _engagement(event: EventIn) -> EngagementEvent:
         decision_id=event.decision_id,
         campaign=event.campaign_id,
         category=event.category,
+        event_id=event_id(event),
     )
 
 
 def interaction_row(event: EventIn) -> dict[str, Any]:
-    """Shape an event with an item as a canonical interaction row, as training reads it."""
+    """Shape an event with an item as a canonical interaction row, as training reads it.
+
+    ``event_id`` lets training drop the copy a retried batch writes again.
+    """
     return {
         "user_id": event.user_id,
         "item_id": event.item_id,
         "timestamp": event.timestamp.isoformat(),
         "event": TRAINING_EVENTS[event.type.value],
         "value": 1.0 if event.value is None else event.value,
+        "event_id": event_id(event),
     }
 
 
-def log_record(event: EventIn, received_at: str) -> dict[str, Any]:
-    """Shape an event as a canonical interaction row plus its email context."""
-    record: dict[str, Any] = {
+def _content(event: EventIn) -> dict[str, Any]:
+    return {
         "user_id": event.user_id,
         "item_id": event.item_id,
         "timestamp": event.timestamp.isoformat(),
@@ -145,7 +178,18 @@ def log_record(event: EventIn, received_at: str) -> dict[str, Any]:
         "decision_id": event.decision_id,
         "category": event.category,
     }
-    content = json.dumps(record, sort_keys=True).encode("utf-8")
-    record["event_id"] = hashlib.sha256(content).hexdigest()[:24]
-    record["received_at"] = received_at
-    return record
+
+
+def event_id(event: EventIn) -> str:
+    """Return the id of what ``event`` reports: a digest of its content, the same on a retry.
+
+    Two reports of the same thing (same customer, item, kind, campaign and time, to the
+    microsecond) are one event.
+    """
+    content = json.dumps(_content(event), sort_keys=True).encode("utf-8")
+    return hashlib.sha256(content).hexdigest()[:24]
+
+
+def log_record(event: EventIn, received_at: str) -> dict[str, Any]:
+    """Shape an event as a canonical interaction row plus its email context."""
+    return {**_content(event), "event_id": event_id(event), "received_at": received_at}

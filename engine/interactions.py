@@ -107,6 +107,10 @@ def parse_columns(spec: str | None) -> dict[str, str]:
     return mapping
 
 
+#: Optional: rows repeating an id already read are skipped (the same event reported twice).
+EVENT_ID_COLUMN = "event_id"
+
+
 def parse_timestamp(text: str) -> int:
     """Parse ISO-8601 (``Z`` or an offset; no offset means UTC) or Unix seconds into seconds."""
     text = text.strip()
@@ -133,24 +137,46 @@ def load_interactions(
     """
     if isinstance(paths, str | Path):
         paths = [paths]
-    parts = [_load_one(Path(p), dict(columns or {}), event_weights, default_event) for p in paths]
+    seen: set[str] = set()  # event ids across files: a retry after midnight lands in the next
+    parts = [
+        _load_one(Path(p), dict(columns or {}), event_weights, default_event, seen) for p in paths
+    ]
     return Interactions.concatenate(parts)
 
 
 def _load_one(
-    path: Path, columns: dict[str, str], weights: Mapping[str, float], default_event: str | None
+    path: Path,
+    columns: dict[str, str],
+    weights: Mapping[str, float],
+    default_event: str | None,
+    seen: set[str],
 ) -> Interactions:
     if not path.is_file():
         raise ValidationError(Problem("no such file", str(path)))
     if default_event is not None and default_event not in weights:
         raise ValidationError(Problem(f"unknown event type {default_event!r}", field="event"))
     parser = _RowParser(str(path), columns, weights, default_event)
-    records = [parser.parse(line, row) for line, row in _read_rows(path, parser)]
+    records = [
+        parser.parse(line, row)
+        for line, row in _read_rows(path, parser)
+        if not _repeated(row, seen)
+    ]
     if parser.problems:
         raise ValidationError(parser.problems)
     if not records:
         raise ValidationError(Problem("no interactions in file", str(path)))
     return Interactions.from_records(r for r in records if r is not None)
+
+
+def _repeated(row: Mapping[str, Any], seen: set[str]) -> bool:
+    """Whether the row's ``event_id`` was read before: the API logs a retried event again."""
+    event_id = row.get(EVENT_ID_COLUMN)
+    if not event_id:
+        return False
+    if event_id in seen:
+        return True
+    seen.add(event_id)
+    return False
 
 
 def _read_rows(path: Path, parser: _RowParser) -> Iterator[tuple[int, Mapping[str, Any]]]:

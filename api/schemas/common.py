@@ -6,9 +6,15 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-# An identifier a platform sends: non-empty, bounded, no control characters.
+# An identifier a platform sends: non-empty, bounded, no control characters, and no spaces at
+# either end (training strips them, so " 42" and "42" would be one customer there, two here).
 Identifier = Annotated[
-    str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")
+    str,
+    StringConstraints(
+        min_length=1,
+        max_length=200,
+        pattern=r"^[^\x00-\x1f\x7f\s](?:[^\x00-\x1f\x7f]*[^\x00-\x1f\x7f\s])?$",
+    ),
 ]
 # A template name: what a marketer types, safe as a file name.
 TemplateName = Annotated[

@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, Field, StringConstraints
+from pydantic import AwareDatetime, BaseModel, Field, StringConstraints, model_validator
 
 from api.schemas.common import Identifier, Strict
 
@@ -39,7 +39,13 @@ class EventIn(Strict):
     campaign_id: Identifier | None = None
     decision_id: Identifier | None = None
     category: Annotated[str, StringConstraints(max_length=100)] | None = None
-    value: float | None = Field(default=None, ge=0, le=1e9, description="Quantity or amount.")
+    value: float | None = Field(default=None, gt=0, le=1e9, description="Quantity or amount.")
+
+    @model_validator(mode="after")
+    def _failure_names_its_decision(self) -> EventIn:
+        if self.type is EventKind.SEND_FAILED and self.decision_id is None:
+            raise ValueError("decision_id: a send_failed event must name the decision it undoes")
+        return self
 
 
 class EventsRequest(Strict):

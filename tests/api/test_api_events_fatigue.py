@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 from api import create_app
+from engine.interactions import load_interactions
+from fatigue.errors import StoreError
 
 from .conftest import ON_EVERY_STORE
 
@@ -58,6 +60,56 @@ def test_events_change_fatigue_state_at_once(client, auth):
     state = client.get("/v1/users/55/fatigue", headers=auth("engineer")).json
     assert "complaint" in state["suppression"]
     assert state["next_allowed"]["promotional"]["at"] is None
+
+
+@ON_EVERY_STORE
+def test_a_batch_retried_after_a_store_failure_counts_once(client, auth, app, settings):
+    """The platform retries a 503'd batch whole; what was applied before must not count twice."""
+    batch = [
+        {"type": "bounce_soft", "user_id": "61", "timestamp": "2026-11-23T10:00:00Z"},
+        {"type": "purchase", "user_id": "61", "timestamp": "2026-11-23T10:01:00Z",
+         "item_id": "85123A"},
+        {"type": "open", "user_id": "61", "timestamp": "2026-11-23T10:02:00Z"},
+    ]  # fmt: skip
+    store = app.extensions["rapport"].get("governor").store
+    real_apply, calls = store.apply, []
+
+    def fails_on_the_third(change):  # a store that drops mid-batch: not causable on cue
+        calls.append(change)
+        if len(calls) == 3:
+            raise StoreError("connection reset")
+        return real_apply(change)
+
+    store.apply = fails_on_the_third
+    assert events(client, auth, batch).status_code == 503
+    assert events(client, auth, batch).status_code == 202
+    state = client.get("/v1/users/61/fatigue", headers=auth("engineer")).json
+    assert state["soft_bounces"] == 1 and state["last_engaged"] == "2026-11-23T10:02:00Z"
+    trained = load_interactions(sorted(Path(settings["EVENT_LOG_DIR"]).glob("interactions-*")))
+    assert len(trained) == 1  # logged twice, read once
+
+
+def test_events_training_could_not_read_are_rejected_where_they_stand(client, auth, settings):
+    at = "2026-11-23T10:00:00Z"
+    batch = [
+        {"type": "purchase", "user_id": "7", "timestamp": at, "item_id": "85123A", "value": 0},
+        {"type": "view", "user_id": "7 ", "timestamp": at, "item_id": "85123A"},
+        {"type": "view", "user_id": "7", "timestamp": at, "item_id": " "},
+        {"type": "open", "user_id": "7", "timestamp": "0001-01-01T00:00:00+14:00"},
+        {"type": "open", "user_id": "7", "timestamp": "9999-12-31T23:59:59-14:00"},
+        {"type": "open", "user_id": "7", "timestamp": "2026-11-25T12:00:01Z"},  # 2 days ahead
+        {"type": "send_failed", "user_id": "7", "timestamp": at},
+        {"type": "view", "user_id": "7", "timestamp": at, "item_id": "22730"},
+    ]
+    response = events(client, auth, batch)
+    assert response.status_code == 202 and response.json["accepted"] == 1
+    rejected = {item["index"]: item["error"] for item in response.json["rejected"]}
+    assert sorted(rejected) == [0, 1, 2, 3, 4, 5, 6]
+    assert rejected[0].startswith("value") and rejected[1].startswith("user_id")
+    assert all(rejected[n].startswith("timestamp: must be between 2000-01-01") for n in (3, 4, 5))
+    assert "decision_id" in rejected[6]
+    [path] = Path(settings["EVENT_LOG_DIR"]).glob("interactions-*.jsonl")
+    assert list(load_interactions(path).item_ids) == ["22730"]
 
 
 def test_oversize_and_malformed_batches(client, auth, app):

@@ -167,3 +167,17 @@ def test_select_and_window(interactions) -> None:  # type: ignore[no-untyped-def
     assert set(part.user_ids.tolist()) == {"u0-00"}
     first, last = part.window()
     assert first <= last and int(np.sum(mask)) == len(part)
+
+
+def test_rows_repeating_an_event_id_are_read_once_across_files(tmp_path: Path) -> None:
+    """A batch retried after midnight is logged in two days' files; training reads it once."""
+    row = {"user_id": "u1", "item_id": "i1", "timestamp": "2026-11-23T23:59:59Z",
+           "event": "purchase", "value": 1, "event_id": "e1"}  # fmt: skip
+    other = {**row, "item_id": "i2", "event_id": "e2"}
+    unnamed = {**row, "item_id": "i3"}
+    del unnamed["event_id"]
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    first.write_text("".join(json.dumps(r) + "\n" for r in (row, unnamed, unnamed)))
+    second.write_text("".join(json.dumps(r) + "\n" for r in (row, other)))
+    loaded = load_interactions([first, second])
+    assert sorted(loaded.item_ids) == ["i1", "i2", "i3", "i3"]  # rows without an id all count
