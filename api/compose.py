@@ -30,7 +30,7 @@ from api.schemas.compose import (
     ComposeRequest,
     ComposeResponse,
 )
-from api.services import services
+from api.services import services, settle_pending
 from engine.compose import ComposeInput, Composition
 from fatigue.domain import Campaign, ContentKind, Decision, Reason, Recipient
 from fatigue.errors import NotFoundError, Problem, RapportError, StoreError, ValidationError
@@ -51,6 +51,7 @@ CHUNK = 128  # recipients scored through the model together in the batch endpoin
 )
 def compose(body: ComposeRequest) -> Response:
     """Compose for one recipient."""
+    settle_pending()
     composition = services().get("composer").compose(to_input(body))
     return Response(orjson.dumps(answer(composition, body.include_mime)), mimetype=JSON)
 
@@ -247,6 +248,7 @@ def _compose_chunk(chunk: list[tuple[int, Prepared | bytes]]) -> Iterator[bytes]
     valid = [(number, entry) for number, entry in chunk if isinstance(entry, Prepared)]
     answers: dict[int, bytes] = {}
     try:
+        settle_pending()
         results = services().get("composer").compose_many([e.input for _, e in valid])
         for (number, entry), composition in zip(valid, results, strict=True):
             answers[number] = _line(number, entry.body, composition)

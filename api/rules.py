@@ -28,7 +28,7 @@ from api.schemas.fatigue import (
     Tally,
     TimezoneQuery,
 )
-from api.services import services
+from api.services import services, settle_pending
 from fatigue.domain import Decision
 from fatigue.errors import Problem, ValidationError
 from fatigue.rules import described_source
@@ -92,6 +92,7 @@ def explain_user(user_id: str, query: TimezoneQuery) -> FatigueOut:
             raise ValidationError(problem) from exc
     if not user_id.strip() or len(user_id) > 200:
         raise ApiProblem("validation", "user_id must be 1 to 200 characters")
+    settle_pending()
     governor = services().get("governor")
     explanation = governor.explain(user_id, query.timezone)
     logged = services().get("composer").recent_decisions(user_id, limit=RECENT_DECISIONS)

@@ -17,6 +17,7 @@ from flask import Flask, current_app
 
 from api.auth import KeyRing
 from api.eventlog import EventLog
+from api.pending import PendingEvents
 from fatigue.clock import Clock, utc_now
 
 T = TypeVar("T")
@@ -31,6 +32,7 @@ class Services:
         self.keyring = KeyRing(Path(self.settings["API_KEYS_FILE"]))
         self.event_log = EventLog(Path(self.settings["EVENT_LOG_DIR"]), clock)
         self.interaction_log = EventLog(Path(self.settings["EVENT_LOG_DIR"]), clock, "interactions")
+        self.pending_events = PendingEvents(Path(self.settings["EVENT_LOG_DIR"]), clock)
         self._built: dict[str, Any] = {}
         self._lock = threading.RLock()
         self._factories: dict[str, Callable[[], Any]] = {}
@@ -91,3 +93,9 @@ def services(app: Flask | None = None) -> Services:
     target = app or current_app
     found: Services = target.extensions["rapport"]
     return found
+
+
+def settle_pending() -> None:
+    """Apply the link events the store missed (see ``api.pending``) before deciding on state."""
+    found = services()
+    found.pending_events.settle(found.get("governor").record_event)

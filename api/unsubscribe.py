@@ -4,25 +4,32 @@
 
 These are pages for people and mailbox providers, not the JSON API: no key and no cookie, and
 the unsubscribe links never redirect. The signed token names the customer and campaign. A
-one-click POST takes effect at once (state updated, event logged durably) and answers 200.
+one-click POST takes effect at once (state updated, event logged durably) and answers 200; if
+the store cannot take it, it is kept in the pending file and applied when the store is back
+(``api.pending``).
 """
 
 from __future__ import annotations
 
+import json
+import logging
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Blueprint, redirect, render_template, request
 from werkzeug.wrappers import Response
 
-from api.eventlog import EventLog
 from api.events import interaction_row, log_record
-from api.metrics import EVENTS
+from api.metrics import EVENTS, STORE_ERRORS
+from api.pending import engagement_of
 from api.schemas.events import EventIn, EventKind
-from api.services import services
-from fatigue.domain import EngagementEvent, EventType
+from api.services import services, settle_pending
+from fatigue.domain import EventType
+from fatigue.errors import StoreError
 
 bp = Blueprint("unsubscribe", __name__, template_folder="pages")
+log = logging.getLogger(__name__)
 
 
 def _verify(token: str, purpose: str) -> tuple[Any, tuple[str, int] | None]:
@@ -54,7 +61,8 @@ def unsubscribe_one_click(token: str) -> tuple[str, int]:
     payload, error = _verify(token, "unsubscribe")
     if error:
         return error
-    _record(EventType.UNSUBSCRIBE, payload.user_id, payload.campaign_id)
+    if not _record(EventType.UNSUBSCRIBE, payload.user_id, payload.campaign_id):
+        return _not_recorded()
     return render_template("unsubscribe.html", token=token, done=True), 200
 
 
@@ -64,6 +72,7 @@ def preferences_page(token: str) -> tuple[str, int]:
     payload, error = _verify(token, "preferences")
     if error:
         return error
+    settle_pending()
     state = services().get("governor").explain(payload.user_id)
     return render_template("preferences.html", subscribed="all" not in state.suppression), 200
 
@@ -77,7 +86,8 @@ def preferences_update(token: str) -> tuple[str, int]:
     choice = request.form.get("choice", "")
     if choice not in ("unsubscribe", "resubscribe"):
         return render_template("link_error.html", message="choose subscribe or unsubscribe"), 400
-    _record(EventType(choice), payload.user_id, payload.campaign_id)
+    if not _record(EventType(choice), payload.user_id, payload.campaign_id):
+        return _not_recorded()
     return render_template("preferences.html", subscribed=choice == "resubscribe", saved=True), 200
 
 
@@ -90,12 +100,24 @@ def tracked_click(token: str) -> Response | tuple[str, int]:
     url = str(payload.url or "")
     if urlsplit(url).scheme not in ("http", "https"):
         return render_template("link_error.html", message="this link has no destination"), 400
+    # The customer is sent on even if nothing could record the click: the link must work.
     _record(EventType.CLICK, payload.user_id, payload.campaign_id, payload.item_id)
     return redirect(url, code=302)
 
 
-def _record(kind: EventType, user_id: str, campaign_id: str, item_id: str | None = None) -> None:
-    """Log the event durably (and the interaction, for a click on an item), then apply it."""
+def _not_recorded() -> tuple[str, int]:
+    """Neither the store nor any file took the change: say so, rather than claim it is done."""
+    message = "We could not record your choice just now. Please try again in a minute."
+    return render_template("link_error.html", message=message), 503
+
+
+def _record(kind: EventType, user_id: str, campaign_id: str, item_id: str | None = None) -> bool:
+    """Log a link's event and apply it; return whether it was kept (applied, or pending).
+
+    Nobody retries a link, so each step is tried whatever the others did: the store (the
+    effect), the event log (the record), and when the store fails, the pending file that is
+    applied as soon as the store answers again (``api.pending``).
+    """
     found = services()
     moment = found.clock()
     # Shaped as /v1/events shapes a reported event (event id included); not validated again:
@@ -104,11 +126,27 @@ def _record(kind: EventType, user_id: str, campaign_id: str, item_id: str | None
         type=EventKind(kind.value), user_id=user_id, timestamp=moment, item_id=item_id,
         campaign_id=campaign_id, decision_id=None, category=None, value=None,
     )  # fmt: skip
-    log: EventLog = found.event_log
-    log.append([{**log_record(event, moment.isoformat()), "via": "link"}])
+    record = {**log_record(event, moment.isoformat()), "via": "link"}
+    _kept("event log", record, lambda: found.event_log.append([record]))
     if item_id:
-        found.interaction_log.append([interaction_row(event)])
-    found.get("governor").record_event(
-        EngagementEvent(type=kind, user_id=user_id, timestamp=moment, campaign=campaign_id)
-    )
-    EVENTS.labels("accepted").inc()
+        _kept(
+            "interaction log",
+            record,
+            lambda: found.interaction_log.append([interaction_row(event)]),
+        )
+    governor = found.get("governor")
+    if _kept("state store", record, lambda: governor.record_event(engagement_of(record))):
+        EVENTS.labels("accepted").inc()
+        return True
+    return _kept("pending events", record, lambda: found.pending_events.append([record]))
+
+
+def _kept(where: str, record: Mapping[str, Any], write: Callable[[], object]) -> bool:
+    """Run ``write``; on a store or log failure say so (with the event) and return False."""
+    try:
+        write()
+    except StoreError as exc:
+        STORE_ERRORS.inc()
+        log.error("link event not written to the %s (%s): %s", where, exc, json.dumps(record))
+        return False
+    return True

@@ -17,7 +17,7 @@ from flask import render_template, request
 from werkzeug.datastructures import FileStorage
 
 from api.auth import Role
-from api.services import services
+from api.services import services, settle_pending
 from api.web import bp
 from api.web.readable import describe_rules
 from api.web.session import login_required
@@ -147,6 +147,7 @@ def customer_state(user_id: str) -> dict[str, Any]:
     """Gather the explanation, the recent sends and decisions and the engagement tier."""
     from fatigue.store.base import StateQuery
 
+    settle_pending()
     governor = services().get("governor")
     explanation = governor.explain(user_id)
     rules = governor.rules

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from api import create_app
@@ -41,3 +43,63 @@ def test_events_answer_503_and_stay_logged(down_client, auth, settings):
 
     logged = list(Path(settings["EVENT_LOG_DIR"]).glob("events-*.jsonl"))
     assert logged and '"unsubscribe"' in logged[0].read_text()
+
+
+def _link(app, kind: str) -> str:
+    signer = app.extensions["rapport"].get("renderer").signer
+    if kind == "click":
+        token = signer.click_token("12347", "weekly-picks", "https://shop.example/p/1", "22730")
+        return f"/c/{token}"
+    return f"/u/{signer.unsubscribe_token('12347', 'weekly-picks')}"
+
+
+ONE_CLICK = {"List-Unsubscribe": "One-Click"}
+
+
+@pytest.mark.redis
+def test_an_unsubscribe_while_the_store_is_down_is_applied_when_it_returns(
+    settings, clock, auth, compose_request, redis_url
+):
+    """Nobody retries a one-click POST: it is kept, and applied before the next decision."""
+    down = create_app({**settings, "STORE_URL": f"redis://127.0.0.1:{free_port()}/0",
+                       "CLOCK": clock})  # fmt: skip
+    response = down.test_client().post(_link(down, "unsubscribe"), data=ONE_CLICK)
+    assert response.status_code == 200 and "unsubscribed" in response.text
+    pending = Path(settings["EVENT_LOG_DIR"]) / "pending.jsonl"
+    assert '"unsubscribe"' in pending.read_text()
+    deferred = down.test_client().post(
+        "/v1/compose", json=compose_request(), headers=auth("platform")
+    )
+    assert deferred.json["decision"]["action"] == "defer"  # nothing is sent on a dead store
+    assert '"unsubscribe"' in pending.read_text()  # and the event waits for it
+    # The store answers again (this host's next process, on a real Redis, same event directory).
+    back = create_app({**settings, "STORE_URL": f"{redis_url}?prefix=t{free_port()}:",
+                       "CLOCK": clock}).test_client()  # fmt: skip
+    composed = back.post("/v1/compose", json=compose_request(), headers=auth("platform")).json
+    assert composed["decision"]["action"] == "suppress"
+    state = back.get("/v1/users/12347/fatigue", headers=auth("engineer")).json
+    assert "all" in state["suppression"] and pending.read_text() == ""
+
+
+def test_an_unsubscribe_is_applied_when_the_event_log_cannot_be_written(settings, clock, auth):
+    broken = Path(settings["EVENT_LOG_DIR"])
+    broken.write_text("a file where the log directory should be")
+    app = create_app({**settings, "CLOCK": clock})
+    response = app.test_client().post(_link(app, "unsubscribe"), data=ONE_CLICK)
+    assert response.status_code == 200
+    state = app.test_client().get("/v1/users/12347/fatigue", headers=auth("engineer")).json
+    assert "all" in state["suppression"]
+
+
+def test_with_nowhere_to_keep_it_an_unsubscribe_says_so_and_a_click_still_redirects(
+    settings, clock
+):
+    Path(settings["EVENT_LOG_DIR"]).write_text("not a directory")
+    app = create_app({**settings, "STORE_URL": f"redis://127.0.0.1:{free_port()}/0",
+                      "CLOCK": clock})  # fmt: skip
+    client = app.test_client()
+    refused = client.post(_link(app, "unsubscribe"), data=ONE_CLICK)
+    assert refused.status_code == 503 and "try again" in refused.text
+    clicked = client.get(_link(app, "click"))
+    assert clicked.status_code == 302
+    assert clicked.headers["Location"].startswith("https://shop.example/p/1")
