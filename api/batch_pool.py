@@ -22,12 +22,20 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any
+from typing import Any, NamedTuple
 
 log = logging.getLogger(__name__)
 MAX_RESTARTS = 3  # pools started again after a helper died, before batches stay in the worker
 WATCH_SECONDS = 2.0  # how often a helper checks that its worker is still there
-Chunk = list[tuple[int, bytes | None]]  # numbered raw lines; None: the recipient limit passed
+
+
+class Stop(NamedTuple):
+    """In place of a batch line: the audience stops here (too many recipients or bytes)."""
+
+    detail: str
+
+
+Chunk = list[tuple[int, bytes | Stop]]  # numbered raw lines, the last maybe a Stop
 AnswerChunk = Callable[[Chunk], Iterator[bytes]]
 
 _HELPER_APP: Any = None  # the app of this helper process (set by _start_helper)

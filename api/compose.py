@@ -16,12 +16,13 @@ from typing import IO, Any, NamedTuple
 import orjson
 import pydantic
 from flask import Blueprint, Response, current_app, request, stream_with_context
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from api.auth import Role
-from api.batch_pool import BatchPool, Chunk
+from api.batch_pool import BatchPool, Chunk, Stop
 from api.campaigns import CampaignRegistry
 from api.metrics import DECISIONS, RENDERS, STORE_ERRORS
-from api.problems import PROBLEM_TYPES
+from api.problems import PROBLEM_TYPES, too_large_detail
 from api.routing import JSON, NDJSON, operation, pydantic_problems
 from api.schemas.common import ProblemDocument, ProblemError
 from api.schemas.compose import (
@@ -188,29 +189,31 @@ def _numbered_chunks(stream: IO[bytes], limit: int) -> Iterator[Chunk]:
     Past ``limit`` recipients the last chunk ends with ``(number, None)``: "too large".
     """
     chunk: Chunk = []
-    seen = 0
-    for number, raw in enumerate(_read_lines(stream), start=1):
-        if not raw.strip():
-            continue
-        seen += 1
-        if seen > limit:
-            chunk.append((number, None))
-            break
-        chunk.append((number, raw))
-        if len(chunk) >= CHUNK:
-            yield chunk
-            chunk = []
+    seen = number = 0
+    try:
+        for number, raw in enumerate(_read_lines(stream), start=1):
+            if not raw.strip():
+                continue
+            seen += 1
+            if seen > limit:
+                chunk.append((number, Stop(f"over {limit} recipients")))
+                break
+            chunk.append((number, raw))
+            if len(chunk) >= CHUNK:
+                yield chunk
+                chunk = []
+    except RequestEntityTooLarge:  # a chunked body past MAX_BATCH_BYTES, found while streaming
+        chunk.append((number + 1, Stop(too_large_detail())))
     if chunk:
         yield chunk
 
 
 def answer_chunk(chunk: Chunk) -> Iterator[bytes]:
     """Parse one chunk's lines and yield their answers as NDJSON, in input order."""
-    limit = int(current_app.config["MAX_BATCH_RECIPIENTS"])
     parsed: list[tuple[int, Prepared | bytes]] = []  # a request ready to compose, or its answer
     for number, raw in chunk:
-        if raw is None:
-            parsed.append((number, _problem_line(number, "too-large", f"over {limit} recipients")))
+        if isinstance(raw, Stop):
+            parsed.append((number, _problem_line(number, "too-large", raw.detail)))
             continue
         try:
             body = ComposeRequest.model_validate_json(raw)

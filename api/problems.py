@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Flask, Response, json
+from flask import Flask, Response, json, request
 from werkzeug.exceptions import HTTPException
 
 from fatigue.errors import (
@@ -154,6 +154,12 @@ def describe(problem: Problem) -> str:
     return f"{place}: {problem.message}" if place else problem.message
 
 
+def too_large_detail() -> str:
+    """Name the body limit that applies to this request (the batch endpoint has its own)."""
+    limit = request.max_content_length
+    return f"the request body is over the limit of {limit:,} bytes" if limit else "too large"
+
+
 def _http_slug(code: int) -> str:
     return {
         400: "malformed-request",
@@ -206,7 +212,10 @@ def _register_protocol_errors(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException) -> Response:
         code = exc.code or 500
-        response = problem_response(_http_slug(code), exc.description or exc.name, status=code)
+        detail = exc.description or exc.name
+        if code == 413:
+            detail = too_large_detail()
+        response = problem_response(_http_slug(code), detail, status=code)
         if code == 405 and exc.response is None:
             allowed = getattr(exc, "valid_methods", None)
             if allowed:

@@ -17,7 +17,7 @@ import pydantic
 from flask import Blueprint, Response, current_app, g, request
 
 from api.auth import ApiKey, KeyRing, Role
-from api.problems import ApiProblem, problem_errors
+from api.problems import ApiProblem, problem_errors, too_large_detail
 from fatigue.errors import Problem, ValidationError
 
 JSON = "application/json"
@@ -114,6 +114,11 @@ def authorize(accepted: Sequence[Role]) -> ApiKey:
 def parse_json_body(model: type[ModelT]) -> ModelT:
     """Validate the request body against ``model``: 400 if not JSON, 422 if wrong."""
     raw = request.get_data(cache=True)
+    limit = request.max_content_length
+    if request.content_length is None and limit is not None and len(raw) >= limit:
+        # A chunked body (no Content-Length) is cut at the limit, not refused: a body that
+        # reached it is over it (or exactly at it, which is refused too).
+        raise ApiProblem("too-large", too_large_detail())
     if not raw.strip():
         raise ApiProblem("malformed-request", "the request body is empty; a JSON object is needed")
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 from .conftest import ON_EVERY_STORE
@@ -82,6 +83,31 @@ def test_batch_body_limit(client, auth, compose_request, app):
     response = post_batch(client, auth, lines)
     assert response.status_code == 413
     assert response.content_type == "application/problem+json"
+    assert response.json["detail"] == "the request body is over the limit of 2,000 bytes"
+
+
+def test_a_chunked_audience_past_the_byte_limit_ends_with_a_problem_line(
+    client, auth, compose_request, app
+):
+    """Without Content-Length the limit is found while streaming: answered lines stand."""
+    app.config["MAX_BATCH_BYTES"] = 2000
+    body = ndjson([compose_request(str(12347 + n), f"c-{n}") for n in range(20)]).encode()
+    response = client.post(
+        "/v1/compose/batch",
+        input_stream=io.BytesIO(body),  # chunked: no length known up front
+        headers={
+            **auth("platform"),
+            "Content-Type": "application/x-ndjson",
+            "Transfer-Encoding": "chunked",
+        },
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+    got = answers(response)
+    assert response.status_code == 200 and 2 <= len(got) < 20
+    assert all("decision" in line for line in got[:-1])
+    assert got[-1]["error"]["type"] == "/problems/too-large"
+    assert got[-1]["error"]["detail"] == "the request body is over the limit of 2,000 bytes"
+    assert got[-1]["line"] == len(got)
 
 
 def test_answer_lines_are_exactly_the_documented_schema(client, auth, compose_request):

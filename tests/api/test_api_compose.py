@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import json
 from email import message_from_string
 
 from .conftest import ON_EVERY_STORE
@@ -91,6 +93,24 @@ def test_suppression_is_a_normal_answer(client, auth, compose_request):
     assert response.json["email"] is None
     deciding = [r for r in response.json["decision"]["reasons"] if r["deciding"]]
     assert deciding[0]["rule"] == "suppression"
+
+
+def test_a_chunked_body_past_the_limit_is_413_not_a_cut_json_error(
+    client, auth, app, compose_request
+):
+    app.config["MAX_CONTENT_LENGTH"] = 200
+    response = client.post(
+        "/v1/compose",
+        input_stream=io.BytesIO(json.dumps(compose_request()).encode()),  # chunked
+        headers={
+            **auth("platform"),
+            "Content-Type": "application/json",
+            "Transfer-Encoding": "chunked",
+        },
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+    assert response.status_code == 413
+    assert response.json["detail"] == "the request body is over the limit of 200 bytes"
 
 
 def test_request_shape_errors_are_named(client, auth, compose_request):
