@@ -19,6 +19,7 @@ from api.routing import operation
 from api.schemas.templates import (
     DiffOut,
     DiffQuery,
+    PreviewData,
     PreviewIn,
     PreviewOut,
     PublicationOut,
@@ -175,9 +176,8 @@ def rollback(name: str) -> PublicationOut:
 def preview(name: str, body: PreviewIn) -> PreviewOut:
     """Render without deciding or recording anything."""
     found = services()
-    data = dict(body.data or {})
-    items = data.get("items")
-    recipient = data.get("recipient")
+    data = body.data or PreviewData()
+    items, recipient = data.items, data.recipient
     if body.user_id is not None:
         from engine.compose import recommendations
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import BaseModel, Field, StringConstraints, field_validator
 
 from api.schemas.common import Identifier, Strict
 
@@ -105,11 +105,29 @@ class DiffOut(BaseModel):
     diff: str
 
 
+class PreviewData(Strict):
+    """What replaces the template's sample: the recipient, the items, or both."""
+
+    recipient: dict[str, Any] | None = Field(
+        default=None, description="What templates see as `recipient` (`locale` picks the variant)."
+    )
+    items: list[dict[str, Any]] | None = Field(
+        default=None, max_length=100, description="What templates see as `items`."
+    )
+
+    @field_validator("recipient")
+    @classmethod
+    def _locale_is_text(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None and not isinstance(value.get("locale", ""), str | None):
+            raise ValueError("recipient.locale must be a string such as 'fr'")
+        return value
+
+
 class PreviewIn(Strict):
     """Preview a version (published by default) with sample data, given data or a real user."""
 
     version: int | None = Field(default=None, ge=1)
-    data: dict[str, Any] | None = Field(
+    data: PreviewData | None = Field(
         default=None, description="Replaces sample parts: `recipient`, `items`."
     )
     user_id: Identifier | None = Field(

@@ -91,6 +91,22 @@ def test_preview_with_sample_data_given_data_and_a_real_customer(client, markete
     assert real["html"] != sample["html"]
 
 
+def test_preview_data_of_the_wrong_shape_is_named(client, marketer):
+    for data, field in (
+        ({"items": 5}, "data.items"),
+        ({"items": ["a"]}, "data.items.0"),
+        ({"recipient": "bob"}, "data.recipient"),
+        ({"recipient": [1]}, "data.recipient"),
+        ({"recipient": {"locale": 5}}, "data.recipient"),
+        ({"recipients": {}}, "data.recipients"),
+    ):
+        response = client.post(f"{NAME}/preview", json={"data": data}, headers=marketer)
+        assert response.status_code == 422, data
+        assert field in [error["field"] for error in response.json["errors"]], data
+    with_user = {"data": {"recipient": "bob"}, "user_id": "12347"}
+    assert client.post(f"{NAME}/preview", json=with_user, headers=marketer).status_code == 422
+
+
 def test_unknown_templates_and_versions_are_404(client, marketer):
     assert client.get("/v1/templates/nope", headers=marketer).status_code == 404
     assert client.get(f"{NAME}/versions/99", headers=marketer).status_code == 404
