@@ -170,11 +170,13 @@ class Composer:
             for request in requests
         ]
         decisions = self.governor.decide_many(jobs)
-        self.log_decisions(decisions)
-        return [
+        compositions = [
             self._finish(model, request, decision, templates)
             for request, decision in zip(requests, decisions, strict=True)
         ]
+        # Logged once rendered: a send whose email failed was released, and never happened.
+        self.log_decisions(decisions)
+        return compositions
 
     def log_decisions(self, decisions: Sequence[Decision]) -> None:
         """Append the real decisions (not dry runs) to their customers' logs, in one call.

@@ -145,6 +145,8 @@ def test_a_failed_render_releases_the_counted_send(client, auth, compose_request
     failed = compose(client, auth, compose_request(key="broken", items=3))
     assert failed.status_code == 422
     assert failed.json["errors"][0]["field"] == "subject"
+    explained = client.get("/v1/users/12347/fatigue", headers=auth("engineer")).json
+    assert explained["recent_decisions"] == []  # no send is shown that never happened
     after = compose(client, auth, compose_request(key="after"))
     assert after.json["decision"]["action"] == "send"
 
