@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Any
 
 import pydantic
@@ -13,7 +14,12 @@ from api.routing import JSON, Operation
 from api.schemas.common import ProblemDocument
 
 REF_TEMPLATE = "#/components/schemas/{model}"
-_PATH_ARGUMENT = re.compile(r"<(?:[a-z]+:)?([A-Za-z_][A-Za-z0-9_]*)>")
+_PATH_ARGUMENT = re.compile(r"<(?:([a-z]+):)?([A-Za-z_][A-Za-z0-9_]*)>")
+# What each Flask path converter accepts, as a schema (the default one: any text but "/").
+_CONVERTER_SCHEMAS: dict[str, dict[str, Any]] = {
+    "int": {"type": "integer", "minimum": 0},
+    "default": {"type": "string", "minLength": 1, "pattern": r"^[^/]+$"},
+}
 _STATUS_TEXT = {
     200: "OK",
     201: "Created",
@@ -42,7 +48,9 @@ def operations(app: Flask) -> list[tuple[str, str, Operation]]:
         spec = getattr(app.view_functions[rule.endpoint], "rapport_operation", None)
         if spec is None:
             continue
-        path = _PATH_ARGUMENT.sub(r"{\1}", rule.rule)
+        path = _PATH_ARGUMENT.sub(r"{\2}", rule.rule)
+        converters = {name: kind or "default" for kind, name in _PATH_ARGUMENT.findall(rule.rule)}
+        spec = replace(spec, path_types=converters)
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
             found.append((path, method.lower(), spec))
     return sorted(found, key=lambda item: (item[0], item[1]))
@@ -112,12 +120,15 @@ def _operation(path: str, method: str, spec: Operation, refs: dict[Any, Any]) ->
 
 def _parameters(path: str, spec: Operation, refs: dict[Any, Any]) -> list[dict[str, Any]]:
     """Path parameters from the rule, query parameters from the query model."""
+    types = spec.path_types or {}
     parameters: list[dict[str, Any]] = [
         {
             "name": name,
             "in": "path",
             "required": True,
-            "schema": {"type": "string", "minLength": 1, "pattern": r"^[^/]+$"},
+            "schema": _CONVERTER_SCHEMAS.get(
+                types.get(name, "default"), _CONVERTER_SCHEMAS["default"]
+            ),
         }
         for name in re.findall(r"{(\w+)}", path)
     ]

@@ -42,6 +42,8 @@ class Operation:
     response_media: str = JSON
     extra_responses: dict[int, str] = field(default_factory=dict)
     parse_body: bool = True
+    #: Path parameter -> Flask converter (``int``, ``default``); filled in from the URL rule.
+    path_types: dict[str, str] | None = None
 
 
 def operation(

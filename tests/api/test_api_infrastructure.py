@@ -185,3 +185,11 @@ def test_openapi_document_and_docs_page(client):
     page = client.get("/docs")
     assert page.status_code == 200 and "/healthz" in page.text
     json.dumps(spec)  # the whole document is plain JSON
+
+
+def test_path_parameters_are_typed_as_their_routes_take_them(client):
+    """``<int:version>`` matches digits only: the document must say integer, not any text."""
+    spec = client.get("/openapi.json").json
+    operation = spec["paths"]["/v1/templates/{name}/versions/{version}"]["get"]
+    types = {p["name"]: p["schema"]["type"] for p in operation["parameters"] if p["in"] == "path"}
+    assert types == {"name": "string", "version": "integer"}
