@@ -107,14 +107,20 @@ def resolved_campaigns(body: ComposeRequest) -> list[CampaignIn]:
     named = [("campaign", body.campaign)] if body.campaign is not None else [
         (f"campaigns.{n}", campaign) for n, campaign in enumerate(body.campaigns)
     ]  # fmt: skip
-    campaigns = [registry.resolve(campaign, where) for where, campaign in named]
-    missing = [
-        Problem(f"campaign {c.id!r} has no template (set 'template')", field=f"{where}.template")
-        for (where, _), c in zip(named, campaigns, strict=True)
-        if c.template is None and body.template is None
-    ]
-    if missing:
-        raise ValidationError(missing)
+    campaigns: list[CampaignIn] = []
+    problems: list[Problem] = []
+    for where, campaign in named:  # every campaign checked, so every problem is named at once
+        try:
+            resolved = registry.resolve(campaign, where)
+        except ValidationError as exc:
+            problems.extend(exc.problems)
+            continue
+        campaigns.append(resolved)
+        if resolved.template is None and body.template is None:
+            message = f"campaign {resolved.id!r} has no template (set 'template')"
+            problems.append(Problem(message, field=f"{where}.template"))
+    if problems:
+        raise ValidationError(problems)
     return campaigns
 
 

@@ -74,6 +74,18 @@ def test_competing_campaigns_are_each_checked(registered, auth, compose_request)
     assert [e["field"] for e in response.json["errors"]] == ["campaigns.1.id"]
 
 
+def test_every_unknown_or_contradicting_campaign_is_named_at_once(
+    registered, auth, compose_request
+):
+    body = compose_request(campaign=None)
+    body.pop("campaign")
+    body["campaigns"] = [{"id": "nope"}, {"id": "weekly-picks", "kind": "transactional"}]
+    response = compose(registered, auth, body)
+    assert response.status_code == 422
+    fields = [e["field"] for e in response.json["errors"]]
+    assert fields == ["campaigns.0.id", "campaigns.1.kind"]
+
+
 def test_a_batch_answers_an_unknown_campaign_on_its_own_line(registered, auth, compose_request):
     good = compose_request("12347", "b-1")
     bad = compose_request("12348", "b-2")
