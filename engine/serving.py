@@ -25,7 +25,7 @@ from engine.interactions import Interactions
 from engine.matrix import IdMap, Weighting, take_rows
 from engine.models import FILTERED, Model, ranked_by_score
 from fatigue.domain import Candidate, ContentKind
-from fatigue.errors import NotFoundError, ValidationError
+from fatigue.errors import NotFoundError, Problem, ValidationError
 
 MAX_N = 1_000
 COLD_CACHE_SIZE = 256  # distinct (n, filters) combinations of cold-start picks kept
@@ -308,6 +308,17 @@ class Recommender:
         return cached
 
     def _recent_row(self, recent: Sequence[RecentInteraction]) -> sp.csr_matrix:
+        weights = self.weighting.event_weights
+        unknown = [
+            Problem(
+                f"unknown event {r.event!r} (this model weighs: {', '.join(sorted(weights))})",
+                field=f"recent.{n}.event",
+            )
+            for n, r in enumerate(recent)
+            if r.event not in weights
+        ]
+        if unknown:  # it would weigh nothing: a typo must not pass for a signal
+            raise ValidationError(unknown)
         known = [r for r in recent if r.item_id in self.items]
         cols = self.items.indices([r.item_id for r in known])
         recent_as_interactions = Interactions.from_records(

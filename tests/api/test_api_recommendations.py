@@ -55,6 +55,19 @@ def test_new_customer_with_recent_clicks_is_folded_in(client, auth):
     assert response.json["recommendations"][0]["source"] == "similar"
 
 
+def test_an_event_the_model_does_not_weigh_is_named_not_ignored(client, auth):
+    recent = [{"item_id": "85123A", "event": "view"}, {"item_id": "22197", "event": "purchse"}]
+    response = client.post(
+        "/v1/recommendations",
+        json={"user_id": "new-42", "recent": recent},
+        headers=auth("platform"),
+    )
+    assert response.status_code == 422
+    [error] = response.json["errors"]
+    assert error["field"] == "recent.1.event" and "'purchse'" in error["message"]
+    assert "purchase" in error["message"]  # what the model does weigh
+
+
 def test_malformed_json_names_the_line(client, auth):
     response = client.post("/v1/recommendations", data='{\n"user_id": }', headers=auth("platform"))
     assert response.status_code == 400
