@@ -82,6 +82,12 @@ PROBLEM_TYPES: dict[str, ProblemType] = {
             "The body or batch exceeds the configured limit named in `detail`.",
         ),
         ProblemType(
+            "unsupported-media-type",
+            "Unsupported media type",
+            415,
+            "The body's `Content-Type` is not the one this endpoint reads (named in `detail`).",
+        ),
+        ProblemType(
             "validation",
             "Invalid input",
             422,
@@ -166,6 +172,7 @@ def _http_slug(code: int) -> str:
         404: "not-found",
         405: "method-not-allowed",
         413: "too-large",
+        415: "unsupported-media-type",
     }.get(code, "http-error")
 
 

@@ -83,6 +83,8 @@ def _wrapped(view: View, spec: Operation) -> View:
     def wrapper(**kwargs: Any) -> Any:
         if spec.roles:
             authorize(spec.roles)
+        if spec.body is not None:
+            _check_media(spec.request_media)
         if spec.body is not None and spec.parse_body and spec.request_media == JSON:
             kwargs["body"] = parse_json_body(spec.body)
         if spec.query is not None:
@@ -94,6 +96,24 @@ def _wrapped(view: View, spec: Operation) -> View:
 
     wrapper.rapport_operation = spec  # type: ignore[attr-defined]
     return wrapper
+
+
+# Besides the endpoint's own type: what clients commonly send for the same bytes.
+_SAME_MEDIA = {JSON: {JSON}, NDJSON: {NDJSON, "application/jsonl", "application/json"}}
+
+
+def _check_media(expected: str) -> None:
+    """Refuse a body declared as something else (a form, text): 415 naming what to send.
+
+    A body without ``Content-Type`` is read as ``expected``; ``curl -d`` without ``-H`` says
+    it is a form, which is almost always a mistake worth naming.
+    """
+    given = request.mimetype
+    if given and given not in _SAME_MEDIA.get(expected, {expected}) and not given.endswith("+json"):
+        raise ApiProblem(
+            "unsupported-media-type",
+            f"the body is declared as {given!r}; send it as Content-Type: {expected}",
+        )
 
 
 def authorize(accepted: Sequence[Role]) -> ApiKey:

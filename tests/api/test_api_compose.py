@@ -113,6 +113,21 @@ def test_a_chunked_body_past_the_limit_is_413_not_a_cut_json_error(
     assert response.json["detail"] == "the request body is over the limit of 200 bytes"
 
 
+def test_a_body_declared_as_something_else_is_415_naming_what_to_send(
+    client, auth, compose_request
+):
+    body = json.dumps(compose_request())
+    for declared in ("text/plain", "application/x-www-form-urlencoded"):
+        response = client.post(
+            "/v1/compose", data=body, headers={**auth("platform"), "Content-Type": declared}
+        )
+        assert response.status_code == 415, declared
+        assert response.json["type"] == "/problems/unsupported-media-type"
+        assert "Content-Type: application/json" in response.json["detail"]
+    undeclared = client.post("/v1/compose", data=body, headers=auth("platform"))
+    assert undeclared.status_code == 200  # no Content-Type at all: read as JSON
+
+
 def test_request_shape_errors_are_named(client, auth, compose_request):
     both = compose_request(campaigns=[{"id": "x"}])
     assert compose(client, auth, both).status_code == 422
