@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import datetime
 from typing import IO, Any, NamedTuple
 
@@ -22,8 +23,8 @@ from api.auth import Role
 from api.batch_pool import BatchPool, Chunk, Stop
 from api.campaigns import CampaignRegistry
 from api.metrics import DECISIONS, RENDERS, STORE_ERRORS
-from api.problems import PROBLEM_TYPES, too_large_detail
-from api.routing import JSON, NDJSON, operation, pydantic_problems
+from api.problems import PROBLEM_TYPES, describe, too_large_detail
+from api.routing import JSON, NDJSON, UTF8_BOM, operation, pydantic_problems
 from api.schemas.common import ProblemDocument, ProblemError
 from api.schemas.compose import (
     BatchLine,
@@ -233,13 +234,12 @@ def answer_chunk(chunk: Chunk) -> Iterator[bytes]:
 def _read_lines(stream: IO[bytes], block: int = 256 * 1024) -> Iterator[bytes]:
     """Split the body into lines reading large blocks (iterating the stream reads tiny ones)."""
     pending = b""
-    while True:
-        data = stream.read(block)
-        if not data:
-            break
+    data = stream.read(block).removeprefix(UTF8_BOM)  # editors save NDJSON with one
+    while data:
         pending += data
         *lines, pending = pending.split(b"\n")
         yield from lines
+        data = stream.read(block)
     if pending:
         yield pending
 
@@ -310,8 +310,10 @@ def _present(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _validation_line(number: int, body: ComposeRequest, exc: ValidationError) -> bytes:
-    errors = [ProblemError(**vars(problem)) for problem in exc.problems]
-    return _problem_line(number, "validation", str(exc), body.recipient.user_id, errors)
+    problems = [replace(problem, source="line", line=number) for problem in exc.problems]
+    errors = [ProblemError(**vars(problem)) for problem in problems]
+    detail = "; ".join(describe(problem) for problem in problems)
+    return _problem_line(number, "validation", detail, body.recipient.user_id, errors)
 
 
 def _invalid_line(number: int, exc: pydantic.ValidationError) -> bytes:

@@ -22,6 +22,7 @@ from fatigue.errors import Problem, ValidationError
 
 JSON = "application/json"
 NDJSON = "application/x-ndjson"
+UTF8_BOM = b"\xef\xbb\xbf"
 ModelT = TypeVar("ModelT", bound=pydantic.BaseModel)
 View = Callable[..., Any]
 _JSON_LINE = re.compile(r"at line (\d+)")
@@ -135,7 +136,7 @@ def authorize(accepted: Sequence[Role]) -> ApiKey:
 
 def parse_json_body(model: type[ModelT]) -> ModelT:
     """Validate the request body against ``model``: 400 if not JSON, 422 if wrong."""
-    raw = request.get_data(cache=True)
+    raw = request.get_data(cache=True).removeprefix(UTF8_BOM)  # RFC 8259 lets a parser skip it
     limit = request.max_content_length
     if request.content_length is None and limit is not None and len(raw) >= limit:
         # A chunked body (no Content-Length) is cut at the limit, not refused: a body that

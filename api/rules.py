@@ -13,9 +13,8 @@ from flask import Blueprint
 
 from api.auth import Role
 from api.compose import decision_answer
-from api.problems import ApiProblem
-from api.routing import operation
-from api.schemas.common import ProblemError
+from api.routing import operation, parse_model
+from api.schemas.common import Identifier, ProblemError, Strict
 from api.schemas.fatigue import (
     DecidingRule,
     FatigueOut,
@@ -34,6 +33,12 @@ from fatigue.errors import Problem, ValidationError
 from fatigue.rules import described_source
 
 bp = Blueprint("fatigue", __name__)
+
+
+class UserPath(Strict):
+    """The customer named in a path."""
+
+    user_id: Identifier
 RECENT_DECISIONS = 20
 
 
@@ -90,8 +95,7 @@ def explain_user(user_id: str, query: TimezoneQuery) -> FatigueOut:
         except (ZoneInfoNotFoundError, ValueError) as exc:
             problem = Problem(f"unknown IANA time zone {query.timezone!r}", field="timezone")
             raise ValidationError(problem) from exc
-    if not user_id.strip() or len(user_id) > 200:
-        raise ApiProblem("validation", "user_id must be 1 to 200 characters")
+    parse_model(UserPath, {"user_id": user_id}, "path")  # the same rules as ids in bodies
     settle_pending()
     governor = services().get("governor")
     explanation = governor.explain(user_id, query.timezone)

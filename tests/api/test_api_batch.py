@@ -60,6 +60,32 @@ def test_bad_lines_are_answered_where_they_stand(client, auth, compose_request):
     assert got[4]["decision"]["user_id"] == "12349"
 
 
+def test_a_line_failing_after_parsing_names_its_line_and_field(client, auth, compose_request):
+    untemplated = compose_request("12350", "d")
+    del untemplated["template"]  # and the campaign names none either
+    [got] = answers(post_batch(client, auth, [untemplated]))
+    error = got["error"]
+    assert error["type"] == "/problems/validation" and got["line"] == 1
+    assert error["detail"].startswith("line:1 campaign.template: ")
+    assert [(e["line"], e["field"]) for e in error["errors"]] == [(1, "campaign.template")]
+
+
+def test_a_byte_order_mark_before_the_first_line_is_skipped(client, auth, compose_request):
+    body = "\ufeff" + ndjson([compose_request("12347", "bom-1"), compose_request("12348", "bom-2")])
+    response = client.post(
+        "/v1/compose/batch",
+        data=body.encode("utf-8"),
+        headers={**auth("platform"), "Content-Type": "application/x-ndjson"},
+    )
+    assert [line["decision"]["user_id"] for line in answers(response)] == ["12347", "12348"]
+    single = client.post(
+        "/v1/compose",
+        data=("\ufeff" + json.dumps(compose_request("12349", "bom-3"))).encode("utf-8"),
+        headers={**auth("platform"), "Content-Type": "application/json"},
+    )
+    assert single.status_code == 200
+
+
 def test_batch_decisions_count_like_single_ones(client, auth, compose_request):
     first = answers(post_batch(client, auth, [compose_request("12347", "one")]))[0]
     assert first["decision"]["action"] == "send"

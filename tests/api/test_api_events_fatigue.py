@@ -160,6 +160,14 @@ def test_rules_shown_are_the_ones_read_at_start_not_the_file_edited_since(
     assert 'name = "daily"' in after["toml"] and "edited" not in after["toml"]
 
 
+def test_a_customer_id_in_a_path_is_checked_like_one_in_a_body(client, auth):
+    for bad in ("a%00b", "%20", "x" * 201, "%2042"):
+        response = client.get(f"/v1/users/{bad}/fatigue", headers=auth("engineer"))
+        assert response.status_code == 422, bad
+        assert response.json["errors"][0]["field"] == "user_id"
+    assert client.get("/v1/users/42/fatigue", headers=auth("engineer")).status_code == 200
+
+
 def test_rule_text_is_never_read_as_a_path(client, auth):
     response = client.post(
         "/v1/fatigue/rules/validate", json={"toml": "/etc/passwd"}, headers=auth("engineer")
