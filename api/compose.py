@@ -223,7 +223,7 @@ def answer_chunk(chunk: Chunk) -> Iterator[bytes]:
             parsed.append((number, _problem_line(number, "too-large", raw.detail)))
             continue
         try:
-            body = ComposeRequest.model_validate_json(raw)
+            body = ComposeRequest.model_validate_json(raw, strict=True)
         except pydantic.ValidationError as exc:
             parsed.append((number, _invalid_line(number, exc)))
         else:

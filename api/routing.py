@@ -145,7 +145,7 @@ def parse_json_body(model: type[ModelT]) -> ModelT:
     if not raw.strip():
         raise ApiProblem("malformed-request", "the request body is empty; a JSON object is needed")
     try:
-        return model.model_validate_json(raw)
+        return model.model_validate_json(raw, strict=True)  # "4" is not 4, as the spec says
     except pydantic.ValidationError as exc:
         raise_from_pydantic(exc, "body")
         raise  # unreachable: raise_from_pydantic always raises

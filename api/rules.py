@@ -39,6 +39,8 @@ class UserPath(Strict):
     """The customer named in a path."""
 
     user_id: Identifier
+
+
 RECENT_DECISIONS = 20
 
 

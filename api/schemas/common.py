@@ -26,7 +26,7 @@ JsonObject = dict[str, Any]
 class Strict(BaseModel):
     """Base for request bodies: unknown fields are an error, so a typo is never ignored."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ProblemError(BaseModel):

@@ -128,6 +128,20 @@ def test_a_body_declared_as_something_else_is_415_naming_what_to_send(
     assert undeclared.status_code == 200  # no Content-Type at all: read as JSON
 
 
+def test_numbers_and_booleans_must_be_json_numbers_and_booleans(client, auth, compose_request):
+    """The spec says integer and boolean: "4" and "true" are refused, not coerced."""
+    for changes, field in (({"items": "4"}, "items"), ({"dry_run": "true"}, "dry_run")):
+        response = compose(client, auth, compose_request(**changes))
+        assert response.status_code == 422, changes
+        assert [e["field"] for e in response.json["errors"]] == [field]
+    body = json.dumps(compose_request()).replace('"priority": 1', '"priority": NaN')
+    nan = client.post(
+        "/v1/compose", data=body, headers={**auth("platform"), "Content-Type": "application/json"}
+    )
+    assert nan.status_code == 422 and nan.json["errors"][0]["field"] == "campaign.priority"
+    assert "finite" in nan.json["errors"][0]["message"]
+
+
 def test_request_shape_errors_are_named(client, auth, compose_request):
     both = compose_request(campaigns=[{"id": "x"}])
     assert compose(client, auth, both).status_code == 422
