@@ -8,7 +8,8 @@ Two writers produce the same message. :func:`build_message` uses the standard li
 ``email`` package (``EmailMessage`` with :data:`POLICY`) and is the reference. It costs about
 1.5 ms per email, three times the whole per-recipient budget, so :func:`write_message` writes
 the same structure directly: 8bit (or quoted-printable past 998-octet lines) UTF-8 bodies,
-RFC 2047 encoded words for non-ASCII subjects, CRLF line ends. The tests parse its output with
+RFC 2047 encoded words for non-ASCII subjects and display names (never addresses), CRLF line
+ends. The tests parse its output with
 the standard library and compare it with the reference.
 """
 
@@ -16,16 +17,18 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from email import policy
 from email.message import EmailMessage
-from email.utils import format_datetime
+from email.utils import format_datetime, formataddr, parseaddr
 
 POLICY = policy.SMTP.clone(max_line_length=998)
 MAX_LINE = 998
+ADDRESS_HEADERS = frozenset({"From", "To"})
 ENCODED_WORD_BYTES = 45  # 60 base64 characters: each encoded word stays under 76
 
 
@@ -90,6 +93,28 @@ def encode_header(value: str) -> str:
     return "\r\n ".join(f"=?utf-8?b?{base64.b64encode(word).decode()}?=" for word in words)
 
 
+def encode_address(value: str) -> str:
+    """Return an address header: only a non-ASCII display name becomes encoded words.
+
+    An encoded word may hold a display name but never an address (mail servers could not read
+    it). A non-ASCII domain is written in IDNA (``xn--``); a non-ASCII local part stays UTF-8
+    (RFC 6532), which only an SMTPUTF8 relay accepts, as for any such address.
+    """
+    name, address = parseaddr(one_line(value))
+    local, at, domain = address.rpartition("@")
+    if not at:
+        return encode_header(value)
+    if not domain.isascii():
+        with contextlib.suppress(UnicodeError):  # not a valid IDN: written as given
+            domain = domain.encode("idna").decode("ascii")
+    address = f"{local}@{domain}"
+    if not name:
+        return address
+    if name.isascii():
+        return formataddr((name, "x@x")).removesuffix(" <x@x>") + f" <{address}>"
+    return f"{encode_header(name)} <{address}>"
+
+
 def _body(subtype: str, text: str) -> bytes:
     data = text.replace("\r\n", "\n").encode("utf-8")
     if not data.endswith(b"\n"):
@@ -137,7 +162,10 @@ def envelope(parts: MessageParts) -> tuple[dict[str, str], str]:
 def serialise(parts: MessageParts, headers: Mapping[str, str], boundary: str) -> bytes:
     """Return the message bytes for ``parts`` under ``headers`` (from :func:`envelope`)."""
     text, html = _body("plain", parts.text), _body("html", parts.html)
-    lines = [f"{name}: {encode_header(value)}" for name, value in headers.items()]
+    lines = [
+        f"{name}: {encode_address(value) if name in ADDRESS_HEADERS else encode_header(value)}"
+        for name, value in headers.items()
+    ]
     head = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
     marker = f"--{boundary}\r\n".encode()
     # RFC 2046: alternatives go from plainest to richest; clients show the last they support.

@@ -108,3 +108,19 @@ def test_fast_writer_keeps_headers_on_one_line_and_refuses_injection() -> None:
     assert _parsed(raw)["Bcc"] is None
     assert headers["Subject"] == "Hi Bcc: x@example.com"
     assert b"\r\nBcc:" not in raw
+
+
+def test_addresses_are_never_encoded_words_only_display_names_are() -> None:
+    """An encoded word hides an address from mail servers; an IDN domain goes as xn--."""
+    parts = MessageParts(
+        "Hi", "text\n", "<p>html</p>", LONG_URL,
+        to="léa@exämple.com", sender="Boutique Été <news@shop.example.com>",
+    )  # fmt: skip
+    _, raw = write_message(parts)
+    (sender,) = header_lines(raw, "From:")
+    (to,) = header_lines(raw, "To:")
+    assert sender.endswith(b" <news@shop.example.com>") and b"=?utf-8?" in sender
+    assert to == "To: léa@xn--exmple-cua.com".encode()  # UTF-8 local part: RFC 6532
+    parsed = _parsed(raw)
+    assert parsed["From"].addresses[0].display_name == "Boutique Été"
+    assert parsed["From"].addresses[0].addr_spec == "news@shop.example.com"
