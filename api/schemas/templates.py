@@ -11,6 +11,8 @@ from api.schemas.common import Identifier, Strict
 
 Text = Annotated[str, StringConstraints(max_length=200_000)]
 Line = Annotated[str, StringConstraints(max_length=1_000)]
+# A subject or preheader: one line of text, so no control characters (a header cannot hold them).
+HeaderLine = Annotated[str, StringConstraints(max_length=1_000, pattern=r"^[^\x00-\x1f\x7f]*$")]
 
 
 class VersionOut(BaseModel):
@@ -70,8 +72,8 @@ class TemplateSave(Strict):
     """
 
     mjml: Text
-    subject: Line
-    preheader: Line = ""
+    subject: HeaderLine
+    preheader: HeaderLine = ""
     sample: dict[str, Any] = Field(default_factory=dict)
     note: Line = ""
     text: Text | None = None

@@ -78,6 +78,15 @@ def test_invalid_template_is_refused_with_lines(client, marketer):
     assert client.get("/v1/templates", headers=marketer).json["templates"][0]["latest_version"] == 1
 
 
+def test_a_control_character_in_the_subject_is_named_as_the_subject(client, marketer):
+    current = client.get(NAME, headers=marketer).json
+    for subject in ("Sale\x7fnow", "two\nlines"):
+        body = {"mjml": current["mjml"], "subject": subject}
+        response = client.put(NAME, json=body, headers=marketer)
+        assert response.status_code == 422
+        assert [e["field"] for e in response.json["errors"]] == ["subject"]
+
+
 def test_preview_with_sample_data_given_data_and_a_real_customer(client, marketer):
     sample = client.post(f"{NAME}/preview", json={}, headers=marketer).json
     assert sample["subject"] and "<html" in sample["html"] and sample["text"]
