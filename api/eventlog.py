@@ -18,6 +18,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from engine.artifact import fsync_directory
 from fatigue.clock import Clock, utc_now
 from fatigue.errors import StoreError
 
@@ -54,7 +55,7 @@ class EventLog:
         """Append under ``flock``; on failure truncate back so no partial line remains."""
         if not self.directory.is_dir():
             self.directory.mkdir(parents=True, exist_ok=True)
-            _sync_directory(self.directory.parent)
+            fsync_directory(self.directory.parent)
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
@@ -74,7 +75,7 @@ class EventLog:
             # The segment's directory entry must be durable before anything in it is
             # acknowledged. Whichever process created the file, each syncs it once itself:
             # another worker may not have synced it yet.
-            _sync_directory(self.directory)
+            fsync_directory(self.directory)
             self._synced.add(path)
 
     def read(self) -> Iterator[dict[str, Any]]:
@@ -84,12 +85,3 @@ class EventLog:
                 for line in handle:
                     if line.strip():
                         yield json.loads(line)
-
-
-def _sync_directory(directory: Path) -> None:
-    """Make the entries of ``directory`` (a new file or folder in it) durable."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

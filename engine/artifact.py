@@ -64,7 +64,7 @@ def save_recommender(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    _fsync_dir(versions)
+    fsync_directory(versions)
     publish(root, name)
     _prune(root, keep)
     recommender.version = name
@@ -82,7 +82,7 @@ def publish(model_dir: str | Path, version: str) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, root / POINTER)
-    _fsync_dir(root)
+    fsync_directory(root)
 
 
 def current_version(model_dir: str | Path) -> str | None:
@@ -208,7 +208,8 @@ def _prune(root: Path, keep: int) -> None:
         shutil.rmtree(root / VERSIONS / name, ignore_errors=True)
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_directory(directory: Path) -> None:
+    """Make the entries of ``directory`` (a file or folder just made or renamed in it) durable."""
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)
