@@ -10,7 +10,7 @@ from operator import attrgetter
 from typing import NamedTuple
 
 from fatigue.domain import Candidate, ContentKind, Reason
-from fatigue.rules import DiversityStrategy, Rules
+from fatigue.rules import Diversity, DiversityStrategy, Rules
 
 
 class Selection(NamedTuple):
@@ -44,10 +44,12 @@ def select(
     reasons = [timeliness]
     relevant = True
     if relevance is not None:
-        relevant = len(chosen) >= relevance.min_items or not required
-        reasons.append(
-            _relevance_reason(len(chosen), relevance.min_items, relevance.min_relevance, required)
-        )
+        needed = relevance.min_items
+        relevant = len(chosen) >= needed or not required
+        # Relevance counts what reaches the floor; if diversity then keeps too few, it decides.
+        reasons.append(_relevance_reason(len(eligible), needed, relevance.min_relevance, required))
+        if not relevant and len(eligible) >= needed and diversity is not None:
+            diversity = _too_few_diverse(len(chosen), needed, rules.diversity)
     if diversity is not None:
         reasons.append(diversity)
     mean = sum(map(_relevance, chosen)) / len(chosen) if chosen else 0.0
@@ -66,6 +68,17 @@ def _relevance_reason(count: int, needed: int, floor: float, required: bool) -> 
 def _timeliness_reason(detail: str, kept: int, total: int) -> Reason:
     text = f"excluded {detail}" if detail else "no item excluded"
     return Reason("timeliness", True, text, counter=kept, limit=total)
+
+
+@lru_cache(maxsize=1024)
+def _too_few_diverse(kept: int, needed: int, diversity: Diversity | None) -> Reason:
+    limits = []
+    if diversity is not None and diversity.max_per_category is not None:
+        limits.append(f"at most {diversity.max_per_category} per category")
+    if diversity is not None and diversity.max_items is not None:
+        limits.append(f"at most {diversity.max_items} in all")
+    detail = f"kept {kept} item(s) ({', '.join(limits) or 'diversity'}); {needed} needed"
+    return Reason("diversity", False, detail, counter=kept, limit=needed)
 
 
 @lru_cache(maxsize=1024)

@@ -216,7 +216,20 @@ def parse_rules(text: str, source: str = "<rules>") -> tuple[r.Rules | None, lis
     if checker.problems:
         return None, checker.problems
     rules = _build(sections, document, checker)
+    _check_together(rules, checker)
     return (None, checker.problems) if checker.problems else (rules, [])
+
+
+def _check_together(rules: r.Rules, checker: _Checker) -> None:
+    """Refuse settings that are each valid but together could never let an email go."""
+    relevance, diversity = rules.relevance, rules.diversity
+    most = diversity.max_items if diversity is not None else None
+    if relevance is not None and most is not None and most < relevance.min_items:
+        checker.problem(
+            f"max_items {most} is below relevance.min_items {relevance.min_items}: "
+            "no email could ever hold enough items to be sent",
+            ("diversity", "max_items"),
+        )
 
 
 def _array(checker: _Checker, name: str, data: Any) -> list[dict[str, Any] | None]:

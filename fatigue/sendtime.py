@@ -36,4 +36,9 @@ def best_hour(state: UserState, settings: SendTime, quiet: QuietHours | None) ->
             best = max(hours, key=lambda hour: (histogram[hour], -hour))
             if histogram[best] > 0:
                 return best, source
-    return settings.default_hour, "default"
+    default = settings.default_hour
+    if default in hours:
+        return default, "default"
+    # A default inside quiet hours could never be reached: take the first allowed hour after it.
+    later = next((hour for hour in hours if hour > default), hours[0])
+    return later, f"the default {default}:00 is in quiet hours"

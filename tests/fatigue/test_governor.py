@@ -330,6 +330,35 @@ def test_send_time_defers_to_the_customers_best_hour(make_governor, clock):
     assert governor.decide(alice(), deferrable, items()).action == Action.SEND
 
 
+def test_a_default_hour_inside_quiet_hours_moves_to_the_first_hour_after_them(make_governor, clock):
+    """[send_time] left at 10:00 with quiet hours until 11:00 deferred for ever, 16 days a time."""
+    governor = make_governor(
+        '[quiet_hours]\nstart = "22:00"\nend = "11:00"\ndefault_timezone = "Europe/London"\n'
+        "[send_time]\n"
+    )
+    clock.set(utc(2026, 1, 12, 12))
+    deferred = governor.decide(alice(), request(deferrable=True), items())
+    assert deferred.action == Action.DEFER and deferred.send_at == utc(2026, 1, 13, 11)
+    assert "default 10:00 is in quiet hours" in deferred.deciding.detail
+    clock.set(deferred.send_at)
+    assert governor.decide(alice(), request(deferrable=True), items()).action == Action.SEND
+
+
+def test_too_few_items_after_diversity_is_blamed_on_diversity_not_relevance(make_governor):
+    governor = make_governor(
+        "[relevance]\nmin_relevance = 0.05\nmin_items = 3\n"
+        "[diversity]\nmax_items = 6\nmax_per_category = 2\n"
+    )
+    decision = governor.decide(alice(), request(), items(20, 0.9, "shoes"))
+    assert decision.action == Action.SUPPRESS
+    assert reason(decision, "relevance").passed and reason(decision, "relevance").counter == 20
+    assert decision.deciding.rule == "diversity"
+    assert (
+        decision.deciding.detail
+        == "kept 2 item(s) (at most 2 per category, at most 6 in all); 3 needed"
+    )
+
+
 def test_send_time_never_lands_in_quiet_hours(make_governor, clock):
     governor = make_governor(
         '[quiet_hours]\nstart = "21:00"\nend = "08:00"\n[send_time]\nmin_events = 1\n'

@@ -158,3 +158,11 @@ def test_the_readme_contract_file_loads_and_is_the_one_the_tests_use() -> None:
     after = readme.split("The minimal file every version accepts:", 1)[1]
     block = after.split("```toml\n", 1)[1].split("```", 1)[0]
     assert load_rules(block) == load_rules(CONTRACT)
+
+
+def test_settings_that_together_could_never_send_are_refused():
+    problems = validate(
+        "[relevance]\nmin_relevance = 0.1\nmin_items = 3\n[diversity]\nmax_items = 2\n"
+    )
+    assert [(p.field, p.line) for p in problems] == [("diversity.max_items", 5)]
+    assert "could ever hold enough items" in problems[0].message
