@@ -9,6 +9,7 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _DURATION = re.compile(r"^(?:\d+[smhdw])+$")
 _PART = re.compile(r"(\d+)([smhdw])")
 _CLOCK = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+LONGEST = timedelta(days=3653)
 
 
 def parse_duration(text: str) -> timedelta:
@@ -17,6 +18,9 @@ def parse_duration(text: str) -> timedelta:
     if not _DURATION.match(cleaned):
         raise ValueError(f"{text!r} is not a duration like '30m', '16h', '1d' or '2w'")
     seconds = sum(int(count) * _UNITS[unit] for count, unit in _PART.findall(cleaned))
+    if seconds > LONGEST.total_seconds():
+        # Windows reach back from now: one past the calendar's start cannot be computed.
+        raise ValueError(f"{text!r} is longer than the longest duration allowed (10 years)")
     return timedelta(seconds=seconds)
 
 

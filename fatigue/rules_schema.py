@@ -81,6 +81,14 @@ def _duration(value: Any) -> Any:
     return parse_duration(_typed(str, "a duration string such as '16h'")(value))
 
 
+def _positive_duration(value: Any) -> Any:
+    """Parse a window or a time to live, which zero would make meaningless (Redis refuses 0 s)."""
+    found = _duration(value)
+    if not found:
+        raise ValueError(f"{value!r} must be longer than 0s")
+    return found
+
+
 def _clock(value: Any) -> Any:
     return parse_clock(_typed(str, "a time string such as '21:00'")(value))
 
@@ -100,7 +108,7 @@ _bool = _typed(bool, "true or false")
 SECTIONS: dict[str, dict[str, Key]] = {
     "caps": {
         "max": Key(_int(0), required=True),
-        "per": Key(_duration, required=True),
+        "per": Key(_positive_duration, required=True),
         "name": Key(_str),
         "channel": Key(_choice(Channel)),
         "category": Key(_str),
@@ -128,7 +136,7 @@ SECTIONS: dict[str, dict[str, Key]] = {
     "engagement": {
         "reduce_after": Key(_int(1), required=True),
         "reduced_max": Key(_int(0), required=True),
-        "reduced_per": Key(_duration, required=True),
+        "reduced_per": Key(_positive_duration, required=True),
         "sunset_after": Key(_int(1)),
     },
     "transactional": {"count_toward_caps": Key(_bool)},
@@ -145,10 +153,10 @@ SECTIONS: dict[str, dict[str, Key]] = {
     },
     "store": {
         "on_store_error": Key(_choice(r.StoreErrorPolicy)),
-        "retry_after": Key(_duration),
-        "idempotency_ttl": Key(_duration),
-        "engagement_ttl": Key(_duration),
-        "decision_log_ttl": Key(_duration),
+        "retry_after": Key(_positive_duration),
+        "idempotency_ttl": Key(_positive_duration),
+        "engagement_ttl": Key(_positive_duration),
+        "decision_log_ttl": Key(_positive_duration),
     },
 }
 ARRAY_SECTIONS = frozenset({"caps"})

@@ -10,6 +10,7 @@ from fatigue.errors import ValidationError
 from fatigue.rules import StoreErrorPolicy, default_rules, load_rules, validate
 
 from .conftest import CONTRACT
+from .fatigue_helpers import alice, items, request
 
 
 def test_contract_file_from_the_issue_loads():
@@ -166,3 +167,23 @@ def test_settings_that_together_could_never_send_are_refused():
     )
     assert [(p.field, p.line) for p in problems] == [("diversity.max_items", 5)]
     assert "could ever hold enough items" in problems[0].message
+
+
+def test_durations_too_long_to_compute_or_zero_ttls_are_problems_not_crashes():
+    for text, field in (
+        ('[[caps]]\nmax = 1\nper = "99999999999d"\n', "caps[0].per"),
+        ('[[caps]]\nmax = 1\nper = "800000d"\n', "caps[0].per"),
+        ('[store]\nidempotency_ttl = "0s"\n', "store.idempotency_ttl"),
+        ('[store]\nretry_after = "0m"\n', "store.retry_after"),
+    ):
+        problems = validate(text)
+        assert [p.field for p in problems] == [field], text
+
+
+def test_a_ten_year_cap_decides_and_explains(make_governor):
+    governor = make_governor('[[caps]]\nmax = 1\nper = "520w"\n')
+    first = governor.decide(alice(), request(), items())
+    second = governor.decide(alice(), request(), items())
+    assert first.action == "send" and second.action == "defer"
+    assert second.send_at is not None and second.send_at.year >= 2035
+    assert governor.explain("alice").next_allowed
