@@ -276,6 +276,8 @@ def ranked_by_score(
 
     factors = np.ascontiguousarray(item_scores.reshape(-1, 1), dtype=np.float32)
     query = np.ones((exclude.shape[0], 1), dtype=np.float32)
+    # Past the item count implicit pads with item 0 at score 0, which reads as a real pick.
+    n = min(n, len(factors))
     return topk(factors, query, n, filter_query_items=exclude, filter_items=filter_items)
 
 

@@ -9,6 +9,7 @@ import pytest
 from engine.catalog import Catalog, CatalogItem
 from engine.compose import recommendations
 from engine.interactions import Interactions
+from engine.models import Algorithm
 from engine.serving import Filters, RecentInteraction, Recommender, Source
 from engine.training import train
 from fatigue.domain import Candidate
@@ -186,3 +187,18 @@ def test_cold_start_picks_are_shared_but_callers_get_their_own_list(
     assert second == third and len(second) == 4
     narrower = recommender.recommend("new-4", 4, Filters.build(exclude_items=[second[0].item_id]))
     assert second[0].item_id not in {r.item_id for r in narrower}
+
+
+@pytest.mark.parametrize("algorithm", [Algorithm.POPULAR, Algorithm.ALS])
+def test_asking_for_more_items_than_the_model_has_repeats_none(
+    interactions: Interactions, algorithm: Algorithm
+) -> None:
+    """Past the item count the top-k pads with item 0 at score 0: never a pick, never twice."""
+    model = train(interactions, small_config(algorithm=algorithm))
+    everything = len(model.items) + 10
+    for user in ("u0-00", "newcomer"):
+        picks = [r.item_id for r in model.recommend(user, everything)]
+        assert len(picks) == len(set(picks)), user
+    mine = interactions.select(interactions.user_ids == "u0-00")
+    bought = set(mine.item_ids[mine.events == "purchase"].tolist())
+    assert not bought & {r.item_id for r in model.recommend("u0-00", everything)}
