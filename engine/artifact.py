@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import tempfile
+import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,12 +33,13 @@ from engine.catalog import load_catalog
 from engine.matrix import IdMap, ValueScale, Weighting
 from engine.models import Algorithm, ModelParams, create_model
 from engine.serving import Recommender, Source
-from fatigue.errors import NotFoundError, ValidationError
+from fatigue.errors import NotFoundError, Problem, ValidationError
 
 POINTER = "CURRENT"
 VERSIONS = "versions"
 FORMAT_VERSION = 1
 _MATRICES = ("user_items", "excluded", "history")
+CATALOG = "catalog"
 
 
 def new_version_name(now: datetime | None = None) -> str:
@@ -109,22 +111,57 @@ def read_meta(model_dir: str | Path, version: str | None = None) -> dict[str, An
 
 
 def load_recommender(model_dir: Path, version: str | None = None) -> Recommender:
-    """Load a version (the published one by default) into a serving ``Recommender``."""
+    """Load a version (the published one by default) into a serving ``Recommender``.
+
+    A damaged version (a file missing or cut short, arrays that do not fit together) is a
+    ``ValidationError`` naming it, so a server keeps the model it has rather than switching.
+    """
     directory = _version_dir(model_dir, version)
+    try:
+        recommender = _load(directory)
+    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as exc:
+        raise ValidationError(Problem(f"damaged model version: {exc!r}", str(directory))) from exc
+    _check_fit(recommender, directory)
+    return recommender
+
+
+def _check_fit(recommender: Recommender, directory: Path) -> None:
+    """Refuse arrays whose sizes disagree with the id maps: they would fail on every request."""
+    users, items = len(recommender.users), len(recommender.items)
+    sizes = {
+        "items in the model": (recommender.model.item_count, items),
+        "popularity scores": (len(recommender.popular), items),
+        "trending scores": (len(recommender.trending), items),
+    }
+    factors = recommender.model.arrays().get("user_factors")
+    if factors is not None:
+        sizes["user factor rows"] = (len(factors), users)
+    wrong = [f"{what}: {found} (expected {wanted})" for what, (found, wanted) in sizes.items()
+             if found != wanted]  # fmt: skip
+    for key in _MATRICES:
+        matrix: sp.csr_matrix = getattr(recommender, key)
+        if matrix.nnz and int(matrix.indices.max()) >= items:
+            wrong.append(f"{key} names item column {int(matrix.indices.max())} of {items}")
+    if wrong:
+        raise ValidationError(Problem(f"damaged model version: {'; '.join(wrong)}", str(directory)))
+
+
+def _load(directory: Path) -> Recommender:
     meta = json.loads((directory / "meta.json").read_text())
     if meta.get("format_version") != FORMAT_VERSION:
         raise ValidationError(
             f"{directory}: unsupported artifact format {meta.get('format_version')}"
         )
     model = create_model(Algorithm(meta["algorithm"]), ModelParams(**meta["params"]))
-    with np.load(directory / "model.npz", allow_pickle=False) as arrays:
+    # Opened here, not by np.load: it leaves the file open when the archive is damaged.
+    with open(directory / "model.npz", "rb") as raw, np.load(raw, allow_pickle=False) as arrays:
         model.load_arrays(dict(arrays))
-    with np.load(directory / "data.npz", allow_pickle=False) as data:
+    with open(directory / "data.npz", "rb") as raw, np.load(raw, allow_pickle=False) as data:
         users, items = IdMap(data["user_ids"]), IdMap(data["item_ids"])
         shape = (len(users), len(items))
         matrices = {key: _matrix(data, key, shape) for key in _MATRICES}
         popular, trending = data["popular"], data["trending"]
-    catalog_file = directory / "catalog.csv"
+    catalog_file = next(directory.glob(f"{CATALOG}.*"), None)
     return Recommender(
         model=model,
         users=users,
@@ -136,10 +173,21 @@ def load_recommender(model_dir: Path, version: str | None = None) -> Recommender
         },
         weighting=_weighting(meta["weighting"]),
         meta=meta,
-        catalog=load_catalog(catalog_file) if catalog_file.is_file() else None,
+        catalog=load_catalog(catalog_file) if catalog_file is not None else None,
         version=directory.name,
         **matrices,
     )
+
+
+def catalog_name(source: Path) -> str:
+    """Name the catalog's copy in a version with the source's format suffixes (it is read by them).
+
+    ``catalog.csv.gz`` stays gzip and ``catalog.jsonl`` JSON Lines; a copy named ``.csv``
+    could not be read back.
+    """
+    suffixes = [suffix.lower() for suffix in source.suffixes]
+    kept = suffixes[-2:] if suffixes[-1:] == [".gz"] else suffixes[-1:]
+    return CATALOG + ("".join(kept) or ".csv")
 
 
 def _write_version(
@@ -163,7 +211,7 @@ def _write_version(
         )
     _save_npz(directory / "data.npz", data)
     if catalog_path is not None:
-        shutil.copyfile(catalog_path, directory / "catalog.csv")
+        shutil.copyfile(catalog_path, directory / catalog_name(Path(catalog_path)))
     meta = dict(recommender.meta, version=name, format_version=FORMAT_VERSION)
     meta["calibration"] = {s.value: c.as_dict() for s, c in recommender.calibrators.items()}
     (directory / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")

@@ -7,8 +7,10 @@ in_stock`` plus any extra columns, which are kept for templates. Only ``item_id`
 from __future__ import annotations
 
 import csv
+import gzip
 import json
-from collections.abc import Iterator, Mapping
+import math
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
@@ -127,18 +129,33 @@ def load_catalog(path: str | Path, columns: Mapping[str, str] | None = None) -> 
 
 
 def _rows(path: Path, problems: list[Problem]) -> Iterator[tuple[int, Mapping[str, Any]]]:
-    with open_text(path) as handle:
-        if is_json_lines(path):
-            for line, text in enumerate(handle, start=1):
-                if text.strip():
-                    try:
-                        yield line, json.loads(text)
-                    except json.JSONDecodeError as exc:
-                        problems.append(Problem(f"invalid JSON: {exc.msg}", str(path), line))
-            return
-        reader = csv.DictReader(handle)
-        for row in reader:
-            yield reader.line_num, row
+    try:
+        with open_text(path) as handle:
+            if is_json_lines(path):
+                yield from _json_rows(handle, path, problems)
+                return
+            reader = csv.DictReader(handle)
+            for row in reader:
+                yield reader.line_num, row
+    except (UnicodeDecodeError, gzip.BadGzipFile, EOFError, csv.Error) as exc:
+        raise ValidationError(Problem(f"unreadable file: {exc}", str(path))) from exc
+
+
+def _json_rows(
+    handle: Iterable[str], path: Path, problems: list[Problem]
+) -> Iterator[tuple[int, Mapping[str, Any]]]:
+    for line, text in enumerate(handle, start=1):
+        if not text.strip():
+            continue
+        try:
+            row = json.loads(text)
+        except json.JSONDecodeError as exc:
+            problems.append(Problem(f"invalid JSON: {exc.msg}", str(path), line))
+            continue
+        if isinstance(row, dict):
+            yield line, row
+        else:
+            problems.append(Problem("expected a JSON object", str(path), line))
 
 
 def _parse_item(
@@ -189,10 +206,14 @@ def _number(value: Any, fail: Any) -> float | None:
     if _blank(value):
         return None
     try:
-        return float(value)
+        number = float(value)
     except (TypeError, ValueError):
         fail(f"{value!r} is not a number")
         return None
+    if not math.isfinite(number) or number < 0:
+        fail(f"{value!r} is not a price (a finite number, 0 or more)")
+        return None
+    return number
 
 
 def _kind(value: Any, fail: Any) -> ContentKind:

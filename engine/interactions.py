@@ -192,9 +192,10 @@ def _read_rows(path: Path, parser: _RowParser) -> Iterator[tuple[int, Mapping[st
 
 def open_text(path: Path) -> io.TextIOBase:
     """Open a UTF-8 text file, transparently gunzipping ``.gz`` files."""
+    # utf-8-sig: spreadsheet exports ("CSV UTF-8") start with a byte order mark.
     if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
-    return open(path, encoding="utf-8", newline="")
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
+    return open(path, encoding="utf-8-sig", newline="")
 
 
 def is_json_lines(path: Path) -> bool:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import csv
+import gzip
 import json
 import os
 from pathlib import Path
@@ -19,7 +21,7 @@ from engine.artifact import (
 from engine.interactions import Interactions
 from engine.serving import Recommender
 from engine.training import train
-from fatigue.errors import NotFoundError
+from fatigue.errors import NotFoundError, ValidationError
 
 from .conftest import small_config
 
@@ -41,6 +43,22 @@ def test_round_trip_serves_identically(
     meta = read_meta(tmp_path)
     assert meta["algorithm"] == "als" and meta["params"]["factors"] == 8
     assert meta["data_window"]["interactions"] == 360 and "cf" in meta["calibration"]
+
+
+@pytest.mark.parametrize("name", ["catalog.csv.gz", "items.JSONL"])
+def test_a_catalog_in_any_readable_format_is_kept_readable(
+    tmp_path: Path, trained: Recommender, catalog_csv: Path, name: str
+) -> None:
+    """The copy kept with the model keeps its format: a gzip copy named .csv was unreadable."""
+    rows = list(csv.DictReader(catalog_csv.read_text().splitlines()))
+    source = tmp_path / name
+    if name.endswith(".gz"):
+        source.write_bytes(gzip.compress(catalog_csv.read_bytes()))
+    else:
+        source.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    save_recommender(trained, tmp_path / "model", source)
+    loaded = load_recommender(tmp_path / "model")
+    assert loaded.catalog is not None and len(loaded.catalog) == len(rows) == 30
 
 
 def test_publish_rolls_back_and_prunes(tmp_path: Path, trained: Recommender) -> None:
@@ -86,7 +104,33 @@ def test_arrays_load_without_pickle(tmp_path: Path, trained: Recommender) -> Non
     np.savez(
         model_file, user_factors=np.array([object()], dtype=object), item_factors=np.zeros((1, 1))
     )
-    with pytest.raises(ValueError, match="allow_pickle"):
+    with pytest.raises(ValidationError, match="allow_pickle"):
+        load_recommender(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["cut model", "drop data", "empty meta", "short user factors", "short item factors"],
+)
+def test_a_damaged_version_is_refused_by_name_not_served(
+    tmp_path: Path, trained: Recommender, damage: str
+) -> None:
+    """A copy cut short or arrays that disagree must not load: it would fail every request."""
+    version = save_recommender(trained, tmp_path)
+    folder = tmp_path / "versions" / version
+    if damage == "cut model":
+        (folder / "model.npz").write_bytes((folder / "model.npz").read_bytes()[:200])
+    elif damage == "drop data":
+        (folder / "data.npz").unlink()
+    elif damage == "empty meta":
+        (folder / "meta.json").write_text("")
+    else:
+        with np.load(folder / "model.npz") as arrays:
+            parts = dict(arrays)
+        key = "user_factors" if damage == "short user factors" else "item_factors"
+        parts[key] = parts[key][:3]
+        np.savez(folder / "model.npz", **parts)
+    with pytest.raises(ValidationError, match=f"{version}.*damaged model version"):
         load_recommender(tmp_path)
 
 

@@ -69,3 +69,28 @@ def test_bundled_demo_catalog_loads() -> None:
     catalog = load_catalog(Path(__file__).parents[2] / "engine" / "demo_data" / "catalog.csv")
     assert len(catalog) > 3000
     assert {item.category for item in catalog.values()} >= {"kitchen", "christmas", "gifts"}
+
+
+def test_impossible_prices_and_unreadable_files_are_named_not_crashes(tmp_path: Path) -> None:
+    prices = tmp_path / "prices.csv"
+    prices.write_text("item_id,price\na,nan\nb,inf\nc,-5\nd,1e400\ne,9.99\n")
+    with pytest.raises(ValidationError) as caught:
+        load_catalog(prices)
+    assert [(p.line, p.field) for p in caught.value.problems] == [
+        (2, "price"), (3, "price"), (4, "price"), (5, "price")
+    ]  # fmt: skip
+    lines = tmp_path / "items.jsonl"
+    lines.write_text('{"item_id": "a"}\n[1, 2]\n')
+    with pytest.raises(ValidationError, match="expected a JSON object") as caught:
+        load_catalog(lines)
+    assert caught.value.problems[0].line == 2
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("item_id,title\na,Caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ValidationError, match="unreadable file"):
+        load_catalog(latin)
+
+
+def test_a_byte_order_mark_from_a_spreadsheet_export_is_skipped(tmp_path: Path) -> None:
+    exported = tmp_path / "catalog.csv"
+    exported.write_bytes("\ufeffitem_id,title\na,Mug\n".encode())
+    assert load_catalog(exported)["a"].title == "Mug"
