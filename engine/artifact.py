@@ -61,6 +61,7 @@ def save_recommender(
     name = new_version_name()
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=versions))
     try:
+        staging.chmod(0o777 & ~_umask())  # mkdtemp's 0700 would hide it from a serving user
         _write_version(recommender, staging, name, catalog_path)
         os.replace(staging, versions / name)
     except BaseException:
@@ -79,6 +80,7 @@ def publish(model_dir: str | Path, version: str) -> None:
     if not (root / VERSIONS / version / "meta.json").is_file():
         raise NotFoundError(f"no model version {version!r} in {root}")
     fd, tmp = tempfile.mkstemp(prefix=".pointer-", dir=root)
+    os.fchmod(fd, 0o666 & ~_umask())  # as any file this user writes, not mkstemp's 0600
     with os.fdopen(fd, "w") as handle:
         handle.write(version + "\n")
         handle.flush()
@@ -263,3 +265,9 @@ def fsync_directory(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # reading the mask means setting it: put it straight back
+    os.umask(mask)
+    return mask

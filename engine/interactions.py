@@ -12,6 +12,7 @@ import gzip
 import io
 import json
 import math
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -107,6 +108,7 @@ def parse_columns(spec: str | None) -> dict[str, str]:
     return mapping
 
 
+FUTURE_SLACK = 86400  # seconds a timestamp may lie ahead of this machine's clock
 #: Optional: rows repeating an id already read are skipped (the same event reported twice).
 EVENT_ID_COLUMN = "event_id"
 
@@ -250,6 +252,7 @@ class _RowParser:
         }
         self.problems: list[Problem] = []
         self._stamps: dict[str, int] = {}
+        self._latest = int(time.time()) + FUTURE_SLACK
 
     def problem(self, line: int, field: str | None, message: str) -> None:
         if len(self.problems) < MAX_PROBLEMS:
@@ -303,6 +306,16 @@ class _RowParser:
                 line,
                 self.columns["timestamp"],
                 f"unparsable timestamp {text!r}: expected ISO-8601 or Unix seconds",
+            )
+            return None
+        if not 0 <= stamp <= self._latest:
+            # Recency is measured from the newest interaction: one from the future would
+            # decay every real one to nothing.
+            latest = datetime.fromtimestamp(self._latest, UTC).isoformat(timespec="seconds")
+            self.problem(
+                line,
+                self.columns["timestamp"],
+                f"timestamp {text!r} is outside 1970-01-01 to {latest} (a day from now)",
             )
             return None
         self._stamps[text] = stamp

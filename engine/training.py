@@ -67,6 +67,11 @@ def fit_recommender(
     reference = int(interactions.timestamps.max())
     cells = Cells.of(interactions, users, items)
     user_items = build_matrix(interactions, users, items, config.weighting, reference, cells)
+    if not user_items.nnz:
+        raise ValidationError(
+            "nothing to learn from: every interaction weighs 0 under the event weights and the "
+            f"recency half-life, counted back from the newest one ({_when(reference)})"
+        )
     model = create_model(config.algorithm, config.params)
     model.fit(user_items, show_progress=show_progress)
     return Recommender(
@@ -193,3 +198,7 @@ def _trending(
     keep = cols >= 0
     totals = np.bincount(cols[keep], weights=strengths[keep], minlength=len(items))
     return (totals / max(totals.sum(), 1e-12)).astype(np.float32)
+
+
+def _when(timestamp: int) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import os
 import sys
 import time
@@ -163,6 +164,12 @@ def training_config(
         if not sep or not event.strip():
             raise click.BadParameter(
                 f"{spec!r}: expected EVENT=NUMBER", param_hint="--event-weight"
+            )
+        if not math.isfinite(weights[event.strip()]) or weights[event.strip()] <= 0:
+            raise click.BadParameter(
+                f"{spec!r}: a weight must be a positive number (leave an event out of the "
+                "file to ignore it)",
+                param_hint="--event-weight",
             )
     base = TrainingConfig(algorithm=Algorithm(algorithm), params=default_params(algorithm, seed))
     return replace(

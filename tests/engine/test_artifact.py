@@ -154,3 +154,16 @@ def test_pointer_swap_is_atomic(
         json.loads((tmp_path / "versions" / version / "meta.json").read_text())["version"]
         == version
     )
+
+
+def test_a_published_version_is_readable_by_another_user(
+    tmp_path: Path, trained: Recommender
+) -> None:
+    """The trainer and the server are often different accounts: modes follow the umask."""
+    old = os.umask(0o022)
+    try:
+        version = save_recommender(trained, tmp_path)
+    finally:
+        os.umask(old)
+    assert (tmp_path / "CURRENT").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "versions" / version).stat().st_mode & 0o777 == 0o755

@@ -192,3 +192,26 @@ def test_demo_model_trains_once_on_the_bundled_data_then_is_reused(tmp_path: Pat
         assert customer in first.users
         assert first.recommend(customer, 3)[0].source.value == "cf"
     assert ensure_demo_model(tmp_path).version == version
+
+
+def test_training_that_would_publish_a_model_of_zeros_stops_first(
+    runner: CliRunner, tmp_path: Path, interactions_csv: Path
+) -> None:
+    """A row from the future (recency counts back from the newest) or a weight of 0 or less."""
+    model_dir = tmp_path / "model"
+    future = tmp_path / "future.csv"
+    future.write_text(interactions_csv.read_text() + "u0-00,i-00,2099-01-01T00:00:00Z,purchase,1\n")
+    lines = len(interactions_csv.read_text().splitlines()) + 1
+    ahead = runner.invoke(train, ["--interactions", str(future), "--model-dir", str(model_dir)])
+    assert ahead.exit_code == 1
+    assert f"future.csv:{lines} [timestamp]: timestamp '2099-01-01T00:00:00Z' is outside" in (
+        ahead.output
+    )
+    for weight in ("purchase=0", "purchase=-1", "view=nan"):
+        refused = runner.invoke(
+            train,
+            ["--interactions", str(interactions_csv), "--model-dir", str(model_dir),
+             "--event-weight", weight],
+        )  # fmt: skip
+        assert refused.exit_code == 2 and "positive number" in refused.output, weight
+    assert current_version(model_dir) is None  # nothing was published

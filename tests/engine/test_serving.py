@@ -202,3 +202,12 @@ def test_asking_for_more_items_than_the_model_has_repeats_none(
     mine = interactions.select(interactions.user_ids == "u0-00")
     bought = set(mine.item_ids[mine.events == "purchase"].tolist())
     assert not bought & {r.item_id for r in model.recommend("u0-00", everything)}
+
+
+def test_training_refuses_data_that_weighs_nothing(interactions: Interactions) -> None:
+    """Through the Python API weights are not checked as the CLI checks them: the matrix is."""
+    from engine.matrix import Weighting
+
+    nothing = Weighting(event_weights=dict.fromkeys(set(interactions.events.tolist()), 0.0))
+    with pytest.raises(ValidationError, match="nothing to learn from"):
+        train(interactions, small_config(weighting=nothing))
