@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.special import expit
 
 
 @dataclass(frozen=True)
@@ -68,14 +69,25 @@ def fit_platt(scores: np.ndarray, labels: np.ndarray, iterations: int = 50) -> P
     mean, std = x.mean(), x.std() or 1.0
     z = (x - mean) / std
     a, b = 0.0, float(np.log((positives + 1) / (negatives + 1)))
+    loss = _log_loss(a, b, z, target)
     for _ in range(iterations):
-        p = 1.0 / (1.0 + np.exp(-(a * z + b)))
+        p = expit(a * z + b)
         w = np.maximum(p * (1 - p), 1e-12)
         gradient = np.array([np.dot(p - target, z), np.sum(p - target)])
         hessian = np.array([[np.dot(w, z * z), np.dot(w, z)], [np.dot(w, z), w.sum()]])
         step = np.linalg.solve(hessian + 1e-9 * np.eye(2), gradient)
-        a, b = a - step[0], b - step[1]
-        if np.abs(step).max() < 1e-9:
+        # Heavy-tailed scores (item-kNN's reach the thousands) make full Newton steps overshoot
+        # and diverge: halve the step until the loss falls.
+        scale = 1.0
+        while scale > 1e-10:
+            tried = _log_loss(a - scale * step[0], b - scale * step[1], z, target)
+            if tried <= loss:
+                break
+            scale /= 2
+        else:
+            break  # no step lowers the loss: at the minimum, to rounding
+        a, b, loss = a - scale * step[0], b - scale * step[1], tried
+        if np.abs(scale * step).max() < 1e-9:
             break
     if a < 0:
         # A higher score must never mean a lower probability: relevance keeps the model's order.
@@ -83,6 +95,11 @@ def fit_platt(scores: np.ndarray, labels: np.ndarray, iterations: int = 50) -> P
         # base rate (slope 0).
         a, b = 0.0, float(np.log((positives + 1) / (negatives + 1)))
     return PlattCalibrator(float(a / std), float(b - a * mean / std), len(x), int(positives))
+
+
+def _log_loss(a: float, b: float, z: np.ndarray, target: np.ndarray) -> float:
+    margin = a * z + b  # log(1 + e^-m) and log(1 + e^m), without overflow
+    return float(np.sum(target * np.logaddexp(0, -margin) + (1 - target) * np.logaddexp(0, margin)))
 
 
 def brier_score(probabilities: np.ndarray, labels: np.ndarray) -> float:

@@ -40,3 +40,14 @@ def test_no_positives_means_near_zero_relevance() -> None:
 def test_round_trips_through_json_numbers() -> None:
     curve = PlattCalibrator(1.5, -2.0, 10, 3)
     assert PlattCalibrator.from_dict(curve.as_dict()) == curve
+
+
+def test_heavy_tailed_scores_still_fit_the_observed_rate() -> None:
+    """Item-kNN scores reach the thousands: full Newton steps diverged to relevance ~0 for all."""
+    rng = np.random.default_rng(0)
+    scores = rng.lognormal(0.0, 3.0, 20_000)
+    labels = (rng.random(20_000) < 0.02 + 0.05 * (scores > np.median(scores))).astype(float)
+    curve = fit_platt(scores, labels)
+    assert curve.slope >= 0
+    assert abs(curve(scores).mean() - labels.mean()) < 0.002  # a fit's mean is the base rate
+    assert curve(np.array([np.median(scores) * 10]))[0] > 0.01
