@@ -33,7 +33,7 @@ from engine.catalog import load_catalog
 from engine.matrix import IdMap, ValueScale, Weighting
 from engine.models import Algorithm, ModelParams, create_model
 from engine.serving import Recommender, Source
-from fatigue.errors import NotFoundError, Problem, ValidationError
+from fatigue.errors import ConfigurationError, NotFoundError, Problem, ValidationError
 
 POINTER = "CURRENT"
 VERSIONS = "versions"
@@ -46,6 +46,18 @@ def new_version_name(now: datetime | None = None) -> str:
     """Return a sortable, unique version name: UTC time plus a random suffix."""
     moment = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%S%fZ")
     return f"{moment}-{os.urandom(3).hex()}"
+
+
+def check_writable(model_dir: str | Path) -> None:
+    """Fail now, not after training, when versions could not be written under ``model_dir``.
+
+    Nothing is created: a run that then fails on its input leaves no empty model directory.
+    """
+    target = Path(model_dir) / VERSIONS
+    existing = next(p for p in (target, *target.parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        what = "not a directory" if not existing.is_dir() else "not writable"
+        raise ConfigurationError(f"cannot write models to {model_dir}: {existing} is {what}")
 
 
 def save_recommender(
@@ -64,6 +76,10 @@ def save_recommender(
         staging.chmod(0o777 & ~_umask())  # mkdtemp's 0700 would hide it from a serving user
         _write_version(recommender, staging, name, catalog_path)
         os.replace(staging, versions / name)
+    except OSError as exc:  # a full disk: the published version stays as it was
+        shutil.rmtree(staging, ignore_errors=True)
+        reason = exc.strerror or exc
+        raise ConfigurationError(f"could not save the model in {root}: {reason}") from exc
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -56,8 +56,13 @@ def temporal_split(interactions: Interactions, cutoff: datetime | str) -> Split:
     return Split(train, new_pairs(train, test), f"temporal, cutoff {moment.date().isoformat()}")
 
 
+MAX_DAYS = 36_500  # a hundred years: anything longer is a typo
+
+
 def last_days_split(interactions: Interactions, days: float) -> Split:
     """Temporal split whose test period is the last ``days`` of the data."""
+    if not 0 < days <= MAX_DAYS:  # also refuses NaN
+        raise ValidationError(f"--last-days must be more than 0 and at most {MAX_DAYS}, got {days}")
     end = interactions.window()[1]
     return temporal_split(interactions, end - timedelta(days=days))
 
@@ -102,7 +107,7 @@ def random_split(interactions: Interactions, test_fraction: float = 0.2, seed: i
 def _parse_cutoff(text: str) -> datetime:
     try:
         return datetime.fromtimestamp(parse_timestamp(text), UTC)
-    except ValueError:
+    except (ValueError, OverflowError, OSError):  # OverflowError/OSError: past year 9999
         raise ValidationError(f"cutoff {text!r} is not a date (expected e.g. 2011-11-09)") from None
 
 

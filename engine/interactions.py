@@ -260,6 +260,11 @@ class _RowParser:
 
     def check_header(self, header: Sequence[str], line: int = 1) -> None:
         present = set(header)
+        twice = sorted({name for name in header if list(header).count(name) > 1})
+        if twice:  # the reader would keep the last column of a name and drop the others
+            raise ValidationError(
+                Problem(f"column(s) named twice: {', '.join(twice)}", self.source, line)
+            )
         needed = [c for c in REQUIRED_COLUMNS if not (c == "event" and self.default_event)]
         missing = [self.columns[c] for c in needed if self.columns[c] not in present]
         if missing:

@@ -38,11 +38,12 @@ def train(
     model_dir: str,
 ) -> None:
     """Train a model and publish it as the new version in MODEL_DIR."""
-    from engine.artifact import save_recommender
+    from engine.artifact import check_writable, save_recommender
     from engine.catalog import load_catalog
     from engine.training import train as run_training
 
     with user_errors():
+        check_writable(model_dir)
         data = options.load(options.config())
         catalog: Catalog | None = load_catalog(catalog_path) if catalog_path else None
         config, tuning = options.tuned(data, options.config())

@@ -21,7 +21,7 @@ from engine.artifact import (
 from engine.interactions import Interactions
 from engine.serving import Recommender
 from engine.training import train
-from fatigue.errors import NotFoundError, ValidationError
+from fatigue.errors import ConfigurationError, NotFoundError, ValidationError
 
 from .conftest import small_config
 
@@ -81,7 +81,8 @@ def test_failed_write_leaves_the_published_model_untouched(
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(artifact, "_save_npz", disk_full)
-    with pytest.raises(OSError):
+    expected = f"could not save the model in {tmp_path}: No space"
+    with pytest.raises(ConfigurationError, match=expected):
         save_recommender(trained, tmp_path)
     assert current_version(tmp_path) == good
     assert list_versions(tmp_path) == [good]

@@ -215,3 +215,35 @@ def test_training_that_would_publish_a_model_of_zeros_stops_first(
         )  # fmt: skip
         assert refused.exit_code == 2 and "positive number" in refused.output, weight
     assert current_version(model_dir) is None  # nothing was published
+
+
+def test_a_model_directory_that_cannot_be_written_is_refused_before_training(
+    runner: CliRunner, tmp_path: Path, interactions_csv: Path
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    result = runner.invoke(
+        train, ["--interactions", str(interactions_csv), "--model-dir", str(blocker / "model")]
+    )
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"cannot write models to {blocker / 'model'}: {blocker} is not a directory" in (
+        result.stderr
+    )
+
+
+def test_a_header_naming_a_column_twice_is_refused(runner: CliRunner, tmp_path: Path) -> None:
+    twice = tmp_path / "twice.csv"
+    twice.write_text("user_id,item_id,timestamp,event,user_id\nu1,a,2024-01-01T00:00:00Z,view,u9\n")
+    model_dir = str(tmp_path / "m")
+    result = runner.invoke(train, ["--interactions", str(twice), "--model-dir", model_dir])
+    assert result.exit_code == 1 and "column(s) named twice: user_id" in result.stderr
+
+
+@pytest.mark.parametrize("args", [["--last-days", "nan"], ["--last-days", "1e10"],
+                                  ["--cutoff", "99999999999999999999"]])  # fmt: skip
+def test_impossible_evaluation_windows_are_named(
+    runner: CliRunner, interactions_csv: Path, args: list[str]
+) -> None:
+    result = runner.invoke(evaluate, ["--interactions", str(interactions_csv), *args])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert args[0].lstrip("-").replace("-", " ") in result.stderr.replace("-", " ")
