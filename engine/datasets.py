@@ -106,12 +106,16 @@ def _retail_rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
         "UnitPrice",
         "CustomerID",
     }
-    with open_text(path) as handle:
-        reader = csv.DictReader(handle)
-        missing = required - set(reader.fieldnames or ())
-        if missing:
-            raise ValidationError(Problem(f"missing columns {sorted(missing)}", str(path), 1))
-        yield from enumerate(reader, start=2)
+    try:
+        with open_text(path) as handle:
+            reader = csv.DictReader(handle)
+            missing = required - set(reader.fieldnames or ())
+            if missing:
+                raise ValidationError(Problem(f"missing columns {sorted(missing)}", str(path), 1))
+            yield from enumerate(reader, start=2)
+    except (UnicodeDecodeError, gzip.BadGzipFile, EOFError, csv.Error) as exc:
+        # EOFError (a gzip cut short) would otherwise reach click, which prints only "Aborted!".
+        raise ValidationError(Problem(f"unreadable file: {exc}", str(path))) from exc
 
 
 def load_online_retail(path: str | Path) -> RetailData:

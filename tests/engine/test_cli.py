@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import csv
+import gzip
 import json
 from pathlib import Path
 
@@ -247,3 +248,14 @@ def test_impossible_evaluation_windows_are_named(
     result = runner.invoke(evaluate, ["--interactions", str(interactions_csv), *args])
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert args[0].lstrip("-").replace("-", " ") in result.stderr.replace("-", " ")
+
+
+def test_a_retail_export_cut_short_is_named_not_aborted(runner: CliRunner, tmp_path: Path) -> None:
+    cut = tmp_path / "retail.csv.gz"
+    whole = gzip.compress(b"InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,"
+                          b"CustomerID,Country\n" + b"536365,85123A,MUG,6,2010-12-01 08:26,2.55,"
+                          b"17850,UK\n" * 2000)  # fmt: skip
+    cut.write_bytes(whole[: len(whole) // 2])
+    result = runner.invoke(datasets, ["online-retail", str(cut), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1 and "Aborted" not in result.output
+    assert f"{cut}: unreadable file" in result.stderr
