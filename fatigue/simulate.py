@@ -84,8 +84,9 @@ def simulate(rules: Rules, history: Sequence[Row], label: str = "rules") -> Simu
             order += 1
             heapq.heappush(queue, (retry_at, order, row, deferrals + 1))
         elif decision.action == Action.SEND:
-            sends[(row.recipient.user_id, _week(at, row.recipient.timezone))] += 1
-    result.weekly = _weekly_distribution(history, sends)
+            where = row.recipient.timezone or rules.default_timezone
+            sends[(row.recipient.user_id, _week(at, where))] += 1
+    result.weekly = _weekly_distribution(history, sends, rules.default_timezone)
     return result
 
 
@@ -109,19 +110,26 @@ def _tally(
 
 
 def _week(moment: datetime, timezone: str) -> tuple[int, int]:
-    # Weeks as the customer lives them: Monday to Sunday in their own zone (UTC if unknown).
-    year, week, _ = moment.astimezone(zone(timezone or "UTC")).isocalendar()
+    # Weeks as the customer lives them: Monday to Sunday in their zone (the rules' default, as
+    # the governor's calendar caps count them, when the customer has none).
+    year, week, _ = moment.astimezone(zone(timezone)).isocalendar()
     return year, week
 
 
 def _weekly_distribution(
-    history: Sequence[Row], sends: Counter[tuple[str, tuple[int, int]]]
+    history: Sequence[Row], sends: Counter[tuple[str, tuple[int, int]]], default_zone: str
 ) -> list[int]:
-    """Histogram over (customer, week) pairs in which the customer had at least one request."""
+    """Histogram over (customer, week) pairs with a request or a send in that week.
+
+    A send deferred past the end of the week of its request counts in the week it went.
+    """
     weeks: dict[str, set[tuple[int, int]]] = defaultdict(set)
     for row in history:
         if isinstance(row, RequestRow):
-            weeks[row.recipient.user_id].add(_week(row.at, row.recipient.timezone))
+            where = row.recipient.timezone or default_zone
+            weeks[row.recipient.user_id].add(_week(row.at, where))
+    for user, week in sends:
+        weeks[user].add(week)
     buckets = [0] * WEEK_BUCKETS
     for user, user_weeks in weeks.items():
         for week in user_weeks:

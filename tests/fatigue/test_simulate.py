@@ -172,3 +172,25 @@ def test_bar_chart_escapes_labels():
     svg = bar_chart("<t>", ["a&b"], {"s<1>": [3]})
     ElementTree.fromstring(svg)
     assert "a&amp;b" in svg and "<t>" not in svg
+
+
+def test_weeks_are_counted_as_the_governor_counts_them(tmp_path: Path):
+    """No zone: the rules' default (as calendar caps count); a deferred send: the week it went."""
+    weekly_cap = load_rules(
+        '[[caps]]\nmax = 1\nper = "1w"\ncalendar = true\n'
+        '[quiet_hours]\nstart = "23:30"\nend = "23:45"\ndefault_timezone = "America/New_York"\n'
+    )
+    sunday_and_monday_there = history_csv(tmp_path, [
+        f"2026-01-12T03:00:00Z,u1,request,a,sale,,,,,{ITEMS}",
+        f"2026-01-12T15:00:00Z,u1,request,b,sale,,,,,{ITEMS}",
+    ])  # fmt: skip
+    result = simulate(weekly_cap, read_history(sunday_and_monday_there))
+    assert result.total.sent == 2 and result.weekly[:3] == [0, 2, 0]
+    quiet = load_rules('[quiet_hours]\nstart = "21:00"\nend = "08:00"\n')
+    sunday_night = history_csv(tmp_path, [
+        f"2026-01-18T22:00:00Z,u1,request,a,sale,,,Europe/London,,{ITEMS}",
+        f"2026-01-19T12:00:00Z,u2,request,a,sale,,,Europe/London,,{ITEMS}",
+    ])  # fmt: skip
+    result = simulate(quiet, read_history(sunday_night))
+    assert result.total.sent == 2  # u1's went on Monday at 08:00
+    assert sum(count * n for count, n in enumerate(result.weekly)) == 2
