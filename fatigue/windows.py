@@ -27,11 +27,30 @@ def zone(name: str) -> ZoneInfo:
         ) from None
 
 
+_SECOND = timedelta(seconds=1)
+
+
 # Memoised: quiet hours, calendar windows and best hours ask for the same few local times.
 @lru_cache(maxsize=4096)
 def local_moment(day: date, clock: time, where: ZoneInfo, fold: int = 0) -> datetime:
-    """Return the UTC instant of wall time ``clock`` on ``day`` in ``where``."""
-    return datetime.combine(day, clock, tzinfo=where).replace(fold=fold).astimezone(UTC)
+    """Return the UTC instant of wall time ``clock`` on ``day`` in ``where``.
+
+    A wall time the clocks skip (the night they go forward) is taken as the first instant after
+    the gap: quiet hours ending at a skipped 02:30 end when the clock reads 03:00.
+    """
+    wall = datetime.combine(day, clock)
+    found = wall.replace(tzinfo=where, fold=fold).astimezone(UTC)
+    if found.astimezone(where).replace(tzinfo=None) == wall:
+        return found
+    # Inside the gap: the two readings of the wall time bracket the transition; find it.
+    low, high = sorted(wall.replace(tzinfo=where, fold=f).astimezone(UTC) for f in (0, 1))
+    while high - low > _SECOND:
+        middle = low + (high - low) / 2
+        if middle.astimezone(where).replace(tzinfo=None) >= wall:
+            high = middle
+        else:
+            low = middle
+    return high.replace(microsecond=0) + (_SECOND if high.microsecond else timedelta())
 
 
 def quiet_hours_end(moment: datetime, quiet: QuietHours, where: ZoneInfo) -> datetime | None:

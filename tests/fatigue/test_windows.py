@@ -54,11 +54,12 @@ def test_fall_back_night_is_one_hour_longer():
 
 
 def test_quiet_end_in_the_skipped_hour_resolves_after_the_gap():
-    # 01:30 does not exist in London on 29 March 2026; the end lands just after the gap.
+    # 01:30 does not exist in London on 29 March 2026 (01:00 GMT is 02:00 BST): the quiet hours
+    # end at the first instant after the gap, when the clock reads 02:00, not an hour later.
     quiet = QuietHours(time(0, 30), time(1, 30))
     end = quiet_hours_end(utc(2026, 3, 29, 0, 45), quiet, LONDON)
-    assert end == utc(2026, 3, 29, 1, 30)
-    assert end > utc(2026, 3, 29, 0, 45)
+    assert end == utc(2026, 3, 29, 1, 0)
+    assert end.astimezone(LONDON).hour == 2 and end.astimezone(LONDON).minute == 0
 
 
 def test_quiet_end_in_the_repeated_hour_takes_the_next_occurrence():
