@@ -35,6 +35,27 @@ class FilterLimitError(SecurityError):
     """A filter was asked for a result past the size limits."""
 
 
+def output_size(value: Any, limit: int) -> int:
+    """Estimate how many characters ``value`` prints as, without building the string.
+
+    Stops counting once past ``limit``: a list repeating one long string 100,000 times is
+    cheap to hold and would be gigabytes to print.
+    """
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value.bit_length() // 3 + 2  # decimal digits, roughly, and the sign
+    if isinstance(value, list | tuple | set | frozenset | dict):
+        total = 2
+        pairs = value.items() if isinstance(value, dict) else ((item, "") for item in value)
+        for key, item in pairs:
+            total += output_size(key, limit - total) + output_size(item, limit - total) + 2
+            if total > limit:
+                break
+        return total
+    return len(str(value))  # floats, None, dates: short by nature
+
+
 def allowed_filters(
     stock: Mapping[str, Callable[..., Any]], *, max_size: int
 ) -> dict[str, Callable[..., Any]]:
@@ -55,7 +76,12 @@ def _checked_filters(
     stock: Mapping[str, Callable[..., Any]], max_size: int
 ) -> dict[str, Callable[..., Any]]:
     join, replace, truncate = stock["join"], stock["replace"], stock["truncate"]
-    batch, slice_, sum_ = stock["batch"], stock["slice"], stock["sum"]
+    batch, slice_, sum_, string = stock["batch"], stock["slice"], stock["sum"], stock["string"]
+
+    def checked_string(value: Any) -> str:
+        _check(output_size(value, max_size), max_size, "a string")
+        result: str = string(value)
+        return result
 
     def checked_join(
         eval_ctx: Any, value: Iterable[Any], d: str = "", attribute: Any = None
@@ -108,6 +134,7 @@ def _checked_filters(
         "batch": checked_batch,
         "slice": checked_slice,
         "sum": checked_sum,
+        "string": checked_string,
     }
 
 

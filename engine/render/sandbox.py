@@ -126,6 +126,12 @@ def _huge_power(base: Any, exponent: Any) -> bool:
     return exponent > 0 and abs(base).bit_length() * exponent > 4096
 
 
+def _huge_product(left: Any, right: Any) -> bool:
+    if not (isinstance(left, int) and isinstance(right, int)):
+        return False
+    return abs(left).bit_length() + abs(right).bit_length() > 4096  # as ** allows
+
+
 def _bounded_loop(iterable: Iterable[Any], literal_size: int) -> Iterator[Any]:
     spend = _current()
     for value in iterable:
@@ -134,8 +140,8 @@ def _bounded_loop(iterable: Iterable[Any], literal_size: int) -> Iterator[Any]:
 
 
 def _bounded_concat(parts: list[Any]) -> str:
-    strings = [str(part) for part in parts]
-    _check_size(sum(map(len, strings)), "a joined string")
+    # Sized before any part is turned into text: that text alone could exhaust the memory.
+    _check_size(sum(filters.output_size(part, MAX_STRING) for part in parts), "a joined string")
     return markup_join(parts)
 
 
@@ -143,7 +149,8 @@ def _finalize(value: Any) -> Any:
     spend = _BUDGET.get()
     # Constant expressions are finalized once at compile time, outside any render.
     if spend is not None:
-        spend.charge_output(len(value) if isinstance(value, str) else 0)
+        size = len(value) if type(value) is str else filters.output_size(value, spend.max_output)
+        spend.charge_output(size)
     return value
 
 
@@ -214,8 +221,22 @@ class RapportSandbox(ImmutableSandboxedEnvironment):
         """Never hand out ``str.format``: its width specs build strings of any size."""
         return None
 
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        """Call as the sandbox does, counting the call against the render's time budget.
+
+        A macro that calls itself twice and prints nothing neither outputs nor loops: without
+        this it ran for hours past the budget (and froze a save, which renders the sample).
+        """
+        spend = _BUDGET.get()
+        if spend is not None:
+            spend.charge_output(0)  # reads the clock every 32 calls
+        return super().call(__context, __obj, *args, **kwargs)
+
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         """Apply an arithmetic operator only if its result stays small."""
+        spend = _BUDGET.get()
+        if spend is not None:
+            spend.charge_output(0)
         if operator == "%" and isinstance(left, str):
             raise TemplateLimitError("string formatting with % is not allowed; use ~ to join")
         if operator == "*" and isinstance(right, int) and _sized(left):
@@ -226,6 +247,8 @@ class RapportSandbox(ImmutableSandboxedEnvironment):
             _check_size(_sized(left) + _sized(right), "a joined value")
         elif operator == "**" and _huge_power(left, right):
             raise TemplateLimitError("a power that large is not allowed")
+        elif operator == "*" and _huge_product(left, right):
+            raise TemplateLimitError("a product that large is not allowed")
         return self.binop_table[operator](left, right)
 
     def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:

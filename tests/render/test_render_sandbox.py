@@ -66,6 +66,19 @@ PAYLOADS = {
     "batch-bomb": "{{ items|batch(10**9, 'x')|list }}",
     "sum-lists": "{{ [[1] * 9999] * 9999|sum(start=[]) }}",
     "safe-filter": "{{ recipient.first_name|safe }}",
+    # Printed or joined as text: a list of references is cheap to hold, gigabytes to print.
+    "printed-list": "{{ ['x' * 99999] * 99999 }}",
+    "string-filter-list": "{{ (['x' * 99999] * 99999)|string|length }}",
+    "joined-list": "{{ (['x' * 99999] * 99999) ~ 'y' }}",
+    # Silent: no output and no loop, only calls or arithmetic, which the budget now counts.
+    "silent-fan-out": (
+        "{% macro f(n) %}{% if n %}{% set a = f(n - 1) %}{% set b = f(n - 1) %}{% endif %}"
+        "{% endmacro %}{% set z = f(40) %}"
+    ),
+    "bigint-squaring": (
+        "{% macro sq(a, n) %}{% if n %}{% set b = sq(a * a, n - 1) %}{% endif %}"
+        "{% endmacro %}{% set z = sq(2 ** 2000, 30) %}"
+    ),
 }
 
 
