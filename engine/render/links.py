@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from functools import lru_cache
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import quote, unquote_plus, urlencode, urlsplit, urlunsplit
 
 import orjson
 from itsdangerous import (
@@ -82,9 +82,33 @@ def add_query(url: str, params: dict[str, str]) -> str:
         # The common catalog URL: nothing to merge, so skip the parse (a hot path per item).
         return f"{url}?{_encoded(tuple(params.items()))}"
     parts = urlsplit(url)
-    query = [(key, value) for key, value in parse_qsl(parts.query) if key not in params]
-    query.extend(params.items())
-    return urlunsplit(parts._replace(query=urlencode(query)))
+    # The shop's own parameters are kept exactly as written (blank values, bare flags, bytes
+    # that are not UTF-8): only the ones being set are taken out.
+    kept = [
+        pair for pair in parts.query.split("&")
+        if pair and unquote_plus(pair.partition("=")[0]) not in params
+    ]  # fmt: skip
+    query = "&".join([*kept, _encoded(tuple(params.items()))])
+    return urlunsplit(parts._replace(query=query))
+
+
+# Characters a URL may keep as they are; quotes, parentheses, spaces and angle brackets are
+# escaped, so a link can close neither an HTML attribute nor a CSS url('...').
+_URL_SAFE = "/:?#[]@!$&*+,;=%~-._"
+
+
+def safe_url(value: Any) -> Any:
+    """Return a catalog URL fit for a link or an image: http(s) only, nothing that breaks out.
+
+    Anything else (``javascript:``, ``data:``, a bare path) becomes ``""``: templates then
+    show no link rather than a harmful one. Values that are not text are returned as they are.
+    """
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if not text.lower().startswith(("http://", "https://")):
+        return ""
+    return quote(text, safe=_URL_SAFE)
 
 
 class LinkSigner:

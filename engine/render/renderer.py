@@ -22,7 +22,7 @@ from jinja2.sandbox import SecurityError
 from engine.render import mime
 from engine.render.diagnostics import RenderError, problem_from
 from engine.render.library import TemplateLibrary
-from engine.render.links import Campaign, LinkConfig, LinkSigner, add_query
+from engine.render.links import Campaign, LinkConfig, LinkSigner, add_query, safe_url
 from engine.render.prepared import PreparedCache, PreparedTemplate, PreparedVariant
 from engine.render.sandbox import RenderBudget, budget, render_text
 from engine.render.text import html_to_text
@@ -30,6 +30,7 @@ from fatigue.clock import Clock, utc_now
 from fatigue.errors import Problem, ValidationError
 
 SAMPLE_CAMPAIGN = Campaign("preview", "Preview")
+URL_FIELDS = ("url", "image_url")  # an item's links, checked before a template sees them
 
 
 @dataclass(frozen=True)
@@ -171,8 +172,11 @@ class Renderer:
         if not isinstance(item, Mapping):
             raise ValidationError(Problem("each item must be a mapping", field="items"))
         values = dict(item)
+        for key in URL_FIELDS:
+            if key in values:
+                values[key] = safe_url(values[key])
         url = values.get("url")
-        if isinstance(url, str) and url.startswith(("http://", "https://")):
+        if isinstance(url, str) and url:
             tagged = add_query(url, utm or campaign.utm())
             if self.links.track_clicks:
                 token = self.signer.click_token(

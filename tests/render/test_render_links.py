@@ -7,7 +7,14 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from engine.render.links import Campaign, InvalidToken, LinkConfig, LinkSigner, add_query
+from engine.render.links import (
+    Campaign,
+    InvalidToken,
+    LinkConfig,
+    LinkSigner,
+    add_query,
+    safe_url,
+)
 from engine.render.renderer import RenderContext, Renderer
 from fatigue.errors import ConfigurationError
 
@@ -74,6 +81,45 @@ def test_add_query_keeps_existing_parameters_and_replaces_utm() -> None:
     parts = urlsplit(url)
     assert parse_qs(parts.query) == {"colour": ["red"], "utm_source": ["new"]}
     assert parts.fragment == "top"
+
+
+@pytest.mark.parametrize(
+    ("url", "kept"),
+    [
+        ("https://s.example/p?ref=&size=M", "ref=&size=M&"),  # a blank value
+        ("https://s.example/p?preview", "preview&"),  # a bare flag
+        ("https://s.example/p?q=%E9t%E9", "q=%E9t%E9&"),  # Latin-1 bytes, not UTF-8
+    ],
+)
+def test_add_query_keeps_the_shops_own_parameters_byte_for_byte(url: str, kept: str) -> None:
+    assert f"?{kept}utm_source=new" in add_query(url, {"utm_source": "new"})
+
+
+@pytest.mark.parametrize(
+    ("given", "safe"),
+    [
+        ("javascript:alert(document.cookie)", ""),
+        ("data:text/html,<script>", ""),
+        ("/relative/path", ""),
+        ("https://cdn.example/a b.jpg", "https://cdn.example/a%20b.jpg"),
+        (
+            "https://cdn/x.jpg');color:red;background:url('https://evil/t.gif",
+            "https://cdn/x.jpg%27%29;color:red;background:url%28%27https://evil/t.gif",
+        ),
+        ('https://s.example/"onmouseover="x', "https://s.example/%22onmouseover=%22x"),
+        (None, None),
+    ],
+)
+def test_catalog_links_are_http_only_and_cannot_break_out(given, safe) -> None:
+    """A URL ends up in href, src and CSS url('...'): only http(s), and nothing that closes them."""
+    assert safe_url(given) == safe
+
+
+def test_an_item_link_that_is_not_http_renders_as_no_link(signer, clock) -> None:
+    plain = Renderer(object(), signer, LinkConfig("https://m.example"), clock=clock)  # type: ignore[arg-type]
+    item = {"item_id": "1", "url": "javascript:alert(1)", "image_url": "https://cdn/a'b.jpg"}
+    shown = plain.item_variables(item, "u1", Campaign("c1"))
+    assert shown["url"] == "" and shown["image_url"] == "https://cdn/a%27b.jpg"
 
 
 def test_items_get_campaign_utm_and_optional_click_tracking(signer, clock) -> None:
