@@ -24,10 +24,11 @@ from fatigue.store.base import LoggedDecision
 
 
 class Availability:
-    """The catalog items that cannot be offered now, recomputed at most once a minute.
+    """The items that cannot be offered now (out of stock, expired, not in the catalog).
 
-    Scanning the whole catalog per request would cost more than recommending; stock and
-    expiry change on a scale of minutes, so one scan per minute per model serves every request.
+    Recomputed at most once a minute. Scanning the whole catalog per request would cost more
+    than recommending; stock and expiry change on a scale of minutes, so one scan per minute
+    per model serves every request.
     """
 
     def __init__(self, granularity: int = 60) -> None:
@@ -43,7 +44,11 @@ class Availability:
         if state is not None and state[0] == key:
             return state[1]
         catalog = recommender.catalog
-        blocked = frozenset(catalog.unavailable(now)) if catalog is not None else frozenset()
+        blocked: frozenset[str] = frozenset()
+        if catalog is not None:
+            # An item the catalog does not describe has no title, link or image to show.
+            unknown = (item for item in recommender.items.ids.tolist() if item not in catalog)
+            blocked = frozenset(catalog.unavailable(now)).union(unknown)
         self._state = (key, blocked)
         return blocked
 

@@ -24,11 +24,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from email import policy
 from email.message import EmailMessage
-from email.utils import format_datetime, formataddr, parseaddr
+from email.utils import format_datetime, formataddr, make_msgid, parseaddr
 
 POLICY = policy.SMTP.clone(max_line_length=998)
 MAX_LINE = 998
 ADDRESS_HEADERS = frozenset({"From", "To"})
+LONGEST_PLAIN_HEADER = 900  # characters of an ASCII value written as it is (lines stop at 998)
 ENCODED_WORD_BYTES = 45  # 60 base64 characters: each encoded word stays under 76
 
 
@@ -45,6 +46,12 @@ class MessageParts:
     unsubscribe_mailto: str | None = None
     date: datetime | None = None
     extra_headers: tuple[tuple[str, str], ...] = field(default=())
+    message_id: str | None = None  # "<id@domain>"; mailbox providers reject mail without one
+
+
+def message_id(key: str | None, domain: str) -> str:
+    """Return a Message-ID: ``<key@domain>`` for a decision (a retry keeps its id), else new."""
+    return f"<{key}@{domain}>" if key else make_msgid(domain=domain)
 
 
 def one_line(value: str) -> str:
@@ -78,9 +85,13 @@ def message_bytes(message: EmailMessage) -> bytes:
 
 
 def encode_header(value: str) -> str:
-    """Return ``value`` as is when ASCII, else as folded RFC 2047 base64 encoded words."""
+    """Return ``value`` as is when ASCII, else as folded RFC 2047 base64 encoded words.
+
+    An ASCII value too long for one line is encoded too: encoded words can be folded, and a
+    line past 998 octets breaks RFC 5322 (a long subject from recipient data, say).
+    """
     value = one_line(value)
-    if value.isascii():
+    if value.isascii() and len(value) <= LONGEST_PLAIN_HEADER:
         return value
     words, chunk = [], b""
     for character in value:
@@ -116,7 +127,9 @@ def encode_address(value: str) -> str:
 
 
 def _body(subtype: str, text: str) -> bytes:
-    data = text.replace("\r\n", "\n").encode("utf-8")
+    # A lone CR (from recipient or catalog data) is a line break too: RFC 5322 allows CR only
+    # before LF.
+    data = text.replace("\r\n", "\n").replace("\r", "\n").encode("utf-8")
     if not data.endswith(b"\n"):
         data += b"\n"  # like the email package: a part's body ends with a line break
     if max(map(len, data.split(b"\n")), default=0) <= MAX_LINE:
@@ -137,6 +150,8 @@ def message_headers(parts: MessageParts) -> dict[str, str]:
     headers["Subject"] = one_line(parts.subject)
     if parts.date is not None:
         headers["Date"] = format_datetime(parts.date)
+    if parts.message_id:
+        headers["Message-ID"] = parts.message_id
     headers["List-Unsubscribe"] = list_unsubscribe(parts.unsubscribe_url, parts.unsubscribe_mailto)
     headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     for name, value in parts.extra_headers:

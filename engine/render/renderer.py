@@ -12,13 +12,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from email.utils import parseaddr
 from functools import cached_property, partial
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import urlsplit
 
 from jinja2 import TemplateError
 from jinja2.sandbox import SecurityError
 
+from engine.catalog import CatalogItem
 from engine.render import mime
 from engine.render.diagnostics import RenderError, problem_from
 from engine.render.library import TemplateLibrary
@@ -31,6 +34,10 @@ from fatigue.errors import Problem, ValidationError
 
 SAMPLE_CAMPAIGN = Campaign("preview", "Preview")
 URL_FIELDS = ("url", "image_url")  # an item's links, checked before a template sees them
+# What a catalog entry gives templates, blank: the fields of an item known by its id alone.
+ITEM_DEFAULTS: dict[str, Any] = {
+    key: value for key, value in CatalogItem("").as_template_dict().items() if key != "item_id"
+}
 
 
 @dataclass(frozen=True)
@@ -86,6 +93,11 @@ class Renderer:
         self.sender = sender
         self.cache = cache or PreparedCache()
         self.limits = limits or RenderBudget()
+        # Message-IDs name the sender's domain, else the host links point at.
+        address = parseaddr(sender or "")[1]
+        self._domain = (
+            address.rpartition("@")[2] or urlsplit(links.base_url).hostname or "localhost"
+        )
 
     def prepared(self, name: str, version: int | None = None) -> PreparedTemplate:
         """Return the compiled template ``name`` (published version unless ``version``)."""
@@ -128,6 +140,7 @@ class Renderer:
             unsubscribe_mailto=self.links.unsubscribe_mailto,
             date=self.clock(),
             extra_headers=(("X-Rapport-Template", f"{prepared.template.name}/{version}"),),
+            message_id=mime.message_id(context.extra.get("decision_id"), self._domain),
         )
         headers, boundary = mime.envelope(parts)
         return RenderedEmail(
@@ -171,7 +184,9 @@ class Renderer:
         """Return one item as templates see it: UTM-tagged, click-tracked when configured."""
         if not isinstance(item, Mapping):
             raise ValidationError(Problem("each item must be a mapping", field="items"))
-        values = dict(item)
+        # Every catalog field, blank unless given: an item the catalog barely describes still
+        # renders instead of failing the whole email on ``item.image_url``.
+        values = {**ITEM_DEFAULTS, **item}
         for key in URL_FIELDS:
             if key in values:
                 values[key] = safe_url(values[key])

@@ -211,3 +211,16 @@ def test_training_refuses_data_that_weighs_nothing(interactions: Interactions) -
     nothing = Weighting(event_weights=dict.fromkeys(set(interactions.events.tolist()), 0.0))
     with pytest.raises(ValidationError, match="nothing to learn from"):
         train(interactions, small_config(weighting=nothing))
+
+
+def test_items_missing_from_the_catalog_are_never_offered(recommender: Recommender) -> None:
+    """Nothing to show for them (no title, link or image): like an item out of stock."""
+    now = datetime(2030, 1, 1, tzinfo=UTC)
+    top = recommendations(recommender, "u0-01", 1, now=now)[0]["item_id"]
+    assert recommender.catalog is not None
+    described = {k: v for k, v in recommender.catalog.items() if k != top}
+    partial = replace(recommender, catalog=Catalog(described))
+    picks = {r["item_id"] for r in recommendations(partial, "u0-01", 10, now=now)}
+    assert top not in picks and len(picks) == 10
+    kept = recommendations(partial, "u0-01", 10, {"available_only": False}, now=now)
+    assert top in {r["item_id"] for r in kept}  # asked for everything: it comes back

@@ -124,3 +124,27 @@ def test_addresses_are_never_encoded_words_only_display_names_are() -> None:
     parsed = _parsed(raw)
     assert parsed["From"].addresses[0].display_name == "Boutique Été"
     assert parsed["From"].addresses[0].addr_spec == "news@shop.example.com"
+
+
+def test_long_subjects_fold_lone_carriage_returns_break_and_a_message_id_is_set() -> None:
+    parts = MessageParts(
+        "A" * 1200, "one\rtwo\n", "<p>a\rb</p>", LONG_URL, to="a@example.com",
+        message_id="<d1.dTE@shop.example>",
+    )  # fmt: skip
+    _, raw = write_message(parts)
+    assert max(map(len, raw.split(b"\r\n"))) <= 998
+    assert b"\r" not in raw.replace(b"\r\n", b"")
+    parsed = _parsed(raw)
+    assert parsed["Subject"] == "A" * 1200 and parsed["Message-ID"] == "<d1.dTE@shop.example>"
+
+
+def test_a_decisions_email_keeps_its_message_id_and_previews_get_their_own(renderer) -> None:
+    """Named after the decision: a retried compose gives the same id, so receivers dedupe it."""
+    item = {"item_id": "1", "title": "Mug", "url": "https://s.example/1", "price": 2.0}
+    context = RenderContext({"user_id": "u1"}, [item], Campaign("c1"), {"decision_id": "d42.dTE"})
+    first = renderer.render("picked-for-you", context).mime_bytes
+    again = renderer.render("picked-for-you", context).mime_bytes
+    assert _parsed(first)["Message-ID"] == _parsed(again)["Message-ID"]
+    assert _parsed(first)["Message-ID"].startswith("<d42.dTE@")
+    preview = _parsed(renderer.preview("picked-for-you").mime_bytes)["Message-ID"]
+    assert preview.startswith("<") and preview.endswith(">") and "d42" not in preview

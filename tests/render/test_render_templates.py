@@ -10,6 +10,8 @@ import html5lib
 import pytest
 
 from engine.render.library import BundledLibrary
+from engine.render.links import Campaign
+from engine.render.renderer import RenderContext
 from engine.render.validate import check
 
 NAMES = BundledLibrary().names()
@@ -113,3 +115,11 @@ def test_locale_variant_with_fallback(renderer) -> None:
     assert french.locale == "fr"
     assert french.subject == "Léa, notre sélection pour vous"
     assert 'lang="fr"' in french.html
+
+
+@pytest.mark.parametrize("name", ["picked-for-you", "weekly-digest", "win-back", "cart-follow-up"])
+def test_bundled_templates_render_an_item_the_catalog_barely_describes(name, renderer) -> None:
+    """Only an id (and the engine's relevance): every other field renders blank, not an error."""
+    item = {"item_id": "x1", "relevance": 0.3, "source": "cf"}
+    context = RenderContext({"user_id": "u1"}, [item, item, item], Campaign("c1"))
+    assert "x1" not in renderer.render(name, context).subject
