@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any
 
@@ -28,6 +28,12 @@ ALLOWED = frozenset(
 )  # fmt: skip
 
 CURRENCY_SYMBOLS = {"GBP": "£", "EUR": "€", "USD": "$", "JPY": "¥", "AUD": "A$", "CAD": "C$"}
+# ISO 4217 currencies whose minor unit is not a hundredth (every other one has two places).
+MINOR_UNITS = {
+    "BIF": 0, "CLP": 0, "DJF": 0, "GNF": 0, "ISK": 0, "JPY": 0, "KMF": 0, "KRW": 0, "PYG": 0,
+    "RWF": 0, "UGX": 0, "UYI": 0, "VND": 0, "VUV": 0, "XAF": 0, "XOF": 0, "XPF": 0,
+    "BHD": 3, "IQD": 3, "JOD": 3, "KWD": 3, "LYD": 3, "OMR": 3, "TND": 3,
+}  # fmt: skip
 MAX_CHUNKS = 1_000
 
 
@@ -148,12 +154,16 @@ def money(value: Any, currency: str = "") -> str:
 
 
 @lru_cache(maxsize=4096, typed=True)  # typed: True and 1 are equal keys otherwise
-def _money(value: Any, currency: str) -> str:
+def _money(value: Any, currency: Any) -> str:
+    if value is None:
+        return ""  # no price: nothing to show, rather than "None"
+    code = "" if currency is None else str(currency).strip().upper()
+    places = MINOR_UNITS.get(code, 2)
     try:
-        amount = Decimal(str(value)).quantize(Decimal("0.01"))
+        # Half up, as shoppers round (not to even: 1.005 is 1.01), to the currency's own places.
+        amount = Decimal(str(value)).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
     except (InvalidOperation, ValueError):
         return str(value)
-    code = str(currency).upper()
     symbol = CURRENCY_SYMBOLS.get(code)
     return f"{symbol}{amount:,}" if symbol else f"{amount:,} {code}".strip()
 

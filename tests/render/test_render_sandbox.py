@@ -188,3 +188,21 @@ def test_money_formats_each_value_as_itself_even_when_cached() -> None:
     assert [money(1, "GBP"), money(1.0, "GBP"), money(True, "GBP")] == ["£1.00", "£1.00", "True"]
     assert money(1234.5, "EUR") == "€1,234.50" and money(1234.5, "XYZ") == "1,234.50 XYZ"
     assert money(["not", "hashable"], "GBP") == "['not', 'hashable']"
+
+
+@pytest.mark.parametrize(
+    ("value", "currency", "shown"),
+    [
+        (1500, "JPY", "¥1,500"),  # no minor unit
+        (1.275, "KWD", "1.275 KWD"),  # three places
+        (1.005, "GBP", "£1.01"),  # half up, not to even
+        (None, "GBP", ""),  # no price
+        (2.95, None, "2.95"),  # no currency
+    ],
+)
+def test_money_follows_each_currencys_places_and_shows_nothing_for_no_price(
+    value, currency, shown
+) -> None:
+    from engine.render.filters import money
+
+    assert money(value, currency) == shown
