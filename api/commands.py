@@ -76,6 +76,6 @@ def serve(host: str, port: int, workers: int | None, threads: int, access_log: b
                 "or 'rapport train', or point RAPPORT_MODEL_DIR at a model directory"
             )
         options = ServeOptions(host, port, workers, threads, access_log=access_log)
-        run(options, settings["STORE_URL"])
+        run(options, settings)
     except RapportError as exc:
         raise click.ClickException(str(exc)) from exc

@@ -8,6 +8,7 @@ passed to ``create_app`` (tests).
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -114,7 +115,10 @@ def _coerce(name: str, value: Any, where: str) -> Any:
                 raise ValueError("must be positive")
             return number
         if name in _NUMBER_SETTINGS:
-            return float(value)
+            seconds = float(value)
+            if not math.isfinite(seconds) or seconds < 0:  # NaN would switch hot reload off
+                raise ValueError("must be a finite number, 0 or more")
+            return seconds
     except (TypeError, ValueError) as exc:
         raise ConfigurationError(f"{where}: {value!r} is not a valid {name.lower()}") from exc
     if not isinstance(value, str):

@@ -88,6 +88,6 @@ def demo(host: str, port: int, no_serve: bool) -> None:
         os.environ.setdefault("RAPPORT_PUBLIC_URL", f"http://localhost:{port}")
         click.echo(examples(f"http://{'localhost' if host == '127.0.0.1' else host}:{port}", key))
         if not no_serve:
-            run(ServeOptions(host, port, workers=1), settings["STORE_URL"])
+            run(ServeOptions(host, port, workers=1), settings)
     except RapportError as exc:
         raise click.ClickException(str(exc)) from exc

@@ -9,11 +9,12 @@ whole worker, and the worker heartbeat keeps running meanwhile.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import secrets
 import shutil
 import tempfile
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,10 @@ from gunicorn.app.base import BaseApplication
 from api.config import read_config_file
 from api.heap import settle_heap
 from fatigue.errors import ConfigurationError
+from fatigue.store import scheme_of
 
 log = logging.getLogger(__name__)
+CGROUP_CPU_MAX = "/sys/fs/cgroup/cpu.max"  # "<quota> <period>" or "max <period>"
 
 
 @dataclass(frozen=True)
@@ -41,22 +44,46 @@ class ServeOptions:
     access_log: bool = False
 
 
+def usable_cores() -> int:
+    """Return the cores this process may run on: its CPU affinity, within a cgroup CPU quota.
+
+    ``os.cpu_count()`` counts the host's: in a 2-CPU container on a 64-core host it would start
+    64 workers, each holding its own copy of the model.
+    """
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    try:
+        quota, period = Path(CGROUP_CPU_MAX).read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, math.ceil(int(quota) / int(period)))
+    except (OSError, ValueError):
+        pass  # no cgroup v2 limit to read
+    return max(1, cores)
+
+
+def in_memory(store_url: str) -> bool:
+    """Whether the store lives in each process (read as ``store_from_url`` reads it)."""
+    return scheme_of(store_url) == "memory"
+
+
 def default_workers(store_url: str) -> int:
-    """One worker per core against a shared store; exactly one on ``memory://``.
+    """One worker per usable core against a shared store; exactly one on ``memory://``.
 
     Composing is CPU work and each worker's threads cover its waits on Redis; on two cores,
     three workers answered 15 % fewer composes than two (bench/bench_api_http.py).
     """
-    if store_url.startswith("memory:"):
+    if in_memory(store_url):
         return 1
-    return max(2, os.cpu_count() or 1)
+    return max(2, usable_cores())
 
 
 def check_workers(store_url: str, workers: int) -> None:
     """Refuse several workers on ``memory://``: each would keep its own, diverging state."""
     if workers < 1:
         raise ConfigurationError("--workers must be at least 1")
-    if workers > 1 and store_url.startswith("memory:"):
+    if workers > 1 and in_memory(store_url):
         raise ConfigurationError(
             f"{workers} workers with RAPPORT_STORE_URL=memory:// would each keep their own "
             "fatigue state; use --workers 1 or a redis:// store"
@@ -99,12 +126,12 @@ def spread_batches(
     default) there are none; with fewer workers the helpers number about one per core (each
     holds its own model), and the workers mostly relay their answers.
     """
-    if store_url.startswith("memory:") or "RAPPORT_BATCH_PROCESSES" in environ:
+    if in_memory(store_url) or "RAPPORT_BATCH_PROCESSES" in environ:
         return
     config = environ.get("RAPPORT_CONFIG")
     if config and "BATCH_PROCESSES" in read_config_file(Path(config)):
         return
-    helpers = (cores or os.cpu_count() or 1) // workers
+    helpers = (cores or usable_cores()) // workers
     if helpers >= 2:
         environ["RAPPORT_BATCH_PROCESSES"] = str(helpers)
 
@@ -116,13 +143,14 @@ def _child_exit(server: Any, worker: Any) -> None:
     multiprocess.mark_process_dead(worker.pid)
 
 
-def run(options: ServeOptions, store_url: str) -> None:
+def run(options: ServeOptions, settings: Mapping[str, Any]) -> None:
     """Serve until interrupted."""
+    store_url = str(settings["STORE_URL"])
     workers = options.workers or default_workers(store_url)
     check_workers(store_url, workers)
-    if not os.environ.get("RAPPORT_SECRET_KEY"):
+    if not settings.get("SECRET_KEY"):  # from the environment or the RAPPORT_CONFIG file
         # Every worker must sign and verify unsubscribe links with the same key.
-        log.warning("RAPPORT_SECRET_KEY is not set: unsubscribe links die with this server")
+        log.warning("no secret_key is configured: unsubscribe links die with this server")
         os.environ["RAPPORT_SECRET_KEY"] = secrets.token_urlsafe(32)
     spread_batches(store_url, workers, os.environ)
     metrics_dir = tempfile.mkdtemp(prefix="rapport-metrics-")

@@ -31,9 +31,14 @@ SCHEMES: dict[str, Callable[[str], FatigueStore]] = {
 }
 
 
+def scheme_of(url: str) -> str:
+    """Return a store URL's scheme as ``store_from_url`` reads it (case and spaces ignored)."""
+    return urlsplit(url.strip()).scheme
+
+
 def store_from_url(url: str) -> FatigueStore:
     """Return the store a URL names; raise ConfigurationError for an unknown scheme."""
-    scheme = urlsplit(url).scheme
+    scheme = scheme_of(url)
     factory = SCHEMES.get(scheme)
     if factory is None:
         known = ", ".join(f"{name}://" for name in sorted(SCHEMES))

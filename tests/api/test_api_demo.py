@@ -32,12 +32,63 @@ def test_demo_trains_once_makes_a_key_and_prints_examples(tmp_path: Path, monkey
     assert KeyRing(tmp_path / "var" / "demo" / "api-keys.json").authenticate(key) is None
 
 
-def test_memory_store_runs_one_worker():
-    assert default_workers("memory://") == 1
+@pytest.mark.parametrize("url", ["memory://", "Memory://", "MEMORY://", " memory://"])
+def test_memory_store_runs_one_worker(url):
+    """Every spelling the store accepts: two workers on Memory:// kept two separate states."""
+    assert default_workers(url) == 1
     assert default_workers("redis://localhost:6379/0") >= 2
     check_workers("redis://localhost:6379/0", 4)
     with pytest.raises(ConfigurationError, match="own fatigue state"):
-        check_workers("memory://", 2)
+        check_workers(url, 2)
+
+
+def test_workers_follow_the_cores_this_process_may_use(monkeypatch, tmp_path: Path):
+    """Affinity and a cgroup quota, not the host's core count (64 workers in a 2-CPU box)."""
+    from api import serve as serve_module
+
+    monkeypatch.setattr(serve_module.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    quota = tmp_path / "cpu.max"
+    monkeypatch.setattr(serve_module, "CGROUP_CPU_MAX", str(quota))
+    quota.write_text("max 100000\n")
+    assert serve_module.usable_cores() == 4
+    quota.write_text("150000 100000\n")  # one and a half CPUs: two workers' worth
+    assert serve_module.usable_cores() == 2
+    assert default_workers("redis://localhost:6379/0") == 2
+
+
+def test_a_secret_key_from_the_config_file_signs_the_links(tmp_path: Path, monkeypatch, model_dir):
+    """serve looked only at the environment, then set a random key that beat the file's."""
+    from api import serve as serve_module
+    from api.commands import serve
+
+    config = tmp_path / "rapport.toml"
+    config.write_text('secret_key = "from-the-config-file-0123"\n')
+    monkeypatch.setenv("RAPPORT_CONFIG", str(config))
+    monkeypatch.setenv("RAPPORT_MODEL_DIR", str(model_dir))
+    monkeypatch.delenv("RAPPORT_SECRET_KEY", raising=False)
+    started = []
+
+    class NoGunicorn:  # everything up to starting the server runs for real
+        def __init__(self, settings):
+            started.append(settings["workers"])
+
+        def run(self):
+            from api.config import load_settings
+
+            started.append(load_settings()["SECRET_KEY"])
+
+    monkeypatch.setattr(serve_module, "RapportServer", NoGunicorn)
+    result = CliRunner().invoke(serve, ["--port", "1", "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    assert started == [1, "from-the-config-file-0123"]  # what the workers will read
+
+
+@pytest.mark.parametrize("value", ["nan", "-1", "inf"])
+def test_a_reload_interval_that_would_switch_reloads_off_is_refused(value, monkeypatch):
+    from api.config import load_settings
+
+    with pytest.raises(ConfigurationError, match="model_reload_interval"):
+        load_settings({"RAPPORT_MODEL_RELOAD_INTERVAL": value})
 
 
 def test_serve_without_a_model_says_what_to_do(tmp_path: Path, monkeypatch):
