@@ -136,6 +136,17 @@ def spread_batches(
         environ["RAPPORT_BATCH_PROCESSES"] = str(helpers)
 
 
+def share_secret(settings: Mapping[str, Any], environ: MutableMapping[str, str]) -> None:
+    """Make every worker sign links with one key: the configured one, else a random one.
+
+    ``settings`` come from the environment and the ``RAPPORT_CONFIG`` file alike; only when
+    neither names a key is one made up (and links then die with this server).
+    """
+    if not settings.get("SECRET_KEY"):
+        log.warning("no secret_key is configured: unsubscribe links die with this server")
+        environ["RAPPORT_SECRET_KEY"] = secrets.token_urlsafe(32)
+
+
 def _child_exit(server: Any, worker: Any) -> None:
     """Drop a dead worker's live gauges from the shared metrics directory."""
     from prometheus_client import multiprocess
@@ -148,10 +159,7 @@ def run(options: ServeOptions, settings: Mapping[str, Any]) -> None:
     store_url = str(settings["STORE_URL"])
     workers = options.workers or default_workers(store_url)
     check_workers(store_url, workers)
-    if not settings.get("SECRET_KEY"):  # from the environment or the RAPPORT_CONFIG file
-        # Every worker must sign and verify unsubscribe links with the same key.
-        log.warning("no secret_key is configured: unsubscribe links die with this server")
-        os.environ["RAPPORT_SECRET_KEY"] = secrets.token_urlsafe(32)
+    share_secret(settings, os.environ)
     spread_batches(store_url, workers, os.environ)
     metrics_dir = tempfile.mkdtemp(prefix="rapport-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir

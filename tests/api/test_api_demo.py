@@ -56,31 +56,20 @@ def test_workers_follow_the_cores_this_process_may_use(monkeypatch, tmp_path: Pa
     assert default_workers("redis://localhost:6379/0") == 2
 
 
-def test_a_secret_key_from_the_config_file_signs_the_links(tmp_path: Path, monkeypatch, model_dir):
+def test_a_secret_key_from_the_config_file_signs_the_links(tmp_path: Path):
     """serve looked only at the environment, then set a random key that beat the file's."""
-    from api import serve as serve_module
-    from api.commands import serve
+    from api.config import load_settings
+    from api.serve import share_secret
 
     config = tmp_path / "rapport.toml"
     config.write_text('secret_key = "from-the-config-file-0123"\n')
-    monkeypatch.setenv("RAPPORT_CONFIG", str(config))
-    monkeypatch.setenv("RAPPORT_MODEL_DIR", str(model_dir))
-    monkeypatch.delenv("RAPPORT_SECRET_KEY", raising=False)
-    started = []
-
-    class NoGunicorn:  # everything up to starting the server runs for real
-        def __init__(self, settings):
-            started.append(settings["workers"])
-
-        def run(self):
-            from api.config import load_settings
-
-            started.append(load_settings()["SECRET_KEY"])
-
-    monkeypatch.setattr(serve_module, "RapportServer", NoGunicorn)
-    result = CliRunner().invoke(serve, ["--port", "1", "--workers", "1"])
-    assert result.exit_code == 0, result.output
-    assert started == [1, "from-the-config-file-0123"]  # what the workers will read
+    environ = {"RAPPORT_CONFIG": str(config)}
+    share_secret(load_settings(environ), environ)
+    assert "RAPPORT_SECRET_KEY" not in environ  # the workers read the file's key
+    assert load_settings(environ)["SECRET_KEY"] == "from-the-config-file-0123"
+    unconfigured: dict[str, str] = {}
+    share_secret(load_settings(unconfigured), unconfigured)
+    assert len(unconfigured["RAPPORT_SECRET_KEY"]) >= 32  # one made-up key for every worker
 
 
 @pytest.mark.parametrize("value", ["nan", "-1", "inf"])
