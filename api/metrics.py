@@ -37,6 +37,10 @@ RENDERS = Counter(
 STORE_ERRORS = Counter("rapport_store_errors_total", "State store or event log failures.")
 EVENTS = Counter("rapport_events_total", "Engagement events received, by outcome.", ["outcome"])
 MODEL_RELOADS = Counter("rapport_model_reloads_total", "Model versions loaded after startup.")
+MODEL_LOAD_FAILURES = Counter(
+    "rapport_model_load_failures_total",
+    "Published model versions that could not be loaded (the previous one kept serving).",
+)
 
 
 def instrument(app: Flask) -> None:

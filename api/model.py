@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from api.heap import resettle_heap
-from api.metrics import MODEL_RELOADS
+from api.metrics import MODEL_LOAD_FAILURES, MODEL_RELOADS
 from fatigue.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ class ModelHolder:
     def __init__(
         self,
         model_dir: Path,
-        loader: Callable[[Path], Any],
+        loader: Callable[..., Any],  # (model_dir) for the published version, (model_dir, name)
         interval: float = 2.0,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -43,10 +43,38 @@ class ModelHolder:
                 f"{model_dir}: no published model (no {POINTER} pointer); train one with "
                 "'rapport train' or set RAPPORT_MODEL_DIR"
             )
-        self._model = loader(model_dir)
+        self._model = self._first_load()
         self._checked = monotonic()
         self._loading: threading.Thread | None = None
         self._lock = threading.Lock()
+
+    def _first_load(self) -> Any:
+        """Load the published version or, when it is damaged, the newest one that loads.
+
+        A worker that gunicorn starts again (after a crash, or a restart of one) must not die on
+        a broken publication: gunicorn would then stop every worker. Those already running keep
+        their model; this one serves the last good version until a good one is published.
+        """
+        try:
+            return self._loader(self.model_dir)
+        except Exception as exc:
+            from engine.artifact import current_version, list_versions
+
+            published = current_version(self.model_dir)
+            for version in reversed(list_versions(self.model_dir)):
+                if version == published:
+                    continue
+                try:
+                    model = self._loader(self.model_dir, version)
+                except Exception:  # an older version damaged too: try the next
+                    continue
+                MODEL_LOAD_FAILURES.inc()
+                log.error(
+                    "published model version %s in %s cannot be loaded (%s); serving %s until "
+                    "a version that loads is published", published, self.model_dir, exc, version,
+                )  # fmt: skip
+                return model
+            raise
 
     @property
     def model(self) -> Any:
@@ -81,6 +109,7 @@ class ModelHolder:
         try:
             model = self._loader(self.model_dir)
         except Exception:  # a bad version must not take the serving one down
+            MODEL_LOAD_FAILURES.inc()
             log.exception("could not load the newly published model in %s", self.model_dir)
             self._stamp = stamp  # do not retry the same broken version on every check
             return

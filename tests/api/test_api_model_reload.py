@@ -11,7 +11,7 @@ from api import create_app
 from api.model import ModelHolder
 from engine.artifact import current_version, publish
 from engine.serving import Recommender
-from fatigue.errors import ConfigurationError
+from fatigue.errors import ConfigurationError, ValidationError
 
 
 @pytest.fixture
@@ -52,6 +52,22 @@ def test_a_broken_version_keeps_the_old_one_serving(model_copy: Path, caplog):
     assert holder.reload_now() is True  # it tried
     assert holder.model is first
     assert "could not load" in caplog.text
+
+
+def test_a_worker_started_after_a_broken_publication_serves_the_last_good_version(
+    model_copy: Path, caplog
+):
+    """gunicorn stops every worker when one fails to boot: a restarted one must not fail."""
+    good = current_version(model_copy)
+    (model_copy / "versions" / "zz-broken").mkdir()
+    (model_copy / "versions" / "zz-broken" / "meta.json").write_text("{}")
+    publish(model_copy, "zz-broken")
+    holder = ModelHolder(model_copy, Recommender.load)
+    assert holder.model.version == good
+    assert "zz-broken" in caplog.text and f"serving {good}" in caplog.text
+    (model_copy / "versions" / good / "data.npz").unlink()  # nothing loads any more
+    with pytest.raises(ValidationError, match="unsupported artifact format"):  # the published one's
+        ModelHolder(model_copy, Recommender.load)
 
 
 def test_no_published_model_is_a_clear_configuration_error(tmp_path: Path):
