@@ -7,6 +7,7 @@ protects low-entropy secrets, which these are not). The file is re-read when it 
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import hmac
 import json
@@ -14,7 +15,8 @@ import os
 import secrets
 import tempfile
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -103,14 +105,24 @@ class KeyRing:
         """Add a key, write the file atomically, and return the secret (shown only once)."""
         if not name.strip():
             raise ValidationError(Problem("a key needs a name", field="name"))
-        existing = list(_read_keys(self.path)) if self.path.exists() else []
-        if any(key.name == name for key in existing):
-            raise ValidationError(Problem(f"a key named {name!r} already exists", field="name"))
-        token = KEY_PREFIX + secrets.token_urlsafe(32)
-        created = datetime.now(UTC).isoformat(timespec="seconds")
-        existing.append(ApiKey(name, roles, digest_of(token), created))
-        _write_keys(self.path, existing)
+        with _locked(self.path):  # two creates at once: each reads what the other wrote
+            existing = list(_read_keys(self.path)) if self.path.exists() else []
+            if any(key.name == name for key in existing):
+                raise ValidationError(Problem(f"a key named {name!r} already exists", field="name"))
+            token = KEY_PREFIX + secrets.token_urlsafe(32)
+            created = datetime.now(UTC).isoformat(timespec="seconds")
+            existing.append(ApiKey(name, roles, digest_of(token), created))
+            _write_keys(self.path, existing)
         return token
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock beside the keys file (the file itself is replaced, not edited)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.parent / f".{path.name}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
 
 
 def _read_keys(path: Path) -> list[ApiKey]:
@@ -132,7 +144,10 @@ def _read_keys(path: Path) -> list[ApiKey]:
 
 
 def _write_keys(path: Path, keys: list[ApiKey]) -> None:
-    """Write the keys file through a temporary file and a rename, readable by the owner only."""
+    """Write the keys file through a temporary file and a rename.
+
+    A new file is readable by its owner only; a replaced one keeps its mode and owner.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     document = {
         "keys": [
@@ -146,6 +161,11 @@ def _write_keys(path: Path, keys: list[ApiKey]) -> None:
         ]
     }
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".keys-", suffix=".json")
+    if path.exists():  # keep who may read it: a server running as another user must still
+        kept = path.stat()
+        os.fchmod(fd, kept.st_mode & 0o777)
+        if os.geteuid() == 0:  # root (sudo rapport keys create) can hand it back to its owner
+            os.fchown(fd, kept.st_uid, kept.st_gid)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(document, handle, indent=2)

@@ -32,6 +32,13 @@ class EventLog:
         self._clock = clock
         self._synced: set[Path] = set()  # segments whose directory entry this process synced
 
+    def check(self) -> None:
+        """Raise ``StoreError`` unless new segments can be written (for /readyz)."""
+        directory = self.directory
+        existing = next(p for p in (directory, *directory.parents) if p.exists())
+        if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+            raise StoreError(f"event log directory {directory}: {existing} is not writable")
+
     def segment(self) -> Path:
         """Return the file the next batch goes to (today's, in UTC)."""
         return self.directory / f"{self.prefix}-{self._clock():%Y-%m-%d}.jsonl"

@@ -205,8 +205,10 @@ def _register_rapport_errors(app: Flask) -> None:
 
     @app.errorhandler(ConfigurationError)
     def _configuration(exc: ConfigurationError) -> Response:
+        # The detail names files and hosts: for the operators' log, not for any caller.
         log.error("configuration error: %s", exc)
-        return problem_response("configuration", str(exc))
+        detail = "the server's configuration is broken; its operators will find why in its log"
+        return problem_response("configuration", detail)
 
     @app.errorhandler(RapportError)
     def _rapport(exc: RapportError) -> Response:

@@ -36,6 +36,10 @@ class Services:
         self._built: dict[str, Any] = {}
         self._lock = threading.RLock()
         self._factories: dict[str, Callable[[], Any]] = {}
+        # Checked by /readyz like the components: a broken keys file fails every request, an
+        # event log nothing can be written to fails every event.
+        self.register("api_keys", lambda: Probe(self.keyring.current))
+        self.register("event_log", lambda: Probe(self.event_log.check))
 
     def register(self, name: str, factory: Callable[[], Any]) -> None:
         """Declare how to build the component ``name`` on first use."""
@@ -74,6 +78,13 @@ class Services:
         """Build every registered component now (a serving process does this before traffic)."""
         for name in self._factories:
             self.get(name)
+
+
+class Probe:
+    """A readiness check that is not a component: ``ping`` runs ``check`` (which raises)."""
+
+    def __init__(self, check: Callable[[], object]) -> None:
+        self.ping = check
 
 
 def secret_key(settings: Mapping[str, Any]) -> tuple[str, bool]:

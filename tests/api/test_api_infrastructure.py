@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from api import create_app
 from api.auth import KeyRing, Role, digest_of, parse_roles
 from api.commands import keys
 from api.config import DEFAULTS, load_settings, read_config_file
@@ -152,6 +153,20 @@ def test_health_and_readiness(client):
     assert ready.status_code == 200
 
 
+def test_readiness_names_a_broken_keys_file_and_an_unwritable_event_log(settings, clock, auth):
+    """Each fails every request of its kind: not ready, and callers are not shown the paths."""
+    Path(settings["API_KEYS_FILE"]).write_text("{not json")
+    Path(settings["EVENT_LOG_DIR"]).write_text("a file where the directory should be")
+    client = create_app({**settings, "CLOCK": clock}).test_client()
+    ready = client.get("/readyz")
+    assert ready.status_code == 503
+    checks = ready.json["checks"]
+    assert checks["api_keys"] != "ok" and checks["event_log"] != "ok" and checks["model"] == "ok"
+    refused = client.post("/v1/events", json={"events": []}, headers=auth("platform"))
+    assert refused.status_code == 500 and refused.json["type"] == "/problems/configuration"
+    assert settings["API_KEYS_FILE"] not in refused.text
+
+
 def test_unknown_route_is_problem_json(client):
     response = client.get("/v1/nothing-here")
     assert response.status_code == 404
@@ -193,3 +208,20 @@ def test_path_parameters_are_typed_as_their_routes_take_them(client):
     operation = spec["paths"]["/v1/templates/{name}/versions/{version}"]["get"]
     types = {p["name"]: p["schema"]["type"] for p in operation["parameters"] if p["in"] == "path"}
     assert types == {"name": "string", "version": "integer"}
+
+
+def test_keys_created_at_once_are_all_kept_and_the_file_keeps_its_mode(tmp_path: Path):
+    """Creates raced (8 printed, 6 stored); a replaced file went back to 0600 for its creator."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = tmp_path / "keys.json"
+    KeyRing(path).create("first", frozenset({Role.PLATFORM}))
+    path.chmod(0o640)  # the operator lets the server's group read it
+    with ThreadPoolExecutor(8) as pool:
+        tokens = list(pool.map(
+            lambda n: KeyRing(path).create(f"key-{n}", frozenset({Role.PLATFORM})), range(8)
+        ))  # fmt: skip
+    ring = KeyRing(path)
+    assert all(ring.authenticate(token) is not None for token in tokens)
+    assert len(ring.current()) == 9
+    assert path.stat().st_mode & 0o777 == 0o640
