@@ -136,6 +136,33 @@ def spread_batches(
         environ["RAPPORT_BATCH_PROCESSES"] = str(helpers)
 
 
+def check_settings(settings: Mapping[str, Any]) -> None:
+    """Build the cheap parts each worker builds first, so a bad setting stops here in one line.
+
+    In a worker it is a traceback, the worker exits, and gunicorn stops. The app itself is not
+    built here: its metrics must first exist in the workers, after the fork.
+    """
+    from api.auth import KeyRing
+    from api.campaigns import CampaignRegistry
+    from engine.render.links import LinkConfig, LinkSigner
+    from fatigue.rules import load_rules
+    from fatigue.store import store_from_url
+
+    LinkConfig(str(settings["PUBLIC_URL"]))
+    if settings.get("SECRET_KEY"):
+        LinkSigner(str(settings["SECRET_KEY"]))
+    store_url = str(settings["STORE_URL"])
+    if not in_memory(store_url):  # a memory store would only warn twice
+        try:
+            store_from_url(store_url)  # parses the URL; connects only when first used
+        except ValueError as exc:
+            raise ConfigurationError(f"RAPPORT_STORE_URL {store_url!r}: {exc}") from exc
+    if settings.get("RULES"):
+        load_rules(Path(str(settings["RULES"])))
+    CampaignRegistry.load(str(settings.get("CAMPAIGNS_FILE") or ""))
+    KeyRing(Path(str(settings["API_KEYS_FILE"]))).current()
+
+
 def share_secret(settings: Mapping[str, Any], environ: MutableMapping[str, str]) -> None:
     """Make every worker sign links with one key: the configured one, else a random one.
 
@@ -159,6 +186,7 @@ def run(options: ServeOptions, settings: Mapping[str, Any]) -> None:
     store_url = str(settings["STORE_URL"])
     workers = options.workers or default_workers(store_url)
     check_workers(store_url, workers)
+    check_settings(settings)
     share_secret(settings, os.environ)
     spread_batches(store_url, workers, os.environ)
     metrics_dir = tempfile.mkdtemp(prefix="rapport-metrics-")

@@ -96,3 +96,26 @@ def test_serve_refuses_several_workers_on_memory(tmp_path: Path, monkeypatch, mo
     monkeypatch.setenv("RAPPORT_STORE_URL", "memory://")
     result = CliRunner().invoke(serve, ["--port", "1", "--workers", "3"])
     assert result.exit_code != 0 and "own fatigue state" in result.output
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "said"),
+    [
+        ("RAPPORT_PUBLIC_URL", "http://shop.example.com", "must be https://"),
+        ("RAPPORT_SECRET_KEY", "short", "at least 16 characters"),
+        ("RAPPORT_STORE_URL", "redis://localhost:notaport/0", "Port could not be cast"),
+        ("RAPPORT_STORE_URL", "postgres://x", "unknown fatigue store URL"),
+        ("RAPPORT_RULES", "/nonexistent/rules.toml", "cannot read rule file"),
+        ("RAPPORT_CAMPAIGNS_FILE", "/nonexistent/campaigns.toml", "campaign registry not found"),
+    ],
+)
+def test_serve_refuses_bad_settings_in_one_line_before_any_worker_starts(
+    name, value, said, monkeypatch, model_dir
+):
+    from api.commands import serve
+
+    monkeypatch.setenv("RAPPORT_MODEL_DIR", str(model_dir))
+    monkeypatch.setenv(name, value)
+    result = CliRunner().invoke(serve, ["--port", "1", "--workers", "1"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.startswith("Error: ") and said in result.output
