@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from collections import deque
@@ -130,6 +131,8 @@ class BatchPool:
 def _start_helper(settings: dict[str, Any], clock: Any, worker: int) -> None:
     """Build this helper's app from the worker's settings (runs once per helper process)."""
     global _HELPER_APP
+    # Ctrl-C reaches the whole process group; the worker stops its helpers itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_exit_with, args=(worker,), daemon=True).start()
     from api import create_app
     from api.heap import settle_heap

@@ -11,14 +11,17 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import secrets
 import shutil
+import signal
 import tempfile
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gunicorn import glogging
 from gunicorn.app.base import BaseApplication
 
 from api.config import read_config_file
@@ -28,6 +31,8 @@ from fatigue.store import scheme_of
 
 log = logging.getLogger(__name__)
 CGROUP_CPU_MAX = "/sys/fs/cgroup/cpu.max"  # "<quota> <period>" or "max <period>"
+LOG_FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"
+_LINK_TOKEN = re.compile(r"(^|\s)(/[upc]/)[^/\s?\"]+")  # an unsubscribe or click link's token
 
 
 @dataclass(frozen=True)
@@ -174,6 +179,31 @@ def share_secret(settings: Mapping[str, Any], environ: MutableMapping[str, str])
         environ["RAPPORT_SECRET_KEY"] = secrets.token_urlsafe(32)
 
 
+class RedactingLogger(glogging.Logger):
+    """gunicorn's logger with the link tokens of /u/, /p/ and /c/ cut out of access lines.
+
+    A token unsubscribes or redirects on behalf of one customer: it has no place in a log.
+    """
+
+    def atoms(self, resp: Any, req: Any, environ: Any, request_time: Any) -> dict[str, Any]:
+        """Return gunicorn's access-log fields with link tokens replaced by an ellipsis."""
+        found: dict[str, Any] = super().atoms(resp, req, environ, request_time)
+        for key in ("r", "U", "{raw_uri}e"):
+            if isinstance(found.get(key), str):
+                found[key] = redacted(found[key])
+        return found
+
+
+def redacted(request_line: str) -> str:
+    """Return a request line or path with the token of a /u/, /p/ or /c/ link cut out."""
+    return _LINK_TOKEN.sub(r"\1\2…", request_line)
+
+
+def _ignore_interrupts(worker: Any) -> None:
+    """Leave Ctrl-C to the master: a gthread worker interrupted while quitting could hang."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _child_exit(server: Any, worker: Any) -> None:
     """Drop a dead worker's live gauges from the shared metrics directory."""
     from prometheus_client import multiprocess
@@ -186,6 +216,8 @@ def run(options: ServeOptions, settings: Mapping[str, Any]) -> None:
     store_url = str(settings["STORE_URL"])
     workers = options.workers or default_workers(store_url)
     check_workers(store_url, workers)
+    # Rapport's own lines (model reloads, store failures) with time, level and worker pid.
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     check_settings(settings)
     share_secret(settings, os.environ)
     spread_batches(store_url, workers, os.environ)
@@ -202,6 +234,8 @@ def run(options: ServeOptions, settings: Mapping[str, Any]) -> None:
                 "graceful_timeout": options.timeout,
                 "keepalive": 5,
                 "accesslog": "-" if options.access_log else None,
+                "logger_class": RedactingLogger,
+                "post_worker_init": _ignore_interrupts,
                 "child_exit": _child_exit,
             }
         ).run()

@@ -119,3 +119,12 @@ def test_serve_refuses_bad_settings_in_one_line_before_any_worker_starts(
     result = CliRunner().invoke(serve, ["--port", "1", "--workers", "1"])
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert result.output.startswith("Error: ") and said in result.output
+
+
+def test_access_lines_never_carry_a_link_token():
+    """A token unsubscribes or redirects on someone's behalf: --access-log must not keep it."""
+    from api.serve import redacted
+
+    assert redacted("POST /u/eyJ1IjoiNDIifQ.abc-def HTTP/1.1") == "POST /u/… HTTP/1.1"
+    assert redacted("/c/eyJ1IjoiNDIifQ.x?utm=1") == "/c/…?utm=1"
+    assert redacted("GET /v1/users/u/fatigue HTTP/1.1") == "GET /v1/users/u/fatigue HTTP/1.1"
