@@ -77,11 +77,21 @@ class EmailTemplate:
     files: Mapping[str, str] = field(repr=False)
 
     def variant(self, locale: str | None) -> LocaleVariant:
-        """Return the variant for ``locale``: exact tag, then its language, then the default."""
-        for candidate in (locale or "", (locale or "").split("-")[0]):
-            if candidate in self.variants:
-                return self.variants[candidate]
+        """Return the variant for ``locale``: exact tag, then its language, then the default.
+
+        Tags are matched as BCP 47 says, ignoring case, and ``fr_FR`` (as POSIX writes it) is
+        read as ``fr-FR``: a customer's ``FR`` or ``fr_FR`` gets the French variant.
+        """
+        tag = (locale or "").strip().replace("_", "-").lower()
+        for candidate in (tag, tag.split("-")[0]):
+            found = self._by_tag.get(candidate)
+            if found is not None:
+                return found
         return self.variants[self.default_locale]
+
+    @cached_property
+    def _by_tag(self) -> dict[str, LocaleVariant]:
+        return {name.replace("_", "-").lower(): variant for name, variant in self.variants.items()}
 
 
 class TemplateLibrary(Protocol):

@@ -123,3 +123,11 @@ def test_bundled_templates_render_an_item_the_catalog_barely_describes(name, ren
     item = {"item_id": "x1", "relevance": 0.3, "source": "cf"}
     context = RenderContext({"user_id": "u1"}, [item, item, item], Campaign("c1"))
     assert "x1" not in renderer.render(name, context).subject
+
+
+@pytest.mark.parametrize("locale", ["fr", "fr-FR", "fr_FR", "FR", "Fr-CA", " fr "])
+def test_a_locale_is_matched_whatever_its_case_or_separator(locale, renderer) -> None:
+    item = {"item_id": "1", "title": "Tasse", "url": "https://s.example/1", "price": 2.0}
+    context = RenderContext({"user_id": "u1", "locale": locale}, [item] * 3, Campaign("c1"))
+    email = renderer.render("picked-for-you", context)
+    assert email.locale == "fr" and "notre sélection" in email.subject
