@@ -95,6 +95,14 @@ def _missing(
     return problems, output
 
 
+def _text_unsubscribe(rendered_text: str, filename: str) -> list[Problem]:
+    """Check a dedicated text part shows the unsubscribe URL: its readers have no other way."""
+    if UNSUBSCRIBE_PROBE in rendered_text:
+        return []
+    message = "no unsubscribe link: add 'Unsubscribe: {{ unsubscribe_url }}' to the text"
+    return [Problem(message, filename, field="unsubscribe_url")]
+
+
 def _unsubscribe(rendered_mjml: str, filename: str) -> list[Problem]:
     """Check the MJML, rendered with sample data, links to the probe unsubscribe URL."""
     links = _Links()
@@ -134,6 +142,8 @@ def _check_parts(template: EmailTemplate, mjml: MjmlCache) -> list[Problem]:
                 found = _undeclared(text, filename, known) + missing
                 if html and output:
                     found += _unsubscribe(output, filename)
+                elif output and filename == variant.text_file:
+                    found += _text_unsubscribe(output, filename)
             if html:
                 found += _compiled(template.files[variant.mjml_file], filename, mjml)
             problems.extend(found)

@@ -131,3 +131,16 @@ def test_a_locale_is_matched_whatever_its_case_or_separator(locale, renderer) ->
     context = RenderContext({"user_id": "u1", "locale": locale}, [item] * 3, Campaign("c1"))
     email = renderer.render("picked-for-you", context)
     assert email.locale == "fr" and "notre sélection" in email.subject
+
+
+def test_a_text_part_without_the_unsubscribe_link_is_refused() -> None:
+    """Readers of the plain-text part have no other way out than the URL written in it."""
+    from engine.render.library import TemplateSource
+
+    from .render_helpers import template_files
+
+    files = {**template_files("<mj-text>Hi</mj-text>"), "email.txt": "Hi {{ recipient.user_id }}\n"}
+    [problem] = check(TemplateSource("t", files))
+    assert (problem.source, problem.field) == ("email.txt", "unsubscribe_url")
+    files["email.txt"] += "Unsubscribe: {{ unsubscribe_url }}\n"
+    assert check(TemplateSource("t", files)) == []
