@@ -59,8 +59,11 @@ def _syntax(env: RapportSandbox, text: str, filename: str) -> list[Problem]:
 
 def _undeclared(text: str, filename: str, known: set[str]) -> list[Problem]:
     tree = RapportSandbox(html=True).parse(text)
+    # Jinja counts a name set inside an {% if %} as undeclared (it may not have been set);
+    # a name the template stores anywhere is its own, not a misspelt variable.
+    stored = {node.name for node in tree.find_all(nodes.Name) if node.ctx in ("store", "param")}
     problems = []
-    for name in sorted(meta.find_undeclared_variables(tree) - known):
+    for name in sorted(meta.find_undeclared_variables(tree) - known - stored):
         lines = [node.lineno for node in tree.find_all(nodes.Name) if node.name == name]
         problems.append(
             Problem(

@@ -144,3 +144,18 @@ def test_a_text_part_without_the_unsubscribe_link_is_refused() -> None:
     assert (problem.source, problem.field) == ("email.txt", "unsubscribe_url")
     files["email.txt"] += "Unsubscribe: {{ unsubscribe_url }}\n"
     assert check(TemplateSource("t", files)) == []
+
+
+def test_a_name_set_inside_an_if_is_the_templates_own() -> None:
+    from engine.render.library import TemplateSource
+
+    from .render_helpers import template_files
+
+    body = (
+        "<mj-text>{% if items %}{% set first = items[0] %}Top: {{ first.title }}{% endif %}"
+        "</mj-text>"
+    )
+    sample = '{"recipient": {"user_id": "u1"}, "items": [{"title": "Mug"}]}'
+    assert check(TemplateSource("t", template_files(body, sample=sample))) == []
+    misspelt = template_files("<mj-text>{{ recipeint.first_name }}</mj-text>", sample=sample)
+    assert [p.field for p in check(TemplateSource("t", misspelt))] == ["recipeint"]
