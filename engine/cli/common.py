@@ -91,7 +91,7 @@ def data_options(function: Any) -> Any:
         click.option("--tune", is_flag=True, help="Search hyper-parameters on a validation split."),
         click.option(
             "--trials",
-            type=int,
+            type=click.IntRange(min=1, max=1000),
             default=30,
             show_default=True,
             help="Configurations tried by --tune.",

@@ -25,14 +25,16 @@ RECOMMENDATION_COLUMNS = ("user_id", "item_id", "rank", "score", "relevance", "s
 @model_dir_option
 @click.option("--user", "user_ids", multiple=True, help="Customer id (repeatable).")
 @click.option("--all-users", is_flag=True, help="Every customer the model knows.")
-@click.option("--n", type=int, default=10, show_default=True)
+@click.option("--n", type=click.IntRange(min=1, max=1000), default=10, show_default=True)
 @click.option(
     "--output",
     type=click.Path(dir_okay=False),
     default=None,
     help="CSV file to write (default: standard output).",
 )
-@click.option("--batch-size", type=int, default=2_000, show_default=True, hidden=True)
+@click.option(
+    "--batch-size", type=click.IntRange(min=1), default=2_000, show_default=True, hidden=True
+)
 def recommend(
     model_dir: str,
     user_ids: tuple[str, ...],

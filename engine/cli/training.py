@@ -82,7 +82,7 @@ def train(
     default=None,
     help="Random per-customer split: hold out this fraction of each customer's items.",
 )
-@click.option("--k", type=int, default=10, show_default=True)
+@click.option("--k", type=click.IntRange(min=1, max=1000), default=10, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def evaluate(
     options: DataOptions,

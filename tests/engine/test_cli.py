@@ -259,3 +259,22 @@ def test_a_retail_export_cut_short_is_named_not_aborted(runner: CliRunner, tmp_p
     result = runner.invoke(datasets, ["online-retail", str(cut), "--out", str(tmp_path / "out")])
     assert result.exit_code == 1 and "Aborted" not in result.output
     assert f"{cut}: unreadable file" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("command", "args", "named"),
+    [
+        (recommend, ["--user", "u0-00", "--n", "0"], "--n"),
+        (evaluate, ["--k", "0"], "--k"),
+        (train, ["--tune", "--trials", "-5"], "--trials"),
+    ],
+)
+def test_impossible_counts_name_their_option_and_print_nothing_else(
+    runner: CliRunner, tmp_path: Path, interactions_csv: Path, command, args, named
+) -> None:
+    base = ["--model-dir", str(tmp_path)] if command is recommend else [
+        "--interactions", str(interactions_csv)
+    ]  # fmt: skip
+    result = runner.invoke(command, [*base, *args])
+    assert result.exit_code == 2 and named in result.stderr
+    assert result.stdout == ""  # no CSV header before the error
