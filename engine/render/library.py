@@ -190,14 +190,29 @@ def _variants(
     for locale in [default, *sorted(overrides)]:
         extra = overrides.get(locale, {}) if locale != default else {}
         own = f"email.{locale}.mjml"
-        text = f"email.{locale}.txt" if f"email.{locale}.txt" in source.files else "email.txt"
+        mjml_file = own if own in source.files else "email.mjml"
+        text = f"email.{locale}.txt"
+        if text not in source.files:
+            # A variant with its own layout but no own text takes its text from its own HTML:
+            # the default text is another language.
+            text = "email.txt" if mjml_file == "email.mjml" else ""
         variants[locale] = LocaleVariant(
             locale=locale,
             subject=str(extra.get("subject", meta.get("subject", ""))),
             preheader=str(extra.get("preheader", meta.get("preheader", ""))),
-            mjml_file=own if own in source.files else "email.mjml",
+            mjml_file=mjml_file,
             text_file=text if text in source.files else None,
         )
+    for name in sorted(source.files):
+        parts = name.split(".")
+        if len(parts) == 3 and parts[0] == "email" and parts[1] not in variants:
+            problems.append(
+                Problem(
+                    f"{name} is never used: add a [locales.{parts[1]}] table to template.toml",
+                    source.name,
+                    field=name,
+                )
+            )
     return default, variants
 
 

@@ -159,3 +159,23 @@ def test_a_name_set_inside_an_if_is_the_templates_own() -> None:
     assert check(TemplateSource("t", template_files(body, sample=sample))) == []
     misspelt = template_files("<mj-text>{{ recipeint.first_name }}</mj-text>", sample=sample)
     assert [p.field for p in check(TemplateSource("t", misspelt))] == ["recipeint"]
+
+
+def test_a_locale_with_its_own_layout_but_no_text_gets_text_from_its_own_html() -> None:
+    """The default email.txt is another language: a German email had English text."""
+    from engine.render.library import TemplateSource, parse_template
+
+    from .render_helpers import template_files
+
+    files = template_files("<mj-text>Hello</mj-text>")
+    files["email.txt"] = "Hello\nUnsubscribe: {{ unsubscribe_url }}\n"
+    files["email.de.mjml"] = files["email.mjml"].replace("Hello", "Hallo")
+    files["template.toml"] += '\n[locales.de]\nsubject = "Hallo"\n'
+    template = parse_template(TemplateSource("t", files))
+    assert template.variant("de").text_file is None  # derived from the German HTML
+    assert template.variant("en").text_file == "email.txt"
+    del files["template.toml"]
+    files["template.toml"] = 'name = "t"\nsubject = "Hello"\n'
+    problems = check(TemplateSource("t", files))
+    assert [p.field for p in problems] == ["email.de.mjml"]
+    assert "[locales.de]" in problems[0].message
