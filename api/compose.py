@@ -34,6 +34,7 @@ from api.schemas.compose import (
 )
 from api.services import services, settle_pending
 from engine.compose import ComposeInput, Composition
+from engine.render.diagnostics import RenderError
 from fatigue.domain import Campaign, ContentKind, Decision, Reason, Recipient
 from fatigue.errors import NotFoundError, Problem, RapportError, StoreError, ValidationError
 
@@ -54,7 +55,7 @@ CHUNK = 128  # recipients scored through the model together in the batch endpoin
 def compose(body: ComposeRequest) -> Response:
     """Compose for one recipient."""
     settle_pending()
-    composition = services().get("composer").compose(to_input(body))
+    composition = _composed(to_input(body))
     return Response(orjson.dumps(answer(composition, body.include_mime)), mimetype=JSON)
 
 
@@ -278,7 +279,7 @@ def _one_line(number: int, entry: Prepared) -> bytes:
     """Compose one recipient of a failed chunk, turning its own failure into an error line."""
     body = entry.body
     try:
-        composition = services().get("composer").compose(entry.input)
+        composition = _composed(entry.input)
     except ValidationError as exc:
         return _validation_line(number, body, exc)
     except NotFoundError as exc:
@@ -292,6 +293,17 @@ def _one_line(number: int, entry: Prepared) -> bytes:
         return _problem_line(number, "internal", "internal error; it has been logged",
                              body.recipient.user_id)  # fmt: skip
     return _line(number, body, composition)
+
+
+def _composed(request: ComposeInput) -> Composition:
+    """Compose one recipient, counting a failed render against its template."""
+    try:
+        result: Composition = services().get("composer").compose(request)
+    except RenderError as exc:
+        source = exc.problems[0].source if exc.problems else None
+        RENDERS.labels((source or "unknown").split("/")[0], "failed").inc()
+        raise
+    return result
 
 
 def _line(number: int, body: ComposeRequest, composition: Composition) -> bytes:

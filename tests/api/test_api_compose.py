@@ -176,6 +176,8 @@ def test_a_failed_render_releases_the_counted_send(client, auth, compose_request
     assert failed.json["errors"][0]["field"] == "subject"
     explained = client.get("/v1/users/12347/fatigue", headers=auth("engineer")).json
     assert explained["recent_decisions"] == []  # no send is shown that never happened
+    metrics = client.get("/metrics").text
+    assert 'rapport_renders_total{outcome="failed",template="picked-for-you"}' in metrics
     after = compose(client, auth, compose_request(key="after"))
     assert after.json["decision"]["action"] == "send"
 
