@@ -16,10 +16,12 @@ only then named in ``CURRENT``: a reader never sees half a model. Arrays are loa
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import tempfile
+import time
 import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -70,6 +72,7 @@ def save_recommender(
     root = Path(model_dir)
     versions = root / VERSIONS
     versions.mkdir(parents=True, exist_ok=True)
+    _clear_abandoned(versions)
     name = new_version_name()
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=versions))
     try:
@@ -265,6 +268,15 @@ def _version_dir(root: Path, version: str | None) -> Path:
     if name != directory.name or not (directory / "meta.json").is_file():
         raise NotFoundError(f"no model version {name!r} in {root}")
     return directory
+
+
+def _clear_abandoned(versions: Path, older_than: float = 86_400) -> None:
+    """Remove staging folders a crashed save left (a day old: none is still being written)."""
+    limit = time.time() - older_than
+    for path in versions.glob(".staging-*"):
+        with contextlib.suppress(OSError):
+            if path.stat().st_mtime < limit:
+                shutil.rmtree(path, ignore_errors=True)
 
 
 def _prune(root: Path, keep: int) -> None:

@@ -168,3 +168,16 @@ def test_a_published_version_is_readable_by_another_user(
         os.umask(old)
     assert (tmp_path / "CURRENT").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "versions" / version).stat().st_mode & 0o777 == 0o755
+
+
+def test_staging_left_by_a_crashed_save_is_cleared_by_a_later_one(
+    tmp_path: Path, trained: Recommender
+) -> None:
+    versions = tmp_path / "versions"
+    abandoned, fresh = versions / ".staging-crashed", versions / ".staging-in-progress"
+    for folder in (abandoned, fresh):
+        folder.mkdir(parents=True)
+        (folder / "model.npz").write_bytes(b"half written")
+    os.utime(abandoned, (0, 0))  # left by a save two days ago (the epoch, here)
+    save_recommender(trained, tmp_path)
+    assert not abandoned.exists() and fresh.exists()  # another save may be writing that one
