@@ -65,7 +65,9 @@ def schedule(
     if moment is None:
         return Action.SUPPRESS, None, deciding
     if quiet is not None and not any(reason.rule == "quiet_hours" for reason in reasons):
-        reasons.append(_OUTSIDE)
+        # Nothing about quiet hours moved the send; say whether now is inside them or not.
+        now_end = prep.frame.quiet_end
+        reasons.append(_OUTSIDE if now_end is None else _inside_but_later(now_end))
     if moment == now:
         return Action.SEND, None, None
     return Action.DEFER, moment, deciding
@@ -106,6 +108,12 @@ def _first_moment(
         if moment == start:
             break
     return moment, deciding
+
+
+@lru_cache(maxsize=1024)
+def _inside_but_later(end: datetime) -> Reason:
+    detail = f"inside quiet hours until {end.isoformat()}, but another rule sets a later time"
+    return Reason("quiet_hours", True, detail)
 
 
 @lru_cache(maxsize=1024)

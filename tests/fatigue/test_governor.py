@@ -359,6 +359,21 @@ def test_too_few_items_after_diversity_is_blamed_on_diversity_not_relevance(make
     )
 
 
+def test_a_request_inside_quiet_hours_deferred_by_a_cap_says_it_is_inside(make_governor, clock):
+    """The cap's release (next evening) is outside quiet hours; now is not, and says so."""
+    governor = make_governor(
+        '[[caps]]\nmax = 1\nper = "1d"\n'
+        '[quiet_hours]\nstart = "21:00"\nend = "08:00"\ndefault_timezone = "Europe/London"\n'
+    )
+    clock.set(utc(2026, 1, 12, 20, 30))
+    assert governor.decide(alice(), request(), items()).action == Action.SEND
+    clock.set(utc(2026, 1, 12, 22, 0))
+    deferred = governor.decide(alice(), request(), items())
+    assert deferred.action == Action.DEFER and deferred.deciding.rule.startswith("cap")
+    quiet = reason(deferred, "quiet_hours")
+    assert quiet.passed and quiet.detail.startswith("inside quiet hours until 2026-01-13T08:00")
+
+
 def test_send_time_never_lands_in_quiet_hours(make_governor, clock):
     governor = make_governor(
         '[quiet_hours]\nstart = "21:00"\nend = "08:00"\n[send_time]\nmin_events = 1\n'
