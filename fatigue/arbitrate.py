@@ -57,10 +57,13 @@ def _lost(loser: Verdict, winner: Verdict) -> str:
     deciding = next((reason for reason in loser.reasons if reason.deciding), None)
     if loser.action != Action.SEND and deciding is not None:
         return f"{name} lost: {loser.action.value} by {deciding.rule} ({deciding.detail})"
-    return (
-        f"{name} lost: score {loser.score:.4g} (relevance {loser.relevance:.4g} x priority "
-        f"{loser.campaign.priority:g}) below {winner.campaign.id}'s {winner.score:.4g}"
+    score = (
+        f"score {loser.score:.4g} (relevance {loser.relevance:.4g} x priority "
+        f"{loser.campaign.priority:g})"
     )
+    if loser.score == winner.score:  # ties go to the higher priority, then the one listed first
+        return f"{name} lost: {score}, tied with {winner.campaign.id}, which ranks first"
+    return f"{name} lost: {score} below {winner.campaign.id}'s {winner.score:.4g}"
 
 
 def rank(prep: Prepared) -> tuple[float, float]:

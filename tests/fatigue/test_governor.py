@@ -293,6 +293,17 @@ def test_arbitration_picks_relevance_times_priority_and_says_why(make_governor):
     assert any(d.startswith("blocked lost: suppress by relevance") for d in losers)
 
 
+def test_a_tied_arbitration_says_tied_not_below(make_governor):
+    governor = make_governor("[relevance]\nmin_relevance = 0.1\nmin_items = 1\n")
+    req = request("a").__class__(
+        campaigns=(request("first").campaigns[0], request("second").campaigns[0])
+    )
+    decision = governor.decide(alice(), req, [items(2, 0.5), items(2, 0.5)])
+    assert decision.campaign == "first"
+    [lost] = [r.detail for r in decision.reasons if r.rule == "arbitration" and not r.passed]
+    assert lost.startswith("second lost: score 0.4995") and "tied with first" in lost
+
+
 def test_arbitration_falls_back_to_the_earliest_defer(make_governor, clock):
     governor = make_governor(
         '[[caps]]\nmax = 1\nper = "1d"\ncategory = "sale"\n'
