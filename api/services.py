@@ -7,6 +7,7 @@ what failed to load. ``warm()`` builds them all up front for a serving process.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import threading
 from collections.abc import Callable, Mapping
@@ -21,6 +22,7 @@ from api.pending import PendingEvents
 from fatigue.clock import Clock, utc_now
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class Services:
@@ -36,6 +38,7 @@ class Services:
         self._built: dict[str, Any] = {}
         self._lock = threading.RLock()
         self._factories: dict[str, Callable[[], Any]] = {}
+        self._failures: dict[str, str] = {}  # the last failure /readyz logged, per check
         # Checked by /readyz like the components: a broken keys file fails every request, an
         # event log nothing can be written to fails every event.
         self.register("api_keys", lambda: Probe(self.keyring.current))
@@ -71,7 +74,15 @@ class Services:
                     probe()
                 checks[name] = "ok"
             except Exception as exc:  # readiness reports any failure; it must not raise
-                checks[name] = f"{type(exc).__name__}: {exc}"
+                # Anyone may ask /readyz: the kind of failure is shown, its detail (paths,
+                # hosts) goes to the log, once per change rather than at every poll.
+                checks[name] = f"failed ({type(exc).__name__}; details in the server log)"
+                detail = f"{type(exc).__name__}: {exc}"
+                if self._failures.get(name) != detail:
+                    log.error("not ready: %s: %s", name, detail)
+                self._failures[name] = detail
+            else:
+                self._failures.pop(name, None)
         return checks
 
     def warm(self) -> None:
