@@ -131,8 +131,11 @@ class BatchPool:
 def _start_helper(settings: dict[str, Any], clock: Any, worker: int) -> None:
     """Build this helper's app from the worker's settings (runs once per helper process)."""
     global _HELPER_APP
-    # Ctrl-C reaches the whole process group; the worker stops its helpers itself.
+    # Ctrl-C and a service manager's SIGTERM reach the whole group; a helper ends with its
+    # worker instead (the pool's shutdown, or the watch below), so a stopping worker's
+    # batches finish on their helpers rather than restarting the pool three times.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     threading.Thread(target=_exit_with, args=(worker,), daemon=True).start()
     from api import create_app
     from api.heap import settle_heap

@@ -125,3 +125,25 @@ def test_a_killed_helper_costs_nothing_but_time(pooled, auth, compose_request, c
     )  # fmt: skip
     assert len([line for line in answers(response) if "decision" in line]) == 200
     assert "batch helper" not in caplog.text
+
+
+@pytest.mark.redis
+def test_a_stop_signal_to_the_whole_group_leaves_helpers_to_their_worker(
+    pooled, auth, compose_request, caplog
+):
+    """systemd signals every process: helpers must not die under a worker finishing batches."""
+    import signal
+
+    pool = services(pooled).get("batch_pool")
+    assert all(ready.result(timeout=60) for ready in pool._ready)
+    helpers = list(pool._executor._processes)
+    for pid in helpers:
+        os.kill(pid, signal.SIGTERM)
+        os.kill(pid, signal.SIGINT)
+    lines = [compose_request(str(12347 + n), f"t-{n}") for n in range(200)]
+    response = pooled.test_client().post(
+        "/v1/compose/batch", data=ndjson(lines),
+        headers={**auth("platform"), "Content-Type": "application/x-ndjson"},
+    )  # fmt: skip
+    assert len([line for line in answers(response) if "decision" in line]) == 200
+    assert "batch helper" not in caplog.text and list(pool._executor._processes) == helpers
