@@ -10,6 +10,7 @@ Only Jinja runs per recipient; MJML was compiled once for the template version.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from email.utils import parseaddr
@@ -222,8 +223,34 @@ def _render_parts(
         parts.update({"html": variant.html, "text": variant.text or variant.html})
         filename = parts[part].filename or name
         problem = problem_from(exc, filename or name, field=part)
+        if part == "html" or (part == "text" and variant.text is None):
+            problem = _in_the_mjml(problem, prepared, variant)
         raise RenderError([problem]) from exc
     return subject, preheader, html, text
+
+
+_JINJA = re.compile(r"\{\{.*?\}\}|\{%.*?%\}")
+
+
+def _in_the_mjml(problem: Problem, prepared: PreparedTemplate, variant: PreparedVariant) -> Problem:
+    """Point a failure in the compiled HTML at the marketer's MJML line instead.
+
+    MJML rewrites the layout, so the compiled file's line means nothing to whoever wrote the
+    template; the Jinja at that line is still there, word for word, in the MJML.
+    """
+    if problem.line is None:
+        return problem
+    compiled = variant.html_source.splitlines()
+    if not 0 < problem.line <= len(compiled):
+        return problem
+    mjml_file = prepared.template.variant(variant.locale).mjml_file
+    mjml = prepared.template.files.get(mjml_file, "").splitlines()
+    for snippet in _JINJA.findall(compiled[problem.line - 1]):
+        found = next((n for n, line in enumerate(mjml, start=1) if snippet in line), None)
+        if found is not None:
+            source = f"{prepared.template.name}/{mjml_file}"
+            return replace(problem, source=source, line=found)
+    return problem
 
 
 def sample_context(

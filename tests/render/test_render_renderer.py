@@ -48,7 +48,7 @@ def test_a_missing_recipient_value_is_a_render_error_with_the_line(signer, links
         renderer.render("t", context())
     (problem,) = caught.value.problems
     assert "first_name" in problem.message and problem.field == "html"
-    assert problem.source == "t/email.mjml.html" and problem.line
+    assert (problem.source, problem.line) == ("t/email.mjml", 5)  # the marketer's line
 
 
 def test_items_must_be_mappings(renderer) -> None:
@@ -70,3 +70,16 @@ def test_preview_with_supplied_items_and_a_stored_version(signer, links, clock, 
     assert "Lamp" in supplied.html and "£12.00" in supplied.text
     assert supplied.version == 1
     assert supplied.headers["X-Rapport-Template"] == "picked-for-you/1"
+
+
+def test_a_failure_in_the_layout_names_the_mjml_line_not_the_compiled_one(
+    signer, links, clock
+) -> None:
+    """MJML rewrites the layout: line 5 of email.mjml is somewhere past line 200 when compiled."""
+    files = template_files("<mj-text>Hi {{ recipient.nickname }}</mj-text>")
+    assert files["email.mjml"].splitlines()[4] == "<mj-text>Hi {{ recipient.nickname }}</mj-text>"
+    renderer = Renderer(DictLibrary(TemplateSource("t", files)), signer, links, clock=clock)
+    with pytest.raises(RenderError) as caught:
+        renderer.render("t", RenderContext({"user_id": "u1"}, [], Campaign("c1")))
+    [problem] = caught.value.problems
+    assert (problem.source, problem.line, problem.field) == ("t/email.mjml", 5, "html")
