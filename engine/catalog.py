@@ -6,18 +6,15 @@ in_stock`` plus any extra columns, which are kept for templates. Only ``item_id`
 
 from __future__ import annotations
 
-import csv
-import gzip
-import json
 import math
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from engine.interactions import MAX_PROBLEMS, is_json_lines, open_text, parse_timestamp
+from engine.interactions import MAX_PROBLEMS, parse_timestamp, read_rows
 from fatigue.domain import ContentKind
 from fatigue.errors import Problem, ValidationError
 
@@ -129,33 +126,7 @@ def load_catalog(path: str | Path, columns: Mapping[str, str] | None = None) -> 
 
 
 def _rows(path: Path, problems: list[Problem]) -> Iterator[tuple[int, Mapping[str, Any]]]:
-    try:
-        with open_text(path) as handle:
-            if is_json_lines(path):
-                yield from _json_rows(handle, path, problems)
-                return
-            reader = csv.DictReader(handle)
-            for row in reader:
-                yield reader.line_num, row
-    except (UnicodeDecodeError, gzip.BadGzipFile, EOFError, csv.Error) as exc:
-        raise ValidationError(Problem(f"unreadable file: {exc}", str(path))) from exc
-
-
-def _json_rows(
-    handle: Iterable[str], path: Path, problems: list[Problem]
-) -> Iterator[tuple[int, Mapping[str, Any]]]:
-    for line, text in enumerate(handle, start=1):
-        if not text.strip():
-            continue
-        try:
-            row = json.loads(text)
-        except json.JSONDecodeError as exc:
-            problems.append(Problem(f"invalid JSON: {exc.msg}", str(path), line))
-            continue
-        if isinstance(row, dict):
-            yield line, row
-        else:
-            problems.append(Problem("expected a JSON object", str(path), line))
+    return read_rows(path, lambda line, message: problems.append(Problem(message, str(path), line)))
 
 
 def _parse_item(

@@ -12,12 +12,13 @@ import gzip
 import io
 import random
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from engine.catalog import KNOWN_COLUMNS
-from engine.interactions import open_text
+from engine.interactions import read_rows
 from fatigue.errors import Problem, ValidationError
 
 INTERACTION_COLUMNS = ("user_id", "item_id", "timestamp", "event", "value")
@@ -96,7 +97,7 @@ def category_of(description: str) -> str:
     return "gifts"
 
 
-def _retail_rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+def _retail_rows(path: Path) -> Iterator[tuple[int, Mapping[str, Any]]]:
     required = {
         "InvoiceNo",
         "StockCode",
@@ -106,16 +107,16 @@ def _retail_rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
         "UnitPrice",
         "CustomerID",
     }
-    try:
-        with open_text(path) as handle:
-            reader = csv.DictReader(handle)
-            missing = required - set(reader.fieldnames or ())
-            if missing:
-                raise ValidationError(Problem(f"missing columns {sorted(missing)}", str(path), 1))
-            yield from enumerate(reader, start=2)
-    except (UnicodeDecodeError, gzip.BadGzipFile, EOFError, csv.Error) as exc:
-        # EOFError (a gzip cut short) would otherwise reach click, which prints only "Aborted!".
-        raise ValidationError(Problem(f"unreadable file: {exc}", str(path))) from exc
+
+    def header(names: Sequence[str], line: int) -> None:
+        missing = required - set(names)
+        if missing:
+            raise ValidationError(Problem(f"missing columns {sorted(missing)}", str(path), line))
+
+    def problem(line: int, message: str) -> None:
+        raise ValidationError(Problem(message, str(path), line))
+
+    yield from read_rows(path, problem, header)
 
 
 def load_online_retail(path: str | Path) -> RetailData:

@@ -13,7 +13,7 @@ import io
 import json
 import math
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -182,13 +182,36 @@ def _repeated(row: Mapping[str, Any], seen: set[str]) -> bool:
 
 
 def _read_rows(path: Path, parser: _RowParser) -> Iterator[tuple[int, Mapping[str, Any]]]:
+    return read_rows(path, lambda line, message: parser.problem(line, None, message),
+                     parser.check_header)  # fmt: skip
+
+
+#: What a file that cannot be decoded at all raises while it is read (EOFError: a cut gzip).
+UNREADABLE = (UnicodeDecodeError, gzip.BadGzipFile, EOFError, csv.Error)
+
+
+def read_rows(
+    path: Path,
+    problem: Callable[[int, str], None],
+    header: Callable[[Sequence[str], int], None] | None = None,
+) -> Iterator[tuple[int, Mapping[str, Any]]]:
+    """Yield ``(line, row)`` from a CSV or JSON Lines file (gzipped or not), as its name says.
+
+    A JSON line that is not an object goes to ``problem`` and is skipped; ``header`` sees the
+    CSV header (or the first JSON object's keys) before any row; a file that cannot be decoded
+    at all is a ``ValidationError`` naming it.
+    """
     try:
         with open_text(path) as handle:
             if is_json_lines(path):
-                yield from _json_rows(handle, parser)
-            else:
-                yield from _csv_rows(handle, parser)
-    except (UnicodeDecodeError, gzip.BadGzipFile, EOFError, csv.Error) as exc:
+                yield from _json_rows(handle, problem, header)
+                return
+            reader = csv.DictReader(handle)
+            if header is not None:
+                header(reader.fieldnames or [], 1)
+            for row in reader:
+                yield reader.line_num, row
+    except UNREADABLE as exc:
         raise ValidationError(Problem(f"unreadable file: {exc}", str(path))) from exc
 
 
@@ -206,31 +229,25 @@ def is_json_lines(path: Path) -> bool:
     return bool(suffixes) and suffixes[-1] in (".jsonl", ".ndjson", ".json")
 
 
-def _csv_rows(handle: io.TextIOBase, parser: _RowParser) -> Iterator[tuple[int, Mapping[str, Any]]]:
-    reader = csv.DictReader(handle)
-    parser.check_header(reader.fieldnames or [])
-    for row in reader:
-        yield reader.line_num, row
-
-
 def _json_rows(
-    handle: io.TextIOBase, parser: _RowParser
+    handle: Iterable[str],
+    problem: Callable[[int, str], None],
+    header: Callable[[Sequence[str], int], None] | None,
 ) -> Iterator[tuple[int, Mapping[str, Any]]]:
-    header_checked = False
     for line, text in enumerate(handle, start=1):
         if not text.strip():
             continue
         try:
             row = json.loads(text)
         except json.JSONDecodeError as exc:
-            parser.problem(line, None, f"invalid JSON: {exc.msg}")
+            problem(line, f"invalid JSON: {exc.msg}")
             continue
         if not isinstance(row, dict):
-            parser.problem(line, None, "expected a JSON object")
+            problem(line, "expected a JSON object")
             continue
-        if not header_checked:
-            parser.check_header(list(row), line)
-            header_checked = True
+        if header is not None:
+            header(list(row), line)
+            header = None
         yield line, row
 
 
