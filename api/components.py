@@ -102,11 +102,12 @@ def _batch_pool(found: Services) -> Any:
     """Helpers for batch streams, or None: one process asked for, or state only this one has."""
     from api.batch_pool import BatchPool
     from api.config import DEFAULTS
+    from fatigue.store import in_memory
 
     processes = int(found.settings["BATCH_PROCESSES"])
     if processes <= 1:
         return None
-    if str(found.settings["STORE_URL"]).startswith("memory:"):
+    if in_memory(str(found.settings["STORE_URL"])):
         log.warning("BATCH_PROCESSES=%d ignored: memory:// state cannot be shared", processes)
         return None
     try:

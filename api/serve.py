@@ -27,7 +27,7 @@ from gunicorn.app.base import BaseApplication
 from api.config import read_config_file
 from api.heap import settle_heap
 from fatigue.errors import ConfigurationError
-from fatigue.store import scheme_of
+from fatigue.store import in_memory
 
 log = logging.getLogger(__name__)
 CGROUP_CPU_MAX = "/sys/fs/cgroup/cpu.max"  # "<quota> <period>" or "max <period>"
@@ -66,11 +66,6 @@ def usable_cores() -> int:
     except (OSError, ValueError):
         pass  # no cgroup v2 limit to read
     return max(1, cores)
-
-
-def in_memory(store_url: str) -> bool:
-    """Whether the store lives in each process (read as ``store_from_url`` reads it)."""
-    return scheme_of(store_url) == "memory"
 
 
 def default_workers(store_url: str) -> int:

@@ -36,6 +36,11 @@ def scheme_of(url: str) -> str:
     return urlsplit(url.strip()).scheme
 
 
+def in_memory(url: str) -> bool:
+    """Whether the store a URL names lives inside each process (``memory://``, any spelling)."""
+    return scheme_of(url) == "memory"
+
+
 def store_from_url(url: str) -> FatigueStore:
     """Return the store a URL names; raise ConfigurationError for an unknown scheme."""
     scheme = scheme_of(url)

@@ -71,8 +71,9 @@ def test_a_clock_that_cannot_travel_keeps_batches_in_the_worker(redis_url, setti
     assert "the clock cannot be sent to helpers" in caplog.text
 
 
-def test_memory_state_is_never_spread(settings, clock, caplog):
-    app = create_app({**settings, "BATCH_PROCESSES": 4, "CLOCK": clock})
+@pytest.mark.parametrize("url", ["memory://", "Memory://"])  # any spelling the store accepts
+def test_memory_state_is_never_spread(settings, clock, caplog, url):
+    app = create_app({**settings, "STORE_URL": url, "BATCH_PROCESSES": 4, "CLOCK": clock})
     assert services(app).get("batch_pool") is None
     assert "memory:// state cannot be shared" in caplog.text
 
