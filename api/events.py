@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,6 +19,7 @@ from flask import Blueprint, current_app
 
 from api.auth import Role
 from api.metrics import EVENTS, STORE_ERRORS
+from api.pending import engagement_of
 from api.problems import ApiProblem
 from api.routing import operation, parse_json_body
 from api.schemas.events import (
@@ -28,7 +30,7 @@ from api.schemas.events import (
     RejectedEvent,
 )
 from api.services import services
-from fatigue.domain import EngagementEvent, EventType
+from fatigue.domain import EventType
 from fatigue.errors import StoreError, ValidationError
 
 bp = Blueprint("events", __name__)
@@ -64,16 +66,17 @@ def post_events() -> EventsResponse:
     now = found.clock()
     accepted, rejected = _validate(envelope.events, now)
     received_at = now.isoformat()
+    records = [(index, log_record(event, received_at)) for index, event in accepted]
     try:
-        found.event_log.append([log_record(event, received_at) for _, event in accepted])
+        found.event_log.append([record for _, record in records])
         found.interaction_log.append(
-            [interaction_row(event) for _, event in accepted if event.item_id is not None
-             and event.type.value in TRAINING_EVENTS]
+            [interaction_row(record) for _, record in records if record["item_id"] is not None
+             and record["event"] in TRAINING_EVENTS]
         )  # fmt: skip
     except StoreError:
         STORE_ERRORS.inc()
         raise
-    objections = _apply(accepted)
+    objections = _apply(records)
     rejected = sorted(rejected + objections, key=lambda item: item.index)
     EVENTS.labels("accepted").inc(len(accepted) - len(objections))
     EVENTS.labels("rejected").inc(len(rejected))
@@ -121,16 +124,16 @@ def _out_of_time(moment: datetime, now: datetime) -> str:
     return ""
 
 
-def _apply(accepted: list[tuple[int, EventIn]]) -> list[RejectedEvent]:
+def _apply(records: list[tuple[int, dict[str, Any]]]) -> list[RejectedEvent]:
     """Update fatigue state; a store failure is a 503, a governor objection rejects one event."""
-    governed = [(index, event) for index, event in accepted if event.type.value in GOVERNED]
+    governed = [(index, record) for index, record in records if record["event"] in GOVERNED]
     if not governed:
         return []
     governor = services().get("governor")
     rejected = []
-    for index, event in governed:
+    for index, record in governed:
         try:
-            governor.record_event(_engagement(event))
+            governor.record_event(engagement_of(record))
         except ValidationError as exc:
             rejected.append(RejectedEvent(index=index, error=str(exc)))
         except StoreError:
@@ -139,31 +142,18 @@ def _apply(accepted: list[tuple[int, EventIn]]) -> list[RejectedEvent]:
     return rejected
 
 
-def _engagement(event: EventIn) -> EngagementEvent:
-    """Translate an API event into the governor's domain event."""
-    return EngagementEvent(
-        type=EventType(event.type.value),
-        user_id=event.user_id,
-        timestamp=event.timestamp,
-        decision_id=event.decision_id,
-        campaign=event.campaign_id,
-        category=event.category,
-        event_id=event_id(event),
-    )
-
-
-def interaction_row(event: EventIn) -> dict[str, Any]:
-    """Shape an event with an item as a canonical interaction row, as training reads it.
+def interaction_row(record: Mapping[str, Any]) -> dict[str, Any]:
+    """Shape a logged event with an item as a canonical interaction row, as training reads it.
 
     ``event_id`` lets training drop the copy a retried batch writes again.
     """
     return {
-        "user_id": event.user_id,
-        "item_id": event.item_id,
-        "timestamp": event.timestamp.isoformat(),
-        "event": TRAINING_EVENTS[event.type.value],
-        "value": 1.0 if event.value is None else event.value,
-        "event_id": event_id(event),
+        "user_id": record["user_id"],
+        "item_id": record["item_id"],
+        "timestamp": record["timestamp"],
+        "event": TRAINING_EVENTS[record["event"]],
+        "value": record["value"],
+        "event_id": record["event_id"],
     }
 
 
@@ -180,16 +170,12 @@ def _content(event: EventIn) -> dict[str, Any]:
     }
 
 
-def event_id(event: EventIn) -> str:
-    """Return the id of what ``event`` reports: a digest of its content, the same on a retry.
-
-    Two reports of the same thing (same customer, item, kind, campaign and time, to the
-    microsecond) are one event.
-    """
-    content = json.dumps(_content(event), sort_keys=True).encode("utf-8")
-    return hashlib.sha256(content).hexdigest()[:24]
-
-
 def log_record(event: EventIn, received_at: str) -> dict[str, Any]:
-    """Shape an event as a canonical interaction row plus its email context."""
-    return {**_content(event), "event_id": event_id(event), "received_at": received_at}
+    """Shape an event as a canonical interaction row plus its email context and its id.
+
+    The id is a digest of the content, the same on a retry: two reports of the same thing (same
+    customer, item, kind, campaign and time, to the microsecond) are one event.
+    """
+    content = _content(event)
+    digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode("utf-8")).hexdigest()
+    return {**content, "event_id": digest[:24], "received_at": received_at}

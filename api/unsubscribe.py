@@ -132,7 +132,7 @@ def _record(kind: EventType, user_id: str, campaign_id: str, item_id: str | None
         _kept(
             "interaction log",
             record,
-            lambda: found.interaction_log.append([interaction_row(event)]),
+            lambda: found.interaction_log.append([interaction_row(record)]),
         )
     governor = found.get("governor")
     if _kept("state store", record, lambda: governor.record_event(engagement_of(record))):
