@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from engine.artifact import fsync_directory
+from engine.artifact import fsync_directory, unwritable
 from fatigue.clock import Clock, utc_now
 from fatigue.errors import StoreError
 
@@ -34,10 +34,9 @@ class EventLog:
 
     def check(self) -> None:
         """Raise ``StoreError`` unless new segments can be written (for /readyz)."""
-        directory = self.directory
-        existing = next(p for p in (directory, *directory.parents) if p.exists())
-        if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-            raise StoreError(f"event log directory {directory}: {existing} is not writable")
+        reason = unwritable(self.directory)
+        if reason:
+            raise StoreError(f"event log directory {self.directory}: {reason}")
 
     def segment(self) -> Path:
         """Return the file the next batch goes to (today's, in UTC)."""

@@ -55,11 +55,19 @@ def check_writable(model_dir: str | Path) -> None:
 
     Nothing is created: a run that then fails on its input leaves no empty model directory.
     """
-    target = Path(model_dir) / VERSIONS
-    existing = next(p for p in (target, *target.parents) if p.exists())
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        what = "not a directory" if not existing.is_dir() else "not writable"
-        raise ConfigurationError(f"cannot write models to {model_dir}: {existing} is {what}")
+    reason = unwritable(Path(model_dir) / VERSIONS)
+    if reason:
+        raise ConfigurationError(f"cannot write models to {model_dir}: {reason}")
+
+
+def unwritable(directory: Path) -> str:
+    """Say why ``directory`` could not be made or written in ("" when it could), making nothing."""
+    existing = next(p for p in (directory, *directory.parents) if p.exists())
+    if not existing.is_dir():
+        return f"{existing} is not a directory"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable"
+    return ""
 
 
 def save_recommender(
