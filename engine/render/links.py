@@ -103,8 +103,11 @@ def safe_url(value: Any) -> Any:
     Anything else (``javascript:``, ``data:``, a bare path) becomes ``""``: templates then
     show no link rather than a harmful one. Values that are not text are returned as they are.
     """
-    if not isinstance(value, str):
-        return value
+    return _safe_text(value) if isinstance(value, str) else value
+
+
+@lru_cache(maxsize=8192)  # per item, per email: a catalog's URLs repeat in every email
+def _safe_text(value: str) -> str:
     text = value.strip()
     if not text.lower().startswith(("http://", "https://")):
         return ""
