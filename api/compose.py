@@ -194,7 +194,8 @@ def _answers(chunks: Iterator[Chunk]) -> Iterator[bytes]:
 def _numbered_chunks(stream: IO[bytes], limit: int) -> Iterator[Chunk]:
     """Cut the audience into chunks of numbered lines (blank ones skipped but counted).
 
-    Past ``limit`` recipients the last chunk ends with ``(number, None)``: "too large".
+    Past ``limit`` recipients, or past the byte limit of a chunked body, the last chunk ends
+    with a ``Stop`` saying which.
     """
     chunk: Chunk = []
     seen = number = 0

@@ -136,12 +136,13 @@ def authorize(accepted: Sequence[Role]) -> ApiKey:
 
 def parse_json_body(model: type[ModelT]) -> ModelT:
     """Validate the request body against ``model``: 400 if not JSON, 422 if wrong."""
-    raw = request.get_data(cache=True).removeprefix(UTF8_BOM)  # RFC 8259 lets a parser skip it
+    raw = request.get_data(cache=True)
     limit = request.max_content_length
     if request.content_length is None and limit is not None and len(raw) >= limit:
         # A chunked body (no Content-Length) is cut at the limit, not refused: a body that
         # reached it is over it (or exactly at it, which is refused too).
         raise ApiProblem("too-large", too_large_detail())
+    raw = raw.removeprefix(UTF8_BOM)  # RFC 8259 lets a parser skip it
     if not raw.strip():
         raise ApiProblem("malformed-request", "the request body is empty; a JSON object is needed")
     try:

@@ -239,7 +239,7 @@ class RedisStore(FatigueStore):
             int(change.soft_bounce),
             int(change.reset_soft_bounces),
             change.soft_bounce_threshold or "",
-            suppression_detail("bounce_soft", change.at),
+            suppression_detail("bounce_soft", change.at) if change.soft_bounce else "",
             change.event_id or "",
             EVENT_MEMORY,
             len(change.lift),

@@ -6,6 +6,8 @@ import io
 import json
 from email import message_from_string
 
+import pytest
+
 from .conftest import ON_EVERY_STORE
 
 pytestmark = ON_EVERY_STORE
@@ -95,13 +97,14 @@ def test_suppression_is_a_normal_answer(client, auth, compose_request):
     assert deciding[0]["rule"] == "suppression"
 
 
+@pytest.mark.parametrize("start", [b"", b"\xef\xbb\xbf"], ids=["plain", "byte-order-mark"])
 def test_a_chunked_body_past_the_limit_is_413_not_a_cut_json_error(
-    client, auth, app, compose_request
+    client, auth, app, compose_request, start
 ):
     app.config["MAX_CONTENT_LENGTH"] = 200
     response = client.post(
         "/v1/compose",
-        input_stream=io.BytesIO(json.dumps(compose_request()).encode()),  # chunked
+        input_stream=io.BytesIO(start + json.dumps(compose_request()).encode()),  # chunked
         headers={
             **auth("platform"),
             "Content-Type": "application/json",
