@@ -12,7 +12,7 @@ import pytest
 from api import create_app
 from api.services import services
 
-from .test_api_batch import answers, ndjson
+from .test_api_batch import answers, ndjson, post_batch
 
 
 @pytest.fixture
@@ -54,10 +54,9 @@ def test_helpers_answer_every_line_in_order_with_its_number(pooled, auth, compos
 @pytest.mark.redis
 def test_the_same_recipients_again_replay_across_helpers(pooled, auth, compose_request):
     client = pooled.test_client()
-    headers = {**auth("platform"), "Content-Type": "application/x-ndjson"}
     lines = [compose_request(str(12347 + n), f"r-{n}") for n in range(260)]
-    first = answers(client.post("/v1/compose/batch", data=ndjson(lines), headers=headers))
-    again = answers(client.post("/v1/compose/batch", data=ndjson(lines), headers=headers))
+    first = answers(post_batch(client, auth, lines))
+    again = answers(post_batch(client, auth, lines))
     assert [a["decision"]["id"] for a in first] == [a["decision"]["id"] for a in again]
 
 
@@ -108,10 +107,7 @@ def test_a_killed_helper_costs_nothing_but_time(pooled, auth, compose_request, c
     for pid in list(pool._executor._processes):  # a real fault: the helpers die
         os.kill(pid, signal.SIGKILL)
     lines = [compose_request(str(12347 + n), f"k-{n}") for n in range(200)]
-    response = pooled.test_client().post(
-        "/v1/compose/batch", data=ndjson(lines),
-        headers={**auth("platform"), "Content-Type": "application/x-ndjson"},
-    )  # fmt: skip
+    response = post_batch(pooled.test_client(), auth, lines)
     found = answers(response)
     assert [line["line"] for line in found] == list(range(1, 201))
     assert all("decision" in line for line in found)  # composed in this process instead
@@ -120,10 +116,7 @@ def test_a_killed_helper_costs_nothing_but_time(pooled, auth, compose_request, c
     assert all(ready.result(timeout=60) for ready in pool._ready)
     caplog.clear()
     again = [compose_request(str(12347 + n), f"k2-{n}") for n in range(200)]
-    response = pooled.test_client().post(
-        "/v1/compose/batch", data=ndjson(again),
-        headers={**auth("platform"), "Content-Type": "application/x-ndjson"},
-    )  # fmt: skip
+    response = post_batch(pooled.test_client(), auth, again)
     assert len([line for line in answers(response) if "decision" in line]) == 200
     assert "batch helper" not in caplog.text
 
@@ -142,9 +135,6 @@ def test_a_stop_signal_to_the_whole_group_leaves_helpers_to_their_worker(
         os.kill(pid, signal.SIGTERM)
         os.kill(pid, signal.SIGINT)
     lines = [compose_request(str(12347 + n), f"t-{n}") for n in range(200)]
-    response = pooled.test_client().post(
-        "/v1/compose/batch", data=ndjson(lines),
-        headers={**auth("platform"), "Content-Type": "application/x-ndjson"},
-    )  # fmt: skip
+    response = post_batch(pooled.test_client(), auth, lines)
     assert len([line for line in answers(response) if "decision" in line]) == 200
     assert "batch helper" not in caplog.text and list(pool._executor._processes) == helpers
