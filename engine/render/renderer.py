@@ -34,7 +34,6 @@ from fatigue.clock import Clock, utc_now
 from fatigue.errors import Problem, ValidationError
 
 SAMPLE_CAMPAIGN = Campaign("preview", "Preview")
-URL_FIELDS = ("url", "image_url")  # an item's links, checked before a template sees them
 # What a catalog entry gives templates, blank: the fields of an item known by its id alone.
 ITEM_DEFAULTS: dict[str, Any] = {
     key: value for key, value in CatalogItem("").as_template_dict().items() if key != "item_id"
@@ -188,10 +187,8 @@ class Renderer:
         # Every catalog field, blank unless given: an item the catalog barely describes still
         # renders instead of failing the whole email on ``item.image_url``.
         values = {**ITEM_DEFAULTS, **item}
-        for key in URL_FIELDS:
-            if key in values:
-                values[key] = safe_url(values[key])
-        url = values.get("url")
+        values["image_url"] = safe_url(values["image_url"])
+        url = values["url"] = safe_url(values["url"])
         if isinstance(url, str) and url:
             tagged = add_query(url, utm or campaign.utm())
             if self.links.track_clicks:
