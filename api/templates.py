@@ -205,6 +205,7 @@ def _template_out(name: str, version: int) -> TemplateOut:
         mjml=files.get("email.mjml", ""),
         text=files.get("email.txt"),
         sample=json.loads(files.get(SAMPLE_FILE) or "{}"),
+        min_items=int(meta.get("min_items", 0)),
         files=files,
         versions=[VersionOut.model_validate(v.as_dict()) for v in store.versions(name)],
         publication=PublicationOut.model_validate(publication.as_dict()) if publication else None,
@@ -218,6 +219,8 @@ def _files(name: str, body: TemplateSave, previous: dict[str, str]) -> dict[str,
     meta.update(name=name, subject=body.subject, preheader=body.preheader)
     meta.setdefault("description", "")
     meta.setdefault("default_locale", "en")
+    if body.min_items is not None:
+        meta["min_items"] = body.min_items
     files[META_FILE] = toml_document(meta)
     files["email.mjml"] = body.mjml
     files[SAMPLE_FILE] = json.dumps(body.sample, indent=2, ensure_ascii=False) + "\n"

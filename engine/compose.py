@@ -8,8 +8,9 @@ from ``fatigue``; the API calls it, and it never imports the API. The governor r
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from engine.decision_log import DecisionLogWriter
@@ -166,7 +167,7 @@ class Composer:
             (
                 request.recipient,
                 MessageRequest(
-                    campaigns=request.campaigns,
+                    campaigns=_showing_items(request, templates),
                     idempotency_key=request.idempotency_key,
                     dry_run=request.dry_run,
                 ),
@@ -260,6 +261,25 @@ class Composer:
             extra={"decision_id": decision.decision_id},
         )
         return self.renderer.render_prepared(templates[request.templates[campaign.id]], context)
+
+
+def _showing_items(
+    request: ComposeInput, templates: Mapping[str, PreparedTemplate]
+) -> tuple[Campaign, ...]:
+    """Return the request's campaigns, each with the fewest items its template shows.
+
+    The governor then refuses to send an email its template could not fill (a transactional
+    campaign's template showing recommendations, when none is relevant), saying why.
+    """
+    return tuple(
+        _with_min_items(campaign, templates[request.templates[campaign.id]].template.min_items)
+        for campaign in request.campaigns
+    )
+
+
+@lru_cache(maxsize=1024)
+def _with_min_items(campaign: Campaign, least: int) -> Campaign:
+    return campaign if campaign.min_items == least else replace(campaign, min_items=least)
 
 
 def _store_failed(decision: Decision) -> bool:

@@ -31,10 +31,12 @@ def select(
     now: datetime,
     sent: Mapping[str, float],
     required: bool = True,
+    at_least: int = 0,
 ) -> Selection:
     """Filter, rank and diversify candidates; ``sent`` maps item ids to when they were sent.
 
     With ``required=False`` (transactional mail) too few relevant items do not fail the rule.
+    ``at_least`` is what the email's template cannot do without, required for any mail.
     """
     relevance = rules.relevance
     floor = relevance.min_relevance if relevance is not None else float("-inf")
@@ -52,6 +54,9 @@ def select(
             diversity = _too_few_diverse(len(chosen), needed, rules.diversity)
     if diversity is not None:
         reasons.append(diversity)
+    if at_least:
+        reasons.append(_template_reason(len(chosen), at_least))
+        relevant = relevant and len(chosen) >= at_least
     mean = sum(map(_relevance, chosen)) / len(chosen) if chosen else 0.0
     return Selection(tuple(chosen), tuple(reasons), relevant, mean, considered)
 
@@ -62,6 +67,12 @@ def _relevance_reason(count: int, needed: int, floor: float, required: bool) -> 
     wanted = f"{needed} needed" if required else "none needed (transactional)"
     detail = f"{count} item(s) reach relevance {floor:g}; {wanted}"
     return Reason("relevance", count >= needed or not required, detail, count, needed)
+
+
+@lru_cache(maxsize=1024)
+def _template_reason(chosen: int, needed: int) -> Reason:
+    detail = f"{chosen} item(s) chosen; its template shows at least {needed}"
+    return Reason("template", chosen >= needed, detail, counter=chosen, limit=needed)
 
 
 @lru_cache(maxsize=1024)

@@ -113,6 +113,9 @@ class Campaign:
     kind: ContentKind = ContentKind.PROMOTIONAL
     priority: float = 1.0
     channel: Channel = Channel.EMAIL
+    #: The fewest items its email can show (its template says): fewer chosen, and it is not
+    #: sent, transactional or not.
+    min_items: int = 0
 
 
 @dataclass(frozen=True)

@@ -164,7 +164,9 @@ def prepare(
     transactional = campaign.kind == ContentKind.TRANSACTIONAL
     selection = chosen
     if candidates is not None:
-        selection = select(candidates, plan.rules, now, sent or {}, required=not transactional)
+        selection = select(
+            candidates, plan.rules, now, sent or {}, not transactional, campaign.min_items
+        )
     frame = plan.frame(campaign, now, where, deferrable)
     holdout = _holdout(plan, user_id, campaign)
     may_send = (

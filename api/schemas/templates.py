@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, Field, StringConstraints, field_validator
 
 from api.schemas.common import Identifier, Strict
+from engine.render.library import MAX_MIN_ITEMS
 
 Text = Annotated[str, StringConstraints(max_length=200_000)]
 Line = Annotated[str, StringConstraints(max_length=1_000)]
@@ -59,6 +60,8 @@ class TemplateOut(BaseModel):
     mjml: str
     text: str | None
     sample: dict[str, Any]
+    #: The fewest items the email shows: never sent with fewer (template.toml's min_items).
+    min_items: int
     files: dict[str, str]
     versions: list[VersionOut]
     publication: PublicationOut | None
@@ -68,7 +71,8 @@ class TemplateSave(Strict):
     """A new version: the MJML body, subject and preheader (Jinja), sample data and a note.
 
     ``text`` replaces the plain-text version (otherwise the previous one is kept, or the text
-    is derived from the HTML); ``description`` and ``locales`` keep their previous values.
+    is derived from the HTML); ``description``, ``locales`` and, when not given, ``min_items``
+    keep their previous values.
     """
 
     mjml: Text
@@ -77,6 +81,7 @@ class TemplateSave(Strict):
     sample: dict[str, Any] = Field(default_factory=dict)
     note: Line = ""
     text: Text | None = None
+    min_items: int | None = Field(default=None, ge=0, le=MAX_MIN_ITEMS)
 
 
 class SavedVersion(BaseModel):

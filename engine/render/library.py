@@ -30,6 +30,7 @@ FILE_PATTERN = re.compile(
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 STANDARD_VARIABLES = ("recipient", "items", "campaign", "unsubscribe_url", "preferences_url")
 MAX_FILE_CHARS = 200_000
+MAX_MIN_ITEMS = 50  # more items than any email shows
 BUNDLED_DIR = Path(__file__).resolve().parents[2] / "templates"
 
 
@@ -75,6 +76,9 @@ class EmailTemplate:
     variants: Mapping[str, LocaleVariant]
     sample: Mapping[str, Any]
     files: Mapping[str, str] = field(repr=False)
+    #: The fewest items the email can show (``min_items`` in template.toml): a campaign using
+    #: it is not sent with fewer, and its decision says so.
+    min_items: int = 0
 
     def variant(self, locale: str | None) -> LocaleVariant:
         """Return the variant for ``locale``: exact tag, then its language, then the default.
@@ -160,6 +164,15 @@ def _load_meta(source: TemplateSource, problems: list[Problem]) -> dict[str, Any
         problems.append(
             Problem(f"name {meta['name']!r} differs from {source.name!r}", META_FILE, field="name")
         )
+    least = meta.get("min_items", 0)
+    if isinstance(least, bool) or not isinstance(least, int) or not 0 <= least <= MAX_MIN_ITEMS:
+        problems.append(
+            Problem(
+                f"min_items must be a whole number from 0 to {MAX_MIN_ITEMS} (got {least!r})",
+                META_FILE,
+                field="min_items",
+            )
+        )
     return meta
 
 
@@ -239,4 +252,5 @@ def parse_template(source: TemplateSource) -> EmailTemplate:
         variants=MappingProxyType(variants),
         sample=MappingProxyType(sample),
         files=source.files,
+        min_items=int(meta.get("min_items", 0)),
     )

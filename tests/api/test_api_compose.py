@@ -199,3 +199,25 @@ def test_answers_are_exactly_the_documented_schema(client, auth, compose_request
     for shaped in answers:
         model = ComposeResponse.model_validate(shaped)
         assert model.model_dump(mode="json") == shaped
+
+
+def test_a_transactional_email_its_template_cannot_fill_is_suppressed_not_an_error(
+    settings, role_keys, clock, store_url, auth, compose_request, tmp_path
+):
+    """picked-for-you shows items[0]: with none relevant it used to fail rendering with a 422."""
+    from api import create_app
+
+    rules = tmp_path / "rules.toml"
+    rules.write_text("[relevance]\nmin_relevance = 1.0\nmin_items = 1\n", encoding="utf-8")
+    client = create_app(
+        {**settings, "STORE_URL": store_url, "RULES": str(rules), "CLOCK": clock}
+    ).test_client()
+    body = compose_request()
+    body["campaign"]["kind"] = "transactional"
+    response = compose(client, auth, body)
+    assert response.status_code == 200, response.json
+    decision = response.json["decision"]
+    assert decision["action"] == "suppress" and response.json["email"] is None
+    template = next(reason for reason in decision["reasons"] if reason["rule"] == "template")
+    assert template["detail"] == "0 item(s) chosen; its template shows at least 1"
+    assert template["deciding"] is True

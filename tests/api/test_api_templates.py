@@ -67,6 +67,17 @@ def test_save_publish_diff_and_roll_back(client, marketer, auth, compose_request
     assert client.post(f"{NAME}/rollback", headers=marketer).status_code == 404
 
 
+def test_min_items_is_shown_kept_changed_and_checked(client, marketer):
+    assert current(client, marketer)["min_items"] == 1
+    assert save(client, marketer).json == {"version": 2}  # not given: kept
+    assert client.get(f"{NAME}/versions/2", headers=marketer).json["min_items"] == 1
+    assert save(client, marketer, min_items=2).json == {"version": 3}
+    assert client.get(f"{NAME}/versions/3", headers=marketer).json["min_items"] == 2
+    refused = save(client, marketer, min_items=-1)
+    assert refused.status_code == 422
+    assert [e["field"] for e in refused.json["errors"]] == ["min_items"]
+
+
 def test_invalid_template_is_refused_with_lines(client, marketer):
     broken = "<mjml>\n<mj-body>\n<mj-section>\n<mj-column>\n<mj-text>{{ items[0].title </mj-text>"
     response = save(client, marketer, mjml=broken + "\n</mj-column></mj-section></mj-body></mjml>")

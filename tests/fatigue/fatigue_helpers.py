@@ -13,7 +13,10 @@ def items(count: int = 5, relevance: float = 0.5, category: str = "shoes", **opt
 def request(campaign: str = "spring", category: str = "sale", **options) -> MessageRequest:
     kind = options.pop("kind", ContentKind.PROMOTIONAL)
     priority = options.pop("priority", 1.0)
-    return MessageRequest.single(Campaign(campaign, category, kind, priority), **options)
+    least = options.pop("min_items", 0)
+    return MessageRequest.single(
+        Campaign(campaign, category, kind, priority, min_items=least), **options
+    )
 
 
 def alice(timezone: str = "Europe/London") -> Recipient:

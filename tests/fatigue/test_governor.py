@@ -148,6 +148,18 @@ def test_transactional_mail_needs_no_relevant_items(make_governor):
     assert governor.decide(alice(), request(), []).action == Action.SUPPRESS
 
 
+def test_a_template_showing_items_is_not_sent_without_them(make_governor):
+    governor = make_governor(CONTRACT)
+    receipt = request("r", kind=ContentKind.TRANSACTIONAL, min_items=1)
+    empty = governor.decide(alice(), receipt, [])
+    assert empty.action == Action.SUPPRESS
+    assert empty.deciding.rule == "template" and empty.deciding.passed is False
+    assert empty.deciding.detail == "0 item(s) chosen; its template shows at least 1"
+    full = governor.decide(alice(), request("r2", kind=ContentKind.TRANSACTIONAL, min_items=2),
+                           items())  # fmt: skip
+    assert full.action == Action.SEND and reason(full, "template").passed
+
+
 def test_timeliness_excludes_stale_content(make_governor, clock):
     governor = make_governor(
         '[timeliness]\nmax_age_editorial = "14d"\nno_repeat = "30d"\n'

@@ -179,3 +179,25 @@ def test_a_locale_with_its_own_layout_but_no_text_gets_text_from_its_own_html() 
     problems = check(TemplateSource("t", files))
     assert [p.field for p in problems] == ["email.de.mjml"]
     assert "[locales.de]" in problems[0].message
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_bundled_template_showing_items_0_declares_it_needs_one(name, bundle) -> None:
+    from engine.render.library import parse_template
+
+    template = parse_template(bundle.source(name))
+    assert "items[0]" in "".join(bundle.source(name).files.values())
+    assert template.min_items == 1
+
+
+@pytest.mark.parametrize("value", ["-1", "51", "1.5", "true", '"1"'])
+def test_min_items_must_be_a_small_whole_number(value) -> None:
+    from engine.render.library import TemplateSource
+
+    from .render_helpers import template_files
+
+    files = template_files("<mj-text>Hi</mj-text>")
+    files["template.toml"] += f"min_items = {value}\n"
+    [problem] = check(TemplateSource("t", files))
+    assert (problem.source, problem.field) == ("template.toml", "min_items")
+    assert "from 0 to 50" in problem.message
