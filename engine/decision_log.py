@@ -2,10 +2,12 @@
 
 Writing the log inside each request cost a second store round trip per single compose, about a
 seventh of its CPU. Requests hand their entries to a ``DecisionLogWriter`` instead; its thread
-writes whatever has gathered in one store call, so a busy server writes hundreds of entries per
-round trip. The log explains decisions and never makes one: entries still queued when a process
-is killed are lost (milliseconds' worth), and a failed write is reported, never retried.
-Readers in the same process call ``flush`` first, so they see the decisions just made.
+writes whatever has gathered in one store call. Once woken, the thread lingers a few
+milliseconds, so that under load one store call carries the entries of many requests (a call per
+request cost a thread wake-up and a round trip each, on the cores the requests need). The log
+explains decisions and never makes one: entries still queued when a process is killed are lost
+(milliseconds' worth), and a failed write is reported, never retried. Readers in the same process
+call ``flush`` first, so they see the decisions just made.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from fatigue.store.base import FatigueStore, LoggedDecision
 log = logging.getLogger(__name__)
 BATCH = 512  # entries per store call
 BACKLOG = 50_000  # entries queued at most; beyond it the oldest are dropped (and reported)
+LINGER = 0.01  # seconds the thread waits for more entries before a write that is not full
 
 
 class DecisionLogWriter:
@@ -34,15 +37,19 @@ class DecisionLogWriter:
         ttl: Callable[[], int],
         on_error: Callable[[StoreError], None] | None = None,
         backlog: int = BACKLOG,
+        linger: float = LINGER,
     ) -> None:
         self.store = store
         self.ttl = ttl  # asked at each write: the rules that set it can be reloaded
         self.on_error = on_error
         self._backlog = backlog
+        self._linger = linger
         self._pending: deque[LoggedDecision] = deque()
         self._submitted = 0  # entries ever queued
         self._settled = 0  # entries written, failed or dropped
         self._closing = False
+        self._idle = False  # the thread waits for a first entry (a submit must wake it)
+        self._flushing = 0  # readers waiting in flush (the thread must not linger)
         self._changed = threading.Condition()
         self._thread: threading.Thread | None = None
 
@@ -61,7 +68,10 @@ class DecisionLogWriter:
                 dropped += 1
             self._settled += dropped
             self._start()
-            self._changed.notify_all()
+            # A lingering thread is woken only by a full batch: one wake-up per request was
+            # what lingering saves.
+            if self._idle or len(self._pending) >= BATCH:
+                self._changed.notify_all()
         if dropped:
             self._report(StoreError(f"decision log backlog full: {dropped} entries dropped"))
 
@@ -69,7 +79,12 @@ class DecisionLogWriter:
         """Wait until every entry queued before this call is written; False on timeout."""
         with self._changed:
             target = self._submitted
-            return self._changed.wait_for(lambda: self._settled >= target, timeout)
+            self._flushing += 1
+            self._changed.notify_all()
+            try:
+                return self._changed.wait_for(lambda: self._settled >= target, timeout)
+            finally:
+                self._flushing -= 1
 
     def close(self, timeout: float = 5.0) -> None:
         """Write what is queued, then stop the thread."""
@@ -91,14 +106,20 @@ class DecisionLogWriter:
     def _run(self) -> None:
         while True:
             with self._changed:
+                self._idle = True
                 self._changed.wait_for(lambda: self._pending or self._closing)
+                self._idle = False
                 if not self._pending:
                     return  # closing, and everything is written
+                self._changed.wait_for(self._urgent, self._linger)
                 batch = [self._pending.popleft() for _ in range(min(BATCH, len(self._pending)))]
             self._write(batch)
             with self._changed:
                 self._settled += len(batch)
                 self._changed.notify_all()
+
+    def _urgent(self) -> bool:
+        return len(self._pending) >= BATCH or self._closing or self._flushing > 0
 
     def write(self, entries: Sequence[LoggedDecision]) -> None:
         """Write ``entries`` in the caller's thread; a store failure is reported, not raised."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 
 import pytest
@@ -78,3 +79,37 @@ def test_a_failed_write_is_reported_and_later_entries_still_written(redis_url):
         raw.delete(*raw.keys(f"{prefix}*"))
         raw.close()
         store.close()
+
+
+class CountingStore(MemoryStore):
+    """A memory store that counts its decision-log writes (one per store call)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[int] = []
+
+    def log_decisions(self, entries, ttl=60):  # type: ignore[no-untyped-def]
+        self.writes.append(len(entries))
+        super().log_decisions(entries, ttl=ttl)
+
+
+def test_entries_from_many_requests_share_one_store_call():
+    store = CountingStore()
+    writer = DecisionLogWriter(store, lambda: 60, linger=60.0)
+    for n in range(20):  # one request at a time, as a busy server's threads submit them
+        writer.submit([entry("u1", n)])
+    # A reader's flush ends the linger at once: were it waited out, flush would time out.
+    assert writer.flush(timeout=10)
+    assert store.writes == [20]
+    writer.close()
+
+
+def test_a_lone_entry_is_written_once_the_linger_is_over():
+    store = CountingStore()
+    writer = DecisionLogWriter(store, lambda: 60, linger=0.05)
+    writer.submit([entry("u1", 1)])
+    deadline = time.monotonic() + 10
+    while not store.writes and time.monotonic() < deadline:  # no flush: nothing ends the linger
+        time.sleep(0.01)
+    assert store.writes == [1] and ids(store, "u1") == ["d1.u1"]
+    writer.close()
