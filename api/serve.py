@@ -3,7 +3,8 @@
 Each worker imports and builds the app after the fork (no preloading), so prometheus-client sees
 ``PROMETHEUS_MULTIPROC_DIR`` before its first metric exists and every worker opens its own Redis
 connections. Workers are threaded (``gthread``): a long NDJSON batch occupies one thread, not a
-whole worker, and the worker heartbeat keeps running meanwhile.
+whole worker, and the worker heartbeat keeps running meanwhile. A worker takes new connections
+only while a thread is free (``api.balanced_worker``), so keep-alive clients spread over all.
 """
 
 from __future__ import annotations
@@ -223,7 +224,7 @@ def run(options: ServeOptions, settings: Mapping[str, Any]) -> None:
             {
                 "bind": f"{options.host}:{options.port}",
                 "workers": workers,
-                "worker_class": "gthread",
+                "worker_class": "api.balanced_worker.BalancedThreadWorker",
                 "threads": options.threads,
                 "timeout": options.timeout,
                 "graceful_timeout": options.timeout,
