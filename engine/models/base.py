@@ -230,12 +230,19 @@ def _top_excluding(
         ids, scores = block.top(queries, k, filter_items)
     else:
         ids, scores = topk(item_factors, queries, k, filter_items=filter_items, num_threads=threads)
+    return _without_excluded(ids, scores, exclude, n, item_factors.shape[0])
+
+
+def _without_excluded(
+    ids: np.ndarray, scores: np.ndarray, exclude: sp.csr_matrix, n: int, width: int
+) -> Scored:
+    """Keep each row's first ``n`` ranked ids that its ``exclude`` row does not hold."""
     if len(ids) == 1:  # one customer: a set lookup beats np.isin's sorting by ~50 us
         return _drop_excluded_one(ids[0], scores[0], exclude.indices, n)
-    width = np.int64(item_factors.shape[0])
-    rows = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
-    keys = np.arange(len(ids), dtype=np.int64)[:, None] * width + ids
-    drop = np.isin(keys, rows * width + exclude.indices) | (ids < 0)
+    counts = np.diff(exclude.indptr)
+    owners = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
+    keys = np.arange(len(ids), dtype=np.int64)[:, None] * np.int64(width) + ids
+    drop = np.isin(keys, owners * np.int64(width) + exclude.indices) | (ids < 0)
     order = np.argsort(drop, axis=1, kind="stable")[:, :n]
     ids, scores = np.take_along_axis(ids, order, 1), np.take_along_axis(scores, order, 1)
     scores[np.take_along_axis(drop, order, 1)] = -np.inf  # fewer than n left: mark the rest
@@ -271,14 +278,28 @@ def ranked_by_score(
     n: int,
     filter_items: np.ndarray | None = None,
 ) -> Scored:
-    """Rank one global score vector for every row of ``exclude`` (implicit's fast top-k)."""
-    from implicit.cpu.topk import topk
+    """Rank one global score vector for every row of ``exclude``, skipping each row's items.
 
-    factors = np.ascontiguousarray(item_scores.reshape(-1, 1), dtype=np.float32)
-    query = np.ones((exclude.shape[0], 1), dtype=np.float32)
-    # Past the item count implicit pads with item 0 at score 0, which reads as a real pick.
-    n = min(n, len(factors))
-    return topk(factors, query, n, filter_query_items=exclude, filter_items=filter_items)
+    Every row shares one order, so the vector's head is ranked once and each row keeps its
+    first ``n`` items not excluded (implicit's top-k ran a product over every row and item to
+    find the same order). ``filter_items`` are ranked out for every row.
+    """
+    scores = np.array(item_scores, dtype=np.float32).ravel()
+    # Past the item count implicit padded with item 0 at score 0, which read as a real pick.
+    n = min(n, len(scores))
+    if filter_items is not None and len(filter_items):
+        scores[filter_items] = -np.inf
+    k = min(len(scores), n + int(np.diff(exclude.indptr).max(initial=0)))
+    if k == 0:
+        empty = np.zeros((exclude.shape[0], 0))
+        return empty.astype(np.int32), empty.astype(np.float32)
+    head = np.argpartition(-scores, k - 1)[:k]
+    head = head[np.lexsort((head, -scores[head]))].astype(np.int32)  # ties: lower index first
+    head_scores = scores[head]
+    head[~np.isfinite(head_scores)] = -1  # filtered: dropped like implicit's padding
+    rows = exclude.shape[0]
+    ids = np.broadcast_to(head, (rows, k))
+    return _without_excluded(ids, np.broadcast_to(head_scores, (rows, k)), exclude, n, len(scores))
 
 
 def top_from_dense(

@@ -106,6 +106,37 @@ def test_popularity_ranks_by_distinct_customers() -> None:
     assert ids[0][0] == 1
 
 
+@pytest.mark.parametrize("rows", [1, 7])
+def test_one_score_vector_is_ranked_for_every_row_as_a_full_sort_would(rows: int) -> None:
+    """Each row: the n best items (ties by lower index) minus its exclusions and the filter."""
+    from engine.models import ranked_by_score
+
+    generator = np.random.default_rng(3)
+    items, n = 200, 10
+    scores = generator.integers(0, 40, items).astype(np.float32)  # many ties
+    exclude = sp.random(rows, items, density=0.1, format="csr", random_state=4, dtype=np.float32)
+    filtered = np.array(sorted(generator.choice(items, 30, replace=False)))
+    ids, got = ranked_by_score(scores, exclude, n, filtered)
+    assert ids.shape == got.shape == (rows, n)
+    order = np.lexsort((np.arange(items), -scores))
+    for row in range(rows):
+        banned = set(exclude[row].indices) | set(filtered.tolist())
+        expected = [int(i) for i in order if int(i) not in banned][:n]
+        assert ids[row].tolist() == expected
+        np.testing.assert_array_equal(got[row], scores[expected])
+
+
+def test_a_ranking_with_fewer_items_left_than_asked_marks_the_rest_filtered() -> None:
+    from engine.models import FILTERED, ranked_by_score
+
+    scores = np.array([0.5, 0.9, 0.1, 0.7], dtype=np.float32)
+    exclude = sp.csr_matrix(np.array([[0, 1, 0, 0], [0, 0, 0, 0]], dtype=np.float32))
+    ids, got = ranked_by_score(scores, exclude, 9, np.array([3]))
+    assert ids.shape == (2, 4)
+    assert ids[0, :2].tolist() == [0, 2] and (got[0, 2:] <= FILTERED).all()
+    assert ids[1, :3].tolist() == [1, 0, 2] and got[1, 3] <= FILTERED
+
+
 @pytest.mark.parametrize("algorithm", [Algorithm.ALS, Algorithm.ITEMKNN, Algorithm.BPR])
 def test_folding_in_a_new_customer_follows_their_items(algorithm: Algorithm, matrices) -> None:  # type: ignore[no-untyped-def]
     _, items, confidence, _ = matrices
