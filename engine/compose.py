@@ -20,7 +20,7 @@ from engine.render.renderer import RenderContext, RenderedEmail, Renderer
 from engine.serving import Filters, RecentInteraction, Recommender
 from fatigue.clock import Clock, utc_now
 from fatigue.domain import Action, Campaign, Decision, MessageRequest, Recipient
-from fatigue.errors import StoreError
+from fatigue.errors import Problem, StoreError, ValidationError
 from fatigue.store.base import LoggedDecision
 
 
@@ -159,6 +159,7 @@ class Composer:
     def compose_many(self, requests: Sequence[ComposeInput]) -> list[Composition]:
         """Compose for several recipients: one model call, one governor round trip."""
         templates = self.prepare(requests)
+        _check_item_counts(requests, templates)
         model = self._recommender()
         users = list(dict.fromkeys(request.recipient.user_id for request in requests))
         blocked = AVAILABILITY.blocked(model, self.clock())
@@ -261,6 +262,24 @@ class Composer:
             extra={"decision_id": decision.decision_id},
         )
         return self.renderer.render_prepared(templates[request.templates[campaign.id]], context)
+
+
+def _check_item_counts(
+    requests: Sequence[ComposeInput], templates: Mapping[str, PreparedTemplate]
+) -> None:
+    """Refuse a request rendering fewer items than its template shows (it could never send)."""
+    problems = [
+        Problem(
+            f"template {name!r} shows at least {least} items; this request renders at most "
+            f"{request.items}",
+            field="items",
+        )
+        for request in requests
+        for name in sorted(set(request.templates.values()))
+        if (least := templates[name].template.min_items) > request.items
+    ]
+    if problems:
+        raise ValidationError(problems)
 
 
 def _showing_items(

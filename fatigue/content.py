@@ -55,7 +55,8 @@ def select(
     if diversity is not None:
         reasons.append(diversity)
     if at_least:
-        reasons.append(_template_reason(len(chosen), at_least))
+        cap = rules.diversity.max_items if rules.diversity is not None else None
+        reasons.append(_template_reason(len(chosen), at_least, cap))
         relevant = relevant and len(chosen) >= at_least
     mean = sum(map(_relevance, chosen)) / len(chosen) if chosen else 0.0
     return Selection(tuple(chosen), tuple(reasons), relevant, mean, considered)
@@ -70,8 +71,10 @@ def _relevance_reason(count: int, needed: int, floor: float, required: bool) -> 
 
 
 @lru_cache(maxsize=1024)
-def _template_reason(chosen: int, needed: int) -> Reason:
-    detail = f"{chosen} item(s) chosen; its template shows at least {needed}"
+def _template_reason(chosen: int, needed: int, cap: int | None) -> Reason:
+    detail = f"{chosen} item(s) chosen; the email's template shows at least {needed}"
+    if cap is not None and cap < needed:  # no customer can ever get this email: say why
+        detail += f", more than diversity.max_items ({cap}) lets any email have"
     return Reason("template", chosen >= needed, detail, counter=chosen, limit=needed)
 
 

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import NamedTuple, TypeAlias
 
+from fatigue.content import select
 from fatigue.domain import (
     Action,
     Candidate,
@@ -58,8 +59,14 @@ def store_error_decision(rules: Rules, job: Job, now: datetime, exc: StoreError)
         raise exc
     transactional = all(c.kind == ContentKind.TRANSACTIONAL for c in job.request.campaigns)
     if policy == StoreErrorPolicy.SEND_TRANSACTIONAL and transactional:
-        detail = f"store unavailable, sent unchecked: {exc}"
-        return _without_store(job, now, Action.SEND, None, detail)
+        # The email still needs what its template shows: chosen without the send history.
+        campaign = job.request.campaigns[0]
+        chosen = select(job.candidates[0], rules, now, {}, False, campaign.min_items)
+        if chosen.relevant:
+            detail = f"store unavailable, sent unchecked: {exc}"
+            return _without_store(job, now, Action.SEND, None, detail, chosen.items)
+        template = next(reason for reason in chosen.reasons if reason.rule == "template")
+        return unavailable(rules, job, now, f"store unavailable: {exc}; {template.detail}")
     return unavailable(rules, job, now, f"store unavailable: {exc}")
 
 
@@ -69,7 +76,12 @@ def unavailable(rules: Rules, job: Job, now: datetime, detail: str) -> Decision:
 
 
 def _without_store(
-    job: Job, now: datetime, action: Action, send_at: datetime | None, detail: str
+    job: Job,
+    now: datetime,
+    action: Action,
+    send_at: datetime | None,
+    detail: str,
+    items: tuple[Candidate, ...] = (),
 ) -> Decision:
     return Decision(
         action,
@@ -78,6 +90,7 @@ def _without_store(
         now,
         send_at=send_at,
         campaign=job.request.campaigns[0].id,
+        items=items,
         reasons=(Reason("store", False, detail, deciding=True),),
         idempotency_key=job.request.idempotency_key,
         dry_run=job.request.dry_run,

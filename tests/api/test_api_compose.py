@@ -219,5 +219,22 @@ def test_a_transactional_email_its_template_cannot_fill_is_suppressed_not_an_err
     decision = response.json["decision"]
     assert decision["action"] == "suppress" and response.json["email"] is None
     template = next(reason for reason in decision["reasons"] if reason["rule"] == "template")
-    assert template["detail"] == "0 item(s) chosen; its template shows at least 1"
+    assert template["detail"] == "0 item(s) chosen; the email's template shows at least 1"
     assert template["deciding"] is True
+
+
+def test_a_request_rendering_fewer_items_than_its_template_shows_is_refused(
+    client, auth, compose_request
+):
+    marketer = auth("marketer")
+    current = client.get("/v1/templates/picked-for-you", headers=marketer).json
+    edited = {key: current[key] for key in ("mjml", "subject", "preheader", "sample")}
+    saved = client.put("/v1/templates/picked-for-you", json={**edited, "min_items": 3},
+                       headers=marketer)  # fmt: skip
+    client.post("/v1/templates/picked-for-you/publish", json=saved.json, headers=marketer)
+    response = compose(client, auth, compose_request(items=2))
+    assert response.status_code == 422
+    [error] = response.json["errors"]
+    assert error["field"] == "items"
+    assert "shows at least 3 items; this request renders at most 2" in error["message"]
+    assert compose(client, auth, compose_request(items=3)).status_code == 200

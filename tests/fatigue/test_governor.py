@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from fatigue.domain import Action, Candidate, ContentKind, EngagementEvent, EventType, Recipient
+from fatigue.store.base import StateQuery
 
 from .conftest import CONTRACT
 from .fatigue_helpers import alice, items, request
@@ -148,16 +150,31 @@ def test_transactional_mail_needs_no_relevant_items(make_governor):
     assert governor.decide(alice(), request(), []).action == Action.SUPPRESS
 
 
-def test_a_template_showing_items_is_not_sent_without_them(make_governor):
+def test_a_template_showing_items_is_not_sent_without_them(make_governor, caplog):
     governor = make_governor(CONTRACT)
     receipt = request("r", kind=ContentKind.TRANSACTIONAL, min_items=1)
     empty = governor.decide(alice(), receipt, [])
     assert empty.action == Action.SUPPRESS
     assert empty.deciding.rule == "template" and empty.deciding.passed is False
-    assert empty.deciding.detail == "0 item(s) chosen; its template shows at least 1"
+    assert empty.deciding.detail == "0 item(s) chosen; the email's template shows at least 1"
+    # Decided before the store is asked to record anything: no send recorded, then released.
+    assert not [record for record in caplog.records if record.levelno >= logging.WARNING]
+    assert governor.store.load([StateQuery("alice", 0.0, 0.0)])[0].sends == ()
     full = governor.decide(alice(), request("r2", kind=ContentKind.TRANSACTIONAL, min_items=2),
                            items())  # fmt: skip
     assert full.action == Action.SEND and reason(full, "template").passed
+
+
+def test_a_template_showing_more_items_than_diversity_allows_says_so(make_governor):
+    governor = make_governor(
+        "[relevance]\nmin_relevance = 0.0\nmin_items = 1\n[diversity]\nmax_items = 2\n"
+    )
+    decision = governor.decide(alice(), request("r", min_items=3), items())
+    assert decision.action == Action.SUPPRESS and decision.deciding.rule == "template"
+    assert decision.deciding.detail == (
+        "2 item(s) chosen; the email's template shows at least 3, "
+        "more than diversity.max_items (2) lets any email have"
+    )
 
 
 def test_timeliness_excludes_stale_content(make_governor, clock):

@@ -205,6 +205,21 @@ def test_unreachable_redis_defers_by_default_and_can_raise():
     assert governor.decide(alice(), request(), items()).action == Action.DEFER
 
 
+def test_unchecked_transactional_mail_still_gets_the_items_its_template_shows():
+    """With the store down, a receipt showing recommendations is sent with them, or deferred."""
+    clock = FrozenClock(datetime(2026, 1, 12, 12, tzinfo=UTC))
+    dead = store_from_url(f"redis://127.0.0.1:{free_port()}/0")
+    lenient = load_rules(CONTRACT + '\n[store]\non_store_error = "send_transactional"\n')
+    governor = Governor(lenient, dead, clock)
+    receipt = request("r", kind=ContentKind.TRANSACTIONAL, min_items=1)
+    sent = governor.decide(alice(), receipt, items())
+    assert sent.action == Action.SEND and "sent unchecked" in sent.deciding.detail
+    assert len(sent.items) >= 1
+    empty = governor.decide(alice(), receipt, [])
+    assert empty.action == Action.DEFER and empty.deciding.rule == "store"
+    assert "template shows at least 1" in empty.deciding.detail
+
+
 def test_sixty_four_threads_never_exceed_a_cap_of_three(store):
     rules = load_rules('[[caps]]\nmax = 3\nper = "1d"\n')
     clock = FrozenClock(datetime(2026, 1, 12, 12, tzinfo=UTC))
