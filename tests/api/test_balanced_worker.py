@@ -1,8 +1,9 @@
-"""The gunicorn worker that leaves new connections to idle siblings, on real loopback sockets.
+"""The gunicorn worker that leaves new connections to less busy siblings, on real sockets.
 
 The worker's event loop is driven step by step from the test (``wait_for_and_dispatch_events``
 is one turn of gunicorn's own loop), so each assertion sees one decision to accept or hold.
-A sibling worker is played by the test accepting on the same listening socket.
+A sibling worker is played by the test: an entry on the shared board (this live process's pid)
+and, when it takes a connection, an accept on the same listening socket.
 """
 
 from __future__ import annotations
@@ -10,16 +11,20 @@ from __future__ import annotations
 import os
 import selectors
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import pytest
 from gunicorn.config import Config
 from gunicorn.glogging import Logger
 
-from api.balanced_worker import HOLD, BalancedThreadWorker
+from api import balanced_worker
+from api.balanced_worker import HOLD, BalancedThreadWorker, Board
 
 
 class Slow:
@@ -83,16 +88,45 @@ def client(listener: socket.socket, path: str | None = None) -> socket.socket:
     return connection
 
 
-def test_an_idle_worker_accepts_at_once():
+@pytest.fixture
+def board(monkeypatch) -> Board:
+    """A fresh board of four slots, as the master makes before forking its workers."""
+    fresh = Board(slots=4)
+    monkeypatch.setattr(balanced_worker, "_BOARD", [fresh])
+    return fresh
+
+
+def sibling(board: Board, busy: int) -> None:
+    """Put a live sibling with ``busy`` requests in hand on the board's last slot."""
+    board.pids[3], board.busy[3] = os.getpid(), busy
+
+
+def test_an_idle_worker_accepts_at_once(board):
+    sibling(board, 0)
     with worker_on_loopback(threads=2) as (worker, listener, _), client(listener, "/fast") as fast:
+        worker.claim_slot()
         worker.wait_for_and_dispatch_events(1.0)
         assert worker.nr_conns == 1
         assert pump(worker, lambda: worker.busy == 0)
         assert fast.recv(1024).startswith(b"HTTP/1.1 200")
 
 
-def test_a_busy_worker_leaves_a_new_connection_to_an_idle_sibling():
+def test_a_busy_worker_accepts_at_once_when_no_sibling_is_less_busy(board):
+    """Clients opening a connection per request would otherwise wait out a hold each."""
+    sibling(board, 1)
     with worker_on_loopback(threads=2) as (worker, listener, _), client(listener, "/slow"):
+        worker.claim_slot()
+        assert pump(worker, lambda: worker.busy == 1)
+        assert board.busy[worker.slot] == 1
+        with client(listener, "/fast"):
+            worker.wait_for_and_dispatch_events(1.0)
+            assert worker.nr_conns == 2
+
+
+def test_a_busy_worker_leaves_a_new_connection_to_a_less_busy_sibling(board):
+    sibling(board, 0)
+    with worker_on_loopback(threads=2) as (worker, listener, _), client(listener, "/slow"):
+        worker.claim_slot()
         assert pump(worker, lambda: worker.busy == 1)
         with client(listener, "/fast"):
             worker.wait_for_and_dispatch_events(1.0)  # sees it waiting, and holds
@@ -101,27 +135,49 @@ def test_a_busy_worker_leaves_a_new_connection_to_an_idle_sibling():
             taken, _ = listener.accept()  # the sibling takes it meanwhile
             taken.close()
             assert not pump(worker, lambda: worker.nr_conns > 1, seconds=3 * HOLD)
+        time.sleep(3 * HOLD)  # long after that hold: the next connection gets a hold of its own
+        with client(listener, "/fast"):
+            worker.wait_for_and_dispatch_events(1.0)
+            assert worker.nr_conns == 1
 
 
-def test_a_busy_worker_takes_the_connection_nobody_else_took_after_its_hold():
-    with worker_on_loopback(threads=2) as (worker, listener, _), client(listener, "/slow"):
+def test_after_its_hold_a_worker_takes_one_waiting_connection_then_holds_again(board):
+    """No starvation, and no grabbing: the hold's end lets one connection in, not a burst."""
+    sibling(board, 0)  # a sibling that never takes anything (a stuck one, say)
+    with worker_on_loopback(threads=1) as (worker, listener, app), client(listener, "/slow") as one:
+        worker.claim_slot()
         assert pump(worker, lambda: worker.busy == 1)
-        started = time.monotonic()
-        with client(listener, "/fast") as fast:
+        with client(listener, "/fast") as fast, client(listener, "/fast") as third:
+            started = time.monotonic()
             assert pump(worker, lambda: worker.nr_conns == 2)
             assert time.monotonic() - started >= HOLD
-            assert pump(worker, lambda: worker.busy == 1)
-            assert fast.recv(1024).startswith(b"HTTP/1.1 200")
-
-
-def test_with_its_only_thread_busy_a_worker_still_takes_a_connection_after_its_hold():
-    """No starvation: a worker that is never idle under load still accepts, HOLD later."""
-    with worker_on_loopback(threads=1) as (worker, listener, app), client(listener, "/slow") as one:
-        assert pump(worker, lambda: worker.busy == 1)
-        with client(listener, "/fast") as fast:
-            assert pump(worker, lambda: worker.nr_conns == 2)
-            assert worker.busy == 2  # queued behind the slow request, as gunicorn queues
+            worker.wait_for_and_dispatch_events(1.0)  # the third: held again
+            assert worker.nr_conns == 2
+            assert pump(worker, lambda: worker.nr_conns == 3)
             app.release.set()
             assert pump(worker, lambda: worker.busy == 0)
-            assert one.recv(1024).startswith(b"HTTP/1.1 200")
-            assert fast.recv(1024).startswith(b"HTTP/1.1 200")
+            for answered in (one, fast, third):
+                assert answered.recv(1024).startswith(b"HTTP/1.1 200")
+
+
+def test_a_worker_off_the_board_accepts_as_plain_gthread_does(monkeypatch):
+    monkeypatch.setattr(balanced_worker, "_BOARD", [])
+    with worker_on_loopback(threads=2) as (worker, listener, _), client(listener, "/slow"):
+        worker.claim_slot()
+        assert worker.slot is None
+        assert pump(worker, lambda: worker.busy == 1)
+        with client(listener, "/fast"):
+            worker.wait_for_and_dispatch_events(1.0)
+            assert worker.nr_conns == 2
+
+
+def test_a_slot_left_by_a_dead_worker_is_taken_again():
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()  # reaped: nothing answers to its pid any more
+    board = Board(slots=2)
+    board.pids[0] = os.getpid()  # a live worker
+    board.pids[1] = ended.pid  # a worker killed before it could give its slot back
+    assert board.claim(os.getpid()) == 1
+    assert board.claim(os.getpid()) is None  # every slot held by a live worker
+    board.release(1)
+    assert board.claim(os.getpid()) == 1
