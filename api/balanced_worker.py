@@ -14,7 +14,9 @@ itself after that if nobody has. When no sibling is less busy it accepts at once
 whenever a worker was busy at all halved the throughput of clients that open a connection per
 request (a proxy without upstream keep-alive: 758-777 against 1,417-1,465 requests/s), and
 holding only when every thread was busy left two batch streams that start together on one
-worker again.
+worker again. A worker joins the board once its app is loaded and leaves it when told to stop:
+loading or stopping, it takes no connections, and as an "idle sibling" it made every busy worker
+hold every new one.
 """
 
 from __future__ import annotations
@@ -29,6 +31,10 @@ from typing import Any
 from gunicorn.workers.gthread import ThreadWorker
 
 HOLD = 0.002  # seconds a worker leaves a new connection to a less busy sibling
+# After a hold, the next connection within this long is taken without another hold. Far longer
+# than the interpreter's 5 ms thread switch: a main thread waiting for the GIL behind busy request
+# threads missed a 2 ms window, held again and again, and left a connection waiting 0.9 s.
+GRACE = 0.05
 SLOTS = 64  # workers the board holds; more go without it (they accept as plain gthread does)
 
 
@@ -41,12 +47,20 @@ class Board:
         self._claiming = multiprocessing.Lock()
 
     def claim(self, pid: int) -> int | None:
-        """Take a slot that is free or left by a dead worker; None when all are taken."""
-        with self._claiming:
+        """Take a slot that is free or left by a dead worker; None when all are taken.
+
+        A worker killed while claiming would leave the lock held: later workers then go without
+        a slot (accepting as plain gthread does) rather than hang at start.
+        """
+        if not self._claiming.acquire(timeout=1.0):
+            return None
+        try:
             for slot, owner in enumerate(self.pids):
                 if owner == 0 or not _alive(owner):
                     self.pids[slot], self.busy[slot] = pid, 0
                     return slot
+        finally:
+            self._claiming.release()
         return None
 
     def release(self, slot: int) -> None:
@@ -96,19 +110,33 @@ class BalancedThreadWorker(ThreadWorker):
         """Requests handed to the thread pool and not finished."""
         return len(self._in_hand)
 
-    def init_process(self) -> None:
-        """Take a slot on the board, then run as gunicorn's threaded worker does."""
+    def run(self) -> None:
+        """Join the board once the app is loaded, and leave it however the loop ends.
+
+        A worker still loading its model, or one stopping, does not accept: on the board it would
+        read as an idle sibling and make every busy worker hold every new connection.
+        """
         self.claim_slot()
         try:
-            super().init_process()
+            super().run()
         finally:
-            if _BOARD and self.slot is not None:
-                _BOARD[0].release(self.slot)
+            self.leave_board()
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        """Stop as gunicorn does, leaving the board at once (no more connections are taken)."""
+        super().handle_exit(sig, frame)
+        self.leave_board()
 
     def claim_slot(self) -> None:
         """Join the board (without one, or with it full, this worker never holds)."""
         if _BOARD:
             self.slot = _BOARD[0].claim(os.getpid())
+
+    def leave_board(self) -> None:
+        """Give the slot back; from now on this worker is nobody's sibling."""
+        if _BOARD and self.slot is not None:
+            _BOARD[0].release(self.slot)
+        self.slot = None
 
     def set_accept_enabled(self, enabled: bool) -> None:
         """Accept only while alive and no hold is running."""
@@ -120,9 +148,9 @@ class BalancedThreadWorker(ThreadWorker):
         now = time.monotonic()
         if now >= self._grace_until and self._sibling_less_busy():
             self._hold_until = now + HOLD
-            # The loop wakes when the hold ends and polls the listener again at once: a
-            # connection still waiting then is taken within this grace, and only that one.
-            self._grace_until = self._hold_until + HOLD
+            # The loop wakes when the hold ends and polls the listener again: a connection
+            # still waiting then is taken within this grace, and only that one.
+            self._grace_until = self._hold_until + GRACE
             super().set_accept_enabled(False)
             return
         self._grace_until = 0.0

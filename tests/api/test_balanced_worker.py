@@ -8,8 +8,10 @@ and, when it takes a connection, an accept on the same listening socket.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import selectors
+import signal
 import socket
 import subprocess
 import sys
@@ -24,11 +26,14 @@ from gunicorn.config import Config
 from gunicorn.glogging import Logger
 
 from api import balanced_worker
-from api.balanced_worker import HOLD, BalancedThreadWorker, Board
+from api.balanced_worker import GRACE, HOLD, BalancedThreadWorker, Board
 
 
 class Slow:
-    """A WSGI app whose /slow requests wait until released (a long batch stream, say)."""
+    """A WSGI app whose /slow requests wait until released (a long batch stream, say).
+
+    /spin computes for half a second instead, holding the interpreter lock as composing does.
+    """
 
     def __init__(self) -> None:
         self.release = threading.Event()
@@ -36,6 +41,10 @@ class Slow:
     def __call__(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
         if environ["PATH_INFO"] == "/slow":
             self.release.wait(10)
+        elif environ["PATH_INFO"] == "/spin":
+            deadline = time.monotonic() + 0.5
+            while time.monotonic() < deadline:
+                sum(range(1000))
         start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "2")])
         return [b"ok"]
 
@@ -135,7 +144,7 @@ def test_a_busy_worker_leaves_a_new_connection_to_a_less_busy_sibling(board):
             taken, _ = listener.accept()  # the sibling takes it meanwhile
             taken.close()
             assert not pump(worker, lambda: worker.nr_conns > 1, seconds=3 * HOLD)
-        time.sleep(3 * HOLD)  # long after that hold: the next connection gets a hold of its own
+        time.sleep(GRACE + 2 * HOLD)  # after that hold's grace: the next one is held too
         with client(listener, "/fast"):
             worker.wait_for_and_dispatch_events(1.0)
             assert worker.nr_conns == 1
@@ -181,3 +190,40 @@ def test_a_slot_left_by_a_dead_worker_is_taken_again():
     assert board.claim(os.getpid()) is None  # every slot held by a live worker
     board.release(1)
     assert board.claim(os.getpid()) == 1
+
+
+def test_a_worker_computing_still_takes_a_connection_nobody_else_takes(board):
+    """The main thread waits for the interpreter lock behind the computing one: no starvation."""
+    sibling(board, 0)  # idle on the board, but never accepting (a stuck sibling)
+    with worker_on_loopback(threads=1) as (worker, listener, _), client(listener, "/spin"):
+        worker.claim_slot()
+        assert pump(worker, lambda: worker.busy == 1)
+        with client(listener, "/fast"):
+            assert pump(worker, lambda: worker.nr_conns == 2, seconds=0.4)  # before /spin ends
+
+
+def test_a_stopping_worker_leaves_the_board_at_once(board):
+    """Still serving its last requests, it takes no new connection: it is nobody's sibling."""
+    with worker_on_loopback(threads=1) as (worker, _, _app):
+        worker.claim_slot()
+        slot = worker.slot
+        assert slot is not None and board.pids[slot] == os.getpid()
+        worker.handle_exit(signal.SIGTERM, None)
+        assert worker.alive is False and board.pids[slot] == 0 and worker.slot is None
+
+
+def test_the_board_made_before_forking_is_the_workers_own(board):
+    """What a forked worker writes is what its siblings read (the master makes the board)."""
+    child = multiprocessing.get_context("fork").Process(target=_claim_and_post)
+    child.start()
+    child.join(10)
+    assert child.exitcode == 0
+    [slot] = [n for n, pid in enumerate(board.pids) if pid == child.pid]
+    assert board.busy[slot] == 7
+
+
+def _claim_and_post() -> None:
+    worker_board = balanced_worker._BOARD[0]
+    slot = worker_board.claim(os.getpid())
+    assert slot is not None
+    worker_board.busy[slot] = 7
