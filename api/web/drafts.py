@@ -44,6 +44,7 @@ class Draft:
     base: int | None
     note: str = ""
     user_id: str = ""
+    min_items: str = ""  # as typed; blank keeps the opened version's
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> Draft:
@@ -59,6 +60,7 @@ class Draft:
             base=int(base) if base.isdigit() else None,
             note=str(data.get("note") or ""),
             user_id=str(data.get("user_id") or "").strip(),
+            min_items="" if data.get("min_items") is None else str(data["min_items"]).strip(),
         )
 
 
@@ -72,7 +74,7 @@ def editor_field(problem: Problem) -> str | None:
         return "text"
     if name == "sample.json" or problem.field == "sample":
         return "sample"
-    for part in ("subject", "preheader"):
+    for part in ("subject", "preheader", "min_items"):
         if source.endswith(part) or problem.field == part:
             return part
     return None
@@ -98,6 +100,10 @@ def draft_files(name: str, draft: Draft) -> dict[str, str]:
         raise ValidationError(problem) from exc
     if not isinstance(sample, dict):
         raise ValidationError(Problem("sample data must be a JSON object", "sample.json", 1))
+    least = draft.min_items
+    if least and not least.isdigit():
+        problem = Problem("the fewest items is a whole number from 0 to 50", field="min_items")
+        raise ValidationError(problem)
     try:
         body = TemplateSave(
             mjml=draft.mjml,
@@ -106,6 +112,7 @@ def draft_files(name: str, draft: Draft) -> dict[str, str]:
             sample=sample,
             note=draft.note,
             text=draft.text,
+            min_items=int(least) if least else None,
         )
     except pydantic.ValidationError as exc:
         raise ValidationError(pydantic_problems(exc, "form")) from exc

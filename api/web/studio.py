@@ -65,6 +65,7 @@ def editor(name: str) -> str:
         sample=_pretty(files.get(SAMPLE_FILE) or "{}"),
         text=files.get("email.txt"),
         base=number,
+        min_items=str(meta.get("min_items", 0)),
     )
     return _editor_page(name, draft, [])
 

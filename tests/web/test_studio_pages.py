@@ -182,6 +182,25 @@ def test_a_save_records_the_author_and_note_and_publishes_nothing(client, keys, 
     assert store.publication(TEMPLATE).version == 1
 
 
+def test_the_editor_shows_keeps_and_saves_the_fewest_items(client, keys, app):
+    token = signed_in(client, keys["marketer"])
+    page = client.get(f"/studio/templates/{TEMPLATE}").text
+    assert 'name="min_items"' in page and 'value="1"' in page
+    store = app.extensions["rapport"].get("templates")
+    for typed, kept in (("", 1), ("2", 2)):  # blank keeps the opened version's
+        form = draft_form(token, min_items=typed)
+        answer = client.post(f"/studio/templates/{TEMPLATE}", data=form)
+        assert answer.status_code == 303
+        files = store.read(TEMPLATE, store.versions(TEMPLATE)[-1].version).files
+        assert f"min_items = {kept}" in files["template.toml"]
+    for typed in ("two", "51"):
+        form = draft_form(token, min_items=typed)
+        answer = client.post(
+            f"/studio/templates/{TEMPLATE}/draft", json=form, headers={"X-CSRF-Token": token}
+        )
+        assert [p["target"] for p in answer.json["problems"]] == ["min_items"]
+
+
 def test_the_draft_preview_names_each_problem_with_its_editor_field_and_line(client, keys):
     token = signed_in(client, keys["marketer"])
     form = draft_form(token, sample='{"recipient": {}, \n "items": [}')

@@ -7,7 +7,7 @@
   const form = document.getElementById("editor-form");
   if (!form) return;
   const DELAY_MS = 350;
-  const fields = ["subject", "preheader", "mjml", "sample", "text"];
+  const fields = ["subject", "preheader", "min_items", "mjml", "sample", "text"];
   const editors = {};
   const status = document.getElementById("preview-status");
   const frame = document.getElementById("preview-frame");
@@ -48,7 +48,8 @@
 
   function draft() {
     const data = {};
-    for (const name of ["subject", "preheader", "mjml", "sample", "text", "base", "user_id"]) {
+    for (const name of ["subject", "preheader", "min_items", "mjml", "sample", "text", "base",
+                        "user_id"]) {
       const element = form.elements.namedItem(name);
       if (element) data[name] = element.value;
     }
