@@ -12,6 +12,7 @@ import logging
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime
+from functools import lru_cache
 from typing import IO, Any, NamedTuple
 
 import orjson
@@ -166,6 +167,9 @@ def decision_answer(decision: Decision) -> dict[str, Any]:
     }  # fmt: skip
 
 
+# Reasons are immutable and most are shared between decisions (their builders are cached), so
+# each is shaped once. The dicts are only read (encoded), never changed.
+@lru_cache(maxsize=4096)
 def _reason(reason: Reason) -> dict[str, Any]:
     return {
         "rule": reason.rule, "passed": reason.passed, "detail": reason.detail,
@@ -311,7 +315,7 @@ def _line(number: int, body: ComposeRequest, composition: Composition) -> bytes:
     """One ``BatchLine`` as ``model_dump_json(exclude_none=True)`` writes it: no nulls."""
     shaped = answer(composition, body.include_mime)
     decision = _present(shaped["decision"])
-    decision["reasons"] = [_present(reason) for reason in decision["reasons"]]
+    decision["reasons"] = [_present_reason(reason) for reason in composition.decision.reasons]
     line: dict[str, Any] = {"line": number, "user_id": body.recipient.user_id, "decision": decision}
     if shaped["email"] is not None:
         line["email"] = _present(shaped["email"])
@@ -320,6 +324,11 @@ def _line(number: int, body: ComposeRequest, composition: Composition) -> bytes:
 
 def _present(data: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in data.items() if value is not None}
+
+
+@lru_cache(maxsize=4096)
+def _present_reason(reason: Reason) -> dict[str, Any]:
+    return _present(_reason(reason))
 
 
 def _validation_line(number: int, body: ComposeRequest, exc: ValidationError) -> bytes:
