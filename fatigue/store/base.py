@@ -80,7 +80,7 @@ class SendRecord(NamedTuple):
 
 
 class StateQuery(NamedTuple):
-    """Which customer to read, how far back, and which idempotency key to look up."""
+    """Which customer to read, how far back, and (deciding) which idempotency key to check."""
 
     user_id: str
     now: float
@@ -100,7 +100,6 @@ class UserState(NamedTuple):
     last_engaged: float | None = None
     hours: tuple[int, ...] = (0,) * HOURS
     audience_hours: tuple[int, ...] = (0,) * HOURS
-    replay: str | None = None
 
 
 class CapCheck(NamedTuple):

@@ -111,8 +111,6 @@ class MemoryStore(FatigueStore):
         user = self._users.get(query.user_id)
         if user is None:
             return UserState(user_id=query.user_id, audience_hours=tuple(self._audience))
-        kept = user.replay(query.idempotency_key, query.now)
-        replay = kept.payload if kept is not None else None
         return UserState(
             user_id=query.user_id,
             sends=tuple(record for record in user.sends if record.at >= query.since),
@@ -123,7 +121,6 @@ class MemoryStore(FatigueStore):
             last_engaged=user.last_engaged,
             hours=tuple(user.hours),
             audience_hours=tuple(self._audience),
-            replay=replay,
         )
 
     def commit(self, attempts: Sequence[SendAttempt]) -> list[CommitResult]:

@@ -113,11 +113,7 @@ class RedisStore(FatigueStore):
     def load(self, queries: Sequence[StateQuery]) -> list[UserState]:
         """Read several customers' state in one pipelined round trip."""
         calls: list[Call] = [
-            (
-                self._load,
-                self._keys(query.user_id, query.idempotency_key),
-                [repr(query.since), "0" if query.idempotency_key is None else "1"],
-            )
+            (self._load, [self.key(query.user_id, part) for part in _PARTS], [repr(query.since)])
             for query in queries
         ]
         audience, replies = self._run(calls, audience=True)
@@ -149,7 +145,7 @@ class RedisStore(FatigueStore):
             return head, [_checked(reply) for reply in replies]
 
     def _state(self, query: StateQuery, reply: list[Any], audience: tuple[int, ...]) -> UserState:
-        sends, items, suppression_flat, engagement_flat, replay = reply
+        sends, items, suppression_flat, engagement_flat = reply
         suppression = _pairs(suppression_flat)
         engagement = _pairs(engagement_flat)
         return UserState(
@@ -167,7 +163,6 @@ class RedisStore(FatigueStore):
             else None,
             hours=_hours(engagement),
             audience_hours=audience,
-            replay=stored_replay(replay)[1] if replay else None,
         )
 
     def decide(self, calls: Sequence[DecideCall]) -> list[DecideReply]:
