@@ -293,8 +293,11 @@ def ranked_by_score(
     if k == 0:
         empty = np.zeros((exclude.shape[0], 0))
         return empty.astype(np.int32), empty.astype(np.float32)
-    head = np.argpartition(-scores, k - 1)[:k]
-    head = head[np.lexsort((head, -scores[head]))].astype(np.int32)  # ties: lower index first
+    # Every item scoring at least the k-th best, so items tied at the cut are all considered
+    # and the lower index wins among them (argpartition keeps an arbitrary few of them).
+    cut = scores[np.argpartition(-scores, k - 1)[k - 1]]
+    head = np.flatnonzero(scores >= cut)
+    head = head[np.lexsort((head, -scores[head]))][:k].astype(np.int32)
     head_scores = scores[head]
     head[~np.isfinite(head_scores)] = -1  # filtered: dropped like implicit's padding
     rows = exclude.shape[0]
