@@ -78,9 +78,7 @@ class Board:
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process reuses the number: not a worker of ours
+    except (ProcessLookupError, PermissionError):  # gone, or the number is someone else's now
         return False
     return True
 
@@ -100,15 +98,10 @@ class BalancedThreadWorker(ThreadWorker):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # Used by the main thread only, as gunicorn's own counters are.
-        self._in_hand: set[Any] = set()  # connections handed to the thread pool, not finished
+        self.busy = 0  # requests handed to the thread pool and not finished
         self._hold_until = 0.0  # monotonic time before which this worker does not accept
         self._grace_until = 0.0  # after a hold, until then the waiting connection is taken
         self.slot: int | None = None
-
-    @property
-    def busy(self) -> int:
-        """Requests handed to the thread pool and not finished."""
-        return len(self._in_hand)
 
     def run(self) -> None:
         """Join the board once the app is loaded, and leave it however the loop ends.
@@ -166,22 +159,21 @@ class BalancedThreadWorker(ThreadWorker):
 
     def enqueue_req(self, conn: Any) -> None:
         """Note the request in hand, then hand it to a thread as gunicorn does."""
-        self._in_hand.add(conn)
+        self.busy += 1
         self._post()
         super().enqueue_req(conn)
 
     def finish_request(self, conn: Any, fs: Future[Any]) -> None:
         """Forget the request (gunicorn may hand the connection's next one on at once)."""
-        self._in_hand.discard(conn)
+        self.busy -= 1
         self._post()
         super().finish_request(conn, fs)
 
     def _post(self) -> None:
         if _BOARD and self.slot is not None:
-            _BOARD[0].busy[self.slot] = len(self._in_hand)
+            _BOARD[0].busy[self.slot] = self.busy
 
     def _sibling_less_busy(self) -> bool:
-        busy = len(self._in_hand)
-        if not busy or not _BOARD or self.slot is None:
+        if not self.busy or not _BOARD or self.slot is None:
             return False
-        return _BOARD[0].less_busy_sibling(self.slot, busy)
+        return _BOARD[0].less_busy_sibling(self.slot, self.busy)

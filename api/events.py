@@ -30,15 +30,17 @@ from api.schemas.events import (
     RejectedEvent,
 )
 from api.services import services
+from engine import interactions
 from fatigue.domain import EventType
 from fatigue.errors import StoreError, ValidationError
 
 bp = Blueprint("events", __name__)
 GOVERNED = frozenset(kind.value for kind in EventType)
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+# As far ahead of this server's clock as training accepts an interaction.
+FUTURE_SLACK = timedelta(seconds=interactions.FUTURE_SLACK)
 # What an API event is called in the training data: a click the email platform reports is an
 # email click, which the trainer weighs more than a click on the site.
-EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
-FUTURE_SLACK = timedelta(days=1)
 TRAINING_EVENTS = {"view": "view", "click": "email_click", "add_to_cart": "add_to_cart",
                    "purchase": "purchase"}  # fmt: skip
 

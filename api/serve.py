@@ -3,8 +3,8 @@
 Each worker imports and builds the app after the fork (no preloading), so prometheus-client sees
 ``PROMETHEUS_MULTIPROC_DIR`` before its first metric exists and every worker opens its own Redis
 connections. Workers are threaded (``gthread``): a long NDJSON batch occupies one thread, not a
-whole worker, and the worker heartbeat keeps running meanwhile. A worker takes new connections
-only while a thread is free (``api.balanced_worker``), so keep-alive clients spread over all.
+whole worker, and the worker heartbeat keeps running meanwhile. A worker leaves a new connection
+to a less busy sibling (``api.balanced_worker``), so keep-alive clients spread over all.
 """
 
 from __future__ import annotations

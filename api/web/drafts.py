@@ -23,7 +23,7 @@ from api.services import services
 from api.templates import _files as version_files
 from api.web import bp
 from api.web.session import login_required
-from engine.render.library import TemplateSource
+from engine.render.library import MAX_MIN_ITEMS, TemplateSource
 from engine.render.mjml_compile import MjmlCache
 from fatigue.errors import ConfigurationError, NotFoundError, Problem, ValidationError
 
@@ -102,7 +102,9 @@ def draft_files(name: str, draft: Draft) -> dict[str, str]:
         raise ValidationError(Problem("sample data must be a JSON object", "sample.json", 1))
     least = draft.min_items
     if least and not least.isdigit():
-        problem = Problem("the fewest items is a whole number from 0 to 50", field="min_items")
+        problem = Problem(
+            f"the fewest items is a whole number from 0 to {MAX_MIN_ITEMS}", field="min_items"
+        )
         raise ValidationError(problem)
     try:
         body = TemplateSave(

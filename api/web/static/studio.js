@@ -48,8 +48,7 @@
 
   function draft() {
     const data = {};
-    for (const name of ["subject", "preheader", "min_items", "mjml", "sample", "text", "base",
-                        "user_id"]) {
+    for (const name of [...fields, "base", "user_id"]) {
       const element = form.elements.namedItem(name);
       if (element) data[name] = element.value;
     }
