@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pydantic
@@ -100,12 +100,10 @@ def draft_files(name: str, draft: Draft) -> dict[str, str]:
         raise ValidationError(problem) from exc
     if not isinstance(sample, dict):
         raise ValidationError(Problem("sample data must be a JSON object", "sample.json", 1))
+    fewest = fewest_items_problems(draft)
+    if fewest:
+        raise ValidationError(fewest)
     least = draft.min_items
-    if least and not least.isdigit():
-        problem = Problem(
-            f"the fewest items is a whole number from 0 to {MAX_MIN_ITEMS}", field="min_items"
-        )
-        raise ValidationError(problem)
     try:
         body = TemplateSave(
             mjml=draft.mjml,
@@ -119,6 +117,15 @@ def draft_files(name: str, draft: Draft) -> dict[str, str]:
     except pydantic.ValidationError as exc:
         raise ValidationError(pydantic_problems(exc, "form")) from exc
     return version_files(name, body, base_files(name, draft.base))
+
+
+def fewest_items_problems(draft: Draft) -> list[Problem]:
+    """Return the fewest-items field's own problem, if any (blank keeps the opened version's)."""
+    least = draft.min_items
+    if not least or (least.isdigit() and int(least) <= MAX_MIN_ITEMS):
+        return []
+    message = f"the fewest items is a whole number from 0 to {MAX_MIN_ITEMS}"
+    return [Problem(message, field="min_items")]
 
 
 def base_files(name: str, version: int | None) -> dict[str, str]:
@@ -137,14 +144,20 @@ def _mjml_cache() -> MjmlCache:
 
 
 def check_draft(name: str, draft: Draft) -> tuple[TemplateSource | None, list[Problem]]:
-    """Return the draft's files and every problem a save would refuse it for."""
+    """Return the draft's files and every problem a save would refuse it for.
+
+    A bad fewest-items value is reported beside the template's own problems (the rest is
+    checked as if it were left blank), so fixing one does not reveal another.
+    """
     from engine.render.validate import check
 
+    fewest = fewest_items_problems(draft)
+    checked = replace(draft, min_items="") if fewest else draft
     try:
-        source = TemplateSource(name, draft_files(name, draft))
+        source = TemplateSource(name, draft_files(name, checked))
     except ValidationError as exc:
-        return None, exc.problems
-    return source, check(source, _mjml_cache())
+        return None, fewest + exc.problems
+    return source, fewest + check(source, _mjml_cache())
 
 
 def customer_items(user_id: str) -> list[dict[str, Any]]:

@@ -17,7 +17,7 @@ from werkzeug.wrappers import Response
 
 from api.services import services
 from api.web import bp
-from api.web.drafts import MARKETER, Draft, draft_files, problem_dict
+from api.web.drafts import MARKETER, Draft, check_draft, draft_files, problem_dict
 from api.web.session import login_required
 from engine.render.library import META_FILE, SAMPLE_FILE
 from fatigue.errors import NotFoundError, Problem, ValidationError
@@ -80,8 +80,8 @@ def save(name: str) -> Response | tuple[str, int]:
         return _editor_page(name, draft, [problem]), 422
     try:
         info = _store().save(name, draft_files(name, draft), author=key.name, note=draft.note)
-    except ValidationError as exc:
-        return _editor_page(name, draft, exc.problems), 422
+    except ValidationError as exc:  # every problem the draft has, not only the first found
+        return _editor_page(name, draft, check_draft(name, draft)[1] or exc.problems), 422
     flash(f"Saved version {info.version}. It is not live until you publish it.")
     return redirect(url_for("web.editor", name=name, version=info.version), code=303)
 

@@ -218,7 +218,8 @@ def test_the_plain_editor_works_without_the_code_editor(page, keys):
     page.locator("#subject-problems").get_by_text("Line 1").wait_for()
     assert page.locator("#subject").get_attribute("aria-invalid") == "true"
     page.get_by_label("Fewest items the email shows").fill("51")
-    page.locator("#min_items-problems").get_by_text("less than or equal to 50").wait_for()
+    page.locator("#min_items-problems").get_by_text("from 0 to 50").wait_for()
+    page.locator("#subject-problems").get_by_text("Line 1").wait_for()  # shown side by side
     screenshot(page, "08-plain-editor")
 
 

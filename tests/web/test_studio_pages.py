@@ -201,6 +201,21 @@ def test_the_editor_shows_keeps_and_saves_the_fewest_items(client, keys, app):
         assert [p["target"] for p in answer.json["problems"]] == ["min_items"]
 
 
+def test_a_bad_fewest_items_is_shown_beside_the_templates_own_problems(client, keys, app):
+    token = signed_in(client, keys["marketer"])
+    form = draft_form(token, min_items="51", subject="{{ recipient.first_name }} {% if %}")
+    answer = client.post(
+        f"/studio/templates/{TEMPLATE}/draft", json=form, headers={"X-CSRF-Token": token}
+    )
+    assert sorted(p["target"] for p in answer.json["problems"]) == ["min_items", "subject"]
+    saved = client.post(f"/studio/templates/{TEMPLATE}", data=form)
+    assert saved.status_code == 422
+    shown = saved.text.split('id="initial-problems">')[1].split("</script>")[0]
+    assert sorted(p["target"] for p in json.loads(shown)) == ["min_items", "subject"]
+    store = app.extensions["rapport"].get("templates")
+    assert store.versions(TEMPLATE)[-1].version == 1  # nothing saved
+
+
 def test_the_draft_preview_names_each_problem_with_its_editor_field_and_line(client, keys):
     token = signed_in(client, keys["marketer"])
     form = draft_form(token, sample='{"recipient": {}, \n "items": [}')
