@@ -4,7 +4,8 @@ Writing the log inside each request cost a second store round trip per single co
 seventh of its CPU. Requests hand their entries to a ``DecisionLogWriter`` instead; its thread
 writes whatever has gathered in one store call. Once woken, the thread lingers a few
 milliseconds, so that under load one store call carries the entries of many requests (a call per
-request cost a thread wake-up and a round trip each, on the cores the requests need). The log
+request cost a thread wake-up and a round trip each, on the cores the requests need); after a
+write it gathers for another linger unwoken, and sleeps until woken only once nothing came. The log
 explains decisions and never makes one: entries still queued when a process is killed are lost
 (milliseconds' worth), and a failed write is reported, never retried. Readers in the same process
 call ``flush`` first, so they see the decisions just made.
@@ -106,12 +107,17 @@ class DecisionLogWriter:
     def _run(self) -> None:
         while True:
             with self._changed:
-                self._idle = True
-                self._changed.wait_for(lambda: self._pending or self._closing)
-                self._idle = False
+                # After each write the thread gathers entries for one more linger without being
+                # woken, so under load no request pays for a wake-up. Only after a quiet linger
+                # does it wait for a submit to wake it, and then it lingers as usual.
+                self._changed.wait_for(self._urgent, self._linger)
+                if not self._pending and not self._closing:
+                    self._idle = True
+                    self._changed.wait_for(lambda: self._pending or self._closing)
+                    self._idle = False
+                    self._changed.wait_for(self._urgent, self._linger)
                 if not self._pending:
                     return  # closing, and everything is written
-                self._changed.wait_for(self._urgent, self._linger)
                 batch = [self._pending.popleft() for _ in range(min(BATCH, len(self._pending)))]
             self._write(batch)
             with self._changed:

@@ -113,3 +113,34 @@ def test_a_lone_entry_is_written_once_the_linger_is_over():
         time.sleep(0.01)
     assert store.writes == [1] and ids(store, "u1") == ["d1.u1"]
     writer.close()
+
+
+def written(store: CountingStore, count: int) -> bool:
+    deadline = time.monotonic() + 10
+    while len(store.writes) < count and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return len(store.writes) >= count
+
+
+def test_a_busy_writer_gathers_the_next_entries_without_being_woken():
+    store = CountingStore()
+    writer = DecisionLogWriter(store, lambda: 60, linger=1.0)
+    wakes: list[str] = []
+    notify_all = writer._changed.notify_all
+
+    def counted() -> None:  # the writer's own notifications (for flush) are not wake-ups
+        if threading.current_thread() is threading.main_thread():
+            wakes.append("woken")
+        notify_all()
+
+    writer._changed.notify_all = counted  # type: ignore[method-assign]
+    writer.submit([entry("u1", 1)])
+    assert written(store, 1)
+    writer.submit([entry("u1", 2)])  # within the linger after that write: gathered unwoken
+    assert written(store, 2)
+    assert wakes == [] and store.writes == [1, 1]
+    time.sleep(1.5)  # a quiet linger: the thread now sleeps until a submit wakes it
+    writer.submit([entry("u1", 3)])
+    assert written(store, 3)
+    assert wakes == ["woken"] and ids(store, "u1") == ["d3.u1", "d2.u1", "d1.u1"]
+    writer.close()
