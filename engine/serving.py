@@ -169,11 +169,18 @@ class Recommender:
         filters, recent = filters or Filters(), recent or {}
         blocked = self._blocked_items(filters)
         rows = self.users.indices(list(user_ids))
-        known = [i for i, row in enumerate(rows) if row >= 0 and not recent.get(user_ids[i])]
+        folded: dict[str, list[Recommendation]] = {}
+        for user_id, row in zip(user_ids, rows.tolist(), strict=True):
+            if recent.get(user_id):
+                found = self._folded(recent[user_id], row, n, blocked, filters)
+                if found is not None:
+                    folded[user_id] = found
+        known = [i for i, row in enumerate(rows) if row >= 0 and user_ids[i] not in folded]
         result = self._recommend_known(user_ids, rows[known], known, n, filters, blocked)
+        result.update(folded)
         for user_id in user_ids:
             if user_id not in result:
-                result[user_id] = self._unknown(n, blocked, recent.get(user_id, ()))
+                result[user_id] = list(self._cold_start(n, blocked))
         return result
 
     def recommend_ids(self, user_ids: Sequence[str], n: int) -> list[list[str]]:
@@ -281,16 +288,32 @@ class Recommender:
             for row in zip(names, values, chances, strict=True)
         ]
 
-    def _unknown(
-        self, n: int, blocked: np.ndarray, recent: Sequence[RecentInteraction]
-    ) -> list[Recommendation]:
-        confidence = self._recent_row(recent) if recent else None
-        if confidence is not None and confidence.nnz and self.model.supports_fold_in:
-            exclude = confidence.copy()
+    def _folded(
+        self,
+        recent: Sequence[RecentInteraction],
+        row: int,
+        n: int,
+        blocked: np.ndarray,
+        filters: Filters,
+    ) -> list[Recommendation] | None:
+        """Fold in ``recent`` activity, on top of the history of a customer the model knows.
+
+        None when nothing recent is in the model (or the model cannot fold in): the customer
+        then gets what they would without it.
+        """
+        confidence = self._recent_row(recent)
+        if not confidence.nnz or not self.model.supports_fold_in:
+            return None
+        exclude = confidence.copy()
+        exclude.data[:] = 1.0
+        if row >= 0:  # what they did before training still counts, and what they had stays out
+            rows = np.array([row])
+            had = self.history if filters.exclude_history else self.excluded
+            confidence = confidence + take_rows(self.user_items, rows)
+            exclude = exclude + take_rows(had, rows)
             exclude.data[:] = 1.0
-            ids, scores = self.model.fold_in(confidence, exclude, n, blocked)
-            return self._finish(ids[0], scores[0], Source.SIMILAR, n, blocked, exclude.indices)
-        return list(self._cold_start(n, blocked))
+        ids, scores = self.model.fold_in(confidence, exclude, n, blocked)
+        return self._finish(ids[0], scores[0], Source.SIMILAR, n, blocked, exclude.indices)
 
     def _cold_start(self, n: int, blocked: np.ndarray) -> tuple[Recommendation, ...]:
         """Trending (or popular) picks: the same for every new customer, so computed once."""

@@ -78,6 +78,30 @@ def test_new_customer_with_recent_activity_is_folded_in(recommender: Recommender
     assert sum(item_group(r.item_id) == 2 for r in recs) >= 3
 
 
+def test_a_known_customers_recent_activity_adds_to_their_history(
+    recommender: Recommender, interactions: Interactions
+) -> None:
+    mine = interactions.select(interactions.user_ids == "u0-00")
+    bought = set(mine.item_ids[mine.events == "purchase"].tolist())
+    recent = [RecentInteraction(item, "view") for item in sorted(bought)[:3]]
+    recent.append(RecentInteraction("i-20", "view"))
+    picks = recommender.recommend("u0-00", 25, recent=recent)
+    assert {r.source for r in picks} == {Source.SIMILAR}
+    assert not {r.item_id for r in picks} & (bought | {"i-20"})  # still never what they had
+    stranger = recommender.recommend("someone-new", 25, recent=recent)
+    assert [r.item_id for r in picks] != [r.item_id for r in stranger]  # their history counts
+    strict = recommender.recommend("u0-00", 20, Filters(exclude_history=True), recent=recent)
+    assert not {r.item_id for r in strict} & set(mine.item_ids.tolist())
+
+
+def test_a_known_customers_recent_items_unknown_to_the_model_change_nothing(
+    recommender: Recommender,
+) -> None:
+    plain = recommender.recommend("u1-03", 5)
+    with_unknown = recommender.recommend("u1-03", 5, recent=[RecentInteraction("not-an-item")])
+    assert with_unknown == plain and {r.source for r in plain} == {Source.CF}
+
+
 def test_cold_customer_gets_trending_or_popular(recommender: Recommender) -> None:
     recs = recommender.recommend("nobody-at-all", 5)
     assert len(recs) == 5 and recs[0].source in (Source.TRENDING, Source.POPULAR)
