@@ -184,7 +184,11 @@ def preview(name: str, body: PreviewIn) -> PreviewOut:
         model = found.get("model").model
         picks = recommendations(model, body.user_id, 6, now=found.clock())
         items = [pick["item"] or {"item_id": pick["item_id"]} for pick in picks]
-        recipient = {"user_id": body.user_id, **(recipient or {})}
+        # The sample's recipient stands in for the fields only a platform knows (first name),
+        # as in the studio: the email the customer would get, with their picks.
+        sample = found.get("renderer").prepared(name, body.version).template.sample
+        recipient = {**dict(sample.get("recipient") or {}), "user_id": body.user_id,
+                     **(recipient or {})}  # fmt: skip
     email = found.get("renderer").preview(name, body.version, items=items, recipient=recipient)
     return PreviewOut(
         subject=email.subject, preheader=email.preheader, html=email.html, text=email.text
@@ -216,14 +220,17 @@ def _files(name: str, body: TemplateSave, previous: dict[str, str]) -> dict[str,
     """Build the new version's files from the request, keeping what it does not replace."""
     files = dict(previous)
     meta = tomllib.loads(previous.get(META_FILE, "")) if META_FILE in previous else {}
-    meta.update(name=name, subject=body.subject, preheader=body.preheader)
+    meta.update(name=name, subject=body.subject)
+    if body.preheader is not None or "preheader" not in meta:
+        meta["preheader"] = body.preheader or ""
     meta.setdefault("description", "")
     meta.setdefault("default_locale", "en")
     if body.min_items is not None:
         meta["min_items"] = body.min_items
     files[META_FILE] = toml_document(meta)
     files["email.mjml"] = body.mjml
-    files[SAMPLE_FILE] = json.dumps(body.sample, indent=2, ensure_ascii=False) + "\n"
+    if body.sample is not None or SAMPLE_FILE not in files:
+        files[SAMPLE_FILE] = json.dumps(body.sample or {}, indent=2, ensure_ascii=False) + "\n"
     if body.text is not None:
         files["email.txt"] = body.text
     return files

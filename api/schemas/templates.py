@@ -71,14 +71,14 @@ class TemplateSave(Strict):
     """A new version: the MJML body, subject and preheader (Jinja), sample data and a note.
 
     ``text`` replaces the plain-text version (otherwise the previous one is kept, or the text
-    is derived from the HTML); ``description``, ``locales`` and, when not given, ``min_items``
-    keep their previous values.
+    is derived from the HTML); ``description``, ``locales`` and, when not given, ``preheader``,
+    ``sample`` and ``min_items`` keep their previous values.
     """
 
     mjml: Text
     subject: HeaderLine
-    preheader: HeaderLine = ""
-    sample: dict[str, Any] = Field(default_factory=dict)
+    preheader: HeaderLine | None = None
+    sample: dict[str, Any] | None = None
     note: Line = ""
     text: Text | None = None
     min_items: int | None = Field(default=None, ge=0, le=MAX_MIN_ITEMS)

@@ -78,6 +78,18 @@ def test_min_items_is_shown_kept_changed_and_checked(client, marketer):
     assert [e["field"] for e in refused.json["errors"]] == ["min_items"]
 
 
+def test_a_save_without_sample_or_preheader_keeps_the_latest_ones(client, marketer):
+    before = current(client, marketer)
+    body = {"mjml": before["mjml"], "subject": "{{ recipient.first_name }}, fresh picks"}
+    assert client.put(NAME, json=body, headers=marketer).json == {"version": 2}
+    saved = client.get(f"{NAME}/versions/2", headers=marketer).json
+    assert saved["sample"] == before["sample"] and saved["sample"]["recipient"]
+    assert saved["preheader"] == before["preheader"] != ""
+    emptied = client.put(NAME, json={**body, "sample": {}, "preheader": ""}, headers=marketer)
+    assert emptied.status_code == 422  # given: replaced (and this sample lacks first_name)
+    assert any("first_name" in e["message"] for e in emptied.json["errors"])
+
+
 def test_invalid_template_is_refused_with_lines(client, marketer):
     broken = "<mjml>\n<mj-body>\n<mj-section>\n<mj-column>\n<mj-text>{{ items[0].title </mj-text>"
     response = save(client, marketer, mjml=broken + "\n</mj-column></mj-section></mj-body></mjml>")
@@ -109,6 +121,16 @@ def test_preview_with_sample_data_given_data_and_a_real_customer(client, markete
     assert given["subject"].startswith("Grace")
     real = client.post(f"{NAME}/preview", json={"user_id": "12347"}, headers=marketer).json
     assert real["html"] != sample["html"]
+
+
+def test_a_customer_preview_of_a_version_using_the_first_name_renders(client, marketer):
+    subject = "{{ recipient.first_name }}, fresh picks"
+    assert save(client, marketer, subject=subject).json == {"version": 2}
+    real = client.post(f"{NAME}/preview", json={"version": 2, "user_id": "12347"},
+                       headers=marketer)  # fmt: skip
+    assert real.status_code == 200
+    sample_name = current(client, marketer)["sample"]["recipient"]["first_name"]
+    assert real.json["subject"] == f"{sample_name}, fresh picks"
 
 
 def test_preview_data_of_the_wrong_shape_is_named(client, marketer):
