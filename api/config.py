@@ -45,6 +45,8 @@ DEFAULTS: dict[str, Any] = {
     "MAX_BATCH_BYTES": 256 * MIB,
     "MAX_BATCH_RECIPIENTS": 200_000,
     "MAX_EVENTS_PER_REQUEST": 10_000,
+    # One events request: room for that many events of several hundred bytes each.
+    "MAX_EVENTS_BYTES": 8 * MIB,
     # Helper processes one batch stream is spread over (1: composed in the worker itself).
     # ``rapport serve`` sets cores // workers when that is 2 or more (api/serve.py).
     "BATCH_PROCESSES": 1,
@@ -57,6 +59,7 @@ _INTEGER_SETTINGS = {
     "MAX_BATCH_BYTES",
     "MAX_BATCH_RECIPIENTS",
     "MAX_EVENTS_PER_REQUEST",
+    "MAX_EVENTS_BYTES",
     "BATCH_PROCESSES",
 }
 _NUMBER_SETTINGS = {"MODEL_RELOAD_INTERVAL"}

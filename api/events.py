@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pydantic
-from flask import Blueprint, current_app
+from flask import Blueprint, current_app, request
 
 from api.auth import Role
 from api.metrics import EVENTS, STORE_ERRORS
@@ -58,6 +58,8 @@ TRAINING_EVENTS = {"view": "view", "click": "email_click", "add_to_cart": "add_t
 )
 def post_events() -> EventsResponse:
     """Accept every valid event durably and report each rejected one with its index."""
+    # A full request of events is larger than ordinary JSON bodies may be.
+    request.max_content_length = int(current_app.config["MAX_EVENTS_BYTES"])
     envelope = parse_json_body(EventsEnvelope)
     limit = int(current_app.config["MAX_EVENTS_PER_REQUEST"])
     if len(envelope.events) > limit:

@@ -123,11 +123,22 @@ def test_oversize_and_malformed_batches(client, auth, app):
 
 
 def test_request_body_limit_is_enforced(client, auth, app):
-    app.config["MAX_CONTENT_LENGTH"] = 1024
+    app.config["MAX_EVENTS_BYTES"] = 1024
     event = {"type": "open", "user_id": "1", "timestamp": "2026-11-23T10:00:00Z"}
     response = events(client, auth, [event] * 50)
     assert response.status_code == 413
     assert response.content_type == "application/problem+json"
+    assert "1,024 bytes" in response.json["detail"]
+
+
+def test_the_default_limits_take_as_many_events_as_one_request_may_hold(client, auth, app):
+    limit = app.config["MAX_EVENTS_PER_REQUEST"]
+    event = {"type": "open", "user_id": "42", "timestamp": "2026-11-22T10:00:00Z",
+             "item_id": None, "campaign_id": "weekly-picks", "decision_id": None}  # fmt: skip
+    batch = [{**event, "user_id": f"customer-{n:06d}"} for n in range(limit)]
+    assert len(json.dumps({"events": batch})) > app.config["MAX_CONTENT_LENGTH"]
+    response = events(client, auth, batch)
+    assert response.status_code == 202 and response.json["accepted"] == limit
 
 
 def test_rules_in_force_and_validation(client, auth):
