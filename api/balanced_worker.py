@@ -28,7 +28,10 @@ from concurrent.futures import Future
 from multiprocessing.sharedctypes import RawArray
 from typing import Any
 
+from gunicorn import util
 from gunicorn.workers.gthread import ThreadWorker
+
+from api.server_errors import CapturedSocket, problem_answer
 
 HOLD = 0.002  # seconds a worker leaves a new connection to a less busy sibling
 # After a hold, the next connection within this long is taken without another hold. Far longer
@@ -168,6 +171,16 @@ class BalancedThreadWorker(ThreadWorker):
         self.busy -= 1
         self._post()
         super().finish_request(conn, fs)
+
+    def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
+        """Answer a request gunicorn could not parse as problem+json, not its HTML page."""
+        captured = CapturedSocket(client)
+        super().handle_error(req, captured, addr, exc)
+        if captured.written:
+            try:
+                util.write_nonblock(client, problem_answer(captured.written, exc))
+            except Exception:  # the client is gone: nothing to tell it
+                self.log.debug("Failed to send error message.")
 
     def _post(self) -> None:
         if _BOARD and self.slot is not None:

@@ -120,9 +120,16 @@ def _check_media(expected: str) -> None:
 def authorize(accepted: Sequence[Role]) -> ApiKey:
     """Check the bearer key: 401 without a valid one, 403 without an accepted role."""
     header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    scheme, _, token = header.strip().partition(" ")
+    if not header.strip():
         raise ApiProblem("unauthorized", "missing 'Authorization: Bearer <key>' header")
+    if scheme.lower() != "bearer":
+        raise ApiProblem(
+            "unauthorized",
+            f"the Authorization header uses the {scheme!r} scheme; send 'Bearer <key>'",
+        )
+    if not token.strip():
+        raise ApiProblem("unauthorized", "the Authorization header has no key after 'Bearer'")
     keyring: KeyRing = current_app.extensions["rapport"].keyring
     key = keyring.authenticate(token.strip())
     if key is None:

@@ -49,6 +49,18 @@ def test_endpoint_by_role(client, role_keys, path, method, spec):
             assert response.json["type"] == "/problems/forbidden"
 
 
+def test_a_401_says_what_is_wrong_with_the_authorization_header(client):
+    for header, detail in (
+        (None, "missing 'Authorization: Bearer <key>' header"),
+        ("Basic Zm9vOmJhcg==", "the Authorization header uses the 'Basic' scheme"),
+        ("Bearer ", "the Authorization header has no key after 'Bearer'"),
+        ("Bearer rpk_unknown", "unknown API key"),
+    ):
+        headers = {} if header is None else {"Authorization": header}
+        answer = client.post("/v1/compose", json={}, headers=headers)
+        assert answer.status_code == 401 and answer.json["detail"].startswith(detail), header
+
+
 def test_roles_follow_the_design():
     expected = {
         "/v1/compose": Role.PLATFORM,

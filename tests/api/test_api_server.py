@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -116,6 +118,24 @@ def test_batch_streams_over_http_and_metrics_cover_every_worker(server):
     assert status == 200
     assert b"rapport_decisions_total" in metrics
     assert b"rapport_http_request_duration_seconds_count" in metrics
+
+
+def test_requests_gunicorn_refuses_itself_get_problem_json_not_html(server):
+    base, _, _ = server
+    parts = urlsplit(base)
+    for path, headers, status in (
+        ("/v1/users/" + "x" * 5000 + "/fatigue", {}, 414),  # past limit_request_line
+        ("/healthz", {"X-Padding": "y" * 9000}, 431),  # a header past limit_request_field_size
+    ):
+        connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+        connection.request("GET", path, headers=headers)
+        response = connection.getresponse()
+        document = json.loads(response.read())
+        connection.close()
+        assert response.status == status
+        assert response.getheader("Content-Type") == "application/problem+json"
+        assert document["status"] == status and document["type"] == "/problems/http-error"
+        assert "too large" in document["detail"].lower() or "too long" in document["detail"]
 
 
 def test_auth_and_errors_over_http(server):
