@@ -1,22 +1,77 @@
-"""The ``rapport`` command: Flask's CLI group with every subsystem's commands attached."""
+"""The ``rapport`` command: Flask's CLI group with every subsystem's commands attached.
+
+Every command sees the ``RAPPORT_CONFIG`` file's settings (not only the server): ``train``
+publishes where ``serve`` looks, ``templates render`` signs links with the configured secret. A
+file that cannot be read or written is one line naming it, never a traceback.
+"""
 
 from __future__ import annotations
 
-from flask.cli import FlaskGroup
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
-from api import create_app
+import click
+from flask.cli import AppGroup
+
 from api.commands import keys, serve
+from api.config import config_file_variables
 from api.demo import demo
 from engine.cli import datasets, evaluate, recommend, train
 from engine.render.cli import templates
 from fatigue.cli import rules, simulate
+from fatigue.errors import RapportError
 
-main = FlaskGroup(
+
+class RapportGroup(AppGroup):
+    """The root group: applies the configuration file and reports file errors plainly."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the chosen command with the configuration file's settings in its environment."""
+        try:
+            with _config_file_in_environment():
+                return super().invoke(ctx)
+        except BrokenPipeError:  # `rapport recommend ... | head`: the reader has all it wants
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - Python flushes it at exit
+            raise SystemExit(1) from None
+        except OSError as exc:
+            raise click.ClickException(_describe(exc)) from None
+
+
+@contextmanager
+def _config_file_in_environment() -> Iterator[None]:
+    """Set the file's settings as RAPPORT_* variables (those already set win), then unset them."""
+    try:
+        added = {
+            name: value
+            for name, value in config_file_variables(os.environ).items()
+            if name not in os.environ
+        }
+    except RapportError as exc:
+        problems = getattr(exc, "problems", None)
+        raise click.ClickException(
+            "; ".join(map(str, problems)) if problems else str(exc)
+        ) from None
+    os.environ.update(added)
+    try:
+        yield
+    finally:
+        for name in added:
+            os.environ.pop(name, None)
+
+
+def _describe(exc: OSError) -> str:
+    where = exc.filename or "a file"
+    return f"{where}: {exc.strerror or exc}"
+
+
+main = RapportGroup(
     name="rapport",
-    create_app=create_app,
-    add_default_commands=False,
     help="Rapport: decide whether a marketing email is worth sending, what, and when.",
 )
+main = click.version_option(package_name="rapport", prog_name="rapport")(main)
 main.add_command(train)
 main.add_command(evaluate)
 main.add_command(recommend)

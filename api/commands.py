@@ -27,8 +27,8 @@ def create_key(name: str, roles: str) -> None:
     from api.auth import KeyRing, parse_roles
     from api.config import load_settings
 
-    path = Path(load_settings()["API_KEYS_FILE"])
     try:
+        path = Path(load_settings()["API_KEYS_FILE"])
         token = KeyRing(path).create(name, parse_roles(roles))
     except RapportError as exc:
         raise click.ClickException(str(exc)) from exc
@@ -42,8 +42,8 @@ def list_keys() -> None:
     from api.auth import KeyRing
     from api.config import load_settings
 
-    path = Path(load_settings()["API_KEYS_FILE"])
     try:
+        path = Path(load_settings()["API_KEYS_FILE"])
         for key in KeyRing(path).current():
             roles = ",".join(sorted(role.value for role in key.roles))
             click.echo(f"{key.name}\t{roles}\t{key.created_at}")
@@ -53,14 +53,26 @@ def list_keys() -> None:
 
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
+@click.option(
+    "--port",
+    default=8000,
+    show_default=True,
+    type=click.IntRange(1, 65535),
+    help="Port to listen on.",
+)
 @click.option(
     "--workers",
-    type=int,
+    type=click.IntRange(min=1),
     default=None,
     help="Worker processes [default: one per core (at least 2) on redis://, 1 on memory://].",
 )
-@click.option("--threads", default=2, show_default=True, type=int, help="Threads per worker.")
+@click.option(
+    "--threads",
+    default=2,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Threads per worker.",
+)
 @click.option("--access-log", is_flag=True, help="Log every request to stderr.")
 def serve(host: str, port: int, workers: int | None, threads: int, access_log: bool) -> None:
     """Serve the API under gunicorn (configured by RAPPORT_* variables)."""

@@ -10,6 +10,7 @@ from typing import Any
 from flask import Flask
 
 from api.campaigns import CampaignRegistry
+from api.config import flag
 from api.metrics import STORE_ERRORS
 from api.model import ModelHolder
 from api.services import Services
@@ -79,8 +80,7 @@ def _renderer(found: Services, settings: dict[str, Any]) -> Any:
             "stop working when this process restarts"
         )
     signer = LinkSigner(settings["SECRET_KEY"], clock=found.clock)
-    track = str(settings.get("TRACK_CLICKS", "")).lower() in ("1", "true", "yes", "on")
-    links = LinkConfig(settings["PUBLIC_URL"], track_clicks=track)
+    links = LinkConfig(settings["PUBLIC_URL"], track_clicks=flag(settings["TRACK_CLICKS"]))
     return Renderer(found.get("templates"), signer, links, clock=found.clock)
 
 

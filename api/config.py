@@ -39,7 +39,7 @@ DEFAULTS: dict[str, Any] = {
     # Base of the links Rapport puts in emails (unsubscribe); the server's own URL by default.
     "PUBLIC_URL": "http://localhost:8000",
     # Route item links through /c/<token>, recording each click before redirecting ("true").
-    "TRACK_CLICKS": "false",
+    "TRACK_CLICKS": False,
     # Ordinary JSON bodies; the NDJSON batch endpoint has its own, larger limit.
     "MAX_CONTENT_LENGTH": 1 * MIB,
     "MAX_BATCH_BYTES": 256 * MIB,
@@ -63,6 +63,7 @@ _INTEGER_SETTINGS = {
     "BATCH_PROCESSES",
 }
 _NUMBER_SETTINGS = {"MODEL_RELOAD_INTERVAL"}
+_BOOLEAN_SETTINGS = {"TRACK_CLICKS"}
 
 
 def load_settings(
@@ -83,6 +84,25 @@ def load_settings(
     return settings
 
 
+def config_file_variables(environ: Mapping[str, str]) -> dict[str, str]:
+    """Return the ``RAPPORT_CONFIG`` file's settings as the ``RAPPORT_*`` variables they stand for.
+
+    Commands outside the server (``train``, ``recommend``, ``templates``) read the variables;
+    with these set from the file they find the model, templates and secret the server uses.
+    """
+    path = environ.get("RAPPORT_CONFIG", "")
+    if not path:
+        return {}
+    settings = read_config_file(Path(path))
+    return {f"RAPPORT_{name}": _as_variable(value) for name, value in settings.items()}
+
+
+def _as_variable(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
 def read_config_file(path: Path) -> dict[str, Any]:
     """Read a TOML settings file whose keys are the setting names in lower case."""
     try:
@@ -101,29 +121,56 @@ def read_config_file(path: Path) -> dict[str, Any]:
             problems.append(Problem(f"unknown setting (known: {known})", str(path), field=key))
             continue
         try:
-            settings[name] = _coerce(name, value, f"{path} [{key}]")
-        except ConfigurationError as exc:
-            problems.append(Problem(str(exc), str(path), field=key))
+            settings[name] = _typed(name, value)
+        except (TypeError, ValueError) as exc:
+            message = f"{value!r} is not a valid {key} ({exc})"
+            problems.append(Problem(message, str(path), field=key))
     if problems:
         raise ValidationError(problems)
     return settings
 
 
 def _coerce(name: str, value: Any, where: str) -> Any:
-    """Turn a raw setting into its type, naming where it came from when it cannot be."""
+    """Turn a raw setting into its type; the error names ``where`` it came from when it cannot."""
     try:
-        if name in _INTEGER_SETTINGS:
-            number = int(value)
-            if number <= 0:
-                raise ValueError("must be positive")
-            return number
-        if name in _NUMBER_SETTINGS:
-            seconds = float(value)
-            if not math.isfinite(seconds) or seconds < 0:  # NaN would switch hot reload off
-                raise ValueError("must be a finite number, 0 or more")
-            return seconds
+        return _typed(name, value)
     except (TypeError, ValueError) as exc:
-        raise ConfigurationError(f"{where}: {value!r} is not a valid {name.lower()}") from exc
+        raise ConfigurationError(
+            f"{where}: {value!r} is not a valid {name.lower()} ({exc})"
+        ) from exc
+
+
+def _typed(name: str, value: Any) -> Any:
+    if name in _BOOLEAN_SETTINGS:
+        return flag(value)
+    if name in _INTEGER_SETTINGS:
+        if isinstance(value, bool) or not str(value).strip().isdigit():
+            raise ValueError("expected a whole number")
+        number = int(value)
+        if number <= 0:
+            raise ValueError("must be positive")
+        return number
+    if name in _NUMBER_SETTINGS:
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            raise ValueError("expected a number") from None
+        if not math.isfinite(seconds) or seconds < 0:  # NaN would switch hot reload off
+            raise ValueError("must be a finite number, 0 or more")
+        return seconds
     if not isinstance(value, str):
-        raise ConfigurationError(f"{where}: expected a string, got {value!r}")
+        raise TypeError("expected a string")
     return value
+
+
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
+
+
+def flag(value: Any) -> bool:
+    """Read a yes/no setting: TOML's true/false, or the usual words (a typo is refused)."""
+    if isinstance(value, bool):
+        return value
+    word = str(value).strip().lower()
+    if word in _TRUE | _FALSE:
+        return word in _TRUE
+    raise ValueError("expected true or false")

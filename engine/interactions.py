@@ -210,6 +210,11 @@ def read_rows(
             if header is not None:
                 header(reader.fieldnames or [], 1)
             for row in reader:
+                extra = row.pop(None, None)
+                if extra:  # a stray comma or an unquoted one shifts every column after it
+                    count = len(reader.fieldnames or [])
+                    problem(reader.line_num, f"{count + len(extra)} fields; the header has {count}")
+                    continue
                 yield reader.line_num, row
     except UNREADABLE as exc:
         raise ValidationError(Problem(f"unreadable file: {exc}", str(path))) from exc

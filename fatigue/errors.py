@@ -19,9 +19,9 @@ class Problem:
     field: str | None = None
 
     def __str__(self) -> str:
-        where = ":".join(str(part) for part in (self.source, self.line) if part is not None)
-        column = f" [{self.field}]" if self.field else ""
-        return f"{where}{column}: {self.message}" if where or column else self.message
+        where = ":".join(str(part) for part in (self.source, self.line) if part)
+        label = " ".join(part for part in (where, f"[{self.field}]" if self.field else "") if part)
+        return f"{label}: {self.message}" if label else self.message
 
 
 class RapportError(Exception):

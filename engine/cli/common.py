@@ -42,6 +42,13 @@ def user_errors() -> Iterator[None]:
         raise SystemExit(1) from None
 
 
+def _finite(ctx: click.Context, param: click.Parameter, value: float) -> float:
+    """Refuse NaN and infinity, which a range check lets through (NaN compares false)."""
+    if not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a finite number")
+    return value
+
+
 def data_options(function: Any) -> Any:
     """Add the options every data-reading command shares, passed on as one ``DataOptions``."""
     options = [
@@ -72,7 +79,8 @@ def data_options(function: Any) -> Any:
         click.option(
             "--half-life",
             "half_life",
-            type=float,
+            type=click.FloatRange(min=0),
+            callback=_finite,
             default=30.0,
             show_default=True,
             help="Recency decay half-life in days; 0 turns decay off.",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import sys
@@ -86,8 +87,13 @@ def _open_output(path: str | None) -> Iterator[IO[str]]:
     target = Path(path)
     partial = target.with_name(f".{target.name}.partial")
     try:
-        with open(partial, "w", encoding="utf-8", newline="") as handle:
+        try:
+            handle = open(partial, "w", encoding="utf-8", newline="")  # noqa: SIM115
+        except OSError as exc:  # name the file asked for, not the hidden one written first
+            raise OSError(exc.errno, exc.strerror, str(target)) from exc
+        with handle:
             yield handle
         os.replace(partial, target)  # a reader never sees a half-written file
     finally:
-        partial.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # never there, or its folder was never writable
+            partial.unlink()

@@ -119,6 +119,17 @@ def test_every_bad_row_is_reported_with_line_and_column(tmp_path: Path) -> None:
     assert f"{path}:3 [timestamp]" in str(excinfo.value)
 
 
+def test_a_row_with_more_fields_than_the_header_is_refused(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "i.csv",
+        HEADER + "u1,a,2024-03-01T10:00:00Z,purchase,1\n" + "u2,b,2024-03-01T10:00:00Z,view,1,x\n",
+    )
+    with pytest.raises(ValidationError) as excinfo:
+        load_interactions(path)
+    assert problems_of(excinfo) == [(3, None)]
+    assert f"{path}:3: 6 fields; the header has 5" in str(excinfo.value)
+
+
 def test_mapped_column_names_appear_in_errors(tmp_path: Path) -> None:
     path = write(tmp_path / "i.csv", "who,what,when,event\nu1,a,never,view\n")
     with pytest.raises(ValidationError) as excinfo:
