@@ -22,7 +22,7 @@ from api.demo import demo
 from engine.cli import datasets, evaluate, recommend, train
 from engine.render.cli import templates
 from fatigue.cli import rules, simulate
-from fatigue.errors import RapportError
+from fatigue.errors import RapportError, describe_os_error
 
 
 class RapportGroup(AppGroup):
@@ -37,7 +37,7 @@ class RapportGroup(AppGroup):
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - Python flushes it at exit
             raise SystemExit(1) from None
         except OSError as exc:
-            raise click.ClickException(_describe(exc)) from None
+            raise click.ClickException(describe_os_error(exc)) from None
 
 
 @contextmanager
@@ -60,11 +60,6 @@ def _config_file_in_environment() -> Iterator[None]:
     finally:
         for name in added:
             os.environ.pop(name, None)
-
-
-def _describe(exc: OSError) -> str:
-    where = exc.filename or "a file"
-    return f"{where}: {exc.strerror or exc}"
 
 
 main = RapportGroup(

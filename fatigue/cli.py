@@ -9,6 +9,8 @@ from pathlib import Path
 
 import click
 
+from fatigue.errors import user_errors
+
 _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
@@ -28,26 +30,27 @@ def simulate(
     rules_path: Path, history: Path, baseline_rules: Path | None, report_dir: Path | None
 ) -> None:
     """Replay a history through the governor and report what the rules would change."""
-    from fatigue.errors import ValidationError
     from fatigue.history import read_history
-    from fatigue.report import terminal_report, write_report
+    from fatigue.report import check_writable, terminal_report, write_report
     from fatigue.rules import Rules, load_rules
     from fatigue.simulate import simulate as run
 
-    try:
+    with user_errors():
         rules = load_rules(rules_path)
         baseline = load_rules(baseline_rules) if baseline_rules else Rules(source="no rules")
         rows = read_history(history)
-    except ValidationError as exc:
-        raise click.ClickException(_problems(exc)) from None
-    before = run(
-        baseline, rows, label=f"before ({baseline_rules.name if baseline_rules else 'no rules'})"
-    )
-    after = run(rules, rows, label=f"after ({rules_path.name})")
-    click.echo(terminal_report(after, before))
-    if report_dir is not None:
-        path = write_report(report_dir, after, before)
-        click.echo(f"\nreport: {path}")
+        if report_dir is not None:
+            check_writable(report_dir)
+        before = run(
+            baseline,
+            rows,
+            label=f"before ({baseline_rules.name if baseline_rules else 'no rules'})",
+        )
+        after = run(rules, rows, label=f"after ({rules_path.name})")
+        click.echo(terminal_report(after, before))
+        if report_dir is not None:
+            path = write_report(report_dir, after, before)
+            click.echo(f"\nreport: {path}")
 
 
 @click.group("rules")
@@ -67,7 +70,8 @@ def validate(path: Path) -> None:
         for problem in problems:
             click.echo(str(problem), err=True)
         raise click.exceptions.Exit(1)
-    loaded = load_rules(path)
+    with user_errors():
+        loaded = load_rules(path)
     sections = [name for name in _SECTIONS if getattr(loaded, name) is not None]
     click.echo(
         f"{path}: valid ({len(loaded.caps)} cap(s); {', '.join(sections) or 'no other rules'})"
@@ -84,10 +88,3 @@ _SECTIONS = (
     "holdout",
     "send_time",
 )
-
-
-def _problems(error: Exception) -> str:
-    problems = getattr(error, "problems", None)
-    if not problems:
-        return str(error)
-    return "\n".join(str(problem) for problem in problems)

@@ -6,6 +6,8 @@ It lives in ``fatigue`` because that package sits at the bottom of the dependenc
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 
@@ -50,3 +52,32 @@ class NotFoundError(RapportError):
 
 class StoreError(RapportError):
     """The state store failed; wraps the driver's error with ``raise ... from exc``."""
+
+
+def describe_os_error(exc: OSError) -> str:
+    """Name the file a failed read or write was about, and why, in one line."""
+    return f"{exc.filename or 'a file'}: {exc.strerror or exc}"
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """In a command: print Rapport's errors as ``error: ...`` lines and exit 1, no traceback.
+
+    A file that cannot be read or written is reported the same way, naming it.
+    """
+    import click
+
+    try:
+        yield
+    except BrokenPipeError:  # the reader of our output left (| head): not ours to report
+        raise
+    except RapportError as exc:
+        problems = getattr(exc, "problems", None)
+        lines = [str(problem) for problem in problems] if problems else [str(exc)]
+    except OSError as exc:
+        lines = [describe_os_error(exc)]
+    else:
+        return
+    for line in lines:
+        click.echo(f"error: {line}", err=True)
+    raise SystemExit(1)

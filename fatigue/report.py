@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from html import escape
 from pathlib import Path
 
+from fatigue.errors import ConfigurationError
 from fatigue.simulate import WEEK_BUCKETS, SimulationResult
 
 COLOURS = ("#8c8c8c", "#2b6cb0", "#d69e2e", "#c53030", "#38a169")
@@ -147,9 +149,31 @@ def _html_table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+REPORT_FILE = "index.html"
+
+
+def check_writable(directory: Path) -> None:
+    """Fail before a simulation, not after it, when its report could not be written.
+
+    Nothing is created, so a run that then fails on its input leaves no empty directory.
+    ``write_report`` still reports what this cannot foresee (a full disk, a race).
+    """
+    existing = next(p for p in (directory, *directory.parents) if p.exists())
+    if not existing.is_dir():
+        raise ConfigurationError(f"cannot write {directory}: {existing} is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigurationError(f"cannot write {directory}: {existing} is not writable")
+    if (directory / REPORT_FILE).is_dir():
+        raise ConfigurationError(f"cannot write {directory / REPORT_FILE}: it is a directory")
+
+
 def write_report(directory: Path, after: SimulationResult, before: SimulationResult | None) -> Path:
-    """Write ``index.html`` into ``directory`` and return its path."""
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / "index.html"
-    path.write_text(html_report(after, before), encoding="utf-8")
+    """Write ``index.html`` into ``directory`` and return its path; ConfigurationError if not."""
+    path = directory / REPORT_FILE
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        path.write_text(html_report(after, before), encoding="utf-8")
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ConfigurationError(f"cannot write {exc.filename or path}: {reason}") from exc
     return path

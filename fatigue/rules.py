@@ -208,6 +208,8 @@ def validate(path_or_text: str | Path) -> list[Problem]:
         text, source = _read(path_or_text)
     except ConfigurationError as exc:
         return [Problem(str(exc), source=str(path_or_text))]
+    except ValidationError as exc:
+        return exc.problems
     return parse_rules(text, source)[1]
 
 
@@ -227,9 +229,20 @@ def _read(path_or_text: str | Path) -> tuple[str, str]:
         return path_or_text, "<rules>"
     path = Path(path_or_text)
     try:
-        return path.read_text(encoding="utf-8"), str(path)
+        data = path.read_bytes()
     except OSError as exc:
         raise ConfigurationError(f"cannot read rule file {path}: {exc.strerror}") from exc
+    return decode_utf8(data, str(path)), str(path)
+
+
+def decode_utf8(data: bytes, source: str) -> str:
+    """Decode a file's bytes as UTF-8; raise ValidationError naming the first bad byte's line."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        message = f"not UTF-8 text (byte 0x{data[exc.start]:02x}); save the file as UTF-8"
+        raise ValidationError(Problem(message, source, line)) from None
 
 
 def _looks_like_toml(text: str) -> bool:

@@ -7,14 +7,10 @@ import math
 import os
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import click
-
-from fatigue.errors import RapportError
 
 if TYPE_CHECKING:
     from engine.interactions import Interactions
@@ -27,19 +23,6 @@ ALGORITHMS = ("als", "bpr", "itemknn", "popular")
 def is_terminal() -> bool:
     """Return whether progress bars have a terminal to draw on."""
     return sys.stderr.isatty()
-
-
-@contextmanager
-def user_errors() -> Iterator[None]:
-    """Turn Rapport's own errors into a clean message and exit status 1, never a traceback."""
-    try:
-        yield
-    except RapportError as exc:
-        problems = getattr(exc, "problems", None)
-        lines = [str(p) for p in problems] if problems else [str(exc)]
-        for line in lines:
-            click.echo(f"error: {line}", err=True)
-        raise SystemExit(1) from None
 
 
 def _finite(ctx: click.Context, param: click.Parameter, value: float) -> float:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from engine.cli.common import user_errors
+from fatigue.errors import user_errors
 
 
 @click.group()

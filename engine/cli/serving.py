@@ -16,8 +16,8 @@ import click
 from engine.cli.common import (
     is_terminal,
     model_dir_option,
-    user_errors,
 )
+from fatigue.errors import user_errors
 
 RECOMMENDATION_COLUMNS = ("user_id", "item_id", "rank", "score", "relevance", "source")
 

@@ -14,8 +14,8 @@ from engine.cli.common import (
     data_options,
     is_terminal,
     model_dir_option,
-    user_errors,
 )
+from fatigue.errors import user_errors
 
 if TYPE_CHECKING:
     from engine.catalog import Catalog
