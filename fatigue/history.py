@@ -67,6 +67,11 @@ def read_history(path: str | Path) -> list[Row]:
     rows: list[Row] = []
     problems: list[Problem] = []
     for line, record in _records(path):
+        extra = record.get(None)  # type: ignore[call-overload]  # csv's key for surplus fields
+        if extra:  # a stray comma shifts every column after it: nothing in the row is reliable
+            message = f"{len(record) - 1 + len(extra)} fields; the header has {len(record) - 1}"
+            problems.append(Problem(message, str(path), line))
+            continue
         try:
             rows.append(_row(record))
         except _RowErrors as exc:
@@ -119,7 +124,8 @@ class _Fields:
 
 def _records(path: Path) -> Iterator[tuple[int, Mapping[str, Any]]]:
     try:
-        handle = path.open(encoding="utf-8", newline="")
+        # utf-8-sig: spreadsheet exports ("CSV UTF-8") start with a byte order mark.
+        handle = path.open(encoding="utf-8-sig", newline="")
     except OSError as exc:
         raise ValidationError(Problem(f"cannot read: {exc.strerror}", str(path))) from exc
     with handle:

@@ -242,3 +242,14 @@ def test_write_report_turns_os_errors_into_configuration_errors(tmp_path: Path):
     result = simulate(load_rules(CONTRACT), rows)
     with pytest.raises(ConfigurationError, match=r"^cannot write .*file.*: Not a directory$"):
         write_report(tmp_path / "file" / "x", result, None)
+
+
+def test_a_row_with_more_fields_than_the_header_is_one_problem(tmp_path: Path):
+    path = write_history(tmp_path, GOOD, GOOD + ",stray")
+    assert [str(p) for p in problems_in(path)] == [f"{path}:3: 11 fields; the header has 10"]
+
+
+def test_a_history_saved_by_a_spreadsheet_with_a_byte_order_mark_is_read(tmp_path: Path):
+    path = write_history(tmp_path, GOOD)
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    assert len(read_history(path)) == 1
