@@ -1,6 +1,7 @@
 """Parse and check a rule file, collecting every problem with its key and line.
 
-``tomllib`` reports no line numbers for values, so ``_locate`` scans the source for each key.
+``tomllib`` reports no line numbers for values, so ``fatigue.toml_lines`` finds each key in the
+source.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from fatigue import rules as r
 from fatigue.domain import Channel, ContentKind
 from fatigue.durations import duration_unit, parse_clock, parse_duration
 from fatigue.errors import Problem
+from fatigue.toml_lines import key_lines, line_of
 
 Convert = Callable[[Any], Any]
 
@@ -168,7 +170,7 @@ class _Checker:
     def __init__(self, text: str, source: str) -> None:
         self.source = source
         self.text = text
-        self.lines = _locate(text)
+        self.lines = key_lines(text)
         self.problems: list[Problem] = []
 
     def problem(self, message: str, path: tuple[Any, ...]) -> None:
@@ -176,10 +178,7 @@ class _Checker:
         self.problems.append(Problem(message, self.source, self.line(path), field or None))
 
     def line(self, path: tuple[Any, ...]) -> int | None:
-        for end in range(len(path), 0, -1):
-            if path[:end] in self.lines:
-                return self.lines[path[:end]]
-        return _search_line(self.text, str(path[-1])) if path else None
+        return line_of(self.text, self.lines, path)
 
     def table(self, data: Any, section: str, path: tuple[Any, ...]) -> dict[str, Any] | None:
         if not isinstance(data, dict):
@@ -314,43 +313,3 @@ def _field_name(path: tuple[Any, ...]) -> str:
         else:
             parts.append(str(part))
     return ".".join(parts)
-
-
-_ARRAY_HEADER = re.compile(r"^\[\[\s*([^\]]+?)\s*\]\]")
-_TABLE_HEADER = re.compile(r"^\[\s*([^\]]+?)\s*\]")
-_KEY = re.compile(r"""^("[^"]*"|'[^']*'|[A-Za-z0-9_\-]+)\s*[=.]""")
-
-
-def _locate(text: str) -> dict[tuple[Any, ...], int]:
-    """Map each table and key path to the line that defines it (1-based)."""
-    lines: dict[tuple[Any, ...], int] = {}
-    table: tuple[Any, ...] = ()
-    counts: dict[str, int] = {}
-    in_string = False
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        if in_string or not line or line.startswith("#"):
-            in_string ^= raw.count('"""') % 2 == 1 or raw.count("'''") % 2 == 1
-            continue
-        if match := _ARRAY_HEADER.match(line):
-            name = match.group(1).strip("\"'")
-            counts[name] = counts.get(name, -1) + 1
-            table = (name, counts[name])
-        elif match := _TABLE_HEADER.match(line):
-            table = (match.group(1).strip("\"'"),)
-        elif match := _KEY.match(line):
-            lines.setdefault((*table, match.group(1).strip("\"'")), number)
-            in_string = raw.count('"""') % 2 == 1 or raw.count("'''") % 2 == 1
-            continue
-        else:
-            continue
-        lines.setdefault(table, number)
-    return lines
-
-
-def _search_line(text: str, word: str) -> int | None:
-    pattern = re.compile(rf"(^|[^A-Za-z0-9_]){re.escape(word)}([^A-Za-z0-9_]|$)")
-    for number, line in enumerate(text.splitlines(), start=1):
-        if pattern.search(line):
-            return number
-    return None

@@ -16,29 +16,26 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from fatigue.errors import Problem, RapportError
+from fatigue.errors import RapportError, user_errors
 
 if TYPE_CHECKING:
     from engine.render.library import TemplateSource
     from engine.render.renderer import RenderContext, Renderer
 
 DEV_SECRET = "rapport-development-only-secret"
-DEFAULT_PUBLIC_URL = "http://localhost:5000"
+# The same default as the server's PUBLIC_URL (api/config.py): ``rapport serve`` answers there.
+# Written out, not imported: engine sits below api and never imports it.
+DEFAULT_PUBLIC_URL = "http://localhost:8000"
 DEFAULT_MODEL_DIR = "var/model"
 
 
 @contextmanager
-def _reported() -> Iterator[None]:
+def _writing(path: Path) -> Iterator[None]:
+    """Turn a failure to create or write ``path`` into an error naming it (inside user_errors)."""
     try:
         yield
-    except RapportError as exc:
-        problems: list[Problem] = getattr(exc, "problems", None) or [Problem(str(exc))]
-        for problem in problems:
-            click.echo(f"error: {problem}", err=True)
-        raise SystemExit(1) from None
     except OSError as exc:
-        click.echo(f"error: {exc}", err=True)
-        raise SystemExit(1) from None
+        raise RapportError(f"cannot write {path}: {exc.strerror or exc}") from exc
 
 
 @click.group("templates")
@@ -51,14 +48,16 @@ def templates() -> None:
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write HTML here.")
 def compile_command(file: Path, out: Path | None) -> None:
     """Compile FILE.mjml to HTML (stdout, or --out); Jinja in it is kept as written."""
+    from engine.render.library import read_text
     from engine.render.mjml_compile import compile_mjml
 
-    with _reported():
-        compiled = compile_mjml(file.read_text(encoding="utf-8"), str(file))
+    with user_errors():
+        compiled = compile_mjml(read_text(file), str(file))
+        if out is not None:
+            with _writing(out):
+                out.write_text(compiled.html, encoding="utf-8")
     if out is None:
         click.echo(compiled.html, nl=False)
-    else:
-        out.write_text(compiled.html, encoding="utf-8")
 
 
 def _sources(target: str | None) -> list[TemplateSource]:
@@ -81,7 +80,7 @@ def validate_command(target: str | None) -> None:
     from engine.render.validate import check
 
     failed = False
-    with _reported():
+    with user_errors():
         sources = _sources(target)
     for source in sources:
         problems = check(source)
@@ -114,9 +113,15 @@ def _recommended_items(model_dir: Path, user: str, count: int) -> list[dict[str,
 
     recommender = Recommender.load(model_dir)
     catalog = recommender.catalog
+    if catalog is None:
+        # Its picks are bare item ids: no title, link or image for the email to show.
+        raise RapportError(
+            f"the model in {model_dir} has no catalog, so its items have no titles or links: "
+            "train it with --catalog (rapport train --catalog catalog.csv ...)"
+        )
     items = []
     for pick in recommender.recommend(user, n=count):
-        if catalog is not None and pick.item_id in catalog:
+        if pick.item_id in catalog:
             item = catalog[pick.item_id].as_template_dict()
             item.update(relevance=pick.relevance, source=str(pick.source))
             items.append(item)
@@ -152,16 +157,18 @@ def render_command(
     name: str, user: str, model_dir: Path | None, version: int | None, out: Path
 ) -> None:
     """Render NAME for --user and write NAME.html, NAME.txt and NAME.eml into --out."""
-    with _reported():
+    with user_errors():
         renderer = _renderer()
         email = renderer.render(name, _context(renderer, name, version, user, model_dir), version)
-    out.mkdir(parents=True, exist_ok=True)
-    written = {
-        out / f"{name}.html": email.html.encode("utf-8"),
-        out / f"{name}.txt": email.text.encode("utf-8"),
-        out / f"{name}.eml": email.mime_bytes,
-    }
-    for path, data in written.items():
-        path.write_bytes(data)
-        click.echo(str(path))
+        with _writing(out):
+            out.mkdir(parents=True, exist_ok=True)
+        written = {
+            out / f"{name}.html": email.html.encode("utf-8"),
+            out / f"{name}.txt": email.text.encode("utf-8"),
+            out / f"{name}.eml": email.mime_bytes,
+        }
+        for path, data in written.items():
+            with _writing(path):
+                path.write_bytes(data)
+            click.echo(str(path))
     click.echo(f"subject: {email.subject}", file=sys.stderr)

@@ -9,6 +9,7 @@ guide to it.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import re
@@ -18,9 +19,10 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeGuard
 
 from fatigue.errors import NotFoundError, Problem, ValidationError
+from fatigue.toml_lines import key_lines, line_of
 
 META_FILE = "template.toml"
 SAMPLE_FILE = "sample.json"
@@ -30,6 +32,13 @@ FILE_PATTERN = re.compile(
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 STANDARD_VARIABLES = ("recipient", "items", "campaign", "unsubscribe_url", "preferences_url")
 MAX_FILE_CHARS = 200_000
+# What template.toml may hold. Validation refuses anything else: a misspelt ``min_items`` was
+# ignored, so the template read as needing no items at all.
+META_KEYS = (
+    "name", "description", "subject", "preheader", "variables", "default_locale", "min_items",
+    "locales",
+)  # fmt: skip
+LOCALE_KEYS = ("subject", "preheader")
 MAX_MIN_ITEMS = 50  # more items than any email shows
 BUNDLED_DIR = Path(__file__).resolve().parents[2] / "templates"
 
@@ -111,14 +120,36 @@ class TemplateLibrary(Protocol):
 
 
 def read_folder(folder: Path) -> TemplateSource:
-    """Read a template folder's files (only those the layout names) into a source."""
+    """Read a template folder's files (only those the layout names) into a source.
+
+    Raises ``ValidationError`` naming every file that is not UTF-8 text.
+    """
     if not folder.is_dir():
         raise NotFoundError(f"no template folder at {folder}")
     files = {}
+    problems = []
     for path in sorted(folder.iterdir()):
         if path.is_file() and FILE_PATTERN.match(path.name):
-            files[path.name] = path.read_text(encoding="utf-8")
+            try:
+                files[path.name] = read_text(path)
+            except ValidationError as exc:
+                problems.extend(exc.problems)
+    if problems:
+        raise ValidationError(problems)
     return TemplateSource(folder.name, files)
+
+
+def read_text(path: Path) -> str:
+    """Return a file's text; raise ``ValidationError`` with the line of a byte UTF-8 lacks."""
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        message = f"not UTF-8 text (byte 0x{data[exc.start]:02x} is not valid): save it as UTF-8"
+        raise ValidationError(Problem(message, str(path), line)) from None
+    # As text mode reads it: a browser's form sends CRLF, and a diff must not see every line.
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 class BundledLibrary:
@@ -148,15 +179,22 @@ def _toml_problem(exc: tomllib.TOMLDecodeError) -> Problem:
     return Problem(f"not valid TOML: {exc}", META_FILE, int(match.group(1)) if match else None)
 
 
-def _load_meta(source: TemplateSource, problems: list[Problem]) -> dict[str, Any]:
+def _load_meta(source: TemplateSource, problems: list[Problem]) -> dict[str, Any] | None:
+    """Return template.toml's values, or None when it is missing, not TOML or unusable."""
     if META_FILE not in source.files:
         problems.append(Problem(f"missing {META_FILE}", source.name))
-        return {}
+        return None
     try:
         meta = tomllib.loads(source.files[META_FILE])
     except tomllib.TOMLDecodeError as exc:
         problems.append(_toml_problem(exc))
-        return {}
+        return None
+    lines = key_lines(source.files[META_FILE])
+    locales = meta.get("locales", {})
+    if not isinstance(locales, dict) or not all(isinstance(t, dict) for t in locales.values()):
+        message = "locales must be tables, one per locale: [locales.fr]"
+        problems.append(Problem(message, META_FILE, lines.get(("locales",)), "locales"))
+        return None
     for key in ("name", "subject"):
         if not isinstance(meta.get(key), str) or not meta[key].strip():
             problems.append(Problem(f"{key} is required (a string)", META_FILE, field=key))
@@ -165,7 +203,7 @@ def _load_meta(source: TemplateSource, problems: list[Problem]) -> dict[str, Any
             Problem(f"name {meta['name']!r} differs from {source.name!r}", META_FILE, field="name")
         )
     least = meta.get("min_items", 0)
-    if isinstance(least, bool) or not isinstance(least, int) or not 0 <= least <= MAX_MIN_ITEMS:
+    if not _is_min_items(least):
         problems.append(
             Problem(
                 f"min_items must be a whole number from 0 to {MAX_MIN_ITEMS} (got {least!r})",
@@ -173,33 +211,54 @@ def _load_meta(source: TemplateSource, problems: list[Problem]) -> dict[str, Any
                 field="min_items",
             )
         )
+    if not _is_names(meta.get("variables", [])):
+        message = "variables must be a list of names (strings)"
+        problems.append(Problem(message, META_FILE, lines.get(("variables",)), "variables"))
     return meta
 
 
-def _load_sample(source: TemplateSource, problems: list[Problem]) -> dict[str, Any]:
+def _is_min_items(value: Any) -> bool:
+    # bool is an int in Python; ``min_items = true`` is a typo, not 1.
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_MIN_ITEMS
+
+
+def _is_names(value: Any) -> TypeGuard[list[str]]:
+    return isinstance(value, list) and all(isinstance(name, str) for name in value)
+
+
+def _min_items(meta: dict[str, Any]) -> int:
+    """Return ``min_items``, or 0 when it is not valid (a problem already says so)."""
+    least = meta.get("min_items", 0)
+    return int(least) if _is_min_items(least) else 0
+
+
+def _variables(meta: dict[str, Any]) -> tuple[str, ...]:
+    """Return the declared variables, or the standard ones when none (or junk) are declared."""
+    variables = meta.get("variables")
+    return tuple(variables) if _is_names(variables) else STANDARD_VARIABLES
+
+
+def _load_sample(source: TemplateSource, problems: list[Problem]) -> dict[str, Any] | None:
+    """Return the sample data, or None when it is missing or not a JSON object."""
     text = source.files.get(SAMPLE_FILE)
     if text is None:
         problems.append(Problem(f"missing {SAMPLE_FILE} (sample data for previews)", source.name))
-        return {}
+        return None
     try:
         sample = json.loads(text)
     except json.JSONDecodeError as exc:
         problems.append(Problem(f"not valid JSON: {exc.msg}", SAMPLE_FILE, exc.lineno))
-        return {}
+        return None
     if not isinstance(sample, dict):
         problems.append(Problem("the sample must be a JSON object", SAMPLE_FILE, 1))
-        return {}
+        return None
     return sample
 
 
-def _variants(
-    source: TemplateSource, meta: dict[str, Any], problems: list[Problem]
-) -> tuple[str, dict[str, LocaleVariant]]:
+def _variants(source: TemplateSource, meta: dict[str, Any]) -> tuple[str, dict[str, LocaleVariant]]:
     default = str(meta.get("default_locale", "en"))
     overrides = meta.get("locales", {})
     variants: dict[str, LocaleVariant] = {}
-    if "email.mjml" not in source.files:
-        problems.append(Problem("missing email.mjml", source.name))
     for locale in [default, *sorted(overrides)]:
         extra = overrides.get(locale, {}) if locale != default else {}
         own = f"email.{locale}.mjml"
@@ -216,6 +275,11 @@ def _variants(
             mjml_file=mjml_file,
             text_file=text if text in source.files else None,
         )
+    return default, variants
+
+
+def _unused_files(source: TemplateSource, variants: Mapping[str, LocaleVariant]) -> list[Problem]:
+    problems = []
     for name in sorted(source.files):
         parts = name.split(".")
         if len(parts) == 3 and parts[0] == "email" and parts[1] not in variants:
@@ -226,12 +290,26 @@ def _variants(
                     field=name,
                 )
             )
-    return default, variants
+    return problems
 
 
 def parse_template(source: TemplateSource) -> EmailTemplate:
     """Parse a template's files; raise ``ValidationError`` naming every layout problem."""
+    template, problems = read_template(source)
+    if template is None or problems:
+        raise ValidationError(problems)
+    return template
+
+
+def read_template(source: TemplateSource) -> tuple[EmailTemplate | None, list[Problem]]:
+    """Parse as much of a template as its files allow; return it and every layout problem.
+
+    The template is None only when what is missing or broken leaves nothing sound to check
+    its parts against (metadata, sample data, ``email.mjml``, a file past the size limit);
+    a wrong name or a stray file still lets validation go on and list every other problem.
+    """
     problems: list[Problem] = []
+    complete = True
     if not NAME_PATTERN.match(source.name):
         problems.append(Problem("names are lower-case letters, digits and dashes", source.name))
     for filename, text in source.files.items():
@@ -239,18 +317,56 @@ def parse_template(source: TemplateSource) -> EmailTemplate:
             problems.append(Problem("not a file the template layout knows", filename))
         elif len(text) > MAX_FILE_CHARS:
             problems.append(Problem(f"longer than {MAX_FILE_CHARS:,} characters", filename))
+            complete = False
     meta = _load_meta(source, problems)
     sample = _load_sample(source, problems)
-    default, variants = _variants(source, meta, problems)
-    if problems:
-        raise ValidationError(problems)
-    return EmailTemplate(
+    if "email.mjml" not in source.files:
+        problems.append(Problem("missing email.mjml", source.name))
+        complete = False
+    if meta is None or sample is None or not complete:
+        # Which locale files are used depends on template.toml: unread, it cannot tell.
+        return None, problems
+    default, variants = _variants(source, meta)
+    problems.extend(_unused_files(source, variants))
+    template = EmailTemplate(
         name=source.name,
         description=str(meta.get("description", "")),
         default_locale=default,
-        variables=tuple(meta.get("variables", STANDARD_VARIABLES)),
+        variables=_variables(meta),
         variants=MappingProxyType(variants),
         sample=MappingProxyType(sample),
         files=source.files,
-        min_items=int(meta.get("min_items", 0)),
+        min_items=_min_items(meta),
     )
+    return template, problems
+
+
+def unknown_keys(source: TemplateSource) -> list[Problem]:
+    """Return a problem for each key template.toml holds that the layout does not know.
+
+    Rendering ignores such keys (a version saved before this check still renders); saving and
+    ``rapport templates validate`` refuse them, since a typo would silently change nothing.
+    """
+    text = source.files.get(META_FILE, "")
+    try:
+        meta = tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        return []  # read_template reports it
+    unknown: list[tuple[tuple[str, ...], tuple[str, ...]]] = [
+        ((key,), META_KEYS) for key in meta if key not in META_KEYS
+    ]
+    locales = meta.get("locales", {})
+    for locale, table in locales.items() if isinstance(locales, dict) else ():
+        for key in table if isinstance(table, dict) else ():
+            if key not in LOCALE_KEYS:
+                unknown.append((("locales", locale, key), LOCALE_KEYS))
+    lines = key_lines(text)
+    return [_unknown(path, allowed, line_of(text, lines, path)) for path, allowed in unknown]
+
+
+def _unknown(path: tuple[str, ...], allowed: tuple[str, ...], line: int | None) -> Problem:
+    key = path[-1]
+    where = f" in [{'.'.join(path[:-1])}]" if len(path) > 1 else ""
+    close = difflib.get_close_matches(key, allowed, n=1)
+    hint = f"did you mean {close[0]!r}?" if close else f"allowed: {', '.join(allowed)}"
+    return Problem(f"unknown key {key!r}{where} ({hint})", META_FILE, line, ".".join(path))

@@ -14,11 +14,17 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from jinja2 import TemplateSyntaxError
+
+from engine.render.diagnostics import problem_from
 from engine.render.lint import RAW_FIX, lint
 from engine.render.protect import protect, restore
+from engine.render.sandbox import RapportSandbox
 from fatigue.errors import Problem, ValidationError
 
 CACHE_SIZE = 256
+# The MJML source is the HTML part's Jinja as written, so it is checked in the same sandbox.
+_JINJA_ENV = RapportSandbox(html=True)
 
 
 @dataclass(frozen=True)
@@ -36,6 +42,7 @@ def source_hash(source: str) -> str:
 
 def compile_mjml(source: str, source_name: str = "<mjml>") -> CompiledHtml:
     """Compile ``source`` without the cache; raise ``ValidationError`` listing every problem."""
+    _check_jinja(source, source_name)
     protected = protect(source)
     problems = lint(protected, source_name)
     if problems:
@@ -50,6 +57,18 @@ def compile_mjml(source: str, source_name: str = "<mjml>") -> CompiledHtml:
             ]
         )
     return CompiledHtml(restored, source_hash(source))
+
+
+def _check_jinja(source: str, source_name: str) -> None:
+    """Refuse Jinja that does not compile, with its line in the MJML the marketer wrote.
+
+    Checked before anything else: until the Jinja is sound, nobody can tell where it ends, so
+    hiding it from MJML would hide markup too (``{{ x }`` would run on to the next ``}}``).
+    """
+    try:
+        _JINJA_ENV.compile(source, name=source_name, filename=source_name)
+    except TemplateSyntaxError as exc:
+        raise ValidationError([problem_from(exc, source_name)]) from exc
 
 
 # Where whitespace is shown as typed, indentation is content: such a document is left alone.

@@ -11,15 +11,21 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_right
+from collections.abc import Iterator
 from dataclasses import dataclass
 
-# A Jinja tag, expression or comment; quoted strings may contain the closing delimiter.
-JINJA = re.compile(
-    r"""\{\{(?:[^'"}]|'[^']*'|"[^"]*"|\}(?!\}))*\}\}"""
-    r"""|\{%(?:[^'"%]|'[^']*'|"[^"]*"|%(?!\}))*%\}"""
-    r"""|\{\#.*?\#\}""",
-    re.DOTALL,
-)
+from jinja2 import TemplateSyntaxError
+
+from engine.render.sandbox import RapportSandbox
+
+# Jinja's own lexer says where each construct starts and ends: a hand-written pattern guessed
+# wrong on a stray ``}`` or an escaped quote and hid MJML markup up to the next ``}}``.
+_LEXER = RapportSandbox(html=True).lexer
+_OPENERS = frozenset({"variable_begin", "block_begin", "comment_begin"})
+_CLOSERS = frozenset({"variable_end", "block_end", "comment_end"})
+# ``{% raw %}`` and ``{% endraw %}`` are single tokens; what lies between them is text.
+_WHOLE = frozenset({"raw_begin", "raw_end"})
+_NEWLINE = re.compile(r"\r\n|\r")
 PLACEHOLDER = re.compile(r"zjq(\d{5})qjz", re.IGNORECASE)
 
 
@@ -67,8 +73,28 @@ def placeholder(index: int) -> str:
     return f"zjq{index:05d}qjz"
 
 
+def _jinja_texts(source: str) -> Iterator[str]:
+    """Yield the text of each Jinja construct in ``source``, in order, as Jinja lexes it."""
+    parts: list[str] = []
+    for _line, token, value in _LEXER.tokeniter(source, None):
+        if token in _WHOLE or token in _CLOSERS:
+            # ``-}}`` eats the whitespace after it; that whitespace is text, not the tag.
+            yield "".join(parts) + value.rstrip()
+            parts = []
+        elif token in _OPENERS or parts:
+            parts.append(value)
+    if parts:
+        raise TemplateSyntaxError("unexpected end of template", source.count("\n") + 1)
+
+
 def protect(source: str) -> Protected:
-    """Replace each Jinja construct in ``source`` by a placeholder, keeping line mapping."""
+    """Replace each Jinja construct in ``source`` by a placeholder, keeping line mapping.
+
+    Raises ``TemplateSyntaxError`` when ``source`` is not valid Jinja (check it first).
+    Windows and old Mac line breaks become plain newlines, as Jinja reads them, so both
+    count lines alike.
+    """
+    source = _NEWLINE.sub("\n", source)
     constructs: list[Construct] = []
     offsets: list[int] = []
     shifts: list[int] = []
@@ -76,10 +102,12 @@ def protect(source: str) -> Protected:
     cursor = 0
     length = 0
     shift = 0
-    for index, match in enumerate(JINJA.finditer(source)):
-        text = match.group(0)
-        constructs.append(Construct(text, source.count("\n", 0, match.start()) + 1))
-        before = source[cursor : match.start()]
+    for index, text in enumerate(_jinja_texts(source)):
+        # Text between constructs holds no Jinja opener (a raw block's holds no end tag), so
+        # the first match is this construct.
+        start = source.index(text, cursor)
+        constructs.append(Construct(text, source.count("\n", 0, start) + 1))
+        before = source[cursor:start]
         pieces.extend((before, placeholder(index)))
         length += len(before)
         # Lines folded into this placeholder shift everything after it.
@@ -87,7 +115,7 @@ def protect(source: str) -> Protected:
         offsets.append(length)
         shifts.append(shift)
         length += len(placeholder(index))
-        cursor = match.end()
+        cursor = start + len(text)
     pieces.append(source[cursor:])
     return Protected("".join(pieces), tuple(constructs), tuple(offsets), tuple(shifts))
 

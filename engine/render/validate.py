@@ -14,7 +14,13 @@ from typing import Any
 from jinja2 import meta, nodes
 
 from engine.render.diagnostics import MissingRecorder, problem_from
-from engine.render.library import STANDARD_VARIABLES, EmailTemplate, TemplateSource, parse_template
+from engine.render.library import (
+    STANDARD_VARIABLES,
+    EmailTemplate,
+    TemplateSource,
+    read_template,
+    unknown_keys,
+)
 from engine.render.mjml_compile import MjmlCache
 from engine.render.prepared import compile_jinja
 from engine.render.sandbox import RapportSandbox, budget, render_text
@@ -175,12 +181,16 @@ def _compiled(source: str, filename: str, mjml: MjmlCache) -> list[Problem]:
 
 
 def check(source: TemplateSource, mjml: MjmlCache | None = None) -> list[Problem]:
-    """Return every problem with ``source`` (an empty list when it may be saved)."""
-    try:
-        template = parse_template(source)
-    except ValidationError as exc:
-        return exc.problems
-    return _check_parts(template, mjml or MjmlCache())
+    """Return every problem with ``source`` (an empty list when it may be saved).
+
+    Layout problems come first; the parts are checked too unless the layout leaves nothing
+    sound to check them against, so one wrong name does not hide every other mistake.
+    """
+    template, problems = read_template(source)
+    problems += unknown_keys(source)
+    if template is not None:
+        problems += _check_parts(template, mjml or MjmlCache())
+    return problems
 
 
 def validate(source: TemplateSource, mjml: MjmlCache | None = None) -> None:

@@ -135,3 +135,74 @@ def test_render_with_the_users_real_recommendations(runner, tmp_path) -> None:
     shown = [line[2:].split(" - ")[0] for line in text.splitlines() if line.startswith("* ")]
     assert shown and all(title in titles for title in shown)
     assert "Pink Regency Teacup" not in text  # not the sample's items
+
+
+def test_files_that_are_not_utf8_are_named_with_their_line(runner, tmp_path) -> None:
+    folder = tmp_path / "win-back"
+    shutil.copytree(BUNDLED_DIR / "win-back", folder)
+    (folder / "email.txt").write_bytes("Hello\nCaf\xe9\n".encode("latin-1"))
+    result = runner.invoke(templates, ["validate", str(folder)])
+    assert result.exit_code == 1
+    bad_text = f"error: {folder / 'email.txt'}:2: not UTF-8 text (byte 0xe9"
+    assert result.stderr.startswith(bad_text), result.stderr
+    assert "Traceback" not in result.output
+    mjml = tmp_path / "latin.mjml"
+    mjml.write_bytes(b"<mjml>\xff</mjml>")
+    result = runner.invoke(templates, ["compile", str(mjml)])
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"error: {mjml}:1: not UTF-8 text"), result.stderr
+
+
+def test_an_output_path_that_cannot_be_written_is_an_error_not_a_traceback(
+    runner, tmp_path
+) -> None:
+    (tmp_path / "x.txt").write_text("a file, not a folder")
+    out = tmp_path / "x.txt" / "sub"
+    result = runner.invoke(templates, ["render", "win-back", "--user", "u-1", "--out", str(out)])
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[-1] == f"error: cannot write {out}: Not a directory"
+    html = tmp_path / "no-such-folder" / "x.html"
+    source = str(BUNDLED_DIR / "win-back" / "email.mjml")
+    result = runner.invoke(templates, ["compile", source, "--out", str(html)])
+    assert result.exit_code == 1
+    assert result.stderr == f"error: cannot write {html}: No such file or directory\n"
+
+
+def test_compile_reports_a_jinja_syntax_error_with_its_line(runner, tmp_path) -> None:
+    mjml = tmp_path / "email.mjml"
+    source = (BUNDLED_DIR / "weekly-digest" / "email.mjml").read_text()
+    [line] = [n for n, text in enumerate(source.splitlines(), 1) if "Good to see you" in text]
+    mjml.write_text(source.replace('{{ recipient.first_name|default("reader", true) }}', "{{ x }"))
+    result = runner.invoke(templates, ["compile", str(mjml)])
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr == f"error: {mjml}:{line}: Jinja syntax error: unexpected '}}'\n"
+
+
+def test_links_default_to_the_servers_own_url(runner, monkeypatch) -> None:
+    """``rapport serve`` answers on PUBLIC_URL's default; the CLI's links must point there."""
+    from api.config import DEFAULTS
+    from engine.render.cli import _renderer
+
+    monkeypatch.delenv("RAPPORT_PUBLIC_URL")
+    assert DEFAULTS["PUBLIC_URL"] == "http://localhost:8000"
+    assert _renderer().links.base_url == DEFAULTS["PUBLIC_URL"]
+
+
+def test_render_with_a_model_trained_without_a_catalog_names_the_cause(runner, tmp_path) -> None:
+    interactions = tmp_path / "interactions.csv"
+    with gzip.open(DEMO / "interactions.csv.gz", "rt", newline="") as source:
+        rows = list(csv.reader(source))
+    interactions.write_text("\n".join(",".join(row) for row in rows[:2000]) + "\n")
+    model_dir = tmp_path / "model"
+    trained = runner.invoke(
+        train,
+        ["--interactions", str(interactions), "--algorithm", "popular",
+         "--model-dir", str(model_dir)],
+    )  # fmt: skip
+    assert trained.exit_code == 0, trained.output
+    args = ["render", "win-back", "--user", rows[1][0], "--model-dir", str(model_dir)]
+    result = runner.invoke(templates, [*args, "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1
+    assert "no recommendations" not in result.stderr
+    assert f"the model in {model_dir} has no catalog" in result.stderr
+    assert "--catalog" in result.stderr

@@ -148,3 +148,49 @@ def test_cache_compiles_each_content_once() -> None:
     cache.compile(three)  # evicts "one", the least recently used
     cache.compile(one)
     assert cache.compilations == 4
+
+
+def test_a_stray_closing_brace_is_a_jinja_error_not_swallowed_markup() -> None:
+    """``{{ x }`` once hid the markup up to the next ``}}`` and compiled without a word."""
+    source = body(
+        "<mj-text>Hello {{ items|length }</mj-text>\n"
+        "</mj-column></mj-section><mj-section><mj-column>\n"
+        "<mj-text>{{ recipient.first_name }}</mj-text>"
+    )
+    [problem] = problems_of(source)
+    assert (problem.source, problem.line) == ("t.mjml", 5)
+    assert problem.message == "Jinja syntax error: unexpected '}'"
+
+
+def test_jinja_is_found_where_jinja_itself_says_it_ends() -> None:
+    from engine.render.protect import protect
+
+    constructs = [
+        '{{ "say \\"hi\\"" ~ "a\\"b" }}',  # escaped quotes: the string does not end early
+        "{{ {'a': {'b': 1}}['a'].b }}",  # ``}}`` inside braces does not end the expression
+        "{%- raw -%}",
+        "{% endraw %}",
+        "{# a comment -#}",
+    ]
+    source = (
+        f'<mj-text align="center">{constructs[0]}</mj-text>\n'
+        f'<mj-text align="left">{constructs[1]}</mj-text>\n'
+        f"<mj-raw>{constructs[2]} {{{{ not jinja }} {constructs[3]}</mj-raw>\r\n"
+        f"{constructs[4]} <mj-text>{{{{ x }}}}</mj-text>\n"
+    )
+    protected = protect(source)
+    assert [c.text for c in protected.constructs] == [*constructs, "{{ x }}"]
+    assert [c.line for c in protected.constructs] == [1, 2, 3, 3, 4, 4]
+    assert '<mj-text align="center">' in protected.source  # markup stays visible to MJML
+    assert "{{ not jinja }" in protected.source  # a raw block's text is text
+
+
+def test_an_escaped_quote_does_not_hide_the_markup_after_it() -> None:
+    """The quote in ``Don't`` once closed the string in ``'it\\'s'``: both lines were hidden."""
+    source = body(
+        "<mj-text>{{ 'it\\'s' }}</mj-text>\n"
+        '<mj-text align="center">Don\'t miss {{ recipient.user_id }}</mj-text>'
+    )
+    html = compile_mjml(source).html
+    assert "{{ 'it\\'s' }}</div>" in html and "Don't miss {{ recipient.user_id }}</div>" in html
+    assert "mj-text" not in html

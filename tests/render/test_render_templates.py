@@ -201,3 +201,74 @@ def test_min_items_must_be_a_small_whole_number(value) -> None:
     [problem] = check(TemplateSource("t", files))
     assert (problem.source, problem.field) == ("template.toml", "min_items")
     assert "from 0 to 50" in problem.message
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        ("min_item = 1", "template.toml:4 [min_item]: unknown key 'min_item' (did you mean "
+         "'min_items'?)"),
+        ('defualt_locale = "en"', "template.toml:4 [defualt_locale]: unknown key "
+         "'defualt_locale' (did you mean 'default_locale'?)"),
+        ("colour = 1", "template.toml:4 [colour]: unknown key 'colour' (allowed: name, "
+         "description, subject, preheader, variables, default_locale, min_items, locales)"),
+        ('[locales.fr]\nsubjet = "Salut"', "template.toml:5 [locales.fr.subjet]: unknown key "
+         "'subjet' in [locales.fr] (did you mean 'subject'?)"),
+    ],
+)  # fmt: skip
+def test_unknown_keys_in_template_toml_are_refused(line: str, problem: str) -> None:
+    """A misspelt ``min_items`` was ignored: the template read as needing no items at all."""
+    from engine.render.library import TemplateSource, parse_template
+
+    from .render_helpers import template_files
+
+    files = template_files("<mj-text>Hi</mj-text>")
+    files["template.toml"] += f"\n{line}\n"
+    assert [str(p) for p in check(TemplateSource("t", files))] == [problem]
+    # A version saved before keys were checked still renders: only saving refuses them.
+    assert parse_template(TemplateSource("t", files)).name == "t"
+
+
+def test_an_unreadable_template_toml_adds_no_problems_that_depend_on_it() -> None:
+    from engine.render.library import TemplateSource
+
+    from .render_helpers import template_files
+
+    files = template_files("<mj-text>Hi</mj-text>")
+    files["email.fr.mjml"] = files["email.mjml"]
+    files["template.toml"] += '\n[locales.fr]\nsubject = "Salut\n'  # unterminated string
+    problems = check(TemplateSource("t", files))
+    assert [(p.source, p.line) for p in problems] == [("template.toml", 5)]
+    assert problems[0].message.startswith("not valid TOML")
+
+
+def test_a_name_mismatch_does_not_hide_the_other_problems() -> None:
+    from engine.render.library import TemplateSource
+
+    from .render_helpers import template_files
+
+    files = template_files("<mj-text>Hi {{ x }</mj-text>")
+    problems = check(TemplateSource("renamed", files))
+    assert [str(p) for p in problems] == [
+        "template.toml [name]: name 't' differs from 'renamed'",
+        "email.mjml:5: Jinja syntax error: unexpected '}'",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        ('locales = "fr"', "template.toml:4 [locales]: locales must be tables"),
+        ("[locales]\nfr = 1", "template.toml:4 [locales]: locales must be tables"),
+        ("variables = 5", "template.toml:4 [variables]: variables must be a list of names"),
+    ],
+)
+def test_a_template_toml_value_of_the_wrong_shape_is_a_problem_not_a_crash(line, problem) -> None:
+    from engine.render.library import TemplateSource
+
+    from .render_helpers import template_files
+
+    files = template_files("<mj-text>Hi</mj-text>")
+    files["template.toml"] += f"\n{line}\n"
+    [found] = check(TemplateSource("t", files))
+    assert str(found).startswith(problem)
