@@ -138,6 +138,8 @@ class Governor:
         for index, draft, reply in zip(pending, drafts, replies, strict=True):
             if reply.status == DecideStatus.REPLAY and reply.replay is not None:
                 decision = self._replayed(reply.replay, draft.call.query.idempotency_key)
+                if decision is not None and self._released(decision, now):
+                    decision = None  # its mail was never made: the retry's must count
                 if decision is None:  # a remembered send that was never recorded: decide again
                     jobs[index] = jobs[index]._replace(decision_id=reply.replay.decision_id)
                     retry.append(index)
@@ -300,6 +302,25 @@ class Governor:
         return DecisionMemo(
             job.recipient.user_id, key, job.decision_id, payload, now.timestamp(), self._ttls[1]
         )
+
+    def _released(self, decision: Decision, now: datetime) -> bool:
+        """Whether a remembered send was released since (its email failed to render).
+
+        Replayed as it was, the retry's mail would count against no cap. Only a replayed send
+        costs this extra read; one older than the history the store keeps is taken as it is.
+        """
+        if decision.action is not Action.SEND or decision.dry_run:
+            return False
+        since = now.timestamp() - self._horizon
+        if decision.decided_at.timestamp() < since:
+            return False
+        query = StateQuery(decision.user_id, now.timestamp(), since)
+        try:
+            [state] = self.store.load([query])
+        except StoreError:  # the retry keeps the remembered answer, as it would have before
+            log.warning("could not check whether send %s was released", decision.decision_id)
+            return False
+        return all(send.decision_id != decision.decision_id for send in state.sends)
 
     def _replayed(self, replay: Replay, key: str | None) -> Decision | None:
         """Return a remembered decision (None: decide again under its id, see ``replayed``)."""

@@ -139,3 +139,19 @@ def test_a_basis_that_no_longer_explains_a_defer_is_decided_again(store, clock):
     assert retry.decided_at == deferred.decided_at + timedelta(minutes=1)
     assert relaxed.decide(alice(), request(idempotency_key="c1"), items()) == retry
     assert sends(relaxed) == 2
+
+
+def test_a_retry_after_its_send_was_released_is_counted_again(make_governor, clock):
+    governor = make_governor(CAP_ONE)
+    first = governor.decide(alice(), request(idempotency_key="k"), items())
+    assert first.action == Action.SEND and sends(governor) == 1
+    assert governor.release(first.decision_id)  # its email failed to render: never made
+    assert sends(governor) == 0
+    clock.advance(minutes=1)
+    retry = governor.decide(alice(), request(idempotency_key="k"), items())
+    assert retry.action == Action.SEND and retry.decision_id == first.decision_id
+    assert sends(governor) == 1  # this time a mail is made, and it counts
+    again = governor.decide(alice(), request(idempotency_key="k"), items())
+    assert again == retry and sends(governor) == 1  # a further retry replays, counts nothing
+    other = governor.decide(alice(), request(idempotency_key="k2"), items())
+    assert other.action != Action.SEND  # the daily cap of one holds
