@@ -131,7 +131,10 @@ def simulate_rules(body: SimulationIn) -> SimulationOut:
         if problems or proposed is None:
             raise ValidationError(problems)
         runs.append(("proposed", proposed))
-    return SimulationOut(runs=[_run(simulate(rules, history, label)) for label, rules in runs])
+    zone = runs[-1][1].default_timezone  # every run counts weeks in the same zone
+    return SimulationOut(
+        runs=[_run(simulate(rules, history, label, zone)) for label, rules in runs]
+    )
 
 
 def _history(records: list[dict[str, Any]]) -> list[Any]:

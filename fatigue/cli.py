@@ -41,12 +41,14 @@ def simulate(
         rows = read_history(history)
         if report_dir is not None:
             check_writable(report_dir)
+        zone = rules.default_timezone  # both runs count weeks in the same zone
         before = run(
             baseline,
             rows,
             label=f"before ({baseline_rules.name if baseline_rules else 'no rules'})",
+            week_zone=zone,
         )
-        after = run(rules, rows, label=f"after ({rules_path.name})")
+        after = run(rules, rows, label=f"after ({rules_path.name})", week_zone=zone)
         click.echo(terminal_report(after, before))
         if report_dir is not None:
             path = write_report(report_dir, after, before)

@@ -17,6 +17,7 @@ from fatigue import rules as r
 from fatigue.domain import Channel, ContentKind
 from fatigue.durations import duration_unit, parse_clock, parse_duration
 from fatigue.errors import Problem
+from fatigue.store.base import MAX_SOFT_BOUNCES
 from fatigue.toml_lines import key_lines, line_of
 
 Convert = Callable[[Any], Any]
@@ -142,7 +143,7 @@ SECTIONS: dict[str, dict[str, Key]] = {
         "sunset_after": Key(_int(1)),
     },
     "transactional": {"count_toward_caps": Key(_bool)},
-    "suppression": {"soft_bounce_threshold": Key(_int(1))},
+    "suppression": {"soft_bounce_threshold": Key(_int(1, MAX_SOFT_BOUNCES))},
     "holdout": {
         "percent": Key(_float(0.0, 100.0), required=True),
         "salt": Key(_str),

@@ -55,8 +55,16 @@ class SimulationResult:
         return total
 
 
-def simulate(rules: Rules, history: Sequence[Row], label: str = "rules") -> SimulationResult:
-    """Replay ``history`` (sorted by time) through a fresh governor on a memory store."""
+def simulate(
+    rules: Rules, history: Sequence[Row], label: str = "rules", week_zone: str | None = None
+) -> SimulationResult:
+    """Replay ``history`` (sorted by time) through a fresh governor on a memory store.
+
+    ``week_zone`` is where the weeks of customers without a zone are counted (the rules'
+    default zone unless given): runs that are compared must count them alike, or the weekly
+    histogram moves where the rules changed nothing.
+    """
+    week_zone = week_zone or rules.default_timezone
     result = SimulationResult(label)
     if not history:
         return result
@@ -84,9 +92,9 @@ def simulate(rules: Rules, history: Sequence[Row], label: str = "rules") -> Simu
             order += 1
             heapq.heappush(queue, (retry_at, order, row, deferrals + 1))
         elif decision.action == Action.SEND:
-            where = row.recipient.timezone or rules.default_timezone
+            where = row.recipient.timezone or week_zone
             sends[(row.recipient.user_id, _week(at, where))] += 1
-    result.weekly = _weekly_distribution(history, sends, rules.default_timezone)
+    result.weekly = _weekly_distribution(history, sends, week_zone)
     return result
 
 

@@ -254,6 +254,8 @@ class EventChange:
 
 #: How long a store remembers the ids of the events it applied (retries come within hours).
 EVENT_MEMORY = 7 * 86400
+#: Soft bounces a store keeps the times of (since the latest delivery); any threshold is lower.
+MAX_SOFT_BOUNCES = 20
 
 
 def suppression_detail(reason: str, at: float, campaign: str | None = None) -> str:

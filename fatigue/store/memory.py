@@ -12,6 +12,7 @@ import threading
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from math import inf
 from typing import Any
 
 from fatigue.store.base import (
@@ -19,6 +20,7 @@ from fatigue.store.base import (
     DECISION_LOG_TTL,
     EVENT_MEMORY,
     HOURS,
+    MAX_SOFT_BOUNCES,
     CommitResult,
     CommitStatus,
     DecideCall,
@@ -49,6 +51,9 @@ class _User:
     suppression: dict[str, str] = field(default_factory=dict)
     ignored: int = 0
     soft_bounces: int = 0
+    soft_bounce_times: list[float] = field(default_factory=list)  # since the latest delivery
+    last_delivered: float | None = None
+    lifted: dict[str, float] = field(default_factory=dict)  # scope -> when it was last lifted
     last_engaged: float | None = None
     hours: list[int] = field(default_factory=lambda: [0] * HOURS)
     replays: dict[str, tuple[Replay, float]] = field(default_factory=dict)
@@ -66,10 +71,32 @@ class _User:
         return True
 
     def suppress(self, scope: str, detail: str) -> None:
-        """Suppress ``scope`` unless a later suppression of it is kept already."""
+        """Suppress ``scope`` unless a later suppression of it is kept, or it was lifted since."""
+        at = suppression_time(detail)
         kept = self.suppression.get(scope)
-        if kept is None or suppression_time(kept) <= suppression_time(detail):
+        if (kept is None or suppression_time(kept) <= at) and self.lifted.get(scope, -inf) <= at:
             self.suppression[scope] = detail
+
+    def lift(self, scope: str, at: float) -> None:
+        """Lift ``scope`` unless it was suppressed after ``at``; remember when, for late events."""
+        kept = self.suppression.get(scope)
+        if kept is not None and suppression_time(kept) <= at:  # ties: the later report
+            del self.suppression[scope]
+        if kept is None or suppression_time(kept) <= at:
+            self.lifted[scope] = max(at, self.lifted.get(scope, -inf))
+
+    def count_soft_bounce(self, at: float | None, delivered: float | None) -> None:
+        """Count soft bounces since the latest delivery, whatever order they were reported in.
+
+        A delivery reported late clears only the bounces before it; at equal times the later
+        report wins, as for suppressions.
+        """
+        if delivered is not None and delivered >= (self.last_delivered or -inf):
+            self.last_delivered = delivered
+            self.soft_bounce_times = [t for t in self.soft_bounce_times if t > delivered]
+        if at is not None and at >= (self.last_delivered or -inf):
+            self.soft_bounce_times = sorted([*self.soft_bounce_times, at])[-MAX_SOFT_BOUNCES:]
+        self.soft_bounces = len(self.soft_bounce_times)
 
     def replay(self, key: str | None, now: float, mine: str = "") -> Replay | None:
         """Return the live decision kept under ``key`` unless it is decision ``mine``."""
@@ -222,7 +249,9 @@ class MemoryStore(FatigueStore):
             for item in found.items:
                 if user.items.get(item) == found.at:
                     del user.items[item]
-            if found.kind != "transactional" and user.ignored > 0:
+            # Only a send made after the latest engagement is among those ignored since.
+            after_engagement = user.last_engaged is None or found.at > user.last_engaged
+            if found.kind != "transactional" and user.ignored > 0 and after_engagement:
                 user.ignored -= 1
             return True
 
@@ -240,17 +269,15 @@ class MemoryStore(FatigueStore):
             if change.hour is not None:
                 user.hours[change.hour] += 1
                 self._audience[change.hour] += 1
-            if change.reset_soft_bounces:
-                user.soft_bounces = 0
-            if change.soft_bounce:
-                user.soft_bounces += 1
+            if change.reset_soft_bounces or change.soft_bounce:
+                user.count_soft_bounce(
+                    at if change.soft_bounce else None, at if change.reset_soft_bounces else None
+                )
                 threshold = change.soft_bounce_threshold
-                if threshold is not None and user.soft_bounces >= threshold:
+                if change.soft_bounce and threshold is not None and user.soft_bounces >= threshold:
                     user.suppress("address", suppression_detail("bounce_soft", at))
             for scope in change.lift:
-                kept = user.suppression.get(scope)
-                if kept is not None and suppression_time(kept) <= at:  # ties: the later report
-                    del user.suppression[scope]
+                user.lift(scope, at)
             for scope, detail in change.suppress:
                 user.suppress(scope, detail)
             return True

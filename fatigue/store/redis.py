@@ -4,7 +4,8 @@ Key layout (``<prefix>`` comes from the URL's ``prefix`` query parameter)::
 
     <prefix>fatigue:{<user>}:sends        zset  send record JSON -> epoch seconds   (TTL)
     <prefix>fatigue:{<user>}:items        zset  item id -> epoch seconds last sent  (TTL)
-    <prefix>fatigue:{<user>}:engagement   hash  ignored, soft_bounces, last_engaged, h0..h23 (TTL)
+    <prefix>fatigue:{<user>}:engagement   hash  ignored, soft_bounces (+ times, last_delivered),
+                                                last_engaged, h0..h23, lifted:<scope> (TTL)
     <prefix>fatigue:{<user>}:suppression  hash  scope -> detail JSON                (no TTL)
     <prefix>fatigue:{<user>}:idem:<key>   str   "<decision id> <JSON>" for retries  (TTL)
     <prefix>fatigue:{<user>}:decisions    list  decision JSON, newest first, last 50 (TTL)

@@ -194,3 +194,31 @@ def test_weeks_are_counted_as_the_governor_counts_them(tmp_path: Path):
     result = simulate(quiet, read_history(sunday_night))
     assert result.total.sent == 2  # u1's went on Monday at 08:00
     assert sum(count * n for count, n in enumerate(result.weekly)) == 2
+
+
+def test_compared_runs_count_the_weeks_of_customers_without_a_zone_alike(tmp_path: Path):
+    """Rules that change nothing leave the weekly histogram as it was, whatever their zone."""
+    london = load_rules('[quiet_hours]\nstart = "03:00"\nend = "03:01"\n'
+                        'default_timezone = "Europe/London"\n')  # fmt: skip
+    sunday_and_monday_late = history_csv(tmp_path, [
+        f"2026-06-07T23:30:00Z,u1,request,a,sale,,,,,{ITEMS}",  # Monday 00:30 in London
+        f"2026-06-08T23:30:00Z,u1,request,b,sale,,,,,{ITEMS}",
+    ])  # fmt: skip
+    history = read_history(sunday_and_monday_late)
+    before = simulate(Rules(source="no rules"), history, week_zone=london.default_timezone)
+    after = simulate(london, history)
+    assert before.total.sent == after.total.sent == 2
+    assert before.weekly == after.weekly == [0, 0, 1, 0, 0, 0, 0, 0][: len(after.weekly)]
+    result = CliRunner().invoke(simulate_command, [
+        "--rules", str(_write(tmp_path / "q.toml", london.text)),
+        "--history", str(sunday_and_monday_late),
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rows = [line.split()[-8:] for line in result.output.splitlines()
+            if line.startswith(("before (no rules)", "after (q.toml)"))]  # fmt: skip
+    assert rows == [["0", "0", "1", "0", "0", "0", "0", "0"]] * 2
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path

@@ -175,6 +175,17 @@ class TestStoreContract:
         assert store.release(rec.decision_id) is False
         assert store.release("not-a-decision") is False
 
+    def test_releasing_a_send_from_before_the_latest_open_leaves_ignored(self, store):
+        before, after = record(at=NOW - 300), record(at=NOW - 100)
+        store.commit([attempt(before)])
+        store.apply(EventChange("u1", NOW - 200, engaged=True))  # an open between the two
+        store.commit([attempt(after)])
+        assert load(store).ignored == 1  # the later send is still ignored
+        assert store.release(before.decision_id) is True
+        assert load(store).ignored == 1
+        assert store.release(after.decision_id) is True
+        assert load(store).ignored == 0
+
     def test_engagement_resets_ignored_and_counts_hours(self, store):
         store.commit([attempt(record(at=NOW - 10)), attempt(record())])
         assert load(store).ignored == 2
@@ -197,6 +208,33 @@ class TestStoreContract:
         store.apply(EventChange("u1", NOW, reset_soft_bounces=True))
         store.apply(EventChange("u1", NOW, soft_bounce=True, soft_bounce_threshold=2))
         assert "address" not in load(store).suppression
+
+    def test_a_late_delivery_clears_only_the_soft_bounces_before_it(self, store):
+        bounce = EventChange("u1", NOW, soft_bounce=True, soft_bounce_threshold=2)
+        store.apply(replace(bounce, at=NOW - 3600))  # 09:00
+        store.apply(EventChange("u1", NOW - 7200, reset_soft_bounces=True))  # 08:00, reported late
+        assert load(store).soft_bounces == 1  # the 09:00 bounce came after that delivery
+        store.apply(bounce)  # 10:00: two bounces with no delivery in between
+        state = load(store)
+        assert state.soft_bounces == 2 and "address" in state.suppression
+
+    def test_a_delivery_clears_the_bounces_before_it_whenever_it_is_reported(self, store):
+        bounce = EventChange("u1", NOW - 3600, soft_bounce=True, soft_bounce_threshold=3)
+        store.apply(bounce)
+        store.apply(replace(bounce, at=NOW - 60))
+        store.apply(EventChange("u1", NOW - 1800, reset_soft_bounces=True))  # between the two
+        assert load(store).soft_bounces == 1
+        store.apply(EventChange("u1", NOW - 5000, reset_soft_bounces=True))  # older: no change
+        assert load(store).soft_bounces == 1
+
+    def test_an_older_unsubscribe_reported_after_a_resubscribe_leaves_it_lifted(self, store):
+        unsubscribed = suppression_detail("unsubscribe", NOW - 7200, "c1")
+        store.apply(EventChange("u1", NOW - 3600, lift=("all",)))  # resubscribed at 11:00
+        store.apply(EventChange("u1", NOW - 7200, suppress=(("all", unsubscribed),)))  # 09:00
+        assert load(store).suppression == {}
+        later = suppression_detail("unsubscribe", NOW, "c1")
+        store.apply(EventChange("u1", NOW, suppress=(("all", later),)))  # after the lift: holds
+        assert load(store).suppression == {"all": later}
 
     def test_lift_removes_a_scope_and_keeps_others(self, store):
         store.apply(EventChange("u1", NOW, suppress=(("all", "{}"), ("address", "{}"))))

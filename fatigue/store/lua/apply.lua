@@ -20,9 +20,12 @@ local function stamp(detail)
   if ok and type(found) == "table" and tonumber(found.ts) then return tonumber(found.ts) end
   return 0
 end
+-- A scope lifted after this suppression's time stays lifted: the resubscribe came later.
 local function suppress(scope, detail)
+  local at_detail = stamp(detail)
   local existing = redis.call("HGET", KEYS[2], scope)
-  if not existing or stamp(existing) <= stamp(detail) then
+  local lifted = tonumber(redis.call("HGET", KEYS[1], "lifted:" .. scope))
+  if (not existing or stamp(existing) <= at_detail) and (not lifted or lifted <= at_detail) then
     redis.call("HSET", KEYS[2], scope, detail)
   end
 end
@@ -39,16 +42,46 @@ if ARGV[3] == "1" then
   end
 end
 if ARGV[4] ~= "" then redis.call("HINCRBY", KEYS[1], "h" .. ARGV[4], 1) end
-if ARGV[6] == "1" then redis.call("HSET", KEYS[1], "soft_bounces", 0) end
-if ARGV[5] == "1" then
-  local count = redis.call("HINCRBY", KEYS[1], "soft_bounces", 1)
-  if ARGV[7] ~= "" and count >= tonumber(ARGV[7]) then suppress("address", ARGV[8]) end
+-- Soft bounces since the latest delivery, by their own times: a delivery reported late clears
+-- only the bounces before it, and at equal times the later report wins. The newest 20 times are
+-- kept (store.base.MAX_SOFT_BOUNCES).
+if ARGV[5] == "1" or ARGV[6] == "1" then
+  local fields = redis.call("HMGET", KEYS[1], "last_delivered", "soft_bounce_times")
+  local delivered = tonumber(fields[1])
+  local times = {}  -- kept as "%.17g" numbers separated by spaces: JSON would round them
+  for word in string.gmatch(fields[2] or "", "%S+") do table.insert(times, tonumber(word)) end
+  if ARGV[6] == "1" and (not delivered or at >= delivered) then
+    delivered = at
+    local kept = {}
+    for _, t in ipairs(times) do if t > at then table.insert(kept, t) end end
+    times = kept
+    redis.call("HSET", KEYS[1], "last_delivered", string.format("%.17g", at))
+  end
+  if ARGV[5] == "1" and (not delivered or at >= delivered) then
+    table.insert(times, at)
+    table.sort(times)
+    while #times > 20 do table.remove(times, 1) end
+  end
+  local words = {}
+  for n, t in ipairs(times) do words[n] = string.format("%.17g", t) end
+  redis.call("HSET", KEYS[1], "soft_bounces", #times, "soft_bounce_times", table.concat(words, " "))
+  if ARGV[5] == "1" and ARGV[7] ~= "" and #times >= tonumber(ARGV[7]) then
+    suppress("address", ARGV[8])
+  end
 end
-redis.call("EXPIRE", KEYS[1], tonumber(ARGV[2]))
 local nlift = tonumber(ARGV[11])
 for i = 12, 11 + nlift do
   local existing = redis.call("HGET", KEYS[2], ARGV[i])
-  if existing and stamp(existing) <= at then redis.call("HDEL", KEYS[2], ARGV[i]) end
+  if not existing or stamp(existing) <= at then
+    if existing then redis.call("HDEL", KEYS[2], ARGV[i]) end
+    -- Remembered so that an older suppression reported after this lift does not undo it.
+    local lifted = tonumber(redis.call("HGET", KEYS[1], "lifted:" .. ARGV[i]))
+    if not lifted or at > lifted then
+      redis.call("HSET", KEYS[1], "lifted:" .. ARGV[i], string.format("%.17g", at))
+    end
+  end
 end
 for i = 12 + nlift, #ARGV, 2 do suppress(ARGV[i], ARGV[i + 1]) end
+-- Last: the lift times above may have created the hash.
+redis.call("EXPIRE", KEYS[1], tonumber(ARGV[2]))
 return 1

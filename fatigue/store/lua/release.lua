@@ -9,7 +9,10 @@ for i = 1, #rows, 2 do
     for _, item in ipairs(send.i) do
       if redis.call("ZSCORE", KEYS[2], item) == rows[i + 1] then redis.call("ZREM", KEYS[2], item) end
     end
-    if send.k ~= "transactional" and tonumber(redis.call("HGET", KEYS[3], "ignored") or "0") > 0 then
+    -- Only a send made after the latest engagement is among those ignored since.
+    local engaged = tonumber(redis.call("HGET", KEYS[3], "last_engaged"))
+    local ignored = tonumber(redis.call("HGET", KEYS[3], "ignored") or "0")
+    if send.k ~= "transactional" and ignored > 0 and (not engaged or tonumber(rows[i + 1]) > engaged) then
       redis.call("HINCRBY", KEYS[3], "ignored", -1)
     end
     return 1
