@@ -252,6 +252,7 @@ def _build(sections: Mapping[str, Any], document: Mapping[str, Any], checker: _C
         _cap(values, str(document["caps"][index]["per"]), index, checker)
         for index, values in enumerate(sections.get("caps", []))
     )
+    _check_distinct_names(caps, checker)
     build: dict[str, Any] = {"caps": caps, "source": checker.source, "text": checker.text}
     simple = {
         "cooldown": r.Cooldown,
@@ -272,6 +273,19 @@ def _build(sections: Mapping[str, Any], document: Mapping[str, Any], checker: _C
     if "engagement" in sections:
         build["engagement"] = r.Engagement(**sections["engagement"])
     return r.Rules(**build)
+
+
+def _check_distinct_names(caps: tuple[r.CapRule, ...], checker: _Checker) -> None:
+    """Refuse two caps of one name: a decision's deciding rule would not say which held it."""
+    first: dict[str, int] = {}
+    for index, cap in enumerate(caps):
+        if cap.name in first:
+            message = (
+                f"another cap is already named {cap.name!r} (caps[{first[cap.name]}]); "
+                "give each cap its own name"
+            )
+            checker.problem(message, ("caps", index, "name"))
+        first.setdefault(cap.name, index)
 
 
 def _cap(values: dict[str, Any], per_text: str, index: int, checker: _Checker) -> r.CapRule:

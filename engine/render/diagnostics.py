@@ -64,12 +64,16 @@ class MissingRecorder:
                          exc: type[TemplateRuntimeError] = UndefinedError) -> None:  # fmt: skip
                 super().__init__(hint, obj, name, exc)
                 if exc is UndefinedError and name is not None:
-                    recorder.record(str(name), obj)
+                    recorder.record(name, obj)
 
         return Recording
 
-    def record(self, name: str, obj: Any) -> None:
-        """Note a missing ``name`` (on ``obj``) at the template line being executed."""
+    def record(self, name: Any, obj: Any) -> None:
+        """Note a missing ``name`` (on ``obj``) at the template line being executed.
+
+        An attribute is noted as ``.name``; a list index as ``[0]``, so ``items[0]`` on an
+        empty sample list reads as what it is, not as an attribute called ``0``.
+        """
         frame = sys._getframe(2)
         line = None
         while frame is not None:
@@ -79,4 +83,8 @@ class MissingRecorder:
                 break
             frame = frame.f_back  # type: ignore[assignment]
         top_level = obj is None or isinstance(obj, ChainableUndefined)
-        self.missing.append((name if top_level else f".{name}", line))
+        if isinstance(name, int) and not isinstance(name, bool):
+            label = f"[{name}]"
+        else:
+            label = str(name) if top_level else f".{name}"
+        self.missing.append((label, line))

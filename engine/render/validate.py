@@ -98,9 +98,14 @@ def _missing(
     for name, line in recorder.missing:
         if (name, line) not in seen:
             seen.add((name, line))
-            problems.append(
-                Problem(f"uses {name!r}, which the sample data lacks", filename, line, name)
+            message = (
+                f"reads entry {name} of a list the sample data has too few entries in"
+                " (give the sample more, or guard it: {% if items %})"
+                if name.startswith("[")
+                else f"uses {name!r}, which the sample data lacks"
             )
+            field = None if name.startswith("[") else name
+            problems.append(Problem(message, filename, line, field))
     return problems, output
 
 

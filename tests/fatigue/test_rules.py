@@ -187,3 +187,13 @@ def test_a_ten_year_cap_decides_and_explains(make_governor):
     assert first.action == "send" and second.action == "defer"
     assert second.send_at is not None and second.send_at.year >= 2035
     assert governor.explain("alice").next_allowed
+
+
+def test_two_caps_of_one_name_are_refused_with_the_second_ones_line():
+    text = (
+        '[[caps]]\nname = "daily"\nmax = 1\nper = "1d"\n\n'
+        '[[caps]]\nname = "daily"\nmax = 3\nper = "1w"\n'
+    )
+    problems = validate(text)
+    assert [(p.line, p.field) for p in problems] == [(7, "caps[1].name")]
+    assert "already named 'daily' (caps[0])" in problems[0].message

@@ -272,3 +272,16 @@ def test_a_template_toml_value_of_the_wrong_shape_is_a_problem_not_a_crash(line,
     files["template.toml"] += f"\n{line}\n"
     [found] = check(TemplateSource("t", files))
     assert str(found).startswith(problem)
+
+
+def test_an_index_past_the_sample_list_is_named_as_an_index():
+    from engine.render.library import TemplateSource
+
+    from .render_helpers import template_files
+
+    files = template_files("<mj-text>{{ items[0].title }}</mj-text>",
+                           sample='{"recipient": {"user_id": "u1"}, "items": []}')  # fmt: skip
+    problems = check(TemplateSource("t", files))
+    [problem] = [p for p in problems if "entry" in p.message]
+    assert problem.message.startswith("reads entry [0] of a list the sample data has too few")
+    assert ".0" not in str(problem)
