@@ -11,6 +11,7 @@ import fcntl
 import hashlib
 import hmac
 import json
+import logging
 import os
 import secrets
 import tempfile
@@ -25,6 +26,8 @@ from pathlib import Path
 from fatigue.errors import ConfigurationError, Problem, ValidationError
 
 KEY_PREFIX = "rpk_"
+
+log = logging.getLogger(__name__)
 
 
 class Role(StrEnum):
@@ -76,10 +79,17 @@ class KeyRing:
         self.path = path
         self._stamp: tuple[int, int] | None = None
         self._keys: tuple[ApiKey, ...] = ()
+        self._read = False  # a good file was read at least once
+        self._broken: ConfigurationError | None = None  # the file as it is now cannot be read
         self._lock = threading.Lock()
 
     def current(self) -> tuple[ApiKey, ...]:
-        """Return the current keys, re-reading the file if it changed since the last call."""
+        """Return the current keys, re-reading the file if it changed since the last call.
+
+        A file that breaks while serving (cut short by a bad copy) leaves the keys read before
+        in use, said once in the log and by ``check`` (/readyz): refusing every request would
+        turn one bad edit into an outage.
+        """
         try:
             stat = self.path.stat()
             stamp = (stat.st_mtime_ns, stat.st_size)
@@ -87,9 +97,27 @@ class KeyRing:
             return ()
         if stamp != self._stamp:
             with self._lock:
-                self._keys = tuple(_read_keys(self.path))
-                self._stamp = stamp
+                if stamp != self._stamp:
+                    self._reload(stamp)
         return self._keys
+
+    def _reload(self, stamp: tuple[int, int]) -> None:
+        try:
+            self._keys = tuple(_read_keys(self.path))
+        except ConfigurationError as exc:
+            if not self._read:
+                raise  # nothing good to keep: every request is refused, as it must be
+            self._broken = exc
+            log.error("%s; the keys read before stay in use until it is fixed", exc)
+        else:
+            self._read, self._broken = True, None
+        self._stamp = stamp
+
+    def check(self) -> None:
+        """Raise ``ConfigurationError`` when the file cannot be used as it is (for /readyz)."""
+        self.current()
+        if self._broken is not None:
+            raise self._broken
 
     def authenticate(self, token: str) -> ApiKey | None:
         """Return the key whose secret is ``token``, comparing every digest in constant time."""

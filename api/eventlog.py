@@ -23,6 +23,10 @@ from fatigue.clock import Clock, utc_now
 from fatigue.errors import StoreError
 
 
+class EventLogError(StoreError):
+    """The event log cannot be written: the request fails (503) and nothing is acknowledged."""
+
+
 class EventLog:
     """Appends batches of event records to daily JSON Lines segments, durably."""
 
@@ -33,17 +37,17 @@ class EventLog:
         self._synced: set[Path] = set()  # segments whose directory entry this process synced
 
     def check(self) -> None:
-        """Raise ``StoreError`` unless new segments can be written (for /readyz)."""
+        """Raise ``EventLogError`` unless new segments can be written (for /readyz)."""
         reason = unwritable(self.directory)
         if reason:
-            raise StoreError(f"event log directory {self.directory}: {reason}")
+            raise EventLogError(f"event log directory {self.directory}: {reason}")
 
     def segment(self) -> Path:
         """Return the file the next batch goes to (today's, in UTC)."""
         return self.directory / f"{self.prefix}-{self._clock():%Y-%m-%d}.jsonl"
 
     def append(self, records: Sequence[Mapping[str, Any]]) -> Path:
-        """Write ``records`` as one locked, fsynced append; raise ``StoreError`` if it fails."""
+        """Write ``records`` as one locked, fsynced append; raise ``EventLogError`` if it fails."""
         if not records:
             return self.segment()
         payload = "".join(
@@ -54,7 +58,7 @@ class EventLog:
         try:
             self._append_bytes(path, payload)
         except OSError as exc:
-            raise StoreError(f"event log {path}: {exc.strerror or exc}") from exc
+            raise EventLogError(f"event log {path}: {exc.strerror or exc}") from exc
         return path
 
     def _append_bytes(self, path: Path, payload: bytes) -> None:

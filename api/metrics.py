@@ -16,6 +16,7 @@ from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
 )
@@ -39,7 +40,15 @@ EVENTS = Counter("rapport_events_total", "Engagement events received, by outcome
 MODEL_RELOADS = Counter("rapport_model_reloads_total", "Model versions loaded after startup.")
 MODEL_LOAD_FAILURES = Counter(
     "rapport_model_load_failures_total",
-    "Published model versions that could not be loaded (the previous one kept serving).",
+    "Failed loads of a published model version, each worker counting its own (the version "
+    "before kept serving).",
+)
+MODEL_SERVED = Gauge(
+    "rapport_model_served",
+    "1 for the model version a worker serves, 0 for one it served before (one series per "
+    "worker: after a failed publication, workers started since may serve another).",
+    ["version"],
+    multiprocess_mode="liveall",
 )
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from api.heap import resettle_heap
-from api.metrics import MODEL_LOAD_FAILURES, MODEL_RELOADS
+from api.metrics import MODEL_LOAD_FAILURES, MODEL_RELOADS, MODEL_SERVED
 from fatigue.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
@@ -49,32 +49,40 @@ class ModelHolder:
         self._lock = threading.Lock()
 
     def _first_load(self) -> Any:
-        """Load the published version or, when it is damaged, the newest one that loads.
+        """Load the published version or, when it is damaged, the last published one that loads.
 
         A worker that gunicorn starts again (after a crash, or a restart of one) must not die on
         a broken publication: gunicorn would then stop every worker. Those already running keep
-        their model; this one serves the last good version until a good one is published.
+        their model; this one serves what they serve, the version published before (a rollback
+        counts: the newest by name may be the one rolled back), until a good one is published.
         """
         try:
-            return self._loader(self.model_dir)
+            model = self._loader(self.model_dir)
         except Exception as exc:
-            from engine.artifact import current_version, list_versions
+            model = self._fallback(exc)
+        _serving(model)
+        return model
 
-            published = current_version(self.model_dir)
-            for version in reversed(list_versions(self.model_dir)):
-                if version == published:
-                    continue
-                try:
-                    model = self._loader(self.model_dir, version)
-                except Exception:  # an older version damaged too: try the next
-                    continue
-                MODEL_LOAD_FAILURES.inc()
-                log.error(
-                    "published model version %s in %s cannot be loaded (%s); serving %s until "
-                    "a version that loads is published", published, self.model_dir, exc, version,
-                )  # fmt: skip
-                return model
-            raise
+    def _fallback(self, exc: Exception) -> Any:
+        from engine.artifact import current_version, list_versions, publication_history
+
+        published = current_version(self.model_dir)
+        history = publication_history(self.model_dir)
+        by_name = [v for v in reversed(list_versions(self.model_dir)) if v not in history]
+        for version in [*history, *by_name]:
+            if version == published:
+                continue
+            try:
+                model = self._loader(self.model_dir, version)
+            except Exception:  # an older version damaged too: try the next
+                continue
+            MODEL_LOAD_FAILURES.inc()
+            log.error(
+                "published model version %s in %s cannot be loaded (%s); serving %s until "
+                "a version that loads is published", published, self.model_dir, exc, version,
+            )  # fmt: skip
+            return model
+        raise exc
 
     @property
     def model(self) -> Any:
@@ -113,10 +121,11 @@ class ModelHolder:
             log.exception("could not load the newly published model in %s", self.model_dir)
             self._stamp = stamp  # do not retry the same broken version on every check
             return
-        self._model = model
+        previous, self._model = self._model, model
         self._stamp = stamp
         resettle_heap()
         MODEL_RELOADS.inc()
+        _serving(model, previous)
         log.info("now serving model version %s", getattr(model, "version", "?"))
 
     def _pointer_stamp(self) -> tuple[int, int] | None:
@@ -125,3 +134,10 @@ class ModelHolder:
         except FileNotFoundError:
             return None
         return (stat.st_ino, stat.st_mtime_ns)
+
+
+def _serving(model: Any, previous: Any = None) -> None:
+    """Show which version this worker serves in the metrics (workers can differ for a while)."""
+    if previous is not None:
+        MODEL_SERVED.labels(str(getattr(previous, "version", "?"))).set(0)
+    MODEL_SERVED.labels(str(getattr(model, "version", "?"))).set(1)

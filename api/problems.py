@@ -200,8 +200,13 @@ def _register_rapport_errors(app: Flask) -> None:
 
     @app.errorhandler(StoreError)
     def _store(exc: StoreError) -> Response:
-        log.error("state store failure: %s", exc, exc_info=exc)
-        return problem_response("unavailable", f"state store unavailable: {exc}")
+        from api.eventlog import EventLogError
+
+        what = "event log" if isinstance(exc, EventLogError) else "state store"
+        # One line: a traceback per request buried the log during an outage (70 lines each).
+        # The hosts and paths in ``exc`` are for the operators, not for the caller.
+        log.error("%s failure: %s", what, exc)
+        return problem_response("unavailable", f"the {what} is unavailable; retry shortly")
 
     @app.errorhandler(ConfigurationError)
     def _configuration(exc: ConfigurationError) -> Response:

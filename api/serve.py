@@ -161,7 +161,12 @@ def check_settings(settings: Mapping[str, Any]) -> None:
     if settings.get("RULES"):
         load_rules(Path(str(settings["RULES"])))
     CampaignRegistry.load(str(settings.get("CAMPAIGNS_FILE") or ""))
-    KeyRing(Path(str(settings["API_KEYS_FILE"]))).current()
+    keys = Path(str(settings["API_KEYS_FILE"]))
+    if not KeyRing(keys).current():  # served anyway: a key made later is read at once
+        log.warning(
+            "no API keys in %s: every API request is refused until 'rapport keys create' "
+            "makes one there (check RAPPORT_API_KEYS_FILE)", keys,
+        )  # fmt: skip
 
 
 def share_secret(settings: Mapping[str, Any], environ: MutableMapping[str, str]) -> None:

@@ -41,7 +41,7 @@ class Services:
         self._failures: dict[str, str] = {}  # the last failure /readyz logged, per check
         # Checked by /readyz like the components: a broken keys file fails every request, an
         # event log nothing can be written to fails every event.
-        self.register("api_keys", lambda: Probe(self.keyring.current))
+        self.register("api_keys", lambda: Probe(self.keyring.check))
         self.register("event_log", lambda: Probe(self.event_log.check))
 
     def register(self, name: str, factory: Callable[[], Any]) -> None:

@@ -3,6 +3,7 @@
 Layout of a model directory::
 
     CURRENT                     the published version's name (replaced with os.replace)
+    publications.log            every version published (rollbacks too), oldest first
     versions/<version>/
         meta.json               algorithm, parameters, weighting, data window, metrics, calibration
         model.npz               the model's arrays (factors, similarity or popularity)
@@ -39,6 +40,9 @@ from fatigue.errors import ConfigurationError, NotFoundError, Problem, Validatio
 
 POINTER = "CURRENT"
 VERSIONS = "versions"
+# Every publication, one version name per line, oldest first: where a worker that cannot load
+# the published version falls back to (the one published before, not the newest by name).
+PUBLICATIONS = "publications.log"
 FORMAT_VERSION = 1
 _MATRICES = ("user_items", "excluded", "history")
 CATALOG = "catalog"
@@ -114,6 +118,17 @@ def publish(model_dir: str | Path, version: str) -> None:
         os.fsync(handle.fileno())
     os.replace(tmp, root / POINTER)
     fsync_directory(root)
+    with open(root / PUBLICATIONS, "a", encoding="utf-8") as log:
+        log.write(version + "\n")
+
+
+def publication_history(model_dir: str | Path) -> list[str]:
+    """Return the versions published so far, most recently published first, each once."""
+    try:
+        lines = (Path(model_dir) / PUBLICATIONS).read_text(encoding="utf-8").split()
+    except FileNotFoundError:
+        return []
+    return list(dict.fromkeys(reversed(lines)))
 
 
 def current_version(model_dir: str | Path) -> str | None:

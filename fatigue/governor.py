@@ -11,6 +11,7 @@ need a second call (``docs/fatigue.md`` lists them). Any number of processes can
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -98,6 +99,7 @@ class Governor:
             _seconds(rules.store.idempotency_ttl),
             _seconds(rules.store.engagement_ttl),
         )
+        self._outage = StoreOutage(rules.store.on_store_error.value)
 
     def decide(
         self, recipient: Recipient, request: MessageRequest, candidates: Candidates
@@ -130,9 +132,11 @@ class Governor:
         try:
             replies = self.store.decide([draft.call for draft in drafts])
         except StoreError as exc:
+            self._outage.failed(exc)
             for index in pending:
                 results[index] = store_error_decision(self.rules, jobs[index], now, exc)
             return []
+        self._outage.answered()
         retry: list[int] = []
         follow: list[FollowUp] = []
         for index, draft, reply in zip(pending, drafts, replies, strict=True):
@@ -278,6 +282,7 @@ class Governor:
             notes = [self._memo(jobs[item.index], item, now) for item in memos]
             kept = self.store.remember(notes) if notes else []
         except StoreError as exc:
+            self._outage.failed(exc)
             for item in follow:
                 results[item.index] = store_error_decision(self.rules, jobs[item.index], now, exc)
             return []
@@ -402,3 +407,34 @@ def _considered(prepared: Sequence[Prepared]) -> tuple[str, ...]:
 
 def _seconds(delta: timedelta) -> int:
     return max(1, int(delta.total_seconds()))
+
+
+class StoreOutage:
+    """Says once when the store stops answering and once when it answers again.
+
+    Under an outage every decision takes the store-error policy; a line per decision would
+    bury the log (about 55 a second per worker in a test), and none at all left nothing to see.
+    """
+
+    def __init__(self, policy: str) -> None:
+        self._policy = policy
+        self._down = False
+        self._lock = threading.Lock()
+
+    def failed(self, exc: StoreError) -> None:
+        """Note a failed store call; log the first of an outage."""
+        with self._lock:
+            first, self._down = not self._down, True
+        if first:
+            log.warning(
+                "state store not answering (%s): deciding by on_store_error = %s until it does",
+                exc, self._policy,
+            )  # fmt: skip
+
+    def answered(self) -> None:
+        """Note a store call that worked; log the end of an outage."""
+        if self._down:
+            with self._lock:
+                ended, self._down = self._down, False
+            if ended:
+                log.warning("state store answering again")

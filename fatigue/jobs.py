@@ -63,11 +63,12 @@ def store_error_decision(rules: Rules, job: Job, now: datetime, exc: StoreError)
         campaign = job.request.campaigns[0]
         chosen = select(job.candidates[0], rules, now, {}, False, campaign.min_items)
         if chosen.relevant:
-            detail = f"store unavailable, sent unchecked: {exc}"
+            detail = "state store unavailable, sent unchecked"
             return _without_store(job, now, Action.SEND, None, detail, chosen.items)
         template = next(reason for reason in chosen.reasons if reason.rule == "template")
-        return unavailable(rules, job, now, f"store unavailable: {exc}; {template.detail}")
-    return unavailable(rules, job, now, f"store unavailable: {exc}")
+        return unavailable(rules, job, now, f"state store unavailable; {template.detail}")
+    # What failed, host and all, is for the operators' log (the governor logs it once per outage).
+    return unavailable(rules, job, now, "state store unavailable")
 
 
 def unavailable(rules: Rules, job: Job, now: datetime, detail: str) -> Decision:

@@ -48,12 +48,17 @@ def free_port() -> int:
 
 
 @contextmanager
-def private_redis(binary: str = "redis-server", timeout: float = 10.0) -> Iterator[str]:
-    """Start a throwaway redis-server and yield its URL; stop it and remove its dir on exit."""
+def private_redis(
+    binary: str = "redis-server", timeout: float = 10.0, port: int | None = None
+) -> Iterator[str]:
+    """Start a throwaway redis-server and yield its URL; stop it and remove its dir on exit.
+
+    ``port`` starts it where an earlier one stood: a store that lost its server sees it return.
+    """
     path = shutil.which(binary)
     if path is None:
         raise RedisUnavailable(f"{binary} is not installed (apt-get install redis-server)")
-    port = free_port()
+    port = port or free_port()
     workdir = tempfile.mkdtemp(prefix="rapport-redis-")
     command = [path, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
     # A log file, not a pipe: a pipe nobody drains would stall the server once it fills.

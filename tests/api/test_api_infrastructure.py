@@ -167,6 +167,31 @@ def test_readiness_names_a_broken_keys_file_and_an_unwritable_event_log(settings
     assert settings["API_KEYS_FILE"] not in refused.text
 
 
+def test_a_keys_file_broken_while_serving_keeps_the_keys_read_before(settings, clock, auth, caplog):
+    """A bad copy over the keys file must not refuse every request: warn, keep, show in /readyz."""
+    client = create_app({**settings, "CLOCK": clock}).test_client()
+    assert client.get("/v1/users/1/fatigue", headers=auth("engineer")).status_code == 200
+    keys = Path(settings["API_KEYS_FILE"])
+    good = keys.read_text()
+    keys.write_text(good[: len(good) // 2])  # cut short
+    for _ in range(3):
+        assert client.get("/v1/users/1/fatigue", headers=auth("engineer")).status_code == 200
+    assert caplog.text.count("the keys read before stay in use") == 1  # once, not per request
+    ready = client.get("/readyz")
+    assert ready.status_code == 503 and ready.json["checks"]["api_keys"] != "ok"
+    keys.write_text(good)
+    assert client.get("/readyz").status_code == 200
+
+
+def test_a_failed_event_log_write_is_named_as_the_event_log(settings, clock, auth):
+    Path(settings["EVENT_LOG_DIR"]).write_text("a file where the directory should be")
+    client = create_app({**settings, "CLOCK": clock}).test_client()
+    event = {"type": "open", "user_id": "1", "timestamp": "2026-11-23T10:00:00Z"}
+    refused = client.post("/v1/events", json={"events": [event]}, headers=auth("platform"))
+    assert refused.status_code == 503
+    assert refused.json["detail"] == "the event log is unavailable; retry shortly"
+
+
 def test_unknown_route_is_problem_json(client):
     response = client.get("/v1/nothing-here")
     assert response.status_code == 404
@@ -225,3 +250,11 @@ def test_keys_created_at_once_are_all_kept_and_the_file_keeps_its_mode(tmp_path:
     assert all(ring.authenticate(token) is not None for token in tokens)
     assert len(ring.current()) == 9
     assert path.stat().st_mode & 0o777 == 0o640
+
+
+def test_serving_without_any_key_says_so_at_start(settings, tmp_path: Path, caplog):
+    from api.serve import check_settings
+
+    missing = tmp_path / "nowhere" / "keys.json"
+    check_settings({**settings, "API_KEYS_FILE": str(missing), "STORE_URL": "memory://"})
+    assert f"no API keys in {missing}" in caplog.text and "rapport keys create" in caplog.text

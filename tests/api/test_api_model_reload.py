@@ -70,6 +70,22 @@ def test_a_worker_started_after_a_broken_publication_serves_the_last_good_versio
         ModelHolder(model_copy, Recommender.load)
 
 
+def test_after_a_rollback_a_restarted_worker_falls_back_to_what_was_published_before(
+    model_copy: Path, caplog
+):
+    """The newest version by name was rolled back: a worker must not serve it again."""
+    good = current_version(model_copy)
+    assert good is not None
+    rolled_back = second_version(model_copy)  # "v-next", newer than the good one by name
+    publish(model_copy, good)  # rolled back
+    (model_copy / "versions" / "zz-broken").mkdir()
+    (model_copy / "versions" / "zz-broken" / "meta.json").write_text("{}")
+    publish(model_copy, "zz-broken")
+    holder = ModelHolder(model_copy, Recommender.load)
+    assert holder.model.version == good != rolled_back
+    assert f"serving {good}" in caplog.text
+
+
 def test_no_published_model_is_a_clear_configuration_error(tmp_path: Path):
     with pytest.raises(ConfigurationError, match="rapport train"):
         ModelHolder(tmp_path, Recommender.load)

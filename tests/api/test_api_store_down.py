@@ -35,16 +35,19 @@ def test_compose_defers_by_the_store_policy(down_client, auth, compose_request):
     assert "rapport_store_errors_total" in metrics
 
 
-def test_events_answer_503_and_stay_logged(down_client, auth, settings):
+def test_events_answer_503_and_stay_logged(down_client, auth, settings, caplog):
     event = {"type": "unsubscribe", "user_id": "1", "timestamp": "2026-11-23T10:00:00Z"}
     response = down_client.post("/v1/events", json={"events": [event]}, headers=auth("platform"))
     assert response.status_code == 503
     assert response.content_type == "application/problem+json"
     assert response.headers["Retry-After"] == "5"
+    assert response.json["detail"] == "the state store is unavailable; retry shortly"
     from pathlib import Path
 
     logged = list(Path(settings["EVENT_LOG_DIR"]).glob("events-*.jsonl"))
     assert logged and '"unsubscribe"' in logged[0].read_text()
+    [failure] = [r for r in caplog.records if "state store failure" in r.getMessage()]
+    assert failure.exc_info is None and "127.0.0.1" in failure.getMessage()  # one line, for ops
 
 
 def _link(app, kind: str) -> str:

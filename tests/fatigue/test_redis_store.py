@@ -26,7 +26,7 @@ from fatigue.store.base import (
     StateQuery,
     new_decision_id,
 )
-from fatigue.testing import free_port
+from fatigue.testing import free_port, private_redis
 
 from .conftest import CONTRACT
 from .fatigue_helpers import alice, items, race_in_process, request
@@ -267,3 +267,22 @@ def test_four_processes_never_exceed_a_cap_of_three(store, redis_url, prefix):
         worker.join(timeout=60)
     assert actions.count("send") == 3 and actions.count("defer") == 29
     assert len(store.load([StateQuery("shared", NOW, 0.0)])[0].sends) == 3
+
+
+def test_an_outage_is_logged_once_when_it_starts_and_once_when_it_ends(caplog):
+    """Every decision of an outage takes the store-error policy; the log says so twice only."""
+    clock = FrozenClock(datetime(2026, 1, 12, 12, tzinfo=UTC))
+    port = free_port()
+    with private_redis(port=port) as url:
+        governor = Governor(load_rules(CONTRACT), store_from_url(url), clock)
+        assert governor.decide(alice(), request(), items()).action == Action.SEND
+    for _ in range(3):  # the server is gone
+        decision = governor.decide(alice(), request(), items())
+        assert decision.action == Action.DEFER and decision.deciding.rule == "store"
+        assert str(port) not in decision.deciding.detail  # the host is for the log only
+    assert caplog.text.count("state store not answering") == 1 and str(port) in caplog.text
+    with private_redis(port=port):  # it comes back (empty: a fresh server)
+        assert governor.decide(alice(), request(), items()).action == Action.SEND
+        governor.decide(alice(), request(), items())
+        governor.store.close()
+    assert caplog.text.count("state store answering again") == 1
