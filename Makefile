@@ -4,13 +4,14 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+EDITOR := api/web/static/build/editor.js
 
 .PHONY: demo test lint typecheck bench system-deps clean
 
-demo: $(STAMP)
+demo: $(STAMP) $(EDITOR)
 	$(BIN)/rapport demo
 
-test: $(STAMP) system-deps
+test: $(STAMP) $(EDITOR) system-deps
 	$(BIN)/ruff check engine fatigue api tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest
@@ -35,16 +36,19 @@ system-deps:
 	  echo "installing chromium (the web studio's browser tests drive it)"; \
 	  (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null; }
 
-$(STAMP): setup.cfg pyproject.toml api/web/package-lock.json
+$(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[test,dev]'
-	@# The studio's code editor (CodeMirror, from npm); without it the pages use plain text areas.
+	touch $(STAMP)
+
+# The studio's code editor (CodeMirror, from npm), rebuilt when its source or packages change;
+# without it the pages use plain text areas.
+$(EDITOR): api/web/package-lock.json api/web/assets/editor.js
 	@if command -v npm >/dev/null; then \
 	  (cd api/web && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build) \
 	  || echo "web studio: code editor not built; the pages fall back to plain text areas"; \
 	else echo "web studio: npm not found; the pages use plain text areas instead of CodeMirror"; fi
-	touch $(STAMP)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

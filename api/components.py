@@ -27,6 +27,7 @@ def register(app: Flask) -> None:
     found.register("governor", lambda: _governor(found))
     found.register("templates", lambda: _templates(found, settings))
     found.register("renderer", lambda: _renderer(found, settings))
+    found.register("preview_renderer", lambda: _preview_renderer(found, settings))
     found.register("composer", lambda: _composer(found))
     found.register("campaigns", lambda: CampaignRegistry.load(settings["CAMPAIGNS_FILE"]))
     found.register("batch_pool", lambda: _batch_pool(found))
@@ -82,6 +83,23 @@ def _renderer(found: Services, settings: dict[str, Any]) -> Any:
     signer = LinkSigner(settings["SECRET_KEY"], clock=found.clock)
     links = LinkConfig(settings["PUBLIC_URL"], track_clicks=flag(settings["TRACK_CLICKS"]))
     return Renderer(found.get("templates"), signer, links, clock=found.clock)
+
+
+#: Appended to the secret for preview links: a key nothing verifies with, so a test email's
+#: unsubscribe, preference and click links can never act on the customer it was rendered for.
+PREVIEW_KEY_SUFFIX = ":preview-links-do-nothing"
+
+
+def _preview_renderer(found: Services, settings: dict[str, Any]) -> Any:
+    """Build the renderer for previews and test emails: the real one, but with dead links."""
+    from engine.render.links import LinkSigner
+    from engine.render.renderer import Renderer
+
+    real = found.get("renderer")
+    signer = LinkSigner(settings["SECRET_KEY"] + PREVIEW_KEY_SUFFIX, clock=found.clock)
+    # The compiled templates are shared: only the signing key differs from the real renderer.
+    return Renderer(real.library, signer, real.links, clock=found.clock, cache=real.cache,
+                    sender=real.sender, limits=real.limits)  # fmt: skip
 
 
 def _composer(found: Services) -> Any:

@@ -189,7 +189,9 @@ def preview(name: str, body: PreviewIn) -> PreviewOut:
         sample = found.get("renderer").prepared(name, body.version).template.sample
         recipient = {**dict(sample.get("recipient") or {}), "user_id": body.user_id,
                      **(recipient or {})}  # fmt: skip
-    email = found.get("renderer").preview(name, body.version, items=items, recipient=recipient)
+    # Signed with a key the link endpoints refuse: a preview's links must never act on anyone.
+    renderer = found.get("preview_renderer")
+    email = renderer.preview(name, body.version, items=items, recipient=recipient)
     return PreviewOut(
         subject=email.subject, preheader=email.preheader, html=email.html, text=email.text
     )

@@ -19,8 +19,8 @@ from werkzeug.datastructures import FileStorage
 from api.auth import Role
 from api.services import services, settle_pending
 from api.web import bp
-from api.web.readable import describe_rules
-from api.web.session import login_required
+from api.web.readable import describe_rules, describe_suppression
+from api.web.session import current_key, login_required
 from fatigue.domain import Decision
 from fatigue.errors import Problem, ValidationError
 from fatigue.report import report_charts
@@ -70,6 +70,24 @@ def simulate_page() -> tuple[str, int] | str:
     return render_template("studio/simulate.html", trial=trial), status
 
 
+def oversized_simulation(limit_kib: int) -> str | None:
+    """Answer a simulation too large to read with its page, or None if it is not one.
+
+    The body was refused unread: the page shows the rules in force, and console.js puts back
+    the candidate rules it kept in the browser tab.
+    """
+    key = current_key()
+    if request.endpoint != "web.simulate_page" or key is None or not key.allows(ENGINEER):
+        return None
+    problem = Problem(
+        f"the rules and the history file together are larger than the server accepts "
+        f"({limit_kib} KiB), so nothing was run; choose a smaller history file",
+        source="history",
+    )
+    trial = Trial(rules_text()[0], [problem], checked=True)
+    return render_template("studio/simulate.html", trial=trial, restore_rules=True)
+
+
 def _trial() -> Trial:
     """Check the submitted rules and, when asked, run the simulation."""
     from fatigue.rules_schema import parse_rules
@@ -116,8 +134,10 @@ def _replay(history: list[Any], candidate: Any) -> dict[str, Any]:
     from fatigue.report import campaign_rows
     from fatigue.simulate import simulate
 
-    before = simulate(services().get("governor").rules, history, "in force")
-    after = simulate(candidate, history, "candidate") if candidate is not None else None
+    in_force = services().get("governor").rules
+    zone = (candidate or in_force).default_timezone  # both runs count weeks in the same zone
+    before = simulate(in_force, history, "in force", zone)
+    after = simulate(candidate, history, "candidate", zone) if candidate is not None else None
     shown = after or before
     sent_before, sent_after = before.total.sent, shown.total.sent
     change = (sent_after - sent_before) / sent_before * 100 if sent_before else 0.0
@@ -158,6 +178,10 @@ def customer_state(user_id: str) -> dict[str, Any]:
     return {
         "explanation": explanation,
         "tier": engagement_tier(explanation),
+        "suppression": [
+            describe_suppression(scope, detail)
+            for scope, detail in sorted(explanation.suppression.items())
+        ],
         "sends": [(datetime.fromtimestamp(s.at, UTC), s) for s in sends[:20]],
         "decisions": [
             Decision.from_dict(data)

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import re
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 import pydantic
-from flask import Response, current_app, jsonify, request
+from flask import Response, current_app, jsonify, render_template, request
 
 from api.auth import Role
 from api.routing import pydantic_problems
@@ -22,8 +23,9 @@ from api.schemas.templates import TemplateSave
 from api.services import services
 from api.templates import _files as version_files
 from api.web import bp
-from api.web.session import login_required
-from engine.render.library import MAX_MIN_ITEMS, TemplateSource
+from api.web.console import MAX_USER_ID  # the same cap as the customer lookup
+from api.web.session import current_key, login_required
+from engine.render.library import MAX_MIN_ITEMS, META_FILE, SAMPLE_FILE, TemplateSource
 from engine.render.mjml_compile import MjmlCache
 from fatigue.errors import ConfigurationError, NotFoundError, Problem, ValidationError
 
@@ -64,8 +66,24 @@ class Draft:
         )
 
 
+#: The editor's label for each field a save reads, to name the field a problem is in.
+FIELD_LABELS = {
+    "subject": "Subject",
+    "preheader": "Preheader",
+    "min_items": "Fewest items",
+    "mjml": "Email body",
+    "text": "Plain-text version",
+    "sample": "Sample data",
+    "note": "What changed?",
+}
+#: Fields the page can show a problem under (besides the template's files, named by source).
+EDITOR_FIELDS = frozenset([*FIELD_LABELS, "overwrite", "user_id"])
+
+
 def editor_field(problem: Problem) -> str | None:
     """Name the editor field a problem belongs to, so it can be shown on its line."""
+    if problem.field in EDITOR_FIELDS:
+        return problem.field
     source = problem.source or ""
     name = source.rsplit("/", 1)[-1]
     if name.startswith("email.mjml"):
@@ -80,14 +98,19 @@ def editor_field(problem: Problem) -> str | None:
     return None
 
 
-def problem_dict(problem: Problem) -> dict[str, Any]:
-    """Serialise a problem with the editor field it belongs to."""
+def problem_dict(problem: Problem, standing: bool = False) -> dict[str, Any]:
+    """Serialise a problem with the editor field it belongs to.
+
+    A ``standing`` problem is one the live check cannot find again (no change note, a newer
+    version, a draft too large), so the editor keeps showing it until the next submission.
+    """
     return {
         "message": problem.message,
         "source": problem.source,
         "line": problem.line,
         "field": problem.field,
         "target": editor_field(problem),
+        "standing": standing,
     }
 
 
@@ -115,8 +138,18 @@ def draft_files(name: str, draft: Draft) -> dict[str, str]:
             min_items=int(least) if least else None,
         )
     except pydantic.ValidationError as exc:
-        raise ValidationError(pydantic_problems(exc, "form")) from exc
+        raise ValidationError(form_problems(exc)) from exc
     return version_files(name, body, base_files(name, draft.base))
+
+
+def form_problems(exc: pydantic.ValidationError) -> list[Problem]:
+    """Name pydantic's problems by the editor field they are in, not as the whole form's."""
+    problems = []
+    for problem in pydantic_problems(exc, "form"):
+        name = (problem.field or "").split(".", 1)[0]
+        label = FIELD_LABELS.get(name)
+        problems.append(replace(problem, source=label, field=name) if label else problem)
+    return problems
 
 
 def fewest_items_problems(draft: Draft) -> list[Problem]:
@@ -160,14 +193,18 @@ def check_draft(name: str, draft: Draft) -> tuple[TemplateSource | None, list[Pr
     return source, fewest + check(source, _mjml_cache())
 
 
-def customer_items(user_id: str) -> list[dict[str, Any]]:
-    """Return a real customer's recommended items as templates see them (as the API does)."""
+def customer_items(user_id: str) -> tuple[list[dict[str, Any]], bool]:
+    """Return a customer's recommended items as templates see them (as the API does).
+
+    The second value tells whether the model knows the customer: an unknown id gets the
+    picks any new customer gets, which the preview must not pass off as theirs.
+    """
     from engine.compose import recommendations
 
     found = services()
     model = found.get("model").model
     picks = recommendations(model, user_id, PREVIEW_ITEMS, now=found.clock())
-    return [pick["item"] or {"item_id": pick["item_id"]} for pick in picks]
+    return [pick["item"] or {"item_id": pick["item_id"]} for pick in picks], user_id in model.users
 
 
 def render_draft(
@@ -182,16 +219,110 @@ def render_draft(
     if user_id:
         recipient = {**dict(prepared.template.sample.get("recipient", {})), "user_id": user_id}
     context = sample_context(prepared, items if user_id else None, recipient)
-    return services().get("renderer").render_prepared(prepared, context)
+    # Signed with a key the link endpoints refuse: a test email must never unsubscribe anyone.
+    return services().get("preview_renderer").render_prepared(prepared, context)
 
 
-def _items_or_error(user_id: str) -> tuple[list[dict[str, Any]] | None, str | None]:
+@dataclass(frozen=True)
+class PreviewData:
+    """What a preview is rendered with: a customer's items or the sample's, said in words."""
+
+    items: list[dict[str, Any]] | None = None
+    error: str | None = None
+    showing: str = "the sample data"
+
+
+def preview_data(user_id: str) -> PreviewData:
+    """Look up the customer the preview is for, if any, as the console does (ids capped)."""
     if not user_id:
-        return None, None
+        return PreviewData()
+    if len(user_id) > MAX_USER_ID:
+        return PreviewData(error=f"a customer id is at most {MAX_USER_ID} characters")
     try:
-        return customer_items(user_id), None
+        items, known = customer_items(user_id)
     except (ConfigurationError, NotFoundError, ValidationError) as exc:  # no model, bad id
-        return None, f"No recommendations for customer {user_id!r}: {exc}"
+        return PreviewData(error=f"No recommendations for customer {user_id!r}: {exc}")
+    if not known:
+        showing = f"the picks a new customer gets: customer {user_id} is not known to the model"
+        return PreviewData(items, showing=showing)
+    return PreviewData(items, showing=f"customer {user_id}'s recommendations")
+
+
+def version_draft(name: str, number: int | None) -> Draft:
+    """Return a saved version (the latest when ``number`` is None) as the editor's draft."""
+    store = services().get("templates")
+    if number is None:
+        number = store.versions(name)[-1].version
+    files = dict(store.read(name, number).files)
+    meta = tomllib.loads(files.get(META_FILE, ""))
+    return Draft(
+        subject=str(meta.get("subject", "")),
+        preheader=str(meta.get("preheader", "")),
+        mjml=files.get("email.mjml", ""),
+        sample=_pretty(files.get(SAMPLE_FILE) or "{}"),
+        text=files.get("email.txt"),
+        base=number,
+        min_items=str(meta.get("min_items", 0)),
+    )
+
+
+def _pretty(text: str) -> str:
+    try:
+        return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+    except json.JSONDecodeError:
+        return text
+
+
+def oversized_editor(limit_kib: int) -> str | None:
+    """Answer a save or test too large to read with the editor, or None if not one of those.
+
+    The body was refused unread, so the page opens on the draft's base version (named in the
+    form's address) and the editor offers back the edits it keeps in the browser tab.
+    """
+    key = current_key()
+    name = (request.view_args or {}).get("name")
+    if request.endpoint not in ("web.save", "web.draft_eml") or key is None or name is None:
+        return None
+    if not key.allows(MARKETER):
+        return None
+    base = request.args.get("base", "")
+    try:
+        draft = version_draft(name, int(base) if base.isdigit() else None)
+    except NotFoundError:
+        return None
+    done = "saved" if request.endpoint == "web.save" else "made into a test email"
+    problem = Problem(
+        f"the draft is larger than the server accepts ({limit_kib} KiB), so it was not {done}. "
+        "This tab kept your edits: restore them, then make the email smaller "
+        "(link to images rather than pasting them in).",
+        field="mjml",
+    )
+    return editor_page(name, draft, [], [problem])
+
+
+def editor_page(
+    name: str,
+    draft: Draft,
+    problems: list[Problem],
+    standing: list[Problem] | None = None,
+    newer: Any = None,
+) -> str:
+    """Render the editor holding ``draft`` with the draft's ``problems`` and ``standing`` ones.
+
+    ``newer`` is a version saved since the draft's base, which a save would undo.
+    """
+    store = services().get("templates")
+    shown = [problem_dict(p) for p in problems]
+    shown += [problem_dict(p, standing=True) for p in standing or []]
+    return render_template(
+        "studio/editor.html",
+        name=name,
+        draft=draft,
+        problems=shown,
+        versions=store.versions(name),
+        publication=store.publication(name),
+        newer=newer,
+    )
 
 
 @bp.post("/templates/<name>/draft")
@@ -201,15 +332,20 @@ def draft_preview(name: str) -> Response:
     draft = Draft.from_mapping(request.get_json(silent=True) or {})
     source, problems = check_draft(name, draft)
     preview = None
-    items, error = _items_or_error(draft.user_id)
-    if source is not None and error is None:
+    data = preview_data(draft.user_id)
+    if source is not None and data.error is None:
         try:
-            email = render_draft(source, draft.user_id, items)
+            email = render_draft(source, draft.user_id, data.items)
             preview = {"subject": email.subject, "preheader": email.preheader, "html": email.html}
         except ValidationError as exc:
             # The checks above explain a failed render better than the render's own error.
             problems = problems or exc.problems
-    return jsonify(problems=[problem_dict(p) for p in problems], preview=preview, error=error)
+    return jsonify(
+        problems=[problem_dict(p) for p in problems],
+        preview=preview,
+        error=data.error,
+        showing=data.showing,
+    )
 
 
 @bp.post("/templates/<name>/test.eml")
@@ -218,12 +354,13 @@ def draft_eml(name: str) -> Response:
     login_required(MARKETER)
     draft = Draft.from_mapping(request.form)
     source, problems = check_draft(name, draft)
+    data = preview_data(draft.user_id)
+    if data.error:
+        problems.append(Problem(data.error, field="user_id"))
     if source is None or problems:
-        raise ValidationError(problems)
-    items, error = _items_or_error(draft.user_id)
-    if error:
-        raise ValidationError(Problem(error, field="user_id"))
-    email = render_draft(source, draft.user_id, items)
+        # The editor again, holding the draft: an error page here would lose the edits.
+        return Response(editor_page(name, draft, problems), status=422)
+    email = render_draft(source, draft.user_id, data.items)
     filename = f"{_FILENAME.sub('-', name)}-preview.eml"
     return Response(
         email.mime_bytes,

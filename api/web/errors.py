@@ -13,10 +13,21 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
 from api.web import bp
-from api.web.session import CsrfFailure, LoginRequired, RoleRequired, login_redirect
+from api.web.console import oversized_simulation
+from api.web.drafts import oversized_editor
+from api.web.session import (
+    CsrfFailure,
+    LoginRequired,
+    RoleRequired,
+    current_key,
+    login_redirect,
+    referring_page,
+)
 from fatigue.errors import ConfigurationError, NotFoundError, StoreError, ValidationError
 
 log = logging.getLogger(__name__)
+SIGNED_OUT = "You were signed out; sign in again."
+KEPT = "Nothing was changed; the template editor keeps your unsaved edits in this tab."
 
 
 def wants_json() -> bool:
@@ -24,18 +35,27 @@ def wants_json() -> bool:
     return request.is_json or request.accept_mimetypes.best == "application/json"
 
 
-def error_page(status: int, title: str, detail: str) -> tuple[Response | str, int]:
-    """Answer with the error page, or a small JSON body for scripts."""
+def error_page(
+    status: int, title: str, detail: str, back: str | None = None
+) -> tuple[Response | str, int]:
+    """Answer with the error page (linking ``back`` if given), or a small JSON body for scripts."""
     if wants_json():
         return jsonify(title=title, detail=detail, status=status), status
-    return render_template("studio/error.html", title=title, detail=detail, status=status), status
+    page = render_template(
+        "studio/error.html", title=title, detail=detail, status=status, back=back
+    )
+    return page, status
 
 
 @bp.errorhandler(LoginRequired)
 def _login(_exc: LoginRequired) -> Response | tuple[Response | str, int]:
     if wants_json():
-        return error_page(401, "Signed out", "Your session has ended; sign in again.")
-    return login_redirect()
+        return error_page(401, "Signed out", SIGNED_OUT)
+    if request.method in ("GET", "HEAD"):
+        return login_redirect()
+    # A form posted after the session ended: sign in here, then back to the page it came from.
+    notice = f"{SIGNED_OUT} {KEPT}"
+    return render_template("studio/login.html", notice=notice, next=referring_page()), 401
 
 
 @bp.errorhandler(RoleRequired)
@@ -45,6 +65,13 @@ def _role(exc: RoleRequired) -> tuple[Response | str, int]:
 
 @bp.errorhandler(CsrfFailure)
 def _csrf(exc: CsrfFailure) -> tuple[Response | str, int]:
+    if exc.stale and current_key() is not None:
+        # Signed in, from this site, with another token: the page predates a new sign-in.
+        detail = (
+            "This page was opened before you signed in again, so its security token is out "
+            f"of date. {KEPT} Go back and reload the page."
+        )
+        return error_page(400, "This page is out of date", detail, back=referring_page())
     return error_page(400, "Please try again", f"{exc}. Reload the page and submit it again.")
 
 
@@ -74,10 +101,20 @@ def _configuration(exc: ConfigurationError) -> tuple[Response | str, int]:
 def _http(exc: HTTPException) -> tuple[Response | str, int]:
     code = exc.code or 500
     if code == 413:
-        limit = request.max_content_length or 0
-        detail = f"That upload is larger than the server accepts ({limit // 1024} KiB)."
-        return error_page(413, "Too large", detail)
+        return _too_large((request.max_content_length or 0) // 1024)
     return error_page(code, exc.name, exc.description or exc.name)
+
+
+def _too_large(limit_kib: int) -> tuple[Response | str, int]:
+    """Name the limit, on the page the work was sent from when it is the editor or simulate."""
+    if wants_json():  # the editor's live preview
+        detail = f"The draft is larger than the server accepts ({limit_kib} KiB); make it smaller."
+        return error_page(413, "Too large", detail)
+    page = oversized_editor(limit_kib) or oversized_simulation(limit_kib)
+    if page is not None:
+        return page, 413
+    detail = f"That is larger than the server accepts ({limit_kib} KiB)."
+    return error_page(413, "Too large", detail)
 
 
 @bp.errorhandler(Exception)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fatigue.rules import Rules
@@ -77,13 +78,24 @@ def _engagement(rules: Rules) -> list[RuleLine]:
 
 
 def _cap(cap: Any) -> str:
-    window = f"calendar {cap.calendar_unit or 'period'}" if cap.calendar else "rolling window"
     scope = f" on {cap.channel.value}"
     if cap.category:
         scope += f", category {cap.category}"
     if cap.campaign:
         scope += f", campaign {cap.campaign}"
-    return f"At most {cap.max} per {span(cap.per)} ({window}){scope}."
+    if cap.calendar:
+        return f"At most {cap.max} per {_calendar_window(cap)}{scope}."
+    return f"At most {cap.max} per {span(cap.per)} (rolling window){scope}."
+
+
+def _calendar_window(cap: Any) -> str:
+    """Say a calendar window as people do: "calendar week", "2 calendar days" (local time)."""
+    weeks = cap.calendar_unit == "w"
+    count = max(cap.per.days // (7 if weeks else 1), 1)
+    unit = "week" if weeks else "day"
+    bounds = "Monday to Sunday" if weeks else "midnight to midnight"
+    periods = f"calendar {unit}" if count == 1 else f"{count} calendar {unit}s"
+    return f"{periods} ({bounds}, the customer's local time)"
 
 
 def _content(rules: Rules) -> list[RuleLine]:
@@ -145,3 +157,38 @@ def _other(rules: Rules) -> list[RuleLine]:
         )
     )
     return lines
+
+
+#: Why a scope was suppressed, by the event that did it (the store keeps the event's type).
+_SUPPRESSED_BY = {
+    "unsubscribe": "unsubscribed from",
+    "complaint": "marked an email as spam, which stops",
+    "bounce_hard": "a hard bounce stopped",
+    "bounce_soft": "soft bounces in a row stopped",
+}
+
+
+def _scope_words(scope: str) -> str:
+    if scope == "all":
+        return "all marketing email"
+    if scope.startswith("category:"):
+        return f"email in the category {scope.removeprefix('category:')}"
+    return "all email to this address"  # "address" and "complaint": nothing more is sent
+
+
+def describe_suppression(scope: str, detail: str) -> str:
+    """Say why and since when ``scope`` is suppressed, from the JSON the store keeps."""
+    try:
+        found = json.loads(detail)
+    except ValueError:
+        found = None
+    if not isinstance(found, dict):  # written before details were JSON: show it as it is
+        return f"{_scope_words(scope)} suppressed: {detail}" if detail else _scope_words(scope)
+    reason = str(found.get("reason", ""))
+    sentence = f"{_SUPPRESSED_BY.get(reason, reason or 'suppressed:')} {_scope_words(scope)}"
+    if isinstance(found.get("ts"), int | float):
+        moment = datetime.fromtimestamp(found["ts"], UTC)
+        sentence += f" on {moment:%Y-%m-%d %H:%M} UTC"
+    if found.get("campaign"):
+        sentence += f" (campaign {found['campaign']})"
+    return sentence

@@ -27,6 +27,8 @@ CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 STUDIO_ROLES = (Role.MARKETER, Role.ENGINEER)
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+#: The only unsafe request made without a signed-in key: signing in.
+SIGNED_OUT_ENDPOINTS = frozenset({"web.login"})
 
 
 class LoginRequired(Exception):
@@ -43,6 +45,10 @@ class RoleRequired(Exception):
 
 class CsrfFailure(Exception):
     """An unsafe request without the session's CSRF token, or from another origin."""
+
+    def __init__(self, message: str, *, stale: bool = False) -> None:
+        super().__init__(message)
+        self.stale = stale  # from this site, but not with this session's token
 
 
 def csrf_token() -> str:
@@ -89,10 +95,14 @@ def _check_csrf() -> None:
     origin = request.headers.get("Origin")
     if origin and origin != request.host_url.rstrip("/"):
         raise CsrfFailure("the request came from another site")
+    # Signed in before the token: a session that ended took its token with it, and "sign in
+    # again" is what helps then, not "the security token expired".
+    if request.endpoint not in SIGNED_OUT_ENDPOINTS and current_key() is None:
+        raise LoginRequired()
     sent = request.headers.get(CSRF_HEADER) or request.form.get(CSRF_FIELD, "")
     expected = session.get("csrf")
     if not isinstance(expected, str) or not hmac.compare_digest(sent, expected):
-        raise CsrfFailure("the form's security token is missing or has expired")
+        raise CsrfFailure("the form's security token is missing or has expired", stale=True)
 
 
 @bp.app_context_processor
@@ -167,6 +177,14 @@ def _safe_next(target: str | None) -> str | None:
     if parts.scheme or parts.netloc or not parts.path.startswith("/studio/"):
         return None
     return target
+
+
+def referring_page() -> str | None:
+    """Return the studio page an unsafe request came from (same origin only), to go back to."""
+    referrer = urlsplit(request.referrer or "")
+    if f"{referrer.scheme}://{referrer.netloc}" != request.host_url.rstrip("/"):
+        return None
+    return _safe_next(referrer.path + (f"?{referrer.query}" if referrer.query else ""))
 
 
 def login_redirect() -> Response:

@@ -7,8 +7,6 @@ confirmation on a page of its own (which also works without JavaScript).
 
 from __future__ import annotations
 
-import json
-import tomllib
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,9 +15,15 @@ from werkzeug.wrappers import Response
 
 from api.services import services
 from api.web import bp
-from api.web.drafts import MARKETER, Draft, check_draft, draft_files, problem_dict
-from api.web.session import login_required
-from engine.render.library import META_FILE, SAMPLE_FILE
+from api.web.drafts import (
+    MARKETER,
+    Draft,
+    check_draft,
+    draft_files,
+    editor_page,
+    version_draft,
+)
+from api.web.session import login_required, when
 from fatigue.errors import NotFoundError, Problem, ValidationError
 
 
@@ -52,22 +56,8 @@ def templates_list() -> str:
 def editor(name: str) -> str:
     """Open the editor on a version (the latest unless ``?version=`` names another)."""
     login_required(MARKETER)
-    store = _store()
-    versions = store.versions(name)
     wanted = request.args.get("version", "")
-    number = int(wanted) if wanted.isdigit() else versions[-1].version
-    files = dict(store.read(name, number).files)
-    meta = tomllib.loads(files.get(META_FILE, ""))
-    draft = Draft(
-        subject=str(meta.get("subject", "")),
-        preheader=str(meta.get("preheader", "")),
-        mjml=files.get("email.mjml", ""),
-        sample=_pretty(files.get(SAMPLE_FILE) or "{}"),
-        text=files.get("email.txt"),
-        base=number,
-        min_items=str(meta.get("min_items", 0)),
-    )
-    return _editor_page(name, draft, [])
+    return editor_page(name, version_draft(name, int(wanted) if wanted.isdigit() else None), [])
 
 
 @bp.post("/templates/<name>")
@@ -75,34 +65,45 @@ def save(name: str) -> Response | tuple[str, int]:
     """Save the editor's content as a new version (validated, not yet published)."""
     key = login_required(MARKETER)
     draft = Draft.from_mapping(request.form)
+    newer = newer_version(name, draft)
+    conflict = newer is not None and request.form.get("overwrite") != str(newer.version)
+    refusals = [overwrite_problem(draft, newer)] if conflict else []
     if not draft.note.strip():
-        problem = Problem("say what changed: a change note is needed to save", field="note")
-        return _editor_page(name, draft, [problem]), 422
+        refusals.append(Problem("say what changed: a change note is needed to save", field="note"))
+    if refusals:
+        return editor_page(name, draft, [], refusals, newer), 409 if conflict else 422
     try:
         info = _store().save(name, draft_files(name, draft), author=key.name, note=draft.note)
     except ValidationError as exc:  # every problem the draft has, not only the first found
-        return _editor_page(name, draft, check_draft(name, draft)[1] or exc.problems), 422
+        problems = check_draft(name, draft)[1] or exc.problems
+        return editor_page(name, draft, problems, newer=newer), 422
     flash(f"Saved version {info.version}. It is not live until you publish it.")
+    flash(f"{name}:{draft.base}", "draft-saved")  # the editor forgets the copy it kept
     return redirect(url_for("web.editor", name=name, version=info.version), code=303)
 
 
-def _editor_page(name: str, draft: Draft, problems: list[Problem]) -> str:
-    store = _store()
-    return render_template(
-        "studio/editor.html",
-        name=name,
-        draft=draft,
-        problems=[problem_dict(p) for p in problems],
-        versions=store.versions(name),
-        publication=store.publication(name),
+def newer_version(name: str, draft: Draft) -> Any:
+    """Return the latest version if it was saved after the version the draft was opened from.
+
+    Saving builds on the draft's base, so it would silently undo a newer version's changes;
+    the marketer must say so by ticking "save over version N" (N, so a yet newer one asks again).
+    """
+    latest = _store().versions(name)[-1]
+    if draft.base is None or latest.version <= draft.base:
+        return None
+    return latest
+
+
+def overwrite_problem(draft: Draft, newer: Any) -> Problem:
+    """Name the newer version, its author and note, and the two ways on."""
+    note = f" ({newer.note})" if newer.note else ""
+    message = (
+        f"version {newer.version} was saved by {newer.author} on {when(newer.created_at)}"
+        f"{note} after you opened version {draft.base}: saving would undo its changes. Your "
+        f'edits are kept here. Compare the versions, or tick "Save over version '
+        f'{newer.version}" in the save dialog to save anyway.'
     )
-
-
-def _pretty(text: str) -> str:
-    try:
-        return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
-    except json.JSONDecodeError:
-        return text
+    return Problem(message, field="overwrite")
 
 
 @bp.get("/templates/<name>/history")

@@ -123,6 +123,18 @@ def test_preview_with_sample_data_given_data_and_a_real_customer(client, markete
     assert real["html"] != sample["html"]
 
 
+def test_the_links_in_a_preview_for_a_real_customer_unsubscribe_nobody(client, marketer, app):
+    import re
+
+    real = client.post(f"{NAME}/preview", json={"user_id": "12350"}, headers=marketer).json
+    paths = re.findall(r'href="https?://[^/"]+(/[up]/[^"]+)"', real["html"])
+    assert {path[:3] for path in paths} == {"/p/", "/u/"}  # preferences, unsubscribe
+    for path in paths:
+        answer = client.post(path, data={"choice": "unsubscribe"})
+        assert answer.status_code == 400 and "not valid" in answer.text
+    assert app.extensions["rapport"].get("governor").explain("12350").suppression == {}
+
+
 def test_a_customer_preview_of_a_version_using_the_first_name_renders(client, marketer):
     subject = "{{ recipient.first_name }}, fresh picks"
     assert save(client, marketer, subject=subject).json == {"version": 2}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -188,7 +189,8 @@ def test_the_editor_shows_keeps_and_saves_the_fewest_items(client, keys, app):
     assert 'name="min_items"' in page and 'value="1"' in page
     store = app.extensions["rapport"].get("templates")
     for typed, kept in (("", 1), ("2", 2)):  # blank keeps the opened version's
-        form = draft_form(token, min_items=typed)
+        base = str(store.versions(TEMPLATE)[-1].version)  # each save builds on the latest
+        form = draft_form(token, min_items=typed, base=base)
         answer = client.post(f"/studio/templates/{TEMPLATE}", data=form)
         assert answer.status_code == 303
         files = store.read(TEMPLATE, store.versions(TEMPLATE)[-1].version).files
@@ -227,11 +229,23 @@ def test_the_draft_preview_names_each_problem_with_its_editor_field_and_line(cli
     assert answer.json["preview"] is None
 
 
-def test_the_test_email_refuses_a_draft_with_problems(client, keys):
+def shown_problems(html: str) -> list[dict[str, Any]]:
+    """Return the problems an editor page was rendered with."""
+    found: list[dict[str, Any]] = json.loads(
+        html.split('id="initial-problems">')[1].split("</script>")[0]
+    )
+    return found
+
+
+def test_the_test_email_refuses_a_draft_with_problems_in_the_editor(client, keys):
     token = signed_in(client, keys["marketer"])
-    form = draft_form(token, subject="{{ nope }}")
+    form = draft_form(token, subject="{{ nope }} changed", user_id="12347")
     answer = client.post(f"/studio/templates/{TEMPLATE}/test.eml", data=form)
-    assert answer.status_code == 422 and "nope" in answer.text
+    assert answer.status_code == 422 and answer.mimetype == "text/html"
+    assert 'id="editor-form"' in answer.text  # the editor, not an error page
+    assert 'value="{{ nope }} changed"' in answer.text  # with the marketer's draft
+    assert 'value="12347"' in answer.text
+    assert [p["target"] for p in shown_problems(answer.text)] == ["subject"]
 
 
 def test_a_bad_history_file_is_named_with_its_line_and_column(client, keys):
@@ -278,7 +292,9 @@ def test_customer_lookup_refuses_absurd_ids(client, keys, too_long):
 def test_every_default_rule_reads_as_a_sentence():
     lines = {line.name: line.sentence for line in describe_rules(default_rules())}
     assert lines["cap: daily"] == "At most 1 per 1 day (rolling window) on email."
-    assert lines["cap: weekly"].startswith("At most 3 per 1 week (calendar")
+    assert lines["cap: weekly"] == (
+        "At most 3 per calendar week (Monday to Sunday, the customer's local time) on email."
+    )
     assert lines["cooldown"] == ("At least 16 hours between two non-transactional messages.")
     assert "21:00 and 08:00" in lines["quiet hours"]
     assert lines["engagement"].startswith("After 5 ignored messages the cadence drops to 1 per")
@@ -325,3 +341,199 @@ def test_customer_lookup_lists_the_last_decisions_with_their_reasons(client, key
     assert all(f"<strong>{r['rule']}</strong>" in rows[0] for r in answers[1]["reasons"])
     assert "weekly-picks" in rows[1] and "<details>" in rows[1]
     assert 'id="recent-sends"' in page  # the recorded sends are still shown
+
+
+def unsubscribe_path(message: bytes) -> str:
+    """Return the path of the one-click link in a message's List-Unsubscribe header."""
+    import email
+    from email import policy
+
+    header = email.message_from_bytes(message, policy=policy.default)["List-Unsubscribe"]
+    found = re.search(r"<https?://[^/>]+(/u/[^>]+)>", str(header))
+    assert found, header
+    return found.group(1)
+
+
+def test_a_test_email_for_a_real_customer_unsubscribes_nobody(client, keys, app):
+    token = signed_in(client, keys["marketer"])
+    for user_id in ("12350", ""):  # a real customer, and the sample recipient
+        form = draft_form(token, user_id=user_id)
+        message = client.post(f"/studio/templates/{TEMPLATE}/test.eml", data=form)
+        assert message.status_code == 200, message.text
+        path = unsubscribe_path(message.data)
+        answer = client.post(path, data={"List-Unsubscribe": "One-Click"})
+        assert answer.status_code == 400 and "not valid" in answer.text
+        assert client.get(path).status_code == 400
+    governor = app.extensions["rapport"].get("governor")
+    assert governor.explain("12350").suppression == {}
+    sample = json.loads(draft_form(token)["sample"])["recipient"]["user_id"]
+    assert governor.explain(sample).suppression == {}
+
+
+def test_the_editor_says_links_in_previews_do_nothing(client, keys):
+    signed_in(client, keys["marketer"])
+    assert "links in previews do nothing" in client.get(f"/studio/templates/{TEMPLATE}").text
+
+
+def test_a_save_after_the_session_ended_asks_to_sign_in_again(client, keys):
+    token = signed_in(client, keys["marketer"])
+    client.delete_cookie("rapport_studio")  # expired, or cleared
+    editor = f"http://localhost/studio/templates/{TEMPLATE}?version=1"
+    answer = client.post(
+        f"/studio/templates/{TEMPLATE}", data=draft_form(token), headers={"Referer": editor}
+    )
+    assert answer.status_code == 401 and "You were signed out; sign in again" in answer.text
+    assert f'name="next" value="/studio/templates/{TEMPLATE}?version=1"' in answer.text
+    preview = client.post(
+        f"/studio/templates/{TEMPLATE}/draft", json={}, headers={"X-CSRF-Token": token}
+    )
+    assert preview.status_code == 401
+    assert preview.json["detail"] == "You were signed out; sign in again."
+
+
+def test_a_form_from_before_signing_in_again_says_so(client, keys):
+    token = signed_in(client, keys["marketer"])
+    signed_in(client, keys["marketer"])  # another tab signed out and in: a new token
+    editor = f"http://localhost/studio/templates/{TEMPLATE}"
+    answer = client.post(
+        f"/studio/templates/{TEMPLATE}", data=draft_form(token), headers={"Referer": editor}
+    )
+    assert answer.status_code == 400 and "signed in again" in answer.text
+    assert f'href="/studio/templates/{TEMPLATE}"' in answer.text
+
+
+def test_a_save_over_a_newer_version_is_refused_until_asked_for(app, keys):
+    first, second = app.test_client(), app.test_client()
+    token_a = signed_in(first, keys["marketer"])
+    token_b = signed_in(second, keys["admin"])  # both opened version 1
+    saved = first.post(f"/studio/templates/{TEMPLATE}", data=draft_form(token_a, note="A's"))
+    assert saved.status_code == 303
+    mine = draft_form(token_b, subject="B's subject", note="B's change")
+    refused = second.post(f"/studio/templates/{TEMPLATE}", data=mine)
+    assert refused.status_code == 409
+    [problem] = shown_problems(refused.text)
+    assert "version 2" in problem["message"] and "marketer-key" in problem["message"]
+    assert problem["standing"] is True
+    assert 'value="B&#39;s subject"' in refused.text and 'value="B&#39;s change"' in refused.text
+    assert 'name="overwrite" value="2"' in refused.text
+    store = app.extensions["rapport"].get("templates")
+    assert [v.version for v in store.versions(TEMPLATE)] == [1, 2]
+    deliberate = second.post(f"/studio/templates/{TEMPLATE}", data={**mine, "overwrite": "2"})
+    assert deliberate.status_code == 303
+    assert (store.versions(TEMPLATE)[-1].version, store.versions(TEMPLATE)[-1].author) == (
+        3,
+        "admin-key",
+    )
+    again = second.post(f"/studio/templates/{TEMPLATE}", data={**mine, "overwrite": "2"})
+    assert again.status_code == 409 and "version 3" in shown_problems(again.text)[0]["message"]
+
+
+def test_an_oversized_draft_answers_with_the_editor_naming_the_limit(client, keys, app):
+    token = signed_in(client, keys["marketer"])
+    app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
+    big = draft_form(token, mjml="<mjml><mj-body>" + "x" * 100_000 + "</mj-body></mjml>")
+    for path in ("", "/test.eml"):
+        answer = client.post(f"/studio/templates/{TEMPLATE}{path}?base=1", data=big)
+        assert answer.status_code == 413 and 'id="editor-form"' in answer.text
+        [problem] = shown_problems(answer.text)
+        assert "64 KiB" in problem["message"] and "upload" not in problem["message"]
+        assert problem["standing"] is True
+    preview = client.post(
+        f"/studio/templates/{TEMPLATE}/draft", json=big, headers={"X-CSRF-Token": token}
+    )
+    assert preview.status_code == 413 and "64 KiB" in preview.json["detail"]
+    assert "upload" not in preview.json["detail"]
+
+
+def test_oversized_simulation_input_answers_with_the_simulate_page(client, keys, app):
+    token = signed_in(client, keys["engineer"])
+    app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
+    answer = client.post(
+        "/studio/fatigue/simulate", data={"csrf_token": token, "rules": "#" * 100_000}
+    )
+    assert answer.status_code == 413 and 'id="simulate-form"' in answer.text
+    assert "64 KiB" in answer.text and 'data-restore-rules="true"' in answer.text
+
+
+def test_too_long_fields_are_named_on_their_editor_fields(client, keys):
+    token = signed_in(client, keys["marketer"])
+    form = draft_form(token, mjml="x" * 200_001, subject="s" * 1_001)
+    answer = client.post(
+        f"/studio/templates/{TEMPLATE}/draft", json=form, headers={"X-CSRF-Token": token}
+    )
+    shown = {p["target"]: p for p in answer.json["problems"]}
+    assert sorted(shown) == ["mjml", "subject"]
+    assert shown["mjml"]["source"] == "Email body" and "200000" in shown["mjml"]["message"]
+    assert shown["subject"]["source"] == "Subject"
+
+
+def test_customer_lookup_says_why_and_since_when_a_customer_is_suppressed(client, keys):
+    platform = {"Authorization": f"Bearer {keys['platform']}"}
+    event = {
+        "type": "unsubscribe",
+        "user_id": "12347",
+        "campaign_id": "weekly-picks",
+        "timestamp": "2026-11-20T09:30:00Z",
+    }
+    answer = client.post("/v1/events", json={"events": [event]}, headers=platform)
+    assert answer.json["accepted"] == 1
+    signed_in(client, keys["engineer"])
+    page = client.get("/studio/fatigue/customers?user_id=12347").text
+    facts = page.split('id="customer-facts"')[1].split("</dl>")[0]
+    assert "unsubscribed from all marketing email on 2026-11-20 09:30 UTC" in facts
+    assert "(campaign weekly-picks)" in facts
+    assert "reason" not in facts and "{" not in facts
+
+
+def test_calendar_caps_of_days_and_weeks_read_as_calendar_periods():
+    from fatigue.rules_schema import parse_rules
+
+    text = """
+[[caps]]
+name = "today"
+max = 1
+per = "1d"
+calendar = true
+
+[[caps]]
+name = "fortnight"
+max = 4
+per = "2w"
+calendar = true
+"""
+    rules, problems = parse_rules(text, "caps")
+    assert not problems
+    lines = {line.name: line.sentence for line in describe_rules(rules)}
+    assert lines["cap: today"].startswith("At most 1 per calendar day (midnight to midnight")
+    assert lines["cap: fortnight"].startswith("At most 4 per 2 calendar weeks (Monday to")
+
+
+def test_the_preview_says_when_a_customer_is_not_known_to_the_model(client, keys):
+    token = signed_in(client, keys["marketer"])
+
+    def preview(user_id: str) -> Any:
+        form = draft_form(token, user_id=user_id)
+        return client.post(
+            f"/studio/templates/{TEMPLATE}/draft", json=form, headers={"X-CSRF-Token": token}
+        ).json
+
+    assert preview("12347")["showing"] == "customer 12347's recommendations"
+    unknown = preview("nobody-xyz")
+    assert unknown["preview"] is not None and unknown["error"] is None
+    assert "nobody-xyz is not known to the model" in unknown["showing"]
+    assert "a new customer gets" in unknown["showing"]
+    absurd = preview("x" * 201)
+    assert absurd["preview"] is None and "at most 200 characters" in absurd["error"]
+
+
+def test_every_page_names_an_icon_the_studio_serves(client, keys):
+    icon = re.compile(r'<link rel="icon" href="([^"]+)" type="image/svg\+xml">')
+    pages = [client.get("/studio/login").text]
+    signed_in(client, keys["marketer"])
+    pages += [client.get(f"/studio/templates/{TEMPLATE}").text, client.get("/studio/nope").text]
+    found = [icon.search(page) for page in pages]
+    assert all(found), "a page without the icon makes browsers ask for /favicon.ico (404)"
+    [href] = {match.group(1) for match in found if match}
+    with client.get(href) as answer:  # a static file: closed, or its handle leaks
+        assert answer.status_code == 200 and answer.mimetype == "image/svg+xml"
+        assert answer.text.lstrip().startswith("<svg")

@@ -17,6 +17,9 @@ function language(name) {
 function attach(textarea, options = {}) {
   const onChange = options.onChange || (() => {});
   const label = textarea.labels && textarea.labels[0] ? textarea.labels[0].textContent : "";
+  // The hidden textarea is not what a screen reader is on: its problems and its "invalid"
+  // state belong on the editable element.
+  const describedBy = textarea.getAttribute("aria-describedby");
   const view = new EditorView({
     doc: textarea.value,
     extensions: [
@@ -24,7 +27,10 @@ function attach(textarea, options = {}) {
       lintGutter(),
       language(options.language),
       EditorView.lineWrapping,
-      EditorView.contentAttributes.of({ "aria-label": label.trim() || textarea.name }),
+      EditorView.contentAttributes.of({
+        "aria-label": label.trim() || textarea.name,
+        ...(describedBy ? { "aria-describedby": describedBy } : {}),
+      }),
       EditorView.updateListener.of((update) => {
         if (update.docChanged) {
           // The form posts the textarea, so it always holds what the editor shows.
@@ -37,6 +43,15 @@ function attach(textarea, options = {}) {
   textarea.insertAdjacentElement("afterend", view.dom);
   textarea.hidden = true;
   view.dom.dataset.editorFor = textarea.name;
+  // Set on the element, not through contentAttributes: CodeMirror leaves alone what it did not set.
+  view.contentDOM.setAttribute("aria-invalid", "false");
+  for (const element of textarea.labels || []) {
+    // A label focuses its control, and the hidden textarea cannot take focus: the editor does.
+    element.addEventListener("click", (event) => {
+      event.preventDefault();
+      view.focus();
+    });
+  }
 
   function lineAt(number) {
     const doc = view.state.doc;
@@ -51,6 +66,7 @@ function attach(textarea, options = {}) {
         return { from: line.from, to: line.to, severity: "error", message: problem.message };
       });
       view.dispatch(setDiagnostics(view.state, diagnostics));
+      view.contentDOM.setAttribute("aria-invalid", problems.length ? "true" : "false");
     },
     setValue(text) {
       view.dispatch({ changes: { from: 0, to: view.state.doc.length, insert: text } });
