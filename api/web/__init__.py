@@ -41,6 +41,12 @@ def _configure(state: BlueprintSetupState) -> None:
     config.setdefault("STUDIO_CODE_EDITOR", True)
     if isinstance(state.app, Flask):
         state.app.session_interface = CookieOnlySessions()
+    # Browsers ask every page's site for /favicon.ico (the unsubscribe pages too): one icon.
+    state.app.add_url_rule("/favicon.ico", "favicon", _favicon)
+
+
+def _favicon() -> Response:
+    return bp.send_static_file("favicon.svg")
 
 
 class CookieOnlySessions(SecureCookieSessionInterface):

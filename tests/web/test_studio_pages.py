@@ -537,3 +537,8 @@ def test_every_page_names_an_icon_the_studio_serves(client, keys):
     with client.get(href) as answer:  # a static file: closed, or its handle leaks
         assert answer.status_code == 200 and answer.mimetype == "image/svg+xml"
         assert answer.text.lstrip().startswith("<svg")
+
+
+def test_favicon_ico_is_served_for_pages_outside_the_studio(client):
+    with client.get("/favicon.ico") as answer:  # the unsubscribe pages name no icon
+        assert answer.status_code == 200 and answer.mimetype == "image/svg+xml"
