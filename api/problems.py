@@ -76,6 +76,12 @@ PROBLEM_TYPES: dict[str, ProblemType] = {
             "The route exists but not with this HTTP method.",
         ),
         ProblemType(
+            "conflict",
+            "Conflict",
+            409,
+            "Someone saved a newer version since the one named in `base`; `detail` names it.",
+        ),
+        ProblemType(
             "too-large",
             "Request too large",
             413,

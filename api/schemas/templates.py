@@ -82,6 +82,12 @@ class TemplateSave(Strict):
     note: Line = ""
     text: Text | None = None
     min_items: int | None = Field(default=None, ge=0, le=MAX_MIN_ITEMS)
+    base: int | None = Field(
+        default=None,
+        ge=1,
+        description="The version this change was made from: when someone saved a newer one "
+        "since, the save is refused (409) rather than silently undoing their change.",
+    )
 
 
 class SavedVersion(BaseModel):

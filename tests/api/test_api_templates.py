@@ -90,6 +90,16 @@ def test_a_save_without_sample_or_preheader_keeps_the_latest_ones(client, market
     assert any("first_name" in e["message"] for e in emptied.json["errors"])
 
 
+def test_a_save_built_on_an_older_version_is_refused_when_base_is_given(client, marketer):
+    assert save(client, marketer, base=1, note="first").json == {"version": 2}
+    stale = save(client, marketer, base=1, subject="Another change")
+    assert stale.status_code == 409 and stale.json["type"] == "/problems/conflict"
+    assert "version 2 was saved by key-marketer" in stale.json["detail"]
+    assert "(first)" in stale.json["detail"]
+    assert save(client, marketer, base=2).json == {"version": 3}  # built on the latest
+    assert save(client, marketer).json == {"version": 4}  # no base: saved over, as before
+
+
 def test_invalid_template_is_refused_with_lines(client, marketer):
     broken = "<mjml>\n<mj-body>\n<mj-section>\n<mj-column>\n<mj-text>{{ items[0].title </mj-text>"
     response = save(client, marketer, mjml=broken + "\n</mj-column></mj-section></mj-body></mjml>")
