@@ -16,6 +16,7 @@ from werkzeug.exceptions import HTTPException
 
 from fatigue.errors import (
     ConfigurationError,
+    ConflictError,
     NotFoundError,
     Problem,
     RapportError,
@@ -203,6 +204,11 @@ def _register_rapport_errors(app: Flask) -> None:
     @app.errorhandler(NotFoundError)
     def _not_found(exc: NotFoundError) -> Response:
         return problem_response("not-found", str(exc))
+
+    @app.errorhandler(ConflictError)
+    def _conflict(exc: ConflictError) -> Response:
+        detail = f"{exc}: build on it (give it as 'base'), or save without 'base' to save over it"
+        return problem_response("conflict", detail)
 
     @app.errorhandler(StoreError)
     def _store(exc: StoreError) -> Response:

@@ -15,7 +15,6 @@ from typing import Any
 from flask import Blueprint, g
 
 from api.auth import Role
-from api.problems import ApiProblem
 from api.routing import operation
 from api.schemas.templates import (
     DiffOut,
@@ -113,20 +112,12 @@ def save_template(name: str, body: TemplateSave) -> SavedVersion:
     """Validate and store a new, unpublished version."""
     store = _store()
     try:
-        latest = store.versions(name)[-1]
-        previous = dict(store.read(name, latest.version).files)
+        latest = store.versions(name)[-1].version
+        previous = dict(store.read(name, latest).files)
     except NotFoundError:
-        latest, previous = None, {}
-    if latest is not None and body.base is not None and latest.version > body.base:
-        note = f" ({latest.note})" if latest.note else ""
-        raise ApiProblem(
-            "conflict",
-            f"version {latest.version} was saved by {latest.author} at {latest.created_at}"
-            f"{note} since version {body.base}: build on it (base {latest.version}), or save "
-            "without 'base' to save over it",
-        )
+        previous = {}
     files = _files(name, body, previous)
-    info = store.save(name, files, author=g.api_key.name, note=body.note)
+    info = store.save(name, files, author=g.api_key.name, note=body.note, after=body.base)
     return SavedVersion(version=info.version)
 
 

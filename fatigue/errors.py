@@ -50,6 +50,10 @@ class NotFoundError(RapportError):
     """A named thing (model, template, version, user) does not exist."""
 
 
+class ConflictError(RapportError):
+    """A change was made from a version that is no longer the latest (someone saved since)."""
+
+
 class StoreError(RapportError):
     """The state store failed; wraps the driver's error with ``raise ... from exc``."""
 

@@ -24,7 +24,7 @@ from api.web.drafts import (
     version_draft,
 )
 from api.web.session import login_required, when
-from fatigue.errors import NotFoundError, Problem, ValidationError
+from fatigue.errors import ConflictError, NotFoundError, Problem, ValidationError
 
 
 def _store() -> Any:
@@ -72,11 +72,19 @@ def save(name: str) -> Response | tuple[str, int]:
         refusals.append(Problem("say what changed: a change note is needed to save", field="note"))
     if refusals:
         return editor_page(name, draft, [], refusals, newer), 409 if conflict else 422
+    # Saved over a newer version only when ticked; otherwise only right after the opened one,
+    # checked by the store in the same step (a save landing meanwhile is refused, not undone).
+    after = None if newer is not None else draft.base
     try:
-        info = _store().save(name, draft_files(name, draft), author=key.name, note=draft.note)
+        info = _store().save(
+            name, draft_files(name, draft), author=key.name, note=draft.note, after=after
+        )
     except ValidationError as exc:  # every problem the draft has, not only the first found
         problems = check_draft(name, draft)[1] or exc.problems
         return editor_page(name, draft, problems, newer=newer), 422
+    except ConflictError:  # someone saved between the check above and this save
+        newer = newer_version(name, draft)
+        return editor_page(name, draft, [], [overwrite_problem(draft, newer)], newer), 409
     flash(f"Saved version {info.version}. It is not live until you publish it.")
     flash(f"{name}:{draft.base}", "draft-saved")  # the editor forgets the copy it kept
     return redirect(url_for("web.editor", name=name, version=info.version), code=303)

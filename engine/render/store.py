@@ -18,7 +18,7 @@ from datetime import datetime
 
 from engine.render.library import NAME_PATTERN, TemplateSource
 from fatigue.clock import Clock, utc_now
-from fatigue.errors import NotFoundError, Problem, ValidationError
+from fatigue.errors import ConflictError, NotFoundError, Problem, ValidationError
 
 Validator = Callable[[TemplateSource], None]
 
@@ -126,8 +126,14 @@ class TemplateStore(ABC):
         """Return what is published for ``name`` (``None`` if nothing yet)."""
 
     @abstractmethod
-    def _append(self, name: str, files: Mapping[str, str], author: str, note: str) -> VersionInfo:
-        """Store a new version under the next free number, atomically."""
+    def _append(
+        self, name: str, files: Mapping[str, str], author: str, note: str, after: int | None
+    ) -> VersionInfo:
+        """Store a new version under the next free number (``after + 1`` only), atomically.
+
+        With ``after``, a number already taken raises ``ConflictError``: the check and the
+        save are one step, so two saves from one version cannot both land.
+        """
 
     @abstractmethod
     def _switch(
@@ -137,11 +143,33 @@ class TemplateStore(ABC):
 
     # -- the contract everything else uses -----------------------------------------------------
 
-    def save(self, name: str, files: Mapping[str, str], author: str, note: str) -> VersionInfo:
-        """Validate ``files`` and store them as the next version (not published)."""
+    def save(
+        self,
+        name: str,
+        files: Mapping[str, str],
+        author: str,
+        note: str,
+        after: int | None = None,
+    ) -> VersionInfo:
+        """Validate ``files`` and store them as the next version (not published).
+
+        ``after`` is the version the change was made from: when another was saved since, the
+        save raises ``ConflictError`` naming it instead of undoing that change.
+        """
         check_name(name)
+        if after is not None:
+            self.read(name, after)  # NotFoundError: a change cannot come from a version never saved
         self.validator(TemplateSource(name, files))
-        return self._append(name, files, author, note)
+        return self._append(name, files, author, note, after)
+
+    def conflict(self, name: str, after: int) -> ConflictError:
+        """Describe the versions saved since ``after`` (for a refused save)."""
+        latest = self.versions(name)[-1]
+        note = f" ({latest.note})" if latest.note else ""
+        return ConflictError(
+            f"version {latest.version} of {name!r} was saved by {latest.author} at "
+            f"{latest.created_at.isoformat(timespec='seconds')}{note} since version {after}"
+        )
 
     def source(self, name: str, version: int | None = None) -> TemplateSource:
         """Return a version's files: the published one unless ``version`` is given."""
@@ -224,14 +252,20 @@ class MemoryTemplateStore(TemplateStore):
         with self._lock:
             return self._published.get(name)
 
-    def _append(self, name: str, files: Mapping[str, str], author: str, note: str) -> VersionInfo:
+    def _append(
+        self, name: str, files: Mapping[str, str], author: str, note: str, after: int | None
+    ) -> VersionInfo:
         with self._lock:
             stored = self._versions.setdefault(name, [])
             number = len(stored) + 1
-            source = TemplateSource(name, files, number)
-            info = VersionInfo(name, number, author, self.clock(), note, source.digest)
-            stored.append((info, source))
-            return info
+            taken = after is not None and number != after + 1
+            if not taken:
+                source = TemplateSource(name, files, number)
+                info = VersionInfo(name, number, author, self.clock(), note, source.digest)
+                stored.append((info, source))
+                return info
+        assert after is not None
+        raise self.conflict(name, after)  # outside the lock: it reads the versions
 
     def _switch(
         self, name: str, change: Callable[[Publication | None], Publication]

@@ -133,20 +133,24 @@ class FileTemplateStore(TemplateStore):
         (folder / VERSION_META).write_text(json.dumps(info.as_dict(), indent=2), encoding="utf-8")
         return info
 
-    def _append(self, name: str, files: Mapping[str, str], author: str, note: str) -> VersionInfo:
+    def _append(
+        self, name: str, files: Mapping[str, str], author: str, note: str, after: int | None
+    ) -> VersionInfo:
         versions = self.root / name / "versions"
         versions.mkdir(parents=True, exist_ok=True)
         while True:
             taken = [int(path.name) for path in versions.glob("[0-9]" * 6)]
-            number = max(taken, default=0) + 1
+            number = max(taken, default=0) + 1 if after is None else after + 1
             staging = Path(tempfile.mkdtemp(prefix=".saving-", dir=self.root))
             info = self._write_version(staging, name, files, author, note, number)
             try:
-                staging.rename(versions / f"{number:06d}")
+                staging.rename(versions / f"{number:06d}")  # claims the number, or fails
             except OSError as exc:
                 shutil.rmtree(staging, ignore_errors=True)
                 if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
                     raise StoreError(f"cannot save {name!r}: {exc}") from exc
+                if after is not None:  # someone saved after the version this change came from
+                    raise self.conflict(name, after) from None
                 continue  # another process took this number: try the next one
             return info
 

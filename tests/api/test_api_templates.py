@@ -94,7 +94,7 @@ def test_a_save_built_on_an_older_version_is_refused_when_base_is_given(client, 
     assert save(client, marketer, base=1, note="first").json == {"version": 2}
     stale = save(client, marketer, base=1, subject="Another change")
     assert stale.status_code == 409 and stale.json["type"] == "/problems/conflict"
-    assert "version 2 was saved by key-marketer" in stale.json["detail"]
+    assert "version 2 of 'picked-for-you' was saved by key-marketer" in stale.json["detail"]
     assert "(first)" in stale.json["detail"]
     assert save(client, marketer, base=2).json == {"version": 3}  # built on the latest
     assert save(client, marketer).json == {"version": 4}  # no base: saved over, as before

@@ -10,7 +10,7 @@ import pytest
 from engine.render.library import BundledLibrary
 from engine.render.store import MemoryTemplateStore, TemplateStore
 from engine.render.store_files import FileTemplateStore
-from fatigue.errors import NotFoundError, ValidationError
+from fatigue.errors import ConflictError, NotFoundError, ValidationError
 
 BACKENDS = {
     "memory": pytest.param("memory", id="memory"),
@@ -49,6 +49,16 @@ class TestStoreContract:
         assert "One" in store.read("win-back", 1).files["template.toml"]
         assert store.read("win-back", 2).version == 2
         assert first.content_hash != second.content_hash
+
+    def test_a_save_after_a_version_is_refused_once_another_followed_it(self, store) -> None:
+        store.save("win-back", valid_files("One"), "ann", "first")
+        assert store.save("win-back", valid_files("Two"), "bob", "b", after=1).version == 2
+        with pytest.raises(ConflictError, match=r"version 2 of 'win-back' was saved by bob"):
+            store.save("win-back", valid_files("Three"), "cy", "c", after=1)
+        with pytest.raises(NotFoundError):
+            store.save("win-back", valid_files("Four"), "cy", "c", after=9)
+        assert [i.version for i in store.versions("win-back")] == [1, 2]
+        assert store.save("win-back", valid_files("Five"), "cy", "c").version == 3  # no after
 
     def test_nothing_is_published_until_publish(self, store) -> None:
         store.save("win-back", valid_files(), "ann", "draft")
@@ -156,6 +166,27 @@ def test_concurrent_saves_from_processes_never_share_a_number(tmp_path) -> None:
     assert [info.version for info in infos] == list(range(1, 21))
     subjects = {store.read("win-back", i.version).files["template.toml"] for i in infos}
     assert len(subjects) == 20  # every save kept, none overwritten
+
+
+def _save_after(root: str, worker: int, after: int, results: str) -> None:
+    try:
+        store = FileTemplateStore(root, validator=lambda source: None)
+        store.save("win-back", valid_files(f"W{worker}"), f"w{worker}", "n", after=after)
+        outcome = "saved"
+    except ConflictError:
+        outcome = "conflict"
+    Path(results, f"{worker}.txt").write_text(outcome)
+
+
+def test_processes_saving_from_one_version_at_once_land_one_save(tmp_path) -> None:
+    """The check and the save are one step: of four saves made from v1, exactly one lands."""
+    root, results = str(tmp_path / "store"), tmp_path / "results"
+    results.mkdir()
+    _save_many(root, 0, 1)
+    _run(_save_after, *[(root, worker, 1, str(results)) for worker in range(4)])
+    outcomes = sorted(path.read_text() for path in results.iterdir())
+    assert outcomes == ["conflict", "conflict", "conflict", "saved"]
+    assert [i.version for i in FileTemplateStore(root).versions("win-back")] == [1, 2]
 
 
 def test_concurrent_publishes_keep_a_consistent_rollback_stack(tmp_path) -> None:
