@@ -9,6 +9,7 @@ is live on the next request in every worker.
 from __future__ import annotations
 
 import json
+import logging
 import tomllib
 from typing import Any
 
@@ -32,12 +33,14 @@ from api.schemas.templates import (
     VersionOut,
 )
 from api.services import services
-from engine.render.library import META_FILE, SAMPLE_FILE
+from engine.render.library import LOCALE_KEYS, META_FILE, META_KEYS, SAMPLE_FILE
 from fatigue.errors import NotFoundError
 
 bp = Blueprint("templates", __name__)
 MARKETER = (Role.MARKETER,)
 BASE = "/v1/templates/<name>"
+
+log = logging.getLogger(__name__)
 
 
 def _store() -> Any:
@@ -222,7 +225,7 @@ def _template_out(name: str, version: int) -> TemplateOut:
 def _files(name: str, body: TemplateSave, previous: dict[str, str]) -> dict[str, str]:
     """Build the new version's files from the request, keeping what it does not replace."""
     files = dict(previous)
-    meta = tomllib.loads(previous.get(META_FILE, "")) if META_FILE in previous else {}
+    meta = _known_keys(tomllib.loads(previous[META_FILE])) if META_FILE in previous else {}
     meta.update(name=name, subject=body.subject)
     if body.preheader is not None or "preheader" not in meta:
         meta["preheader"] = body.preheader or ""
@@ -237,6 +240,27 @@ def _files(name: str, body: TemplateSave, previous: dict[str, str]) -> dict[str,
     if body.text is not None:
         files["email.txt"] = body.text
     return files
+
+
+def _known_keys(meta: dict[str, Any]) -> dict[str, Any]:
+    """Drop template.toml keys the layout does not know (they never did anything).
+
+    A version saved before such keys were refused would otherwise refuse every later save,
+    and neither this API nor the studio can edit template.toml directly.
+    """
+    kept = {key: value for key, value in meta.items() if key in META_KEYS}
+    locales = kept.get("locales")
+    if isinstance(locales, dict):
+        kept["locales"] = {
+            locale: {k: v for k, v in table.items() if k in LOCALE_KEYS}
+            if isinstance(table, dict)
+            else table
+            for locale, table in locales.items()
+        }
+    dropped = sorted(set(meta) - set(kept))
+    if dropped:
+        log.warning("template.toml keys %s dropped on save: the layout does not know them", dropped)
+    return kept
 
 
 def toml_document(data: dict[str, Any]) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 NAME = "/v1/templates/picked-for-you"
@@ -178,3 +180,19 @@ def test_unknown_templates_and_versions_are_404(client, marketer):
     assert missing.status_code == 404 and missing.content_type == "application/problem+json"
     assert client.post("/v1/templates/nope/preview", json={}, headers=marketer).status_code == 404
     assert client.get(f"{NAME}/diff?from=1", headers=marketer).status_code == 422
+
+
+def test_a_version_stored_with_an_unknown_key_can_still_be_saved_over(client, marketer, settings):
+    """Keys refused since (a typo such as min_item) are dropped, not carried into every save."""
+    from engine.render.store_files import FileTemplateStore
+
+    name = NAME.rsplit("/", 1)[-1]
+    current(client, marketer)  # the app seeds its store with the bundled templates
+    lenient = FileTemplateStore(Path(settings["TEMPLATES_DIR"]), validator=lambda source: None)
+    files = dict(lenient.read(name, 1).files)
+    files["template.toml"] += "min_item = 2\n"
+    assert lenient.save(name, files, "old-tool", "saved before keys were checked").version == 2
+    saved = save(client, marketer)
+    assert saved.status_code == 201, saved.json
+    stored = client.get(f"{NAME}/versions/3", headers=marketer).json["files"]["template.toml"]
+    assert "min_item " not in stored and "min_items = 1" in stored
