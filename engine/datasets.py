@@ -53,9 +53,9 @@ CATEGORY_KEYWORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "NAPKIN",
         ),
     ),
-    ("bags", ("BAG", "PURSE", "CASE")),
+    ("bags", ("BAG", "HANDBAG", "PURSE", "CASE")),
     ("cards-and-wrap", ("CARD", "WRAP", "PAPER", "RIBBON", "ENVELOPE", "TAG")),
-    ("stationery", ("PENCIL", "PEN ", "NOTEBOOK", "STICKER", "RUBBER", "CHALK")),
+    ("stationery", ("PENCIL", "PEN", "NOTEBOOK", "STICKER", "RUBBER", "CHALK")),
     ("toys-and-kids", ("CHILDREN", "TOY", "DOLLY", "SPACEBOY", "GAME", "KIDS", "FELTCRAFT")),
     ("garden", ("GARDEN", "BIRD", "PLANT", "FLOWER", "WATERING", "ZINC")),
     (
@@ -90,11 +90,22 @@ class RetailData:
 
 def category_of(description: str) -> str:
     """Map a product description to a coarse category by keyword."""
-    upper = description.upper()
+    words = set(_WORD.findall(description.upper()))
     for category, keywords in CATEGORY_KEYWORDS:
-        if any(keyword in upper for keyword in keywords):
+        # Whole words: "TAG" is not in VINTAGE, "SIGN" not in DESIGN, "TEA" not in CHATEAU.
+        if any(_has(keyword, words, description.upper()) for keyword in keywords):
             return category
     return "gifts"
+
+
+_WORD = re.compile(r"[A-Z0-9']+")
+
+
+def _has(keyword: str, words: set[str], upper: str) -> bool:
+    """Whether ``keyword`` is a word of the description (several words: as a phrase)."""
+    if not keyword.isalnum():  # "T-LIGHT", a phrase
+        return re.search(rf"\b{re.escape(keyword)}\b", upper) is not None
+    return keyword in words or keyword + "S" in words or keyword + "ES" in words
 
 
 def _retail_rows(path: Path) -> Iterator[tuple[int, Mapping[str, Any]]]:

@@ -186,6 +186,11 @@ def _read_rows(path: Path, parser: _RowParser) -> Iterator[tuple[int, Mapping[st
                      parser.check_header)  # fmt: skip
 
 
+#: The longest user or item id accepted (the API's identifiers are limited alike).
+MAX_ID_LENGTH = 200
+#: The largest quantity a row may carry; anything near float32's range overflows in training.
+MAX_VALUE = 1_000_000.0
+
 #: What a file that cannot be decoded at all raises while it is read (EOFError: a cut gzip).
 UNREADABLE = (UnicodeDecodeError, gzip.BadGzipFile, EOFError, csv.Error)
 
@@ -318,6 +323,10 @@ class _RowParser:
         if not text:
             self.problem(line, self.columns[name], f"{name} is empty")
             return None
+        if len(text) > MAX_ID_LENGTH:  # ids are stored fixed-width: one long one costs every row
+            self.problem(line, self.columns[name], f"{name} is {len(text):,} characters long "
+                         f"(at most {MAX_ID_LENGTH})")  # fmt: skip
+            return None
         return text
 
     def _timestamp(self, line: int, row: Mapping[str, Any]) -> int | None:
@@ -373,5 +382,8 @@ class _RowParser:
             return None
         if not math.isfinite(value) or value <= 0:
             self.problem(line, self.columns["value"], f"value {raw!r} must be a positive number")
+            return None
+        if value > MAX_VALUE:  # past float32's range once weighted: training would turn to NaN
+            self.problem(line, self.columns["value"], f"value {raw!r} is over {MAX_VALUE:,.0f}")
             return None
         return value

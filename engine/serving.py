@@ -135,6 +135,7 @@ class Recommender:
     _shared_candidates: dict[int, tuple[tuple[Recommendation, ...], list[Candidate]]] = field(
         default_factory=dict, repr=False, compare=False
     )
+    _active: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def load(cls, model_dir: str | Path, version: str | None = None) -> Recommender:
@@ -175,7 +176,12 @@ class Recommender:
                 found = self._folded(recent[user_id], row, n, blocked, filters)
                 if found is not None:
                     folded[user_id] = found
-        known = [i for i, row in enumerate(rows) if row >= 0 and user_ids[i] not in folded]
+        active = self._active_users()
+        known = [
+            i
+            for i, row in enumerate(rows)
+            if row >= 0 and active[row] and user_ids[i] not in folded
+        ]
         result = self._recommend_known(user_ids, rows[known], known, n, filters, blocked)
         result.update(folded)
         for user_id in user_ids:
@@ -221,6 +227,17 @@ class Recommender:
             # Holding the picks keeps their ids from being reused by other objects.
             self._shared_candidates[id(recommendations[0])] = (tuple(recommendations), built)
         return list(built)
+
+    def _active_users(self) -> np.ndarray:
+        """Return which known customers have any weight left (computed once per model).
+
+        A history decayed to nothing (years old) scores every item 0 and its "personal" picks
+        would be arbitrary: such customers get the cold start instead.
+        """
+        if self._active is None:
+            weights = np.asarray(self.user_items.sum(axis=1)).ravel()
+            self._active = weights > 0
+        return self._active
 
     def _catalog_facts(self) -> dict[str, dict[str, Any]]:
         # Built once per loaded model: the catalog is immutable once the model is published.
@@ -304,7 +321,10 @@ class Recommender:
         confidence = self._recent_row(recent)
         if not confidence.nnz or not self.model.supports_fold_in:
             return None
-        exclude = confidence.copy()
+        # Only what the model excludes from history (purchases by default) stays out: a viewed
+        # item may come back, which is what a browse follow-up is for.
+        excluded_events = set(self.meta.get("exclude_events", ("purchase",)))
+        exclude = self._recent_row([r for r in recent if r.event in excluded_events])
         exclude.data[:] = 1.0
         if row >= 0:  # what they did before training still counts, and what they had stays out
             rows = np.array([row])

@@ -62,6 +62,14 @@ def train(
         f"{window['users']:,} customers x {window['items']:,} items, "
         f"trained in {meta['training_seconds']:.1f}s)"
     )
+    skipped = (meta.get("calibration_fit") or {}).get("skipped")
+    if skipped:  # every relevance is then 0, and a min_relevance rule suppresses every email
+        click.echo(
+            f"warning: relevance not calibrated ({skipped}): every recommendation's relevance "
+            f"is 0, so a fatigue rule with min_relevance above 0 suppresses every email; train "
+            f"on more than {meta.get('calibration_days', 30):g} days of history",
+            err=True,
+        )
 
 
 @click.command()

@@ -278,3 +278,23 @@ def test_impossible_counts_name_their_option_and_print_nothing_else(
     result = runner.invoke(command, [*base, *args])
     assert result.exit_code == 2 and named in result.stderr
     assert result.stdout == ""  # no CSV header before the error
+
+
+def test_converter_categories_match_whole_words() -> None:
+    from engine.datasets import category_of
+
+    assert category_of("VINTAGE NOTEBOOK PARIS DAYS") == "stationery"  # not "TAG" in VINTAGE
+    assert category_of("CHATEAU DESIGN BOX") != "kitchen"  # not "TEA" in CHATEAU
+    assert category_of("RED HANDBAG") == "bags" and category_of("GIFT TAGS") == "cards-and-wrap"
+    assert category_of("WHITE HANGING HEART T-LIGHT HOLDER") == "candles-and-lights"
+
+
+def test_training_on_too_short_a_history_warns_that_relevance_is_zero(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    path = tmp_path / "short.csv"
+    rows = [f"u{n % 7},i{n % 11},2024-03-0{1 + n % 5}T10:00:00Z,purchase,1" for n in range(60)]
+    path.write_text("user_id,item_id,timestamp,event,value\n" + "\n".join(rows) + "\n")
+    result = runner.invoke(train, ["--interactions", str(path), "--model-dir", str(tmp_path / "m")])
+    assert result.exit_code == 0, result.output
+    assert "warning: relevance not calibrated" in result.output and "min_relevance" in result.output

@@ -192,3 +192,18 @@ def test_rows_repeating_an_event_id_are_read_once_across_files(tmp_path: Path) -
     second.write_text("".join(json.dumps(r) + "\n" for r in (row, other)))
     loaded = load_interactions([first, second])
     assert sorted(loaded.item_ids) == ["i1", "i2", "i3", "i3"]  # rows without an id all count
+
+
+def test_absurd_values_and_ids_are_refused_with_their_line(tmp_path: Path) -> None:
+    """A quantity near float32's range turned training into NaN; one long id cost gigabytes."""
+    path = write(
+        tmp_path / "i.csv",
+        HEADER
+        + "u1,a,2024-03-01T10:00:00Z,purchase,1e30\n"
+        + f"{'u' * 201},a,2024-03-01T10:00:00Z,purchase,1\n"
+        + "u2,a,2024-03-01T10:00:00Z,purchase,1000000\n",
+    )
+    with pytest.raises(ValidationError) as excinfo:
+        load_interactions(path)
+    assert problems_of(excinfo) == [(2, "value"), (3, "user_id")]
+    assert "is over 1,000,000" in str(excinfo.value) and "at most 200" in str(excinfo.value)

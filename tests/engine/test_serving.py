@@ -8,7 +8,8 @@ import pytest
 
 from engine.catalog import Catalog, CatalogItem
 from engine.compose import recommendations
-from engine.interactions import Interactions
+from engine.interactions import Interactions, load_interactions
+from engine.matrix import Weighting
 from engine.models import Algorithm
 from engine.serving import Filters, RecentInteraction, Recommender, Source
 from engine.training import train
@@ -71,10 +72,11 @@ def test_filters_that_empty_the_personal_list_are_topped_up_with_popular(
 
 
 def test_new_customer_with_recent_activity_is_folded_in(recommender: Recommender) -> None:
-    recent = [RecentInteraction("i-20", "view"), RecentInteraction("i-21", "add_to_cart")]
+    recent = [RecentInteraction("i-20", "view"), RecentInteraction("i-21", "add_to_cart"),
+              RecentInteraction("i-22", "purchase")]  # fmt: skip
     recs = recommender.recommend("brand-new", 4, recent=recent)
     assert {r.source for r in recs} == {Source.SIMILAR}
-    assert not {"i-20", "i-21"} & {r.item_id for r in recs}
+    assert "i-22" not in {r.item_id for r in recs}  # bought; a viewed item may come back
     assert sum(item_group(r.item_id) == 2 for r in recs) >= 3
 
 
@@ -84,7 +86,7 @@ def test_a_known_customers_recent_activity_adds_to_their_history(
     mine = interactions.select(interactions.user_ids == "u0-00")
     bought = set(mine.item_ids[mine.events == "purchase"].tolist())
     recent = [RecentInteraction(item, "view") for item in sorted(bought)[:3]]
-    recent.append(RecentInteraction("i-20", "view"))
+    recent.append(RecentInteraction("i-20", "purchase"))
     picks = recommender.recommend("u0-00", 25, recent=recent)
     assert {r.source for r in picks} == {Source.SIMILAR}
     assert not {r.item_id for r in picks} & (bought | {"i-20"})  # still never what they had
@@ -100,6 +102,16 @@ def test_a_known_customers_recent_items_unknown_to_the_model_change_nothing(
     plain = recommender.recommend("u1-03", 5)
     with_unknown = recommender.recommend("u1-03", 5, recent=[RecentInteraction("not-an-item")])
     assert with_unknown == plain and {r.source for r in plain} == {Source.CF}
+
+
+def test_a_recently_viewed_item_may_come_back_as_the_readme_says(
+    recommender: Recommender,
+) -> None:
+    first = recommender.recommend("u1-03", 1)[0].item_id
+    viewed = recommender.recommend("u1-03", 10, recent=[RecentInteraction(first, "view")])
+    assert first in {r.item_id for r in viewed}
+    bought = recommender.recommend("u1-03", 10, recent=[RecentInteraction(first, "purchase")])
+    assert first not in {r.item_id for r in bought}
 
 
 def test_cold_customer_gets_trending_or_popular(recommender: Recommender) -> None:
@@ -248,3 +260,17 @@ def test_items_missing_from_the_catalog_are_never_offered(recommender: Recommend
     assert top not in picks and len(picks) == 10
     kept = recommendations(partial, "u0-01", 10, {"available_only": False}, now=now)
     assert top in {r["item_id"] for r in kept}  # asked for everything: it comes back
+
+
+def test_a_customer_whose_history_decayed_to_nothing_gets_the_cold_start(tmp_path) -> None:
+    """At a 30-day half-life, events from 1971 weigh 0 in float32: no basis for personal picks."""
+    rows = [f"old1,i{n},1971-01-0{1 + n % 9}T10:00:00Z,purchase,1" for n in range(5)]
+    rows += [
+        f"u{n % 9},i{n % 13},2024-03-{1 + n % 28:02d}T10:00:00Z,purchase,1" for n in range(300)
+    ]
+    path = tmp_path / "i.csv"
+    path.write_text("user_id,item_id,timestamp,event,value\n" + "\n".join(rows) + "\n")
+    model = train(load_interactions(path), small_config(weighting=Weighting(half_life_days=30.0)))
+    assert model.users.indices(["old1"])[0] >= 0  # known to the model, with nothing left
+    picks = model.recommend("old1", 3)
+    assert picks and picks[0].source in (Source.TRENDING, Source.POPULAR)
