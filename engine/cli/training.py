@@ -46,6 +46,8 @@ def train(
         check_writable(model_dir)
         data = options.load(options.config())
         catalog: Catalog | None = load_catalog(catalog_path) if catalog_path else None
+        if catalog is not None:
+            _say_what_the_catalog_misses(catalog, data, catalog_path or "")
         config, tuning = options.tuned(data, options.config())
         recommender = run_training(
             data,
@@ -68,6 +70,22 @@ def train(
             f"warning: relevance not calibrated ({skipped}): every recommendation's relevance "
             f"is 0, so a fatigue rule with min_relevance above 0 suppresses every email; train "
             f"on more than {meta.get('calibration_days', 30):g} days of history",
+            err=True,
+        )
+
+
+def _say_what_the_catalog_misses(catalog: Catalog, data: Interactions, path: str) -> None:
+    """Warn when the catalog and the interactions hardly share an item id (a wrong file or column).
+
+    Items nobody touched are kept (a new product may still be offered as popular), so a catalog
+    that matches nothing would otherwise pass without a word, and its titles be nowhere.
+    """
+    seen = set(data.item_ids.astype(str).tolist())
+    matched = sum(1 for item_id in catalog if item_id in seen)
+    if matched < len(catalog) / 2:
+        click.echo(
+            f"warning: {path}: {matched:,} of {len(catalog):,} catalog items appear in the "
+            "interactions; check that both files use the same item ids",
             err=True,
         )
 

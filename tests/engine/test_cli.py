@@ -298,3 +298,15 @@ def test_training_on_too_short_a_history_warns_that_relevance_is_zero(
     result = runner.invoke(train, ["--interactions", str(path), "--model-dir", str(tmp_path / "m")])
     assert result.exit_code == 0, result.output
     assert "warning: relevance not calibrated" in result.output and "min_relevance" in result.output
+
+
+def test_a_catalog_that_matches_no_interaction_is_warned_about(
+    runner: CliRunner, tmp_path: Path, interactions_csv: Path
+) -> None:
+    catalog = tmp_path / "catalog.csv"
+    catalog.write_text("item_id,title\nX1,Nobody bought this\nX2,Nor this\n")
+    args = ["--interactions", str(interactions_csv), "--catalog", str(catalog),
+            "--model-dir", str(tmp_path / "m")]  # fmt: skip
+    result = runner.invoke(train, args)
+    assert result.exit_code == 0, result.output
+    assert "0 of 2 catalog items appear in the interactions" in result.output
