@@ -5,8 +5,9 @@ Key layout (``<prefix>`` comes from the URL's ``prefix`` query parameter)::
     <prefix>fatigue:{<user>}:sends        zset  send record JSON -> epoch seconds   (TTL)
     <prefix>fatigue:{<user>}:items        zset  item id -> epoch seconds last sent  (TTL)
     <prefix>fatigue:{<user>}:engagement   hash  ignored, soft_bounces (+ times, last_delivered),
-                                                last_engaged, h0..h23, lifted:<scope> (TTL)
+                                                last_engaged, h0..h23                 (TTL)
     <prefix>fatigue:{<user>}:suppression  hash  scope -> detail JSON                (no TTL)
+    <prefix>fatigue:{<user>}:lifted       hash  scope -> when last lifted           (no TTL)
     <prefix>fatigue:{<user>}:idem:<key>   str   "<decision id> <JSON>" for retries  (TTL)
     <prefix>fatigue:{<user>}:decisions    list  decision JSON, newest first, last 50 (TTL)
     <prefix>fatigue:{<user>}:events       zset  applied event id -> event time, 7 days (TTL)
@@ -243,7 +244,7 @@ class RedisStore(FatigueStore):
         ]
         for scope, detail in change.suppress:
             args += [scope, detail]
-        parts = ("engagement", "suppression", "sends", "events")
+        parts = ("engagement", "suppression", "sends", "events", "lifted")
         _, [applied] = self._run([(self._apply, [self.key(user, part) for part in parts], args)])
         if applied and change.hour is not None:
             # Another slot on Redis Cluster, so not inside the script. The event is applied and

@@ -25,6 +25,7 @@ from fatigue.store.base import (
     SendRecord,
     StateQuery,
     new_decision_id,
+    suppression_detail,
 )
 from fatigue.testing import free_port, private_redis
 
@@ -286,3 +287,13 @@ def test_an_outage_is_logged_once_when_it_starts_and_once_when_it_ends(caplog):
         governor.decide(alice(), request(), items())
         governor.store.close()
     assert caplog.text.count("state store answering again") == 1
+
+
+def test_a_lift_is_remembered_as_long_as_the_suppressions_it_guards(store, raw, prefix):
+    """Suppressions never expire; a lift kept in the engagement hash would, after its TTL."""
+    store.apply(EventChange("u1", NOW, lift=("all",), engagement_ttl=60))
+    assert raw.ttl(f"{prefix}fatigue:{{u1}}:lifted") == -1  # no expiry, as :suppression
+    raw.delete(f"{prefix}fatigue:{{u1}}:engagement")  # whatever its TTL ended meanwhile
+    unsubscribed = suppression_detail("unsubscribe", NOW - 60)
+    store.apply(EventChange("u1", NOW - 60, suppress=(("all", unsubscribed),)))
+    assert store.load([StateQuery("u1", NOW, 0.0)])[0].suppression == {}

@@ -1,6 +1,7 @@
 -- Apply one engagement event to a customer's engagement and suppression state, once.
 -- KEYS[1] engagement (hash), KEYS[2] suppression (hash: no TTL, it is legal state),
--- KEYS[3] sends (zset: send record JSON -> epoch seconds), KEYS[4] applied event ids (zset)
+-- KEYS[3] sends (zset: send record JSON -> epoch seconds), KEYS[4] applied event ids (zset),
+-- KEYS[5] lifted (hash: scope -> when last lifted; no TTL, as the suppressions it guards)
 -- ARGV[1] the event's time (epoch seconds), ARGV[2] engagement TTL s, ARGV[3] engaged (1/0),
 -- ARGV[4] local hour ("" = none), ARGV[5] soft bounce (1/0), ARGV[6] reset soft bounces (1/0),
 -- ARGV[7] threshold ("" = none), ARGV[8] soft-bounce suppression detail JSON, ARGV[9] event id
@@ -24,7 +25,7 @@ end
 local function suppress(scope, detail)
   local at_detail = stamp(detail)
   local existing = redis.call("HGET", KEYS[2], scope)
-  local lifted = tonumber(redis.call("HGET", KEYS[1], "lifted:" .. scope))
+  local lifted = tonumber(redis.call("HGET", KEYS[5], scope))
   if (not existing or stamp(existing) <= at_detail) and (not lifted or lifted <= at_detail) then
     redis.call("HSET", KEYS[2], scope, detail)
   end
@@ -75,13 +76,12 @@ for i = 12, 11 + nlift do
   if not existing or stamp(existing) <= at then
     if existing then redis.call("HDEL", KEYS[2], ARGV[i]) end
     -- Remembered so that an older suppression reported after this lift does not undo it.
-    local lifted = tonumber(redis.call("HGET", KEYS[1], "lifted:" .. ARGV[i]))
+    local lifted = tonumber(redis.call("HGET", KEYS[5], ARGV[i]))
     if not lifted or at > lifted then
-      redis.call("HSET", KEYS[1], "lifted:" .. ARGV[i], string.format("%.17g", at))
+      redis.call("HSET", KEYS[5], ARGV[i], string.format("%.17g", at))
     end
   end
 end
 for i = 12 + nlift, #ARGV, 2 do suppress(ARGV[i], ARGV[i + 1]) end
--- Last: the lift times above may have created the hash.
 redis.call("EXPIRE", KEYS[1], tonumber(ARGV[2]))
 return 1
