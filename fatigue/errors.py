@@ -58,6 +58,16 @@ class StoreError(RapportError):
     """The state store failed; wraps the driver's error with ``raise ... from exc``."""
 
 
+def decode_utf8(data: bytes, source: str) -> str:
+    """Decode a file's bytes as UTF-8; raise ValidationError naming the first bad byte's line."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        message = f"not UTF-8 text (byte 0x{data[exc.start]:02x}); save the file as UTF-8"
+        raise ValidationError(Problem(message, source, line)) from None
+
+
 def describe_os_error(exc: OSError) -> str:
     """Name the file a failed read or write was about, and why, in one line."""
     return f"{exc.filename or 'a file'}: {exc.strerror or exc}"

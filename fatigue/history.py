@@ -27,8 +27,7 @@ from fatigue.domain import (
     MessageRequest,
     Recipient,
 )
-from fatigue.errors import Problem, ValidationError
-from fatigue.rules import decode_utf8
+from fatigue.errors import Problem, ValidationError, decode_utf8
 from fatigue.windows import zone
 
 REQUIRED = ("timestamp", "user_id", "type")

@@ -13,7 +13,7 @@ from importlib import resources
 from pathlib import Path
 
 from fatigue.domain import Channel, ContentKind
-from fatigue.errors import ConfigurationError, Problem, ValidationError
+from fatigue.errors import ConfigurationError, Problem, ValidationError, decode_utf8
 
 
 class StoreErrorPolicy(StrEnum):
@@ -233,16 +233,6 @@ def _read(path_or_text: str | Path) -> tuple[str, str]:
     except OSError as exc:
         raise ConfigurationError(f"cannot read rule file {path}: {exc.strerror}") from exc
     return decode_utf8(data, str(path)), str(path)
-
-
-def decode_utf8(data: bytes, source: str) -> str:
-    """Decode a file's bytes as UTF-8; raise ValidationError naming the first bad byte's line."""
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        message = f"not UTF-8 text (byte 0x{data[exc.start]:02x}); save the file as UTF-8"
-        raise ValidationError(Problem(message, source, line)) from None
 
 
 def _looks_like_toml(text: str) -> bool:

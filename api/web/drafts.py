@@ -90,12 +90,10 @@ def editor_field(problem: Problem) -> str | None:
         return "mjml"
     if name.startswith("email.txt"):
         return "text"
-    if name == "sample.json" or problem.field == "sample":
+    if name == "sample.json":
         return "sample"
-    for part in ("subject", "preheader", "min_items"):
-        if source.endswith(part) or problem.field == part:
-            return part
-    return None
+    # A field named as such was answered above; a per-locale subject names its file part.
+    return next((part for part in ("subject", "preheader") if source.endswith(part)), None)
 
 
 def problem_dict(problem: Problem, standing: bool = False) -> dict[str, Any]:

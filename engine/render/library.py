@@ -21,7 +21,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Protocol, TypeGuard
 
-from fatigue.errors import NotFoundError, Problem, ValidationError
+from fatigue.errors import NotFoundError, Problem, ValidationError, decode_utf8
 from fatigue.toml_lines import key_lines, line_of
 
 META_FILE = "template.toml"
@@ -141,13 +141,7 @@ def read_folder(folder: Path) -> TemplateSource:
 
 def read_text(path: Path) -> str:
     """Return a file's text; raise ``ValidationError`` with the line of a byte UTF-8 lacks."""
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        message = f"not UTF-8 text (byte 0x{data[exc.start]:02x} is not valid): save it as UTF-8"
-        raise ValidationError(Problem(message, str(path), line)) from None
+    text = decode_utf8(path.read_bytes(), str(path))
     # As text mode reads it: a browser's form sends CRLF, and a diff must not see every line.
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
