@@ -176,11 +176,17 @@ class BalancedThreadWorker(ThreadWorker):
         """Answer a request gunicorn could not parse as problem+json, not its HTML page."""
         captured = CapturedSocket(client)
         super().handle_error(req, captured, addr, exc)
-        if captured.written:
-            try:
-                util.write_nonblock(client, problem_answer(captured.written, exc))
-            except Exception:  # the client is gone: nothing to tell it
-                self.log.debug("Failed to send error message.")
+        if not captured.written:
+            return
+        try:
+            answer = problem_answer(captured.written, exc)
+        except Exception:  # a page this cannot read: gunicorn's own answer beats none
+            self.log.exception("could not turn gunicorn's error page into problem+json")
+            answer = captured.written
+        try:
+            util.write_nonblock(client, answer)
+        except Exception:  # the client is gone: nothing to tell it
+            self.log.debug("Failed to send error message.")
 
     def _post(self) -> None:
         if _BOARD and self.slot is not None:

@@ -22,7 +22,7 @@ from api.demo import demo
 from engine.cli import datasets, evaluate, recommend, train
 from engine.render.cli import templates
 from fatigue.cli import rules, simulate
-from fatigue.errors import RapportError, describe_os_error
+from fatigue.errors import user_errors
 
 
 class RapportGroup(AppGroup):
@@ -31,29 +31,18 @@ class RapportGroup(AppGroup):
     def invoke(self, ctx: click.Context) -> Any:
         """Run the chosen command with the configuration file's settings in its environment."""
         try:
-            with _config_file_in_environment():
+            with user_errors(), _config_file_in_environment():
                 return super().invoke(ctx)
         except BrokenPipeError:  # `rapport recommend ... | head`: the reader has all it wants
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - Python flushes it at exit
             raise SystemExit(1) from None
-        except OSError as exc:
-            raise click.ClickException(describe_os_error(exc)) from None
 
 
 @contextmanager
 def _config_file_in_environment() -> Iterator[None]:
     """Set the file's settings as RAPPORT_* variables (those already set win), then unset them."""
-    try:
-        added = {
-            name: value
-            for name, value in config_file_variables(os.environ).items()
-            if name not in os.environ
-        }
-    except RapportError as exc:
-        problems = getattr(exc, "problems", None)
-        raise click.ClickException(
-            "; ".join(map(str, problems)) if problems else str(exc)
-        ) from None
+    variables = config_file_variables(os.environ)  # a bad file: an error line (user_errors)
+    added = {name: value for name, value in variables.items() if name not in os.environ}
     os.environ.update(added)
     try:
         yield

@@ -93,13 +93,9 @@ PREVIEW_KEY_SUFFIX = ":preview-links-do-nothing"
 def _preview_renderer(found: Services, settings: dict[str, Any]) -> Any:
     """Build the renderer for previews and test emails: the real one, but with dead links."""
     from engine.render.links import LinkSigner
-    from engine.render.renderer import Renderer
 
-    real = found.get("renderer")
     signer = LinkSigner(settings["SECRET_KEY"] + PREVIEW_KEY_SUFFIX, clock=found.clock)
-    # The compiled templates are shared: only the signing key differs from the real renderer.
-    return Renderer(real.library, signer, real.links, clock=found.clock, cache=real.cache,
-                    sender=real.sender, limits=real.limits)  # fmt: skip
+    return found.get("renderer").with_signer(signer)
 
 
 def _composer(found: Services) -> Any:

@@ -14,6 +14,7 @@ from typing import Any
 from flask import Flask, Response, json, request
 from werkzeug.exceptions import HTTPException
 
+from api.eventlog import EventLogError
 from fatigue.errors import (
     ConfigurationError,
     ConflictError,
@@ -212,8 +213,6 @@ def _register_rapport_errors(app: Flask) -> None:
 
     @app.errorhandler(StoreError)
     def _store(exc: StoreError) -> Response:
-        from api.eventlog import EventLogError
-
         what = "event log" if isinstance(exc, EventLogError) else "state store"
         # One line: a traceback per request buried the log during an outage (70 lines each).
         # The hosts and paths in ``exc`` are for the operators, not for the caller.

@@ -34,6 +34,7 @@ from api.schemas.templates import (
 )
 from api.services import services
 from engine.render.library import LOCALE_KEYS, META_FILE, META_KEYS, SAMPLE_FILE
+from engine.render.renderer import sample_context
 from fatigue.errors import NotFoundError
 
 bp = Blueprint("templates", __name__)
@@ -182,6 +183,9 @@ def preview(name: str, body: PreviewIn) -> PreviewOut:
     found = services()
     data = body.data or PreviewData()
     items, recipient = data.items, data.recipient
+    # Signed with a key the link endpoints refuse: a preview's links must never act on anyone.
+    renderer = found.get("preview_renderer")
+    prepared = renderer.prepared(name, body.version)  # once: a publish meanwhile changes nothing
     if body.user_id is not None:
         from engine.compose import recommendations
 
@@ -190,12 +194,10 @@ def preview(name: str, body: PreviewIn) -> PreviewOut:
         items = [pick["item"] or {"item_id": pick["item_id"]} for pick in picks]
         # The sample's recipient stands in for the fields only a platform knows (first name),
         # as in the studio: the email the customer would get, with their picks.
-        sample = found.get("renderer").prepared(name, body.version).template.sample
+        sample = prepared.template.sample
         recipient = {**dict(sample.get("recipient") or {}), "user_id": body.user_id,
                      **(recipient or {})}  # fmt: skip
-    # Signed with a key the link endpoints refuse: a preview's links must never act on anyone.
-    renderer = found.get("preview_renderer")
-    email = renderer.preview(name, body.version, items=items, recipient=recipient)
+    email = renderer.render_prepared(prepared, sample_context(prepared, items, recipient))
     return PreviewOut(
         subject=email.subject, preheader=email.preheader, html=email.html, text=email.text
     )

@@ -10,6 +10,7 @@ Only Jinja runs per recipient; MJML was compiled once for the template version.
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -98,6 +99,12 @@ class Renderer:
         self._domain = (
             address.rpartition("@")[2] or urlsplit(links.base_url).hostname or "localhost"
         )
+
+    def with_signer(self, signer: LinkSigner) -> Renderer:
+        """Return this renderer signing links with ``signer`` (compiled templates shared)."""
+        other = copy.copy(self)
+        other.signer = signer
+        return other
 
     def prepared(self, name: str, version: int | None = None) -> PreparedTemplate:
         """Return the compiled template ``name`` (published version unless ``version``)."""
