@@ -66,7 +66,8 @@ def server(app: Any) -> Iterator[str]:
         httpd.server_close()
 
 
-def _browser_unavailable(reason: str) -> None:
+def browser_unavailable(reason: str) -> None:
+    """Skip a test that needs a browser part that is missing; under CI=true, fail it."""
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"the browser tests must run under CI=true: {reason}")
     pytest.skip(reason)
@@ -78,14 +79,14 @@ def browser() -> Iterator[Any]:
     try:
         from playwright.sync_api import Error, sync_playwright
     except ImportError:
-        _browser_unavailable("Playwright is not installed (pip install -e '.[test]')")
+        browser_unavailable("Playwright is not installed (pip install -e '.[test]')")
     if not os.access(CHROMIUM, os.X_OK):
-        _browser_unavailable(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+        browser_unavailable(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
     with sync_playwright() as playwright:
         try:
             launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         except Error as exc:
-            _browser_unavailable(f"Chromium at {CHROMIUM} did not start: {exc}")
+            browser_unavailable(f"Chromium at {CHROMIUM} did not start: {exc}")
         try:
             yield launched
         finally:

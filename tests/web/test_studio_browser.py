@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from .conftest import browser_unavailable
 from .studio_helpers import screenshot, sign_in
 
 try:
@@ -467,7 +468,7 @@ def test_the_code_editor_carries_its_problems_and_its_label(page, keys):
     page.goto(f"/studio/templates/{TEMPLATE}")
     wait_preview(page, "these are for you")
     if not code_editor(page):
-        pytest.skip("the CodeMirror bundle is not built (npm run build)")
+        browser_unavailable("the CodeMirror bundle is not built (npm run build)")
     content = page.locator('[data-editor-for="mjml"] .cm-content')
     assert content.get_attribute("aria-describedby") == "mjml-problems"
     assert content.get_attribute("aria-invalid") == "false"
