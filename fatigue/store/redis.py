@@ -36,6 +36,7 @@ from fatigue.store.base import (
     DECISION_LOG_TTL,
     EVENT_MEMORY,
     HOURS,
+    MAX_SOFT_BOUNCES,
     CommitResult,
     CommitStatus,
     DecideCall,
@@ -66,13 +67,15 @@ class _Script:
     """A Lua script from ``fatigue/store/lua`` and its SHA1, as ``EVALSHA`` names it.
 
     Redis scripts cannot load one another, so a script that shares functions with another is
-    sent with the shared file (``after``) in front of it.
+    sent with the shared file (``after``) in front of it, and every script gets the constants
+    it shares with the memory store from Python, so the two cannot drift apart.
     """
 
     def __init__(self, name: str, after: str | None = None) -> None:
         parts = [after, name] if after else [name]
         folder = resources.files("fatigue.store").joinpath("lua")
-        self.text = "".join(folder.joinpath(part).read_text("utf-8") for part in parts)
+        constants = f"local MAX_SOFT_BOUNCES = {MAX_SOFT_BOUNCES}\n"
+        self.text = constants + "".join(folder.joinpath(p).read_text("utf-8") for p in parts)
         self.sha = hashlib.sha1(self.text.encode(), usedforsecurity=False).hexdigest()
 
 

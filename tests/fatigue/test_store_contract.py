@@ -13,6 +13,7 @@ from fatigue.domain import Campaign
 from fatigue.errors import ConfigurationError
 from fatigue.store import store_from_url
 from fatigue.store.base import (
+    MAX_SOFT_BOUNCES,
     CapCheck,
     CommitStatus,
     DecideCall,
@@ -235,6 +236,13 @@ class TestStoreContract:
         later = suppression_detail("unsubscribe", NOW, "c1")
         store.apply(EventChange("u1", NOW, suppress=(("all", later),)))  # after the lift: holds
         assert load(store).suppression == {"all": later}
+
+    def test_the_newest_soft_bounce_times_are_kept_up_to_the_shared_limit(self, store):
+        for n in range(MAX_SOFT_BOUNCES + 5):
+            store.apply(EventChange("u1", NOW + n, soft_bounce=True))
+        assert load(store).soft_bounces == MAX_SOFT_BOUNCES
+        store.apply(EventChange("u1", NOW + 9.5, reset_soft_bounces=True))  # a late delivery
+        assert load(store).soft_bounces == MAX_SOFT_BOUNCES + 5 - 10  # those after 09.5 s
 
     def test_lift_removes_a_scope_and_keeps_others(self, store):
         store.apply(EventChange("u1", NOW, suppress=(("all", "{}"), ("address", "{}"))))

@@ -44,8 +44,8 @@ if ARGV[3] == "1" then
 end
 if ARGV[4] ~= "" then redis.call("HINCRBY", KEYS[1], "h" .. ARGV[4], 1) end
 -- Soft bounces since the latest delivery, by their own times: a delivery reported late clears
--- only the bounces before it, and at equal times the later report wins. The newest 20 times are
--- kept (store.base.MAX_SOFT_BOUNCES).
+-- only the bounces before it, and at equal times the later report wins. The newest
+-- MAX_SOFT_BOUNCES times are kept (store.base, prepended by redis.py).
 if ARGV[5] == "1" or ARGV[6] == "1" then
   local fields = redis.call("HMGET", KEYS[1], "last_delivered", "soft_bounce_times")
   local delivered = tonumber(fields[1])
@@ -61,7 +61,7 @@ if ARGV[5] == "1" or ARGV[6] == "1" then
   if ARGV[5] == "1" and (not delivered or at >= delivered) then
     table.insert(times, at)
     table.sort(times)
-    while #times > 20 do table.remove(times, 1) end
+    while #times > MAX_SOFT_BOUNCES do table.remove(times, 1) end
   end
   local words = {}
   for n, t in ipairs(times) do words[n] = string.format("%.17g", t) end
