@@ -139,10 +139,16 @@ class Governor:
         self._outage.answered()
         retry: list[int] = []
         follow: list[FollowUp] = []
+        replays = {
+            index: self._replayed(reply.replay, draft.call.query.idempotency_key)
+            for index, draft, reply in zip(pending, drafts, replies, strict=True)
+            if reply.status == DecideStatus.REPLAY and reply.replay is not None
+        }
+        released = self._released([d for d in replays.values() if d is not None], now)
         for index, draft, reply in zip(pending, drafts, replies, strict=True):
             if reply.status == DecideStatus.REPLAY and reply.replay is not None:
-                decision = self._replayed(reply.replay, draft.call.query.idempotency_key)
-                if decision is not None and self._released(decision, now):
+                decision = replays[index]
+                if decision is not None and decision.decision_id in released:
                     decision = None  # its mail was never made: the retry's must count
                 if decision is None:  # a remembered send that was never recorded: decide again
                     jobs[index] = jobs[index]._replace(decision_id=reply.replay.decision_id)
@@ -308,24 +314,31 @@ class Governor:
             job.recipient.user_id, key, job.decision_id, payload, now.timestamp(), self._ttls[1]
         )
 
-    def _released(self, decision: Decision, now: datetime) -> bool:
-        """Whether a remembered send was released since (its email failed to render).
+    def _released(self, decisions: Sequence[Decision], now: datetime) -> set[str]:
+        """Return the ids of remembered sends released since (their email failed to render).
 
-        Replayed as it was, the retry's mail would count against no cap. Only a replayed send
-        costs this extra read; one older than the history the store keeps is taken as it is.
+        Replayed as they were, the retries' mail would count against no cap. Only replayed
+        sends cost this read, one round trip for all of them; a send older than the history
+        the store keeps is taken as it is.
         """
-        if decision.action is not Action.SEND or decision.dry_run:
-            return False
         since = now.timestamp() - self._horizon
-        if decision.decided_at.timestamp() < since:
-            return False
-        query = StateQuery(decision.user_id, now.timestamp(), since)
+        sends = [
+            d for d in decisions
+            if d.action is Action.SEND and not d.dry_run and d.decided_at.timestamp() >= since
+        ]  # fmt: skip
+        if not sends:
+            return set()
+        queries = [StateQuery(d.user_id, now.timestamp(), since) for d in sends]
         try:
-            [state] = self.store.load([query])
-        except StoreError:  # the retry keeps the remembered answer, as it would have before
-            log.warning("could not check whether send %s was released", decision.decision_id)
-            return False
-        return all(send.decision_id != decision.decision_id for send in state.sends)
+            states = self.store.load(queries)
+        except StoreError:  # the retries keep the remembered answers, as they would have before
+            log.warning("could not check whether %d replayed send(s) were released", len(sends))
+            return set()
+        return {
+            d.decision_id
+            for d, state in zip(sends, states, strict=True)
+            if all(send.decision_id != d.decision_id for send in state.sends)
+        }
 
     def _replayed(self, replay: Replay, key: str | None) -> Decision | None:
         """Return a remembered decision (None: decide again under its id, see ``replayed``)."""
