@@ -23,7 +23,7 @@ from engine.calibration import PlattCalibrator
 from engine.catalog import Catalog
 from engine.interactions import Interactions
 from engine.matrix import IdMap, Weighting, take_rows
-from engine.models import FILTERED, Model, ranked_by_score
+from engine.models import FILTERED, Algorithm, Model, ranked_by_score
 from fatigue.domain import Candidate, ContentKind
 from fatigue.errors import NotFoundError, Problem, ValidationError
 
@@ -274,8 +274,9 @@ class Recommender:
         ids, scores = np.atleast_2d(ids), np.atleast_2d(scores)
         valid = np.asarray((ids >= 0) & (scores > FILTERED), dtype=bool)
         complete = np.asarray(valid.all(axis=1), dtype=bool)
+        source = self._personal_source(Source.CF)
         rows_out = self._calibrated_rows(
-            np.where(valid, ids, 0), np.where(valid, scores, 0.0), Source.CF
+            np.where(valid, ids, 0), np.where(valid, scores, 0.0), source
         )
         found: dict[str, list[Recommendation]] = {}
         for offset, position in enumerate(positions):
@@ -284,9 +285,17 @@ class Recommender:
                 continue
             excluded = exclude.indices[exclude.indptr[offset] : exclude.indptr[offset + 1]]
             found[user_ids[position]] = self._finish(
-                ids[offset], scores[offset], Source.CF, n, blocked, excluded
+                ids[offset], scores[offset], source, n, blocked, excluded
             )
         return found
+
+    def _personal_source(self, source: Source) -> Source:
+        """Return what a personal pick is: ``source``, unless the model is the popularity baseline.
+
+        Its picks are the popularity ranking minus the customer's history, which is exactly
+        what the popular curve was fitted on.
+        """
+        return Source.POPULAR if self.model.algorithm is Algorithm.POPULAR else source
 
     def _calibrated_rows(
         self, ids: np.ndarray, scores: np.ndarray, source: Source, start_rank: int = 1
@@ -333,7 +342,8 @@ class Recommender:
             exclude = exclude + take_rows(had, rows)
             exclude.data[:] = 1.0
         ids, scores = self.model.fold_in(confidence, exclude, n, blocked)
-        return self._finish(ids[0], scores[0], Source.SIMILAR, n, blocked, exclude.indices)
+        source = self._personal_source(Source.SIMILAR)
+        return self._finish(ids[0], scores[0], source, n, blocked, exclude.indices)
 
     def _cold_start(self, n: int, blocked: np.ndarray) -> tuple[Recommendation, ...]:
         """Trending (or popular) picks: the same for every new customer, so computed once."""
@@ -416,7 +426,10 @@ class Recommender:
             filters.include_categories is not None or filters.exclude_categories
         ):
             raise ValidationError("category filters need a model trained with --catalog")
-        parts = [self.items.indices(sorted(filters.exclude_items))]
+        # Items no one has touched (catalog entries the model has no signal on) are offered by
+        # no source: a popularity of 0 is not a pick, and a factor score for them is noise.
+        untouched = np.flatnonzero(self.popular <= 0)
+        parts = [self.items.indices(sorted(filters.exclude_items)), untouched]
         if filters.include_categories is not None:
             wanted = self._category_rows(filters.include_categories)
             parts.append(np.setdiff1d(np.arange(len(self.items)), wanted, assume_unique=True))
