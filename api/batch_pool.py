@@ -139,6 +139,7 @@ def _start_helper(settings: dict[str, Any], clock: Any, worker: int) -> None:
     threading.Thread(target=_exit_with, args=(worker,), daemon=True).start()
     from api import create_app
     from api.heap import settle_heap
+    from engine.models import pin_single_threaded
 
     config = {**settings, "BATCH_PROCESSES": 1}  # a helper composes in itself
     if clock is not None:
@@ -146,6 +147,7 @@ def _start_helper(settings: dict[str, Any], clock: Any, worker: int) -> None:
     _HELPER_APP = create_app(config)
     _HELPER_APP.extensions["rapport"].warm()
     settle_heap()
+    pin_single_threaded()  # one helper per core, as the workers
 
 
 def _exit_with(worker: int) -> None:

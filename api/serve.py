@@ -27,6 +27,7 @@ from gunicorn.app.base import BaseApplication
 
 from api.config import read_config_file
 from api.heap import settle_heap
+from engine.models import pin_single_threaded
 from fatigue.errors import ConfigurationError
 from fatigue.store import in_memory
 
@@ -115,6 +116,7 @@ class RapportServer(BaseApplication):
         app = create_app()
         services(app).warm()
         settle_heap()
+        pin_single_threaded()  # one worker per core: threads under it only queue
         return app
 
 

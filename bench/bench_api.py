@@ -42,6 +42,7 @@ from api.auth import KeyRing, Role
 from api.compose import to_input
 from api.heap import settle_heap
 from api.schemas.compose import ComposeRequest
+from engine.models import pin_single_threaded
 from fatigue.clock import FrozenClock
 
 P99_TARGET_MS = 10.0
@@ -133,6 +134,7 @@ def build(root: Path) -> Bench:
     for request in bench.inputs("warm", 50):  # compile the template, fill the caches
         bench.composer.compose(request)
     settle_heap()  # as each ``rapport serve`` worker does once it has loaded
+    pin_single_threaded()
     clock.advance(days=3)
     return bench
 

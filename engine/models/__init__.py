@@ -16,6 +16,7 @@ from engine.models.base import (
     ModelParams,
     Scored,
     default_params,
+    pin_single_threaded,
     ranked_by_score,
     single_threaded_blas,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "Scored",
     "create_model",
     "default_params",
+    "pin_single_threaded",
     "popularity_share",
     "ranked_by_score",
     "single_threaded_blas",

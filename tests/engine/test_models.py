@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -174,3 +176,20 @@ def test_item_knn_scores_a_large_batch_in_chunks_with_the_same_answer(
     np.testing.assert_array_equal(whole[1], chunked[1])
     empty = model.fold_in(confidence[:0], history[:0], 4)
     assert empty[0].shape == (0, 4)
+
+
+def test_a_pinned_serving_process_runs_every_thread_pool_at_one_thread() -> None:
+    """``rapport serve`` workers pin once; top-k then stops setting limits per request."""
+    from engine.models import base
+
+    controller = base._threads()
+    base.pin_single_threaded()
+    try:
+        assert {pool["num_threads"] for pool in controller.info()} == {1}
+        pinned = base._PINNED[0]
+        base.pin_single_threaded()  # a second call (a reload) keeps the one limit
+        assert len(base._PINNED) == 1 and base._PINNED[0] is pinned
+        assert isinstance(base.single_threaded_blas(), contextlib.nullcontext)
+    finally:
+        base._PINNED.pop().restore_original_limits()
+    assert not isinstance(base.single_threaded_blas(), contextlib.nullcontext)
