@@ -165,7 +165,8 @@ def _content(event: EventIn) -> dict[str, Any]:
     return {
         "user_id": event.user_id,
         "item_id": event.item_id,
-        "timestamp": event.timestamp.isoformat(),
+        # In UTC: the same moment reported with another offset is the same event (one id).
+        "timestamp": event.timestamp.astimezone(UTC).isoformat(),
         "event": event.type.value,
         "value": 1.0 if event.value is None else event.value,
         "campaign_id": event.campaign_id,

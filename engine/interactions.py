@@ -158,23 +158,26 @@ def _load_one(
     if default_event is not None and default_event not in weights:
         raise ValidationError(Problem(f"unknown event type {default_event!r}", field="event"))
     parser = _RowParser(str(path), columns, weights, default_event)
-    records = [
-        parser.parse(line, row)
-        for line, row in _read_rows(path, parser)
-        if not _repeated(row, seen)
-    ]
+    records, read = [], 0
+    for line, row in _read_rows(path, parser):
+        read += 1
+        if not _repeated(line, row, seen, parser):
+            records.append(parser.parse(line, row))
     if parser.problems:
         raise ValidationError(parser.problems)
-    if not records:
+    if not read:  # a file of repeats alone (a batch retried after midnight) is fine
         raise ValidationError(Problem("no interactions in file", str(path)))
     return Interactions.from_records(r for r in records if r is not None)
 
 
-def _repeated(row: Mapping[str, Any], seen: set[str]) -> bool:
+def _repeated(line: int, row: Mapping[str, Any], seen: set[str], parser: _RowParser) -> bool:
     """Whether the row's ``event_id`` was read before: the API logs a retried event again."""
     event_id = row.get(EVENT_ID_COLUMN)
     if not event_id:
         return False
+    if not isinstance(event_id, str):  # a damaged log line: say where, not a TypeError
+        parser.problem(line, EVENT_ID_COLUMN, f"expected a string, got {type(event_id).__name__}")
+        return True
     if event_id in seen:
         return True
     seen.add(event_id)

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from pydantic import AwareDatetime, BaseModel, Field, StringConstraints, model_validator
 
 from api.schemas.common import Identifier, Strict
+from engine.interactions import MAX_VALUE
 
 
 class EventKind(StrEnum):
@@ -39,7 +40,8 @@ class EventIn(Strict):
     campaign_id: Identifier | None = None
     decision_id: Identifier | None = None
     category: Annotated[str, StringConstraints(max_length=100)] | None = None
-    value: float | None = Field(default=None, gt=0, le=1e9, description="Quantity or amount.")
+    # Training refuses a row past MAX_VALUE (its file with it): refused here, it never gets there.
+    value: float | None = Field(default=None, gt=0, le=MAX_VALUE, description="Quantity or amount.")
 
     @model_validator(mode="after")
     def _failure_names_its_decision(self) -> EventIn:

@@ -7,10 +7,14 @@ import math
 import os
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
+
+from fatigue.errors import Problem, ValidationError
 
 if TYPE_CHECKING:
     from engine.interactions import Interactions
@@ -39,8 +43,10 @@ def data_options(function: Any) -> Any:
             "--interactions",
             "interactions_path",
             required=True,
-            type=click.Path(dir_okay=False),
-            help="Interactions file (CSV, CSV.gz, JSONL).",
+            multiple=True,
+            type=click.Path(),
+            help="Interactions file (CSV, CSV.gz, JSONL), or an event log directory (its "
+            "interactions-*.jsonl); repeat to train on several, e.g. history plus the log.",
         ),
         click.option(
             "--columns",
@@ -103,7 +109,7 @@ def data_options(function: Any) -> Any:
 class DataOptions:
     """The options of every command that reads interactions and trains."""
 
-    interactions_path: str
+    interactions_path: tuple[str, ...]
     columns: str | None
     default_event: str | None
     event_weights: tuple[str, ...]
@@ -121,8 +127,9 @@ class DataOptions:
         )
 
     def load(self, config: TrainingConfig, path: str | None = None) -> Interactions:
-        """Load ``path`` (the --interactions file by default) with these options."""
-        return load_data(path or self.interactions_path, self.columns, self.default_event, config)
+        """Load ``path`` (the --interactions files by default) with these options."""
+        paths = (path,) if path else self.interactions_path
+        return load_data(paths, self.columns, self.default_event, config)
 
     def tuned(
         self, data: Interactions, config: TrainingConfig
@@ -170,20 +177,33 @@ def training_config(
 
 
 def load_data(
-    path: str, columns: str | None, default_event: str | None, config: TrainingConfig
+    paths: Sequence[str], columns: str | None, default_event: str | None, config: TrainingConfig
 ) -> Interactions:
-    """Load an interactions file, saying how many and how long on stderr."""
+    """Load interaction files (a directory: its event log), saying how many and how long."""
     from engine.interactions import load_interactions, parse_columns
 
     started = time.perf_counter()
+    files = [file for path in paths for file in interaction_files(Path(path))]
     data = load_interactions(
-        path, parse_columns(columns), config.weighting.event_weights, default_event
+        files, parse_columns(columns), config.weighting.event_weights, default_event
     )
+    named = ", ".join(paths)
     click.echo(
-        f"loaded {len(data):,} interactions from {path} in {time.perf_counter() - started:.1f}s",
+        f"loaded {len(data):,} interactions from {named} ({len(files)} file(s)) in "
+        f"{time.perf_counter() - started:.1f}s",
         err=True,
     )
     return data
+
+
+def interaction_files(path: Path) -> list[Path]:
+    """``path`` itself, or for a directory (``EVENT_LOG_DIR``) its daily interaction logs."""
+    if not path.is_dir():
+        return [path]
+    found = sorted(path.glob("interactions-*.jsonl"))
+    if not found:
+        raise ValidationError(Problem("no interactions-*.jsonl files in this directory", str(path)))
+    return found
 
 
 def tune_config(

@@ -17,9 +17,13 @@ from engine.cli.common import (
 )
 from fatigue.errors import user_errors
 
+FADED_WEIGHT = 1e-3  # a customer's total weight, in purchases, below which history has faded
+
 if TYPE_CHECKING:
     from engine.catalog import Catalog
     from engine.interactions import Interactions
+    from engine.serving import Recommender
+    from engine.training import TrainingConfig
 
 
 @click.command()
@@ -64,6 +68,7 @@ def train(
         f"{window['users']:,} customers x {window['items']:,} items, "
         f"trained in {meta['training_seconds']:.1f}s)"
     )
+    _say_how_much_history_decayed(recommender, config)
     skipped = (meta.get("calibration_fit") or {}).get("skipped")
     if skipped:  # every relevance is then 0, and a min_relevance rule suppresses every email
         click.echo(
@@ -74,10 +79,31 @@ def train(
         )
 
 
+def _say_how_much_history_decayed(recommender: Recommender, config: TrainingConfig) -> None:
+    """Warn when most customers' history weighs nothing: an old file beside a fresh event log.
+
+    Recency decay counts back from the newest interaction, so one day of new events makes a
+    years-old history weigh about 0 (ten half-lives leave a thousandth); those customers' picks
+    then rest on next to nothing, or are cold starts once the weights underflow.
+    """
+    import numpy as np
+
+    weights = np.asarray(recommender.user_items.sum(axis=1)).ravel()
+    faded, known = int(np.count_nonzero(weights < FADED_WEIGHT)), len(weights)
+    if known and faded > known / 2 and config.weighting.half_life_days:
+        newest = recommender.meta["data_window"]["end"]
+        click.echo(
+            f"warning: {faded:,} of {known:,} customers' history weighs almost nothing at a "
+            f"{config.weighting.half_life_days:g}-day half-life counted back from the newest "
+            f"interaction ({newest}); train on current history or with --half-life 0",
+            err=True,
+        )
+
+
 def _say_what_the_catalog_misses(catalog: Catalog, data: Interactions, path: str) -> None:
     """Warn when the catalog and the interactions hardly share an item id (a wrong file or column).
 
-    Items nobody touched are kept (a new product may still be offered as popular), so a catalog
+    Items nobody touched are kept (a recent view of a new product still folds in), so a catalog
     that matches nothing would otherwise pass without a word, and its titles be nowhere.
     """
     seen = set(data.item_ids.astype(str).tolist())

@@ -49,7 +49,7 @@ def test_valid_events_are_logged_and_bad_ones_named(client, auth, settings):
     assert "type" in rejected[1] and "timezone" in rejected[2]
     records = logged(settings)
     assert [r["event"] for r in records] == ["view", "click"]
-    assert records[1]["timestamp"] == "2026-11-23T10:01:00+01:00"
+    assert records[1]["timestamp"] == "2026-11-23T09:01:00+00:00"  # logged in UTC
     assert records[1]["campaign_id"] == "weekly-picks" and records[1]["event_id"]
 
 
@@ -60,6 +60,34 @@ def test_events_change_fatigue_state_at_once(client, auth):
     state = client.get("/v1/users/55/fatigue", headers=auth("engineer")).json
     assert "complaint" in state["suppression"]
     assert state["next_allowed"]["promotional"]["at"] is None
+
+
+@ON_EVERY_STORE
+def test_one_moment_reported_with_two_offsets_is_one_event(client, auth, settings):
+    """The digest hashes the moment in UTC: an offset is not a different event."""
+    batch = [
+        {"type": "bounce_soft", "user_id": "tz", "timestamp": "2026-11-23T07:00:00Z"},
+        {"type": "bounce_soft", "user_id": "tz", "timestamp": "2026-11-23T08:00:00+01:00"},
+        {"type": "purchase", "user_id": "tz", "timestamp": "2026-11-23T07:00:00Z",
+         "item_id": "22730"},
+        {"type": "purchase", "user_id": "tz", "timestamp": "2026-11-23T02:00:00-05:00",
+         "item_id": "22730"},
+    ]  # fmt: skip
+    assert events(client, auth, batch).status_code == 202
+    state = client.get("/v1/users/tz/fatigue", headers=auth("engineer")).json
+    assert state["soft_bounces"] == 1
+    log = next(Path(settings["EVENT_LOG_DIR"]).glob("interactions-*.jsonl"))
+    assert len(load_interactions(log)) == 1
+
+
+def test_a_value_training_would_refuse_is_refused_here(client, auth):
+    """Training refuses a value past 1,000,000 with its whole file: the API must not log it."""
+    batch = [{"type": "purchase", "user_id": "b", "timestamp": "2026-11-23T07:00:00Z",
+              "item_id": "22730", "value": 5_000_000}]  # fmt: skip
+    response = events(client, auth, batch)
+    assert response.json["accepted"] == 0
+    [rejected] = response.json["rejected"]
+    assert rejected["index"] == 0 and "value" in rejected["error"]
 
 
 @ON_EVERY_STORE

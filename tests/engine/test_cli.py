@@ -310,3 +310,73 @@ def test_a_catalog_that_matches_no_interaction_is_warned_about(
     result = runner.invoke(train, args)
     assert result.exit_code == 0, result.output
     assert "0 of 2 catalog items appear in the interactions" in result.output
+
+
+def _logged(user: str, item: str, when: str, event_id: object) -> str:
+    row = {"user_id": user, "item_id": item, "timestamp": when, "event": "purchase",
+           "value": 1.0, "event_id": event_id}  # fmt: skip
+    return json.dumps(row) + "\n"
+
+
+def test_training_reads_history_plus_the_event_log_directory(
+    runner: CliRunner, tmp_path: Path, interactions_csv: Path
+) -> None:
+    """The next training run: the history file and EVENT_LOG_DIR, a retry logged twice once."""
+    log_dir = tmp_path / "events"
+    log_dir.mkdir()
+    (log_dir / "interactions-2024-03-01.jsonl").write_text(
+        _logged("new-1", "i-00", "2024-03-01T10:00:00Z", "e1")
+        + _logged("new-1", "i-01", "2024-03-01T23:59:59Z", "e2")
+    )
+    (log_dir / "interactions-2024-03-02.jsonl").write_text(  # the batch retried after midnight
+        _logged("new-1", "i-01", "2024-03-01T23:59:59Z", "e2")
+    )
+    (log_dir / "events-2024-03-01.jsonl").write_text("not read by training\n")
+    model_dir = tmp_path / "model"
+    history = len(interactions_csv.read_text().splitlines()) - 1
+    result = runner.invoke(train, ["--interactions", str(interactions_csv),
+                                   "--interactions", str(log_dir), "--model-dir", str(model_dir),
+                                   *SMALL])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert f"loaded {history + 2:,} interactions from" in result.stderr
+    assert "(3 file(s))" in result.stderr
+    assert read_meta(model_dir)["data_window"]["users"] == 61  # the 60 known ones and new-1
+
+
+def test_a_log_directory_without_interaction_files_is_a_clear_error(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    result = runner.invoke(train, ["--interactions", str(tmp_path), "--model-dir",
+                                   str(tmp_path / "model")])  # fmt: skip
+    assert result.exit_code == 1
+    assert f"{tmp_path}: no interactions-*.jsonl files in this directory" in result.stderr
+
+
+def test_a_damaged_event_id_names_its_file_and_line(runner: CliRunner, tmp_path: Path) -> None:
+    damaged = tmp_path / "interactions-2024-03-01.jsonl"
+    damaged.write_text(
+        _logged("u1", "a", "2024-03-01T10:00:00Z", "e1")
+        + _logged("u1", "b", "2024-03-01T10:01:00Z", ["x"])
+    )
+    result = runner.invoke(train, ["--interactions", str(damaged), "--model-dir",
+                                   str(tmp_path / "model")])  # fmt: skip
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"{damaged}:2 [event_id]: expected a string, got list" in result.stderr
+
+
+def test_old_history_beside_fresh_events_warns_that_it_weighs_nothing(
+    runner: CliRunner, tmp_path: Path, interactions_csv: Path
+) -> None:
+    """Decay counts back from the newest row: one fresh event makes old history weigh ~0."""
+    fresh = tmp_path / "interactions-2026-11-01.jsonl"
+    fresh.write_text(_logged("new-1", "i-00", "2026-11-01T10:00:00Z", "e1"))
+    model_dir = str(tmp_path / "model")
+    both = ["--interactions", str(interactions_csv), "--interactions", str(fresh)]
+    result = runner.invoke(train, [*both, "--model-dir", model_dir, "--seed", "1"])
+    assert result.exit_code == 0, result.output
+    assert "warning: 60 of 61 customers' history weighs almost nothing at a 30-day" in (
+        result.stderr
+    )
+    current = runner.invoke(train, ["--interactions", str(interactions_csv), "--model-dir",
+                                    model_dir, "--seed", "1"])  # fmt: skip
+    assert current.exit_code == 0 and "weighs nothing" not in current.stderr
