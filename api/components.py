@@ -10,7 +10,7 @@ from typing import Any
 from flask import Flask
 
 from api.campaigns import CampaignRegistry
-from api.config import flag
+from api.config import flag, mailbox_setting
 from api.metrics import STORE_ERRORS
 from api.model import ModelHolder
 from api.services import Services
@@ -81,8 +81,13 @@ def _renderer(found: Services, settings: dict[str, Any]) -> Any:
             "stop working when this process restarts"
         )
     signer = LinkSigner(settings["SECRET_KEY"], clock=found.clock)
-    links = LinkConfig(settings["PUBLIC_URL"], track_clicks=flag(settings["TRACK_CLICKS"]))
-    return Renderer(found.get("templates"), signer, links, clock=found.clock)
+    links = LinkConfig(
+        settings["PUBLIC_URL"],
+        unsubscribe_mailto=mailbox_setting(settings, "UNSUBSCRIBE_MAILTO") or None,
+        track_clicks=flag(settings["TRACK_CLICKS"]),
+    )
+    sender = mailbox_setting(settings, "SENDER") or None
+    return Renderer(found.get("templates"), signer, links, clock=found.clock, sender=sender)
 
 
 #: Appended to the secret for preview links: a key nothing verifies with, so a test email's

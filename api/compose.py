@@ -85,6 +85,12 @@ def to_input(body: ComposeRequest) -> ComposeInput:
     """Translate the request schema into the pipeline's domain values (422 if incomplete)."""
     recipient = body.recipient
     campaigns = resolved_campaigns(body)
+    if body.include_mime and not current_app.config.get("SENDER"):
+        # A message with no From breaks RFC 5322 and is refused by mail servers.
+        raise ValidationError(Problem(
+            "the raw message needs a From address: set RAPPORT_SENDER "
+            "(e.g. 'Shop <news@shop.example>')", field="include_mime",
+        ))  # fmt: skip
     return ComposeInput(
         recipient=Recipient(
             user_id=recipient.user_id,

@@ -12,6 +12,7 @@ import math
 import os
 import tomllib
 from collections.abc import Mapping
+from email.utils import getaddresses
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,11 @@ DEFAULTS: dict[str, Any] = {
     "SECRET_KEY": "",
     # Base of the links Rapport puts in emails (unsubscribe); the server's own URL by default.
     "PUBLIC_URL": "http://localhost:8000",
+    # The From address of every email, e.g. "Shop <news@shop.example>"; the raw MIME message
+    # (include_mime) needs one, and RFC 5322 requires it.
+    "SENDER": "",
+    # An address for List-Unsubscribe's mailto beside the one-click link (RFC 2369); optional.
+    "UNSUBSCRIBE_MAILTO": "",
     # Route item links through /c/<token>, recording each click before redirecting ("true").
     "TRACK_CLICKS": False,
     # Ordinary JSON bodies; the NDJSON batch endpoint has its own, larger limit.
@@ -174,3 +180,23 @@ def flag(value: Any) -> bool:
     if word in _TRUE | _FALSE:
         return word in _TRUE
     raise ValueError("expected true or false")
+
+
+def mailbox_setting(settings: Mapping[str, Any], name: str) -> str:
+    """Read an address setting (``SENDER``, ``UNSUBSCRIBE_MAILTO``); ``""`` when unset.
+
+    ``"Shop <news@shop.example>"`` or a bare address; anything that is not one address is a
+    ConfigurationError naming the variable, rather than a broken header in every email.
+    """
+    value = str(settings.get(name) or "").strip()
+    if not value:
+        return ""
+    found = getaddresses([value.removeprefix("mailto:")])
+    address = found[0][1] if len(found) == 1 else ""
+    local, at, domain = address.rpartition("@")
+    if not (local and at and domain) or any(c in address for c in ' ,<>"\r\n'):
+        raise ConfigurationError(
+            f"RAPPORT_{name} {value!r} is not one email address "
+            "(write it as news@shop.example or 'Shop <news@shop.example>')"
+        )
+    return value

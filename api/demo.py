@@ -86,6 +86,7 @@ def demo(host: str, port: int, no_serve: bool) -> None:
         ensure_model(Path(settings["MODEL_DIR"]))
         key = demo_key()
         os.environ.setdefault("RAPPORT_PUBLIC_URL", f"http://localhost:{port}")
+        os.environ.setdefault("RAPPORT_SENDER", "Rapport demo shop <news@shop.example.com>")
         click.echo(examples(f"http://{'localhost' if host == '127.0.0.1' else host}:{port}", key))
         if not no_serve:
             run(ServeOptions(host, port, workers=1), settings)

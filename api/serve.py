@@ -25,7 +25,7 @@ from typing import Any
 from gunicorn import glogging
 from gunicorn.app.base import BaseApplication
 
-from api.config import read_config_file
+from api.config import mailbox_setting, read_config_file
 from api.heap import settle_heap
 from engine.models import pin_single_threaded
 from fatigue.errors import ConfigurationError
@@ -152,6 +152,8 @@ def check_settings(settings: Mapping[str, Any]) -> None:
     from fatigue.store import store_from_url
 
     LinkConfig(str(settings["PUBLIC_URL"]))
+    for address in ("SENDER", "UNSUBSCRIBE_MAILTO"):
+        mailbox_setting(settings, address)
     if settings.get("SECRET_KEY"):
         LinkSigner(str(settings["SECRET_KEY"]))
     store_url = str(settings["STORE_URL"])

@@ -15,6 +15,7 @@ from typing import Any
 
 from engine.decision_log import DecisionLogWriter
 from engine.render.links import Campaign as LinkCampaign
+from engine.render.links import safe_url
 from engine.render.prepared import PreparedTemplate
 from engine.render.renderer import RenderContext, RenderedEmail, Renderer
 from engine.serving import Filters, RecentInteraction, Recommender
@@ -34,14 +35,21 @@ class Availability:
 
     def __init__(self, granularity: int = 60) -> None:
         self._granularity = granularity
-        # One tuple, replaced whole, so concurrent readers never pair a key with another's set.
-        self._state: tuple[tuple[int, str, int], frozenset[str]] | None = None
+        # One tuple per kind, replaced whole, so concurrent readers never pair a key with
+        # another's set.
+        self._state: dict[bool, tuple[tuple[int, str, int], frozenset[str]]] = {}
 
-    def blocked(self, recommender: Recommender, now: datetime) -> frozenset[str]:
-        """Return the ids unavailable at ``now`` (to the minute) in ``recommender``'s catalog."""
+    def blocked(
+        self, recommender: Recommender, now: datetime, *, in_email: bool = False
+    ) -> frozenset[str]:
+        """Return the ids unavailable at ``now`` (to the minute) in ``recommender``'s catalog.
+
+        ``in_email`` also blocks items with no http(s) link: an email would show them as a
+        button and an image leading nowhere (``href=""`` opens the webmail page itself).
+        """
         minute = int(now.timestamp()) // self._granularity
         key = (id(recommender), recommender.version, minute)
-        state = self._state
+        state = self._state.get(in_email)
         if state is not None and state[0] == key:
             return state[1]
         catalog = recommender.catalog
@@ -50,7 +58,9 @@ class Availability:
             # An item the catalog does not describe has no title, link or image to show.
             unknown = (item for item in recommender.items.ids.tolist() if item not in catalog)
             blocked = frozenset(catalog.unavailable(now)).union(unknown)
-        self._state = (key, blocked)
+            if in_email:
+                blocked |= {item_id for item_id, item in catalog.items() if not safe_url(item.url)}
+        self._state[in_email] = (key, blocked)
         return blocked
 
 
@@ -162,7 +172,7 @@ class Composer:
         _check_item_counts(requests, templates)
         model = self._recommender()
         users = list(dict.fromkeys(request.recipient.user_id for request in requests))
-        blocked = AVAILABILITY.blocked(model, self.clock())
+        blocked = AVAILABILITY.blocked(model, self.clock(), in_email=True)
         picks = model.recommend_many(users, self.pool, Filters(exclude_items=blocked))
         jobs = [
             (

@@ -57,6 +57,7 @@ def settings(tmp_path: Path, model_dir: Path) -> dict[str, Any]:
         "SECRET_KEY": "test-secret-key-for-links",
         "PUBLIC_URL": "http://localhost",
         "MODEL_DIR": str(model_dir),
+        "SENDER": "Shop <news@shop.example.com>",
     }
 
 

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, Field, StringConstraints, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from api.schemas.common import Identifier, ProblemDocument, Strict, TemplateName
 
@@ -20,7 +28,30 @@ class CampaignKind(StrEnum):
     TRANSACTIONAL = "transactional"
 
 
-Email = Annotated[str, StringConstraints(max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")]
+# One mailbox, as RFC 5322's addr-spec writes it (dot-atom local part, UTF-8 allowed as RFC
+# 6531 does, dotted domain): anything looser put "a,b@example.com" (two mailboxes) or
+# "a>b@example.com" (mailbox "a") into the To header.
+_ATOM = r"[\w!#$%&'*+/=?^`{|}~-]+"
+_LABEL = r"[^\W_](?:[\w-]*[^\W_])?"
+_MAILBOX = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@{_LABEL}(?:\.{_LABEL})+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _one_mailbox(value: str) -> str:
+    if not _MAILBOX.fullmatch(value):
+        raise ValueError(f"{value!r} is not one email address (like name@example.com)")
+    return value
+
+
+def _printable(value: str) -> str:
+    if found := _CONTROL.search(value):
+        raise ValueError(f"control character {found.group()!r} (the email prints this text)")
+    return value
+
+
+Email = Annotated[str, StringConstraints(max_length=320), AfterValidator(_one_mailbox)]
+# Text printed into the email and its Subject: no control characters (NUL, ESC, newlines).
+PlainText = Annotated[str, StringConstraints(max_length=200), AfterValidator(_printable)]
 
 
 class RecipientIn(Strict):
@@ -28,7 +59,7 @@ class RecipientIn(Strict):
 
     user_id: Identifier
     email: Email | None = None
-    first_name: Annotated[str, StringConstraints(max_length=200)] = ""
+    first_name: PlainText = ""
     locale: Annotated[str, StringConstraints(max_length=35)] = "en"
     timezone: Annotated[str, StringConstraints(max_length=64)] | None = Field(
         default=None, description="IANA name, e.g. Europe/London; the rules' default if absent."

@@ -18,6 +18,8 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import hashlib
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -26,9 +28,19 @@ from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, make_msgid, parseaddr
 
+from fatigue.errors import Problem, ValidationError
+
 POLICY = policy.SMTP.clone(max_line_length=998)
 MAX_LINE = 998
 ADDRESS_HEADERS = frozenset({"From", "To"})
+# Headers whose values are machine-made ASCII (ids, URLs, dates) and must stay as they are:
+# RFC 2047 allows encoded words only in text, comments and phrases, so an encoded
+# List-Unsubscribe hides its URL from mailbox providers and an encoded Message-ID is invalid.
+STRUCTURED_HEADERS = frozenset(
+    {"Date", "Message-ID", "List-Unsubscribe", "List-Unsubscribe-Post", "MIME-Version",
+     "Content-Type", "X-Rapport-Template"}
+)  # fmt: skip
+LONGEST_MESSAGE_KEY = 200  # longer decision ids are hashed into the Message-ID
 LONGEST_PLAIN_HEADER = 900  # characters of an ASCII value written as it is (lines stop at 998)
 ENCODED_WORD_BYTES = 45  # 60 base64 characters: each encoded word stays under 76
 
@@ -50,13 +62,29 @@ class MessageParts:
 
 
 def message_id(key: str | None, domain: str) -> str:
-    """Return a Message-ID: ``<key@domain>`` for a decision (a retry keeps its id), else new."""
-    return f"<{key}@{domain}>" if key else make_msgid(domain=domain)
+    """Return a Message-ID: ``<key@domain>`` for a decision (a retry keeps its id), else new.
+
+    A decision id carries its customer's id, which may be long or not ASCII; such a key is
+    replaced by its hash (still the same for a retry) so the header stays a valid msg-id.
+    """
+    if not key:
+        return make_msgid(domain=domain)
+    if len(key) > LONGEST_MESSAGE_KEY or not _MSG_ID_KEY.fullmatch(key):
+        key = hashlib.sha256(key.encode("utf-8")).hexdigest()[:40]
+    return f"<{key}@{domain}>"
+
+
+_MSG_ID_KEY = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+")  # RFC 5322 dot-atom-text
+# Control characters other than whitespace (which one_line folds): NUL, ESC, DEL, C1.
+_CONTROLS = dict.fromkeys([*range(0x20), *range(0x7F, 0xA0)])
 
 
 def one_line(value: str) -> str:
-    """Collapse whitespace (including CR/LF from recipient data) so a header stays one line."""
-    return " ".join(value.split())
+    """Collapse whitespace (CR/LF from recipient data included) so a header stays one line.
+
+    Other control characters (NUL, ESC, DEL) are dropped: RFC 5322 allows none in a header.
+    """
+    return " ".join(value.split()).translate(_CONTROLS)
 
 
 def list_unsubscribe(url: str, mailto: str | None) -> str:
@@ -66,6 +94,25 @@ def list_unsubscribe(url: str, mailto: str | None) -> str:
         address = mailto if mailto.startswith("mailto:") else f"mailto:{mailto}"
         links.append(f"<{address}>")
     return ", ".join(links)
+
+
+def _unsubscribe_header(parts: MessageParts) -> str:
+    """Return ``List-Unsubscribe``; refuse a link too long for one header line.
+
+    Its signed URL cannot be folded (a URI has no whitespace) nor encoded (RFC 2047 forbids it
+    there), and the token carries the customer's and campaign's ids.
+    """
+    value = list_unsubscribe(parts.unsubscribe_url, parts.unsubscribe_mailto)
+    size = len("List-Unsubscribe: ") + len(value.encode("utf-8"))
+    if size > MAX_LINE:
+        raise ValidationError(
+            Problem(
+                f"the one-click unsubscribe link would make a {size}-octet List-Unsubscribe "
+                f"line (at most {MAX_LINE}); shorten the customer or campaign id",
+                field="recipient.user_id",
+            )
+        )
+    return value
 
 
 def build_message(parts: MessageParts) -> EmailMessage:
@@ -91,7 +138,9 @@ def encode_header(value: str) -> str:
     line past 998 octets breaks RFC 5322 (a long subject from recipient data, say).
     """
     value = one_line(value)
-    if value.isascii() and len(value) <= LONGEST_PLAIN_HEADER:
+    # Text that looks like an encoded word is encoded too (RFC 2047 section 5), or a name such
+    # as "=?utf-8?b?...?=" from recipient data would decode into a subject nobody wrote.
+    if value.isascii() and len(value) <= LONGEST_PLAIN_HEADER and "=?" not in value:
         return value
     words, chunk = [], b""
     for character in value:
@@ -154,7 +203,7 @@ def message_headers(parts: MessageParts) -> dict[str, str]:
         headers["Date"] = format_datetime(parts.date)
     if parts.message_id:
         headers["Message-ID"] = parts.message_id
-    headers["List-Unsubscribe"] = list_unsubscribe(parts.unsubscribe_url, parts.unsubscribe_mailto)
+    headers["List-Unsubscribe"] = _unsubscribe_header(parts)
     headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     for name, value in parts.extra_headers:
         headers[name] = one_line(value)
@@ -179,12 +228,15 @@ def envelope(parts: MessageParts) -> tuple[dict[str, str], str]:
 def serialise(parts: MessageParts, headers: Mapping[str, str], boundary: str) -> bytes:
     """Return the message bytes for ``parts`` under ``headers`` (from :func:`envelope`)."""
     text, html = _body("plain", parts.text), _body("html", parts.html)
-    lines = [
-        f"{name}: {encode_address(value) if name in ADDRESS_HEADERS else encode_header(value)}"
-        for name, value in headers.items()
-    ]
+    lines = [f"{name}: {_encoded(name, value)}" for name, value in headers.items()]
     head = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
     marker = f"--{boundary}\r\n".encode()
     # RFC 2046: alternatives go from plainest to richest; clients show the last they support.
     body = marker + text + b"\r\n" + marker + html + f"\r\n--{boundary}--\r\n".encode()
     return head + body
+
+
+def _encoded(name: str, value: str) -> str:
+    if name in STRUCTURED_HEADERS:
+        return value
+    return encode_address(value) if name in ADDRESS_HEADERS else encode_header(value)

@@ -40,6 +40,76 @@ def test_raw_mime_on_request(client, auth, compose_request):
     message = message_from_string(response.json["email"]["mime"])
     assert message["Subject"] == "Ada, we picked these for you"
     assert message.get_content_type() == "multipart/alternative"
+    assert message["From"] == response.json["email"]["headers"]["From"]
+    assert message["From"] == "Shop <news@shop.example.com>"
+
+
+def test_the_raw_message_needs_a_sender(settings, clock, compose_request, auth, store_url):
+    """RFC 5322 requires From: without RAPPORT_SENDER the raw message is refused, not broken."""
+    from api import create_app
+
+    app = create_app({**settings, "SENDER": "", "CLOCK": clock, "STORE_URL": store_url})
+    response = compose(app.test_client(), auth, compose_request(include_mime=True))
+    assert response.status_code == 422
+    [error] = response.json["errors"]
+    assert error["field"] == "include_mime" and "RAPPORT_SENDER" in error["message"]
+    assert compose(app.test_client(), auth, compose_request()).status_code == 200
+
+
+def test_a_configured_mailto_joins_the_one_click_link(
+    settings, clock, compose_request, auth, store_url
+):
+    from api import create_app
+
+    mailto = "leave@shop.example.com"
+    app = create_app({**settings, "UNSUBSCRIBE_MAILTO": mailto, "CLOCK": clock,
+                      "STORE_URL": store_url})  # fmt: skip
+    headers = compose(app.test_client(), auth, compose_request()).json["email"]["headers"]
+    assert headers["List-Unsubscribe"].startswith("<http://localhost/u/")
+    assert headers["List-Unsubscribe"].endswith(", <mailto:leave@shop.example.com>")
+
+
+@pytest.mark.parametrize("setting", ["SENDER", "UNSUBSCRIBE_MAILTO"])
+def test_an_address_setting_that_is_not_one_address_stops_the_app(settings, setting, store_url):
+    from api import create_app
+    from fatigue.errors import ConfigurationError
+
+    bad = {**settings, setting: "news@shop.example, other@shop.example", "STORE_URL": store_url}
+    with pytest.raises(ConfigurationError, match=f"RAPPORT_{setting}"):
+        create_app(bad).extensions["rapport"].get("renderer")
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("email", "a,b@example.com", "is not one email address"),
+        ("email", "a>b@example.com", "is not one email address"),
+        ("email", "Zoë<zoe@example.com>", "is not one email address"),
+        ("first_name", "Ada\x00Bob", "control character"),
+        ("first_name", "Ada\x1b[31m", "control character"),
+    ],
+)
+def test_recipient_text_that_would_break_the_email_is_refused(
+    client, auth, compose_request, field, value, message
+):
+    body = compose_request()
+    body["recipient"][field] = value
+    response = compose(client, auth, body)
+    assert response.status_code == 422
+    [error] = response.json["errors"]
+    assert error["field"] == f"recipient.{field}" and message in error["message"]
+
+
+def test_ids_too_long_for_the_unsubscribe_header_are_refused_and_nothing_is_counted(
+    client, auth, compose_request
+):
+    long_id = "\U0001f600" * 200  # 200 characters, 800 bytes of UTF-8 in the signed token
+    response = compose(client, auth, compose_request(long_id))
+    assert response.status_code == 422
+    [error] = response.json["errors"]
+    assert error["field"] == "recipient.user_id" and "List-Unsubscribe" in error["message"]
+    fatigue = client.get(f"/v1/users/{long_id}/fatigue", headers=auth("engineer"))
+    assert fatigue.status_code == 200 and fatigue.json["recent_sends"] == 0
 
 
 def test_a_retry_returns_the_same_decision_and_counts_once(client, auth, compose_request):
@@ -238,3 +308,24 @@ def test_a_request_rendering_fewer_items_than_its_template_shows_is_refused(
     assert error["field"] == "items"
     assert "shows at least 3 items; this request renders at most 2" in error["message"]
     assert compose(client, auth, compose_request(items=3)).status_code == 200
+
+
+def test_an_item_without_a_usable_link_is_never_put_in_an_email(
+    client, auth, app, clock, compose_request
+):
+    """A javascript: or blank catalog URL would render as href="" (the webmail page itself)."""
+    from dataclasses import replace
+
+    from engine.catalog import Catalog
+
+    first = compose(client, auth, compose_request(key="before", dry_run=True)).json["decision"]
+    top = first["items"][0]["item_id"]
+    model = app.extensions["rapport"].get("model").model
+    assert model.catalog is not None
+    items = dict(model.catalog.items())
+    items[top] = replace(items[top], url="javascript:alert(1)")
+    model.catalog = Catalog(items)
+    clock.advance(minutes=1)  # availability is recomputed once a minute
+    again = compose(client, auth, compose_request(key="after", dry_run=True)).json
+    assert top not in {item["item_id"] for item in again["decision"]["items"]}
+    assert 'href=""' not in again["email"]["html"]

@@ -5,9 +5,19 @@ from __future__ import annotations
 import email
 from email import policy
 
+import pytest
+
 from engine.render.links import Campaign
-from engine.render.mime import POLICY, MessageParts, build_message, message_bytes, write_message
+from engine.render.mime import (
+    POLICY,
+    MessageParts,
+    build_message,
+    message_bytes,
+    message_id,
+    write_message,
+)
 from engine.render.renderer import RenderContext
+from fatigue.errors import ValidationError
 
 LONG_URL = "https://mail.example.com/u/" + "x" * 180
 
@@ -148,3 +158,38 @@ def test_a_decisions_email_keeps_its_message_id_and_previews_get_their_own(rende
     assert _parsed(first)["Message-ID"].startswith("<d42.dTE@")
     preview = _parsed(renderer.preview("picked-for-you").mime_bytes)["Message-ID"]
     assert preview.startswith("<") and preview.endswith(">") and "d42" not in preview
+
+
+def test_text_that_looks_like_an_encoded_word_is_encoded_not_decoded() -> None:
+    """RFC 2047 section 5: a name such as "=?utf-8?b?...?=" must not become another subject."""
+    forged = "=?utf-8?b?WW91ciBhY2NvdW50IGlzIHN1c3BlbmRlZA==?="
+    headers, raw = write_message(MessageParts(f"{forged}, hello", "t", "<p>h</p>", LONG_URL))
+    assert _parsed(raw)["Subject"] == headers["Subject"] == f"{forged}, hello"
+
+
+def test_control_characters_never_reach_a_header() -> None:
+    parts = MessageParts("Ada\x00Bob\x1b[31m\x7f", "t", "<p>h</p>", LONG_URL, to="a@example.com")
+    headers, raw = write_message(parts)
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    assert not any(byte < 0x20 and byte not in b"\r\n" for byte in head) and b"\x7f" not in head
+    assert headers["Subject"] == _parsed(raw)["Subject"] == "AdaBob[31m"
+
+
+def test_machine_made_headers_are_never_encoded_words() -> None:
+    """A Message-ID or unsubscribe URL long enough to be encoded would stop being one."""
+    url = "https://mail.example.com/u/" + "x" * 940
+    long_key = "d1." + "😀" * 200
+    parts = MessageParts("Hi", "t", "<p>h</p>", url, message_id=message_id(long_key, "s.example"))
+    _, raw = write_message(parts)
+    parsed = _parsed(raw)
+    assert parsed["List-Unsubscribe"] == f"<{url}>"
+    assert not parsed["Message-ID"].defects and b"=?" not in b"".join(header_lines(raw, "Mess"))
+    assert message_id(long_key, "s.example") == message_id(long_key, "s.example")  # retries
+
+
+def test_an_unsubscribe_link_too_long_for_its_line_is_refused_naming_the_id() -> None:
+    url = "https://mail.example.com/u/" + "x" * 980
+    with pytest.raises(ValidationError) as caught:
+        write_message(MessageParts("Hi", "t", "<p>h</p>", url))
+    (problem,) = caught.value.problems
+    assert problem.field == "recipient.user_id" and "List-Unsubscribe" in problem.message
