@@ -10,16 +10,23 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import tomllib
+from collections.abc import MutableMapping
+from dataclasses import replace
 from typing import Any
 
+import tomlkit
 from flask import Blueprint, g
+from tomlkit.items import Item
 
 from api.auth import Role
 from api.routing import operation
 from api.schemas.templates import (
     DiffOut,
     DiffQuery,
+    LocaleOut,
+    LocaleSave,
     PreviewData,
     PreviewIn,
     PreviewOut,
@@ -33,15 +40,25 @@ from api.schemas.templates import (
     VersionOut,
 )
 from api.services import services
-from engine.render.library import LOCALE_KEYS, META_FILE, META_KEYS, SAMPLE_FILE
+from engine.render.library import (
+    LOCALE_FILE,
+    LOCALE_KEYS,
+    META_FILE,
+    META_KEYS,
+    SAMPLE_FILE,
+    locale_key,
+)
 from engine.render.renderer import sample_context
-from fatigue.errors import NotFoundError
+from fatigue.errors import NotFoundError, Problem, ValidationError
 
 bp = Blueprint("templates", __name__)
 MARKETER = (Role.MARKETER,)
 BASE = "/v1/templates/<name>"
 
 log = logging.getLogger(__name__)
+# A locale variant's own file, as validation names its problems (template.toml problems already
+# name their field, ``locales.fr.subject``).
+_LOCALE_SOURCE = re.compile(r"^email\.(?P<file>[^.]+)\.(?P<part>mjml|txt)$")
 
 
 def _store() -> Any:
@@ -121,7 +138,10 @@ def save_template(name: str, body: TemplateSave) -> SavedVersion:
     except NotFoundError:
         previous = {}
     files = _files(name, body, previous)
-    info = store.save(name, files, author=g.api_key.name, note=body.note, after=body.base)
+    try:
+        info = store.save(name, files, author=g.api_key.name, note=body.note, after=body.base)
+    except ValidationError as exc:
+        raise ValidationError(_body_fields(exc.problems, files)) from exc
     return SavedVersion(version=info.version)
 
 
@@ -219,73 +239,211 @@ def _template_out(name: str, version: int) -> TemplateOut:
         sample=json.loads(files.get(SAMPLE_FILE) or "{}"),
         min_items=int(meta.get("min_items", 0)),
         files=files,
+        locales=_locales_out(meta, files),
         versions=[VersionOut.model_validate(v.as_dict()) for v in store.versions(name)],
         publication=PublicationOut.model_validate(publication.as_dict()) if publication else None,
     )
 
 
+def _locales_out(meta: dict[str, Any], files: dict[str, str]) -> dict[str, LocaleOut]:
+    """Return each locale variant's own parts, in the shape ``PUT`` takes them back."""
+    tables = meta.get("locales")
+    variants: dict[str, LocaleOut] = {}
+    for locale, table in tables.items() if isinstance(tables, dict) else ():
+        own = table if isinstance(table, dict) else {}
+        variants[locale] = LocaleOut(
+            mjml=files.get(_variant_file(files, locale, "mjml")),
+            subject=_text_or_none(own.get("subject")),
+            preheader=_text_or_none(own.get("preheader")),
+            text=files.get(_variant_file(files, locale, "txt")),
+        )
+    return variants
+
+
+def _text_or_none(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
 def _files(name: str, body: TemplateSave, previous: dict[str, str]) -> dict[str, str]:
-    """Build the new version's files from the request, keeping what it does not replace."""
+    """Build the new version's files from the request, keeping what it does not replace.
+
+    template.toml is edited, not rewritten: its comments, order and untouched keys stay, so
+    the version diff shows only what the request changed.
+    """
     files = dict(previous)
-    meta = _known_keys(tomllib.loads(previous[META_FILE])) if META_FILE in previous else {}
-    meta.update(name=name, subject=body.subject)
+    meta = _metadata(name, previous.get(META_FILE))
+    _set(meta, "name", name)
+    _set(meta, "subject", body.subject)
     if body.preheader is not None or "preheader" not in meta:
-        meta["preheader"] = body.preheader or ""
-    meta.setdefault("description", "")
-    meta.setdefault("default_locale", "en")
+        _set(meta, "preheader", body.preheader or "")
     if body.min_items is not None:
-        meta["min_items"] = body.min_items
-    files[META_FILE] = toml_document(meta)
+        _set(meta, "min_items", body.min_items)
+    if body.locales:
+        _edit_locales(meta, files, body.locales)
+    files[META_FILE] = meta.as_string()
     files["email.mjml"] = body.mjml
-    if body.sample is not None or SAMPLE_FILE not in files:
-        files[SAMPLE_FILE] = json.dumps(body.sample or {}, indent=2, ensure_ascii=False) + "\n"
+    if body.sample is not None and not _same_sample(previous, body.sample):
+        files[SAMPLE_FILE] = json.dumps(body.sample, indent=2, ensure_ascii=False) + "\n"
+    elif SAMPLE_FILE not in files:
+        files[SAMPLE_FILE] = "{}\n"
     if body.text is not None:
         files["email.txt"] = body.text
     return files
 
 
-def _known_keys(meta: dict[str, Any]) -> dict[str, Any]:
+def _same_sample(files: dict[str, str], sample: dict[str, Any]) -> bool:
+    """Whether the stored sample holds exactly ``sample``: then its text (and diff) stays.
+
+    Compared as JSON text, not as Python values, which take ``1``, ``1.0`` and ``true`` as one.
+    """
+    try:
+        stored = json.loads(files[SAMPLE_FILE])
+    except (KeyError, json.JSONDecodeError):
+        return False
+    return json.dumps(stored) == json.dumps(sample)
+
+
+def _metadata(name: str, text: str | None) -> tomlkit.TOMLDocument:
+    """Return the latest template.toml to edit, or a new one holding the layout's defaults."""
+    if text is None:
+        meta = tomlkit.document()
+        meta.update(name=name, description="", subject="", preheader="", default_locale="en")
+        return meta
+    meta = tomlkit.parse(text)
+    _drop_unknown_keys(meta)
+    return meta
+
+
+def _set(table: MutableMapping[str, Any], key: str, value: Any) -> None:
+    """Set ``key`` only when its value changes: an unchanged line must stay byte for byte."""
+    current = table.get(key)
+    if isinstance(current, Item):
+        current = current.unwrap()
+    # The type too: ``min_items = true`` equals 1 in Python but is a typo to correct.
+    if key not in table or current != value or type(current) is not type(value):
+        table[key] = value
+
+
+def _drop_unknown_keys(meta: tomlkit.TOMLDocument) -> None:
     """Drop template.toml keys the layout does not know (they never did anything).
 
     A version saved before such keys were refused would otherwise refuse every later save,
     and neither this API nor the studio can edit template.toml directly.
     """
-    kept = {key: value for key, value in meta.items() if key in META_KEYS}
-    locales = kept.get("locales")
-    if isinstance(locales, dict):
-        kept["locales"] = {
-            locale: {k: v for k, v in table.items() if k in LOCALE_KEYS}
-            if isinstance(table, dict)
-            else table
-            for locale, table in locales.items()
-        }
-    dropped = sorted(set(meta) - set(kept))
-    if dropped:
+    unknown: list[tuple[MutableMapping[str, Any], str, str]] = [
+        (meta, key, key) for key in meta if key not in META_KEYS
+    ]
+    locales = meta.get("locales")
+    for locale, table in locales.items() if isinstance(locales, MutableMapping) else ():
+        if isinstance(table, MutableMapping):
+            unknown += [(table, key, f"locales.{locale}.{key}") for key in table
+                        if key not in LOCALE_KEYS]  # fmt: skip
+    for table, key, _ in unknown:
+        del table[key]
+    if unknown:
+        dropped = [path for _, _, path in unknown]
         log.warning("template.toml keys %s dropped on save: the layout does not know them", dropped)
-    return kept
 
 
-def toml_document(data: dict[str, Any]) -> str:
-    """Write template metadata as TOML: scalars and lists first, then one table per mapping.
-
-    JSON string, number, boolean and array literals are valid TOML, which keeps this small.
-    """
-    lines: list[str] = []
-    tables: list[tuple[str, dict[str, Any]]] = []
-    _toml_table("", data, lines, tables)
-    while tables:
-        path, table = tables.pop(0)
-        lines.append(f"\n[{path}]")
-        _toml_table(path, table, lines, tables)
-    return "\n".join(lines) + "\n"
-
-
-def _toml_table(
-    path: str, table: dict[str, Any], lines: list[str], tables: list[tuple[str, dict[str, Any]]]
+def _edit_locales(
+    meta: tomlkit.TOMLDocument, files: dict[str, str], changes: dict[str, LocaleSave | None]
 ) -> None:
-    for key, value in table.items():
-        quoted = key if key.replace("_", "").replace("-", "").isalnum() else json.dumps(key)
-        if isinstance(value, dict):
-            tables.append((f"{path}.{quoted}" if path else quoted, value))
+    """Add, change or (given ``None``) remove locale variants, as the library stores them."""
+    default = str(meta.get("default_locale", "en"))
+    for locale in changes:
+        if locale_key(locale) == locale_key(default):
+            message = (
+                f"{locale!r} is the default locale: edit it with the top-level mjml, subject, "
+                "preheader and text"
+            )
+            raise ValidationError(Problem(message, field=f"locales.{locale}"))
+    for given, change in changes.items():
+        locale = _variant_name(meta, given)
+        if change is None:
+            _remove_locale(meta, files, locale)
         else:
-            lines.append(f"{quoted} = {json.dumps(value, ensure_ascii=False)}")
+            _edit_locale(meta, files, locale, change)
+    tables = meta.get("locales")
+    if isinstance(tables, MutableMapping) and not tables:
+        del meta["locales"]  # no empty [locales] table for a change nobody made
+
+
+def _edit_locale(
+    meta: tomlkit.TOMLDocument, files: dict[str, str], locale: str, change: LocaleSave
+) -> None:
+    if "locales" not in meta:
+        # A super table writes only its [locales.xx] tables, never an empty [locales] header.
+        meta["locales"] = tomlkit.table(is_super_table=True)
+    tables = meta["locales"]
+    if locale not in tables:
+        tables[locale] = tomlkit.table()  # declares the variant, even with no subject of its own
+    table = tables[locale]
+    given = change.model_fields_set  # a part left out is kept; a part given as null is removed
+    for key in LOCALE_KEYS:
+        value = getattr(change, key)
+        if key in given and value is None:
+            table.pop(key, None)
+        elif key in given:
+            _set(table, key, value)
+    for part, suffix in (("mjml", "mjml"), ("text", "txt")):
+        filename = _variant_file(files, locale, suffix)
+        content = getattr(change, part)
+        if part in given and content is None:
+            files.pop(filename, None)
+        elif part in given:
+            files[filename] = content
+
+
+def _remove_locale(meta: tomlkit.TOMLDocument, files: dict[str, str], locale: str) -> None:
+    tables = meta.get("locales")
+    if isinstance(tables, MutableMapping):
+        tables.pop(locale, None)
+    for part in ("mjml", "txt"):
+        files.pop(_variant_file(files, locale, part), None)
+
+
+def _variant_name(meta: tomlkit.TOMLDocument, locale: str) -> str:
+    """Return the ``[locales.*]`` name the version already uses for ``locale`` (``FR``), else it."""
+    tables = meta.get("locales")
+    known = tables.keys() if isinstance(tables, MutableMapping) else ()
+    return next((name for name in known if locale_key(name) == locale_key(locale)), locale)
+
+
+def _variant_file(files: dict[str, str], locale: str, suffix: str) -> str:
+    """Return the file holding ``locale``'s part, as spelt in the version (``email.FR.mjml``).
+
+    The library matches locale codes without regard to case or ``_``/``-``, so the file may be
+    spelt otherwise than the request's key; a new one is named after the key.
+    """
+    wanted = locale_key(locale)
+    for name in files:
+        found = LOCALE_FILE.match(name)
+        if found and found[2] == suffix and locale_key(found[1]) == wanted:
+            return name
+    return f"email.{locale}.{suffix}"
+
+
+def _body_fields(problems: list[Problem], files: dict[str, str]) -> list[Problem]:
+    """Name each problem of a locale variant by the request field it came from.
+
+    Validation names files (``email.fr.mjml:12``); a client sent ``locales.fr.mjml``, so that
+    is the field, with the file and line kept.
+    """
+    variants = {locale_key(locale): locale for locale in _variant_locales(files)}
+    named = []
+    for problem in problems:
+        found = _LOCALE_SOURCE.match(problem.source or "")
+        locale = variants.get(locale_key(found["file"])) if found else None
+        if found and locale is not None:
+            part = {"txt": "text"}.get(found["part"], found["part"])
+            problem = replace(problem, field=f"locales.{locale}.{part}")
+        named.append(problem)
+    return named
+
+
+def _variant_locales(files: dict[str, str]) -> set[str]:
+    """Return the locales of a version's variants other than the default."""
+    meta = tomllib.loads(files[META_FILE])
+    tables = meta.get("locales")
+    default = meta.get("default_locale", "en")
+    return {locale for locale in tables if locale != default} if isinstance(tables, dict) else set()

@@ -59,9 +59,12 @@ class StoreError(RapportError):
 
 
 def decode_utf8(data: bytes, source: str) -> str:
-    """Decode a file's bytes as UTF-8; raise ValidationError naming the first bad byte's line."""
+    """Decode a file's bytes as UTF-8; raise ValidationError naming the first bad byte's line.
+
+    A byte-order mark some editors write first is dropped: it is not content.
+    """
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         message = f"not UTF-8 text (byte 0x{data[exc.start]:02x}); save the file as UTF-8"

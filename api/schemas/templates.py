@@ -8,12 +8,16 @@ from typing import Annotated, Any
 from pydantic import BaseModel, Field, StringConstraints, field_validator
 
 from api.schemas.common import Identifier, Strict
-from engine.render.library import MAX_MIN_ITEMS
+from engine.render.library import LOCALE_CODE, MAX_MIN_ITEMS
 
 Text = Annotated[str, StringConstraints(max_length=200_000)]
 Line = Annotated[str, StringConstraints(max_length=1_000)]
 # A subject or preheader: one line of text, so no control characters (a header cannot hold them).
 HeaderLine = Annotated[str, StringConstraints(max_length=1_000, pattern=r"^[^\x00-\x1f\x7f]*$")]
+# A locale variant's code, as its file names spell it (email.fr.mjml, email.fr-CA.txt).
+# As the library names locale files: fr, fr-CA, es-419, zh-Hant (case and _ or - as written).
+Locale = Annotated[str, StringConstraints(max_length=35, pattern=rf"^{LOCALE_CODE}$")]
+MAX_LOCALES = 50
 
 
 class VersionOut(BaseModel):
@@ -49,6 +53,15 @@ class TemplateList(BaseModel):
     templates: list[TemplateSummary]
 
 
+class LocaleOut(BaseModel):
+    """A locale variant's own parts; null where it uses the default variant's."""
+
+    mjml: str | None
+    subject: str | None
+    preheader: str | None
+    text: str | None
+
+
 class TemplateOut(BaseModel):
     """One version of a template: its editable parts and all of its files."""
 
@@ -63,16 +76,31 @@ class TemplateOut(BaseModel):
     #: The fewest items the email shows: never sent with fewer (template.toml's min_items).
     min_items: int
     files: dict[str, str]
+    #: Each locale variant (``[locales.xx]`` in template.toml) with its own parts.
+    locales: dict[str, LocaleOut]
     versions: list[VersionOut]
     publication: PublicationOut | None
+
+
+class LocaleSave(Strict):
+    """A locale variant's own parts (Jinja, like the default's).
+
+    A part left out keeps the latest version's; ``null`` removes it, so the variant uses the
+    default variant's (its own HTML makes its text when it has its own MJML but no text).
+    """
+
+    mjml: Text | None = None
+    subject: HeaderLine | None = None
+    preheader: HeaderLine | None = None
+    text: Text | None = None
 
 
 class TemplateSave(Strict):
     """A new version: the MJML body, subject and preheader (Jinja), sample data and a note.
 
     ``text`` replaces the plain-text version (otherwise the previous one is kept, or the text
-    is derived from the HTML); ``description``, ``locales`` and, when not given, ``preheader``,
-    ``sample`` and ``min_items`` keep their previous values.
+    is derived from the HTML); ``description`` and, when not given, ``preheader``, ``sample``,
+    ``min_items`` and ``locales`` keep their previous values.
     """
 
     mjml: Text
@@ -82,6 +110,12 @@ class TemplateSave(Strict):
     note: Line = ""
     text: Text | None = None
     min_items: int | None = Field(default=None, ge=0, le=MAX_MIN_ITEMS)
+    locales: dict[Locale, LocaleSave | None] | None = Field(
+        default=None,
+        max_length=MAX_LOCALES,
+        description='Locale variants to add or change (`{"fr": {"subject": ...}}`), or '
+        '`null` to remove one (`{"fr": null}`); variants not named are kept.',
+    )
     base: int | None = Field(
         default=None,
         ge=1,

@@ -80,6 +80,9 @@ FIELD_LABELS = {
 EDITOR_FIELDS = frozenset([*FIELD_LABELS, "overwrite", "user_id"])
 
 
+ONE_LINE_FIELDS = frozenset({"subject", "preheader"})
+
+
 def editor_field(problem: Problem) -> str | None:
     """Name the editor field a problem belongs to, so it can be shown on its line."""
     if problem.field in EDITOR_FIELDS:
@@ -102,12 +105,16 @@ def problem_dict(problem: Problem, standing: bool = False) -> dict[str, Any]:
     A ``standing`` problem is one the live check cannot find again (no change note, a newer
     version, a draft too large), so the editor keeps showing it until the next submission.
     """
+    target = editor_field(problem)
+    line = problem.line
+    if target in ONE_LINE_FIELDS and problem.source == "template.toml":
+        line = 1  # its line in template.toml; the editor's subject box has one line
     return {
         "message": problem.message,
         "source": problem.source,
-        "line": problem.line,
+        "line": line,
         "field": problem.field,
-        "target": editor_field(problem),
+        "target": target,
         "standing": standing,
     }
 

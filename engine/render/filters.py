@@ -35,6 +35,14 @@ MINOR_UNITS = {
     "BHD": 3, "IQD": 3, "JOD": 3, "KWD": 3, "LYD": 3, "OMR": 3, "TND": 3,
 }  # fmt: skip
 MAX_CHUNKS = 1_000
+# Filters that would print "None" (or fail) for a missing value: a price or date the catalog
+# does not give is None, and the email must show it blank, as ``money`` and ``date`` do.
+BLANK_FOR_NONE = frozenset(
+    {
+        "abs", "capitalize", "e", "escape", "lower", "round", "striptags", "title", "trim",
+        "truncate", "upper", "urlencode",
+    }
+)  # fmt: skip
 
 
 class FilterLimitError(SecurityError):
@@ -70,7 +78,27 @@ def allowed_filters(
     chosen.update(_checked_filters(stock, max_size))
     chosen["money"] = money
     chosen["date"] = date
+    for name in BLANK_FOR_NONE & chosen.keys():
+        chosen[name] = _blank_for_none(chosen[name])
     return chosen
+
+
+def _blank_for_none(original: Callable[..., Any]) -> Callable[..., Any]:
+    """Return ``original`` giving "" for a None value instead of "None" or an error."""
+    passes = getattr(original, "jinja_pass_arg", None)
+    if passes is None:
+
+        def blank(value: Any, *args: Any, **kwargs: Any) -> Any:
+            return "" if value is None else original(value, *args, **kwargs)
+
+        return blank
+
+    def blank_with_context(context: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
+        return "" if value is None else original(context, value, *args, **kwargs)
+
+    # Jinja passes the environment or context first only to a filter marked so.
+    blank_with_context.jinja_pass_arg = passes  # type: ignore[attr-defined]
+    return blank_with_context
 
 
 def _check(size: int, max_size: int, what: str) -> None:
@@ -172,6 +200,8 @@ def date(value: Any, pattern: str = "%-d %B %Y") -> str:
     """Format an ISO-8601 timestamp (or datetime) with a ``strftime`` pattern."""
     if len(str(pattern)) > 64:
         raise FilterLimitError("a date pattern longer than 64 characters")
+    if value is None:
+        return ""  # no date: nothing to show, rather than "None" (as money does)
     if isinstance(value, datetime):
         moment = value
     else:

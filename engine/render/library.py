@@ -26,9 +26,13 @@ from fatigue.toml_lines import key_lines, line_of
 
 META_FILE = "template.toml"
 SAMPLE_FILE = "sample.json"
-FILE_PATTERN = re.compile(
-    r"^(template\.toml|sample\.json|email(\.[a-z]{2}(-[A-Z]{2})?)?\.(mjml|txt))$"
-)
+# A locale code as BCP 47 writes it (``fr``, ``fr-CA``, ``es-419``, ``zh-Hant``), in any case,
+# or with POSIX's ``_``: the renderer matches a customer's locale to it the same way.
+LOCALE_CODE = r"[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*"
+FILE_PATTERN = re.compile(rf"^(template\.toml|sample\.json|email(\.{LOCALE_CODE})?\.(mjml|txt))$")
+LOCALE_FILE = re.compile(rf"^email\.({LOCALE_CODE})\.(mjml|txt)$")
+LOCALE_PATTERN = re.compile(rf"^{LOCALE_CODE}$")
+BOM = "\ufeff"
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 STANDARD_VARIABLES = ("recipient", "items", "campaign", "unsubscribe_url", "preferences_url")
 MAX_FILE_CHARS = 200_000
@@ -52,7 +56,9 @@ class TemplateSource:
     version: int | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "files", MappingProxyType(dict(self.files)))
+        # However the files arrive (folder, API, studio), TOML, JSON and MJML read them alike.
+        files = {name: without_bom(text) for name, text in self.files.items()}
+        object.__setattr__(self, "files", MappingProxyType(files))
 
     @cached_property
     def digest(self) -> str:
@@ -72,6 +78,10 @@ class LocaleVariant:
     preheader: str
     mjml_file: str
     text_file: str | None
+    #: Where in template.toml the subject and preheader are written, so a problem in either
+    #: names that line: ``("subject",)`` or ``("locales", "fr", "subject")``.
+    subject_key: tuple[str, ...] = ("subject",)
+    preheader_key: tuple[str, ...] = ("preheader",)
 
 
 @dataclass(frozen=True)
@@ -95,7 +105,7 @@ class EmailTemplate:
         Tags are matched as BCP 47 says, ignoring case, and ``fr_FR`` (as POSIX writes it) is
         read as ``fr-FR``: a customer's ``FR`` or ``fr_FR`` gets the French variant.
         """
-        tag = (locale or "").strip().replace("_", "-").lower()
+        tag = locale_key(locale or "")
         for candidate in (tag, tag.split("-")[0]):
             found = self._by_tag.get(candidate)
             if found is not None:
@@ -104,7 +114,12 @@ class EmailTemplate:
 
     @cached_property
     def _by_tag(self) -> dict[str, LocaleVariant]:
-        return {name.replace("_", "-").lower(): variant for name, variant in self.variants.items()}
+        return {locale_key(name): variant for name, variant in self.variants.items()}
+
+
+def locale_key(locale: str) -> str:
+    """Return the form locale codes are compared in: BCP 47 ignores case; POSIX writes ``_``."""
+    return locale.strip().replace("_", "-").lower()
 
 
 class TemplateLibrary(Protocol):
@@ -120,16 +135,18 @@ class TemplateLibrary(Protocol):
 
 
 def read_folder(folder: Path) -> TemplateSource:
-    """Read a template folder's files (only those the layout names) into a source.
+    """Read a template folder's files (those the layout names, or meant as one) into a source.
 
-    Raises ``ValidationError`` naming every file that is not UTF-8 text.
+    A misnamed layout (``email.french.mjml``, ``email.fr.html``) is read too, so validation
+    names it instead of French readers silently getting English. Raises ``ValidationError``
+    naming every file that is not UTF-8 text.
     """
     if not folder.is_dir():
         raise NotFoundError(f"no template folder at {folder}")
     files = {}
     problems = []
     for path in sorted(folder.iterdir()):
-        if path.is_file() and FILE_PATTERN.match(path.name):
+        if path.is_file() and _is_template_file(path.name):
             try:
                 files[path.name] = read_text(path)
             except ValidationError as exc:
@@ -139,11 +156,33 @@ def read_folder(folder: Path) -> TemplateSource:
     return TemplateSource(folder.name, files)
 
 
+def _is_template_file(name: str) -> bool:
+    """Whether a folder's file is (or is meant as) part of the template.
+
+    Anything else (a store's version.json, notes, an editor's hidden or ``~`` backup) is not
+    the template's and is left alone.
+    """
+    if FILE_PATTERN.match(name):
+        return True
+    lowered = name.lower()
+    meant = lowered.startswith("email") or lowered.endswith(".mjml")
+    return meant and not name.startswith(".") and not name.endswith("~")
+
+
 def read_text(path: Path) -> str:
     """Return a file's text; raise ``ValidationError`` with the line of a byte UTF-8 lacks."""
-    text = decode_utf8(path.read_bytes(), str(path))
+    text = decode_utf8(path.read_bytes(), str(path))  # a BOM is dropped there
     # As text mode reads it: a browser's form sends CRLF, and a diff must not see every line.
     return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def without_bom(text: str) -> str:
+    """Return ``text`` without the byte-order mark some editors put first in UTF-8 files.
+
+    It is not content, and TOML, JSON and MJML parsers each refuse it with a message about
+    something else ("Invalid statement", "text directly inside <mjml>").
+    """
+    return text.removeprefix(BOM)
 
 
 class BundledLibrary:
@@ -190,21 +229,20 @@ def _load_meta(source: TemplateSource, problems: list[Problem]) -> dict[str, Any
         problems.append(Problem(message, META_FILE, lines.get(("locales",)), "locales"))
         return None
     for key in ("name", "subject"):
-        if not isinstance(meta.get(key), str) or not meta[key].strip():
-            problems.append(Problem(f"{key} is required (a string)", META_FILE, field=key))
+        if key not in meta:
+            # No line holds it: point at the top, where top-level keys go.
+            message = f'{key} is required: add {key} = "..." before any [locales] table'
+            problems.append(Problem(message, META_FILE, 1, key))
+        elif not isinstance(meta[key], str) or not meta[key].strip():
+            message = f"{key} is required (a string, not blank)"
+            problems.append(Problem(message, META_FILE, lines.get((key,)), key))
     if meta.get("name") and meta.get("name") != source.name:
-        problems.append(
-            Problem(f"name {meta['name']!r} differs from {source.name!r}", META_FILE, field="name")
-        )
+        message = f"name {meta['name']!r} differs from {source.name!r}"
+        problems.append(Problem(message, META_FILE, lines.get(("name",)), "name"))
     least = meta.get("min_items", 0)
     if not _is_min_items(least):
-        problems.append(
-            Problem(
-                f"min_items must be a whole number from 0 to {MAX_MIN_ITEMS} (got {least!r})",
-                META_FILE,
-                field="min_items",
-            )
-        )
+        message = f"min_items must be a whole number from 0 to {MAX_MIN_ITEMS} (got {least!r})"
+        problems.append(Problem(message, META_FILE, lines.get(("min_items",)), "min_items"))
     if not _is_names(meta.get("variables", [])):
         message = "variables must be a list of names (strings)"
         problems.append(Problem(message, META_FILE, lines.get(("variables",)), "variables"))
@@ -252,38 +290,78 @@ def _load_sample(source: TemplateSource, problems: list[Problem]) -> dict[str, A
 def _variants(source: TemplateSource, meta: dict[str, Any]) -> tuple[str, dict[str, LocaleVariant]]:
     default = str(meta.get("default_locale", "en"))
     overrides = meta.get("locales", {})
+    own_files = _locale_files(source)
     variants: dict[str, LocaleVariant] = {}
-    for locale in [default, *sorted(overrides)]:
+    # A [locales.<default>] table is refused on save (see locale_problems) and, as before that
+    # check, not applied: the studio edits the default's subject at the top level.
+    tables = [locale for locale in sorted(overrides) if locale_key(locale) != locale_key(default)]
+    for locale in [default, *tables]:
         extra = overrides.get(locale, {}) if locale != default else {}
-        own = f"email.{locale}.mjml"
-        mjml_file = own if own in source.files else "email.mjml"
-        text = f"email.{locale}.txt"
-        if text not in source.files:
-            # A variant with its own layout but no own text takes its text from its own HTML:
-            # the default text is another language.
-            text = "email.txt" if mjml_file == "email.mjml" else ""
+        key = locale_key(locale)
+        mjml_file = own_files.get((key, "mjml"), "email.mjml")
         variants[locale] = LocaleVariant(
             locale=locale,
             subject=str(extra.get("subject", meta.get("subject", ""))),
             preheader=str(extra.get("preheader", meta.get("preheader", ""))),
             mjml_file=mjml_file,
-            text_file=text if text in source.files else None,
+            text_file=_text_file(source, own_files.get((key, "txt")), mjml_file),
+            subject_key=("locales", locale, "subject") if "subject" in extra else ("subject",),
+            preheader_key=(
+                ("locales", locale, "preheader") if "preheader" in extra else ("preheader",)
+            ),
         )
     return default, variants
 
 
+def _locale_files(source: TemplateSource) -> dict[tuple[str, str], str]:
+    """Map (locale key, mjml or txt) to the locale file, however its code is written.
+
+    ``email.FR.mjml`` and ``email.fr_ca.mjml`` serve ``[locales.fr]`` and ``[locales.fr-CA]``,
+    as a customer's ``FR`` or ``fr_CA`` does. Of two spellings of one locale the first (in
+    name order) is used; the other is reported as never used.
+    """
+    found: dict[tuple[str, str], str] = {}
+    for name in sorted(source.files):
+        match = LOCALE_FILE.match(name)
+        if match:
+            found.setdefault((locale_key(match.group(1)), match.group(2)), name)
+    return found
+
+
+def _text_file(source: TemplateSource, own_text: str | None, mjml_file: str) -> str | None:
+    """Return the text part a variant renders, or None to make its text from its HTML."""
+    if _has_text(source, own_text):
+        return own_text
+    # A variant with its own layout but no own text takes its text from its own HTML: the
+    # default text is another language.
+    if mjml_file == "email.mjml" and _has_text(source, "email.txt"):
+        return "email.txt"
+    return None
+
+
+def _has_text(source: TemplateSource, filename: str | None) -> bool:
+    # A blank text part is refused on save; one saved before that check is read as absent, so
+    # its readers get text made from the HTML, unsubscribe link included, not an empty part.
+    return filename is not None and bool(source.files.get(filename, "").strip())
+
+
 def _unused_files(source: TemplateSource, variants: Mapping[str, LocaleVariant]) -> list[Problem]:
+    used = {variant.mjml_file for variant in variants.values()}
+    used |= {variant.text_file for variant in variants.values() if variant.text_file}
+    by_key = {locale_key(locale): locale for locale in variants}
     problems = []
     for name in sorted(source.files):
-        parts = name.split(".")
-        if len(parts) == 3 and parts[0] == "email" and parts[1] not in variants:
-            problems.append(
-                Problem(
-                    f"{name} is never used: add a [locales.{parts[1]}] table to template.toml",
-                    source.name,
-                    field=name,
-                )
-            )
+        match = LOCALE_FILE.match(name)
+        if not match or name in used or not _has_text(source, name):
+            continue  # a blank text part has its own problem (validate.py)
+        locale = by_key.get(locale_key(match.group(1)))
+        if locale is None:
+            hint = f"add a [locales.{match.group(1)}] table to template.toml"
+        else:
+            variant = variants[locale]
+            other = variant.mjml_file if name.endswith(".mjml") else variant.text_file
+            hint = f"{other or 'another file'} is the file for [locales.{locale}]; keep one"
+        problems.append(Problem(f"{name} is never used: {hint}", source.name, field=name))
     return problems
 
 
@@ -308,7 +386,7 @@ def read_template(source: TemplateSource) -> tuple[EmailTemplate | None, list[Pr
         problems.append(Problem("names are lower-case letters, digits and dashes", source.name))
     for filename, text in source.files.items():
         if not FILE_PATTERN.match(filename):
-            problems.append(Problem("not a file the template layout knows", filename))
+            problems.append(Problem(_unknown_file(filename), filename))
         elif len(text) > MAX_FILE_CHARS:
             problems.append(Problem(f"longer than {MAX_FILE_CHARS:,} characters", filename))
             complete = False
@@ -333,6 +411,58 @@ def read_template(source: TemplateSource) -> tuple[EmailTemplate | None, list[Pr
         min_items=_min_items(meta),
     )
     return template, problems
+
+
+def _unknown_file(filename: str) -> str:
+    if filename.lower().startswith("email"):
+        return (
+            "not a file the template layout knows; locale files are named "
+            "email.<locale>.mjml or email.<locale>.txt, e.g. email.fr-CA.mjml"
+        )
+    return (
+        "not a file the template layout knows (template.toml, sample.json, email.mjml, "
+        "email.txt, email.<locale>.mjml, email.<locale>.txt)"
+    )
+
+
+def locale_problems(source: TemplateSource) -> list[Problem]:
+    """Return a problem for each ``[locales.xx]`` table that would not do what it says.
+
+    Rendering ignores a table for the default locale (a version saved before this check still
+    renders as it did); saving refuses it and a second spelling of one locale, since the
+    marketer's subject would silently never be sent.
+    """
+    text = source.files.get(META_FILE, "")
+    try:
+        meta = tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        return []  # read_template reports it
+    locales = meta.get("locales", {})
+    if not isinstance(locales, dict):
+        return []  # read_template reports it
+    default = str(meta.get("default_locale", "en"))
+    lines = key_lines(text)
+    seen: dict[str, str] = {}  # locale key: the table that has it
+    problems = []
+    for locale in locales:
+        line = line_of(text, lines, ("locales", locale))
+        if not LOCALE_PATTERN.match(locale):
+            message = f"[locales.{locale}]: not a locale code; write one like fr, fr-CA or es-419"
+        elif locale_key(locale) == locale_key(default):
+            message = (
+                f"[locales.{locale}] is the default locale ({default!r}); put its subject and "
+                "preheader at the top level"
+            )
+        elif locale_key(locale) in seen:
+            message = (
+                f"[locales.{locale}] is the same locale as [locales.{seen[locale_key(locale)]}]; "
+                "keep one of the two"
+            )
+        else:
+            seen[locale_key(locale)] = locale
+            continue
+        problems.append(Problem(message, META_FILE, line, f"locales.{locale}"))
+    return problems
 
 
 def unknown_keys(source: TemplateSource) -> list[Problem]:

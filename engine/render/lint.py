@@ -29,6 +29,8 @@ CONTAINERS = frozenset(
         "mj-accordion-element",
     }
 )  # fmt: skip
+# Elements that show an image, each with an ``alt`` attribute for its text.
+IMAGE_TAGS = frozenset({"mj-image", "mj-carousel-image", "img"})
 BUILTIN_FONTS = frozenset({"open sans", "droid sans", "lato", "roboto", "ubuntu"})
 RAW_FIX = (
     "wrap Jinja tags that surround whole sections or columns in <mj-raw>, e.g. "
@@ -165,6 +167,50 @@ class _Linter(HTMLParser):
                 "mj-attributes",
                 field="inline",
             )
+
+
+class _Images(HTMLParser):
+    """Finds images without alt text: screen readers and image-blocking inboxes show nothing."""
+
+    def __init__(self, protected: Protected, source_name: str) -> None:
+        super().__init__(convert_charrefs=False)
+        self.protected = protected
+        self.source_name = source_name
+        self.problems: list[Problem] = []
+        # <mj-image padding="0" /> in <mj-attributes> sets defaults; it is not an image.
+        self.in_defaults = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "mj-attributes":
+            self.in_defaults = True
+        elif self.in_defaults:
+            return
+        elif tag in IMAGE_TAGS and not (dict(attrs).get("alt") or "").strip():
+            line = self.protected.original_line(self.getpos()[0])
+            message = (
+                f'<{tag}> has no alt text: describe the image, e.g. alt="{{{{ item.title }}}}"'
+            )
+            self.problems.append(Problem(message, self.source_name, line, "alt"))
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag != "mj-attributes":  # <mj-attributes /> opens nothing
+            self.handle_starttag(tag, attrs)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "mj-attributes":
+            self.in_defaults = False
+
+
+def image_problems(protected: Protected, source_name: str) -> list[Problem]:
+    """Return a problem for each image in a protected MJML source that has no alt text.
+
+    Checked when a template is saved, not when it renders: a version saved before this check
+    keeps rendering. Jinja in ``alt`` counts as text (it is the marketer's description).
+    """
+    images = _Images(protected, source_name)
+    images.feed(protected.source)
+    images.close()
+    return images.problems
 
 
 def lint(protected: Protected, source_name: str) -> list[Problem]:

@@ -5,6 +5,8 @@ which would corrupt ``{% if items|length > 3 %}`` or ``{{ x|default("y") }}``. E
 construct is swapped for a placeholder word before compiling and restored byte for byte after,
 so the compiled HTML carries exactly the Jinja the marketer wrote. A placeholder that does not
 come out of the compiler marks Jinja that MJML dropped, which the lint reports with its line.
+Comments (``{# ... #}``) are the exception: they print nothing, so they are simply left out of
+what MJML sees, and may be written anywhere, even between sections or inside a tag.
 """
 
 from __future__ import annotations
@@ -35,6 +37,11 @@ class Construct:
 
     text: str
     line: int
+
+    @property
+    def is_comment(self) -> bool:
+        """Whether it is a ``{# comment #}``, which prints nothing."""
+        return self.text.startswith("{#")
 
     @property
     def is_block(self) -> bool:
@@ -106,15 +113,19 @@ def protect(source: str) -> Protected:
         # Text between constructs holds no Jinja opener (a raw block's holds no end tag), so
         # the first match is this construct.
         start = source.index(text, cursor)
-        constructs.append(Construct(text, source.count("\n", 0, start) + 1))
+        construct = Construct(text, source.count("\n", 0, start) + 1)
+        constructs.append(construct)
         before = source[cursor:start]
-        pieces.extend((before, placeholder(index)))
+        # A comment prints nothing: it stands for nothing, wherever it is (between sections,
+        # inside a tag), so MJML never sees it and the lint never reports it.
+        stand_in = "" if construct.is_comment else placeholder(index)
+        pieces.extend((before, stand_in))
         length += len(before)
         # Lines folded into this placeholder shift everything after it.
         shift += text.count("\n")
         offsets.append(length)
         shifts.append(shift)
-        length += len(placeholder(index))
+        length += len(stand_in)
         cursor = start + len(text)
     pieces.append(source[cursor:])
     return Protected("".join(pieces), tuple(constructs), tuple(offsets), tuple(shifts))
@@ -130,5 +141,9 @@ def restore(html: str, protected: Protected) -> tuple[str, list[Construct]]:
         return protected.constructs[index].text
 
     restored = PLACEHOLDER.sub(back, html)
-    lost = [item for index, item in enumerate(protected.constructs) if index not in seen]
+    lost = [
+        item
+        for index, item in enumerate(protected.constructs)
+        if index not in seen and not item.is_comment
+    ]
     return restored, lost

@@ -146,6 +146,8 @@ def _bounded_concat(parts: list[Any]) -> str:
 
 
 def _finalize(value: Any) -> Any:
+    if value is None:  # a field the catalog leaves empty prints as nothing, not "None"
+        return ""
     spend = _BUDGET.get()
     # Constant expressions are finalized once at compile time, outside any render.
     if spend is not None:

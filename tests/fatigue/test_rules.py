@@ -197,3 +197,10 @@ def test_two_caps_of_one_name_are_refused_with_the_second_ones_line():
     problems = validate(text)
     assert [(p.line, p.field) for p in problems] == [(7, "caps[1].name")]
     assert "already named 'daily' (caps[0])" in problems[0].message
+
+
+def test_a_rule_file_saved_with_a_byte_order_mark_loads(tmp_path):
+    """Some editors write one first; it is not content (TOML would call it an invalid key)."""
+    path = tmp_path / "rules.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + CONTRACT.encode("utf-8"))
+    assert load_rules(path).caps == load_rules(CONTRACT).caps

@@ -23,7 +23,8 @@ def template_files(mjml_body: str, *, subject: str = "Hello", sample: str | None
     mjml = (
         "<mjml>\n<mj-body>\n<mj-section>\n<mj-column>\n"
         f"{mjml_body}\n"
-        '<mj-text><a href="{{ unsubscribe_url }}">Unsubscribe</a></mj-text>\n'
+        '<mj-text><a href="{{ preferences_url }}">Email preferences</a> '
+        '<a href="{{ unsubscribe_url }}">Unsubscribe</a></mj-text>\n'
         "</mj-column>\n</mj-section>\n</mj-body>\n</mjml>\n"
     )
     return {

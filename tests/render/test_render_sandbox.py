@@ -206,3 +206,11 @@ def test_money_follows_each_currencys_places_and_shows_nothing_for_no_price(
     from engine.render.filters import money
 
     assert money(value, currency) == shown
+
+
+def test_an_empty_field_prints_as_nothing_not_none() -> None:
+    """A catalog item without a price shows a blank, in the HTML and in the text part."""
+    for html in (True, False):
+        template = RapportSandbox(html=html).from_string("[{{ item.price }}][{{ 0 }}]")
+        with budget():
+            assert render_text(template, {"item": {"price": None}}) == "[][0]"

@@ -250,7 +250,7 @@ def test_a_name_mismatch_does_not_hide_the_other_problems() -> None:
     files = template_files("<mj-text>Hi {{ x }</mj-text>")
     problems = check(TemplateSource("renamed", files))
     assert [str(p) for p in problems] == [
-        "template.toml [name]: name 't' differs from 'renamed'",
+        "template.toml:1 [name]: name 't' differs from 'renamed'",
         "email.mjml:5: Jinja syntax error: unexpected '}'",
     ]
 
