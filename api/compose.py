@@ -107,6 +107,7 @@ def to_input(body: ComposeRequest) -> ComposeInput:
         idempotency_key=body.idempotency_key,
         dry_run=body.dry_run,
         items=body.items,
+        data=body.data,
     )
 
 

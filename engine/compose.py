@@ -8,7 +8,7 @@ from ``fatigue``; the API calls it, and it never imports the API. The governor r
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -116,6 +116,7 @@ class ComposeInput:
     idempotency_key: str
     dry_run: bool = False
     items: int = 4
+    data: Mapping[str, Any] = field(default_factory=dict)  # extra template variables
 
 
 @dataclass(frozen=True)
@@ -269,7 +270,7 @@ class Composer:
             recipient=recipient_variables(request.recipient),
             items=items,
             campaign=LinkCampaign(campaign.id, campaign.id),
-            extra={"decision_id": decision.decision_id},
+            extra={**request.data, "decision_id": decision.decision_id},
         )
         return self.renderer.render_prepared(templates[request.templates[campaign.id]], context)
 

@@ -18,6 +18,7 @@ from pydantic import (
 )
 
 from api.schemas.common import Identifier, ProblemDocument, Strict, TemplateName
+from engine.render.renderer import RESERVED_VARIABLES
 
 
 class CampaignKind(StrEnum):
@@ -110,6 +111,22 @@ class ComposeRequest(Strict):
     dry_run: bool = Field(default=False, description="Decide and render but record nothing.")
     include_mime: bool = Field(default=False, description="Add the raw RFC 5322 message.")
     items: int = Field(default=4, ge=1, le=20, description="How many items to pick at most.")
+    data: dict[str, Any] = Field(
+        default_factory=dict,
+        max_length=50,
+        description="Extra template variables, read at the top level (win-back's `offer`).",
+    )
+
+    @field_validator("data")
+    @classmethod
+    def _no_reserved_names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        taken = sorted(RESERVED_VARIABLES.intersection(value))
+        if taken:
+            raise ValueError(f"{', '.join(taken)}: set by Rapport itself, not by 'data'")
+        bad = [name for name in value if not name.isidentifier()]
+        if bad:
+            raise ValueError(f"{bad[0]!r} is not a template variable name (letters, digits, _)")
+        return value
 
     @model_validator(mode="after")
     def _one_way_to_name_campaigns(self) -> ComposeRequest:

@@ -35,6 +35,11 @@ from fatigue.clock import Clock, utc_now
 from fatigue.errors import Problem, ValidationError
 
 SAMPLE_CAMPAIGN = Campaign("preview", "Preview")
+#: What every template sees from the renderer itself; extra variables may not replace them.
+RESERVED_VARIABLES = frozenset(
+    {"recipient", "items", "campaign", "unsubscribe_url", "preferences_url", "decision_id",
+     "preheader"}
+)  # fmt: skip
 # What a catalog entry gives templates, blank: the fields of an item known by its id alone.
 ITEM_DEFAULTS: dict[str, Any] = {
     key: value for key, value in CatalogItem("").as_template_dict().items() if key != "item_id"

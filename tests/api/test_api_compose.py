@@ -329,3 +329,29 @@ def test_an_item_without_a_usable_link_is_never_put_in_an_email(
     again = compose(client, auth, compose_request(key="after", dry_run=True)).json
     assert top not in {item["item_id"] for item in again["decision"]["items"]}
     assert 'href=""' not in again["email"]["html"]
+
+
+def test_extra_template_data_reaches_the_email(client, auth, compose_request):
+    """win-back's offer: the sample shows it in previews, and `data` brings it to real emails."""
+    offer = {"text": "15% off your next order", "code": "COMEBACK15"}
+    body = compose_request(template="win-back", data={"offer": offer})
+    email = compose(client, auth, body).json["email"]
+    assert "COMEBACK15" in email["html"] and "COMEBACK15" in email["text"]
+    assert email["preheader"].startswith("15% off your next order")
+    plain = compose(client, auth, compose_request("12348", "k-2", template="win-back")).json
+    assert "COMEBACK15" not in plain["email"]["html"]
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"unsubscribe_url": "https://evil.example"}, "set by Rapport itself"),
+        ({"items": []}, "set by Rapport itself"),
+        ({"not a name": 1}, "is not a template variable name"),
+    ],
+)
+def test_extra_data_cannot_replace_what_rapport_sets(client, auth, compose_request, data, message):
+    response = compose(client, auth, compose_request(data=data))
+    assert response.status_code == 422
+    [error] = response.json["errors"]
+    assert error["field"] == "data" and message in error["message"]
