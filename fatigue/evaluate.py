@@ -215,7 +215,7 @@ def _scope(plan: Plan, campaign: Campaign) -> Scope:
         quiet = None
     spans = tuple(None if cap.calendar else cap.per.total_seconds() for cap in caps)
     capped = any(cap.max <= 0 for cap in caps)
-    return Scope(transactional, _scopes(campaign), caps, reduced, quiet, spans, capped)
+    return Scope(transactional, suppression_scopes(campaign), caps, reduced, quiet, spans, capped)
 
 
 def _frame(
@@ -281,7 +281,8 @@ def evaluate(
     return finish(plan, prep, state, now, where)
 
 
-def _scopes(campaign: Campaign) -> tuple[str, ...]:
+def suppression_scopes(campaign: Campaign) -> tuple[str, ...]:
+    """Return the suppression scopes that stop ``campaign``'s mail."""
     if campaign.kind == ContentKind.TRANSACTIONAL:
         return ("address",)
     scopes = ("address", *NON_TRANSACTIONAL_SCOPES)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from operator import attrgetter
 from zoneinfo import ZoneInfo
@@ -30,10 +30,11 @@ from fatigue.domain import (
     EngagementEvent,
     EventType,
     MessageRequest,
+    Reason,
     Recipient,
 )
 from fatigue.errors import StoreError
-from fatigue.evaluate import Prepared, Verdict, finish, plan_for, prepare
+from fatigue.evaluate import Prepared, Verdict, finish, plan_for, prepare, suppression_scopes
 from fatigue.explain import Explanation, explain
 from fatigue.jobs import Candidates, Job, make_job, store_error_decision, unavailable
 from fatigue.rules import Rules
@@ -144,12 +145,13 @@ class Governor:
             for index, draft, reply in zip(pending, drafts, replies, strict=True)
             if reply.status == DecideStatus.REPLAY and reply.replay is not None
         }
-        released = self._released([d for d in replays.values() if d is not None], now)
+        states = self._replayed_sends([d for d in replays.values() if d is not None], now)
         for index, draft, reply in zip(pending, drafts, replies, strict=True):
             if reply.status == DecideStatus.REPLAY and reply.replay is not None:
                 decision = replays[index]
-                if decision is not None and decision.decision_id in released:
-                    decision = None  # its mail was never made: the retry's must count
+                state = states.get(decision.decision_id) if decision is not None else None
+                if decision is not None and state is not None:
+                    decision = _since_decided(decision, state, jobs[index])
                 if decision is None:  # a remembered send that was never recorded: decide again
                     jobs[index] = jobs[index]._replace(decision_id=reply.replay.decision_id)
                     retry.append(index)
@@ -314,10 +316,10 @@ class Governor:
             job.recipient.user_id, key, job.decision_id, payload, now.timestamp(), self._ttls[1]
         )
 
-    def _released(self, decisions: Sequence[Decision], now: datetime) -> set[str]:
-        """Return the ids of remembered sends released since (their email failed to render).
+    def _replayed_sends(self, decisions: Sequence[Decision], now: datetime) -> dict[str, UserState]:
+        """Return the customers' state now for remembered sends, by decision id.
 
-        Replayed as they were, the retries' mail would count against no cap. Only replayed
+        What happened since decides what a retry gets (``_since_decided``). Only replayed
         sends cost this read, one round trip for all of them; a send older than the history
         the store keeps is taken as it is.
         """
@@ -327,18 +329,14 @@ class Governor:
             if d.action is Action.SEND and not d.dry_run and d.decided_at.timestamp() >= since
         ]  # fmt: skip
         if not sends:
-            return set()
+            return {}
         queries = [StateQuery(d.user_id, now.timestamp(), since) for d in sends]
         try:
             states = self.store.load(queries)
         except StoreError:  # the retries keep the remembered answers, as they would have before
-            log.warning("could not check whether %d replayed send(s) were released", len(sends))
-            return set()
-        return {
-            d.decision_id
-            for d, state in zip(sends, states, strict=True)
-            if all(send.decision_id != d.decision_id for send in state.sends)
-        }
+            log.warning("could not check %d replayed send(s) against the store", len(sends))
+            return {}
+        return {d.decision_id: state for d, state in zip(sends, states, strict=True)}
 
     def _replayed(self, replay: Replay, key: str | None) -> Decision | None:
         """Return a remembered decision (None: decide again under its id, see ``replayed``)."""
@@ -451,3 +449,29 @@ class StoreOutage:
                 ended, self._down = self._down, False
             if ended:
                 log.warning("state store answering again")
+
+
+def _since_decided(decision: Decision, state: UserState, job: Job) -> Decision | None:
+    """Return what a retry of a remembered send gets, given the customer's state now.
+
+    None when the send was released (its email failed to render): the retry is decided again,
+    and its mail counts. A suppress when the customer has since unsubscribed, complained or
+    bounced: a platform retrying after a timeout must not mail someone who just left. The
+    send stays counted (the first answer may have been sent).
+    """
+    if all(send.decision_id != decision.decision_id for send in state.sends):
+        return None
+    campaign = next((c for c in job.request.campaigns if c.id == decision.campaign), None)
+    if campaign is None or not state.suppression:
+        return decision
+    active = [scope for scope in suppression_scopes(campaign) if scope in state.suppression]
+    if not active:
+        return decision
+    detail = "; ".join(f"{scope}: {state.suppression[scope]}" for scope in active)
+    reason = Reason(
+        "suppression",
+        False,
+        f"suppressed since this send was decided ({detail}); do not send it",
+        deciding=True,
+    )
+    return replace(decision, action=Action.SUPPRESS, send_at=None, items=(), reasons=(reason,))

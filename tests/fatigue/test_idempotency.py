@@ -155,3 +155,27 @@ def test_a_retry_after_its_send_was_released_is_counted_again(make_governor, clo
     assert again == retry and sends(governor) == 1  # a further retry replays, counts nothing
     other = governor.decide(alice(), request(idempotency_key="k2"), items())
     assert other.action != Action.SEND  # the daily cap of one holds
+
+
+def test_a_retried_send_after_an_unsubscribe_is_no_longer_a_send(make_governor, clock):
+    """A platform retrying after a timeout must not mail a customer who has just left."""
+    governor = make_governor(CONTRACT)
+    first = governor.decide(alice(), request(idempotency_key="s1"), items())
+    assert first.action == Action.SEND
+    clock.advance(seconds=20)
+    governor.record_event(EngagementEvent(EventType.UNSUBSCRIBE, "alice", clock()))
+    retry = governor.decide(alice(), request(idempotency_key="s1"), items())
+    assert retry.action == Action.SUPPRESS and retry.decision_id == first.decision_id
+    assert retry.deciding.rule == "suppression" and "since this send was decided" in (
+        retry.deciding.detail
+    )
+    assert retry.items == () and sends(governor) == 1  # the first answer may have gone out
+
+
+def test_a_retried_receipt_still_goes_to_a_customer_who_unsubscribed(make_governor, clock):
+    """Unsubscribing stops marketing, not transactional mail (only a hard bounce does)."""
+    governor = make_governor(CONTRACT)
+    receipt = request("receipt", kind=ContentKind.TRANSACTIONAL, idempotency_key="t1")
+    first = governor.decide(alice(), receipt, [])
+    governor.record_event(EngagementEvent(EventType.UNSUBSCRIBE, "alice", clock()))
+    assert governor.decide(alice(), receipt, []) == first
