@@ -129,12 +129,17 @@ class KeyRing:
                 found = key
         return found
 
-    def create(self, name: str, roles: frozenset[Role]) -> str:
-        """Add a key, write the file atomically, and return the secret (shown only once)."""
+    def create(self, name: str, roles: frozenset[Role], *, replace: bool = False) -> str:
+        """Add a key, write the file atomically, and return the secret (shown only once).
+
+        ``replace`` swaps out a key of the same name (the demo's own, made afresh each run).
+        """
         if not name.strip():
             raise ValidationError(Problem("a key needs a name", field="name"))
         with _locked(self.path):  # two creates at once: each reads what the other wrote
             existing = list(_read_keys(self.path)) if self.path.exists() else []
+            if replace:
+                existing = [key for key in existing if key.name != name]
             if any(key.name == name for key in existing):
                 raise ValidationError(Problem(f"a key named {name!r} already exists", field="name"))
             token = KEY_PREFIX + secrets.token_urlsafe(32)

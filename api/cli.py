@@ -17,7 +17,7 @@ import click
 from flask.cli import AppGroup
 
 from api.commands import keys, serve
-from api.config import config_file_variables
+from api.config import config_file_variables, load_settings, mailbox_setting
 from api.demo import demo
 from engine.cli import datasets, evaluate, recommend, train
 from engine.render.cli import templates
@@ -40,11 +40,18 @@ class RapportGroup(AppGroup):
 
 @contextmanager
 def _config_file_in_environment() -> Iterator[None]:
-    """Set the file's settings as RAPPORT_* variables (those already set win), then unset them."""
+    """Set the file's settings as RAPPORT_* variables (those already set win), then unset them.
+
+    Every setting is then read once as the server reads it, so a RAPPORT_* value that cannot be
+    (``RAPPORT_TRACK_CLICKS=ture``) stops any command with one line, not only ``serve``.
+    """
     variables = config_file_variables(os.environ)  # a bad file: an error line (user_errors)
     added = {name: value for name, value in variables.items() if name not in os.environ}
     os.environ.update(added)
     try:
+        settings = load_settings(os.environ)
+        for address in ("SENDER", "UNSUBSCRIBE_MAILTO"):
+            mailbox_setting(settings, address)
         yield
     finally:
         for name in added:

@@ -1,21 +1,21 @@
 """``rapport demo``: train the demo model if needed, make a key, print examples, serve.
 
 Everything runs on the embedded defaults: the bundled demo data and templates, ``memory://``
-state, one worker. The demo key goes to its own keys file (``var/demo/api-keys.json``) unless
-``RAPPORT_API_KEYS_FILE`` names one, and is printed once, inside the example commands.
+state, one worker. The demo key goes to the configured keys file (``var/api-keys.json`` by
+default), replacing the previous run's, so keys made there with ``rapport keys create`` work on
+the demo too; it is printed once, inside the example commands.
 """
 
 from __future__ import annotations
 
 import os
-import secrets
 from pathlib import Path
 
 import click
 
 from fatigue.errors import RapportError
 
-DEMO_KEYS = "var/demo/api-keys.json"
+DEMO_KEY_NAME = "demo"
 
 
 def ensure_model(model_dir: Path) -> bool:
@@ -30,18 +30,14 @@ def ensure_model(model_dir: Path) -> bool:
     return True
 
 
-def demo_key() -> str:
-    """Create an admin key for the demo and return it (only its hash is stored)."""
+def demo_key(keys_file: Path) -> str:
+    """Create the demo's admin key in ``keys_file`` and return it (only its hash is stored).
+
+    A fresh one each run: the previous run's demo key is forgotten, other keys are kept.
+    """
     from api.auth import KeyRing, Role
 
-    configured = os.environ.get("RAPPORT_API_KEYS_FILE")
-    if configured:
-        ring = KeyRing(Path(configured))
-        return ring.create(f"demo-{secrets.token_hex(3)}", frozenset({Role.ADMIN}))
-    path = Path(DEMO_KEYS)
-    path.unlink(missing_ok=True)  # a fresh demo key each run; the old one is forgotten
-    os.environ["RAPPORT_API_KEYS_FILE"] = str(path)
-    return KeyRing(path).create("demo", frozenset({Role.ADMIN}))
+    return KeyRing(keys_file).create(DEMO_KEY_NAME, frozenset({Role.ADMIN}), replace=True)
 
 
 def examples(base: str, key: str) -> str:
@@ -84,7 +80,7 @@ def demo(host: str, port: int, no_serve: bool) -> None:
     try:
         settings = load_settings()
         ensure_model(Path(settings["MODEL_DIR"]))
-        key = demo_key()
+        key = demo_key(Path(settings["API_KEYS_FILE"]))
         os.environ.setdefault("RAPPORT_PUBLIC_URL", f"http://localhost:{port}")
         os.environ.setdefault("RAPPORT_SENDER", "Rapport demo shop <news@shop.example.com>")
         click.echo(examples(f"http://{'localhost' if host == '127.0.0.1' else host}:{port}", key))

@@ -23,13 +23,15 @@ def test_demo_trains_once_makes_a_key_and_prints_examples(tmp_path: Path, monkey
     assert "training the demo model" in first.stderr
     key = next(word for word in first.stdout.split() if word.startswith("rpk_"))
     assert f"Bearer {key}" in first.stdout and "http://localhost:8123/v1/compose" in first.stdout
-    found = KeyRing(tmp_path / "var" / "demo" / "api-keys.json").authenticate(key)
+    keys = KeyRing(tmp_path / "var" / "api-keys.json")  # the file `rapport keys create` uses
+    found = keys.authenticate(key)
     assert found is not None and found.roles == {Role.ADMIN}
+    platform = keys.create("esp", frozenset({Role.PLATFORM}))  # as the README's API section does
 
-    monkeypatch.delenv("RAPPORT_API_KEYS_FILE")  # a new process: the first run's setting is gone
     second = CliRunner().invoke(demo, ["--no-serve"])
     assert second.exit_code == 0 and "training" not in second.stderr
-    assert KeyRing(tmp_path / "var" / "demo" / "api-keys.json").authenticate(key) is None
+    assert keys.authenticate(key) is None  # the previous run's demo key is forgotten
+    assert keys.authenticate(platform) is not None  # and no other key
 
 
 @pytest.mark.parametrize("url", ["memory://", "Memory://", "MEMORY://", " memory://"])

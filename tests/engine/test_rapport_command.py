@@ -93,3 +93,19 @@ def test_an_error_without_a_file_has_no_blank_where_the_file_would_be(
     args = ["train", "--interactions", str(interactions_csv), "--columns", "user_id"]
     result = runner.invoke(main, args)
     assert result.exit_code == 1 and result.output.startswith("error: [columns]: ")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("RAPPORT_TRACK_CLICKS", "ture"), ("RAPPORT_SENDER", "a@x.example, b@x.example")],
+)
+def test_a_bad_variable_stops_every_command_not_only_serve(
+    runner: CliRunner, tmp_path: Path, interactions_csv: Path, variable: str, value: str
+) -> None:
+    """train, recommend and templates ran on with a setting the server would refuse."""
+    env = {variable: value, "RAPPORT_MODEL_DIR": str(tmp_path / "model")}
+    for command in (["train", "--interactions", str(interactions_csv)],
+                    ["templates", "validate", "picked-for-you"]):  # fmt: skip
+        result = runner.invoke(main, command, env=env)
+        assert result.exit_code == 1 and variable in result.output, result.output
+        assert not (tmp_path / "model").exists()
