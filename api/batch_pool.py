@@ -13,6 +13,7 @@ composed in the worker instead; idempotency keys make that safe even if the help
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -21,7 +22,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, NamedTuple
 
@@ -36,10 +37,36 @@ class Stop(NamedTuple):
     detail: str
 
 
-Chunk = list[tuple[int, bytes | Stop]]  # numbered raw lines, the last maybe a Stop
+class Oversize(NamedTuple):
+    """In place of a batch line too long to be one request: answered as too large, no more."""
+
+    detail: str
+
+
+Chunk = list[tuple[int, bytes | Stop | Oversize]]  # numbered raw lines, the last maybe a Stop
 AnswerChunk = Callable[[Chunk], Iterator[bytes]]
 
 _HELPER_APP: Any = None  # the app of this helper process (set by _start_helper)
+
+
+class Submitted(NamedTuple):
+    """A chunk handed to a pool: its future, and which pool (None: it never reached one)."""
+
+    future: Future[bytes]
+    chunk: Chunk
+    executor: ProcessPoolExecutor | None
+
+
+def _end_helpers(broken: ProcessPoolExecutor) -> None:
+    """Kill what is left of a broken pool's helpers.
+
+    Helpers ignore SIGTERM (see ``_start_helper``), so the pool's own termination left the
+    survivors running beside the new pool, and the worker waited on them at exit until gunicorn
+    killed it. ``_processes`` is the executor's own table of its helper processes.
+    """
+    for process in list((getattr(broken, "_processes", None) or {}).values()):
+        with contextlib.suppress(ProcessLookupError, AttributeError, ValueError):
+            process.kill()
 
 
 class BatchPool:
@@ -56,17 +83,17 @@ class BatchPool:
     def answers(self, chunks: Iterator[Chunk], local: AnswerChunk) -> Iterator[bytes]:
         """Yield every chunk's answer lines in order; ``local`` composes a chunk a helper failed."""
         window = 2 * self.processes  # enough queued that no helper waits for the next chunk
-        pending: deque[tuple[Future[bytes], Chunk]] = deque()
+        pending: deque[Submitted] = deque()
         try:
             for chunk in chunks:
-                pending.append((self._submit(chunk), chunk))
+                pending.append(self._submit(chunk))
                 if len(pending) >= window:
-                    yield from self._result(*pending.popleft(), local)
+                    yield from self._result(pending.popleft(), local)
             while pending:
-                yield from self._result(*pending.popleft(), local)
+                yield from self._result(pending.popleft(), local)
         finally:  # a client that went away: chunks not yet started are never decided
-            for future, _ in pending:
-                future.cancel()
+            for submitted in pending:
+                submitted.future.cancel()
 
     def close(self) -> None:
         """Stop the helpers (queued chunks are cancelled)."""
@@ -86,24 +113,25 @@ class BatchPool:
         self._ready = [executor.submit(_ready) for _ in range(self.processes)]
         return executor
 
-    def _submit(self, chunk: Chunk) -> Future[bytes]:
+    def _submit(self, chunk: Chunk) -> Submitted:
         with self._lock:
             executor = self._executor
         try:
             if executor is None:
                 raise BrokenProcessPool("batch helpers are stopped")
-            return executor.submit(_compose_in_helper, chunk)
+            return Submitted(executor.submit(_compose_in_helper, chunk), chunk, executor)
         except (BrokenProcessPool, RuntimeError) as exc:  # compose here (see _result)
             self._restart(executor)
             failed: Future[bytes] = Future()
             failed.set_exception(exc)
-            return failed
+            return Submitted(failed, chunk, None)
 
     def _restart(self, broken: ProcessPoolExecutor | None) -> None:
         """Replace a pool a dead helper broke (a broken pool takes no more work), a few times."""
         with self._lock:
             if broken is None or self._executor is not broken:
                 return  # stopped, or another thread already replaced it
+            _end_helpers(broken)  # first: shutdown forgets its processes
             broken.shutdown(wait=False, cancel_futures=True)
             if self._restarts >= MAX_RESTARTS:
                 log.error("batch helpers keep dying; batches are composed in the worker now")
@@ -113,19 +141,22 @@ class BatchPool:
             log.warning("a batch helper died; starting the helpers again")
             self._executor = self._start()
 
-    def _result(self, future: Future[bytes], chunk: Chunk, local: AnswerChunk) -> Iterator[bytes]:
+    def _result(self, submitted: Submitted, local: AnswerChunk) -> Iterator[bytes]:
         try:
-            answer = future.result()
+            answer = submitted.future.result()
         except BrokenProcessPool:
-            with self._lock:
-                executor = self._executor
-            self._restart(executor)
+            # Only the pool this chunk went to: every chunk queued on a pool that one dead helper
+            # broke fails alike, and restarting the new pool for each of them used up every
+            # restart at once (and cancelled the new pool's chunks).
+            self._restart(submitted.executor)
+        except CancelledError:  # its pool was replaced before it ran
+            pass
         except Exception:
-            log.exception("a batch helper failed on lines %d..", chunk[0][0])
+            log.exception("a batch helper failed on lines %d..", submitted.chunk[0][0])
         else:
             yield answer
             return
-        yield from local(chunk)  # idempotency keys make this safe even if the helper decided
+        yield from local(submitted.chunk)  # idempotency keys make this safe if a helper decided
 
 
 def _start_helper(settings: dict[str, Any], clock: Any, worker: int) -> None:

@@ -18,10 +18,10 @@ from typing import IO, Any, NamedTuple
 import orjson
 import pydantic
 from flask import Blueprint, Response, current_app, request, stream_with_context
-from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 
 from api.auth import Role
-from api.batch_pool import BatchPool, Chunk, Stop
+from api.batch_pool import BatchPool, Chunk, Oversize, Stop
 from api.campaigns import CampaignRegistry
 from api.metrics import DECISIONS, RENDERS, STORE_ERRORS
 from api.problems import PROBLEM_TYPES, describe, too_large_detail
@@ -42,6 +42,7 @@ from fatigue.errors import NotFoundError, Problem, RapportError, StoreError, Val
 bp = Blueprint("compose", __name__)
 log = logging.getLogger(__name__)
 CHUNK = 128  # recipients scored through the model together in the batch endpoint
+READ_BLOCK = 32 * 1024  # about 100 lines of a usual audience: under a chunk
 
 
 @operation(
@@ -210,9 +211,10 @@ def _numbered_chunks(stream: IO[bytes], limit: int) -> Iterator[Chunk]:
     """
     chunk: Chunk = []
     seen = number = 0
+    longest = int(current_app.config["MAX_CONTENT_LENGTH"])  # a line is one compose request
     try:
-        for number, raw in enumerate(_read_lines(stream), start=1):
-            if not raw.strip():
+        for number, raw in enumerate(_read_lines(stream, longest), start=1):
+            if not isinstance(raw, Oversize) and not raw.strip():
                 continue
             seen += 1
             if seen > limit:
@@ -224,6 +226,8 @@ def _numbered_chunks(stream: IO[bytes], limit: int) -> Iterator[Chunk]:
                 chunk = []
     except RequestEntityTooLarge:  # a chunked body past MAX_BATCH_BYTES, found while streaming
         chunk.append((number + 1, Stop(too_large_detail())))
+    except ClientDisconnected:  # the upload broke off: what arrived is answered, if anyone reads
+        log.info("a batch upload ended early after line %d (the client went away)", number)
     if chunk:
         yield chunk
 
@@ -232,7 +236,7 @@ def answer_chunk(chunk: Chunk) -> Iterator[bytes]:
     """Parse one chunk's lines and yield their answers as NDJSON, in input order."""
     parsed: list[tuple[int, Prepared | bytes]] = []  # a request ready to compose, or its answer
     for number, raw in chunk:
-        if isinstance(raw, Stop):
+        if isinstance(raw, Stop | Oversize):
             parsed.append((number, _problem_line(number, "too-large", raw.detail)))
             continue
         try:
@@ -244,16 +248,32 @@ def answer_chunk(chunk: Chunk) -> Iterator[bytes]:
     yield from _compose_chunk(parsed)
 
 
-def _read_lines(stream: IO[bytes], block: int = 256 * 1024) -> Iterator[bytes]:
-    """Split the body into lines reading large blocks (iterating the stream reads tiny ones)."""
-    pending = b""
+def _read_lines(
+    stream: IO[bytes], longest: int, block: int = READ_BLOCK
+) -> Iterator[bytes | Oversize]:
+    """Split the body into lines, reading blocks (iterating the stream reads tiny ones).
+
+    A block is read whole before any of its lines is answered, so it is kept small enough that
+    a slow producer sees answers after about one chunk of lines. A line longer than ``longest``
+    is dropped as it streams past (an ``Oversize`` in its place): kept, each block rescanned it.
+    """
+    pending, skipping = b"", False
     data = stream.read(block).removeprefix(UTF8_BOM)  # editors save NDJSON with one
     while data:
+        if skipping:  # inside an oversize line: drop bytes until its end
+            end = data.find(b"\n")
+            if end < 0:
+                data = stream.read(block)
+                continue
+            data, skipping = data[end + 1 :], False
         pending += data
         *lines, pending = pending.split(b"\n")
         yield from lines
+        if len(pending) > longest:
+            yield Oversize(f"a line longer than {longest:,} bytes (one compose request's limit)")
+            pending, skipping = b"", True
         data = stream.read(block)
-    if pending:
+    if pending and not skipping:
         yield pending
 
 

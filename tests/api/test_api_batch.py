@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 
 from .conftest import ON_EVERY_STORE
 
@@ -148,3 +149,61 @@ def test_answer_lines_are_exactly_the_documented_schema(client, auth, compose_re
     assert "error" in lines[2]
     for line in lines:
         assert BatchLine.model_validate(line).model_dump(mode="json", exclude_none=True) == line
+
+
+def chunked(client, auth, stream):
+    return client.post(
+        "/v1/compose/batch",
+        input_stream=stream,
+        headers={**auth("platform"), "Content-Type": "application/x-ndjson",
+                 "Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True},
+    )  # fmt: skip
+
+
+def test_a_line_too_long_to_be_one_request_is_answered_as_such(client, auth, compose_request, app):
+    """A single compose is refused past MAX_CONTENT_LENGTH; so is one batch line, alone."""
+    app.config["MAX_CONTENT_LENGTH"] = 4000
+    huge = compose_request("12348", "h-2", data={"blob": "x" * 50_000})
+    lines = [compose_request("12347", "h-1"), huge, compose_request("12349", "h-3")]
+    got = answers(chunked(client, auth, io.BytesIO(ndjson(lines).encode())))
+    assert [line["line"] for line in got] == [1, 2, 3]
+    assert "decision" in got[0] and "decision" in got[2]
+    assert got[1]["error"]["type"] == "/problems/too-large"
+    assert "longer than 4,000 bytes" in got[1]["error"]["detail"]
+
+
+class BrokenUpload:
+    """An upload whose client goes away after ``body``: the next read finds it gone."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    def readable(self) -> bool:
+        return True
+
+    def tell(self) -> int:  # the test client measures the body from where it starts
+        return 0
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return 0
+
+    def read(self, size: int = -1) -> bytes:
+        from werkzeug.exceptions import ClientDisconnected
+
+        if not self.body:
+            raise ClientDisconnected()
+        data, self.body = self.body, b""
+        return data
+
+
+def test_an_upload_broken_off_answers_what_arrived_without_an_error(
+    client, auth, compose_request, caplog
+):
+    caplog.set_level(logging.INFO, logger="api.compose")
+    lines = [compose_request(str(12347 + n), f"b-{n}") for n in range(5)]
+    response = chunked(client, auth, BrokenUpload(ndjson(lines).encode()))
+    assert response.status_code == 200
+    assert [line["line"] for line in answers(response)] == [1, 2, 3, 4, 5]
+    assert "ended early after line 5" in caplog.text
+    assert not [record for record in caplog.records if record.levelname == "ERROR"]

@@ -138,3 +138,29 @@ def test_a_stop_signal_to_the_whole_group_leaves_helpers_to_their_worker(
     response = post_batch(pooled.test_client(), auth, lines)
     assert len([line for line in answers(response) if "decision" in line]) == 200
     assert "batch helper" not in caplog.text and list(pool._executor._processes) == helpers
+
+
+@pytest.mark.redis
+def test_one_helper_dying_mid_batch_restarts_the_pool_once(pooled, auth, compose_request, caplog):
+    """Every chunk queued on the broken pool fails alike; only the first may restart it."""
+    import signal
+
+    pool = services(pooled).get("batch_pool")
+    assert all(ready.result(timeout=60) for ready in pool._ready)
+    broken = dict(pool._executor._processes)
+    lines = [compose_request(str(12347 + n), f"m-{n}") for n in range(1200)]
+    response = pooled.test_client().post(
+        "/v1/compose/batch", data=ndjson(lines), buffered=False,
+        headers={**auth("platform"), "Content-Type": "application/x-ndjson"},
+    )  # fmt: skip
+    stream = iter(response.response)
+    received = [next(stream)]  # the first chunk is answered: the others are queued on helpers
+    os.kill(next(iter(broken)), signal.SIGKILL)
+    received.extend(stream)
+    found = [json.loads(line) for line in b"".join(received).splitlines()]
+    assert [line["line"] for line in found] == list(range(1, 1201))
+    assert all("decision" in line for line in found)
+    assert caplog.text.count("a batch helper died; starting the helpers again") == 1
+    assert "keep dying" not in caplog.text and "CancelledError" not in caplog.text
+    assert not any(process.is_alive() for process in broken.values())  # no survivor left
+    assert all(ready.result(timeout=60) for ready in pool._ready)  # the new helpers serve
