@@ -328,14 +328,19 @@ def _drop_unknown_keys(meta: tomlkit.TOMLDocument) -> None:
     """Drop template.toml keys the layout does not know (they never did anything).
 
     A version saved before such keys were refused would otherwise refuse every later save,
-    and neither this API nor the studio can edit template.toml directly.
+    and neither this API nor the studio can edit template.toml directly. A ``[locales.xx]``
+    table for the default locale is one of them: rendering always ignored it.
     """
     unknown: list[tuple[MutableMapping[str, Any], str, str]] = [
         (meta, key, key) for key in meta if key not in META_KEYS
     ]
-    locales = meta.get("locales")
-    for locale, table in locales.items() if isinstance(locales, MutableMapping) else ():
-        if isinstance(table, MutableMapping):
+    default = locale_key(str(meta.get("default_locale", "en")))
+    found = meta.get("locales")
+    locales: MutableMapping[str, Any] = found if isinstance(found, MutableMapping) else {}
+    for locale, table in locales.items():
+        if locale_key(locale) == default:
+            unknown.append((locales, locale, f"locales.{locale}"))
+        elif isinstance(table, MutableMapping):
             unknown += [(table, key, f"locales.{locale}.{key}") for key in table
                         if key not in LOCALE_KEYS]  # fmt: skip
     for table, key, _ in unknown:

@@ -232,6 +232,21 @@ def test_an_unknown_key_in_a_locale_table_is_dropped_on_save(client, marketer, s
     assert saved["locales"]["fr"]["subject"].startswith("{{ recipient.first_name")
 
 
+def test_a_default_locale_table_stored_before_it_was_refused_is_dropped_on_save(
+    client, marketer, settings
+):
+    """[locales.en] with default_locale en never did anything; left, it refused every save."""
+
+    def default_table(files):
+        files["template.toml"] += '\n[locales.en]\nsubject = "never sent"\n'
+
+    stored_over(settings, client, marketer, default_table)
+    assert put(client, marketer, base=2).json == {"version": 3}
+    saved = latest(client, marketer, 3)
+    assert "[locales.en]" not in saved["files"]["template.toml"]
+    assert saved["locales"]["fr"]["subject"].startswith("{{ recipient.first_name")
+
+
 def test_a_sample_value_changed_only_in_type_is_saved(client, marketer):
     sample = client.get(NAME, headers=marketer).json["sample"]
     sample["items"][0]["in_stock"] = 1  # was true: equal in Python, not in JSON or Jinja
