@@ -19,6 +19,7 @@ _PATH_ARGUMENT = re.compile(r"<(?:([a-z]+):)?([A-Za-z_][A-Za-z0-9_]*)>")
 _CONVERTER_SCHEMAS: dict[str, dict[str, Any]] = {
     "int": {"type": "integer", "minimum": 0},
     "default": {"type": "string", "minLength": 1, "pattern": r"^[^/]+$"},
+    "path": {"type": "string", "minLength": 1},
 }
 _STATUS_TEXT = {
     200: "OK",

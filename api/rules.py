@@ -81,7 +81,7 @@ def validate_rules(body: RulesIn) -> RulesVerdict:
 
 @operation(
     bp,
-    "/v1/users/<user_id>/fatigue",
+    "/v1/users/<path:user_id>/fatigue",  # path: customer ids may hold "/" (compose takes them)
     "GET",
     roles=(Role.ENGINEER,),
     query=TimezoneQuery,

@@ -378,3 +378,15 @@ def test_tracked_clicks_are_recorded_then_redirected(settings, clock, auth, comp
     assert click["via"] == "link" and click["campaign_id"] == "weekly-picks"
     assert len(click["event_id"]) == 24  # as a click reported to /v1/events would have
     assert client.get(f"/c/{link[:-2]}xx").status_code == 400
+
+
+def test_a_customer_whose_id_holds_a_slash_can_be_explained(client, auth, compose_request):
+    """Compose and events take "a/b" as a customer id; the explanation must too."""
+    decided = client.post("/v1/compose", json=compose_request("a/b", "slash-1"),
+                          headers=auth("platform"))  # fmt: skip
+    assert decided.status_code == 200
+    for path in ("/v1/users/a%2Fb/fatigue", "/v1/users/a/b/fatigue"):
+        response = client.get(path, headers=auth("engineer"))
+        assert response.status_code == 200, response.json
+        assert response.json["user_id"] == "a/b"
+        assert response.json["recent_decisions"][0]["id"] == decided.json["decision"]["id"]
