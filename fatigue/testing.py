@@ -27,7 +27,7 @@ end = "08:00"
 default_timezone = "Europe/London"
 
 [relevance]
-min_relevance = 0.02
+min_relevance = 0.017
 min_items = 3
 
 [holdout]
