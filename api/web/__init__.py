@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from flask import Blueprint, Flask, Request, redirect, url_for
+from flask import Blueprint, Flask, Request, g, redirect, url_for
 from flask.blueprints import BlueprintSetupState
-from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface, SessionMixin
 from werkzeug.wrappers import Response
 
 bp = Blueprint(
@@ -61,6 +61,22 @@ class CookieOnlySessions(SecureCookieSessionInterface):
         if app.secret_key and not request.cookies.get(self.get_cookie_name(app)):
             return self.session_class()
         return super().open_session(app, request)
+
+    def should_set_cookie(self, app: Flask, session: SessionMixin) -> bool:
+        """Write the cookie as Flask does, except from background requests that changed nothing.
+
+        A permanent session is re-sent with every answer. The editor's live check runs while a
+        save redirects, and its answer, carrying the session as it was before the save, landed
+        after the save's and took the "Saved version 2" message with it.
+        """
+        if g.get("background_request"):
+            return bool(session.modified)
+        return super().should_set_cookie(app, session)
+
+
+def background_request() -> None:
+    """Mark this request as one the page makes on its own (it must not rewrite the session)."""
+    g.background_request = True
 
 
 @bp.get("/")

@@ -22,7 +22,7 @@ from api.routing import pydantic_problems
 from api.schemas.templates import TemplateSave
 from api.services import services
 from api.templates import _files as version_files
-from api.web import bp
+from api.web import background_request, bp
 from api.web.console import MAX_USER_ID  # the same cap as the customer lookup
 from api.web.session import current_key, login_required
 from engine.render.library import MAX_MIN_ITEMS, META_FILE, SAMPLE_FILE, TemplateSource
@@ -333,6 +333,7 @@ def editor_page(
 @bp.post("/templates/<name>/draft")
 def draft_preview(name: str) -> Response:
     """Check and render the editor's content: problems by line and the preview, unsaved."""
+    background_request()  # the live check: it may race a save's redirect
     login_required(MARKETER)
     draft = Draft.from_mapping(request.get_json(silent=True) or {})
     source, problems = check_draft(name, draft)

@@ -542,3 +542,19 @@ def test_every_page_names_an_icon_the_studio_serves(client, keys):
 def test_favicon_ico_is_served_for_pages_outside_the_studio(client):
     with client.get("/favicon.ico") as answer:  # the unsubscribe pages name no icon
         assert answer.status_code == 200 and answer.mimetype == "image/svg+xml"
+
+
+def test_a_live_check_racing_a_save_cannot_take_its_saved_message(client, keys, app):
+    """The editor checks the draft while a save redirects: its answer, carrying the session as
+    it was before the save, must not replace the cookie holding "Saved version 2"."""
+    token = signed_in(client, keys["marketer"])
+    before = client.get_cookie("rapport_studio").value  # the cookie the live check was sent with
+    saved = client.post(f"/studio/templates/{TEMPLATE}", data=draft_form(token))
+    assert saved.status_code == 303
+    client.set_cookie("rapport_studio", before)  # as the browser sends it, mid-flight
+    check = client.post(f"/studio/templates/{TEMPLATE}/draft", json=draft_form(token),
+                        headers={"X-CSRF-Token": token})  # fmt: skip
+    assert check.status_code == 200
+    assert "rapport_studio=" not in check.headers.get("Set-Cookie", "")
+    page = client.get(f"/studio/templates/{TEMPLATE}")  # a page still slides the session along
+    assert "rapport_studio=" in page.headers.get("Set-Cookie", "")
