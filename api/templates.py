@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import tomllib
 from collections.abc import MutableMapping
 from dataclasses import replace
@@ -46,6 +45,7 @@ from engine.render.library import (
     META_FILE,
     META_KEYS,
     SAMPLE_FILE,
+    locale_files,
     locale_key,
 )
 from engine.render.renderer import sample_context
@@ -56,9 +56,6 @@ MARKETER = (Role.MARKETER,)
 BASE = "/v1/templates/<name>"
 
 log = logging.getLogger(__name__)
-# A locale variant's own file, as validation names its problems (template.toml problems already
-# name their field, ``locales.fr.subject``).
-_LOCALE_SOURCE = re.compile(r"^email\.(?P<file>[^.]+)\.(?P<part>mjml|txt)$")
 
 
 def _store() -> Any:
@@ -420,12 +417,7 @@ def _variant_file(files: dict[str, str], locale: str, suffix: str) -> str:
     The library matches locale codes without regard to case or ``_``/``-``, so the file may be
     spelt otherwise than the request's key; a new one is named after the key.
     """
-    wanted = locale_key(locale)
-    for name in files:
-        found = LOCALE_FILE.match(name)
-        if found and found[2] == suffix and locale_key(found[1]) == wanted:
-            return name
-    return f"email.{locale}.{suffix}"
+    return locale_files(files).get((locale_key(locale), suffix), f"email.{locale}.{suffix}")
 
 
 def _body_fields(problems: list[Problem], files: dict[str, str]) -> list[Problem]:
@@ -437,10 +429,11 @@ def _body_fields(problems: list[Problem], files: dict[str, str]) -> list[Problem
     variants = {locale_key(locale): locale for locale in _variant_locales(files)}
     named = []
     for problem in problems:
-        found = _LOCALE_SOURCE.match(problem.source or "")
-        locale = variants.get(locale_key(found["file"])) if found else None
+        # A variant's own file (template.toml problems already name ``locales.fr.subject``).
+        found = LOCALE_FILE.match(problem.source or "")
+        locale = variants.get(locale_key(found[1])) if found else None
         if found and locale is not None:
-            part = {"txt": "text"}.get(found["part"], found["part"])
+            part = {"txt": "text"}.get(found[2], found[2])
             problem = replace(problem, field=f"locales.{locale}.{part}")
         named.append(problem)
     return named

@@ -242,7 +242,7 @@ def _frame(
 def finish(plan: Plan, prep: Prepared, state: UserState, now: datetime, where: ZoneInfo) -> Verdict:
     """Evaluate every rule on the state read and schedule the send: now, later or never."""
     frame = prep.frame
-    reasons = [_suppression(plan, state, frame.scopes), *prep.holdout]
+    reasons = [suppression_reason(plan, state, frame.scopes), *prep.holdout]
     tier, engagement = _engagement(plan, state.ignored, prep.transactional)
     reasons += engagement
     selection = prep.selection
@@ -308,7 +308,8 @@ def _check(
     return CapCheck(since, inclusive, cap.max, channel, cap.category, cap.campaign, needs)
 
 
-def _suppression(plan: Plan, state: UserState, scopes: tuple[str, ...]) -> Reason:
+def suppression_reason(plan: Plan, state: UserState, scopes: tuple[str, ...]) -> Reason:
+    """Return the ``suppression`` rule's verdict for ``scopes`` in ``state``."""
     suppression = state.suppression
     active = [scope for scope in scopes if scope in suppression] if suppression else ()
     if not active:

@@ -30,11 +30,19 @@ from fatigue.domain import (
     EngagementEvent,
     EventType,
     MessageRequest,
-    Reason,
     Recipient,
 )
 from fatigue.errors import StoreError
-from fatigue.evaluate import Prepared, Verdict, finish, plan_for, prepare, suppression_scopes
+from fatigue.evaluate import (
+    Plan,
+    Prepared,
+    Verdict,
+    finish,
+    plan_for,
+    prepare,
+    suppression_reason,
+    suppression_scopes,
+)
 from fatigue.explain import Explanation, explain
 from fatigue.jobs import Candidates, Job, make_job, store_error_decision, unavailable
 from fatigue.rules import Rules
@@ -151,7 +159,7 @@ class Governor:
                 decision = replays[index]
                 state = states.get(decision.decision_id) if decision is not None else None
                 if decision is not None and state is not None:
-                    decision = _since_decided(decision, state, jobs[index])
+                    decision = _since_decided(self.plan, decision, state, jobs[index])
                 if decision is None:  # a remembered send that was never recorded: decide again
                     jobs[index] = jobs[index]._replace(decision_id=reply.replay.decision_id)
                     retry.append(index)
@@ -451,7 +459,7 @@ class StoreOutage:
                 log.warning("state store answering again")
 
 
-def _since_decided(decision: Decision, state: UserState, job: Job) -> Decision | None:
+def _since_decided(plan: Plan, decision: Decision, state: UserState, job: Job) -> Decision | None:
     """Return what a retry of a remembered send gets, given the customer's state now.
 
     None when the send was released (its email failed to render): the retry is decided again,
@@ -462,16 +470,11 @@ def _since_decided(decision: Decision, state: UserState, job: Job) -> Decision |
     if all(send.decision_id != decision.decision_id for send in state.sends):
         return None
     campaign = next((c for c in job.request.campaigns if c.id == decision.campaign), None)
-    if campaign is None or not state.suppression:
+    if campaign is None:
         return decision
-    active = [scope for scope in suppression_scopes(campaign) if scope in state.suppression]
-    if not active:
+    now = suppression_reason(plan, state, suppression_scopes(campaign))
+    if now.passed:
         return decision
-    detail = "; ".join(f"{scope}: {state.suppression[scope]}" for scope in active)
-    reason = Reason(
-        "suppression",
-        False,
-        f"suppressed since this send was decided ({detail}); do not send it",
-        deciding=True,
-    )
+    reason = replace(now, detail=f"{now.detail} since this send was decided; do not send it",
+                     deciding=True)  # fmt: skip
     return replace(decision, action=Action.SUPPRESS, send_at=None, items=(), reasons=(reason,))

@@ -14,7 +14,7 @@ import hashlib
 import json
 import re
 import tomllib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -290,7 +290,7 @@ def _load_sample(source: TemplateSource, problems: list[Problem]) -> dict[str, A
 def _variants(source: TemplateSource, meta: dict[str, Any]) -> tuple[str, dict[str, LocaleVariant]]:
     default = str(meta.get("default_locale", "en"))
     overrides = meta.get("locales", {})
-    own_files = _locale_files(source)
+    own_files = locale_files(source.files)
     variants: dict[str, LocaleVariant] = {}
     # A [locales.<default>] table is refused on save (see locale_problems) and, as before that
     # check, not applied: the studio edits the default's subject at the top level.
@@ -313,15 +313,15 @@ def _variants(source: TemplateSource, meta: dict[str, Any]) -> tuple[str, dict[s
     return default, variants
 
 
-def _locale_files(source: TemplateSource) -> dict[tuple[str, str], str]:
-    """Map (locale key, mjml or txt) to the locale file, however its code is written.
+def locale_files(names: Iterable[str]) -> dict[tuple[str, str], str]:
+    """Map (locale key, mjml or txt) to the locale file among ``names``, however it is spelt.
 
     ``email.FR.mjml`` and ``email.fr_ca.mjml`` serve ``[locales.fr]`` and ``[locales.fr-CA]``,
     as a customer's ``FR`` or ``fr_CA`` does. Of two spellings of one locale the first (in
     name order) is used; the other is reported as never used.
     """
     found: dict[tuple[str, str], str] = {}
-    for name in sorted(source.files):
+    for name in sorted(names):
         match = LOCALE_FILE.match(name)
         if match:
             found.setdefault((locale_key(match.group(1)), match.group(2)), name)
