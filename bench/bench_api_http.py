@@ -3,7 +3,9 @@
 Measures compose requests per second with several keep-alive connections, and batch compose
 (NDJSON streamed both ways) in recipients per second, one stream and two at once. The load
 generator runs on the same two shared cores as the server, so the figures understate what a
-separate client machine would see. Every request is bounded in count and time.
+separate client machine would see. Every request is bounded in count and time. The baseline is
+``GET /healthz`` under the same wrk load: a request that does nothing but pass through gunicorn,
+Flask and the app's per-request hooks, the ceiling any endpoint on this machine could reach.
 
 Targets: 1,000 compose/s; batch at least 5,000 recipients/s.
 
@@ -139,9 +141,6 @@ def wrk_load(
     base: str, token: str, seconds: float, connections: int, users: list[str]
 ) -> dict[str, object] | None:
     """Drive ``POST /v1/compose`` with wrk (a C load generator) when it is installed."""
-    wrk = shutil.which("wrk")
-    if wrk is None:
-        return None
     template = json.dumps(request_body("USER", "KEY")).replace('"KEY"', '"%s"', 1)
     template = template.replace('"USER"', '"%s"', 1)
     script = WRK_SCRIPT % {
@@ -151,13 +150,23 @@ def wrk_load(
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
         handle.write(script)
     try:
-        output = subprocess.run(
-            [wrk, "-t", "2", "-c", str(connections), "-d", f"{seconds:.0f}s", "--latency",
-             "-s", handle.name, f"{base}/v1/compose"],
-            capture_output=True, text=True, timeout=seconds + 60, check=True,
-        ).stdout  # fmt: skip
+        return run_wrk(f"{base}/v1/compose", seconds, connections, ["-s", handle.name])
     finally:
         os.unlink(handle.name)
+
+
+def run_wrk(
+    url: str, seconds: float, connections: int, extra: list[str]
+) -> dict[str, object] | None:
+    """Run wrk against ``url`` (None when wrk is not installed); parse its summary."""
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        return None
+    output = subprocess.run(
+        [wrk, "-t", "2", "-c", str(connections), "-d", f"{seconds:.0f}s", "--latency",
+         *extra, url],
+        capture_output=True, text=True, timeout=seconds + 60, check=True,
+    ).stdout  # fmt: skip
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
     p50 = re.search(r"50%\s+([\d.]+)(us|ms|s)", output)
     p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", output)
@@ -241,11 +250,18 @@ def compose_rows(
         found = wrk_load(base, token, args.seconds, args.connections, users)
         if found is not None:
             loads.append(("wrk", audience, found))
+    # The baseline: what gunicorn and Flask alone cost, a request that does nothing.
+    floor = run_wrk(f"{base}/healthz", args.seconds, args.connections, [])
     rows: list[list[object]] = []
+    if floor is not None:
+        rows.append(["wrk", "GET /healthz (no-op baseline)", floor["requests"],
+                     f"{floor['rate']:,.0f}", f"{floor['p50']:.1f}", f"{floor['p99']:.1f}",
+                     "", "1.00x", ""])  # fmt: skip
     for client, audience, load in loads:
         mix = ", ".join(f"{k} {v}" for k, v in sorted(load["mix"].items()))  # type: ignore[attr-defined]
+        ratio = f"{load['rate'] / floor['rate']:.2f}x" if floor else ""  # type: ignore[operator]
         rows.append([client, audience, load["requests"], f"{load['rate']:,.0f}",
-                     f"{load['p50']:.1f}", f"{load['p99']:.1f}", mix,
+                     f"{load['p50']:.1f}", f"{load['p99']:.1f}", mix, ratio,
                      f">= {COMPOSE_TARGET:,}/s"])  # fmt: skip
     return rows
 
@@ -313,9 +329,10 @@ def main() -> None:
     table(
         f"POST /v1/compose over HTTP ({workers} gunicorn workers x {args.threads} threads, "
         f"{args.connections} keep-alive connections, Redis)",
-        ["client", "audience", "requests", "compose/s", "p50 ms", "p99 ms", "answers", "target"],
+        ["client", "audience", "requests", "requests/s", "p50 ms", "p99 ms", "answers",
+         "vs no-op", "target"],
         composed,
-    )
+    )  # fmt: skip
     table("POST /v1/compose/batch over HTTP (NDJSON streamed both ways)",
           ["streams", "recipients", "seconds", "recipients/s", "target"], batched)  # fmt: skip
     print(
