@@ -12,11 +12,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from flask import Blueprint
 
 from api.auth import Role
+from api.campaigns import CampaignRegistry
 from api.compose import decision_answer
 from api.routing import operation, parse_model
 from api.schemas.common import Identifier, ProblemError, Strict
+from api.schemas.compose import CampaignIn
 from api.schemas.fatigue import (
     DecidingRule,
+    ExplainQuery,
     FatigueOut,
     RulesIn,
     RulesOut,
@@ -25,7 +28,6 @@ from api.schemas.fatigue import (
     SimulationOut,
     SimulationRun,
     Tally,
-    TimezoneQuery,
 )
 from api.services import services, settle_pending
 from fatigue.domain import Decision
@@ -84,12 +86,12 @@ def validate_rules(body: RulesIn) -> RulesVerdict:
     "/v1/users/<path:user_id>/fatigue",  # path: customer ids may hold "/" (compose takes them)
     "GET",
     roles=(Role.ENGINEER,),
-    query=TimezoneQuery,
+    query=ExplainQuery,
     response=FatigueOut,
-    summary="Explain a customer's state: counters, suppression, when each kind may next go, "
-    "and the last decisions with their reasons.",
+    summary="Explain a customer's state: counters, suppression, when each kind may next go "
+    "(for a category or campaign when given), and the last decisions with their reasons.",
 )
-def explain_user(user_id: str, query: TimezoneQuery) -> FatigueOut:
+def explain_user(user_id: str, query: ExplainQuery) -> FatigueOut:
     """Explain why ``user_id`` is or is not being mailed."""
     if query.timezone is not None:
         try:
@@ -100,7 +102,8 @@ def explain_user(user_id: str, query: TimezoneQuery) -> FatigueOut:
     parse_model(UserPath, {"user_id": user_id}, "path")  # the same rules as ids in bodies
     settle_pending()
     governor = services().get("governor")
-    explanation = governor.explain(user_id, query.timezone)
+    category = explained_category(query)
+    explanation = governor.explain(user_id, query.timezone, category, query.campaign or "")
     logged = services().get("composer").recent_decisions(user_id, limit=RECENT_DECISIONS)
     return FatigueOut.model_validate(
         {
@@ -108,6 +111,29 @@ def explain_user(user_id: str, query: TimezoneQuery) -> FatigueOut:
             "recent_decisions": [decision_answer(Decision.from_dict(d)) for d in logged],
         }
     )
+
+
+_QUERY_FIELDS = {"campaign.id": "campaign", "campaign.category": "category"}
+
+
+def explained_category(query: ExplainQuery) -> str:
+    """Return the category asked about: the query's, or else the registered campaign's.
+
+    A registry checks the campaign as compose does (unknown, or registered with another
+    category: 422), with the problems named by their query parameters.
+    """
+    if query.campaign is None:
+        return query.category
+    given = {"category": query.category} if query.category else {}
+    asked = CampaignIn.model_validate({"id": query.campaign, **given})
+    registry: CampaignRegistry = services().get("campaigns")
+    try:
+        resolved = registry.resolve(asked, "campaign")
+    except ValidationError as exc:
+        raise ValidationError(
+            [replace(p, field=_QUERY_FIELDS.get(p.field or "", p.field)) for p in exc.problems]
+        ) from exc
+    return str(resolved.category)
 
 
 @operation(

@@ -36,6 +36,8 @@ class Explanation:
     suppression: dict[str, str]
     in_holdout: bool
     next_allowed: tuple[NextAllowed, ...]
+    category: str = ""  # the category and campaign the next moments were evaluated for
+    campaign: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""
@@ -49,6 +51,8 @@ class Explanation:
             "last_engaged": self.last_engaged.isoformat() if self.last_engaged else None,
             "suppression": dict(self.suppression),
             "in_holdout": self.in_holdout,
+            "category": self.category or None,
+            "campaign": self.campaign or None,
             "next_allowed": {
                 entry.kind.value: {
                     "at": entry.at.isoformat() if entry.at else None,
@@ -60,9 +64,20 @@ class Explanation:
 
 
 def explain(
-    rules: Rules, store: FatigueStore, user_id: str, now: datetime, timezone: str | None = None
+    rules: Rules,
+    store: FatigueStore,
+    user_id: str,
+    now: datetime,
+    timezone: str | None = None,
+    category: str = "",
+    campaign: str = "",
 ) -> Explanation:
-    """Read the customer's state and evaluate every kind of message against it."""
+    """Read the customer's state and evaluate every kind of message against it.
+
+    ``category`` and ``campaign`` describe the message asked about: without them only rules
+    that hold for every message apply, so a ``category:<c>`` suppression or a cap scoped to a
+    category or campaign would not show in the next allowed moments.
+    """
     horizon = (now - rules.history_horizon).timestamp()
     state = store.load([StateQuery(user_id, now.timestamp(), horizon)])[0]
     zone_name = timezone or rules.default_timezone
@@ -70,7 +85,12 @@ def explain(
     entries = []
     for kind in ContentKind:
         verdict = evaluate(
-            rules, state, Campaign(f"explain:{kind.value}", kind=kind), None, now, where
+            rules,
+            state,
+            Campaign(campaign or f"explain:{kind.value}", category=category, kind=kind),
+            None,
+            now,
+            where,
         )
         at = now if verdict.action == Action.SEND else verdict.send_at
         entries.append(NextAllowed(kind, at, verdict.reasons))
@@ -88,4 +108,6 @@ def explain(
         suppression=dict(state.suppression),
         in_holdout=holdout is not None and holdout_bucket(holdout.salt, user_id) < holdout.percent,
         next_allowed=tuple(entries),
+        category=category,
+        campaign=campaign,
     )

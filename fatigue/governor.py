@@ -407,9 +407,14 @@ class Governor:
         """Forget a recorded send the platform reports as failed; return whether it existed."""
         return self.store.release(decision_id)
 
-    def explain(self, user_id: str, timezone: str | None = None) -> Explanation:
-        """Return the customer's counters, suppression and when each kind of mail may go next."""
-        return explain(self.rules, self.store, user_id, self.clock(), timezone)
+    def explain(
+        self, user_id: str, timezone: str | None = None, category: str = "", campaign: str = ""
+    ) -> Explanation:
+        """Return the customer's counters, suppression and when each kind of mail may go next.
+
+        ``category`` and ``campaign`` name the mail asked about (see ``fatigue.explain``).
+        """
+        return explain(self.rules, self.store, user_id, self.clock(), timezone, category, campaign)
 
 
 _item_id = attrgetter("item_id")

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, StringConstraints
 
-from api.schemas.common import ProblemError, Strict
+from api.schemas.common import Identifier, ProblemError, Strict
 from api.schemas.compose import DecisionOut, ReasonOut
 
 RulesText = Annotated[str, StringConstraints(max_length=200_000)]
@@ -33,11 +33,20 @@ class RulesVerdict(BaseModel):
     errors: list[ProblemError]
 
 
-class TimezoneQuery(Strict):
-    """Optional query of the explain endpoint."""
+class ExplainQuery(Strict):
+    """Optional query of the explain endpoint: the zone, and which mail is asked about."""
 
     timezone: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = Field(
         default=None, description="IANA zone for quiet hours; the rules' default if absent."
+    )
+    category: Annotated[str, StringConstraints(max_length=100)] = Field(
+        default="",
+        description="The mail's category, as a compose campaign's: its category suppression "
+        "and category caps count in `next_allowed`.",
+    )
+    campaign: Identifier | None = Field(
+        default=None,
+        description="The mail's campaign id: caps scoped to it, and its own sends, count.",
     )
 
 
@@ -60,6 +69,12 @@ class FatigueOut(BaseModel):
     last_engaged: datetime | None
     suppression: dict[str, str]
     in_holdout: bool
+    category: str | None = Field(
+        default=None, description="The category `next_allowed` was evaluated for, if any."
+    )
+    campaign: str | None = Field(
+        default=None, description="The campaign `next_allowed` was evaluated for, if any."
+    )
     next_allowed: dict[str, NextAllowedOut]
     recent_decisions: list[DecisionOut] = Field(
         default_factory=list,

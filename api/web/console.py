@@ -29,6 +29,8 @@ from fatigue.rules import described_source
 ENGINEER = (Role.ENGINEER,)
 HISTORY_SUFFIXES = (".csv", ".jsonl", ".ndjson", ".json")
 MAX_USER_ID = 200
+MAX_CATEGORY = 100  # as a compose campaign's category
+CUSTOMER_PAGE = "studio/customer.html"
 RECENT_DECISIONS = 20
 
 
@@ -155,21 +157,32 @@ def customer_page() -> tuple[str, int] | str:
     """Explain one customer's fatigue state (``?user_id=``)."""
     login_required(ENGINEER)
     user_id = request.args.get("user_id", "").strip()
+    category = request.args.get("category", "").strip()
     if not user_id:
-        return render_template("studio/customer.html", user_id="", state=None)
-    if len(user_id) > MAX_USER_ID:
-        problem = f"a customer id is at most {MAX_USER_ID} characters"
-        return render_template("studio/customer.html", user_id="", error=problem, state=None), 422
-    return render_template("studio/customer.html", user_id=user_id, state=customer_state(user_id))
+        return render_template(CUSTOMER_PAGE, user_id="", category=category, state=None)
+    problem = _too_long(user_id, "a customer id", MAX_USER_ID) or _too_long(
+        category, "a category", MAX_CATEGORY
+    )
+    if problem:
+        return render_template(
+            CUSTOMER_PAGE, user_id="", category="", error=problem, state=None
+        ), 422
+    return render_template(
+        CUSTOMER_PAGE, user_id=user_id, category=category, state=customer_state(user_id, category)
+    )
 
 
-def customer_state(user_id: str) -> dict[str, Any]:
+def _too_long(value: str, what: str, most: int) -> str:
+    return f"{what} is at most {most} characters" if len(value) > most else ""
+
+
+def customer_state(user_id: str, category: str = "") -> dict[str, Any]:
     """Gather the explanation, the recent sends and decisions and the engagement tier."""
     from fatigue.store.base import StateQuery
 
     settle_pending()
     governor = services().get("governor")
-    explanation = governor.explain(user_id)
+    explanation = governor.explain(user_id, category=category)
     rules = governor.rules
     now = explanation.at
     since = (now - rules.history_horizon).timestamp()

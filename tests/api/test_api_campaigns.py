@@ -147,3 +147,24 @@ def test_without_a_registry_the_list_says_so(client, auth):
         "registry": False,
         "campaigns": [],
     }
+
+
+def test_explain_asks_about_a_registered_campaign_by_its_query(registered, auth):
+    def explain(query: str):
+        return registered.get(f"/v1/users/42/fatigue?{query}", headers=auth("engineer"))
+
+    events = {"events": [{"type": "unsubscribe", "user_id": "42", "category": "recommendations",
+                          "timestamp": "2026-11-23T10:00:00Z"}]}  # fmt: skip
+    assert registered.post("/v1/events", json=events, headers=auth("platform")).status_code == 202
+    anything = explain("").json
+    assert anything["next_allowed"]["promotional"]["at"] is not None
+    assert anything["category"] is None and anything["campaign"] is None
+    picks = explain("campaign=weekly-picks").json  # its category comes from the registry
+    assert picks["category"] == "recommendations" and picks["campaign"] == "weekly-picks"
+    assert picks["next_allowed"]["promotional"]["at"] is None
+    assert explain("category=recommendations").json["next_allowed"]["promotional"]["at"] is None
+    unknown = explain("campaign=flash-sale")
+    assert unknown.status_code == 422 and unknown.json["errors"][0]["field"] == "campaign"
+    assert "digest, weekly-picks" in unknown.json["errors"][0]["message"]
+    other = explain("campaign=weekly-picks&category=sale")
+    assert other.status_code == 422 and other.json["errors"][0]["field"] == "category"

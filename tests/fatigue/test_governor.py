@@ -478,6 +478,28 @@ def test_explain_reports_counters_suppression_and_next_moments(make_governor, cl
     assert after[ContentKind.PROMOTIONAL] is None and after[ContentKind.TRANSACTIONAL] == clock()
 
 
+def test_explain_for_a_category_or_campaign_applies_their_rules(make_governor, clock):
+    rules = CONTRACT + '\n[[caps]]\nmax = 1\nper = "7d"\ncampaign = "spring"\n'
+    governor = make_governor(rules)
+    governor.decide(alice(), request("spring", "sale"), items())
+    governor.record_event(event("unsubscribe", clock, category="sale"))
+    clock.advance(days=2)  # past the day cap and the cooldown: only the scoped rules remain
+
+    def moments(**asked):
+        report = governor.explain("alice", **asked)
+        return report, {entry.kind: entry.at for entry in report.next_allowed}
+
+    report, anything = moments()
+    assert anything[ContentKind.PROMOTIONAL] == clock() and report.category == ""
+    report, sale = moments(category="sale")
+    assert sale[ContentKind.PROMOTIONAL] is None  # unsubscribed from sale mail
+    assert sale[ContentKind.TRANSACTIONAL] == clock()
+    assert report.to_dict()["category"] == "sale"
+    _, spring = moments(campaign="spring")
+    # The campaign's weekly cap frees a week after its send, at 12:00 on the 19th.
+    assert spring[ContentKind.PROMOTIONAL] == utc(2026, 1, 19, 12)
+
+
 def test_decision_round_trips_through_json(make_governor):
     from fatigue.domain import Decision
 

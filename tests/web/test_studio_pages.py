@@ -485,6 +485,25 @@ def test_customer_lookup_says_why_and_since_when_a_customer_is_suppressed(client
     assert "reason" not in facts and "{" not in facts
 
 
+def test_customer_lookup_for_a_category_counts_its_unsubscribe(client, keys):
+    platform = {"Authorization": f"Bearer {keys['platform']}"}
+    event = {"type": "unsubscribe", "user_id": "12347", "category": "sale",
+             "timestamp": "2026-11-20T09:30:00Z"}  # fmt: skip
+    assert client.post("/v1/events", json={"events": [event]}, headers=platform).status_code == 202
+    signed_in(client, keys["engineer"])
+
+    def promotional(query: str) -> str:
+        page = client.get(f"/studio/fatigue/customers?user_id=12347{query}").text
+        return page.split('id="next-heading"')[1].split("</h3>")[0]  # its heading
+
+    assert "not allowed" not in promotional("")  # mail outside "sale" may go
+    assert "not allowed" in promotional("&category=sale")
+    page = client.get("/studio/fatigue/customers?user_id=12347&category=sale").text
+    assert "in category sale" in page and 'name="category" value="sale"' in page
+    too_long = client.get(f"/studio/fatigue/customers?user_id=12347&category={'c' * 101}")
+    assert too_long.status_code == 422 and "a category is at most 100 characters" in too_long.text
+
+
 def test_calendar_caps_of_days_and_weeks_read_as_calendar_periods():
     from fatigue.rules_schema import parse_rules
 
