@@ -228,6 +228,7 @@ def run(options: ServeOptions, settings: Mapping[str, Any]) -> None:
     spread_batches(store_url, workers, os.environ)
     metrics_dir = tempfile.mkdtemp(prefix="rapport-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    master = os.getpid()
     try:
         RapportServer(
             {
@@ -245,4 +246,8 @@ def run(options: ServeOptions, settings: Mapping[str, Any]) -> None:
             }
         ).run()
     finally:
-        shutil.rmtree(metrics_dir, ignore_errors=True)
+        # Workers are forked inside run() and a worker that exits cleanly (SIGHUP's reload, a
+        # SIGTERM to one worker, max_requests) unwinds through here too: removing the directory
+        # there broke every later worker's metrics, and gunicorn stopped on "failed to boot".
+        if os.getpid() == master:
+            shutil.rmtree(metrics_dir, ignore_errors=True)

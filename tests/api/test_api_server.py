@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
+import signal
+import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -144,3 +147,63 @@ def test_auth_and_errors_over_http(server):
     assert call(base, "POST", "/v1/compose", body("1", "x"), tokens[Role.MARKETER])[0] == 403
     status, headers, _ = call(base, "POST", "/v1/compose", data=b"{", key=tokens[Role.PLATFORM])
     assert status == 400 and headers["Content-Type"] == "application/problem+json"
+
+
+def _processes() -> dict[int, tuple[int, str]]:
+    """Every process's parent pid and command line (Linux /proc)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except (OSError, ValueError):
+                continue  # gone meanwhile
+            found[int(entry.name)] = (parent, command)
+    return found
+
+
+def _master_and_workers(port: int) -> tuple[int, set[int]]:
+    processes = _processes()
+    master = next(
+        pid
+        for pid, (parent, command) in processes.items()
+        if "rapport serve" in command and f"--port {port} " in command
+        and processes.get(parent, (0, ""))[1].find("rapport serve") < 0
+    )  # fmt: skip
+    return master, {pid for pid, (parent, _) in processes.items() if parent == master}
+
+
+def _until(check, seconds: float = 30.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+@pytest.mark.parametrize("signal_to", ["master-hup", "worker-term"])
+def test_a_reload_or_a_worker_leaving_keeps_the_server_and_its_metrics(
+    signal_to, model_dir, tmp_path
+):
+    """A worker that exits cleanly must not take the shared metrics directory with it."""
+    environment = {
+        "RAPPORT_STORE_URL": "memory://", "RAPPORT_MODEL_DIR": str(model_dir),
+        "RAPPORT_TEMPLATES_DIR": str(tmp_path / "templates"),
+        "RAPPORT_API_KEYS_FILE": str(tmp_path / "keys.json"),
+        "RAPPORT_EVENT_LOG_DIR": str(tmp_path / "events"),
+        "RAPPORT_SECRET_KEY": "end-to-end-secret-for-links",
+    }  # fmt: skip
+    with running_server(environment, workers=1) as base:
+        master, workers = _master_and_workers(urlsplit(base).port or 0)
+        assert len(workers) == 1
+        if signal_to == "master-hup":
+            os.kill(master, signal.SIGHUP)
+        else:
+            os.kill(next(iter(workers)), signal.SIGTERM)
+        assert _until(lambda: _master_and_workers(urlsplit(base).port or 0)[1].isdisjoint(workers))
+        assert _until(lambda: call(base, "GET", "/readyz")[0] == 200)
+        status, _, metrics = call(base, "GET", "/metrics")
+        assert status == 200 and b"rapport_http_request" in metrics
+        assert _master_and_workers(urlsplit(base).port or 0)[0] == master
