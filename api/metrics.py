@@ -52,8 +52,18 @@ MODEL_SERVED = Gauge(
 )
 
 
+# Methods a label may name. Clients choose the method freely (``curl -X ANYTHING`` reaches the
+# app as a 405), and each new one made a series of its own: 300 requests grew /metrics to 4,665.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def method_label(method: str) -> str:
+    """Return ``method`` when it is a standard one, else ``"other"``: bounded label values."""
+    return method if method in KNOWN_METHODS else "other"
+
+
 def instrument(app: Flask) -> None:
-    """Time every request and count it by route template (never by raw path)."""
+    """Time every request and count it by route template (never by raw path or method)."""
 
     @app.before_request
     def _start_timer() -> None:
@@ -64,7 +74,8 @@ def instrument(app: Flask) -> None:
         started = g.pop("metrics_started", None)
         if started is not None:
             route = request.url_rule.rule if request.url_rule else "unmatched"
-            REQUEST_LATENCY.labels(request.method, route, str(response.status_code)).observe(
+            method = method_label(request.method)
+            REQUEST_LATENCY.labels(method, route, str(response.status_code)).observe(
                 time.perf_counter() - started
             )
         return response

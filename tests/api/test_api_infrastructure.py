@@ -217,6 +217,14 @@ def test_metrics_are_prometheus_text(client):
     )
 
 
+def test_made_up_methods_share_one_metrics_label(client):
+    for n in range(5):
+        assert client.open("/healthz", method=f"XMADEUP{n}").status_code == 405
+    text = client.get("/metrics").text
+    assert "XMADEUP" not in text
+    assert 'rapport_http_request_duration_seconds_count{method="other",route="unmatched"' in text
+
+
 def test_openapi_document_and_docs_page(client):
     spec = client.get("/openapi.json").json
     assert spec["openapi"] == "3.1.0"
