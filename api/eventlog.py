@@ -15,6 +15,7 @@ import fcntl
 import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,14 @@ class EventLogError(StoreError):
     """The event log cannot be written: the request fails (503) and nothing is acknowledged."""
 
 
+# /readyz reports a failed append for this long: a load balancer then sends events elsewhere,
+# and afterwards traffic finds out whether the fault is gone.
+FAILURE_MEMORY = timedelta(seconds=30)
+# Below this much free space a batch would fail (or leave nothing for the next), so the host is
+# not ready: permissions alone said "ok" while every append failed on a full disk.
+MIN_FREE_BYTES = 1 << 20
+
+
 class EventLog:
     """Appends batches of event records to daily JSON Lines segments, durably."""
 
@@ -35,12 +44,27 @@ class EventLog:
         self.prefix = prefix
         self._clock = clock
         self._synced: set[Path] = set()  # segments whose directory entry this process synced
+        self._failed: tuple[datetime, str] | None = None  # the last failed append: when, why
 
     def check(self) -> None:
         """Raise ``EventLogError`` unless new segments can be written (for /readyz)."""
-        reason = unwritable(self.directory)
+        reason = unwritable(self.directory) or self._low_space() or self._recent_failure()
         if reason:
             raise EventLogError(f"event log directory {self.directory}: {reason}")
+
+    def _low_space(self) -> str:
+        existing = next(p for p in (self.directory, *self.directory.parents) if p.exists())
+        try:
+            stats = os.statvfs(existing)
+        except OSError:  # a file system that cannot say: the append will tell
+            return ""
+        free = stats.f_bavail * stats.f_frsize
+        return f"only {free:,} bytes free" if free < MIN_FREE_BYTES else ""
+
+    def _recent_failure(self) -> str:
+        if self._failed is None or self._clock() - self._failed[0] > FAILURE_MEMORY:
+            return ""
+        return f"the last write failed ({self._failed[1]})"
 
     def segment(self) -> Path:
         """Return the file the next batch goes to (today's, in UTC)."""
@@ -58,7 +82,9 @@ class EventLog:
         try:
             self._append_bytes(path, payload)
         except OSError as exc:
+            self._failed = (self._clock(), str(exc.strerror or exc))
             raise EventLogError(f"event log {path}: {exc.strerror or exc}") from exc
+        self._failed = None
         return path
 
     def _append_bytes(self, path: Path, payload: bytes) -> None:

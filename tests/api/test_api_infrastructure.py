@@ -146,6 +146,38 @@ def test_event_log_rolls_back_a_failed_write(tmp_path: Path, monkeypatch):
     assert log.segment().read_bytes() == before
 
 
+def test_readiness_of_the_event_log_follows_failed_writes(tmp_path: Path):
+    from datetime import UTC, datetime
+
+    clock = FrozenClock(datetime(2026, 11, 22, 12, tzinfo=UTC))
+    log = EventLog(tmp_path / "events", clock)
+    log.append([{"user_id": "1"}])
+    log.check()
+    log.segment().unlink()
+    log.segment().mkdir()  # a real failure: today's segment cannot be opened for appending
+    with pytest.raises(StoreError):
+        log.append([{"user_id": "2"}])
+    with pytest.raises(StoreError, match="the last write failed"):
+        log.check()  # write access alone said "ok" while every append failed
+    clock.advance(seconds=31)
+    log.check()  # long enough: traffic may find out whether the fault is gone
+    log.segment().rmdir()
+    log.append([{"user_id": "3"}])
+    log.check()
+
+
+def test_readiness_of_the_event_log_needs_free_space(tmp_path: Path, monkeypatch):
+    # A full disk cannot be caused for real in a test; the file system's answer is simulated.
+    log = EventLog(tmp_path / "events")
+    real = os.statvfs(tmp_path)
+    full = os.statvfs_result((real.f_bsize, real.f_frsize, real.f_blocks, 0, 0, *real[5:]))
+    monkeypatch.setattr(os, "statvfs", lambda path: full)
+    with pytest.raises(StoreError, match="only 0 bytes free"):
+        log.check()
+    monkeypatch.undo()
+    log.check()
+
+
 def test_health_and_readiness(client):
     assert client.get("/healthz").json == {"status": "ok", "checks": {}}
     ready = client.get("/readyz")
