@@ -17,7 +17,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     ``config`` overrides every other source of settings (see ``api.config``); it may also hold
     ``CLOCK``, a callable returning the current aware datetime, for tests and simulations.
     """
-    from api import components, docs, health, metrics, problems, web
+    from api import components, docs, health, metrics, problems, request_ids, web
     from api.config import load_settings
     from api.services import Services, secret_key
 
@@ -32,6 +32,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     components.register(app)
 
     problems.register_error_handlers(app)
+    request_ids.install(app)  # first: every later hook and handler can name the request
     metrics.instrument(app)
     for blueprint in (health.bp, docs.bp, web.bp, *_api_blueprints()):
         app.register_blueprint(blueprint)

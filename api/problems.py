@@ -14,6 +14,7 @@ from typing import Any
 from flask import Flask, Response, json, request
 from werkzeug.exceptions import HTTPException
 
+from api import request_ids
 from api.eventlog import EventLogError
 from fatigue.errors import (
     ConfigurationError,
@@ -145,6 +146,9 @@ def problem_response(
     code = status or kind.status
     body = {"type": kind.uri, "title": kind.title, "status": code, "detail": detail}
     body.update(extensions)
+    request_id = request_ids.current()
+    if request_id is not None:  # what to quote to the operators: their log lines carry it too
+        body["request_id"] = request_id
     response = Response(json.dumps(body), status=code, mimetype=PROBLEM_MEDIA_TYPE)
     if code == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="rapport"'
@@ -249,5 +253,7 @@ def _register_protocol_errors(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _internal(exc: Exception) -> Response:
-        log.exception("unhandled error")
+        # The route, not the path: a path may hold a customer's link token.
+        route = request.url_rule.rule if request.url_rule else "an unmatched path"
+        log.exception("unhandled error answering %s %s", request.method, route)
         return problem_response("internal", "internal error; it has been logged")

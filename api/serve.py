@@ -27,13 +27,18 @@ from gunicorn.app.base import BaseApplication
 
 from api.config import mailbox_setting, read_config_file
 from api.heap import settle_heap
+from api.request_ids import RequestIdFilter
 from engine.models import pin_single_threaded
 from fatigue.errors import ConfigurationError
 from fatigue.store import in_memory
 
 log = logging.getLogger(__name__)
 CGROUP_CPU_MAX = "/sys/fs/cgroup/cpu.max"  # "<quota> <period>" or "max <period>"
-LOG_FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"
+LOG_FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(name)s req=%(request_id)s: %(message)s"
+# gunicorn's default access line, then the request id the answer carried (api/request_ids.py).
+ACCESS_LOG_FORMAT = (
+    '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" req=%({x-request-id}o)s'
+)
 _LINK_TOKEN = re.compile(r"(^|\s)(/[upc]/)[^/\s?\"]+")  # an unsubscribe or click link's token
 
 
@@ -223,6 +228,8 @@ def run(options: ServeOptions, settings: Mapping[str, Any]) -> None:
     check_workers(store_url, workers)
     # Rapport's own lines (model reloads, store failures) with time, level and worker pid.
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RequestIdFilter())
     check_settings(settings)
     share_secret(settings, os.environ)
     spread_batches(store_url, workers, os.environ)
@@ -240,6 +247,7 @@ def run(options: ServeOptions, settings: Mapping[str, Any]) -> None:
                 "graceful_timeout": options.timeout,
                 "keepalive": 5,
                 "accesslog": "-" if options.access_log else None,
+                "access_log_format": ACCESS_LOG_FORMAT,
                 "logger_class": RedactingLogger,
                 "post_worker_init": _ignore_interrupts,
                 "child_exit": _child_exit,

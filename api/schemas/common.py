@@ -48,6 +48,11 @@ class ProblemDocument(BaseModel):
     errors: list[ProblemError] | None = Field(
         default=None, description="Every field or line that was wrong (validation problems)."
     )
+    request_id: str | None = Field(
+        default=None,
+        description="This request's id (also the X-Request-Id header): the server's log lines "
+        "about it carry the same id.",
+    )
 
 
 class Status(BaseModel):

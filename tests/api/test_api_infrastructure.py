@@ -298,3 +298,36 @@ def test_serving_without_any_key_says_so_at_start(settings, tmp_path: Path, capl
     missing = tmp_path / "nowhere" / "keys.json"
     check_settings({**settings, "API_KEYS_FILE": str(missing), "STORE_URL": "memory://"})
     assert f"no API keys in {missing}" in caplog.text and "rapport keys create" in caplog.text
+
+
+def test_every_answer_names_its_request_and_keeps_a_clients_plain_id(client):
+    fresh = client.get("/healthz").headers["X-Request-Id"]
+    again = client.get("/healthz").headers["X-Request-Id"]
+    assert fresh and again and fresh != again
+    kept = client.get("/healthz", headers={"X-Request-Id": "lb-7f3a.42:1"})
+    assert kept.headers["X-Request-Id"] == "lb-7f3a.42:1"
+    for hostile in ("two words", "x" * 129, 'a"b', ""):
+        answer = client.get("/healthz", headers={"X-Request-Id": hostile})
+        assert answer.headers["X-Request-Id"] not in (hostile, "")
+    problem = client.get("/v1/nowhere", headers={"X-Request-Id": "trace-1"})
+    assert problem.status_code == 404 and problem.json["request_id"] == "trace-1"
+
+
+def test_an_unhandled_error_is_logged_with_its_route_and_request_id(
+    client, auth, compose_request, settings, caplog
+):
+    from api.request_ids import RequestIdFilter
+
+    client.post("/v1/compose", json=compose_request(), headers=auth("platform"))  # publishes
+    published = Path(settings["TEMPLATES_DIR"]) / "picked-for-you" / "published.json"
+    published.write_text("{truncated")  # a real fault: a half-copied file on the server
+    caplog.handler.addFilter(RequestIdFilter())
+    answer = client.post(
+        "/v1/compose", json=compose_request(key="k-2"),
+        headers={**auth("platform"), "X-Request-Id": "incident-9"},
+    )  # fmt: skip
+    assert answer.status_code == 500 and answer.json["request_id"] == "incident-9"
+    assert "truncated" not in answer.text  # the detail stays in the log
+    [record] = [r for r in caplog.records if r.getMessage().startswith("unhandled error")]
+    assert record.getMessage() == "unhandled error answering POST /v1/compose"
+    assert record.request_id == "incident-9"  # type: ignore[attr-defined]
