@@ -28,6 +28,7 @@ from gunicorn.app.base import BaseApplication
 from api.config import mailbox_setting, read_config_file
 from api.heap import settle_heap
 from api.request_ids import RequestIdFilter
+from engine.artifact import unwritable
 from engine.models import pin_single_threaded
 from fatigue.errors import ConfigurationError
 from fatigue.store import in_memory
@@ -40,6 +41,8 @@ ACCESS_LOG_FORMAT = (
     '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" req=%({x-request-id}o)s'
 )
 _LINK_TOKEN = re.compile(r"(^|\s)(/[upc]/)[^/\s?\"]+")  # an unsubscribe or click link's token
+# A signed link token: a base64 payload, a timestamp and a 27-character signature, joined by dots.
+_LONG_SEGMENT = re.compile(r"/[A-Za-z0-9_\-.%]{48,}(?=[/?\s\"]|$)")
 
 
 @dataclass(frozen=True)
@@ -160,7 +163,14 @@ def check_settings(settings: Mapping[str, Any]) -> None:
     for address in ("SENDER", "UNSUBSCRIBE_MAILTO"):
         mailbox_setting(settings, address)
     if settings.get("SECRET_KEY"):
-        LinkSigner(str(settings["SECRET_KEY"]))
+        try:
+            LinkSigner(str(settings["SECRET_KEY"]))
+        except ConfigurationError as exc:  # the signer does not know which setting it came from
+            raise ConfigurationError(f"RAPPORT_SECRET_KEY: {exc}") from exc
+    templates = Path(str(settings["TEMPLATES_DIR"]))
+    reason = unwritable(templates)  # else each worker died on it with a 48-line traceback
+    if reason:
+        raise ConfigurationError(f"RAPPORT_TEMPLATES_DIR {templates}: {reason}")
     store_url = str(settings["STORE_URL"])
     if not in_memory(store_url):  # a memory store would only warn twice
         try:
@@ -205,8 +215,12 @@ class RedactingLogger(glogging.Logger):
 
 
 def redacted(request_line: str) -> str:
-    """Return a request line or path with the token of a /u/, /p/ or /c/ link cut out."""
-    return _LINK_TOKEN.sub(r"\1\2…", request_line)
+    """Return a request line or path with the token of a /u/, /p/ or /c/ link cut out.
+
+    ``//u/<token>`` and ``/%75/<token>`` reach the same pages, so besides the links' own paths
+    any segment long and token-shaped enough to be a signed link is cut, whatever precedes it.
+    """
+    return _LONG_SEGMENT.sub("/…", _LINK_TOKEN.sub(r"\1\2…", request_line))
 
 
 def _ignore_interrupts(worker: Any) -> None:

@@ -104,7 +104,12 @@ def test_serve_refuses_several_workers_on_memory(tmp_path: Path, monkeypatch, mo
     ("name", "value", "said"),
     [
         ("RAPPORT_PUBLIC_URL", "http://shop.example.com", "must be https://"),
-        ("RAPPORT_SECRET_KEY", "short", "at least 16 characters"),
+        ("RAPPORT_SECRET_KEY", "short", "RAPPORT_SECRET_KEY: the link signing secret must be"),
+        (
+            "RAPPORT_TEMPLATES_DIR",
+            "/dev/null/templates",
+            "RAPPORT_TEMPLATES_DIR /dev/null/templates: /dev/null is not a directory",
+        ),
         ("RAPPORT_STORE_URL", "redis://localhost:notaport/0", "Port could not be cast"),
         ("RAPPORT_STORE_URL", "postgres://x", "unknown fatigue store URL"),
         ("RAPPORT_RULES", "/nonexistent/rules.toml", "cannot read rule file"),
@@ -130,3 +135,10 @@ def test_access_lines_never_carry_a_link_token():
     assert redacted("POST /u/eyJ1IjoiNDIifQ.abc-def HTTP/1.1") == "POST /u/… HTTP/1.1"
     assert redacted("/c/eyJ1IjoiNDIifQ.x?utm=1") == "/c/…?utm=1"
     assert redacted("GET /v1/users/u/fatigue HTTP/1.1") == "GET /v1/users/u/fatigue HTTP/1.1"
+    # Other spellings reach the same page (the router merges slashes, the server decodes %75):
+    # any long token-shaped segment is cut, whatever leads to it.
+    token = "eyJ1IjoiNzc3IiwiZCI6ImQtMSJ9.aRAuNw.7J-0xVSQ1q0hs8ExGmbfeYxVtNY"
+    for path in (f"//u/{token}", f"/%75/{token}", f"/u//{token}"):
+        assert token not in redacted(f"GET {path} HTTP/1.1")
+        assert redacted(f"GET {path} HTTP/1.1").endswith("/… HTTP/1.1")
+    assert redacted("GET /v1/templates/picked-for-you HTTP/1.1").endswith("picked-for-you HTTP/1.1")
