@@ -3,7 +3,8 @@
 Publishing replaces the model directory's pointer file atomically. Each worker stats the pointer
 at most once per ``interval`` seconds (a syscall, no read); when it changed, a background thread
 loads the new version while requests keep using the old one, and the swap is one reference
-assignment. A version that fails to load is logged and the old one keeps serving.
+assignment. A version that fails to load is logged and the old one keeps serving; the same
+version is tried again every ``RETRY_FAILED`` seconds, in case it was repaired in place.
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ from fatigue.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
 POINTER = "CURRENT"  # engine.artifact.POINTER; the file whose replacement publishes a version
+# A version that failed to load is tried again after this long: an operator may repair it in
+# place (copy the missing files in) without publishing anew, and a worker started meanwhile
+# would load it, leaving the old workers serving another version for good.
+RETRY_FAILED = 60.0
 
 
 class ModelHolder:
@@ -43,6 +48,7 @@ class ModelHolder:
                 f"{model_dir}: no published model (no {POINTER} pointer); train one with "
                 "'rapport train' or set RAPPORT_MODEL_DIR"
             )
+        self._failed_at: float | None = None  # when the published version last failed to load
         self._model = self._first_load()
         self._checked = monotonic()
         self._loading: threading.Thread | None = None
@@ -60,6 +66,7 @@ class ModelHolder:
             model = self._loader(self.model_dir)
         except Exception as exc:
             model = self._fallback(exc)
+            self._failed_at = self._monotonic()  # the published one is tried again later
         _serving(model)
         return model
 
@@ -103,7 +110,7 @@ class ModelHolder:
 
     def _maybe_reload(self) -> None:
         stamp = self._pointer_stamp()
-        if stamp is None or stamp == self._stamp:
+        if stamp is None or (stamp == self._stamp and not self._retry_due()):
             return
         with self._lock:
             if self._loading is not None and self._loading.is_alive():
@@ -113,20 +120,34 @@ class ModelHolder:
             )
             self._loading.start()
 
+    def _retry_due(self) -> bool:
+        failed = self._failed_at
+        return failed is not None and self._monotonic() - failed >= RETRY_FAILED
+
     def _load(self, stamp: tuple[int, int]) -> None:
         try:
             model = self._loader(self.model_dir)
-        except Exception:  # a bad version must not take the serving one down
-            MODEL_LOAD_FAILURES.inc()
-            log.exception("could not load the newly published model in %s", self.model_dir)
-            self._stamp = stamp  # do not retry the same broken version on every check
+        except Exception as exc:  # a bad version must not take the serving one down
+            self._failed(stamp, exc)
             return
         previous, self._model = self._model, model
-        self._stamp = stamp
+        self._stamp, self._failed_at = stamp, None
         resettle_heap()
         MODEL_RELOADS.inc()
         _serving(model, previous)
         log.info("now serving model version %s", getattr(model, "version", "?"))
+
+    def _failed(self, stamp: tuple[int, int], exc: Exception) -> None:
+        """Keep serving, note the failure, and try the same version only every RETRY_FAILED s."""
+        if stamp != self._stamp:  # a new publication: the full story once, and counted
+            MODEL_LOAD_FAILURES.inc()
+            log.exception("could not load the newly published model in %s", self.model_dir)
+        else:
+            log.warning(
+                "the published model in %s still cannot be loaded (%s); trying again in %.0f s",
+                self.model_dir, exc, RETRY_FAILED,
+            )  # fmt: skip
+        self._stamp, self._failed_at = stamp, self._monotonic()
 
     def _pointer_stamp(self) -> tuple[int, int] | None:
         try:

@@ -155,3 +155,54 @@ def test_cycles_frozen_in_flight_at_one_reload_are_collected_at_the_next():
     finally:
         gc.unfreeze()
         gc.set_threshold(*threshold)
+
+
+def half_copied(directory: Path) -> str:
+    """Copy the current version as v-fixed, its factors cut short; return the current one."""
+    current = current_version(directory)
+    assert current is not None
+    shutil.copytree(directory / "versions" / current, directory / "versions" / "v-fixed")
+    factors = directory / "versions" / "v-fixed" / "model.npz"
+    factors.write_bytes(factors.read_bytes()[:100])
+    return current
+
+
+def repair(directory: Path, source: str) -> None:
+    """Copy the factors in again, as an operator finishing the copy would (not republished)."""
+    shutil.copy(directory / "versions" / source / "model.npz", directory / "versions" / "v-fixed")
+
+
+def test_a_version_repaired_in_place_is_loaded_at_the_next_retry(model_copy: Path, caplog):
+    """An operator copies the missing files in; every worker must end up serving it."""
+    from api.model import RETRY_FAILED
+
+    clock = [0.0]
+    holder = ModelHolder(model_copy, Recommender.load, interval=1.0, monotonic=lambda: clock[0])
+    good = half_copied(model_copy)
+    publish(model_copy, "v-fixed")
+    clock[0] = 2.0
+    assert holder.reload_now() is True and holder.model.version == good
+    assert "could not load" in caplog.text
+    repair(model_copy, good)
+    clock[0] = 3.0 + RETRY_FAILED / 2
+    assert holder.model.version == good  # a broken version is not read again on every check
+    assert holder._loading is None
+    clock[0] = 3.0 + RETRY_FAILED
+    assert holder.model.version in {good, "v-fixed"}  # starts the retry in the background
+    holder._loading.join(timeout=30)  # type: ignore[union-attr]
+    assert holder.model.version == "v-fixed"
+
+
+def test_a_worker_that_fell_back_retries_the_published_version(model_copy: Path, caplog):
+    from api.model import RETRY_FAILED
+
+    good = half_copied(model_copy)
+    publish(model_copy, "v-fixed")  # a worker (re)starts while it is broken
+    clock = [0.0]
+    holder = ModelHolder(model_copy, Recommender.load, interval=1.0, monotonic=lambda: clock[0])
+    assert holder.model.version == good and f"serving {good}" in caplog.text
+    repair(model_copy, good)
+    clock[0] = RETRY_FAILED
+    assert holder.model.version in {good, "v-fixed"}  # starts the retry in the background
+    holder._loading.join(timeout=30)  # type: ignore[union-attr]
+    assert holder.model.version == "v-fixed"
