@@ -8,6 +8,9 @@ page ever leaves the JSON API.
 from __future__ import annotations
 
 import logging
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -194,8 +197,37 @@ def register_error_handlers(app: Flask) -> None:
     _register_protocol_errors(app)
 
 
+class FailureLines:
+    """Log a failure's first line, then at most one a minute saying how many came meanwhile.
+
+    During an outage every refused request logged its own ERROR line (20 requests, 20 lines);
+    the first says what failed, the later ones that it goes on and how often.
+    """
+
+    def __init__(self, every: float = 60.0, monotonic: Callable[[], float] = time.monotonic):
+        self._every = every
+        self._monotonic = monotonic
+        self._last: dict[str, float] = {}
+        self._quiet: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def error(self, what: str, exc: Exception) -> None:
+        """Log ``what`` failed with ``exc``, unless a line about it went out in the last minute."""
+        now = self._monotonic()
+        with self._lock:
+            last = self._last.get(what)
+            if last is not None and now - last < self._every:
+                self._quiet[what] = self._quiet.get(what, 0) + 1
+                return
+            self._last[what] = now
+            quiet = self._quiet.pop(what, 0)
+        since = f" ({quiet} more since the last line)" if quiet else ""
+        log.error("%s failure: %s%s", what, exc, since)
+
+
 def _register_rapport_errors(app: Flask) -> None:
     """Handlers for the project's own error hierarchy and ``ApiProblem``."""
+    failures = FailureLines()  # one per app: tests build many, each must log its own
 
     @app.errorhandler(ApiProblem)
     def _api_problem(exc: ApiProblem) -> Response:
@@ -218,9 +250,9 @@ def _register_rapport_errors(app: Flask) -> None:
     @app.errorhandler(StoreError)
     def _store(exc: StoreError) -> Response:
         what = "event log" if isinstance(exc, EventLogError) else "state store"
-        # One line: a traceback per request buried the log during an outage (70 lines each).
-        # The hosts and paths in ``exc`` are for the operators, not for the caller.
-        log.error("%s failure: %s", what, exc)
+        # One line, and one a minute at most: a traceback per request buried the log during an
+        # outage (70 lines each). The hosts and paths in ``exc`` are for the operators only.
+        failures.error(what, exc)
         return problem_response("unavailable", f"the {what} is unavailable; retry shortly")
 
     @app.errorhandler(ConfigurationError)

@@ -108,3 +108,31 @@ def test_with_nowhere_to_keep_it_an_unsubscribe_says_so_and_a_click_still_redire
     clicked = client.get(_link(app, "click"))
     assert clicked.status_code == 302
     assert clicked.headers["Location"].startswith("https://shop.example/p/1")
+
+
+def test_an_outage_logs_its_first_failure_not_one_line_per_request(down_client, auth, caplog):
+    event = {"type": "open", "user_id": "1", "timestamp": "2026-11-23T10:00:00Z"}
+    for _ in range(5):
+        answer = down_client.post("/v1/events", json={"events": [event]}, headers=auth("platform"))
+        assert answer.status_code == 503
+    lines = [r for r in caplog.records if "state store failure" in r.getMessage()]
+    assert len(lines) == 1
+
+
+def test_failure_lines_say_how_many_came_between_them(caplog):
+    from api.problems import FailureLines
+
+    now = [0.0]
+    lines = FailureLines(every=60.0, monotonic=lambda: now[0])
+    for second in (0, 1, 2, 59):
+        now[0] = second
+        lines.error("state store", RuntimeError("refused"))
+    now[0] = 61
+    lines.error("state store", RuntimeError("refused"))
+    lines.error("event log", RuntimeError("full"))  # another failure has its own first line
+    said = [r.getMessage() for r in caplog.records]
+    assert said == [
+        "state store failure: refused",
+        "state store failure: refused (3 more since the last line)",
+        "event log failure: full",
+    ]
