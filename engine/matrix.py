@@ -19,7 +19,7 @@ class ValueScale(StrEnum):
     """How an interaction's ``value`` (a quantity or strength) scales its confidence."""
 
     IGNORE = "ignore"  # every event counts once, whatever the quantity
-    LOG = "log"  # 1 + log(value): more units count, with diminishing returns
+    LOG = "log"  # 1 + log(value), below 1 as 1: more units count, with diminishing returns
     LINEAR = "linear"  # value as given
 
 
@@ -41,7 +41,9 @@ class Weighting:
         lookup = np.vectorize(lambda e: self.event_weights.get(e, 0.0), otypes=[np.float64])
         strength = lookup(interactions.events) if len(interactions) else np.zeros(0)
         if self.value_scale is ValueScale.LOG:
-            strength = strength * (1.0 + np.log(interactions.values))
+            # A value under 1 (a fraction of a unit, an amount in a large currency unit) counts
+            # as 1: 1 + log(0.25) is negative, which read a purchase as a dislike.
+            strength = strength * (1.0 + np.log(np.maximum(interactions.values, 1.0)))
         elif self.value_scale is ValueScale.LINEAR:
             strength = strength * interactions.values
         if self.half_life_days:

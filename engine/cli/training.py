@@ -186,7 +186,8 @@ def _split(
         return temporal_split(data, cutoff)
     if last_days is not None:
         return last_days_split(data, last_days)
-    return random_split(data, float(random_fraction or 0.2), options.seed)
+    # `or` read --random 0 as "not given" and evaluated a 20% split; 0 is refused as 1 is.
+    return random_split(data, 0.2 if random_fraction is None else random_fraction, options.seed)
 
 
 def _print_evaluation(

@@ -107,6 +107,16 @@ def test_evaluate_table_and_json(runner: CliRunner, interactions_csv: Path) -> N
     assert 0 <= report["results"][0]["ndcg"] <= 1 and report["test_customers"] > 0
 
 
+@pytest.mark.parametrize("fraction", ["0", "1"])
+def test_evaluate_refuses_a_random_split_holding_out_nothing_or_everything(
+    runner: CliRunner, interactions_csv: Path, fraction: str
+) -> None:
+    arguments = ["--interactions", str(interactions_csv), "--random", fraction]
+    result = runner.invoke(evaluate, arguments)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"test fraction must be between 0 and 1, got {float(fraction)}" in result.stderr
+
+
 def test_evaluate_with_tuning_and_a_test_file(
     runner: CliRunner, tmp_path: Path, interactions_csv: Path
 ) -> None:

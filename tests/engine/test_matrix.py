@@ -39,6 +39,16 @@ def test_weighting_combines_event_weight_value_and_decay() -> None:
     np.testing.assert_allclose(linear, [4.0, 0.5, 1.0])
 
 
+def test_log_scaling_never_turns_a_small_value_into_a_dislike() -> None:
+    values = [0.25, float(np.exp(-1)), 1.0, 5.0]
+    data = Interactions.from_records(
+        [("u", f"i{n}", 0, "purchase", v) for n, v in enumerate(values)]
+    )
+    logged = Weighting({"purchase": 1.0}, value_scale=ValueScale.LOG).strengths(data, 0)
+    assert (logged > 0).all()  # 1 + log(0.25) was -0.39: a purchase read as negative feedback
+    np.testing.assert_allclose(logged, [1.0, 1.0, 1.0, 1 + np.log(5)])
+
+
 def test_build_matrix_sums_pairs_and_drops_unknown_ids() -> None:
     data = Interactions.from_records(
         [

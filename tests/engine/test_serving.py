@@ -330,3 +330,9 @@ def test_a_customer_whose_history_decayed_to_nothing_gets_the_cold_start(tmp_pat
     assert model.users.indices(["old1"])[0] >= 0  # known to the model, with nothing left
     picks = model.recommend("old1", 3)
     assert picks and picks[0].source in (Source.TRENDING, Source.POPULAR)
+    # What they bought weighs nothing, but it is still theirs: never offered back to them.
+    bought = {f"i{n}" for n in range(5)}
+    found = model.recommend_many(["old1", "new-customer"], 8)
+    assert len(found["old1"]) == 8 and bought.isdisjoint(r.item_id for r in found["old1"])
+    assert bought & {r.item_id for r in found["new-customer"]}  # the shared list holds them
+    assert [r.rank for r in found["old1"]] == list(range(1, 9))
