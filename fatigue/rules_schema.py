@@ -21,6 +21,7 @@ from fatigue.store.base import MAX_SOFT_BOUNCES
 from fatigue.toml_lines import key_lines, line_of
 
 Convert = Callable[[Any], Any]
+TOO_DEEP = "it nests too deeply (arrays or tables inside one another); nest them less"
 
 
 @dataclass(frozen=True)
@@ -211,6 +212,8 @@ def parse_rules(text: str, source: str = "<rules>") -> tuple[r.Rules | None, lis
         match = re.search(r"at line (\d+)", str(exc))
         line = int(match.group(1)) if match else None
         return None, [Problem(f"not valid TOML: {exc}", source, line)]
+    except RecursionError:  # tomllib reads nested arrays and inline tables recursively
+        return None, [Problem(f"not valid TOML: {TOO_DEEP}", source)]
     checker = _Checker(text, source)
     sections: dict[str, Any] = {}
     for name, data in document.items():

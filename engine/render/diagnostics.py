@@ -41,8 +41,8 @@ def describe(exc: BaseException) -> str:
 
 def problem_from(exc: BaseException, filename: str, field: str | None = None) -> Problem:
     """Return the problem for a Jinja failure in the template known as ``filename``."""
-    if isinstance(exc, TemplateSyntaxError):
-        return Problem(describe(exc), filename, exc.lineno, field)
+    if isinstance(exc, TemplateSyntaxError):  # line 0: the sandbox could not tell which
+        return Problem(describe(exc), filename, exc.lineno or None, field)
     return Problem(describe(exc), filename, traceback_line(exc.__traceback__, filename), field)
 
 

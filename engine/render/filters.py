@@ -5,6 +5,10 @@ Jinja filters whose output size comes from an argument (``center``, ``indent``, 
 are wrapped so their result stays small. ``safe`` and ``attr`` are left out so template data is
 always escaped and attribute access always goes through the sandbox. ``money`` and ``date`` are
 Rapport's own.
+
+Every filter's result then passes through the sandbox's check (size and time budget): a chain
+of growing filters inside one ``{{ }}`` (``urlencode`` triples a ``%``, ``forceescape`` makes
+``&`` five characters) neither outputs nor loops until its end, so nothing else would stop it.
 """
 
 from __future__ import annotations
@@ -71,16 +75,40 @@ def output_size(value: Any, limit: int) -> int:
 
 
 def allowed_filters(
-    stock: Mapping[str, Callable[..., Any]], *, max_size: int
+    stock: Mapping[str, Callable[..., Any]],
+    *,
+    max_size: int,
+    check_result: Callable[[Any], None],
 ) -> dict[str, Callable[..., Any]]:
-    """Return the allow-listed stock filters plus the size-checked and Rapport filters."""
+    """Return the allow-listed stock filters plus the size-checked and Rapport filters.
+
+    ``check_result`` sees every filter's result before the template does, and raises to
+    refuse it.
+    """
     chosen = {name: stock[name] for name in ALLOWED if name in stock}
     chosen.update(_checked_filters(stock, max_size))
     chosen["money"] = money
     chosen["date"] = date
     for name in BLANK_FOR_NONE & chosen.keys():
         chosen[name] = _blank_for_none(chosen[name])
-    return chosen
+    return {name: _result_checked(chosen[name], check_result) for name in chosen}
+
+
+def _result_checked(
+    original: Callable[..., Any], check_result: Callable[[Any], None]
+) -> Callable[..., Any]:
+    """Return ``original`` with its result passed to ``check_result`` before it is used."""
+
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        result = original(*args, **kwargs)
+        check_result(result)
+        return result
+
+    # Arguments pass through untouched, so keep Jinja's marker saying which ones it adds first.
+    passes = getattr(original, "jinja_pass_arg", None)
+    if passes is not None:
+        checked.jinja_pass_arg = passes  # type: ignore[attr-defined]
+    return checked
 
 
 def _blank_for_none(original: Callable[..., Any]) -> Callable[..., Any]:

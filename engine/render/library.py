@@ -29,13 +29,16 @@ SAMPLE_FILE = "sample.json"
 # A locale code as BCP 47 writes it (``fr``, ``fr-CA``, ``es-419``, ``zh-Hant``), in any case,
 # or with POSIX's ``_``: the renderer matches a customer's locale to it the same way.
 LOCALE_CODE = r"[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*"
-FILE_PATTERN = re.compile(rf"^(template\.toml|sample\.json|email(\.{LOCALE_CODE})?\.(mjml|txt))$")
-LOCALE_FILE = re.compile(rf"^email\.({LOCALE_CODE})\.(mjml|txt)$")
-LOCALE_PATTERN = re.compile(rf"^{LOCALE_CODE}$")
+# \A and \Z, not ^ and $: $ also matches before a final newline, so "evil\n" passed as a name
+# (and became a folder). Anchored both ends, so .match and .fullmatch agree.
+FILE_PATTERN = re.compile(rf"\A(template\.toml|sample\.json|email(\.{LOCALE_CODE})?\.(mjml|txt))\Z")
+LOCALE_FILE = re.compile(rf"\Aemail\.({LOCALE_CODE})\.(mjml|txt)\Z")
+LOCALE_PATTERN = re.compile(rf"\A{LOCALE_CODE}\Z")
 BOM = "\ufeff"
-NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+NAME_PATTERN = re.compile(r"\A[a-z0-9][a-z0-9-]{0,63}\Z")
 STANDARD_VARIABLES = ("recipient", "items", "campaign", "unsubscribe_url", "preferences_url")
 MAX_FILE_CHARS = 200_000
+TOML_TOO_DEEP = "it nests too deeply (arrays or tables inside one another); nest them less"
 # What template.toml may hold. Validation refuses anything else: a misspelt ``min_items`` was
 # ignored, so the template read as needing no items at all.
 META_KEYS = (
@@ -212,15 +215,24 @@ def _toml_problem(exc: tomllib.TOMLDecodeError) -> Problem:
     return Problem(f"not valid TOML: {exc}", META_FILE, int(match.group(1)) if match else None)
 
 
+def _read_meta(text: str) -> dict[str, Any] | Problem:
+    """Return template.toml's values, or the problem that stops it being read."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        return _toml_problem(exc)
+    except RecursionError:  # tomllib reads nested arrays and inline tables recursively
+        return Problem(f"not valid TOML: {TOML_TOO_DEEP}", META_FILE)
+
+
 def _load_meta(source: TemplateSource, problems: list[Problem]) -> dict[str, Any] | None:
     """Return template.toml's values, or None when it is missing, not TOML or unusable."""
     if META_FILE not in source.files:
         problems.append(Problem(f"missing {META_FILE}", source.name))
         return None
-    try:
-        meta = tomllib.loads(source.files[META_FILE])
-    except tomllib.TOMLDecodeError as exc:
-        problems.append(_toml_problem(exc))
+    meta = _read_meta(source.files[META_FILE])
+    if isinstance(meta, Problem):
+        problems.append(meta)
         return None
     lines = key_lines(source.files[META_FILE])
     locales = meta.get("locales", {})
@@ -433,9 +445,8 @@ def locale_problems(source: TemplateSource) -> list[Problem]:
     marketer's subject would silently never be sent.
     """
     text = source.files.get(META_FILE, "")
-    try:
-        meta = tomllib.loads(text)
-    except tomllib.TOMLDecodeError:
+    meta = _read_meta(text)
+    if isinstance(meta, Problem):
         return []  # read_template reports it
     locales = meta.get("locales", {})
     if not isinstance(locales, dict):
@@ -472,9 +483,8 @@ def unknown_keys(source: TemplateSource) -> list[Problem]:
     ``rapport templates validate`` refuse them, since a typo would silently change nothing.
     """
     text = source.files.get(META_FILE, "")
-    try:
-        meta = tomllib.loads(text)
-    except tomllib.TOMLDecodeError:
+    meta = _read_meta(text)
+    if isinstance(meta, Problem):
         return []  # read_template reports it
     unknown: list[tuple[tuple[str, ...], tuple[str, ...]]] = [
         ((key,), META_KEYS) for key in meta if key not in META_KEYS

@@ -11,8 +11,14 @@ concurrent renders in threads never share one):
   loop body's literal text per iteration and checks the time budget;
 - every ``{{ expression }}`` output is counted (``finalize``), so captured output inside
   macros and ``{% set %}`` blocks is bounded too;
+- every filter's result is size-checked and every filter call checks the time budget, so a
+  chain of growing filters inside one ``{{ }}`` cannot build a huge string on its own;
 - globals and filters are an allow-list: no ``cycler``, ``joiner``, ``lipsum``, ``namespace``,
   ``attr``, ``format``, ``safe`` or size-taking filters such as ``center``.
+
+A template nesting more than :data:`MAX_NESTING` deep (or too deeply for Jinja's recursive
+parser or Python's compiler) is refused as a :class:`~jinja2.TemplateSyntaxError`, not left to
+compile for seconds or raise ``RecursionError``.
 """
 
 from __future__ import annotations
@@ -22,9 +28,11 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from types import CodeType
 from typing import Any
 
 from jinja2 import StrictUndefined, Template, TemplateSyntaxError, nodes
+from jinja2.parser import Parser
 from jinja2.runtime import markup_join
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
@@ -35,6 +43,15 @@ MAX_RANGE = 10_000
 MAX_LOOP_ITERATIONS = 20_000
 MAX_OUTPUT = 2_000_000
 DEFAULT_TIME_BUDGET = 0.5
+TOO_DEEP = (
+    "the template nests too deeply to read (brackets, filters or tags inside one another); "
+    "nest them less"
+)
+_SIZED_TYPES = (str, list, tuple)
+# Nodes inside one another (the bundled templates reach 7). Jinja's code generator re-runs its
+# optimizer over each nested expression, so compiling costs roughly the cube of the depth: a
+# chain of 250 filters took 14 s; past the recursion limit it raised RecursionError.
+MAX_NESTING = 64
 
 # Read-only, size-preserving string methods; everything else on str (format, center, ljust,
 # zfill, expandtabs, join, replace...) is refused because its size comes from an argument.
@@ -132,6 +149,23 @@ def _huge_product(left: Any, right: Any) -> bool:
     return abs(left).bit_length() + abs(right).bit_length() > 4096  # as ** allows
 
 
+def _check_filter_result(result: Any) -> None:
+    """Refuse a filter's result past :data:`MAX_STRING`, and a render past its time budget.
+
+    A chain of filters in one ``{{ }}`` neither outputs nor loops until its end: unchecked,
+    ``s|urlencode|urlencode...`` built strings thousands of times the limit, each filter slower
+    than the last. Every filter call reads the clock, since one call on a string near the limit
+    costs far more than reading it.
+    """
+    if isinstance(result, _SIZED_TYPES) and len(result) > MAX_STRING:
+        _check_size(len(result), "a filter's result")
+    spend = _BUDGET.get()
+    # None while Jinja folds constant filters at compile time. The deadline is read here, not
+    # through check_time (which raises): this runs for every filter call of every email.
+    if spend is not None and time.perf_counter() > spend.deadline:
+        spend.check_time()
+
+
 def _bounded_loop(iterable: Iterable[Any], literal_size: int) -> Iterator[Any]:
     spend = _current()
     for value in iterable:
@@ -183,7 +217,9 @@ class RapportSandbox(ImmutableSandboxedEnvironment):
         )
         self.globals.clear()
         self.globals["range"] = safe_range
-        self.filters = filters.allowed_filters(self.filters, max_size=MAX_STRING)
+        self.filters = filters.allowed_filters(
+            self.filters, max_size=MAX_STRING, check_result=_check_filter_result
+        )
         self.rapport_loop = _bounded_loop
         self.rapport_concat = _bounded_concat
 
@@ -254,7 +290,28 @@ class RapportSandbox(ImmutableSandboxedEnvironment):
         return self.binop_table[operator](left, right)
 
     def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
-        tree = super()._parse(source, name, filename)
+        parser = Parser(self, source, name, filename)  # as Jinja's own, kept to read its line
+        try:
+            tree = parser.parse()
+        except RecursionError:
+            line = parser.stream.current.lineno
+            raise TemplateSyntaxError(TOO_DEEP, line, name, filename) from None
+        deep = _nested_too_deeply(tree)
+        if deep is not None:
+            raise TemplateSyntaxError(TOO_DEEP, deep.lineno, name, filename)
+        self._bound(tree, name, filename)
+        return tree
+
+    def _compile(self, source: str, filename: str) -> CodeType:
+        try:
+            return super()._compile(source, filename)
+        except (RecursionError, SyntaxError):
+            # Python's compiler has nesting limits of its own (20 nested loops, say) below
+            # MAX_NESTING; Jinja's code is valid Python otherwise. Line 0: no line is known.
+            raise TemplateSyntaxError(TOO_DEEP, 0, None, filename) from None
+
+    def _bound(self, tree: nodes.Template, name: str | None, filename: str | None) -> None:
+        """Rewrite loops and ``~`` joins in ``tree`` to go through the render limits."""
         for loop in tree.find_all(nodes.For):
             if loop.recursive:
                 raise TemplateSyntaxError(
@@ -271,7 +328,20 @@ class RapportSandbox(ImmutableSandboxedEnvironment):
             )
         for concat in list(tree.find_all(nodes.Concat)):
             _replace_node(tree, concat, _bounded_concat_call(concat))
-        return tree
+
+
+def _nested_too_deeply(tree: nodes.Node) -> nodes.Node | None:
+    """Return a node nested more than :data:`MAX_NESTING` deep in ``tree``, if there is one.
+
+    Walked with a stack, not recursion, so any depth the parser built can be measured.
+    """
+    stack = [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_NESTING:
+            return node
+        stack.extend((child, depth + 1) for child in node.iter_child_nodes())
+    return None
 
 
 def _bounded_concat_call(concat: nodes.Concat) -> nodes.Call:

@@ -90,7 +90,7 @@ class Publication:
 
 def check_name(name: str) -> None:
     """Refuse names that are not lower-case slugs (they become folder names)."""
-    if not NAME_PATTERN.match(name):
+    if not NAME_PATTERN.fullmatch(name):
         raise ValidationError(
             Problem("template names are lower-case letters, digits and dashes", field="name")
         )

@@ -1,0 +1,84 @@
+"""Filter chains inside one ``{{ }}`` are held to the size and time limits like everything else.
+
+Each filter's result is checked as it is made: a chain of growing filters (``urlencode``
+triples a ``%``, ``forceescape`` makes ``&`` five characters) otherwise built strings far past
+``MAX_STRING`` and ran for minutes, since nothing else in one expression outputs or loops.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.render.prepared import compile_jinja
+from engine.render.sandbox import (
+    MAX_STRING,
+    RapportSandbox,
+    RenderBudget,
+    TemplateLimitError,
+    budget,
+    render_text,
+)
+
+LIMIT = f"limit {MAX_STRING:,}"
+
+# Each stays under MAX_STRING until its first filter, then grows past it: unchecked, it
+# rendered the length of a string several times the limit.
+GROWING_CHAINS = {
+    "urlencode": "{% set s = '%' * 40000 %}{{ (s|urlencode|urlencode)|length }}",
+    "urlencode-near-limit": "{% set s = '%' * 99999 %}{{ (s" + "|urlencode" * 3 + ")|length }}",
+    "forceescape": "{% set s = '&' * 30000 %}{{ (s|forceescape|forceescape)|length }}",
+    "escape": "{% set s = '<' * 30000 %}{{ (s|e)|length }}",
+}
+
+
+@pytest.mark.parametrize("source", GROWING_CHAINS.values(), ids=GROWING_CHAINS.keys())
+@pytest.mark.parametrize("html", [True, False], ids=["html", "text"])
+def test_a_filter_chain_cannot_build_a_string_past_the_limit(source: str, html: bool) -> None:
+    template = RapportSandbox(html=html).from_string(source)
+    with budget(), pytest.raises(TemplateLimitError, match=LIMIT):
+        render_text(template, {})
+
+
+def test_a_filter_result_from_the_data_is_checked_too() -> None:
+    template = RapportSandbox(html=True).from_string("{{ (name|urlencode)|length }}")
+    with budget(), pytest.raises(TemplateLimitError, match=LIMIT):
+        render_text(template, {"name": "%" * 40_000})
+
+
+def test_each_filter_call_checks_the_time_budget() -> None:
+    # The budget is spent before the render starts; only the filter call can notice, since
+    # the expression prints once (the output count reads the clock every 32 outputs).
+    template = RapportSandbox(html=False).from_string("{{ name|upper }}")
+    with budget(RenderBudget(seconds=-1.0)), pytest.raises(TemplateLimitError, match="time"):
+        template.render({"name": "ada"})
+
+
+def test_a_long_chain_of_small_filters_is_stopped_by_the_time_budget() -> None:
+    chain = "{% set s = 'a' * 90000 %}{{ (s" + "|upper|lower" * 25 + ")|length }}"
+    template = RapportSandbox(html=False).from_string(chain)
+    with budget(RenderBudget(seconds=-1.0)), pytest.raises(TemplateLimitError, match="time"):
+        template.render({})
+
+
+def test_ordinary_filters_still_render() -> None:
+    source = "{{ name|upper }} {{ price|money('GBP') }} {{ items|map('upper')|join(', ') }}"
+    template = RapportSandbox(html=True).from_string(source)
+    with budget():
+        output = render_text(template, {"name": "a&b", "price": 2.5, "items": ["x", "y"]})
+    assert output == "A&amp;B £2.50 X, Y"
+
+
+def test_constant_filters_are_still_folded_at_compile_time_outside_a_budget() -> None:
+    # Jinja runs a filter on constants while compiling, with no render budget in force.
+    env = RapportSandbox(html=False)
+    template = compile_jinja(env, "{{ 'mug'|upper ~ ('a b'|urlencode) }}", "subject")
+    with budget():
+        assert render_text(template, {}) == "MUGa%20b"
+
+
+def test_an_oversized_constant_chain_compiles_and_is_refused_when_rendered() -> None:
+    # Folding it fails on the size check, so Jinja leaves it to the render, which refuses it.
+    source = "{{ ('" + "%" * 40_000 + "'|urlencode|urlencode)|length }}"
+    template = compile_jinja(RapportSandbox(html=False), source, "subject")
+    with budget(), pytest.raises(TemplateLimitError, match=LIMIT):
+        render_text(template, {})
