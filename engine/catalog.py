@@ -203,7 +203,7 @@ def _moment(value: Any, fail: Any) -> datetime | None:
     try:
         return datetime.fromtimestamp(parse_timestamp(str(value)), UTC)
     except (ValueError, OverflowError):
-        fail(f"unparsable date {value!r}: expected ISO-8601 or Unix seconds")
+        fail(f"unparsable date {value!r}: expected ISO-8601, YYYYMMDD or Unix seconds")
         return None
 
 

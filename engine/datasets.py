@@ -13,7 +13,7 @@ import io
 import random
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -133,12 +133,22 @@ def _retail_rows(path: Path) -> Iterator[tuple[int, Mapping[str, Any]]]:
 def load_online_retail(path: str | Path) -> RetailData:
     """Convert the UCI Online Retail file into canonical purchases and a catalog.
 
-    Cancellations, non-positive quantities, rows without a customer and non-product codes
-    (postage, carriage, fees) are dropped: they are not purchases of a product by a known
-    customer. The catalog keeps each item's latest price and title.
+    Rows without a customer, zero quantities and non-product codes (postage, carriage, fees)
+    are dropped: they are not purchases of a product by a known customer. The catalog keeps
+    each item's latest price and title (from every sale, returned or not: the product exists).
+
+    Cancellations (invoices starting with ``C``, negative quantities) are returns of goods the
+    customer bought, so they are netted against that customer's purchases of that item rather
+    than just dropped (else a returned order trains as a purchase). The rule: each
+    cancellation, in time order, takes its quantity off the customer's purchases of the item
+    made at or before it, latest first; a purchase row left with nothing is dropped, one
+    partly returned keeps the rest as its quantity. A cancellation with no earlier purchase to
+    take from (the goods were bought before the file starts) changes nothing: a return cannot
+    undo a later purchase.
     """
     path = Path(path)
-    interactions: list[tuple[str, str, str, str, str]] = []
+    purchases: list[_Purchase] = []
+    returns: dict[tuple[str, str], list[tuple[str, float]]] = {}
     latest: dict[str, tuple[str, str, str]] = {}
     first_seen: dict[str, str] = {}
     for line, row in _retail_rows(path):
@@ -147,17 +157,56 @@ def load_online_retail(path: str | Path) -> RetailData:
         except ValueError:
             raise ValidationError(Problem("not a number", str(path), line, "Quantity")) from None
         customer = row["CustomerID"].strip().removesuffix(".0")
-        if not customer or row["InvoiceNo"].startswith("C") or quantity <= 0:
-            continue
-        if not PRODUCT_CODE.match(row["StockCode"]):
+        if not customer or quantity == 0 or not PRODUCT_CODE.match(row["StockCode"]):
             continue  # postage, carriage, manual adjustments, bank charges: not things to suggest
         item, when = row["StockCode"].strip(), row["InvoiceDate"].strip().replace(" ", "T")
         timestamp = when if when.endswith("Z") else f"{when}Z"
-        interactions.append((customer, item, timestamp, "purchase", f"{quantity:g}"))
+        if row["InvoiceNo"].startswith("C") or quantity < 0:
+            returns.setdefault((customer, item), []).append((timestamp, abs(quantity)))
+            continue
+        purchases.append(_Purchase(customer, item, timestamp, quantity))
         latest[item] = (row["Description"].strip(), row["UnitPrice"].strip(), timestamp)
         first_seen.setdefault(item, timestamp)
+    interactions = [
+        (p.customer, p.item, p.timestamp, "purchase", f"{p.quantity:g}")
+        for p in _net_returns(purchases, returns)
+    ]
     catalog = [_catalog_row(item, *latest[item][:2], first_seen[item]) for item in sorted(latest)]
     return RetailData(interactions, catalog)
+
+
+@dataclass(frozen=True)
+class _Purchase:
+    customer: str
+    item: str
+    timestamp: str  # ISO-8601 UTC, fixed width: compares as text in time order
+    quantity: float
+
+
+def _net_returns(
+    purchases: Sequence[_Purchase], returns: Mapping[tuple[str, str], Sequence[tuple[str, float]]]
+) -> list[_Purchase]:
+    """Take each ``(customer, item)``'s returned ``(timestamp, quantity)`` off its purchases.
+
+    Latest purchase at or before the return first (what was just bought is what comes back);
+    rows left with nothing are dropped; the rest keep their file order.
+    """
+    left = [p.quantity for p in purchases]
+    rows: dict[tuple[str, str], list[int]] = {}
+    for index, purchase in enumerate(purchases):
+        rows.setdefault((purchase.customer, purchase.item), []).append(index)
+    for pair, cancelled in returns.items():
+        # Newest first; of rows in the same minute, the one later in the file.
+        newest = sorted(rows.get(pair, []), key=lambda i: (purchases[i].timestamp, i), reverse=True)
+        for when, quantity in sorted(cancelled):
+            for index in newest:
+                if quantity <= 0:
+                    break
+                if purchases[index].timestamp <= when:
+                    taken = min(quantity, left[index])
+                    left[index] -= taken
+                    quantity -= taken
+    return [replace(p, quantity=q) for p, q in zip(purchases, left, strict=True) if q > 0]
 
 
 def _catalog_row(item: str, description: str, price: str, published: str) -> dict[str, str]:

@@ -1,8 +1,10 @@
 """Loading interactions in the canonical format: ``user_id,item_id,timestamp,event,value``.
 
-CSV, CSV.gz and JSON Lines are accepted; a column mapping renames a file's own headers. Every
-problem is collected with its file, line and column, and nothing is returned unless the whole
-file parsed: a half-loaded data set would silently train a worse model.
+CSV, CSV.gz and JSON Lines are accepted; a column mapping renames a file's own headers. JSON
+values are taken at their type, never coerced: ids must be strings or integers, a value a number
+(``true`` is not 1, an object is not the id ``"{'x': 1}"``). Every problem is collected with
+its file, line and column, and nothing is returned unless the whole file parsed: a half-loaded
+data set would silently train a worse model.
 """
 
 from __future__ import annotations
@@ -113,17 +115,48 @@ FUTURE_SLACK = 86400  # seconds a timestamp may lie ahead of this machine's cloc
 EVENT_ID_COLUMN = "event_id"
 
 
+#: Unix seconds outside this range are refused: a digit string from 1970 or past 2100 is far
+#: likelier a date written without dashes, or milliseconds, than a real moment.
+EPOCH_RANGE = (946_684_800, 4_102_444_800)  # 2000-01-01 and 2100-01-01, UTC
+TIMESTAMP_FORMS = "ISO-8601, YYYYMMDD or Unix seconds"
+
+
 def parse_timestamp(text: str) -> int:
-    """Parse ISO-8601 (``Z`` or an offset; no offset means UTC) or Unix seconds into seconds."""
+    """Parse ISO-8601, a compact ``YYYYMMDD`` date or Unix seconds into Unix seconds.
+
+    ISO-8601 with ``Z`` or an offset (no offset means UTC). Eight digits are a date at UTC
+    midnight, never seconds (those would fall in 1970); Unix seconds must fall in 2000-2100.
+    A ``ValueError`` says what was expected.
+    """
     text = text.strip()
     if not text:
         raise ValueError("empty timestamp")
+    if len(text) == 8 and text.isdigit():
+        try:
+            moment = datetime.strptime(text, "%Y%m%d").replace(tzinfo=UTC)
+        except ValueError:
+            raise ValueError("not a YYYYMMDD date (eight digits are read as one)") from None
+        return int(moment.timestamp())
     if text.replace(".", "", 1).isdigit():
-        return int(float(text))
-    moment = datetime.fromisoformat(text)
+        return _epoch_seconds(text)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"expected {TIMESTAMP_FORMS}") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return int(moment.timestamp())
+
+
+def _epoch_seconds(text: str) -> int:
+    seconds = float(text)  # compared before int(): a 400-digit string is inf, not an error
+    low, high = EPOCH_RANGE
+    if not low <= seconds < high:
+        raise ValueError(
+            f"Unix seconds must fall in 2000-2100 ({low} to {high - 1}; milliseconds are "
+            f"refused): expected {TIMESTAMP_FORMS}"
+        )
+    return int(seconds)
 
 
 def load_interactions(
@@ -157,7 +190,7 @@ def _load_one(
         raise ValidationError(Problem("no such file", str(path)))
     if default_event is not None and default_event not in weights:
         raise ValidationError(Problem(f"unknown event type {default_event!r}", field="event"))
-    parser = _RowParser(str(path), columns, weights, default_event)
+    parser = _RowParser(str(path), columns, weights, default_event, is_json_lines(path))
     records, read = [], 0
     for line, row in _read_rows(path, parser):
         read += 1
@@ -273,8 +306,11 @@ class _RowParser:
         columns: dict[str, str],
         weights: Mapping[str, float],
         default_event: str | None,
+        typed: bool = False,
     ) -> None:
         self.source = source
+        # JSON Lines carry types: a value must be a number there, not text that reads as one.
+        self.typed = typed
         self.weights = weights
         self.default_event = default_event
         self.columns = {
@@ -322,6 +358,11 @@ class _RowParser:
 
     def _text(self, line: int, row: Mapping[str, Any], name: str) -> str | None:
         raw = self._raw(row, name)
+        if raw is not None and (isinstance(raw, bool) or not isinstance(raw, str | int)):
+            # str() would make an id of "{'x': 1}", "True" or "17850.0": none is anyone's id
+            message = f"{name} must be a string or an integer, not {_json_type(raw)}"
+            self.problem(line, self.columns[name], message)
+            return None
         text = "" if raw is None else str(raw).strip()
         if not text:
             self.problem(line, self.columns[name], f"{name} is empty")
@@ -334,18 +375,22 @@ class _RowParser:
 
     def _timestamp(self, line: int, row: Mapping[str, Any]) -> int | None:
         raw = self._raw(row, "timestamp")
+        if raw is not None and (isinstance(raw, bool) or not isinstance(raw, str | int | float)):
+            message = f"timestamp must be a string or a number, not {_json_type(raw)}"
+            self.problem(line, self.columns["timestamp"], message)
+            return None
         text = "" if raw is None else str(raw)
         cached = self._stamps.get(text)
         if cached is not None:
             return cached
         try:
             stamp = parse_timestamp(text)
-        except (ValueError, OverflowError):
-            self.problem(
-                line,
-                self.columns["timestamp"],
-                f"unparsable timestamp {text!r}: expected ISO-8601 or Unix seconds",
-            )
+        except ValueError as exc:
+            self.problem(line, self.columns["timestamp"], f"unparsable timestamp {text!r}: {exc}")
+            return None
+        except OverflowError:
+            message = f"unparsable timestamp {text!r}: expected {TIMESTAMP_FORMS}"
+            self.problem(line, self.columns["timestamp"], message)
             return None
         if not 0 <= stamp <= self._latest:
             # Recency is measured from the newest interaction: one from the future would
@@ -376,8 +421,14 @@ class _RowParser:
 
     def _value(self, line: int, row: Mapping[str, Any]) -> float | None:
         raw = self._raw(row, "value")
-        if raw is None or (isinstance(raw, str) and not raw.strip()):
+        if raw is None or (not self.typed and isinstance(raw, str) and not raw.strip()):
             return 1.0
+        if self.typed and (isinstance(raw, bool) or not isinstance(raw, int | float)):
+            # float(True) is 1.0 and float("3") is 3.0: a producer that wrote either is confused
+            self.problem(
+                line, self.columns["value"], f"value must be a number, not {_json_type(raw)}"
+            )
+            return None
         try:
             value = float(raw)
         except (TypeError, ValueError):
@@ -390,3 +441,12 @@ class _RowParser:
             self.problem(line, self.columns["value"], f"value {raw!r} is over {MAX_VALUE:,.0f}")
             return None
         return value
+
+
+def _json_type(raw: Any) -> str:
+    """Name a parsed JSON value as JSON would, for a message about the line it is on."""
+    kinds = {bool: "the boolean", str: "the string", int: "the integer", float: "the number",
+             dict: "an object", list: "an array"}  # fmt: skip
+    shown = json.dumps(raw, default=repr)
+    shown = shown if len(shown) <= 40 else shown[:37] + "..."
+    return f"{kinds.get(type(raw), type(raw).__name__)} {shown}"

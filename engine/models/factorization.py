@@ -131,6 +131,12 @@ class ALSModel(_FactorModel):
         )
 
 
+#: implicit's BPR keeps an item bias in the last factor column (index ``factors``: implicit
+#: 0.7 allocates ``factors + 1`` columns), and every user factor row holds a constant 1 there,
+#: so a score is the taste dot product plus the item's bias.
+BIAS_COLUMN = -1
+
+
 class BPRModel(_FactorModel):
     """implicit's Bayesian personalised ranking (Rendle et al. 2009)."""
 
@@ -160,8 +166,11 @@ class BPRModel(_FactorModel):
         """Stand a new customer in for the confidence-weighted mean of their items' factors.
 
         BPR has no closed-form user solve like ALS, so a new customer is treated as "someone
-        like these items" (item similarity in factor space), which needs no retraining.
+        like these items" (item similarity in factor space), which needs no retraining. The
+        bias coordinate is then set to 1, as every trained customer's is (see ``BIAS_COLUMN``):
+        averaged, it would hold the mean bias of their items, and so weigh popularity by chance.
         """
         weights = confidence.multiply(1.0 / np.maximum(confidence.sum(axis=1), 1e-9)).tocsr()
         queries = np.asarray(weights @ self._model.item_factors, dtype=np.float32)
+        queries[:, BIAS_COLUMN] = 1.0
         return top_excluding(self._model.item_factors, queries, exclude, n, filter_items)

@@ -37,19 +37,20 @@ def test_ideal_dcg_is_capped_at_k() -> None:
 
 
 def test_temporal_split_keeps_only_new_pairs_of_known_customers() -> None:
+    before, after = 1_700_000_100, 1_700_000_300  # the cutoff below must be plausible seconds
     data = Interactions.from_records(
         [
-            ("u1", "a", 100, "purchase", 1.0),
-            ("u1", "b", 100, "purchase", 1.0),
-            ("u2", "a", 100, "purchase", 1.0),
-            ("u1", "a", 300, "purchase", 1.0),  # repeat: not new
-            ("u1", "b", 300, "view", 1.0),  # repeat
-            ("u2", "b", 300, "purchase", 1.0),  # new
-            ("u3", "a", 300, "purchase", 1.0),  # unknown customer
-            ("u2", "zz", 300, "purchase", 1.0),  # unknown item
+            ("u1", "a", before, "purchase", 1.0),
+            ("u1", "b", before, "purchase", 1.0),
+            ("u2", "a", before, "purchase", 1.0),
+            ("u1", "a", after, "purchase", 1.0),  # repeat: not new
+            ("u1", "b", after, "view", 1.0),  # repeat
+            ("u2", "b", after, "purchase", 1.0),  # new
+            ("u3", "a", after, "purchase", 1.0),  # unknown customer
+            ("u2", "zz", after, "purchase", 1.0),  # unknown item
         ]
     )
-    split = temporal_split(data, "200")
+    split = temporal_split(data, "1700000200")
     assert split.relevant == {"u2": frozenset({"b"})}
     assert len(split.train) == 3
 

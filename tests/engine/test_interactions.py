@@ -140,7 +140,7 @@ def test_mapped_column_names_appear_in_errors(tmp_path: Path) -> None:
 def test_invalid_json_line(tmp_path: Path) -> None:
     path = write(
         tmp_path / "i.jsonl",
-        '{"user_id": "u", "item_id": "a", "timestamp": 1, "event": "view"}\n{oops\n[1]\n',
+        '{"user_id": "u", "item_id": "a", "timestamp": 1709287200, "event": "view"}\n{oops\n[1]\n',
     )
     with pytest.raises(ValidationError) as excinfo:
         load_interactions(path)
@@ -148,7 +148,7 @@ def test_invalid_json_line(tmp_path: Path) -> None:
 
 
 def test_configured_event_types(tmp_path: Path) -> None:
-    path = write(tmp_path / "i.csv", HEADER + "u1,a,1,wishlist,1\n")
+    path = write(tmp_path / "i.csv", HEADER + "u1,a,1709287200,wishlist,1\n")
     data = load_interactions(path, event_weights={"wishlist": 2.0})
     assert data.events.tolist() == ["wishlist"]
 
@@ -207,3 +207,83 @@ def test_absurd_values_and_ids_are_refused_with_their_line(tmp_path: Path) -> No
         load_interactions(path)
     assert problems_of(excinfo) == [(2, "value"), (3, "user_id")]
     assert "is over 1,000,000" in str(excinfo.value) and "at most 200" in str(excinfo.value)
+
+
+def test_a_compact_date_is_that_date_not_seconds_from_1970() -> None:
+    """A compact date such as 20111209 was read as Unix seconds: 1970-08-21, silently."""
+    assert parse_timestamp("20111209") == parse_timestamp("2011-12-09T00:00:00Z")
+    with pytest.raises(ValueError, match="not a YYYYMMDD date"):
+        parse_timestamp("20111309")
+
+
+def test_implausible_unix_seconds_are_refused_saying_what_was_expected(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "i.csv",
+        HEADER
+        + "u1,a,20111209,purchase,1\n"
+        + "u1,b,1291193100,purchase,1\n"
+        + "u1,c,12345,purchase,1\n"  # 1970: a date or a count, not a moment
+        + "u1,d,1291193100000,purchase,1\n"  # milliseconds
+        + "u1,e,20111232,purchase,1\n",
+    )
+    with pytest.raises(ValidationError) as excinfo:
+        load_interactions(path)
+    assert problems_of(excinfo) == [(4, "timestamp"), (5, "timestamp"), (6, "timestamp")]
+    message = str(excinfo.value)
+    assert f"{path}:4 [timestamp]: unparsable timestamp '12345': Unix seconds must fall in " in (
+        message
+    )
+    assert "2000-2100" in message and "milliseconds are refused" in message
+    assert f"{path}:6 [timestamp]: unparsable timestamp '20111232': not a YYYYMMDD date" in message
+    good = write(tmp_path / "good.csv", HEADER + "u1,a,20111209,purchase,1\n")
+    assert load_interactions(good).timestamps.tolist() == [1323388800]  # 2011-12-09T00:00Z
+
+
+def test_json_values_are_taken_at_their_type_not_coerced(tmp_path: Path) -> None:
+    """``"value": true`` trained as 1.0 and an object id as the text "{'x': 1}"."""
+    base = {"user_id": "u1", "item_id": "a", "timestamp": "2011-01-01T00:00:00Z",
+            "event": "purchase"}  # fmt: skip
+    rows = [
+        {**base, "user_id": 17850, "value": 3},  # integers are fine ids; numbers fine values
+        {**base, "value": 2.5},
+        {**base, "value": None},  # no value: the default 1
+        {**base, "user_id": {"x": 1}, "value": True},
+        {**base, "item_id": ["q"], "value": "3"},
+        {**base, "user_id": True, "item_id": 17850.0, "timestamp": False},
+        {**base, "value": {"n": 1}},
+    ]
+    path = write(tmp_path / "i.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(ValidationError) as excinfo:
+        load_interactions(path)
+    assert problems_of(excinfo) == [
+        (4, "user_id"),
+        (4, "value"),
+        (5, "item_id"),
+        (5, "value"),
+        (6, "user_id"),
+        (6, "item_id"),
+        (6, "timestamp"),
+        (7, "value"),
+    ]
+    message = str(excinfo.value)
+    assert (
+        f'{path}:4 [user_id]: user_id must be a string or an integer, not an object {{"x": 1}}'
+        in (message)
+    )
+    assert f"{path}:4 [value]: value must be a number, not the boolean true" in message
+    assert f'{path}:5 [value]: value must be a number, not the string "3"' in message
+    assert (
+        f"{path}:6 [item_id]: item_id must be a string or an integer, not the number 17850.0"
+        in (message)
+    )
+    valid = write(tmp_path / "valid.jsonl", "".join(json.dumps(r) + "\n" for r in rows[:3]))
+    loaded = load_interactions(valid)
+    assert loaded.user_ids.tolist() == ["17850", "u1", "u1"]
+    assert loaded.values.tolist() == [3.0, 2.5, 1.0]
+
+
+def test_csv_values_are_text_that_reads_as_a_number(tmp_path: Path) -> None:
+    """Only JSON carries types: in CSV every field is text, and "3" is the number 3."""
+    path = write(tmp_path / "i.csv", HEADER + "17850,a,2011-01-01T00:00:00Z,purchase,3\n")
+    loaded = load_interactions(path)
+    assert (loaded.user_ids.tolist(), loaded.values.tolist()) == (["17850"], [3.0])

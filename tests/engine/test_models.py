@@ -193,3 +193,32 @@ def test_a_pinned_serving_process_runs_every_thread_pool_at_one_thread() -> None
     finally:
         base._PINNED.pop().restore_original_limits()
     assert not isinstance(base.single_threaded_blas(), contextlib.nullcontext)
+
+
+def test_implicit_bpr_keeps_the_item_bias_where_fold_in_sets_it(matrices) -> None:  # type: ignore[no-untyped-def]
+    """Trained customers carry a constant 1 in the bias column; an upgrade moving it breaks this."""
+    from engine.models.factorization import BIAS_COLUMN
+
+    model = create_model(Algorithm.BPR, BPR_PARAMS)
+    model.fit(matrices[2])
+    user_factors = model.arrays()["user_factors"]
+    assert user_factors.shape[1] == BPR_PARAMS.factors + 1
+    np.testing.assert_array_equal(user_factors[:, BIAS_COLUMN], 1.0)
+
+
+def test_bpr_fold_in_scores_taste_plus_item_bias_as_for_a_trained_customer() -> None:
+    """The mean of the customer's items stands in for their taste, not for their bias weight.
+
+    Averaged, the bias coordinate was the customer's items' mean bias (here -2): an unpopular
+    item's buyer had every item's popularity counted backwards.
+    """
+    model = create_model(Algorithm.BPR, BPR_PARAMS)
+    item_factors = np.array(
+        [[1.0, 0.0, -2.0], [0.5, 0.0, -1.0], [0.0, 0.0, 1.0], [0.0, 1.0, 0.0]], dtype=np.float32
+    )
+    model.load_arrays({"user_factors": np.ones((1, 3), np.float32), "item_factors": item_factors})
+    bought = sp.csr_matrix(([3.0], ([0], [0])), shape=(1, 4), dtype=np.float32)
+    ids, scores = model.fold_in(bought, bought, 3)
+    # taste (1, 0) with a trained customer's constant 1: item 2 scores 0 + 1, item 1 0.5 - 1
+    assert ids[0].tolist() == [2, 3, 1]
+    np.testing.assert_allclose(scores[0], [1.0, 0.0, -0.5])
