@@ -108,7 +108,9 @@ def problem_dict(problem: Problem, standing: bool = False) -> dict[str, Any]:
     target = editor_field(problem)
     line = problem.line
     if target in ONE_LINE_FIELDS and problem.source == "template.toml":
-        line = 1  # its line in template.toml; the editor's subject box has one line
+        # Its line is in the template.toml the draft makes, which the marketer never sees, and
+        # the subject box has one line: "Line 1" there only repeated the obvious.
+        line = None
     return {
         "message": problem.message,
         "source": problem.source,

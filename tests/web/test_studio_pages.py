@@ -210,6 +210,8 @@ def test_a_bad_fewest_items_is_shown_beside_the_templates_own_problems(client, k
         f"/studio/templates/{TEMPLATE}/draft", json=form, headers={"X-CSRF-Token": token}
     )
     assert sorted(p["target"] for p in answer.json["problems"]) == ["min_items", "subject"]
+    [subject] = [p for p in answer.json["problems"] if p["target"] == "subject"]
+    assert subject["line"] is None  # a line of the generated template.toml meant nothing here
     saved = client.post(f"/studio/templates/{TEMPLATE}", data=form)
     assert saved.status_code == 422
     shown = saved.text.split('id="initial-problems">')[1].split("</script>")[0]
