@@ -177,16 +177,9 @@ class Recommender:
                 if found is not None:
                     folded[user_id] = found
         active = self._active_users()
-        known = [
-            i
-            for i, row in enumerate(rows)
-            if row >= 0 and active[row] and user_ids[i] not in folded
-        ]
-        faded = [
-            i
-            for i, row in enumerate(rows)
-            if row >= 0 and not active[row] and user_ids[i] not in folded
-        ]
+        unfolded = [i for i, row in enumerate(rows) if row >= 0 and user_ids[i] not in folded]
+        known = [i for i in unfolded if active[rows[i]]]
+        faded = [i for i in unfolded if not active[rows[i]]]
         result = self._recommend_known(user_ids, rows[known], known, n, filters, blocked)
         result.update(self._recommend_faded(user_ids, rows[faded], faded, n, filters, blocked))
         result.update(folded)
@@ -278,10 +271,24 @@ class Recommender:
         # Factor models score from their own user factors; only row-scored models read history.
         confidence = take_rows(self.user_items, rows) if self.model.scores_from_history else exclude
         ids, scores = self.model.recommend(rows, confidence, exclude, n, blocked)
+        source = self._personal_source(Source.CF)
+        return self._finish_rows(user_ids, positions, ids, scores, exclude, source, n, blocked)
+
+    def _finish_rows(
+        self,
+        user_ids: Sequence[str],
+        positions: list[int],
+        ids: np.ndarray,
+        scores: np.ndarray,
+        exclude: sp.csr_matrix,
+        source: Source,
+        n: int,
+        blocked: np.ndarray,
+    ) -> dict[str, list[Recommendation]]:
+        """Calibrate ranked rows in one pass; a row short of ``n`` is topped up by ``_finish``."""
         ids, scores = np.atleast_2d(ids), np.atleast_2d(scores)
         valid = np.asarray((ids >= 0) & (scores > FILTERED), dtype=bool)
         complete = np.asarray(valid.all(axis=1), dtype=bool)
-        source = self._personal_source(Source.CF)
         rows_out = self._calibrated_rows(
             np.where(valid, ids, 0), np.where(valid, scores, 0.0), source
         )
@@ -378,13 +385,7 @@ class Recommender:
         exclude = take_rows(self.history if filters.exclude_history else self.excluded, rows)
         source, vector = self._cold_ranking(n)
         ids, scores = ranked_by_score(vector, exclude, n, blocked)
-        found: dict[str, list[Recommendation]] = {}
-        for offset, position in enumerate(positions):
-            excluded = exclude.indices[exclude.indptr[offset] : exclude.indptr[offset + 1]]
-            found[user_ids[position]] = self._finish(
-                ids[offset], scores[offset], source, n, blocked, excluded
-            )
-        return found
+        return self._finish_rows(user_ids, positions, ids, scores, exclude, source, n, blocked)
 
     def _cold_start(self, n: int, blocked: np.ndarray) -> tuple[Recommendation, ...]:
         """Trending (or popular) picks: the same for every new customer, so computed once."""
