@@ -6,8 +6,6 @@ source.
 
 from __future__ import annotations
 
-import re
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -18,10 +16,9 @@ from fatigue.domain import Channel, ContentKind
 from fatigue.durations import duration_unit, parse_clock, parse_duration
 from fatigue.errors import Problem
 from fatigue.store.base import MAX_SOFT_BOUNCES
-from fatigue.toml_lines import key_lines, line_of
+from fatigue.toml_lines import key_lines, line_of, read_toml
 
 Convert = Callable[[Any], Any]
-TOO_DEEP = "it nests too deeply (arrays or tables inside one another); nest them less"
 
 
 @dataclass(frozen=True)
@@ -206,14 +203,9 @@ class _Checker:
 
 def parse_rules(text: str, source: str = "<rules>") -> tuple[r.Rules | None, list[Problem]]:
     """Parse rule-file text into ``Rules``; return ``(None, problems)`` when anything is wrong."""
-    try:
-        document = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        match = re.search(r"at line (\d+)", str(exc))
-        line = int(match.group(1)) if match else None
-        return None, [Problem(f"not valid TOML: {exc}", source, line)]
-    except RecursionError:  # tomllib reads nested arrays and inline tables recursively
-        return None, [Problem(f"not valid TOML: {TOO_DEEP}", source)]
+    document = read_toml(text, source)
+    if isinstance(document, Problem):
+        return None, [document]
     checker = _Checker(text, source)
     sections: dict[str, Any] = {}
     for name, data in document.items():

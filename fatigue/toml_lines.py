@@ -1,4 +1,4 @@
-"""Where a key sits in a TOML file: ``tomllib`` reports no line numbers for values.
+"""Reading TOML with its problems on their lines: ``tomllib`` reports no line numbers for values.
 
 Rule files and template.toml name the line of each problem; both read simple TOML (tables,
 arrays of tables, keys, multi-line strings), which a line scan maps well enough.
@@ -7,7 +7,12 @@ arrays of tables, keys, multi-line strings), which a line scan maps well enough.
 from __future__ import annotations
 
 import re
+import tomllib
 from typing import Any
+
+from fatigue.errors import Problem
+
+_DECODE_LINE = re.compile(r"at line (\d+)")
 
 _ARRAY_HEADER = re.compile(r"^\[\[\s*([^\]]+?)\s*\]\]")
 _TABLE_HEADER = re.compile(r"^\[\s*([^\]]+?)\s*\]")
@@ -58,3 +63,19 @@ def line_of(text: str, lines: dict[tuple[Any, ...], int], path: tuple[Any, ...])
         if pattern.search(line):
             return number
     return None
+
+
+def read_toml(text: str, source: str) -> dict[str, Any] | Problem:
+    """Return the document in ``text``, or the problem (with its line when known) stopping it.
+
+    tomllib reads nested arrays and inline tables recursively: text nested thousands deep raised
+    ``RecursionError``, a 500 from the API, instead of a problem with the file.
+    """
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        match = _DECODE_LINE.search(str(exc))
+        return Problem(f"not valid TOML: {exc}", source, int(match.group(1)) if match else None)
+    except RecursionError:
+        message = "not valid TOML: it nests too deeply (arrays or tables inside one another)"
+        return Problem(f"{message}; nest them less", source)

@@ -13,7 +13,6 @@ import difflib
 import hashlib
 import json
 import re
-import tomllib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -22,7 +21,7 @@ from types import MappingProxyType
 from typing import Any, Protocol, TypeGuard
 
 from fatigue.errors import NotFoundError, Problem, ValidationError, decode_utf8
-from fatigue.toml_lines import key_lines, line_of
+from fatigue.toml_lines import key_lines, line_of, read_toml
 
 META_FILE = "template.toml"
 SAMPLE_FILE = "sample.json"
@@ -38,7 +37,6 @@ BOM = "\ufeff"
 NAME_PATTERN = re.compile(r"\A[a-z0-9][a-z0-9-]{0,63}\Z")
 STANDARD_VARIABLES = ("recipient", "items", "campaign", "unsubscribe_url", "preferences_url")
 MAX_FILE_CHARS = 200_000
-TOML_TOO_DEEP = "it nests too deeply (arrays or tables inside one another); nest them less"
 # What template.toml may hold. Validation refuses anything else: a misspelt ``min_items`` was
 # ignored, so the template read as needing no items at all.
 META_KEYS = (
@@ -210,27 +208,12 @@ class BundledLibrary:
         return (self.source(name) for name in self.names())
 
 
-def _toml_problem(exc: tomllib.TOMLDecodeError) -> Problem:
-    match = re.search(r"at line (\d+)", str(exc))
-    return Problem(f"not valid TOML: {exc}", META_FILE, int(match.group(1)) if match else None)
-
-
-def _read_meta(text: str) -> dict[str, Any] | Problem:
-    """Return template.toml's values, or the problem that stops it being read."""
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        return _toml_problem(exc)
-    except RecursionError:  # tomllib reads nested arrays and inline tables recursively
-        return Problem(f"not valid TOML: {TOML_TOO_DEEP}", META_FILE)
-
-
 def _load_meta(source: TemplateSource, problems: list[Problem]) -> dict[str, Any] | None:
     """Return template.toml's values, or None when it is missing, not TOML or unusable."""
     if META_FILE not in source.files:
         problems.append(Problem(f"missing {META_FILE}", source.name))
         return None
-    meta = _read_meta(source.files[META_FILE])
+    meta = read_toml(source.files[META_FILE], META_FILE)
     if isinstance(meta, Problem):
         problems.append(meta)
         return None
@@ -445,7 +428,7 @@ def locale_problems(source: TemplateSource) -> list[Problem]:
     marketer's subject would silently never be sent.
     """
     text = source.files.get(META_FILE, "")
-    meta = _read_meta(text)
+    meta = read_toml(text, META_FILE)
     if isinstance(meta, Problem):
         return []  # read_template reports it
     locales = meta.get("locales", {})
@@ -483,7 +466,7 @@ def unknown_keys(source: TemplateSource) -> list[Problem]:
     ``rapport templates validate`` refuse them, since a typo would silently change nothing.
     """
     text = source.files.get(META_FILE, "")
-    meta = _read_meta(text)
+    meta = read_toml(text, META_FILE)
     if isinstance(meta, Problem):
         return []  # read_template reports it
     unknown: list[tuple[tuple[str, ...], tuple[str, ...]]] = [
