@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from engine.artifact import fsync_directory, unwritable
+from engine.artifact import fsync_directory, nearest_existing, unwritable
 from fatigue.clock import Clock, utc_now
 from fatigue.errors import StoreError
 
@@ -53,9 +53,8 @@ class EventLog:
             raise EventLogError(f"event log directory {self.directory}: {reason}")
 
     def _low_space(self) -> str:
-        existing = next(p for p in (self.directory, *self.directory.parents) if p.exists())
         try:
-            stats = os.statvfs(existing)
+            stats = os.statvfs(nearest_existing(self.directory))
         except OSError:  # a file system that cannot say: the append will tell
             return ""
         free = stats.f_bavail * stats.f_frsize

@@ -42,10 +42,10 @@ def install(app: Flask) -> None:
 
     @app.after_request
     def _echo(response: Response) -> Response:
-        # A request refused before any before_request ran (a routing 404 still runs them; a
-        # failure inside one may not) gets an id here, so the answer always has one.
+        # _assign is the app's first hook; only a failure before any hook ran skips it, and
+        # that answer must carry an id too.
         if "request_id" not in g:
-            g.request_id = _chosen(request.headers.get(HEADER))
+            _assign()
         response.headers[HEADER] = g.request_id
         return response
 

@@ -64,9 +64,14 @@ def check_writable(model_dir: str | Path) -> None:
         raise ConfigurationError(f"cannot write models to {model_dir}: {reason}")
 
 
+def nearest_existing(path: Path) -> Path:
+    """Return ``path`` if it exists, else its closest existing parent (what would hold it)."""
+    return next(p for p in (path, *path.parents) if p.exists())
+
+
 def unwritable(directory: Path) -> str:
     """Say why ``directory`` could not be made or written in ("" when it could), making nothing."""
-    existing = next(p for p in (directory, *directory.parents) if p.exists())
+    existing = nearest_existing(directory)
     if not existing.is_dir():
         return f"{existing} is not a directory"
     if not os.access(existing, os.W_OK | os.X_OK):
