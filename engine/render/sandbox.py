@@ -47,7 +47,6 @@ TOO_DEEP = (
     "the template nests too deeply to read (brackets, filters or tags inside one another); "
     "nest them less"
 )
-_SIZED_TYPES = (str, list, tuple)
 # Nodes inside one another (the bundled templates reach 7). Jinja's code generator re-runs its
 # optimizer over each nested expression, so compiling costs roughly the cube of the depth: a
 # chain of 250 filters took 14 s; past the recursion limit it raised RecursionError.
@@ -157,8 +156,7 @@ def _check_filter_result(result: Any) -> None:
     than the last. Every filter call reads the clock, since one call on a string near the limit
     costs far more than reading it.
     """
-    if isinstance(result, _SIZED_TYPES) and len(result) > MAX_STRING:
-        _check_size(len(result), "a filter's result")
+    _check_size(_sized(result), "a filter's result")
     spend = _BUDGET.get()
     # None while Jinja folds constant filters at compile time. The deadline is read here, not
     # through check_time (which raises): this runs for every filter call of every email.
