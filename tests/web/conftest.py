@@ -52,10 +52,31 @@ def client(app: Any) -> Any:
     return app.test_client()
 
 
+def closing_every_response(app: Any) -> Any:
+    """``app`` with each response read whole and closed before werkzeug's server sends it.
+
+    werkzeug's development server (3.1, ``serving.py`` ``execute``) drains the socket before it
+    closes the response; when the browser resets the connection (a page closed mid-request),
+    that drain raises and ``close()`` is skipped, so a file response such as the favicon is
+    closed only by the garbage collector, whose ResourceWarning fails whichever test is running
+    (filterwarnings = error). The studio streams nothing, so reading whole costs nothing here.
+    """
+
+    def closing(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        body = app(environ, start_response)
+        try:
+            return [b"".join(body)]
+        finally:
+            if hasattr(body, "close"):
+                body.close()
+
+    return closing
+
+
 @pytest.fixture
 def server(app: Any) -> Iterator[str]:
     """Serve ``app`` with werkzeug on a free loopback port in a thread; yield its base URL."""
-    httpd = make_server("127.0.0.1", 0, app, threaded=True)
+    httpd = make_server("127.0.0.1", 0, closing_every_response(app), threaded=True)
     thread = threading.Thread(target=httpd.serve_forever, name="studio-server", daemon=True)
     thread.start()
     try:
