@@ -19,9 +19,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from engine.artifact import fsync_directory, nearest_existing, unwritable
+from engine.artifact import fsync_directory
 from fatigue.clock import Clock, utc_now
 from fatigue.errors import StoreError
+from fatigue.writable import nearest_existing, unwritable
 
 
 class EventLogError(StoreError):

@@ -28,10 +28,10 @@ from gunicorn.app.base import BaseApplication
 from api.config import mailbox_setting, read_config_file
 from api.heap import settle_heap
 from api.request_ids import RequestIdFilter
-from engine.artifact import unwritable
 from engine.models import pin_single_threaded
 from fatigue.errors import ConfigurationError
 from fatigue.store import in_memory
+from fatigue.writable import unwritable
 
 log = logging.getLogger(__name__)
 CGROUP_CPU_MAX = "/sys/fs/cgroup/cpu.max"  # "<quota> <period>" or "max <period>"

@@ -37,6 +37,7 @@ from engine.matrix import IdMap, ValueScale, Weighting
 from engine.models import Algorithm, ModelParams, create_model
 from engine.serving import Recommender, Source
 from fatigue.errors import ConfigurationError, NotFoundError, Problem, ValidationError
+from fatigue.writable import unwritable
 
 POINTER = "CURRENT"
 VERSIONS = "versions"
@@ -62,21 +63,6 @@ def check_writable(model_dir: str | Path) -> None:
     reason = unwritable(Path(model_dir) / VERSIONS)
     if reason:
         raise ConfigurationError(f"cannot write models to {model_dir}: {reason}")
-
-
-def nearest_existing(path: Path) -> Path:
-    """Return ``path`` if it exists, else its closest existing parent (what would hold it)."""
-    return next(p for p in (path, *path.parents) if p.exists())
-
-
-def unwritable(directory: Path) -> str:
-    """Say why ``directory`` could not be made or written in ("" when it could), making nothing."""
-    existing = nearest_existing(directory)
-    if not existing.is_dir():
-        return f"{existing} is not a directory"
-    if not os.access(existing, os.W_OK | os.X_OK):
-        return f"{existing} is not writable"
-    return ""
 
 
 def save_recommender(

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from html import escape
 from pathlib import Path
 
 from fatigue.errors import ConfigurationError
 from fatigue.simulate import WEEK_BUCKETS, SimulationResult
+from fatigue.writable import unwritable
 
 COLOURS = ("#8c8c8c", "#2b6cb0", "#d69e2e", "#c53030", "#38a169")
 BUCKET_LABELS = [str(n) for n in range(WEEK_BUCKETS - 1)] + [f"{WEEK_BUCKETS - 1}+"]
@@ -158,11 +158,9 @@ def check_writable(directory: Path) -> None:
     Nothing is created, so a run that then fails on its input leaves no empty directory.
     ``write_report`` still reports what this cannot foresee (a full disk, a race).
     """
-    existing = next(p for p in (directory, *directory.parents) if p.exists())
-    if not existing.is_dir():
-        raise ConfigurationError(f"cannot write {directory}: {existing} is not a directory")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigurationError(f"cannot write {directory}: {existing} is not writable")
+    reason = unwritable(directory)
+    if reason:
+        raise ConfigurationError(f"cannot write {directory}: {reason}")
     if (directory / REPORT_FILE).is_dir():
         raise ConfigurationError(f"cannot write {directory / REPORT_FILE}: it is a directory")
 
