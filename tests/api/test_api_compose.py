@@ -123,6 +123,20 @@ def test_a_retry_returns_the_same_decision_and_counts_once(client, auth, compose
     assert other["send_at"] > first["decided_at"]
 
 
+def test_a_key_reused_for_another_campaign_is_409_and_the_first_send_stays_counted(
+    client, auth, compose_request
+):
+    first = compose(client, auth, compose_request(key="reused")).json["decision"]
+    assert first["action"] == "send"
+    other_campaign = {"id": "spring-sale", "category": "sale", "kind": "promotional"}
+    reused = compose(client, auth, compose_request(key="reused", campaign=other_campaign))
+    assert reused.status_code == 409 and reused.content_type == "application/problem+json"
+    assert "'weekly-picks'" in reused.json["detail"]
+    state = client.get("/v1/users/12347/fatigue", headers=auth("engineer")).json
+    assert state["recent_sends"] == 1
+    assert compose(client, auth, compose_request(key="fresh")).json["decision"]["action"] == "defer"
+
+
 def test_dry_run_records_nothing(client, auth, compose_request):
     dry = compose(client, auth, compose_request(key="dry", dry_run=True)).json
     assert dry["decision"]["action"] == "send" and dry["decision"]["dry_run"] is True
