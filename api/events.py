@@ -33,6 +33,7 @@ from api.services import services
 from engine import interactions
 from fatigue.domain import EventType
 from fatigue.errors import StoreError, ValidationError
+from fatigue.store.base import decision_owner
 
 bp = Blueprint("events", __name__)
 GOVERNED = frozenset(kind.value for kind in EventType)
@@ -106,9 +107,27 @@ def _validate(
             continue
         if problem := _out_of_time(event.timestamp, now):
             rejected.append(RejectedEvent(index=index, error=f"timestamp: {problem}"))
+        elif problem := _not_theirs(event):
+            rejected.append(RejectedEvent(index=index, error=f"decision_id: {problem}"))
         else:
             accepted.append((index, event))
     return accepted, rejected
+
+
+def _not_theirs(event: EventIn) -> str:
+    """Say why a ``send_failed`` may not release its decision ("" when it may).
+
+    Releasing un-counts a send, so a report naming another customer's decision (a platform's
+    mix-up, or a guess) must not lift that customer's caps.
+    """
+    if event.type != EventType.SEND_FAILED.value or not event.decision_id:
+        return ""
+    owner = decision_owner(event.decision_id)
+    if owner is None:
+        return "not a decision id Rapport made"
+    if owner != event.user_id:
+        return f"that decision was made for another customer, not user {event.user_id!r}"
+    return ""
 
 
 def _out_of_time(moment: datetime, now: datetime) -> str:

@@ -58,6 +58,7 @@ from fatigue.store.base import (
     SendRecord,
     StateQuery,
     UserState,
+    decision_owner,
 )
 from fatigue.windows import zone
 
@@ -396,7 +397,9 @@ class Governor:
         from fatigue.events import change_for
 
         if event.type == EventType.SEND_FAILED:
-            if event.decision_id:
+            # Only the customer's own decision: a failure reported under another customer must
+            # not lift that customer's caps (the id names its customer, see new_decision_id).
+            if event.decision_id and decision_owner(event.decision_id) == event.user_id:
                 self.store.release(event.decision_id)
             return
         change = change_for(event, self.rules)

@@ -390,3 +390,26 @@ def test_a_customer_whose_id_holds_a_slash_can_be_explained(client, auth, compos
         assert response.status_code == 200, response.json
         assert response.json["user_id"] == "a/b"
         assert response.json["recent_decisions"][0]["id"] == decided.json["decision"]["id"]
+
+
+@ON_EVERY_STORE
+def test_a_send_failed_releases_only_its_own_customers_send(client, auth, compose_request):
+    sent = client.post(
+        "/v1/compose", json=compose_request("sf2", "k-sf2"), headers=auth("platform")
+    )
+    decision = sent.json["decision"]
+    assert decision["action"] == "send"
+    failed = {
+        "type": "send_failed",
+        "timestamp": decision["decided_at"],
+        "decision_id": decision["id"],
+    }
+    not_ours = {**failed, "user_id": "sf2", "decision_id": "d1"}
+    response = events(client, auth, [{**failed, "user_id": "someone-else"}, not_ours])
+    rejected = {item["index"]: item["error"] for item in response.json["rejected"]}
+    assert response.json["accepted"] == 0
+    assert "another customer" in rejected[0] and "not a decision id" in rejected[1]
+    state = client.get("/v1/users/sf2/fatigue", headers=auth("engineer")).json
+    assert state["recent_sends"] == 1  # still counted against sf2's caps
+    assert events(client, auth, [{**failed, "user_id": "sf2"}]).json["accepted"] == 1
+    assert client.get("/v1/users/sf2/fatigue", headers=auth("engineer")).json["recent_sends"] == 0
