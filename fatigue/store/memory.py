@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -57,17 +58,17 @@ class _User:
     last_engaged: float | None = None
     hours: list[int] = field(default_factory=lambda: [0] * HOURS)
     replays: dict[str, tuple[Replay, float]] = field(default_factory=dict)
-    events: dict[str, float] = field(default_factory=dict)  # applied event ids -> event time
+    events: dict[str, float] = field(default_factory=dict)  # applied event ids -> when applied
 
-    def first_sight(self, event_id: str | None, at: float) -> bool:
-        """Remember ``event_id``; return False when it was applied before."""
+    def first_sight(self, event_id: str | None, now: float) -> bool:
+        """Remember ``event_id`` from ``now`` (when applied); return False when seen before."""
         if event_id is None:
             return True
         if event_id in self.events:
             return False
         if len(self.events) >= 256:  # forget ids as Redis does, past EVENT_MEMORY
-            self.events = {k: t for k, t in self.events.items() if t >= at - EVENT_MEMORY}
-        self.events[event_id] = at
+            self.events = {k: t for k, t in self.events.items() if t >= now - EVENT_MEMORY}
+        self.events[event_id] = now
         return True
 
     def suppress(self, scope: str, detail: str) -> None:
@@ -259,7 +260,7 @@ class MemoryStore(FatigueStore):
         """Apply an event's change once, by the event's own time (see ``EventChange``)."""
         with self._lock:
             user = self._users.setdefault(change.user_id, _User())
-            if not user.first_sight(change.event_id, change.at):
+            if not user.first_sight(change.event_id, time.time()):
                 return False
             at = change.at
             if change.engaged and (user.last_engaged is None or at >= user.last_engaged):

@@ -257,6 +257,19 @@ class TestStoreContract:
         state = load(store)
         assert state.soft_bounces == 2 and state.hours[9] == 2 and state.audience_hours[9] == 2
 
+    def test_a_retried_batch_never_reapplies_events_older_than_the_event_memory(self, store):
+        bounce = EventChange("u1", NOW, soft_bounce=True, soft_bounce_threshold=3)
+        batch = [
+            replace(bounce, at=NOW - 9 * DAY, event_id="ev-bounce-9d"),
+            replace(bounce, at=NOW - 8 * DAY, event_id="ev-bounce-8d"),
+            EventChange("u1", NOW, engaged=True, event_id="ev-purchase"),  # a purchase, now
+        ]
+        assert [store.apply(change) for change in batch] == [True, True, True]
+        # The client retries the batch: ids are remembered from when they were applied.
+        assert [store.apply(change) for change in batch] == [False, False, False]
+        state = load(store)
+        assert state.soft_bounces == 2 and "address" not in state.suppression
+
     def test_a_late_engagement_counts_the_sends_made_since_and_never_goes_back(self, store):
         store.commit([attempt(record(at=NOW - 300)), attempt(record(at=NOW - 100))])
         store.apply(EventChange("u1", NOW - 200, engaged=True))  # reported after the second send

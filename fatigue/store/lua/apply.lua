@@ -5,14 +5,19 @@
 -- ARGV[1] the event's time (epoch seconds), ARGV[2] engagement TTL s, ARGV[3] engaged (1/0),
 -- ARGV[4] local hour ("" = none), ARGV[5] soft bounce (1/0), ARGV[6] reset soft bounces (1/0),
 -- ARGV[7] threshold ("" = none), ARGV[8] soft-bounce suppression detail JSON, ARGV[9] event id
--- ("" = none), ARGV[10] how long event ids are remembered (s), ARGV[11] n scopes to lift, then
--- the scopes, then the rest as scope, detail pairs to suppress.
+-- ("" = none), ARGV[10] how long event ids are remembered (s), ARGV[11] now: when the event is
+-- applied (epoch seconds), ARGV[12] n scopes to lift, then the scopes, then the rest as scope,
+-- detail pairs to suppress.
+-- Event ids are remembered by when they were applied, not by the event's time: an event older
+-- than the memory would otherwise be forgotten as soon as a newer one is applied, and applied
+-- again when its batch is retried.
 -- Returns 0 when the event id was applied before (nothing changes), 1 otherwise.
 local at = tonumber(ARGV[1])
 if ARGV[9] ~= "" then
   if redis.call("ZSCORE", KEYS[4], ARGV[9]) then return 0 end
-  redis.call("ZADD", KEYS[4], ARGV[1], ARGV[9])
-  redis.call("ZREMRANGEBYSCORE", KEYS[4], "-inf", "(" .. string.format("%.17g", at - tonumber(ARGV[10])))
+  local now = tonumber(ARGV[11])
+  redis.call("ZADD", KEYS[4], ARGV[11], ARGV[9])
+  redis.call("ZREMRANGEBYSCORE", KEYS[4], "-inf", "(" .. string.format("%.17g", now - tonumber(ARGV[10])))
   redis.call("EXPIRE", KEYS[4], ARGV[10])
 end
 -- When a suppression was recorded: its detail's ``ts`` (0 for details without one).
@@ -70,8 +75,8 @@ if ARGV[5] == "1" or ARGV[6] == "1" then
     suppress("address", ARGV[8])
   end
 end
-local nlift = tonumber(ARGV[11])
-for i = 12, 11 + nlift do
+local nlift = tonumber(ARGV[12])
+for i = 13, 12 + nlift do
   local existing = redis.call("HGET", KEYS[2], ARGV[i])
   if not existing or stamp(existing) <= at then
     if existing then redis.call("HDEL", KEYS[2], ARGV[i]) end
@@ -82,6 +87,6 @@ for i = 12, 11 + nlift do
     end
   end
 end
-for i = 12 + nlift, #ARGV, 2 do suppress(ARGV[i], ARGV[i + 1]) end
+for i = 13 + nlift, #ARGV, 2 do suppress(ARGV[i], ARGV[i + 1]) end
 redis.call("EXPIRE", KEYS[1], tonumber(ARGV[2]))
 return 1
