@@ -169,9 +169,9 @@ def _checked_filters(
         _check(linecount, MAX_CHUNKS, "a batch")
         return batch(value, linecount, fill_with)
 
-    def checked_slice(value: Iterable[Any], slices: int, fill_with: Any = None) -> Any:
+    def checked_slice(env: Any, value: Iterable[Any], slices: int, fill_with: Any = None) -> Any:
         _check(slices, MAX_CHUNKS, "a slice count")
-        return slice_(value, slices, fill_with)
+        return slice_(env, value, slices, fill_with)
 
     def checked_sum(
         env: Any, iterable: Iterable[Any], attribute: Any = None, start: Any = 0
@@ -184,6 +184,7 @@ def _checked_filters(
         (checked_join, join),
         (checked_replace, replace),
         (checked_truncate, truncate),
+        (checked_slice, slice_),
         (checked_sum, sum_),
     ]
     for wrapper, original in wrappers:

@@ -20,9 +20,6 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
-from jinja2 import TemplateError
-from jinja2.sandbox import SecurityError
-
 from engine.catalog import CatalogItem
 from engine.render import mime
 from engine.render.diagnostics import RenderError, problem_from
@@ -226,8 +223,9 @@ def _render_parts(
         html = render_text(variant.html, variables)
         part = "text"
         text = render_text(variant.text, variables) if variant.text else html_to_text(html)
-    except (TemplateError, SecurityError, ArithmeticError, TypeError, ValueError,
-            LookupError, RecursionError) as exc:  # fmt: skip
+    except MemoryError:
+        raise
+    except Exception as exc:  # any template runtime failure, limits (SecurityError) included
         parts = {"subject": variant.subject, "preheader": variant.preheader}
         parts.update({"html": variant.html, "text": variant.text or variant.html})
         filename = parts[part].filename or name

@@ -186,6 +186,8 @@ class TemplateStore(ABC):
         now = self.clock()
 
         def change(current: Publication | None) -> Publication:
+            if current is not None and current.version == version:
+                return current  # already live: nothing to roll back to, nothing to change
             previous = (*current.previous, current.version) if current else ()
             return Publication(version, author, now, previous[-50:])
 

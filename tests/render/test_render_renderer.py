@@ -51,6 +51,19 @@ def test_a_missing_recipient_value_is_a_render_error_with_the_line(signer, links
     assert (problem.source, problem.line) == ("t/email.mjml", 5)  # the marketer's line
 
 
+def test_recipient_data_the_template_cannot_handle_is_a_render_error(signer, links, clock) -> None:
+    """Valid against its sample, a template can still fail on other data: a 422, not a 500."""
+    body = "<mj-text>{% for k, v in recipient.prefs|dictsort %}{{ k }}{% endfor %}</mj-text>"
+    files = template_files(body)
+    files["sample.json"] = '{"recipient": {"user_id": "u1", "prefs": {"a": 1}}}'
+    renderer = Renderer(DictLibrary(TemplateSource("t", files)), signer, links, clock=clock)
+    with pytest.raises(RenderError) as caught:
+        renderer.render("t", context(prefs=[1]))  # a list has no .items()
+    (problem,) = caught.value.problems
+    assert problem.field == "html"
+    assert (problem.source, problem.line) == ("t/email.mjml", 5)
+
+
 def test_items_must_be_mappings(renderer) -> None:
     with pytest.raises(ValidationError, match="mapping"):
         renderer.render("picked-for-you", RenderContext({"user_id": "u"}, ["x"], Campaign("c")))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -78,6 +79,17 @@ class TestStoreContract:
         with pytest.raises(NotFoundError, match="roll back"):
             store.rollback("win-back", "carol")
         assert store.read("win-back", 3).version == 3  # old versions stay readable
+
+    def test_republishing_the_live_version_leaves_the_history_alone(self, store) -> None:
+        for subject in ("One", "Two"):
+            store.save("win-back", valid_files(subject), "ann", subject)
+        store.publish("win-back", 1, "ann")
+        store.publish("win-back", 2, "ann")
+        again = store.publish("win-back", 2, "bob")  # still succeeds
+        assert (again.version, again.previous) == (2, (1,))
+        assert store.rollback("win-back", "carol").version == 1
+        with pytest.raises(NotFoundError, match="roll back"):
+            store.rollback("win-back", "carol")
 
     def test_publishing_an_unknown_version_fails_and_changes_nothing(self, store) -> None:
         store.save("win-back", valid_files(), "ann", "v1")
@@ -195,6 +207,9 @@ def test_concurrent_publishes_keep_a_consistent_rollback_stack(tmp_path) -> None
     _run(_publish_many, *[(root, [1, 2, 3, 4] * 5) for _ in range(3)])
     publication = FileTemplateStore(root).publication("win-back")
     assert publication is not None and publication.version == 4
-    assert len(publication.previous) == min(59, 50)  # 60 publishes, stack capped at 50
+    # 60 publishes, stack capped at 50; republishing the live version adds nothing to it.
+    assert 0 < len(publication.previous) <= 50
+    stack = [*publication.previous, publication.version]
+    assert all(a != b for a, b in pairwise(stack))
     leftovers = [p for p in Path(root, "win-back").iterdir() if p.name.startswith(".tmp")]
     assert leftovers == []

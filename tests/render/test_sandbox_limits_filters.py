@@ -82,3 +82,10 @@ def test_an_oversized_constant_chain_compiles_and_is_refused_when_rendered() -> 
     template = compile_jinja(RapportSandbox(html=False), source, "subject")
     with budget(), pytest.raises(TemplateLimitError, match=LIMIT):
         render_text(template, {})
+
+
+def test_slice_filter_works() -> None:
+    """``slice`` takes the environment first; its size-checked wrapper must say so to Jinja."""
+    template = RapportSandbox(html=True).from_string("{{ items|slice(2)|list|length }}")
+    with budget():
+        assert render_text(template, {"items": [1, 2, 3]}) == "2"
