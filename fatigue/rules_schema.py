@@ -104,6 +104,16 @@ def _zone(value: Any) -> str:
 
 
 _str = _typed(str, "a string")
+
+
+def _scope(value: Any) -> str:
+    """Read a cap's category or campaign; a blank one matched nothing here, everything on Redis."""
+    text = _str(value)
+    if not text.strip():
+        raise ValueError("must name a category or campaign; leave the key out to cap all mail")
+    return str(text)
+
+
 _bool = _typed(bool, "true or false")
 
 SECTIONS: dict[str, dict[str, Key]] = {
@@ -112,8 +122,8 @@ SECTIONS: dict[str, dict[str, Key]] = {
         "per": Key(_positive_duration, required=True),
         "name": Key(_str),
         "channel": Key(_choice(Channel)),
-        "category": Key(_str),
-        "campaign": Key(_str),
+        "category": Key(_scope),
+        "campaign": Key(_scope),
         "calendar": Key(_bool),
     },
     "cooldown": {"after_any": Key(_duration, required=True)},

@@ -93,6 +93,13 @@ def test_missing_required_key_is_named():
     assert "missing required key 'per'" in problems[0].message
 
 
+@pytest.mark.parametrize("key", ["category", "campaign"])
+def test_a_blank_cap_scope_is_refused_not_read_differently_by_each_store(key):
+    problems = validate(f'[[caps]]\nmax = 1\nper = "1d"\n{key} = " "\n')
+    assert [(p.field, p.line) for p in problems] == [(f"caps[0].{key}", 4)]
+    assert "leave the key out" in problems[0].message
+
+
 def test_calendar_window_must_be_days_or_weeks():
     problems = validate('[[caps]]\nmax = 3\nper = "12h"\ncalendar = true\n')
     assert [(p.field, p.line) for p in problems] == [("caps[0].per", 3)]
