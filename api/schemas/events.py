@@ -41,7 +41,9 @@ class EventIn(Strict):
     decision_id: Identifier | None = None
     category: Annotated[str, StringConstraints(max_length=100)] | None = None
     # Training refuses a row past MAX_VALUE (its file with it): refused here, it never gets there.
-    value: float | None = Field(default=None, gt=0, le=MAX_VALUE, description="Quantity or amount.")
+    value: float | None = Field(
+        default=None, gt=0, le=MAX_VALUE, strict=True, description="Quantity or amount."
+    )  # strict: a boolean or a quoted number is a platform bug, not an amount
 
     @model_validator(mode="after")
     def _failure_names_its_decision(self) -> EventIn:

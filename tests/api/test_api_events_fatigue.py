@@ -413,3 +413,13 @@ def test_a_send_failed_releases_only_its_own_customers_send(client, auth, compos
     assert state["recent_sends"] == 1  # still counted against sf2's caps
     assert events(client, auth, [{**failed, "user_id": "sf2"}]).json["accepted"] == 1
     assert client.get("/v1/users/sf2/fatigue", headers=auth("engineer")).json["recent_sends"] == 0
+
+
+def test_an_amount_must_be_a_json_number(client, auth):
+    at = "2026-11-23T10:00:00Z"
+    purchase = {"type": "purchase", "user_id": "7", "timestamp": at, "item_id": "85123A"}
+    batch = [{**purchase, "value": True}, {**purchase, "value": "3"}, {**purchase, "value": 3}]
+    response = events(client, auth, batch)
+    assert response.json["accepted"] == 1
+    assert [item["index"] for item in response.json["rejected"]] == [0, 1]
+    assert all(item["error"].startswith("value") for item in response.json["rejected"])
