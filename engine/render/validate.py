@@ -322,10 +322,11 @@ def _value_line(meta_text: str, key: tuple[str, ...]) -> int | None:
 
 
 def _distinct(problems: list[Problem]) -> list[Problem]:
-    seen: set[tuple[str | None, int | None, str | None]] = set()
+    seen: set[tuple[str | None, int | None, str]] = set()
     kept = []
     for problem in problems:
-        key = (problem.source, problem.line, problem.field)
+        # Without a field, the message tells two problems on one line apart.
+        key = (problem.source, problem.line, problem.field or problem.message)
         if key not in seen:
             seen.add(key)
             kept.append(problem)

@@ -188,6 +188,13 @@ def test_a_missing_value_renders_blank_through_a_filter(expression, signer, link
     assert "[]" in email.html and "None" not in email.html
 
 
+def test_two_different_problems_on_one_line_are_both_reported() -> None:
+    mjml = "<mj-text>{{ items[7].title }} {{ items[9].title }}</mj-text>"
+    problems = check(TemplateSource("t", template_files(mjml)))
+    messages = [p.message for p in problems if p.source == "email.mjml"]
+    assert any("[7]" in m for m in messages) and any("[9]" in m for m in messages)
+
+
 # -- byte-order marks and comments ----------------------------------------------------------
 
 
