@@ -24,6 +24,7 @@ from api.problems import ApiProblem
 from api.routing import operation, parse_json_body
 from api.schemas.events import (
     EventIn,
+    EventKind,
     EventsEnvelope,
     EventsRequest,
     EventsResponse,
@@ -120,7 +121,7 @@ def _not_theirs(event: EventIn) -> str:
     Releasing un-counts a send, so a report naming another customer's decision (a platform's
     mix-up, or a guess) must not lift that customer's caps.
     """
-    if event.type != EventType.SEND_FAILED.value or not event.decision_id:
+    if event.type is not EventKind.SEND_FAILED or not event.decision_id:
         return ""
     owner = decision_owner(event.decision_id)
     if owner is None:

@@ -13,14 +13,15 @@ _SUPPRESSING = {
 }
 
 
-def change_for(event: EngagementEvent, rules: Rules) -> EventChange | None:
-    """Return the state change an event causes, or None when it changes nothing."""
+def change_for(event: EngagementEvent, rules: Rules, now: float) -> EventChange | None:
+    """Return the state change an event causes when applied at ``now``, or None if none."""
     ttl = int(rules.store.engagement_ttl.total_seconds())
     base = EventChange(
         user_id=event.user_id,
         at=event.timestamp.timestamp(),
         engagement_ttl=ttl,
         event_id=event.event_id,
+        applied_at=now,
     )
     kind = event.type
     if kind in (EventType.OPEN, EventType.CLICK):

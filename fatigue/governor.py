@@ -402,7 +402,7 @@ class Governor:
             if event.decision_id and decision_owner(event.decision_id) == event.user_id:
                 self.store.release(event.decision_id)
             return
-        change = change_for(event, self.rules)
+        change = change_for(event, self.rules, self.clock().timestamp())
         if change is not None:
             self.store.apply(change)
 

@@ -15,9 +15,10 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from types import MappingProxyType
@@ -250,6 +251,11 @@ class EventChange:
     lift: tuple[str, ...] = ()
     engagement_ttl: int = 86400 * 400
     event_id: str | None = None
+    #: When the change is applied (the governor passes its clock's time). Event ids are
+    #: remembered ``EVENT_MEMORY`` from then, not from the event's own time: an event older than
+    #: the memory would else be forgotten as soon as a newer one applied, and a retried batch
+    #: would apply it again.
+    applied_at: float = field(default_factory=time.time)
 
 
 #: How long a store remembers the ids of the events it applied (retries come within hours).

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -260,7 +259,7 @@ class MemoryStore(FatigueStore):
         """Apply an event's change once, by the event's own time (see ``EventChange``)."""
         with self._lock:
             user = self._users.setdefault(change.user_id, _User())
-            if not user.first_sight(change.event_id, time.time()):
+            if not user.first_sight(change.event_id, change.applied_at):
                 return False
             at = change.at
             if change.engaged and (user.last_engaged is None or at >= user.last_engaged):

@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from importlib import resources
@@ -243,7 +242,7 @@ class RedisStore(FatigueStore):
             suppression_detail("bounce_soft", change.at) if change.soft_bounce else "",
             change.event_id or "",
             EVENT_MEMORY,
-            repr(time.time()),  # when applied: event ids are remembered from then
+            repr(change.applied_at),
             len(change.lift),
             *change.lift,
         ]

@@ -258,11 +258,11 @@ class TestStoreContract:
         assert state.soft_bounces == 2 and state.hours[9] == 2 and state.audience_hours[9] == 2
 
     def test_a_retried_batch_never_reapplies_events_older_than_the_event_memory(self, store):
-        bounce = EventChange("u1", NOW, soft_bounce=True, soft_bounce_threshold=3)
+        bounce = EventChange("u1", NOW, soft_bounce=True, soft_bounce_threshold=3, applied_at=NOW)
         batch = [
             replace(bounce, at=NOW - 9 * DAY, event_id="ev-bounce-9d"),
             replace(bounce, at=NOW - 8 * DAY, event_id="ev-bounce-8d"),
-            EventChange("u1", NOW, engaged=True, event_id="ev-purchase"),  # a purchase, now
+            EventChange("u1", NOW, engaged=True, event_id="ev-purchase", applied_at=NOW),
         ]
         assert [store.apply(change) for change in batch] == [True, True, True]
         # The client retries the batch: ids are remembered from when they were applied.

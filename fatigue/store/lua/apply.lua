@@ -7,10 +7,7 @@
 -- ARGV[7] threshold ("" = none), ARGV[8] soft-bounce suppression detail JSON, ARGV[9] event id
 -- ("" = none), ARGV[10] how long event ids are remembered (s), ARGV[11] now: when the event is
 -- applied (epoch seconds), ARGV[12] n scopes to lift, then the scopes, then the rest as scope,
--- detail pairs to suppress.
--- Event ids are remembered by when they were applied, not by the event's time: an event older
--- than the memory would otherwise be forgotten as soon as a newer one is applied, and applied
--- again when its batch is retried.
+-- detail pairs to suppress. Event ids are remembered from ARGV[11] (see EventChange.applied_at).
 -- Returns 0 when the event id was applied before (nothing changes), 1 otherwise.
 local at = tonumber(ARGV[1])
 if ARGV[9] ~= "" then
