@@ -53,7 +53,7 @@ READ_BLOCK = 32 * 1024  # about 100 lines of a usual audience: under a chunk
     body=ComposeRequest,
     response=ComposeResponse,
     summary="Decide whether to email one recipient, with what; render it when the answer is send.",
-    extra_responses={409: "The idempotency key already holds a send of another campaign"},
+    extra_responses={409: "The idempotency key was already used for another campaign"},
 )
 def compose(body: ComposeRequest) -> Response:
     """Compose for one recipient."""

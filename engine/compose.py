@@ -21,7 +21,7 @@ from engine.render.renderer import RenderContext, RenderedEmail, Renderer
 from engine.serving import Filters, RecentInteraction, Recommender
 from fatigue.clock import Clock, utc_now
 from fatigue.domain import Action, Campaign, Decision, MessageRequest, Recipient
-from fatigue.errors import ConflictError, Problem, StoreError, ValidationError
+from fatigue.errors import Problem, StoreError, ValidationError
 from fatigue.store.base import LoggedDecision
 
 
@@ -234,14 +234,6 @@ class Composer:
         """Render when the decision is ``send``; release the counted send if rendering fails."""
         if decision.action is not Action.SEND:
             return Composition(decision)
-        if decision.campaign and decision.campaign not in {c.id for c in request.campaigns}:
-            # A replay of a send decided for another campaign under this idempotency key: that
-            # send stands (and stays counted); this request is not its retry.
-            raise ConflictError(
-                f"idempotency key {request.idempotency_key!r} was used for campaign "
-                f"{decision.campaign!r}; a retry must repeat that request (use a new key for "
-                "another campaign)"
-            )
         try:
             email = self._render(model, request, decision, templates)
         except Exception:

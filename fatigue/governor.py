@@ -32,7 +32,7 @@ from fatigue.domain import (
     MessageRequest,
     Recipient,
 )
-from fatigue.errors import StoreError
+from fatigue.errors import ConflictError, StoreError
 from fatigue.evaluate import (
     Plan,
     Prepared,
@@ -132,7 +132,10 @@ class Governor:
             pending = self._round(jobs, pending, results)
         for index in pending:
             results[index] = unavailable(self.rules, jobs[index], self.clock(), "store contention")
-        return [decision for decision in results if decision is not None]
+        decisions = [decision for decision in results if decision is not None]
+        for (_, request, _), decision in zip(requests, decisions, strict=True):
+            _check_same_campaigns(request, decision)
+        return decisions
 
     def _round(
         self, jobs: list[Job], pending: list[int], results: list[Decision | None]
@@ -421,6 +424,21 @@ class Governor:
 
 
 _item_id = attrgetter("item_id")
+
+
+def _check_same_campaigns(request: MessageRequest, decision: Decision) -> None:
+    """Refuse a replay whose idempotency key was decided for a campaign this request lacks.
+
+    A fresh decision always names one of the request's campaigns; a remembered one names what
+    the key was first used for. That decision stands (a send stays counted); this request is
+    not its retry, and answering it with another campaign's decision would be wrong.
+    """
+    if decision.campaign and decision.campaign not in {c.id for c in request.campaigns}:
+        raise ConflictError(
+            f"idempotency key {request.idempotency_key!r} was used for campaign "
+            f"{decision.campaign!r}; a retry must repeat that request (use a new key for "
+            "another campaign)"
+        )
 
 
 def _considered(prepared: Sequence[Prepared]) -> tuple[str, ...]:

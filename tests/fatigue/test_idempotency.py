@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from fatigue.domain import (
     Action,
     Campaign,
@@ -13,6 +15,7 @@ from fatigue.domain import (
     EventType,
     MessageRequest,
 )
+from fatigue.errors import ConflictError
 from fatigue.governor import Governor
 from fatigue.rules import load_rules
 from fatigue.store.base import StateQuery
@@ -38,6 +41,21 @@ def test_a_retried_defer_is_the_same_decision(make_governor, clock):
     assert retry == first  # same id, same moment, same reasons with the same counters
     fresh = governor.decide(alice(), request(idempotency_key="r2"), items())
     assert fresh.decision_id != first.decision_id and fresh.decided_at == clock()
+
+
+@pytest.mark.parametrize("first_action", [Action.SEND, Action.DEFER])
+def test_a_key_reused_for_another_campaign_is_a_conflict_and_the_first_stands(
+    make_governor, first_action
+):
+    governor = make_governor(CAP_ONE)
+    if first_action is Action.DEFER:
+        governor.decide(alice(), request(idempotency_key="earlier"), items())
+    first = governor.decide(alice(), request(idempotency_key="k"), items())
+    assert first.action == first_action
+    with pytest.raises(ConflictError, match="'spring'"):
+        governor.decide(alice(), request("autumn", idempotency_key="k"), items())
+    assert sends(governor) == 1
+    assert governor.decide(alice(), request(idempotency_key="k"), items()) == first
 
 
 def test_a_retried_suppress_is_the_same_decision_after_the_state_changed(make_governor, clock):
