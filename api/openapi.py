@@ -10,7 +10,7 @@ import pydantic
 from flask import Flask
 from pydantic.json_schema import models_json_schema
 
-from api.routing import JSON, Operation
+from api.routing import HTML, JSON, NDJSON, Operation
 from api.schemas.common import ProblemDocument
 
 REF_TEMPLATE = "#/components/schemas/{model}"
@@ -25,6 +25,7 @@ _STATUS_TEXT = {
     200: "OK",
     201: "Created",
     202: "Accepted",
+    302: "Redirect (Location names where)",
     400: "Malformed request",
     401: "Missing or unknown API key",
     403: "Role not allowed",
@@ -110,7 +111,7 @@ def _operation(path: str, method: str, spec: Operation, refs: dict[Any, Any]) ->
     }
     if spec.body is not None:
         schema = refs[(spec.body, "validation")]
-        if spec.request_media != JSON:
+        if spec.request_media == NDJSON:
             schema = _stream_of(schema, spec.body.__name__)
         document["requestBody"] = {
             "required": True,
@@ -157,6 +158,8 @@ def _responses(spec: Operation, refs: dict[Any, Any]) -> dict[str, Any]:
     responses: dict[str, Any] = {str(spec.status): success}
     for status, description in spec.extra_responses.items():
         responses[str(status)] = {"description": description}
+        if spec.response_media == HTML:  # a page's failures are pages too, for people
+            responses[str(status)]["content"] = {HTML: {"schema": {"type": "string"}}}
     responses["default"] = {"description": "A problem (RFC 9457)", "content": problem}
     return responses
 

@@ -22,6 +22,8 @@ from fatigue.errors import Problem, ValidationError
 
 JSON = "application/json"
 NDJSON = "application/x-ndjson"
+HTML = "text/html"
+FORM = "application/x-www-form-urlencoded"
 UTF8_BOM = b"\xef\xbb\xbf"
 ModelT = TypeVar("ModelT", bound=pydantic.BaseModel)
 View = Callable[..., Any]

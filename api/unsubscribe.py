@@ -23,13 +23,18 @@ from werkzeug.wrappers import Response
 from api.events import interaction_row, log_record
 from api.metrics import EVENTS, STORE_ERRORS
 from api.pending import engagement_of
+from api.routing import FORM, HTML, operation
 from api.schemas.events import EventIn, EventKind
+from api.schemas.links import PreferenceChoice, PreferencesForm
 from api.services import services, settle_pending
 from fatigue.domain import EventType
 from fatigue.errors import StoreError
 
 bp = Blueprint("unsubscribe", __name__, template_folder="pages")
 log = logging.getLogger(__name__)
+# What a link may answer besides its page, each an HTML page for the person who followed it.
+_BAD_LINK = {400: "The link is damaged or was not made here", 410: "The link has expired"}
+_NOT_KEPT = {503: "Nothing could record the change just now; try again in a minute"}
 
 
 def _verify(token: str, purpose: str) -> tuple[Any, tuple[str, int] | None]:
@@ -46,7 +51,10 @@ def _verify(token: str, purpose: str) -> tuple[Any, tuple[str, int] | None]:
         return None, (render_template("link_error.html", message=str(exc)), status)
 
 
-@bp.get("/u/<token>")
+@operation(
+    bp, "/u/<token>", "GET", roles=(), response_media=HTML, extra_responses=_BAD_LINK,
+    summary="The unsubscribe link's confirmation page (a GET changes nothing).",
+)  # fmt: skip
 def unsubscribe_page(token: str) -> tuple[str, int]:
     """Show a one-button confirmation page (mail scanners fetch links; GET changes nothing)."""
     _payload, error = _verify(token, "unsubscribe")
@@ -55,7 +63,11 @@ def unsubscribe_page(token: str) -> tuple[str, int]:
     return render_template("unsubscribe.html", token=token, done=False), 200
 
 
-@bp.post("/u/<token>")
+@operation(
+    bp, "/u/<token>", "POST", roles=(), response_media=HTML,
+    extra_responses={**_BAD_LINK, **_NOT_KEPT},
+    summary="RFC 8058 one-click unsubscribe: no key, no cookie, no redirect; 200 when done.",
+)  # fmt: skip
 def unsubscribe_one_click(token: str) -> tuple[str, int]:
     """Unsubscribe from all marketing email at once (RFC 8058 one-click)."""
     payload, error = _verify(token, "unsubscribe")
@@ -66,7 +78,10 @@ def unsubscribe_one_click(token: str) -> tuple[str, int]:
     return render_template("unsubscribe.html", token=token, done=True), 200
 
 
-@bp.get("/p/<token>")
+@operation(
+    bp, "/p/<token>", "GET", roles=(), response_media=HTML, extra_responses=_BAD_LINK,
+    summary="The preferences page: whether the customer is subscribed, and a button to change it.",
+)  # fmt: skip
 def preferences_page(token: str) -> tuple[str, int]:
     """Show whether the customer is subscribed, with a button to change it."""
     payload, error = _verify(token, "preferences")
@@ -77,21 +92,29 @@ def preferences_page(token: str) -> tuple[str, int]:
     return render_template("preferences.html", subscribed="all" not in state.suppression), 200
 
 
-@bp.post("/p/<token>")
+@operation(
+    bp, "/p/<token>", "POST", roles=(), body=PreferencesForm, request_media=FORM,
+    parse_body=False, response_media=HTML, extra_responses={**_BAD_LINK, **_NOT_KEPT},
+    summary="The preferences page's form: unsubscribe from, or resubscribe to, marketing email.",
+)  # fmt: skip
 def preferences_update(token: str) -> tuple[str, int]:
     """Apply the choice posted from the preferences page: ``unsubscribe`` or ``resubscribe``."""
     payload, error = _verify(token, "preferences")
     if error:
         return error
     choice = request.form.get("choice", "")
-    if choice not in ("unsubscribe", "resubscribe"):
+    if choice not in set(PreferenceChoice):
         return render_template("link_error.html", message="choose subscribe or unsubscribe"), 400
     if not _record(EventType(choice), payload.user_id, payload.campaign_id):
         return _not_recorded()
     return render_template("preferences.html", subscribed=choice == "resubscribe", saved=True), 200
 
 
-@bp.get("/c/<token>")
+@operation(
+    bp, "/c/<token>", "GET", roles=(), status=302, response_media=HTML,
+    extra_responses=_BAD_LINK,
+    summary="A tracked link to an item: records the click, then redirects to the item's page.",
+)  # fmt: skip
 def tracked_click(token: str) -> Response | tuple[str, int]:
     """Record a click on an item (engagement, and an interaction for training), then redirect."""
     payload, error = _verify(token, "click")

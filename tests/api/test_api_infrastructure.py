@@ -267,6 +267,22 @@ def test_openapi_document_and_docs_page(client):
     json.dumps(spec)  # the whole document is plain JSON
 
 
+def test_the_links_in_emails_are_in_the_document_as_public_pages(client):
+    """Unsubscribe, preferences and click links are part of the contract mailbox providers use."""
+    paths = client.get("/openapi.json").json["paths"]
+    pages = {("/u/{token}", "get"), ("/u/{token}", "post"), ("/p/{token}", "get"),
+             ("/p/{token}", "post"), ("/c/{token}", "get")}  # fmt: skip
+    for path, method in pages:
+        operation = paths[path][method]
+        assert operation["security"] == [], (path, method)  # no key: a person follows it
+        assert "text/html" in operation["responses"]["400"]["content"], (path, method)
+    assert "302" in paths["/c/{token}"]["get"]["responses"]
+    assert "503" in paths["/u/{token}"]["post"]["responses"]  # said when nothing could keep it
+    form = paths["/p/{token}"]["post"]["requestBody"]["content"]
+    assert list(form) == ["application/x-www-form-urlencoded"]
+    assert "requestBody" not in paths["/u/{token}"]["post"]  # RFC 8058's body is not read
+
+
 def test_path_parameters_are_typed_as_their_routes_take_them(client):
     """``<int:version>`` matches digits only: the document must say integer, not any text."""
     spec = client.get("/openapi.json").json
