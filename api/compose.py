@@ -8,6 +8,7 @@ it sends (curl does; see docs/api.md).
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Iterator
 from dataclasses import replace
@@ -78,6 +79,12 @@ def compose_batch() -> Response:
     request.max_content_length = int(current_app.config["MAX_BATCH_BYTES"])
     limit = int(current_app.config["MAX_BATCH_RECIPIENTS"])
     chunks = _numbered_chunks(request.stream, limit)
+    first = next(chunks, None)  # read before answering: an empty audience is a 422, not a 200
+    if first is None:
+        raise ValidationError(Problem(
+            "the audience is empty: send one compose request per line (NDJSON)", field="body"
+        ))  # fmt: skip
+    chunks = itertools.chain([first], chunks)
     pool: BatchPool | None = services().get("batch_pool")
     lines = pool.answers(chunks, answer_chunk) if pool is not None else _answers(chunks)
     return Response(stream_with_context(lines), mimetype=NDJSON)
@@ -109,6 +116,7 @@ def to_input(body: ComposeRequest) -> ComposeInput:
         idempotency_key=body.idempotency_key,
         dry_run=body.dry_run,
         items=body.items,
+        deferrable=body.deferrable,
         data=body.data,
     )
 
@@ -243,7 +251,7 @@ def answer_chunk(chunk: Chunk) -> Iterator[bytes]:
         try:
             body = ComposeRequest.model_validate_json(raw, strict=True)
         except pydantic.ValidationError as exc:
-            parsed.append((number, _invalid_line(number, exc)))
+            parsed.append((number, _invalid_line(number, exc, _user_id_of(raw))))
         else:
             parsed.append((number, _checked(number, body)))
     yield from _compose_chunk(parsed)
@@ -366,7 +374,18 @@ def _validation_line(number: int, body: ComposeRequest, exc: ValidationError) ->
     return _problem_line(number, "validation", detail, body.recipient.user_id, errors)
 
 
-def _invalid_line(number: int, exc: pydantic.ValidationError) -> bytes:
+def _user_id_of(raw: bytes) -> str | None:
+    """Return the user id a line that failed validation names, if it names one."""
+    try:
+        recipient = orjson.loads(raw).get("recipient")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    user_id = recipient.get("user_id") if isinstance(recipient, dict) else None
+    # Echoed as sent, so the platform can match it, but never more than an id's length.
+    return user_id if isinstance(user_id, str) and 0 < len(user_id) <= 200 else None
+
+
+def _invalid_line(number: int, exc: pydantic.ValidationError, user_id: str | None) -> bytes:
     problems = pydantic_problems(exc, "line", number)
     errors = [ProblemError(**vars(problem)) for problem in problems]
     slug = (
@@ -374,7 +393,7 @@ def _invalid_line(number: int, exc: pydantic.ValidationError) -> bytes:
         if any(e["type"] == "json_invalid" for e in exc.errors())
         else ("validation")
     )
-    return _problem_line(number, slug, "; ".join(str(p) for p in problems), None, errors)
+    return _problem_line(number, slug, "; ".join(str(p) for p in problems), user_id, errors)
 
 
 def _problem_line(

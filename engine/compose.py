@@ -116,6 +116,8 @@ class ComposeInput:
     idempotency_key: str
     dry_run: bool = False
     items: int = 4
+    # May wait for the customer's best hour (the rules' ``[send_time]``) rather than go now.
+    deferrable: bool = False
     data: Mapping[str, Any] = field(default_factory=dict)  # extra template variables
 
 
@@ -181,6 +183,7 @@ class Composer:
                 MessageRequest(
                     campaigns=_showing_items(request, templates),
                     idempotency_key=request.idempotency_key,
+                    deferrable=request.deferrable,
                     dry_run=request.dry_run,
                 ),
                 model.candidates(picks[request.recipient.user_id]),

@@ -60,7 +60,9 @@ class RecipientIn(Strict):
 
     user_id: Identifier
     email: Email | None = None
-    first_name: PlainText = ""
+    first_name: PlainText = Field(
+        default="", description="Spaces around it are dropped; blank means unknown."
+    )
     locale: Annotated[str, StringConstraints(max_length=35)] = "en"
     timezone: Annotated[str, StringConstraints(max_length=64)] | None = Field(
         default=None, description="IANA name, e.g. Europe/London; the rules' default if absent."
@@ -68,6 +70,12 @@ class RecipientIn(Strict):
     attributes: dict[str, Any] = Field(
         default_factory=dict, description="Free attributes templates can read as `recipient.*`."
     )
+
+    @field_validator("first_name")
+    @classmethod
+    def _trimmed(cls, value: str) -> str:
+        # "  " would pass templates' default('there', true) and greet nobody: "Hello   ,".
+        return value.strip()
 
     @field_validator("timezone")
     @classmethod
@@ -109,6 +117,11 @@ class ComposeRequest(Strict):
     campaign: CampaignIn | None = None
     campaigns: list[CampaignIn] = Field(default_factory=list, max_length=20)
     dry_run: bool = Field(default=False, description="Decide and render but record nothing.")
+    deferrable: bool = Field(
+        default=False,
+        description="May wait for the customer's best hour (the rules' [send_time]): the "
+        "answer is then a defer with send_at; ask again at that moment to send.",
+    )
     include_mime: bool = Field(default=False, description="Add the raw RFC 5322 message.")
     items: int = Field(default=4, ge=1, le=20, description="How many items to pick at most.")
     data: dict[str, Any] = Field(

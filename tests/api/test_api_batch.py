@@ -56,9 +56,20 @@ def test_bad_lines_are_answered_where_they_stand(client, auth, compose_request):
     assert got[1]["error"]["type"] == "/problems/malformed-request"
     assert got[1]["error"]["errors"][0]["line"] == 2
     assert got[2]["error"]["type"] == "/problems/not-found" and got[2]["user_id"] == "12348"
-    assert got[3]["error"]["type"] == "/problems/validation"
+    assert got[3]["error"]["type"] == "/problems/validation" and got[3]["user_id"] == "x"
     assert {e["field"] for e in got[3]["error"]["errors"]} >= {"idempotency_key"}
     assert got[4]["decision"]["user_id"] == "12349"
+
+
+def test_an_empty_audience_is_refused_not_answered_with_nothing(client, auth):
+    for body in ("", "\n\n", "\ufeff\n"):
+        response = client.post(
+            "/v1/compose/batch",
+            data=body,
+            headers={**auth("platform"), "Content-Type": "application/x-ndjson"},
+        )
+        assert response.status_code == 422, body
+        assert response.json["detail"].startswith("body: the audience is empty"), response.json
 
 
 def test_a_line_failing_after_parsing_names_its_line_and_field(client, auth, compose_request):

@@ -100,6 +100,28 @@ def test_recipient_text_that_would_break_the_email_is_refused(
     assert error["field"] == f"recipient.{field}" and message in error["message"]
 
 
+def test_a_blank_first_name_is_no_name_so_templates_fall_back(client, auth, compose_request):
+    body = compose_request()
+    body["recipient"]["first_name"] = " \u00a0 "
+    email = compose(client, auth, body).json["email"]
+    assert email["subject"].startswith("Hello, we picked these")
+    body = compose_request("12348", key="padded")
+    body["recipient"]["first_name"] = "  Ada "
+    assert compose(client, auth, body).json["email"]["subject"].startswith("Ada, we picked")
+
+
+def test_a_deferrable_request_waits_for_the_customers_best_hour(client, auth, compose_request):
+    """At 12:00 in London, with no open history, the rules' default hour (10:00) is tomorrow's."""
+    now = compose(client, auth, compose_request("12347", key="now")).json["decision"]
+    assert now["action"] == "send"
+    waiting = compose(client, auth, compose_request("12348", key="later", deferrable=True)).json
+    decision = waiting["decision"]
+    assert decision["action"] == "defer" and waiting["email"] is None
+    assert decision["send_at"] == "2026-11-24T10:00:00Z"
+    [deciding] = [reason for reason in decision["reasons"] if reason["deciding"]]
+    assert deciding["rule"] == "send_time", deciding
+
+
 def test_ids_too_long_for_the_unsubscribe_header_are_refused_and_nothing_is_counted(
     client, auth, compose_request
 ):
