@@ -86,6 +86,9 @@ class RetailData:
 
     interactions: list[tuple[str, str, str, str, str]]
     catalog: list[dict[str, str]]
+    #: Everyone who bought, returns or not: a sample drawn from them with one seed names the
+    #: same customers however returns are treated, so demo customers and tests stay put.
+    buyers: tuple[str, ...] = ()
 
 
 def category_of(description: str) -> str:
@@ -172,7 +175,8 @@ def load_online_retail(path: str | Path) -> RetailData:
         for p in _net_returns(purchases, returns)
     ]
     catalog = [_catalog_row(item, *latest[item][:2], first_seen[item]) for item in sorted(latest)]
-    return RetailData(interactions, catalog)
+    buyers = tuple(sorted({p.customer for p in purchases}))
+    return RetailData(interactions, catalog, buyers)
 
 
 @dataclass(frozen=True)
@@ -227,12 +231,16 @@ def _catalog_row(item: str, description: str, price: str, published: str) -> dic
 
 
 def sample_customers(data: RetailData, customers: int, seed: int = 7) -> RetailData:
-    """Keep every interaction of ``customers`` randomly chosen customers (and their items)."""
-    everyone = sorted({row[0] for row in data.interactions})
+    """Keep every interaction of ``customers`` randomly chosen buyers (and their items).
+
+    A chosen customer who returned everything they bought has no interaction left.
+    """
+    everyone = list(data.buyers) or sorted({row[0] for row in data.interactions})
     chosen = set(random.Random(seed).sample(everyone, min(customers, len(everyone))))
     kept = [row for row in data.interactions if row[0] in chosen]
     items = {row[1] for row in kept}
-    return RetailData(kept, [row for row in data.catalog if row["item_id"] in items])
+    catalog = [row for row in data.catalog if row["item_id"] in items]
+    return RetailData(kept, catalog, tuple(sorted(chosen)))
 
 
 def write_canonical(data: RetailData, directory: str | Path) -> tuple[Path, Path]:

@@ -71,3 +71,29 @@ def test_a_return_by_another_customer_changes_nobody_else(tmp_path: Path) -> Non
         "C536367,85123A,WHITE HANGING HEART T-LIGHT HOLDER,-6,2010-12-01 09:00:00,2.55,,UK",
     )
     assert purchases(path) == [("17850", "85123A", "2010-12-01T08:26:00Z", "6")]
+
+
+def test_a_sample_names_the_same_buyers_whether_or_not_their_orders_were_returned(
+    tmp_path: Path,
+) -> None:
+    """Netting returns must not reshuffle a seeded sample (demo customers and tests name them)."""
+    from engine.datasets import sample_customers
+
+    rows = [
+        f"5{n:05},2316{n % 7},JAR,1,2011-01-18 10:{n % 60:02}:00,1.04,{12000 + n}.0,UK"
+        for n in range(40)
+    ]
+    kept = retail(tmp_path, *rows)
+    returned = tmp_path / "returned.csv"
+    # The first ten buyers return their order: they drop out of the interactions...
+    returns = [
+        f"C6{n:05},2316{n % 7},JAR,-1,2011-01-19 10:00:00,1.04,{12000 + n}.0,UK" for n in range(10)
+    ]
+    returned.write_text(RETAIL_HEADER + "".join(row + "\n" for row in rows + returns))
+    full, netted = load_online_retail(kept), load_online_retail(returned)
+    assert {row[0] for row in netted.interactions} == {str(12000 + n) for n in range(10, 40)}
+    # ...but a sample with the same seed still draws from every buyer, so it names the same ones.
+    chosen = {row[0] for row in sample_customers(full, 12, seed=3).interactions}
+    left = {row[0] for row in sample_customers(netted, 12, seed=3).interactions}
+    assert len(chosen) == 12
+    assert left == chosen - {str(12000 + n) for n in range(10)}
