@@ -283,8 +283,12 @@ def _files(name: str, body: TemplateSave, previous: dict[str, str]) -> dict[str,
         files[SAMPLE_FILE] = json.dumps(body.sample, indent=2, ensure_ascii=False) + "\n"
     elif SAMPLE_FILE not in files:
         files[SAMPLE_FILE] = "{}\n"
+    # Left out: the latest version's text part is kept; null: none of its own, so the text
+    # is made from the HTML (as a locale variant's ``"text": null`` does).
     if body.text is not None:
         files["email.txt"] = body.text
+    elif "text" in body.model_fields_set:
+        files.pop("email.txt", None)
     return files
 
 

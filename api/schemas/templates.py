@@ -2,18 +2,51 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, StringConstraints, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from api.schemas.common import Identifier, Strict
 from engine.render.library import LOCALE_CODE, MAX_MIN_ITEMS
 
 Text = Annotated[str, StringConstraints(max_length=200_000)]
 Line = Annotated[str, StringConstraints(max_length=1_000)]
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _one_line(value: str) -> str:
+    """Refuse control characters in a subject or preheader, in words (not pydantic's regex)."""
+    found = _CONTROL.search(value)
+    if found:
+        names = {"\t": "a tab", "\n": "a line break", "\r": "a line break"}
+        what = names.get(found.group(), "a control character")
+        raise PydanticCustomError(
+            "one_line",
+            "must be one line of plain text: it contains {what} at character {position}; "
+            "remove it (an email header cannot hold it)",
+            {"what": what, "position": found.start() + 1},
+        )
+    return value
+
+
 # A subject or preheader: one line of text, so no control characters (a header cannot hold them).
-HeaderLine = Annotated[str, StringConstraints(max_length=1_000, pattern=r"^[^\x00-\x1f\x7f]*$")]
+# The pattern is kept in the schema (clients see the rule) but checked by ``_one_line``.
+HeaderLine = Annotated[
+    str,
+    StringConstraints(max_length=1_000),
+    AfterValidator(_one_line),
+    WithJsonSchema({"type": "string", "maxLength": 1_000, "pattern": r"^[^\x00-\x1f\x7f]*$"}),
+]
 # A locale variant's code, as its file names spell it (email.fr.mjml, email.fr-CA.txt).
 # As the library names locale files: fr, fr-CA, es-419, zh-Hant (case and _ or - as written).
 Locale = Annotated[str, StringConstraints(max_length=35, pattern=rf"^{LOCALE_CODE}$")]
@@ -98,9 +131,9 @@ class LocaleSave(Strict):
 class TemplateSave(Strict):
     """A new version: the MJML body, subject and preheader (Jinja), sample data and a note.
 
-    ``text`` replaces the plain-text version (otherwise the previous one is kept, or the text
-    is derived from the HTML); ``description`` and, when not given, ``preheader``, ``sample``,
-    ``min_items`` and ``locales`` keep their previous values.
+    ``text`` replaces the plain-text version; left out, the previous one is kept; ``null``
+    removes it, so the text part is derived from the HTML. ``description`` and, when not
+    given, ``preheader``, ``sample``, ``min_items`` and ``locales`` keep their previous values.
     """
 
     mjml: Text
@@ -108,7 +141,11 @@ class TemplateSave(Strict):
     preheader: HeaderLine | None = None
     sample: dict[str, Any] | None = None
     note: Line = ""
-    text: Text | None = None
+    text: Text | None = Field(
+        default=None,
+        description="The plain-text part (Jinja). Left out: the latest version's is kept; "
+        "`null`: removed, so the text part is made from the HTML.",
+    )
     min_items: int | None = Field(default=None, ge=0, le=MAX_MIN_ITEMS)
     locales: dict[Locale, LocaleSave | None] | None = Field(
         default=None,

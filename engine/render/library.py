@@ -437,7 +437,7 @@ def locale_problems(source: TemplateSource) -> list[Problem]:
     default = str(meta.get("default_locale", "en"))
     lines = key_lines(text)
     seen: dict[str, str] = {}  # locale key: the table that has it
-    problems = []
+    problems = _default_locale_problems(meta.get("default_locale", "en"), lines)
     for locale in locales:
         line = line_of(text, lines, ("locales", locale))
         if not LOCALE_PATTERN.match(locale):
@@ -457,6 +457,17 @@ def locale_problems(source: TemplateSource) -> list[Problem]:
             continue
         problems.append(Problem(message, META_FILE, line, f"locales.{locale}"))
     return problems
+
+
+def _default_locale_problems(value: Any, lines: dict[tuple[str, ...], int]) -> list[Problem]:
+    """Refuse a ``default_locale`` that is not a locale code written as a string."""
+    if isinstance(value, str) and LOCALE_PATTERN.match(value):
+        return []
+    shown = f'"{value}"' if isinstance(value, str) else str(value).lower()
+    message = (
+        f'default_locale must be a locale code in quotes, such as "en" or "fr-CA" (it is {shown})'
+    )
+    return [Problem(message, META_FILE, lines.get(("default_locale",)), "default_locale")]
 
 
 def unknown_keys(source: TemplateSource) -> list[Problem]:

@@ -6,6 +6,8 @@ The rules exist because Jinja runs *after* MJML compiles (once per template vers
   inside a tag does not survive compilation;
 - ``{% for %}`` / ``{% if %}`` written between MJML sections is dropped by the compiler: wrap
   such tags in ``<mj-raw>`` so they land in the HTML around the compiled section;
+- MJML's own validation rules (:mod:`engine.render.mjml_rules`: attribute names, attribute
+  values, nesting) apply, since the ``mjml`` package does not validate yet;
 - the ``mjml`` package has gaps that end in a Python exception (``mj-include`` reading any
   path, ``mj-hero`` without background size, ``mj-font`` reusing a built-in name,
   ``mj-style inline``): each becomes a clear problem here instead.
@@ -13,9 +15,11 @@ The rules exist because Jinja runs *after* MJML compiles (once per template vers
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from html.parser import HTMLParser
 
+from engine.render import mjml_rules
 from engine.render.protect import PLACEHOLDER, Protected
 from fatigue.errors import Problem
 
@@ -113,9 +117,33 @@ class _Linter(HTMLParser):
         self.seen.add(tag)
         if tag.startswith("mj") and tag not in self.tags:
             self.problem(f"<{tag}> is not an MJML element", field=tag)
+        elif tag.startswith("mj"):
+            self.check_mjml_rules(tag, attrs)
         for name, value in attrs:
             self.check_attribute(tag, name, value or "")
         self.check_known_gaps(tag, dict(attrs))
+
+    def check_mjml_rules(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        """Apply MJML's own validation: nesting, attribute names and attribute values."""
+        parent = self.stack[-1].tag if self.stack else None
+        misplaced = mjml_rules.misplaced(tag, parent) if parent else None
+        if misplaced:
+            self.problem(misplaced, field=tag)
+        for name, value in attrs:
+            if PLACEHOLDER.search(name):
+                continue  # Jinja inside the tag: check_attribute names it
+            reason = mjml_rules.unknown_attribute(tag, name)
+            if reason is None and not PLACEHOLDER.search(value or ""):
+                reason = mjml_rules.invalid_value(tag, name, value or "")
+            if reason:
+                self.problem(reason, self.attribute_line(name), name)
+
+    def attribute_line(self, name: str) -> int:
+        """Return the line (of the protected source) an attribute of the current tag is on."""
+        line = self.getpos()[0]
+        text = self.get_starttag_text() or ""
+        found = re.search(rf"\s{re.escape(name)}(?=[\s=/>])", text, re.IGNORECASE)
+        return line + text.count("\n", 0, found.start() + 1) if found else line
 
     def check_attribute(self, tag: str, name: str, value: str) -> None:
         if PLACEHOLDER.search(name):

@@ -23,11 +23,12 @@ from urllib.parse import urlsplit
 from engine.catalog import CatalogItem
 from engine.render import mime
 from engine.render.diagnostics import RenderError, problem_from
-from engine.render.library import TemplateLibrary
+from engine.render.library import META_FILE, TemplateLibrary
 from engine.render.links import Campaign, LinkConfig, LinkSigner, add_query, safe_url
 from engine.render.prepared import PreparedCache, PreparedTemplate, PreparedVariant
 from engine.render.sandbox import RenderBudget, budget, render_text
 from engine.render.text import html_to_text
+from engine.render.validate import in_template_toml
 from fatigue.clock import Clock, utc_now
 from fatigue.errors import Problem, ValidationError
 
@@ -232,6 +233,8 @@ def _render_parts(
         problem = problem_from(exc, filename or name, field=part)
         if part == "html" or (part == "text" and variant.text is None):
             problem = _in_the_mjml(problem, prepared, variant)
+        elif part in {"subject", "preheader"}:
+            problem = _in_the_metadata(problem, prepared, variant, part)
         raise RenderError([problem]) from exc
     return subject, preheader, html, text
 
@@ -258,6 +261,21 @@ def _in_the_mjml(problem: Problem, prepared: PreparedTemplate, variant: Prepared
             source = f"{prepared.template.name}/{mjml_file}"
             return replace(problem, source=source, line=found)
     return problem
+
+
+def _in_the_metadata(
+    problem: Problem, prepared: PreparedTemplate, variant: PreparedVariant, part: str
+) -> Problem:
+    """Point a failed subject or preheader at its line in template.toml, named by its key.
+
+    Source, line and field (``subject``, ``locales.fr.preheader``) are the ones validation on
+    save gives, so the studio shows both alike.
+    """
+    source = prepared.template.variant(variant.locale)
+    key = source.subject_key if part == "subject" else source.preheader_key
+    meta = prepared.template.files.get(META_FILE, "")
+    (placed,) = in_template_toml([problem], key, meta)
+    return placed
 
 
 def sample_context(

@@ -263,7 +263,7 @@ def _check_parts(template: EmailTemplate, mjml: MjmlCache) -> list[Problem]:
             # misspelt variables on one line are two problems.
             found = _distinct(_check_part(part, variant, known, variables, mjml))
             if part.key is not None:
-                found = _in_template_toml(found, part.key, template.files[META_FILE])
+                found = in_template_toml(found, part.key, template.files[META_FILE])
             problems.extend(found)
     return sorted(problems, key=lambda problem: (problem.source or "", problem.line or 0))
 
@@ -291,7 +291,7 @@ def _check_part(
     return found
 
 
-def _in_template_toml(
+def in_template_toml(
     problems: list[Problem], key: tuple[str, ...], meta_text: str
 ) -> list[Problem]:
     """Point problems found in a subject or preheader at their line in template.toml.

@@ -196,3 +196,37 @@ def test_a_version_stored_with_an_unknown_key_can_still_be_saved_over(client, ma
     assert saved.status_code == 201, saved.json
     stored = client.get(f"{NAME}/versions/3", headers=marketer).json["files"]["template.toml"]
     assert "min_item " not in stored and "min_items = 1" in stored
+
+
+def test_an_unknown_attribute_or_invalid_value_is_refused_with_its_line(client, marketer):
+    mjml = current(client, marketer)["mjml"]
+    lines = mjml.splitlines()
+    (at,) = [n for n, line in enumerate(lines, start=1) if "picked {{ items|length }}" in line]
+    lines[at - 1] = lines[at - 1].replace("<mj-text>", '<mj-text font-wieght="bold" padding="x">')
+    response = save(client, marketer, mjml="\n".join(lines))
+    assert response.status_code == 422
+    errors = {e["field"]: e for e in response.json["errors"]}
+    assert errors.keys() == {"font-wieght", "padding"}
+    assert all(e["line"] == at and e["source"] == "email.mjml" for e in errors.values())
+    assert "font-weight" in errors["font-wieght"]["message"]
+
+
+def test_a_tab_in_the_subject_is_refused_in_plain_words(client, marketer):
+    response = save(client, marketer, subject="Sale\tnow")
+    assert response.status_code == 422
+    (error,) = response.json["errors"]
+    assert error["field"] == "subject" and "a tab" in error["message"]
+    assert "pattern" not in error["message"] and "\\x00" not in error["message"]
+
+
+def test_text_null_removes_the_text_part_and_left_out_keeps_it(client, marketer):
+    assert "email.txt" in current(client, marketer)["files"]
+    assert save(client, marketer).json == {"version": 2}  # left out: kept
+    kept = client.get(f"{NAME}/versions/2", headers=marketer).json
+    assert kept["text"] and "email.txt" in kept["files"]
+    assert save(client, marketer, text=None).json == {"version": 3}  # null: removed
+    removed = client.get(f"{NAME}/versions/3", headers=marketer).json
+    assert removed["text"] is None and "email.txt" not in removed["files"]
+    assert "email.fr.txt" in removed["files"]  # a variant's own text is its own business
+    preview = client.post(f"{NAME}/preview", json={"version": 3}, headers=marketer).json
+    assert "Unsubscribe" in preview["text"]  # made from the HTML

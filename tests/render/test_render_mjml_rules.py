@@ -1,0 +1,106 @@
+"""MJML's own validation rules: attribute names, attribute values and nesting, with lines."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.render.mjml_compile import compile_mjml
+from engine.render.validate import check
+from fatigue.errors import ValidationError
+from tests.render.render_helpers import template_files
+
+
+def problems_of(source: str) -> list:
+    with pytest.raises(ValidationError) as caught:
+        compile_mjml(source, "t.mjml")
+    return caught.value.problems
+
+
+def document(*lines: str) -> str:
+    """Return a document whose line 5 is the first of ``lines``."""
+    head = "<mjml>\n<mj-body>\n<mj-section>\n<mj-column>\n"
+    return head + "\n".join(lines) + "\n</mj-column>\n</mj-section>\n</mj-body>\n</mjml>\n"
+
+
+def test_a_misspelt_attribute_is_refused_with_its_line_and_the_right_name() -> None:
+    (problem,) = problems_of(document('<mj-text font-wieght="bold">Hello</mj-text>'))
+    assert (problem.source, problem.line, problem.field) == ("t.mjml", 5, "font-wieght")
+    assert '<mj-text> has no attribute "font-wieght"' in problem.message
+    assert 'did you mean "font-weight"' in problem.message
+
+
+@pytest.mark.parametrize(
+    ("tag", "field", "expected"),
+    [
+        ('<mj-column width="abc">', "width", "a number with px or %"),
+        ('<mj-column padding="x">', "padding", "1 to 4 sizes"),
+        ('<mj-column background-color="bleu">', "background-color", "colour"),
+        ('<mj-column direction="up">', "direction", "one of ltr, rtl"),
+    ],
+)
+def test_an_invalid_value_is_refused_with_its_line(tag: str, field: str, expected: str) -> None:
+    source = document("</mj-column>", f"{tag}<mj-text>x</mj-text>")
+    (problem,) = problems_of(source)
+    assert (problem.line, problem.field) == (6, field)
+    assert expected in problem.message and "<mj-column>" in problem.message
+
+
+def test_a_value_that_crashed_the_compiler_is_named_at_its_own_line_under_jinja() -> None:
+    """``padding="x"`` crashed the compiler, reported at line 1; Jinja above spans lines."""
+    source = document(
+        "<mj-text>{{ recipient.first_name\n  |default('there') }}</mj-text>",
+        "<mj-text",
+        '  color="#333"',
+        '  padding="x">{% if items %}{{ items[0].title }}{% endif %}</mj-text>',
+    )
+    (problem,) = problems_of(source)
+    assert (problem.line, problem.field) == (9, "padding")
+    assert 'padding="x" on <mj-text> is not valid' in problem.message
+
+
+def test_elements_in_the_wrong_parent_are_refused_with_their_lines() -> None:
+    source = (
+        "<mjml>\n<mj-body>\n<mj-section>\n<mj-text>x</mj-text>\n</mj-section>\n"
+        "<mj-column><mj-text>y</mj-text></mj-column>\n</mj-body>\n</mjml>\n"
+    )
+    problems = problems_of(source)
+    assert [(p.line, p.field) for p in problems] == [(4, "mj-text"), (6, "mj-column")]
+    assert "<mj-text> cannot be used inside <mj-section>" in problems[0].message
+    assert "<mj-column>" in problems[0].message  # where it belongs
+    assert "<mj-column> cannot be used inside <mj-body>" in problems[1].message
+
+
+@pytest.mark.parametrize(
+    "tag",
+    [
+        '<mj-text padding="10px 25px" line-height="1.5" color="#f60" align="justify">',
+        '<mj-text padding="0" font-size="14px" letter-spacing="-1px" color="rgba(0,0,0,0.5)">',
+        '<mj-text container-background-color="transparent" css-class="x" mj-class="y">',
+        '<mj-text color="{{ recipient.colour }}">',  # Jinja: the lint's business, not a value
+    ],
+)
+def test_valid_values_and_every_bundled_attribute_pass(tag: str) -> None:
+    source = document(f"{tag}x</mj-text>")
+    if "{{" in tag:
+        assert all(p.field == "color" and "Jinja" in p.message for p in problems_of(source))
+    else:
+        assert "x</div>" in compile_mjml(source).html
+
+
+def test_attribute_defaults_in_the_head_are_checked_too() -> None:
+    source = (
+        '<mjml>\n<mj-head>\n<mj-attributes>\n<mj-all font-family="Arial" />\n'
+        '<mj-text paddin="0" />\n</mj-attributes>\n</mj-head>\n'
+        "<mj-body><mj-section><mj-column><mj-text>x</mj-text></mj-column></mj-section>"
+        "</mj-body>\n</mjml>\n"
+    )
+    (problem,) = problems_of(source)
+    assert (problem.line, problem.field) == (5, "paddin")
+
+
+def test_a_template_saved_with_an_invalid_attribute_is_refused_on_save() -> None:
+    from engine.render.library import TemplateSource
+
+    files = template_files('<mj-text font-wieght="bold">Hi</mj-text>')
+    problems = check(TemplateSource("t", files))
+    assert [(p.source, p.line, p.field) for p in problems] == [("email.mjml", 5, "font-wieght")]
