@@ -7,7 +7,8 @@ The rules exist because Jinja runs *after* MJML compiles (once per template vers
 - ``{% for %}`` / ``{% if %}`` written between MJML sections is dropped by the compiler: wrap
   such tags in ``<mj-raw>`` so they land in the HTML around the compiled section;
 - MJML's own validation rules (:mod:`engine.render.mjml_rules`: attribute names, attribute
-  values, nesting) apply, since the ``mjml`` package does not validate yet;
+  values, nesting) apply on save (``rule_problems``), since the ``mjml`` package does not
+  validate yet;
 - the ``mjml`` package has gaps that end in a Python exception (``mj-include`` reading any
   path, ``mj-hero`` without background size, ``mj-font`` reusing a built-in name,
   ``mj-style inline``): each becomes a clear problem here instead.
@@ -57,12 +58,16 @@ class _Open:
 
 
 class _Linter(HTMLParser):
-    def __init__(self, protected: Protected, source_name: str, tags: frozenset[str]) -> None:
+    def __init__(
+        self, protected: Protected, source_name: str, tags: frozenset[str], rules: bool = False
+    ) -> None:
         super().__init__(convert_charrefs=False)
         self.protected = protected
         self.source_name = source_name
         self.tags = tags
+        self.rules = rules  # apply MJML's validation rules (on save), collected apart
         self.problems: list[Problem] = []
+        self.rule_problems: list[Problem] = []
         self.stack: list[_Open] = []
         self.seen: set[str] = set()
 
@@ -117,7 +122,7 @@ class _Linter(HTMLParser):
         self.seen.add(tag)
         if tag.startswith("mj") and tag not in self.tags:
             self.problem(f"<{tag}> is not an MJML element", field=tag)
-        elif tag.startswith("mj"):
+        elif tag.startswith("mj") and self.rules:
             self.check_mjml_rules(tag, attrs)
         for name, value in attrs:
             self.check_attribute(tag, name, value or "")
@@ -128,7 +133,7 @@ class _Linter(HTMLParser):
         parent = self.stack[-1].tag if self.stack else None
         misplaced = mjml_rules.misplaced(tag, parent) if parent else None
         if misplaced:
-            self.problem(misplaced, field=tag)
+            self.rule_problem(misplaced, self.getpos()[0], tag)
         for name, value in attrs:
             if PLACEHOLDER.search(name):
                 continue  # Jinja inside the tag: check_attribute names it
@@ -136,7 +141,11 @@ class _Linter(HTMLParser):
             if reason is None and not PLACEHOLDER.search(value or ""):
                 reason = mjml_rules.invalid_value(tag, name, value or "")
             if reason:
-                self.problem(reason, self.attribute_line(name), name)
+                self.rule_problem(reason, self.attribute_line(name), name)
+
+    def rule_problem(self, message: str, line: int, field: str) -> None:
+        where = self.protected.original_line(line)
+        self.rule_problems.append(Problem(message, self.source_name, where, field))
 
     def attribute_line(self, name: str) -> int:
         """Return the line (of the protected source) an attribute of the current tag is on."""
@@ -239,6 +248,18 @@ def image_problems(protected: Protected, source_name: str) -> list[Problem]:
     images.feed(protected.source)
     images.close()
     return images.problems
+
+
+def rule_problems(protected: Protected, source_name: str) -> list[Problem]:
+    """Return where a protected MJML source breaks MJML's own validation rules, in order.
+
+    Checked when a template is saved, not when it renders: MJML ignores an unknown attribute,
+    so a version saved before these rules keeps rendering as it always did.
+    """
+    linter = _Linter(protected, source_name, known_tags(), rules=True)
+    linter.feed(protected.source)
+    linter.close()
+    return sorted(linter.rule_problems, key=lambda problem: problem.line or 0)
 
 
 def lint(protected: Protected, source_name: str) -> list[Problem]:

@@ -24,6 +24,10 @@ from engine.render.sandbox import RapportSandbox
 from fatigue.errors import Problem, ValidationError
 
 CACHE_SIZE = 256
+COMPILER_FAILED = (
+    "MJML could not compile this template, although every element, attribute and value looks "
+    "valid; simplify the layout around the last change"
+)
 log = logging.getLogger(__name__)
 # The MJML source is the HTML part's Jinja as written, so it is checked in the same sandbox.
 _JINJA_ENV = RapportSandbox(html=True)
@@ -97,11 +101,7 @@ def _run_compiler(source: str, source_name: str) -> str:
         # The lint and MJML's validation rules ran first, so this is a compiler gap they do
         # not know; its message names Python internals, and no line is known.
         log.warning("the MJML compiler failed on %s", source_name, exc_info=True)
-        message = (
-            "MJML could not compile this template, although every element, attribute and "
-            "value looks valid; simplify the layout around the last change"
-        )
-        raise ValidationError(Problem(message, source_name)) from exc
+        raise ValidationError(Problem(COMPILER_FAILED, source_name)) from exc
     if result.errors:
         raise ValidationError([Problem(f"MJML: {error}", source_name) for error in result.errors])
     return result.html

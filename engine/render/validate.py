@@ -30,8 +30,8 @@ from engine.render.library import (
     read_template,
     unknown_keys,
 )
-from engine.render.lint import image_problems
-from engine.render.mjml_compile import MjmlCache
+from engine.render.lint import image_problems, rule_problems
+from engine.render.mjml_compile import COMPILER_FAILED, MjmlCache
 from engine.render.prepared import compile_jinja
 from engine.render.protect import protect
 from engine.render.sandbox import RapportSandbox, budget, render_text
@@ -276,18 +276,24 @@ def _check_part(
     mjml: MjmlCache,
 ) -> list[Problem]:
     found = _syntax(RapportSandbox(html=part.html), part.text, part.filename)
+    broken_rules: list[Problem] = []
     if not found:
         missing, output = _missing(part.html, part.text, part.filename, variables)
         found = _undeclared(part.text, part.filename, known) + missing
         if part.html:
-            found += image_problems(protect(part.text), part.filename)
+            protected = protect(part.text)
+            broken_rules = rule_problems(protected, part.filename)
+            found += image_problems(protected, part.filename) + broken_rules
             if output is not None:
                 found += _required_links(output, part.text, part.filename)
         elif output is not None and part.filename == variant.text_file:
             # Checked even when the text renders blank: that is no way out either.
             found += _text_unsubscribe(output, part.filename)
     if part.html:
-        found += _compiled(part.text, part.filename, mjml)
+        compiled = _compiled(part.text, part.filename, mjml)
+        if broken_rules:  # a broken rule (padding="x") is what crashed the compiler: its line
+            compiled = [problem for problem in compiled if problem.message != COMPILER_FAILED]
+        found += compiled
     return found
 
 
