@@ -341,8 +341,7 @@ def _composed(request: ComposeInput) -> Composition:
     try:
         result: Composition = services().get("composer").compose(request)
     except RenderError as exc:
-        source = exc.problems[0].source if exc.problems else None
-        RENDERS.labels((source or "unknown").split("/")[0], "failed").inc()
+        RENDERS.labels(exc.template or "unknown", "failed").inc()
         raise
     return result
 

@@ -23,6 +23,10 @@ from fatigue.errors import Problem, ValidationError
 class RenderError(ValidationError):
     """A template failed to render for one recipient; ``problems`` says where and why."""
 
+    def __init__(self, problems: list[Problem] | Problem | str, template: str = "") -> None:
+        super().__init__(problems)
+        self.template = template  # the template's name, whatever file the problem is in
+
 
 def traceback_line(tb: TracebackType | None, filename: str) -> int | None:
     """Return the innermost template line in ``tb`` (Jinja rewrites frames to template lines)."""

@@ -235,7 +235,7 @@ def _render_parts(
             problem = _in_the_mjml(problem, prepared, variant)
         elif part in {"subject", "preheader"}:
             problem = _in_the_metadata(problem, prepared, variant, part)
-        raise RenderError([problem]) from exc
+        raise RenderError([problem], template=name) from exc
     return subject, preheader, html, text
 
 
