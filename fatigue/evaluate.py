@@ -324,9 +324,13 @@ def holdout_bucket(salt: str, user_id: str) -> float:
     return int.from_bytes(digest[:8], "big") % 10_000 / 100
 
 
+_TRANSACTIONAL = ContentKind.TRANSACTIONAL
+
+
 def _holdout(plan: Plan, user_id: str, campaign: Campaign) -> tuple[Reason, ...]:
     holdout = plan.rules.holdout
-    if holdout is None or campaign.kind not in holdout.kinds:
+    # Never transactional mail, even from Rules built in Python (a rule file cannot say so).
+    if holdout is None or campaign.kind not in holdout.kinds or campaign.kind is _TRANSACTIONAL:
         return ()
     if holdout.percent <= 0:
         return plan.memo(

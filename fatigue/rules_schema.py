@@ -73,9 +73,15 @@ def _choice(enum: type[Any]) -> Convert:
     return convert
 
 
-def _kinds(value: Any) -> tuple[ContentKind, ...]:
+def _holdout_kinds(value: Any) -> tuple[ContentKind, ...]:
     items = _typed(list, "a list of content kinds")(value)
-    return tuple(_choice(ContentKind)(item) for item in items)
+    kinds = tuple(_choice(ContentKind)(item) for item in items)
+    if ContentKind.TRANSACTIONAL in kinds:
+        raise ValueError(
+            "a holdout may never hold back transactional mail (receipts, password resets): "
+            "remove 'transactional' from kinds"
+        )
+    return kinds
 
 
 def _duration(value: Any) -> Any:
@@ -155,7 +161,7 @@ SECTIONS: dict[str, dict[str, Key]] = {
     "holdout": {
         "percent": Key(_float(0.0, 100.0), required=True),
         "salt": Key(_str),
-        "kinds": Key(_kinds),
+        "kinds": Key(_holdout_kinds),
     },
     "send_time": {
         "default_hour": Key(_int(0, 23)),
