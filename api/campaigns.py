@@ -4,7 +4,9 @@ Without a registry (``RAPPORT_CAMPAIGNS_FILE`` unset) any campaign id is accepte
 describes it. With one, a compose request naming an unregistered campaign gets a 422 that says
 which, and the registry supplies the category, kind, priority and template a request leaves
 out; a request that contradicts the registry is refused rather than silently overridden, so a
-platform sending a promotion as "transactional" cannot slip past the fatigue caps. The file::
+platform sending a promotion as "transactional" cannot slip past the fatigue caps. A cap in the
+rules scoped to a campaign or category no registered campaign has is reported (``check``, at
+serve start; the validation endpoint): it would never apply. The file::
 
     [campaigns.weekly-picks]
     category = "recommendations"
@@ -29,6 +31,8 @@ from api.routing import operation
 from api.schemas.compose import CampaignIn, CampaignKind, CampaignsResponse
 from api.services import services
 from fatigue.errors import ConfigurationError, Problem, ValidationError
+from fatigue.rules import Rules
+from fatigue.scopes import Registered, unreachable_caps
 
 bp = Blueprint("campaigns", __name__)
 
@@ -40,6 +44,7 @@ class CampaignRegistry:
     """Registered campaigns by id; ``None`` means no registry: every campaign is accepted."""
 
     campaigns: Mapping[str, CampaignIn] | None = None
+    source: str = ""
 
     @classmethod
     def load(cls, path: str | Path) -> CampaignRegistry:
@@ -56,7 +61,33 @@ class CampaignRegistry:
         table = data.get("campaigns")
         if not isinstance(table, dict) or set(data) - {"campaigns"}:
             raise ConfigurationError(f"{source}: expected only [campaigns.<id>] tables")
-        return cls({name: _entry(source, name, entry) for name, entry in table.items()})
+        entries = {name: _entry(source, name, entry) for name, entry in table.items()}
+        return cls(entries, str(source))
+
+    def registered(self) -> Registered | None:
+        """Return what requests may name (ids and categories); None without a registry."""
+        if self.campaigns is None:
+            return None
+        categories = {
+            name: campaign.category if "category" in campaign.model_fields_set else ""
+            for name, campaign in self.campaigns.items()
+        }
+        return Registered(categories, self.source or "the campaign registry")
+
+    def unreachable(self, rules: Rules) -> list[Problem]:
+        """Return a problem (file, line, field) for each cap no registered campaign can match."""
+        registered = self.registered()
+        return [] if registered is None else unreachable_caps(rules, registered)
+
+    def check(self, rules: Rules) -> None:
+        """Raise ValidationError listing every cap scope no registered campaign can match.
+
+        ``rapport serve`` runs it at start with the rules it serves: a misspelt category
+        would otherwise be a cap that silently never applies.
+        """
+        problems = self.unreachable(rules)
+        if problems:
+            raise ValidationError(problems)
 
     def resolve(self, campaign: CampaignIn, where: str) -> CampaignIn:
         """Return ``campaign`` completed from the registry; 422 if unknown or contradicting it."""

@@ -71,13 +71,21 @@ def get_rules() -> RulesOut:
     roles=(Role.ENGINEER,),
     body=RulesIn,
     response=RulesVerdict,
-    summary="Check a rule file; every problem is listed with its line and field.",
+    summary="Check a rule file; every problem is listed with its line and field (with a "
+    "campaign registry, also caps scoped to a campaign or category none has).",
 )
 def validate_rules(body: RulesIn) -> RulesVerdict:
-    """Validate TOML text without reading any file (the text is never taken as a path)."""
+    """Validate TOML text without reading any file (the text is never taken as a path).
+
+    With a campaign registry, a cap scoped to a campaign or category no registered campaign
+    has is an error too, as it is when the server starts: it would never apply.
+    """
     from fatigue.rules_schema import parse_rules
 
-    _, problems = parse_rules(body.toml, "<request>")
+    rules, problems = parse_rules(body.toml, "<request>")
+    if rules is not None:
+        registry: CampaignRegistry = services().get("campaigns")
+        problems = registry.unreachable(rules)
     return RulesVerdict(valid=not problems, errors=[_error(p) for p in problems])
 
 

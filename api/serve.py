@@ -156,7 +156,7 @@ def check_settings(settings: Mapping[str, Any]) -> None:
     from api.auth import KeyRing
     from api.campaigns import CampaignRegistry
     from engine.render.links import LinkConfig, LinkSigner
-    from fatigue.rules import load_rules
+    from fatigue.rules import default_rules, load_rules
     from fatigue.store import store_from_url
 
     LinkConfig(str(settings["PUBLIC_URL"]))
@@ -177,9 +177,9 @@ def check_settings(settings: Mapping[str, Any]) -> None:
             store_from_url(store_url)  # parses the URL; connects only when first used
         except ValueError as exc:
             raise ConfigurationError(f"RAPPORT_STORE_URL {store_url!r}: {exc}") from exc
-    if settings.get("RULES"):
-        load_rules(Path(str(settings["RULES"])))
-    CampaignRegistry.load(str(settings.get("CAMPAIGNS_FILE") or ""))
+    rules = load_rules(Path(str(settings["RULES"]))) if settings.get("RULES") else default_rules()
+    # A cap scoped to a category no registered campaign has would silently never apply.
+    CampaignRegistry.load(str(settings.get("CAMPAIGNS_FILE") or "")).check(rules)
     keys = Path(str(settings["API_KEYS_FILE"]))
     if not KeyRing(keys).current():  # served anyway: a key made later is read at once
         log.warning(

@@ -62,21 +62,35 @@ def rules() -> None:
 
 @rules.command("validate")
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
-def validate(path: Path) -> None:
+@click.option(
+    "--campaigns",
+    "campaigns_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="RAPPORT_CAMPAIGNS_FILE",
+    help="Campaign registry: caps scoped to a campaign or category none of its campaigns has "
+    "are errors. Default: $RAPPORT_CAMPAIGNS_FILE (the server's).",
+)
+def validate(path: Path, campaigns_file: Path | None) -> None:
     """Check a rule file and print every problem at once."""
     from fatigue.rules import load_rules
     from fatigue.rules import validate as check
+    from fatigue.scopes import read_registered, unreachable_caps
 
     problems = check(path)
+    if not problems:
+        with user_errors():
+            loaded = load_rules(path)
+            if campaigns_file is not None:
+                problems = unreachable_caps(loaded, read_registered(campaigns_file))
     if problems:
         for problem in problems:
             click.echo(str(problem), err=True)
         raise click.exceptions.Exit(1)
-    with user_errors():
-        loaded = load_rules(path)
     sections = [name for name in _SECTIONS if getattr(loaded, name) is not None]
+    checked = f"; campaigns checked against {campaigns_file}" if campaigns_file else ""
     click.echo(
-        f"{path}: valid ({len(loaded.caps)} cap(s); {', '.join(sections) or 'no other rules'})"
+        f"{path}: valid ({len(loaded.caps)} cap(s); "
+        f"{', '.join(sections) or 'no other rules'}{checked})"
     )
 
 

@@ -9,7 +9,8 @@ import pytest
 
 from api import create_app
 from api.campaigns import CampaignRegistry
-from fatigue.errors import ConfigurationError
+from fatigue.errors import ConfigurationError, ValidationError
+from fatigue.rules import load_rules
 
 REGISTRY = """
 [campaigns.weekly-picks]
@@ -168,3 +169,89 @@ def test_explain_asks_about_a_registered_campaign_by_its_query(registered, auth)
     assert "digest, weekly-picks" in unknown.json["errors"][0]["message"]
     other = explain("campaign=weekly-picks&category=sale")
     assert other.status_code == 422 and other.json["errors"][0]["field"] == "category"
+
+
+FIXED_CATEGORIES = """
+[campaigns.weekly-picks]
+category = "recommendations"
+
+[campaigns.spring-sale]
+category = "sale"
+"""
+SCOPED_RULES = """\
+[[caps]]
+max = 1
+per = "1d"
+category = "recomendations"
+
+[[caps]]
+max = 1
+per = "1d"
+campaign = "flash-sale"
+"""
+
+
+def validate_rules(client, auth, text: str):
+    return client.post(
+        "/v1/fatigue/rules/validate", json={"toml": text}, headers=auth("engineer")
+    ).json
+
+
+def test_validation_reports_cap_scopes_no_registered_campaign_has(
+    tmp_path, settings, role_keys, clock, auth
+):
+    path = tmp_path / "campaigns.toml"
+    path.write_text(FIXED_CATEGORIES)
+    client = create_app({**settings, "CAMPAIGNS_FILE": str(path), "CLOCK": clock}).test_client()
+    verdict = validate_rules(client, auth, SCOPED_RULES)
+    assert verdict["valid"] is False
+    assert [(e["source"], e["line"], e["field"]) for e in verdict["errors"]] == [
+        ("<request>", 4, "caps[0].category"),
+        ("<request>", 9, "caps[1].campaign"),
+    ]
+    assert (
+        "category 'recomendations' (categories: recommendations, sale)"
+        in (verdict["errors"][0]["message"])
+    )
+    fixed = SCOPED_RULES.replace("recomendations", "recommendations").replace("flash-", "spring-")
+    assert validate_rules(client, auth, fixed) == {"valid": True, "errors": []}
+
+
+def test_a_registry_with_an_open_category_still_checks_campaigns(registered, auth):
+    """``digest`` takes the request's category: only the campaign can be called unknown."""
+    verdict = validate_rules(registered, auth, SCOPED_RULES)
+    assert [e["field"] for e in verdict["errors"]] == ["caps[1].campaign"]
+
+
+def test_without_a_registry_any_scope_is_valid(client, auth):
+    assert validate_rules(client, auth, SCOPED_RULES)["valid"] is True
+
+
+def test_the_start_check_names_the_rules_file_line_and_field(tmp_path):
+    """What ``rapport serve`` runs at start (``CampaignRegistry.check``): one problem a line."""
+    registry_path = tmp_path / "campaigns.toml"
+    registry_path.write_text(FIXED_CATEGORIES)
+    rules_path = tmp_path / "rules.toml"
+    rules_path.write_text(SCOPED_RULES)
+    registry = CampaignRegistry.load(registry_path)
+    with pytest.raises(ValidationError) as caught:
+        registry.check(load_rules(rules_path))
+    assert [str(p).split(": ")[0] for p in caught.value.problems] == [
+        f"{rules_path}:4 [caps[0].category]",
+        f"{rules_path}:9 [caps[1].campaign]",
+    ]
+    assert str(registry_path) in caught.value.problems[0].message
+    CampaignRegistry.load("").check(load_rules(rules_path))  # no registry: nothing to check
+
+
+def test_rapport_serve_stops_at_start_on_a_cap_no_campaign_can_match(settings, tmp_path):
+    from api.serve import check_settings
+
+    registry_path = tmp_path / "campaigns.toml"
+    registry_path.write_text(FIXED_CATEGORIES)
+    rules_path = tmp_path / "rules.toml"
+    rules_path.write_text(SCOPED_RULES)
+    ready = {**settings, "STORE_URL": "memory://", "CAMPAIGNS_FILE": str(registry_path)}
+    check_settings(ready)  # the bundled rules scope nothing the registry lacks
+    with pytest.raises(ValidationError, match=r"caps\[0\]\.category"):
+        check_settings({**ready, "RULES": str(rules_path)})
