@@ -203,4 +203,8 @@ def log_record(event: EventIn, received_at: str) -> dict[str, Any]:
     """
     content = _content(event)
     digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode("utf-8")).hexdigest()
-    return {**content, "event_id": digest[:24], "received_at": received_at}
+    record = {**content, "event_id": digest[:24], "received_at": received_at}
+    # Where the customer is says nothing about what happened: not part of the event's id.
+    if event.timezone is not None:
+        record["timezone"] = event.timezone
+    return record

@@ -83,6 +83,7 @@ def engagement_of(record: Mapping[str, Any]) -> EngagementEvent:
         decision_id=record.get("decision_id"),
         campaign=record.get("campaign_id"),
         category=record.get("category"),
+        timezone=record.get("timezone"),
         event_id=record.get("event_id"),
     )
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC
+
 from fatigue.domain import EngagementEvent, EventType
 from fatigue.rules import Rules
 from fatigue.store.base import EventChange, suppression_detail
@@ -25,8 +27,11 @@ def change_for(event: EngagementEvent, rules: Rules, now: float) -> EventChange 
     )
     kind = event.type
     if kind in (EventType.OPEN, EventType.CLICK):
+        # The customer's hour in UTC (their zone is applied when their best hour is chosen:
+        # API events carry none); the audience's in the event's zone, else the default one.
         local = event.timestamp.astimezone(zone(event.timezone or rules.default_timezone))
-        return _replace(base, engaged=True, hour=local.hour)
+        hour = event.timestamp.astimezone(UTC).hour
+        return _replace(base, engaged=True, hour=hour, audience_hour=local.hour)
     if kind == EventType.PURCHASE:
         return _replace(base, engaged=True)
     if kind == EventType.DELIVERED:

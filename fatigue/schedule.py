@@ -11,7 +11,7 @@ from fatigue.domain import Action, Reason
 from fatigue.rules import CapRule, Rules
 from fatigue.sendtime import best_hour
 from fatigue.store.base import UserState
-from fatigue.windows import cap_release, next_local_hour, quiet_hours_end
+from fatigue.windows import cap_release, next_local_hour, quiet_hours_end, zone
 
 if TYPE_CHECKING:
     from fatigue.evaluate import Prepared
@@ -58,7 +58,9 @@ def schedule(
         return Action.SEND, None, None
     hour, hour_reason = None, -1
     if prep.frame.hour_needed and rules.send_time is not None:
-        hour, source = best_hour(state, rules.send_time, quiet)
+        hour, source = best_hour(
+            state, rules.send_time, quiet, where, now, _zone(rules.default_timezone)
+        )
         hour_reason = len(reasons)
         reasons.append(Reason("send_time", True, f"best local hour {hour}:00 ({source})", hour))
     moment, deciding = _first_moment(prep, reasons, timing, now, where, hour, hour_reason)
@@ -108,6 +110,11 @@ def _first_moment(
         if moment == start:
             break
     return moment, deciding
+
+
+@lru_cache(maxsize=64)
+def _zone(name: str) -> ZoneInfo:
+    return zone(name)
 
 
 @lru_cache(maxsize=1024)

@@ -6,7 +6,6 @@ import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AfterValidator,
@@ -17,7 +16,7 @@ from pydantic import (
     model_validator,
 )
 
-from api.schemas.common import Identifier, ProblemDocument, Strict, TemplateName
+from api.schemas.common import Identifier, ProblemDocument, Strict, TemplateName, TimeZoneName
 from engine.render.renderer import RESERVED_VARIABLES
 
 
@@ -64,7 +63,7 @@ class RecipientIn(Strict):
         default="", description="Spaces around it are dropped; blank means unknown."
     )
     locale: Annotated[str, StringConstraints(max_length=35)] = "en"
-    timezone: Annotated[str, StringConstraints(max_length=64)] | None = Field(
+    timezone: TimeZoneName | None = Field(
         default=None, description="IANA name, e.g. Europe/London; the rules' default if absent."
     )
     attributes: dict[str, Any] = Field(
@@ -76,17 +75,6 @@ class RecipientIn(Strict):
     def _trimmed(cls, value: str) -> str:
         # "  " would pass templates' default('there', true) and greet nobody: "Hello   ,".
         return value.strip()
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_timezone(cls, value: str | None) -> str | None:
-        if value is None:
-            return value
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown IANA time zone {value!r}") from exc
-        return value
 
 
 class CampaignIn(Strict):

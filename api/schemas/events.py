@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import re
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, Field, StringConstraints, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
-from api.schemas.common import Identifier, Strict
+from api.schemas.common import Identifier, Strict, TimeZoneName
 from engine.interactions import MAX_VALUE
 
 
@@ -30,12 +39,45 @@ class EventKind(StrEnum):
     SEND_FAILED = "send_failed"
 
 
+# RFC 3339's date-time (section 5.6), which OpenAPI's ``format: date-time`` names: seconds and
+# an offset required, "T" between date and time. Pydantic alone would also read a number, or a
+# string of digits, as a Unix time (in seconds or milliseconds, by its size).
+_LOCAL = r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d+)?"
+_RFC3339 = re.compile(_LOCAL + r"(?:[Zz]|[+-]\d{2}:\d{2})", re.ASCII)
+_NO_OFFSET = re.compile(_LOCAL, re.ASCII)
+_EXAMPLE = "e.g. 2026-11-23T10:00:00Z or 2026-11-23T11:00:00+01:00"
+
+
+def _rfc3339(value: Any) -> Any:
+    """Let only an RFC 3339 date-time string with an offset (or a datetime, from Python) by."""
+    if isinstance(value, datetime) or (isinstance(value, str) and _RFC3339.fullmatch(value)):
+        return value  # pydantic checks the values (month 13, hour 25) and the offset
+    if not isinstance(value, str):
+        raise ValueError(f"must be a string: an RFC 3339 date-time with an offset ({_EXAMPLE})")
+    shown = repr(value if len(value) <= 40 else value[:40] + "...")
+    if value.isdigit():
+        raise ValueError(
+            f"{shown} is not a date-time: Unix times are not accepted; give an RFC 3339 "
+            f"date-time with an offset ({_EXAMPLE})"
+        )
+    if _NO_OFFSET.fullmatch(value):
+        raise ValueError(f"{shown} has no offset (timezone): add Z or +01:00 ({_EXAMPLE})")
+    raise ValueError(f"{shown} is not an RFC 3339 date-time with an offset ({_EXAMPLE})")
+
+
+Timestamp = Annotated[
+    AwareDatetime,
+    BeforeValidator(_rfc3339),
+    Field(description="When it happened: an RFC 3339 date-time with its offset (Z or +01:00)."),
+]
+
+
 class EventIn(Strict):
     """One event; ``timestamp`` must carry its offset (``Z`` or ``+01:00``)."""
 
     type: EventKind
     user_id: Identifier
-    timestamp: AwareDatetime
+    timestamp: Timestamp
     item_id: Identifier | None = None
     campaign_id: Identifier | None = None
     decision_id: Identifier | None = None
@@ -44,6 +86,13 @@ class EventIn(Strict):
     value: float | None = Field(
         default=None, gt=0, le=MAX_VALUE, strict=True, description="Quantity or amount."
     )  # strict: a boolean or a quoted number is a platform bug, not an amount
+
+    timezone: TimeZoneName | None = Field(
+        default=None,
+        description="The customer's IANA zone (Europe/London), if known: an open's or click's "
+        "local hour then counts toward the audience's best send hour in that zone rather than "
+        "in the rules' default zone. The customer's own best hour needs no zone.",
+    )
 
     @model_validator(mode="after")
     def _failure_names_its_decision(self) -> EventIn:

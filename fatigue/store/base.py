@@ -99,8 +99,13 @@ class UserState(NamedTuple):
     ignored: int = 0
     soft_bounces: int = 0
     last_engaged: float | None = None
+    #: The customer's opens and clicks by UTC hour (``sendtime`` shifts them into their zone).
     hours: tuple[int, ...] = (0,) * HOURS
+    #: Everyone's opens and clicks by local hour (each event's zone, else the default zone).
     audience_hours: tuple[int, ...] = (0,) * HOURS
+    #: The customer's hours as written before they were kept in UTC: local hours of the rules'
+    #: default zone (Redis fields ``h0``..``h23``; see docs/fatigue.md, Send time).
+    legacy_hours: tuple[int, ...] = (0,) * HOURS
 
 
 class CapCheck(NamedTuple):
@@ -242,7 +247,10 @@ class EventChange:
     user_id: str
     at: float
     engaged: bool = False
+    #: The UTC hour of an open or click, for the customer's histogram.
     hour: int | None = None
+    #: Its local hour, for the audience's histogram (defaults to ``hour``).
+    audience_hour: int | None = None
     soft_bounce: bool = False
     reset_soft_bounces: bool = False
     soft_bounce_threshold: int | None = None
@@ -256,6 +264,11 @@ class EventChange:
     #: the memory would else be forgotten as soon as a newer one applied, and a retried batch
     #: would apply it again.
     applied_at: float = field(default_factory=time.time)
+
+    @property
+    def audience_slot(self) -> int | None:
+        """Return the audience histogram's hour this change counts (None: none)."""
+        return self.hour if self.audience_hour is None else self.audience_hour
 
 
 #: How long a store remembers the ids of the events it applied (retries come within hours).

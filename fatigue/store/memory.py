@@ -268,7 +268,8 @@ class MemoryStore(FatigueStore):
                 user.ignored = sum(1 for r in user.sends if r.kind != "transactional" and r.at > at)
             if change.hour is not None:
                 user.hours[change.hour] += 1
-                self._audience[change.hour] += 1
+            if (slot := change.audience_slot) is not None:
+                self._audience[slot] += 1
             if change.reset_soft_bounces or change.soft_bounce:
                 user.count_soft_bounce(
                     at if change.soft_bounce else None, at if change.reset_soft_bounces else None

@@ -5,13 +5,14 @@ Key layout (``<prefix>`` comes from the URL's ``prefix`` query parameter)::
     <prefix>fatigue:{<user>}:sends        zset  send record JSON -> epoch seconds   (TTL)
     <prefix>fatigue:{<user>}:items        zset  item id -> epoch seconds last sent  (TTL)
     <prefix>fatigue:{<user>}:engagement   hash  ignored, soft_bounces (+ times, last_delivered),
-                                                last_engaged, h0..h23                 (TTL)
+                                                last_engaged, u0..u23 (UTC hours; h0..h23
+                                                written before: default-zone hours)   (TTL)
     <prefix>fatigue:{<user>}:suppression  hash  scope -> detail JSON                (no TTL)
     <prefix>fatigue:{<user>}:lifted       hash  scope -> when last lifted           (no TTL)
     <prefix>fatigue:{<user>}:idem:<key>   str   "<decision id> <JSON>" for retries  (TTL)
     <prefix>fatigue:{<user>}:decisions    list  decision JSON, newest first, last 50 (TTL)
     <prefix>fatigue:{<user>}:events       zset  applied event id -> event time, 7 days (TTL)
-    <prefix>fatigue:audience:hours        hash  h0..h23 across every customer
+    <prefix>fatigue:audience:hours        hash  h0..h23 (local hours) across every customer
 
 The ``{<user>}`` hash tag keeps one customer's keys in one Redis Cluster slot, so each Lua
 script only touches keys of one slot. Scripts run by ``EVALSHA`` inside plain pipelines (not
@@ -166,8 +167,9 @@ class RedisStore(FatigueStore):
             last_engaged=float(engagement[b"last_engaged"])
             if b"last_engaged" in engagement
             else None,
-            hours=_hours(engagement),
+            hours=_hours(engagement, _UTC_KEYS),
             audience_hours=audience,
+            legacy_hours=_hours(engagement, _HOUR_KEYS),
         )
 
     def decide(self, calls: Sequence[DecideCall]) -> list[DecideReply]:
@@ -250,13 +252,14 @@ class RedisStore(FatigueStore):
             args += [scope, detail]
         parts = ("engagement", "suppression", "sends", "events", "lifted")
         _, [applied] = self._run([(self._apply, [self.key(user, part) for part in parts], args)])
-        if applied and change.hour is not None:
+        slot = change.audience_slot
+        if applied and slot is not None:
             # Another slot on Redis Cluster, so not inside the script. The event is applied and
             # logged: failing it now would only make the client send it again. A lost increment
             # blurs the audience histogram, never a cap.
             try:
                 with self._errors():
-                    self.client.hincrby(self.key(None, "audience:hours"), f"h{change.hour}", 1)
+                    self.client.hincrby(self.key(None, "audience:hours"), f"h{slot}", 1)
             except StoreError as exc:
                 log.warning("audience open-hour count not incremented: %s", exc)
         return bool(applied)
@@ -333,8 +336,9 @@ def _user_state(
         ignored=int(engagement.get("ignored", 0)),
         soft_bounces=int(engagement.get("soft_bounces", 0)),
         last_engaged=float(last) if last is not None else None,
-        hours=_hours(engagement) if audience is not None else (0,) * HOURS,
+        hours=_hours(engagement, _UTC_NAMES) if audience is not None else (0,) * HOURS,
         audience_hours=audience or (0,) * HOURS,
+        legacy_hours=_hours(engagement, _HOUR_NAMES) if audience is not None else (0,) * HOURS,
     )
 
 
@@ -368,15 +372,20 @@ def _pairs(flat: list[bytes]) -> dict[bytes, bytes]:
     return {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
 
 
-def _hours(mapping: Mapping[Any, Any]) -> tuple[int, ...]:
-    """Read ``h0``..``h23`` from a hash (bytes keys from redis-py, str keys from JSON)."""
-    text = next(iter(mapping), "") if mapping else ""
-    names = _HOUR_NAMES if isinstance(text, str) else _HOUR_KEYS
-    return tuple(int(mapping.get(name, 0)) for name in names)
+def _hours(mapping: Mapping[Any, Any], names: Sequence[Any] | None = None) -> tuple[int, ...]:
+    """Read 24 hour counts, ``h0``..``h23`` unless ``names`` says which fields, from a hash.
+
+    The audience hash (bytes keys from redis-py) holds local hours in ``h<n>``; a customer's
+    engagement hash holds UTC hours in ``u<n>``, and may still hold ``h<n>`` written before
+    (local hours of the default zone, ``UserState.legacy_hours``). Keys read from JSON are str.
+    """
+    return tuple(int(mapping.get(name, 0)) for name in names or _HOUR_KEYS)
 
 
 _HOUR_NAMES = tuple(f"h{hour}" for hour in range(HOURS))
 _HOUR_KEYS = tuple(name.encode() for name in _HOUR_NAMES)
+_UTC_NAMES = tuple(f"u{hour}" for hour in range(HOURS))
+_UTC_KEYS = tuple(name.encode() for name in _UTC_NAMES)
 
 
 def _text(value: bytes | str | None) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 from api import create_app
 from engine.interactions import load_interactions
 from fatigue.errors import StoreError
+from fatigue.store.base import StateQuery
 
 from .conftest import ON_EVERY_STORE
 
@@ -423,3 +424,60 @@ def test_an_amount_must_be_a_json_number(client, auth):
     assert response.json["accepted"] == 1
     assert [item["index"] for item in response.json["rejected"]] == [0, 1]
     assert all(item["error"].startswith("value") for item in response.json["rejected"])
+
+
+def test_a_timestamp_must_be_an_rfc3339_date_time_with_an_offset(client, auth):
+    """The spec says ``format: date-time``: a number or a string of digits is not one."""
+    stamps = [
+        "1763805600000",  # read as milliseconds before
+        "1763805600",
+        1763805600,
+        "2026-11-23 10:00:00Z",
+        "2026-11-23T10:00Z",
+        "2026-11-23T10:00:00",
+        "2026-11-23T10:00:00+01:00",
+    ]
+    batch = [{"type": "open", "user_id": "ts", "timestamp": stamp} for stamp in stamps]
+    response = events(client, auth, batch)
+    assert response.status_code == 202 and response.json["accepted"] == 1
+    rejected = {item["index"]: item["error"] for item in response.json["rejected"]}
+    assert set(rejected) == set(range(6))
+    assert all(error.startswith("timestamp: ") for error in rejected.values())
+    assert "Unix times are not accepted" in rejected[0] and "must be a string" in rejected[2]
+    assert "has no offset (timezone)" in rejected[5]
+    schema = client.get("/openapi.json").json["components"]["schemas"]["EventIn"]
+    assert schema["properties"]["timestamp"]["format"] == "date-time"
+
+
+@ON_EVERY_STORE
+def test_opens_count_the_customers_utc_hour_and_the_audiences_local_hour(client, auth, app):
+    """API events carry no zone unless given one: the customer's hours are kept in UTC."""
+    batch = [
+        {"type": "open", "user_id": "ny", "timestamp": "2026-11-23T15:10:00Z"},
+        {"type": "click", "user_id": "ny", "timestamp": "2026-11-23T10:20:00-05:00",
+         "timezone": "America/New_York"},
+        {"type": "open", "user_id": "ny", "timestamp": "2026-11-23T15:30:00Z",
+         "timezone": "Mars/Olympus"},
+    ]  # fmt: skip
+    response = events(client, auth, batch)
+    assert response.json["accepted"] == 2
+    [rejected] = response.json["rejected"]
+    assert rejected["index"] == 2
+    assert rejected["error"] == "timezone: unknown IANA time zone 'Mars/Olympus'"
+    store = app.extensions["rapport"].get("governor").store
+    [state] = store.load([StateQuery("ny", 0.0, 0.0)])
+    assert state.hours[15] == 2 and sum(state.hours) == 2
+    # The bundled rules' default zone is London: 15:10 there, 10:20 in New York.
+    assert state.audience_hours[15] == 1 and state.audience_hours[10] == 1
+
+
+def test_an_events_zone_is_logged_but_is_not_part_of_its_id(client, auth, settings):
+    at = "2026-11-23T15:10:00Z"
+    batch = [
+        {"type": "open", "user_id": "z", "timestamp": at},
+        {"type": "open", "user_id": "z", "timestamp": at, "timezone": "America/New_York"},
+    ]
+    assert events(client, auth, batch).json["accepted"] == 2
+    first, second = logged(settings)
+    assert "timezone" not in first and second["timezone"] == "America/New_York"
+    assert first["event_id"] == second["event_id"]

@@ -297,3 +297,29 @@ def test_a_lift_is_remembered_as_long_as_the_suppressions_it_guards(store, raw, 
     unsubscribed = suppression_detail("unsubscribe", NOW - 60)
     store.apply(EventChange("u1", NOW - 60, suppress=(("all", unsubscribed),)))
     assert store.load([StateQuery("u1", NOW, 0.0)])[0].suppression == {}
+
+
+def test_open_hours_written_before_they_were_kept_in_utc_are_read_in_the_default_zone(
+    store, raw, prefix
+):
+    """Old ``h<n>`` fields held hours of the default zone (API events carried no zone).
+
+    A New Yorker whose opens were counted at 15:00 London time opened at 10:00 in New York:
+    that is the hour they are sent at, and new UTC counts add to the old ones.
+    """
+    raw.hset(f"{prefix}fatigue:{{ny}}:engagement", mapping={"h15": 2, "ignored": 0})
+    rules = load_rules(
+        '[quiet_hours]\nstart = "22:00"\nend = "06:00"\ndefault_timezone = "Europe/London"\n'
+        "[send_time]\ndefault_hour = 8\nmin_events = 3\naudience_min_events = 1000\n"
+    )
+    clock = FrozenClock(datetime(2026, 1, 12, 12, tzinfo=UTC))
+    governor = Governor(rules, store, clock)
+    ny = Recipient("ny", timezone="America/New_York")
+    assert "(default)" in governor.decide(ny, request(deferrable=True), items()).deciding.detail
+    governor.record_event(
+        EngagementEvent(EventType.OPEN, "ny", datetime(2026, 1, 9, 15, 20, tzinfo=UTC))
+    )
+    assert raw.hget(f"{prefix}fatigue:{{ny}}:engagement", "u15") == b"1"
+    decision = governor.decide(ny, request(deferrable=True), items())
+    assert decision.deciding.detail == "best local hour 10:00 (customer)"
+    assert decision.send_at == datetime(2026, 1, 12, 15, tzinfo=UTC)

@@ -3,7 +3,8 @@
 -- KEYS[3] sends (zset: send record JSON -> epoch seconds), KEYS[4] applied event ids (zset),
 -- KEYS[5] lifted (hash: scope -> when last lifted; no TTL, as the suppressions it guards)
 -- ARGV[1] the event's time (epoch seconds), ARGV[2] engagement TTL s, ARGV[3] engaged (1/0),
--- ARGV[4] local hour ("" = none), ARGV[5] soft bounce (1/0), ARGV[6] reset soft bounces (1/0),
+-- ARGV[4] UTC hour of an open or click ("" = none; counted in u0..u23), ARGV[5] soft bounce
+-- (1/0), ARGV[6] reset soft bounces (1/0),
 -- ARGV[7] threshold ("" = none), ARGV[8] soft-bounce suppression detail JSON, ARGV[9] event id
 -- ("" = none), ARGV[10] how long event ids are remembered (s), ARGV[11] now: when the event is
 -- applied (epoch seconds), ARGV[12] n scopes to lift, then the scopes, then the rest as scope,
@@ -44,7 +45,8 @@ if ARGV[3] == "1" then
     redis.call("HSET", KEYS[1], "ignored", ignored, "last_engaged", ARGV[1])
   end
 end
-if ARGV[4] ~= "" then redis.call("HINCRBY", KEYS[1], "h" .. ARGV[4], 1) end
+-- UTC hours: h0..h23, written before, held local hours of the default zone (see redis.py).
+if ARGV[4] ~= "" then redis.call("HINCRBY", KEYS[1], "u" .. ARGV[4], 1) end
 -- Soft bounces since the latest delivery, by their own times: a delivery reported late clears
 -- only the bounces before it, and at equal times the later report wins. The newest
 -- MAX_SOFT_BOUNCES times are kept (store.base, prepended by redis.py).

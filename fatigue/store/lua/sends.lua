@@ -3,7 +3,7 @@
 -- recording a send. Keys as both scripts name them: KEYS[1] sends (zset: send record JSON ->
 -- epoch seconds), KEYS[2] items (zset: item id -> epoch seconds last sent), KEYS[3]
 -- suppression (hash: scope -> detail JSON), KEYS[4] engagement (hash: ignored, soft_bounces,
--- last_engaged, h0..h23), KEYS[5] idempotency (string: "<decision id> <JSON>").
+-- last_engaged, u0..u23), KEYS[5] idempotency (string: "<decision id> <JSON>").
 -- An offer is [record JSON, cooldown since or false, sunset at or false, [scopes], [caps]],
 -- each cap [since, inclusive, limit, channel, category or "", campaign or "", min ignored].
 
