@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -13,6 +13,7 @@ from pydantic import (
     BeforeValidator,
     Field,
     StringConstraints,
+    WithJsonSchema,
     model_validator,
 )
 
@@ -40,24 +41,31 @@ class EventKind(StrEnum):
 
 
 # RFC 3339's date-time (section 5.6), which OpenAPI's ``format: date-time`` names: seconds and
-# an offset required, "T" between date and time. Pydantic alone would also read a number, or a
-# string of digits, as a Unix time (in seconds or milliseconds, by its size).
+# an offset required, "T" between date and time; or a JSON number of Unix seconds. Pydantic
+# alone would also read a string of digits as a Unix time, and a large number as milliseconds.
 _LOCAL = r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d+)?"
 _RFC3339 = re.compile(_LOCAL + r"(?:[Zz]|[+-]\d{2}:\d{2})", re.ASCII)
 _NO_OFFSET = re.compile(_LOCAL, re.ASCII)
-_EXAMPLE = "e.g. 2026-11-23T10:00:00Z or 2026-11-23T11:00:00+01:00"
+_EXAMPLE = "e.g. 2026-11-23T10:00:00Z, 2026-11-23T11:00:00+01:00 or 1763892000"
+_LAST_SECOND = 10**10  # 2286-11-20: a larger Unix time is in milliseconds (or microseconds)
 
 
 def _rfc3339(value: Any) -> Any:
-    """Let only an RFC 3339 date-time string with an offset (or a datetime, from Python) by."""
+    """Let by an RFC 3339 date-time with an offset or a number of Unix seconds, nothing else."""
     if isinstance(value, datetime) or (isinstance(value, str) and _RFC3339.fullmatch(value)):
         return value  # pydantic checks the values (month 13, hour 25) and the offset
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if abs(value) >= _LAST_SECOND:
+            raise ValueError(f"{value} is too large for Unix seconds: milliseconds? ({_EXAMPLE})")
+        return datetime.fromtimestamp(value, UTC)
     if not isinstance(value, str):
-        raise ValueError(f"must be a string: an RFC 3339 date-time with an offset ({_EXAMPLE})")
+        raise ValueError(
+            f"must be an RFC 3339 date-time with an offset or Unix seconds ({_EXAMPLE})"
+        )
     shown = repr(value if len(value) <= 40 else value[:40] + "...")
     if value.isdigit():
         raise ValueError(
-            f"{shown} is not a date-time: Unix times are not accepted; give an RFC 3339 "
+            f"{shown} is text, not a date-time: send Unix seconds as a number, or an RFC 3339 "
             f"date-time with an offset ({_EXAMPLE})"
         )
     if _NO_OFFSET.fullmatch(value):
@@ -68,7 +76,14 @@ def _rfc3339(value: Any) -> Any:
 Timestamp = Annotated[
     AwareDatetime,
     BeforeValidator(_rfc3339),
-    Field(description="When it happened: an RFC 3339 date-time with its offset (Z or +01:00)."),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "string", "format": "date-time"}, {"type": "number"}],
+            "description": "When it happened: an RFC 3339 date-time with its offset (Z or "
+            "+01:00), or a number of Unix seconds.",
+        },
+        mode="validation",
+    ),
 ]
 
 
