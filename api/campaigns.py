@@ -47,16 +47,28 @@ class CampaignRegistry:
     source: str = ""
 
     @classmethod
-    def load(cls, path: str | Path) -> CampaignRegistry:
-        """Read a registry file (``""``: no registry); errors name the file and the field."""
+    def load(cls, path: str | Path, source: str = "") -> CampaignRegistry:
+        """Read a registry file (``""``: no registry); errors name the file and the field.
+
+        ``source`` names the file in messages when ``path`` is a copy of it (``api.pinned``).
+        """
         if not str(path):
             return cls()
-        source = Path(path)
         try:
-            data = tomllib.loads(source.read_text(encoding="utf-8"))
+            text = Path(path).read_text(encoding="utf-8")
         except FileNotFoundError as exc:
-            raise ConfigurationError(f"{source}: campaign registry not found") from exc
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigurationError(f"{source or path}: campaign registry not found") from exc
+        except (OSError, UnicodeDecodeError) as exc:
+            message = f"{source or path}: cannot read the campaign registry: {exc}"
+            raise ConfigurationError(message) from exc
+        return cls.parse(text, Path(source or path))
+
+    @classmethod
+    def parse(cls, text: str, source: Path) -> CampaignRegistry:
+        """Read a registry's TOML text; errors name ``source`` and the field."""
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
             raise ConfigurationError(f"{source}: cannot read the campaign registry: {exc}") from exc
         table = data.get("campaigns")
         if not isinstance(table, dict) or set(data) - {"campaigns"}:

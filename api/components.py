@@ -13,6 +13,7 @@ from api.campaigns import CampaignRegistry
 from api.config import flag, mailbox_setting
 from api.metrics import STORE_ERRORS
 from api.model import ModelHolder
+from api.pinned import pinned_path
 from api.services import Services
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ def register(app: Flask) -> None:
     found.register("renderer", lambda: _renderer(found, settings))
     found.register("preview_renderer", lambda: _preview_renderer(found, settings))
     found.register("composer", lambda: _composer(found))
-    found.register("campaigns", lambda: CampaignRegistry.load(settings["CAMPAIGNS_FILE"]))
+    found.register("campaigns", lambda: campaigns_from(settings))
     found.register("batch_pool", lambda: _batch_pool(found))
 
 
@@ -50,11 +51,19 @@ def _store(settings: dict[str, Any]) -> Any:
 
 
 def rules_from(settings: dict[str, Any]) -> Any:
-    """Load the configured rule file, or the bundled defaults."""
+    """Load the configured rule file (its pinned copy under ``rapport serve``), or the defaults."""
     from fatigue.rules import default_rules, load_rules
 
-    path = settings.get("RULES") or ""
-    return load_rules(Path(path)) if path else default_rules()
+    path = pinned_path(settings, "RULES")
+    if path is None:
+        return default_rules()
+    return load_rules(path, source=str(settings["RULES"]))
+
+
+def campaigns_from(settings: dict[str, Any]) -> CampaignRegistry:
+    """Load the campaign registry (its pinned copy under ``rapport serve``), if configured."""
+    path = pinned_path(settings, "CAMPAIGNS_FILE")
+    return CampaignRegistry.load(path or "", source=str(settings["CAMPAIGNS_FILE"]))
 
 
 def _governor(found: Services) -> Any:

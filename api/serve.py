@@ -17,7 +17,7 @@ import secrets
 import shutil
 import signal
 import tempfile
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,8 +25,9 @@ from typing import Any
 from gunicorn import glogging
 from gunicorn.app.base import BaseApplication
 
-from api.config import mailbox_setting, read_config_file
+from api.config import load_settings, mailbox_setting, read_config_file
 from api.heap import settle_heap
+from api.pinned import Pins
 from api.request_ids import RequestIdFilter
 from engine.models import pin_single_threaded
 from fatigue.errors import ConfigurationError
@@ -103,12 +104,19 @@ def check_workers(store_url: str, workers: int) -> None:
 class RapportServer(BaseApplication):
     """gunicorn running ``api.create_app()`` in each worker."""
 
-    def __init__(self, settings: dict[str, Any]) -> None:
+    def __init__(
+        self, settings: dict[str, Any], on_reload: Callable[[], object] | None = None
+    ) -> None:
         self.settings = settings
+        self.on_reload = on_reload
+        self._loaded = False
         super().__init__()
 
     def load_config(self) -> None:
-        """Hand our settings to gunicorn."""
+        """Hand our settings to gunicorn (on SIGHUP again, after ``on_reload``)."""
+        if self._loaded and self.on_reload is not None:
+            self.on_reload()  # in the master, before the new workers are forked
+        self._loaded = True
         for key, value in self.settings.items():
             self.cfg.set(key, value)
         if "control_socket_disable" in self.cfg.settings:
@@ -245,6 +253,8 @@ def run(options: ServeOptions, settings: Mapping[str, Any]) -> None:
     for handler in logging.getLogger().handlers:
         handler.addFilter(RequestIdFilter())
     check_settings(settings)
+    pins = Pins(os.environ)
+    pins.pin(settings)
     share_secret(settings, os.environ)
     spread_batches(store_url, workers, os.environ)
     metrics_dir = tempfile.mkdtemp(prefix="rapport-metrics-")
@@ -265,7 +275,8 @@ def run(options: ServeOptions, settings: Mapping[str, Any]) -> None:
                 "logger_class": RedactingLogger,
                 "post_worker_init": _ignore_interrupts,
                 "child_exit": _child_exit,
-            }
+            },
+            on_reload=lambda: pins.repin(load_settings(), check_settings),
         ).run()
     finally:
         # Workers are forked inside run() and a worker that exits cleanly (SIGHUP's reload, a
@@ -273,3 +284,4 @@ def run(options: ServeOptions, settings: Mapping[str, Any]) -> None:
         # there broke every later worker's metrics, and gunicorn stopped on "failed to boot".
         if os.getpid() == master:
             shutil.rmtree(metrics_dir, ignore_errors=True)
+            pins.remove()

@@ -189,12 +189,16 @@ def described_source(rules: Rules) -> str:
     return rules.source
 
 
-def load_rules(path_or_text: str | Path) -> Rules:
-    """Load and validate a rule file (a path, or TOML text); raise ValidationError listing all."""
+def load_rules(path_or_text: str | Path, source: str = "") -> Rules:
+    """Load and validate a rule file (a path, or TOML text); raise ValidationError listing all.
+
+    ``source`` names the rules in messages and ``described_source`` when the path is a copy
+    of the operator's file (``rapport serve`` pins one for its workers).
+    """
     from fatigue.rules_schema import parse_rules
 
-    text, source = _read(path_or_text)
-    rules, problems = parse_rules(text, source)
+    text, read_from = _read(path_or_text)
+    rules, problems = parse_rules(text, source or read_from)
     if problems or rules is None:
         raise ValidationError(problems)
     return rules

@@ -1,0 +1,102 @@
+"""Workers serve the rules the master validated, whatever happens to the files meanwhile."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from api.auth import KeyRing, Role
+from api.pinned import PINNED, Pins, pinned_path
+from api.serve import check_settings
+from api.testing import call, running_server
+from fatigue.errors import ValidationError
+
+from .test_api_server import _master_and_workers, _until
+
+RULES = Path(__file__).resolve().parents[2] / "fatigue" / "default_rules.toml"
+
+
+def test_a_file_that_fails_on_reload_leaves_the_pinned_copy_in_force(settings, tmp_path, caplog):
+    rules = tmp_path / "rules.toml"
+    rules.write_text(RULES.read_text())
+    environ: dict[str, str] = {}
+    pins = Pins(environ)
+    try:
+        configured = {**settings, "STORE_URL": "memory://", "RULES": str(rules)}
+        pins.pin(configured)
+        first = Path(environ[PINNED["RULES"]])
+        assert first.read_text() == RULES.read_text() and first.parent == pins.directory
+        rules.write_text("[[caps]]\nmax = -1\n")
+        assert not pins.repin(configured, check_settings)
+        assert environ[PINNED["RULES"]] == str(first) and first.read_text() == RULES.read_text()
+        assert "workers keep the rules and campaign registry pinned before" in caplog.text
+        rules.write_text(RULES.read_text().replace("max = 1", "max = 2", 1))
+        assert pins.repin(configured, check_settings)
+        assert Path(environ[PINNED["RULES"]]).read_text() == rules.read_text()
+    finally:
+        pins.remove()
+    assert not pins.directory.exists()
+
+
+def test_without_a_pinned_copy_the_configured_file_is_read(monkeypatch, tmp_path):
+    monkeypatch.delenv(PINNED["RULES"], raising=False)
+    assert pinned_path({"RULES": str(tmp_path / "r.toml")}, "RULES") == tmp_path / "r.toml"
+    assert pinned_path({"RULES": ""}, "RULES") is None
+
+
+def rules_served(base: str, key: str) -> dict:
+    status, _, answer = call(base, "GET", "/v1/fatigue/rules", key=key)
+    assert status == 200
+    return json.loads(answer)
+
+
+def test_a_broken_rules_file_neither_stops_a_restarted_worker_nor_a_reload(
+    model_dir, tmp_path, caplog
+):
+    """A worker killed while the file is broken used to take the whole server down."""
+    rules = tmp_path / "rules.toml"
+    rules.write_text(RULES.read_text())
+    key = KeyRing(tmp_path / "keys.json").create("ops", frozenset({Role.ENGINEER}))
+    environment = {
+        "RAPPORT_STORE_URL": "memory://", "RAPPORT_MODEL_DIR": str(model_dir),
+        "RAPPORT_TEMPLATES_DIR": str(tmp_path / "templates"),
+        "RAPPORT_API_KEYS_FILE": str(tmp_path / "keys.json"),
+        "RAPPORT_EVENT_LOG_DIR": str(tmp_path / "events"),
+        "RAPPORT_SECRET_KEY": "end-to-end-secret-for-links", "RAPPORT_RULES": str(rules),
+    }  # fmt: skip
+    with running_server(environment, workers=1) as base:
+        master, [worker] = _master_and_workers(urlsplit(base).port or 0)
+        served = rules_served(base, key)
+        assert served["source"] == str(rules) and served["toml"] == RULES.read_text()
+
+        rules.write_text("[[caps]]\nmax = -1\n")  # deployed broken
+        os.kill(worker, signal.SIGKILL)  # and the worker dies (OOM killer, a crash)
+        assert _until(lambda: _master_and_workers(urlsplit(base).port or 0)[1] - {worker})
+        assert _until(lambda: call(base, "GET", "/readyz")[0] == 200)
+        assert rules_served(base, key)["toml"] == RULES.read_text()
+
+        _, [worker] = _master_and_workers(urlsplit(base).port or 0)
+        os.kill(master, signal.SIGHUP)  # a reload with the file still broken changes nothing
+        assert _until(lambda: _master_and_workers(urlsplit(base).port or 0)[1] - {worker})
+        assert _until(lambda: call(base, "GET", "/readyz")[0] == 200)
+        assert rules_served(base, key)["toml"] == RULES.read_text()
+
+        fixed = RULES.read_text().replace("max = 1", "max = 2", 1)
+        rules.write_text(fixed)
+        _, [worker] = _master_and_workers(urlsplit(base).port or 0)
+        os.kill(master, signal.SIGHUP)  # a reload once it validates serves it
+        assert _until(lambda: _master_and_workers(urlsplit(base).port or 0)[1] - {worker})
+        assert _until(lambda: call(base, "GET", "/readyz")[0] == 200)
+        assert _until(lambda: rules_served(base, key)["toml"] == fixed)
+
+
+def test_the_start_check_still_refuses_a_broken_file(settings, tmp_path):
+    rules = tmp_path / "rules.toml"
+    rules.write_text("[[caps]]\nmax = -1\n")
+    with pytest.raises(ValidationError, match=str(rules)):
+        check_settings({**settings, "STORE_URL": "memory://", "RULES": str(rules)})
