@@ -7,11 +7,14 @@ from ``fatigue``; the API calls it, and it never imports the API. The governor r
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
+
+import orjson
 
 from engine.decision_log import DecisionLogWriter
 from engine.render.links import Campaign as LinkCampaign
@@ -118,6 +121,22 @@ class ComposeInput:
     items: int = 4
     # May wait for the customer's best hour (the rules' ``[send_time]``) rather than go now.
     deferrable: bool = False
+
+    def digest(self) -> str:
+        """Return a digest of what decides and fills the email, for the idempotency key.
+
+        A retry repeats it; a key reused for another address, template or data does not, and
+        the governor refuses it. ``dry_run`` is left out (a dry run remembers nothing).
+        """
+        recipient = self.recipient
+        content = (
+            recipient.user_id, recipient.email, recipient.first_name, recipient.locale,
+            recipient.timezone, dict(recipient.attributes), sorted(self.templates.items()),
+            self.items, dict(self.data), self.deferrable,
+        )  # fmt: skip
+        encoded = orjson.dumps(content, option=orjson.OPT_SORT_KEYS, default=repr)
+        return hashlib.blake2b(encoded, digest_size=12).hexdigest()
+
     data: Mapping[str, Any] = field(default_factory=dict)  # extra template variables
 
 
@@ -185,6 +204,7 @@ class Composer:
                     idempotency_key=request.idempotency_key,
                     deferrable=request.deferrable,
                     dry_run=request.dry_run,
+                    request_digest=request.digest() if request.idempotency_key else "",
                 ),
                 model.candidates(picks[request.recipient.user_id]),
             )

@@ -29,6 +29,7 @@ def decision_for(
         campaign=winner.campaign.id,
         idempotency_key=request.idempotency_key,
         dry_run=request.dry_run,
+        request_digest=request.request_digest,
     )
     return decision, winner
 

@@ -43,6 +43,7 @@ class Basis(NamedTuple):
     selections: tuple[Selection | None, ...]
     deferrable: bool = False
     dry_run: bool = False
+    request_digest: str = ""
 
     def to_json(self) -> str:
         """Encode as compact JSON."""
@@ -52,6 +53,7 @@ class Basis(NamedTuple):
             "tz": self.timezone,
             "deferrable": self.deferrable,
             "dry_run": self.dry_run,
+            "digest": self.request_digest,
             "campaigns": [_campaign_to_dict(campaign) for campaign in self.campaigns],
             "content": [_selection_to_dict(selection) for selection in self.selections],
         }
@@ -68,6 +70,7 @@ class Basis(NamedTuple):
             selections=tuple(_selection_from_dict(item) for item in data["content"]),
             deferrable=bool(data["deferrable"]),
             dry_run=bool(data["dry_run"]),
+            request_digest=str(data.get("digest") or ""),  # none in bases kept before it
         )
 
 
@@ -170,7 +173,9 @@ def replayed(plan: Plan, replay: Replay, key: str | None) -> Decision | None:
         )
         for campaign, selection in zip(basis.campaigns, basis.selections, strict=True)
     ]
-    request = MessageRequest(basis.campaigns, key, basis.deferrable, basis.dry_run)
+    request = MessageRequest(
+        basis.campaigns, key, basis.deferrable, basis.dry_run, basis.request_digest
+    )
     decision, _ = decision_for(user, basis.decision_id, request, verdicts, at)
     if decision.action == Action.SEND and replay.offer is None:
         return None

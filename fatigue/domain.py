@@ -126,6 +126,10 @@ class MessageRequest:
     idempotency_key: str | None = None
     deferrable: bool = False
     dry_run: bool = False
+    #: A digest of what the caller asked for beyond the campaigns (recipient, template, data):
+    #: remembered with the key's decision, so a key reused for another request is refused
+    #: rather than replayed (a send rendered to another address). "" checks nothing.
+    request_digest: str = ""
 
     def __post_init__(self) -> None:
         if not self.campaigns:
@@ -163,6 +167,7 @@ class Decision:
     campaign: str | None = None
     idempotency_key: str | None = None
     dry_run: bool = False
+    request_digest: str = ""  # the request's (``MessageRequest.request_digest``)
 
     @property
     def deciding(self) -> Reason | None:
@@ -202,6 +207,7 @@ class Decision:
             "campaign": self.campaign,
             "idempotency_key": self.idempotency_key,
             "dry_run": self.dry_run,
+            "request_digest": self.request_digest,
             "items": [candidate_to_dict(item, moment) for item in self.items],
             "reasons": [reason_to_dict(reason) for reason in self.reasons],
         }
@@ -219,6 +225,7 @@ class Decision:
             campaign=data.get("campaign"),
             idempotency_key=data.get("idempotency_key"),
             dry_run=bool(data.get("dry_run", False)),
+            request_digest=str(data.get("request_digest") or ""),  # none in older decisions
             items=tuple(candidate_from_dict(item) for item in data.get("items", ())),
             reasons=tuple(Reason(**reason) for reason in data.get("reasons", ())),
         )

@@ -134,7 +134,7 @@ class Governor:
             results[index] = unavailable(self.rules, jobs[index], self.clock(), "store contention")
         decisions = [decision for decision in results if decision is not None]
         for (_, request, _), decision in zip(requests, decisions, strict=True):
-            _check_same_campaigns(request, decision)
+            _check_same_request(request, decision)
         return decisions
 
     def _round(
@@ -214,7 +214,7 @@ class Governor:
         if key is not None and settled and not request.dry_run:
             basis = Basis(
                 job.decision_id, now, timezone, request.campaigns, selections(prepared),
-                request.deferrable, request.dry_run,
+                request.deferrable, request.dry_run, request.request_digest,
             )  # fmt: skip
         guard = _considered(prepared) if self._no_repeat is not None else ()
         now_ts = now.timestamp()
@@ -426,18 +426,26 @@ class Governor:
 _item_id = attrgetter("item_id")
 
 
-def _check_same_campaigns(request: MessageRequest, decision: Decision) -> None:
-    """Refuse a replay whose idempotency key was decided for a campaign this request lacks.
+def _check_same_request(request: MessageRequest, decision: Decision) -> None:
+    """Refuse a replay whose idempotency key was decided for another request.
 
-    A fresh decision always names one of the request's campaigns; a remembered one names what
-    the key was first used for. That decision stands (a send stays counted); this request is
-    not its retry, and answering it with another campaign's decision would be wrong.
+    Another campaign, or the same campaign for another recipient address, template or data
+    (``request_digest``; decisions remembered before it existed carry none). A fresh decision
+    always matches its request; a remembered one names what the key was first used for. That
+    decision stands (a send stays counted); this request is not its retry, and answering it
+    with that decision (rendered to another address) would be wrong.
     """
     if decision.campaign and decision.campaign not in {c.id for c in request.campaigns}:
         raise ConflictError(
             f"idempotency key {request.idempotency_key!r} was used for campaign "
             f"{decision.campaign!r}; a retry must repeat that request (use a new key for "
             "another campaign)"
+        )
+    if request.request_digest and decision.request_digest not in ("", request.request_digest):
+        raise ConflictError(
+            f"idempotency key {request.idempotency_key!r} was used for another request (its "
+            "recipient, template or data differ); a retry must repeat that request exactly "
+            "(use a new key for a new message)"
         )
 
 

@@ -95,4 +95,5 @@ def _without_store(
         reasons=(Reason("store", False, detail, deciding=True),),
         idempotency_key=job.request.idempotency_key,
         dry_run=job.request.dry_run,
+        request_digest=job.request.request_digest,
     )

@@ -159,6 +159,24 @@ def test_a_key_reused_for_another_campaign_is_409_and_the_first_send_stays_count
     assert compose(client, auth, compose_request(key="fresh")).json["decision"]["action"] == "defer"
 
 
+def test_a_key_reused_for_another_address_is_409_not_a_send_to_it(client, auth, compose_request):
+    """Same key, same campaign, another recipient address: not a retry; nothing is rendered."""
+    first = compose(client, auth, compose_request(key="mine")).json
+    assert first["decision"]["action"] == "send"
+    assert first["email"]["headers"]["To"] == "ada@example.com"
+    same = compose(client, auth, compose_request(key="mine")).json  # a real retry replays
+    assert same["decision"]["id"] == first["decision"]["id"] and same["email"] is not None
+    other = compose_request(key="mine")
+    other["recipient"]["email"] = "mallory@example.com"
+    reused = compose(client, auth, other)
+    assert reused.status_code == 409 and "another request" in reused.json["detail"]
+    assert "mallory" not in reused.text
+    other = compose_request(key="mine", template="win-back", data={"offer": {"text": "x"}})
+    assert compose(client, auth, other).status_code == 409  # another template: same answer
+    state = client.get("/v1/users/12347/fatigue", headers=auth("engineer")).json
+    assert state["recent_sends"] == 1
+
+
 def test_dry_run_records_nothing(client, auth, compose_request):
     dry = compose(client, auth, compose_request(key="dry", dry_run=True)).json
     assert dry["decision"]["action"] == "send" and dry["decision"]["dry_run"] is True

@@ -58,6 +58,25 @@ def test_a_key_reused_for_another_campaign_is_a_conflict_and_the_first_stands(
     assert governor.decide(alice(), request(idempotency_key="k"), items()) == first
 
 
+@pytest.mark.parametrize("first_action", [Action.SEND, Action.DEFER])
+def test_a_key_reused_for_another_request_of_the_campaign_is_a_conflict(
+    make_governor, first_action
+):
+    """The caller's digest (recipient, template, data) is remembered with the key's decision."""
+    governor = make_governor(CAP_ONE)
+    if first_action is Action.DEFER:
+        governor.decide(alice(), request(idempotency_key="earlier"), items())
+    first = governor.decide(alice(), request(idempotency_key="k", request_digest="a"), items())
+    assert first.action == first_action
+    with pytest.raises(ConflictError, match="another request"):
+        governor.decide(alice(), request(idempotency_key="k", request_digest="b"), items())
+    assert sends(governor) == 1
+    retry = governor.decide(alice(), request(idempotency_key="k", request_digest="a"), items())
+    assert retry == first
+    # A caller that sends no digest (and decisions kept before digests) is not checked.
+    assert governor.decide(alice(), request(idempotency_key="k"), items()) == first
+
+
 def test_a_retried_suppress_is_the_same_decision_after_the_state_changed(make_governor, clock):
     governor = make_governor(CONTRACT)
     governor.record_event(EngagementEvent(EventType.UNSUBSCRIBE, "alice", clock()))
