@@ -21,6 +21,7 @@ from fatigue.domain import Action, Campaign, Candidate, Channel, ContentKind, Re
 from fatigue.rules import CapRule, QuietHours, Rules
 from fatigue.schedule import Timing, schedule
 from fatigue.store.base import CapCheck, UserState
+from fatigue.suppressions import describe_suppression
 from fatigue.windows import quiet_hours_end, window_start
 
 #: Suppression scopes that stop non-transactional mail; "address" stops everything.
@@ -314,8 +315,9 @@ def suppression_reason(plan: Plan, state: UserState, scopes: tuple[str, ...]) ->
     active = [scope for scope in scopes if scope in suppression] if suppression else ()
     if not active:
         return plan.memo(("suppression",), lambda: Reason("suppression", True, "not suppressed"))
-    detail = "; ".join(f"{scope}: {suppression[scope]}" for scope in active)
-    return Reason("suppression", False, f"suppressed ({detail})")
+    # In words (the store keeps JSON): "unsubscribed from all marketing email on ...".
+    detail = "; ".join(describe_suppression(scope, suppression[scope]) for scope in active)
+    return Reason("suppression", False, f"suppressed: {detail}")
 
 
 def holdout_bucket(salt: str, user_id: str) -> float:

@@ -19,12 +19,13 @@ from werkzeug.datastructures import FileStorage
 from api.auth import Role
 from api.services import services, settle_pending
 from api.web import bp
-from api.web.readable import describe_rules, describe_suppression
+from api.web.readable import describe_rules
 from api.web.session import current_key, login_required
 from fatigue.domain import Decision
 from fatigue.errors import Problem, ValidationError
 from fatigue.report import report_charts
 from fatigue.rules import described_source
+from fatigue.suppressions import describe_suppression
 
 ENGINEER = (Role.ENGINEER,)
 HISTORY_SUFFIXES = (".csv", ".jsonl", ".ndjson", ".json")

@@ -247,6 +247,12 @@ def test_one_click_unsubscribe_works_without_auth(client, auth, compose_request,
     assert logged(settings)[-1]["event"] == "unsubscribe"
     again = client.post("/v1/compose", json=compose_request(key="k-2"), headers=auth("platform"))
     assert again.json["decision"]["action"] == "suppress"
+    [deciding] = [reason for reason in again.json["decision"]["reasons"] if reason["deciding"]]
+    # In words, not the JSON the store keeps: a platform shows it to its support staff.
+    assert deciding["detail"] == (
+        "suppressed: unsubscribed from all marketing email on 2026-11-23 12:00 UTC "
+        "(campaign weekly-picks)"
+    )
 
 
 @ON_EVERY_STORE

@@ -286,7 +286,10 @@ def test_soft_bounces_past_threshold_suppress(make_governor, clock):
     assert governor.decide(alice(), request(), items()).action == Action.SEND
     governor.record_event(event("bounce_soft", clock))
     decision = governor.decide(alice(), request(), items())
-    assert decision.action == Action.SUPPRESS and "bounce_soft" in decision.deciding.detail
+    assert (
+        decision.action == Action.SUPPRESS
+        and "soft bounces in a row stopped" in decision.deciding.detail
+    )
 
 
 def test_holdout_is_deterministic_and_close_to_its_percentage(make_governor):
