@@ -16,7 +16,7 @@ from typing import Any
 import click
 from flask.cli import AppGroup
 
-from api.commands import keys, serve
+from api.commands import events, keys, serve
 from api.config import config_file_variables, load_settings, mailbox_setting
 from api.demo import demo
 from engine.cli import datasets, evaluate, recommend, train
@@ -69,6 +69,7 @@ main.add_command(recommend)
 main.add_command(datasets)
 main.add_command(templates)
 main.add_command(keys)
+main.add_command(events)
 main.add_command(serve)
 main.add_command(demo)
 main.add_command(simulate)

@@ -1,4 +1,4 @@
-"""The API's commands: ``rapport keys create`` and ``rapport serve``.
+"""The API's commands: ``rapport keys``, ``rapport serve`` and ``rapport events replay``.
 
 Heavy imports (gunicorn, the engine) happen inside the commands so ``rapport --help`` is fast.
 """
@@ -6,6 +6,7 @@ Heavy imports (gunicorn, the engine) happen inside the commands so ``rapport --h
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -91,3 +92,68 @@ def serve(host: str, port: int, workers: int | None, threads: int, access_log: b
         run(options, settings)
     except RapportError as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+@click.group()
+def events() -> None:
+    """Work with the event log (RAPPORT_EVENT_LOG_DIR): every event acknowledged."""
+
+
+@events.command("replay")
+@click.option(
+    "--since",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    help="Replay the daily files from this UTC day on [default: all of them].",
+)
+@click.option(
+    "--all",
+    "everything",
+    is_flag=True,
+    help="Replay engagement too (opens, clicks, bounces), for a store that lost everything; "
+    "by default only unsubscribes, resubscribes, complaints and hard bounces.",
+)
+def replay_events(since: Any, everything: bool) -> None:
+    """Re-apply the event log to the state store (after Redis lost its data).
+
+    Each event id is applied once, so running it again is harmless.
+    """
+    from api.components import rules_from
+    from api.config import load_settings
+    from api.replay import replay, segments
+    from fatigue.governor import Governor
+    from fatigue.store import in_memory, store_from_url
+
+    try:
+        settings = load_settings()
+        url = str(settings["STORE_URL"])
+        if in_memory(url):
+            raise click.ClickException(
+                "RAPPORT_STORE_URL is memory://: that state lives inside a server process, "
+                "which replays nothing; point it at the redis:// store to restore"
+            )
+        directory = Path(settings["EVENT_LOG_DIR"])
+        files = segments(directory, since.date() if since else None)
+        if not files:
+            raise click.ClickException(f"no event log files (events-*.jsonl) in {directory}")
+        store = store_from_url(url)
+        problems: list[str] = []
+
+        def report(problem: Any) -> None:
+            problems.append(str(problem))
+            click.echo(f"skipped {problem}", err=True)
+
+        try:
+            governor = Governor(rules_from(settings), store)
+            count = replay(files, governor.record_event, everything, report)
+        finally:
+            store.close()
+    except RapportError as exc:
+        raise click.ClickException(str(exc)) from exc
+    kinds = "events" if everything else "suppression events"
+    click.echo(
+        f"replayed {count.applied:,} {kinds} from {count.files} file(s) in {directory}"
+        + (f"; {count.skipped_kind:,} engagement events left out (--all)" if not everything else "")
+    )
+    if problems:
+        raise click.ClickException(f"{len(problems)} line(s) were not event records (above)")

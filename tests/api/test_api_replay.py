@@ -1,0 +1,106 @@
+"""``rapport events replay``: a state store that lost its data gets its suppressions back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import redis
+from click.testing import CliRunner
+
+from api import create_app
+from api.auth import Role
+from api.cli import main
+
+pytestmark = pytest.mark.redis
+
+EVENTS = [
+    {"type": "unsubscribe", "user_id": "left", "timestamp": "2026-11-20T09:00:00Z",
+     "campaign_id": "weekly-picks"},
+    {"type": "complaint", "user_id": "angry", "timestamp": "2026-11-21T09:00:00Z"},
+    {"type": "open", "user_id": "keen", "timestamp": "2026-11-22T09:00:00Z"},
+]  # fmt: skip
+
+
+@pytest.fixture
+def stored(settings, clock, redis_url, role_keys):
+    """An app on Redis under a prefix of its own, with the events above acknowledged."""
+    url = f"{redis_url}{'&' if '?' in redis_url else '?'}prefix=replay{id(settings)}:"
+    app = create_app({**settings, "STORE_URL": url, "CLOCK": clock})
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {role_keys[Role.PLATFORM]}"}
+    answer = client.post("/v1/events", json={"events": EVENTS}, headers=headers)
+    assert answer.status_code == 202 and answer.json["accepted"] == 3
+    yield app, url
+    wipe(url)
+    app.extensions["rapport"].get("store").close()
+
+
+def wipe(url: str) -> None:
+    """What a Redis restarted without persistence leaves of this store: nothing."""
+    prefix = parse_qs(urlsplit(url).query)["prefix"][0]
+    with redis.Redis.from_url(url.split("?")[0]) as server:
+        for key in server.scan_iter(match=f"{prefix}*"):
+            server.delete(key)
+
+
+def state(app, user: str):
+    return app.extensions["rapport"].get("governor").explain(user)
+
+
+def run(settings, url: str, *arguments: str):
+    environment = {
+        "RAPPORT_STORE_URL": url,
+        "RAPPORT_EVENT_LOG_DIR": settings["EVENT_LOG_DIR"],
+        "RAPPORT_CONFIG": "",
+    }
+    return CliRunner().invoke(main, ["events", "replay", *arguments], env=environment)
+
+
+def test_a_wiped_store_gets_its_suppressions_back_and_a_second_run_changes_nothing(
+    stored, settings
+):
+    app, url = stored
+    assert "all" in state(app, "left").suppression
+    wipe(url)
+    assert state(app, "left").suppression == {} and state(app, "angry").suppression == {}
+    result = run(settings, url)
+    assert result.exit_code == 0, result.output
+    assert "replayed 2 suppression events from 1 file(s)" in result.output
+    assert "1 engagement events left out (--all)" in result.output
+    assert "all" in state(app, "left").suppression
+    assert "complaint" in state(app, "angry").suppression
+    assert state(app, "keen").last_engaged is None  # engagement only with --all
+    again = run(settings, url)
+    assert again.exit_code == 0 and "all" in state(app, "left").suppression
+    everything = run(settings, url, "--all")
+    assert everything.exit_code == 0, everything.output
+    assert state(app, "keen").last_engaged is not None
+
+
+def test_a_damaged_line_is_named_and_the_rest_is_replayed(stored, settings):
+    app, url = stored
+    wipe(url)
+    [segment] = Path(settings["EVENT_LOG_DIR"]).glob("events-*.jsonl")
+    lines = segment.read_text().splitlines()
+    segment.write_text("\n".join([lines[0], '{"event": "unsubscribe"', *lines[1:]]) + "\n")
+    result = run(settings, url)
+    assert result.exit_code == 1
+    assert f"skipped {segment}:2: not an event record" in result.output
+    assert "1 line(s) were not event records" in result.output
+    assert (
+        "all" in state(app, "left").suppression and "complaint" in state(app, "angry").suppression
+    )
+
+
+def test_since_skips_older_days_and_a_memory_store_is_refused(stored, settings):
+    _, url = stored
+    wipe(url)
+    folder = Path(settings["EVENT_LOG_DIR"])
+    [segment] = folder.glob("events-*.jsonl")
+    segment.rename(folder / "events-2026-11-01.jsonl")  # written on an earlier day
+    result = run(settings, url, "--since", "2026-11-02")
+    assert result.exit_code == 1 and "no event log files" in result.output
+    refused = run(settings, "memory://")
+    assert refused.exit_code == 1 and "memory://" in refused.output
