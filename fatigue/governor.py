@@ -109,7 +109,7 @@ class Governor:
             _seconds(rules.store.idempotency_ttl),
             _seconds(rules.store.engagement_ttl),
         )
-        self._outage = StoreOutage(rules.store.on_store_error.value)
+        self._outage = StoreOutage(rules.store.on_store_error.value, clock)
 
     def decide(
         self, recipient: Recipient, request: MessageRequest, candidates: Candidates
@@ -463,34 +463,47 @@ def _seconds(delta: timedelta) -> int:
 
 
 class StoreOutage:
-    """Says once when the store stops answering and once when it answers again.
+    """Says once when the store starts failing and once when it has worked again for a while.
 
     Under an outage every decision takes the store-error policy; a line per decision would
     bury the log (about 55 a second per worker in a test), and none at all left nothing to see.
+    A store that answers reads but refuses writes (out of memory, a read-only replica after a
+    failover) fails a decision's second call after its first worked: announcing the end at the
+    first call that worked flapped (108 lines for 98 decisions). So the end is said only once
+    the store has worked with no failure for ``quiet``.
     """
 
-    def __init__(self, policy: str) -> None:
+    #: How long the store must work with no failure before an outage is called over.
+    QUIET = timedelta(seconds=10)
+
+    def __init__(self, policy: str, clock: Clock = utc_now, quiet: timedelta = QUIET) -> None:
         self._policy = policy
-        self._down = False
+        self._clock = clock
+        self._quiet = quiet
+        self._last_failure: datetime | None = None  # None: no outage under way
         self._lock = threading.Lock()
 
     def failed(self, exc: StoreError) -> None:
-        """Note a failed store call; log the first of an outage."""
+        """Note a failed store call; log the first of an outage, with what the store said."""
         with self._lock:
-            first, self._down = not self._down, True
+            first = self._last_failure is None
+            self._last_failure = self._clock()
         if first:
             log.warning(
-                "state store not answering (%s): deciding by on_store_error = %s until it does",
+                "state store failing (%s): deciding by on_store_error = %s until it works again",
                 exc, self._policy,
             )  # fmt: skip
 
     def answered(self) -> None:
-        """Note a store call that worked; log the end of an outage."""
-        if self._down:
-            with self._lock:
-                ended, self._down = self._down, False
-            if ended:
-                log.warning("state store answering again")
+        """Note a store call that worked; log the end of an outage once none failed for a while."""
+        if self._last_failure is None:
+            return
+        with self._lock:
+            last = self._last_failure
+            if last is None or self._clock() - last < self._quiet:
+                return
+            self._last_failure = None
+        log.warning("state store working again (no failure for %d s)", self._quiet.total_seconds())
 
 
 def _since_decided(plan: Plan, decision: Decision, state: UserState, job: Job) -> Decision | None:

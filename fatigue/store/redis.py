@@ -13,11 +13,17 @@ Key layout (``<prefix>`` comes from the URL's ``prefix`` query parameter)::
     <prefix>fatigue:{<user>}:decisions    list  decision JSON, newest first, last 50 (TTL)
     <prefix>fatigue:{<user>}:events       zset  applied event id -> event time, 7 days (TTL)
     <prefix>fatigue:audience:hours        hash  h0..h23 (local hours) across every customer
+    <prefix>fatigue:ready                 str   written by readiness checks          (10 s TTL)
 
 The ``{<user>}`` hash tag keeps one customer's keys in one Redis Cluster slot, so each Lua
 script only touches keys of one slot. Scripts run by ``EVALSHA`` inside plain pipelines (not
 redis-py's ``Script`` objects, whose pipelines ask ``SCRIPT EXISTS`` first: a second round trip);
 a server that lost its script cache answers ``NOSCRIPT`` and those calls are loaded and re-run.
+
+Every call takes milliseconds, so a Redis that does not answer within ``SOCKET_TIMEOUT`` is
+taken as failing: a hung server (stopped, swapping) held every request for the client's
+timeout, and liveness probes queued behind them. The URL's ``socket_timeout`` and
+``socket_connect_timeout`` query parameters override both defaults.
 """
 
 from __future__ import annotations
@@ -62,6 +68,12 @@ from fatigue.store.redis_args import commit_args, decide_args
 _PARTS = ("sends", "items", "suppression", "engagement")
 log = logging.getLogger(__name__)
 Call = tuple["_Script", list[str], list[Any]]
+#: Seconds to wait for a reply (``?socket_timeout=`` in the URL overrides it).
+SOCKET_TIMEOUT = 1.0
+#: Seconds to wait for a new connection (``?socket_connect_timeout=`` overrides it).
+CONNECT_TIMEOUT = 2.0
+#: How long the key a readiness check writes lives.
+READY_TTL_MS = 10_000
 
 
 class _Script:
@@ -90,10 +102,11 @@ class RedisStore(FatigueStore):
         from redis.exceptions import NoScriptError
 
         self._redis_errors: tuple[type[BaseException], ...] = (redis.RedisError,)
+        self._silent: tuple[type[BaseException], ...] = (redis.ConnectionError, redis.TimeoutError)
         self._no_script = NoScriptError
         clean_url, self.prefix = _split_prefix(url)
-        options.setdefault("socket_timeout", 5.0)
-        options.setdefault("socket_connect_timeout", 2.0)
+        options.setdefault("socket_timeout", SOCKET_TIMEOUT)  # the URL's own values win
+        options.setdefault("socket_connect_timeout", CONNECT_TIMEOUT)
         self.client = redis.Redis.from_url(clean_url, **options)
         self._load = _Script("load.lua")
         self._decide = _Script("decide.lua", after="sends.lua")
@@ -114,7 +127,14 @@ class RedisStore(FatigueStore):
         try:
             yield
         except self._redis_errors as exc:
-            raise StoreError(f"redis store failed: {exc}") from exc
+            raise StoreError(self._failure(exc)) from exc
+
+    def _failure(self, exc: BaseException) -> str:
+        """Say what Redis did: not answer, or answer with an error (out of memory, read-only)."""
+        kind = type(exc).__name__
+        if isinstance(exc, self._silent):
+            return f"redis store not answering ({kind}: {exc})"
+        return f"redis store answered with an error ({kind}: {exc})"
 
     def load(self, queries: Sequence[StateQuery]) -> list[UserState]:
         """Read several customers' state in one pipelined round trip."""
@@ -287,9 +307,13 @@ class RedisStore(FatigueStore):
         return newest_unique([json.loads(text) for text in logged], limit)
 
     def ping(self) -> None:
-        """Raise StoreError when Redis does not answer."""
+        """Raise StoreError unless Redis answers and takes a write.
+
+        A Redis out of memory (``noeviction``) or a read-only replica after a failover answers
+        ``PING`` while every decision that writes fails, so readiness writes a short-lived key.
+        """
         with self._errors():
-            self.client.ping()
+            self.client.set(self.key(None, "ready"), b"1", px=READY_TTL_MS)
 
     def close(self) -> None:
         """Close the connection pool."""
