@@ -72,52 +72,65 @@ def parse_roles(text: str) -> frozenset[Role]:
     return frozenset(Role(name) for name in names)
 
 
+class KeysUnreadable(ConfigurationError):
+    """The keys file cannot be read (damaged, or gone after it was read)."""
+
+
 class KeyRing:
     """The keys in one file, reloaded when the file's modification stamp changes."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._stamp: tuple[int, int] | None = None
+        self._stamp: tuple[int, int] | None = None  # None: no file (yet, or any more)
         self._keys: tuple[ApiKey, ...] = ()
         self._read = False  # a good file was read at least once
-        self._broken: ConfigurationError | None = None  # the file as it is now cannot be read
+        self._broken: KeysUnreadable | None = None  # the file as it is now cannot be read
         self._lock = threading.Lock()
 
     def current(self) -> tuple[ApiKey, ...]:
         """Return the current keys, re-reading the file if it changed since the last call.
 
-        A file that breaks while serving (cut short by a bad copy) leaves the keys read before
-        in use, said once in the log and by ``check`` (/readyz): refusing every request would
-        turn one bad edit into an outage.
+        A file that breaks or disappears while serving (a bad copy, a deploy that removed it)
+        leaves the keys read before in use, said once in the log and by ``check`` (/readyz):
+        refusing every request would turn one bad edit into an outage. A file that was never
+        read raises ``KeysUnreadable`` (logged once per change of the file); no file at all
+        gives no keys (a server may start before ``rapport keys create``).
         """
-        try:
-            stat = self.path.stat()
-            stamp = (stat.st_mtime_ns, stat.st_size)
-        except FileNotFoundError:
-            return ()
+        stamp = _stamp(self.path)
         if stamp != self._stamp:
             with self._lock:
                 if stamp != self._stamp:
                     self._reload(stamp)
+        if self._broken is not None and not self._read:
+            raise KeysUnreadable(str(self._broken))  # a fresh one: threads raise it at once
         return self._keys
 
-    def _reload(self, stamp: tuple[int, int]) -> None:
-        try:
-            self._keys = tuple(_read_keys(self.path))
-        except ConfigurationError as exc:
-            if not self._read:
-                raise  # nothing good to keep: every request is refused, as it must be
-            self._broken = exc
-            log.error("%s; the keys read before stay in use until it is fixed", exc)
-        else:
-            self._read, self._broken = True, None
+    def _reload(self, stamp: tuple[int, int] | None) -> None:
         self._stamp = stamp
+        try:
+            if stamp is None:
+                if not self._read:
+                    self._broken = None  # never read: no keys, as documented
+                    return
+                raise KeysUnreadable(f"{self.path}: the API keys file is gone")
+            self._keys = tuple(_read_keys(self.path))
+        except KeysUnreadable as exc:
+            self._broken = exc
+            if self._read:
+                log.error("%s; the keys read before stay in use until it is fixed", exc)
+            else:
+                log.error("%s; every API request is refused (503) until it is fixed", exc)
+        else:
+            if self._broken is not None:
+                log.warning("%s: the API keys file reads again", self.path)
+            self._read, self._broken = True, None
 
     def check(self) -> None:
-        """Raise ``ConfigurationError`` when the file cannot be used as it is (for /readyz)."""
+        """Raise ``KeysUnreadable`` when the file cannot be used as it is (for /readyz)."""
         self.current()
-        if self._broken is not None:
-            raise self._broken
+        broken = self._broken
+        if broken is not None:
+            raise KeysUnreadable(str(broken))
 
     def authenticate(self, token: str) -> ApiKey | None:
         """Return the key whose secret is ``token``, comparing every digest in constant time."""
@@ -149,6 +162,15 @@ class KeyRing:
         return token
 
 
+def _stamp(path: Path) -> tuple[int, int] | None:
+    """Return what tells a changed file: its modification time and size (None: no file)."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return (stat.st_mtime_ns, stat.st_size)
+
+
 @contextmanager
 def _locked(path: Path) -> Iterator[None]:
     """Hold an exclusive lock beside the keys file (the file itself is replaced, not edited)."""
@@ -173,7 +195,7 @@ def _read_keys(path: Path) -> list[ApiKey]:
             for entry in entries
         ]
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ConfigurationError(f"{path}: unreadable API keys file: {exc!r}") from exc
+        raise KeysUnreadable(f"{path}: unreadable API keys file: {exc!r}") from exc
 
 
 def _write_keys(path: Path, keys: list[ApiKey]) -> None:

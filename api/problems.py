@@ -18,6 +18,7 @@ from flask import Flask, Response, json, request
 from werkzeug.exceptions import HTTPException
 
 from api import request_ids
+from api.auth import KeysUnreadable
 from api.eventlog import EventLogError
 from fatigue.errors import (
     ConfigurationError,
@@ -254,6 +255,12 @@ def _register_rapport_errors(app: Flask) -> None:
         # outage (70 lines each). The hosts and paths in ``exc`` are for the operators only.
         failures.error(what, exc)
         return problem_response("unavailable", f"the {what} is unavailable; retry shortly")
+
+    @app.errorhandler(KeysUnreadable)
+    def _keys_unreadable(exc: KeysUnreadable) -> Response:
+        # No line per request: ``KeyRing`` logged the file's fault once; /readyz names it.
+        detail = "the API keys file cannot be read; its operators will find why in the server log"
+        return problem_response("unavailable", detail)
 
     @app.errorhandler(ConfigurationError)
     def _configuration(exc: ConfigurationError) -> Response:

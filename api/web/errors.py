@@ -12,6 +12,7 @@ from flask import abort, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
+from api.auth import KeysUnreadable
 from api.web import bp
 from api.web.console import oversized_simulation
 from api.web.drafts import oversized_editor
@@ -89,6 +90,12 @@ def _invalid(exc: ValidationError) -> tuple[Response | str, int]:
 def _store(exc: StoreError) -> tuple[Response | str, int]:
     log.error("state store failure: %s", exc, exc_info=exc)
     return error_page(503, "State store unavailable", "The fatigue store cannot be reached.")
+
+
+@bp.errorhandler(KeysUnreadable)
+def _keys_unreadable(exc: KeysUnreadable) -> tuple[Response | str, int]:
+    # No line per page: the key ring logged the file's fault once, and /readyz names it.
+    return error_page(503, "Sign-in unavailable", "The API keys file cannot be read just now.")
 
 
 @bp.errorhandler(ConfigurationError)

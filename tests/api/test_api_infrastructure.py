@@ -195,7 +195,7 @@ def test_readiness_names_a_broken_keys_file_and_an_unwritable_event_log(settings
     checks = ready.json["checks"]
     assert checks["api_keys"] != "ok" and checks["event_log"] != "ok" and checks["model"] == "ok"
     refused = client.post("/v1/events", json={"events": []}, headers=auth("platform"))
-    assert refused.status_code == 500 and refused.json["type"] == "/problems/configuration"
+    assert refused.status_code == 503 and refused.json["type"] == "/problems/unavailable"
     assert settings["API_KEYS_FILE"] not in refused.text
 
 
@@ -213,6 +213,57 @@ def test_a_keys_file_broken_while_serving_keeps_the_keys_read_before(settings, c
     assert ready.status_code == 503 and ready.json["checks"]["api_keys"] != "ok"
     keys.write_text(good)
     assert client.get("/readyz").status_code == 200
+
+
+def test_a_keys_file_deleted_while_serving_keeps_the_keys_read_before(
+    settings, clock, auth, caplog
+):
+    """A missing file gave no keys: every call 401 "unknown API key", /readyz ok, no log line."""
+    client = create_app({**settings, "CLOCK": clock}).test_client()
+    assert client.get("/v1/users/1/fatigue", headers=auth("engineer")).status_code == 200
+    keys = Path(settings["API_KEYS_FILE"])
+    good = keys.read_text()
+    keys.unlink()
+    for _ in range(3):
+        assert client.get("/v1/users/1/fatigue", headers=auth("engineer")).status_code == 200
+    gone = [r for r in caplog.records if "the API keys file is gone" in r.getMessage()]
+    assert len(gone) == 1 and gone[0].levelname == "ERROR"
+    assert "the keys read before stay in use" in gone[0].getMessage()
+    ready = client.get("/readyz")
+    assert ready.status_code == 503
+    assert ready.json["checks"]["api_keys"] == "failed (KeysUnreadable; details in the server log)"
+    keys.write_text(good)
+    assert client.get("/readyz").status_code == 200
+    assert "the API keys file reads again" in caplog.text
+
+
+def test_a_worker_started_on_a_damaged_keys_file_answers_503_and_logs_it_once(
+    settings, clock, auth, caplog
+):
+    """It answered 500 /problems/configuration with an ERROR line per request."""
+    keys = Path(settings["API_KEYS_FILE"])
+    good = keys.read_text()
+    keys.write_text(good[: len(good) // 2])
+    client = create_app({**settings, "CLOCK": clock}).test_client()
+    for _ in range(3):
+        refused = client.get("/v1/users/1/fatigue", headers=auth("engineer"))
+        assert refused.status_code == 503 and refused.json["type"] == "/problems/unavailable"
+        assert refused.json["detail"].startswith("the API keys file cannot be read")
+        assert refused.headers["Retry-After"] == "5" and str(keys) not in refused.text
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "unreadable API keys file" in errors[0], errors
+    assert client.get("/readyz").json["checks"]["api_keys"].startswith("failed (KeysUnreadable")
+    keys.write_text(good)
+    assert client.get("/v1/users/1/fatigue", headers=auth("engineer")).status_code == 200
+
+
+def test_without_any_keys_file_requests_are_refused_as_unknown_keys(settings, clock, auth):
+    """At start with no file at all: served, and refused (the documented behaviour stays)."""
+    Path(settings["API_KEYS_FILE"]).unlink()
+    client = create_app({**settings, "CLOCK": clock}).test_client()
+    refused = client.get("/v1/users/1/fatigue", headers=auth("engineer"))
+    assert refused.status_code == 401 and refused.json["detail"] == "unknown API key"
+    assert client.get("/readyz").json["checks"]["api_keys"] == "ok"
 
 
 def test_a_failed_event_log_write_is_named_as_the_event_log(settings, clock, auth):

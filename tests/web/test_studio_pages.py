@@ -579,3 +579,23 @@ def test_a_live_check_racing_a_save_cannot_take_its_saved_message(client, keys, 
     assert "rapport_studio=" not in check.headers.get("Set-Cookie", "")
     page = client.get(f"/studio/templates/{TEMPLATE}")  # a page still slides the session along
     assert "rapport_studio=" in page.headers.get("Set-Cookie", "")
+
+
+def test_signing_in_while_the_keys_file_is_damaged_is_a_503_page_logged_once(
+    settings, keys, clock, caplog
+):
+    """It answered 500 'Server misconfigured' with the file's path and a line per page."""
+    from api import create_app
+
+    path = Path(settings["API_KEYS_FILE"])
+    path.write_text(path.read_text()[:40])  # cut short by a bad deploy
+    client = create_app({**settings, "CLOCK": clock}).test_client()
+    for _ in range(3):
+        token = csrf_of(client.get("/studio/login").text)
+        answer = client.post(
+            "/studio/login", data={"api_key": keys["marketer"], "csrf_token": token}
+        )
+        assert answer.status_code == 503 and "API keys file cannot be read" in answer.text
+        assert str(path) not in answer.text
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1, errors
