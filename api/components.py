@@ -11,7 +11,7 @@ from flask import Flask
 
 from api.campaigns import CampaignRegistry
 from api.config import flag, mailbox_setting
-from api.metrics import STORE_ERRORS
+from api.metrics import STORE_ERRORS, StorePart
 from api.model import ModelHolder
 from api.pinned import pinned_path
 from api.services import Services
@@ -121,7 +121,8 @@ def _composer(found: Services) -> Any:
         found.get("governor"),
         found.get("renderer"),
         found.clock,
-        on_log_error=lambda exc: STORE_ERRORS.inc(),  # a lost log entry still shows in metrics
+        # A lost log entry still shows in metrics.
+        on_log_error=lambda exc: STORE_ERRORS.labels(StorePart.DECISION_LOG).inc(),
         background_log=True,
     )
 

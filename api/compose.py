@@ -24,7 +24,7 @@ from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 from api.auth import Role
 from api.batch_pool import BatchPool, Chunk, Oversize, Stop
 from api.campaigns import CampaignRegistry
-from api.metrics import DECISIONS, RENDERS, STORE_ERRORS
+from api.metrics import DECISIONS, RENDERS, STORE_ERRORS, StorePart
 from api.problems import PROBLEM_TYPES, describe, too_large_detail
 from api.routing import JSON, NDJSON, UTF8_BOM, operation, pydantic_problems
 from api.schemas.common import ProblemDocument, ProblemError
@@ -155,7 +155,7 @@ def answer(composition: Composition, include_mime: bool = False) -> dict[str, An
     deciding = decision.deciding
     DECISIONS.labels(decision.action.value, deciding.rule if deciding else "none").inc()
     if deciding is not None and deciding.rule == "store":
-        STORE_ERRORS.inc()  # the governor's store-error policy answered instead of the store
+        STORE_ERRORS.labels(StorePart.STATE_STORE).inc()  # on_store_error answered instead
     email = composition.email
     if email is None:
         return {"decision": decision_answer(decision), "email": None}

@@ -18,7 +18,7 @@ import pydantic
 from flask import Blueprint, current_app, request
 
 from api.auth import Role
-from api.metrics import EVENTS, STORE_ERRORS
+from api.metrics import EVENTS, STORE_ERRORS, StorePart
 from api.pending import engagement_of
 from api.problems import ApiProblem
 from api.routing import operation, parse_json_body
@@ -80,7 +80,7 @@ def post_events() -> EventsResponse:
              and record["event"] in TRAINING_EVENTS]
         )  # fmt: skip
     except StoreError:
-        STORE_ERRORS.inc()
+        STORE_ERRORS.labels(StorePart.EVENT_LOG).inc()
         raise
     objections = _apply(records)
     rejected = sorted(rejected + objections, key=lambda item: item.index)
@@ -161,7 +161,7 @@ def _apply(records: list[tuple[int, dict[str, Any]]]) -> list[RejectedEvent]:
         except ValidationError as exc:
             rejected.append(RejectedEvent(index=index, error=str(exc)))
         except StoreError:
-            STORE_ERRORS.inc()
+            STORE_ERRORS.labels(StorePart.STATE_STORE).inc()
             raise
     return rejected
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from enum import StrEnum
 
 from flask import Flask, Response, g, request
 from prometheus_client import (
@@ -35,7 +36,28 @@ DECISIONS = Counter(
 RENDERS = Counter(
     "rapport_renders_total", "Emails rendered, by template and outcome.", ["template", "outcome"]
 )
-STORE_ERRORS = Counter("rapport_store_errors_total", "State store or event log failures.")
+
+
+class StorePart(StrEnum):
+    """What failed, as ``rapport_store_errors_total`` labels it (``part``)."""
+
+    #: The fatigue state store (a decision taken by ``on_store_error``, an event not applied).
+    STATE_STORE = "state_store"
+    #: The event logs (``events-*`` and ``interactions-*``).
+    EVENT_LOG = "event_log"
+    #: The decision log kept beside the state (``/v1/users/{id}/fatigue``).
+    DECISION_LOG = "decision_log"
+    #: The file keeping link events the state store missed (``pending.jsonl``).
+    PENDING_FILE = "pending_file"
+
+
+# Count with STORE_ERRORS.labels(StorePart.X).inc(): one series per part, so an alert can tell
+# a full disk (event_log) from a Redis outage (state_store).
+STORE_ERRORS = Counter(
+    "rapport_store_errors_total",
+    "State store, event log, decision log or pending file failures, by part.",
+    ["part"],
+)
 EVENTS = Counter("rapport_events_total", "Engagement events received, by outcome.", ["outcome"])
 MODEL_RELOADS = Counter("rapport_model_reloads_total", "Model versions loaded after startup.")
 MODEL_LOAD_FAILURES = Counter(

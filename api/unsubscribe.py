@@ -21,7 +21,7 @@ from flask import Blueprint, redirect, render_template, request
 from werkzeug.wrappers import Response
 
 from api.events import interaction_row, log_record
-from api.metrics import EVENTS, STORE_ERRORS
+from api.metrics import EVENTS, STORE_ERRORS, StorePart
 from api.pending import engagement_of
 from api.routing import FORM, HTML, operation
 from api.schemas.events import EventIn, EventKind
@@ -150,26 +150,37 @@ def _record(kind: EventType, user_id: str, campaign_id: str, item_id: str | None
         campaign_id=campaign_id, decision_id=None, category=None, value=None,
     )  # fmt: skip
     record = {**log_record(event, moment.isoformat()), "via": "link"}
-    _kept("event log", record, lambda: found.event_log.append([record]))
+    _kept(StorePart.EVENT_LOG, record, lambda: found.event_log.append([record]))
     if item_id:
         _kept(
-            "interaction log",
+            StorePart.EVENT_LOG,
             record,
             lambda: found.interaction_log.append([interaction_row(record)]),
+            "interaction log",
         )
     governor = found.get("governor")
-    if _kept("state store", record, lambda: governor.record_event(engagement_of(record))):
+    if _kept(StorePart.STATE_STORE, record, lambda: governor.record_event(engagement_of(record))):
         EVENTS.labels("accepted").inc()
         return True
-    return _kept("pending events", record, lambda: found.pending_events.append([record]))
+    return _kept(StorePart.PENDING_FILE, record, lambda: found.pending_events.append([record]))
 
 
-def _kept(where: str, record: Mapping[str, Any], write: Callable[[], object]) -> bool:
+_WHERE = {
+    StorePart.EVENT_LOG: "event log",
+    StorePart.STATE_STORE: "state store",
+    StorePart.PENDING_FILE: "pending events",
+}
+
+
+def _kept(
+    part: StorePart, record: Mapping[str, Any], write: Callable[[], object], where: str = ""
+) -> bool:
     """Run ``write``; on a store or log failure say so (with the event) and return False."""
     try:
         write()
     except StoreError as exc:
-        STORE_ERRORS.inc()
+        STORE_ERRORS.labels(part).inc()
+        where = where or _WHERE[part]
         log.error("link event not written to the %s (%s): %s", where, exc, json.dumps(record))
         return False
     return True

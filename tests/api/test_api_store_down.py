@@ -32,7 +32,31 @@ def test_compose_defers_by_the_store_policy(down_client, auth, compose_request):
     assert decision["action"] == "defer" and response.json["email"] is None
     assert [r["rule"] for r in decision["reasons"] if r["deciding"]] == ["store"]
     metrics = down_client.get("/metrics").text
-    assert "rapport_store_errors_total" in metrics
+    assert 'rapport_store_errors_total{part="state_store"}' in metrics
+
+
+def store_errors(part: str) -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value("rapport_store_errors_total", {"part": part}) or 0.0
+
+
+def test_store_errors_are_counted_by_the_part_that_failed(
+    down_client, settings, auth, compose_request
+):
+    """One unlabelled count mixed store-policy defers and event-log failures."""
+    before = {part: store_errors(part) for part in ("state_store", "event_log")}
+    down_client.post("/v1/compose", json=compose_request(), headers=auth("platform"))
+    event = {"type": "open", "user_id": "1", "timestamp": "2026-11-23T10:00:00Z"}
+    down_client.post("/v1/events", json={"events": [event]}, headers=auth("platform"))
+    assert store_errors("state_store") == before["state_store"] + 2  # a defer, an event
+    assert store_errors("event_log") == before["event_log"]
+    Path(settings["EVENT_LOG_DIR"]).rename(Path(settings["EVENT_LOG_DIR"] + ".moved"))
+    Path(settings["EVENT_LOG_DIR"]).write_text("a file where the log directory should be")
+    refused = down_client.post("/v1/events", json={"events": [event]}, headers=auth("platform"))
+    assert refused.status_code == 503
+    assert store_errors("event_log") == before["event_log"] + 1
+    assert store_errors("state_store") == before["state_store"] + 2
 
 
 def test_events_answer_503_and_stay_logged(down_client, auth, settings, caplog):
