@@ -73,6 +73,9 @@ def save_recommender(
 ) -> str:
     """Write ``recommender`` as a new version, publish it, prune old versions; return its name."""
     root = Path(model_dir)
+    unfit = _unfit(recommender)
+    if unfit:  # refused before anything is written: the published version stays as it was
+        raise ValidationError(Problem(f"refusing to publish this model: {unfit}", str(root)))
     versions = root / VERSIONS
     versions.mkdir(parents=True, exist_ok=True)
     _clear_abandoned(versions)
@@ -161,7 +164,19 @@ def load_recommender(model_dir: Path, version: str | None = None) -> Recommender
 
 
 def _check_fit(recommender: Recommender, directory: Path) -> None:
-    """Refuse arrays whose sizes disagree with the id maps: they would fail on every request."""
+    """Refuse a version that would fail, or answer nonsense, on every request."""
+    unfit = _unfit(recommender)
+    if unfit:
+        raise ValidationError(Problem(f"damaged model version: {unfit}", str(directory)))
+
+
+def _unfit(recommender: Recommender) -> str:
+    """Say what makes ``recommender`` unservable ("" when nothing): sizes or values."""
+    return "; ".join([*_wrong_sizes(recommender), *_not_finite(recommender)])
+
+
+def _wrong_sizes(recommender: Recommender) -> list[str]:
+    """Arrays whose sizes disagree with the id maps."""
     users, items = len(recommender.users), len(recommender.items)
     sizes = {
         "items in the model": (recommender.model.item_count, items),
@@ -177,8 +192,29 @@ def _check_fit(recommender: Recommender, directory: Path) -> None:
         matrix: sp.csr_matrix = getattr(recommender, key)
         if matrix.nnz and int(matrix.indices.max()) >= items:
             wrong.append(f"{key} names item column {int(matrix.indices.max())} of {items}")
-    if wrong:
-        raise ValidationError(Problem(f"damaged model version: {'; '.join(wrong)}", str(directory)))
+    return wrong
+
+
+def _not_finite(recommender: Recommender) -> list[str]:
+    """Arrays holding NaN or infinity, named as saved (file and array).
+
+    One NaN factor makes every score it touches NaN, and NaN never ranks: such a model loaded
+    as healthy and then answered every known customer with a short list or an error.
+    """
+    arrays: dict[str, Any] = {f"model.npz {k}": v for k, v in recommender.model.arrays().items()}
+    arrays.update(
+        {"data.npz popular": recommender.popular, "data.npz trending": recommender.trending}
+    )
+    arrays.update({f"data.npz {k}_data": getattr(recommender, k).data for k in _MATRICES})
+    for source, curve in recommender.calibrators.items():
+        arrays[f"meta.json calibration {source.value}"] = [curve.slope, curve.intercept]
+    found = []
+    for name, values in arrays.items():
+        values = np.asarray(values)
+        if values.dtype.kind in "fc" and not np.isfinite(values).all():
+            bad = int(np.count_nonzero(~np.isfinite(values)))
+            found.append(f"{name} holds {bad:,} non-finite values (NaN or infinity)")
+    return found
 
 
 def _load(directory: Path) -> Recommender:

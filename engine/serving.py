@@ -443,9 +443,11 @@ class Recommender:
             extra_ids, extra_scores = ranked_by_score(
                 self.popular, sp.csr_matrix((1, len(self.items))), n - len(recs), np.unique(taken)
             )
-            ok = (extra_ids[0] >= 0) & (extra_scores[0] > FILTERED)
+            extra_ids, extra_scores = extra_ids[0], extra_scores[0]
+            ok = (extra_ids >= 0) & (extra_scores > FILTERED)
+            # One row of picks: ``[None, ok]`` keeps the batch axis the calibration expects.
             recs += self._calibrated_rows(
-                extra_ids[:, ok[0]], extra_scores[:, ok[0]], Source.POPULAR, len(recs) + 1
+                extra_ids[None, ok], extra_scores[None, ok], Source.POPULAR, len(recs) + 1
             )[0]
         return recs
 

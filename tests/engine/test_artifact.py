@@ -181,3 +181,68 @@ def test_staging_left_by_a_crashed_save_is_cleared_by_a_later_one(
     os.utime(abandoned, (0, 0))  # left by a save two days ago (the epoch, here)
     save_recommender(trained, tmp_path)
     assert not abandoned.exists() and fresh.exists()  # another save may be writing that one
+
+
+@pytest.mark.parametrize(
+    ("array", "bad", "named"),
+    [
+        ("item_factors", np.nan, "model.npz item_factors"),
+        ("user_factors", np.inf, "model.npz user_factors"),
+        ("trending", np.nan, "data.npz trending"),
+    ],
+)
+def test_a_model_with_non_finite_values_is_not_published(
+    tmp_path: Path, interactions: Interactions, array: str, bad: float, named: str
+) -> None:
+    """NaN scores never rank: such a model would answer every customer with a short list."""
+    good = save_recommender(train(interactions, small_config()), tmp_path)
+    broken = train(interactions, small_config())
+    if array == "trending":
+        broken.trending.flat[:2] = bad
+    else:
+        arrays = {name: values.copy() for name, values in broken.model.arrays().items()}
+        arrays[array].flat[:2] = bad
+        broken.model.load_arrays(arrays)
+    expected = f"{tmp_path}: refusing to publish this model: {named} holds 2 non-finite"
+    with pytest.raises(ValidationError, match=expected):
+        save_recommender(broken, tmp_path)
+    assert current_version(tmp_path) == good and list_versions(tmp_path) == [good]
+
+
+def nan_factors_published(model_dir: Path, trained: Recommender) -> str:
+    """Publish a version whose item factors hold NaN, as a trainer elsewhere could write it."""
+    version = save_recommender(trained, model_dir)
+    model_file = model_dir / "versions" / version / "model.npz"
+    with np.load(model_file) as arrays:
+        parts = dict(arrays)
+    parts["item_factors"][3, 0] = np.nan
+    np.savez(model_file, **parts)
+    return version
+
+
+def test_a_published_version_with_non_finite_factors_is_refused_at_load(
+    tmp_path: Path, trained: Recommender
+) -> None:
+    version = nan_factors_published(tmp_path, trained)
+    expected = f"{version}: damaged model version: model.npz item_factors holds 1 non-finite"
+    with pytest.raises(ValidationError, match=expected):
+        load_recommender(tmp_path)
+
+
+def test_a_server_keeps_its_model_and_counts_the_failure_when_factors_are_not_finite(
+    tmp_path: Path, trained: Recommender
+) -> None:
+    """Through the API's reload path: the version before keeps serving, the failure counted."""
+    from api.metrics import MODEL_LOAD_FAILURES
+    from api.model import ModelHolder
+
+    good = save_recommender(trained, tmp_path)
+    holder = ModelHolder(tmp_path, Recommender.load)
+    failures = MODEL_LOAD_FAILURES._value.get()
+    nan_factors_published(tmp_path, trained)
+    assert holder.reload_now() is True  # it tried
+    assert holder.model.version == good
+    assert MODEL_LOAD_FAILURES._value.get() == failures + 1
+    restarted = ModelHolder(tmp_path, Recommender.load)  # a worker started after it
+    assert restarted.model.version == good
+    assert MODEL_LOAD_FAILURES._value.get() == failures + 2

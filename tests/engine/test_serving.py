@@ -71,6 +71,28 @@ def test_filters_that_empty_the_personal_list_are_topped_up_with_popular(
     assert sources == sorted(sources, key=lambda s: s is Source.POPULAR)
 
 
+def test_a_list_the_model_cannot_fill_is_topped_up_one_popular_item_a_rank(
+    interactions: Interactions, catalog: Catalog
+) -> None:
+    """Items the model cannot score (NaN factors) leave a row short: popular fills each rank.
+
+    The top-up once came back as a single recommendation whose item_id was a list of ids,
+    and the API answered every known customer with a 500 (unhashable type: 'list').
+    """
+    broken = train(interactions, small_config(), catalog)
+    arrays = {name: values.copy() for name, values in broken.model.arrays().items()}
+    arrays["item_factors"][:3] = np.nan
+    broken.model.load_arrays(arrays)
+    alone = broken.recommend("u0-01", 5)
+    batch = broken.recommend_many(["u0-01", "u1-02", "u2-03"], 5)
+    for recs in (alone, *batch.values()):
+        assert [r.rank for r in recs] == [1, 2, 3, 4, 5]
+        assert all(isinstance(r.item_id, str) and isinstance(r.score, float) for r in recs)
+        assert len({r.item_id for r in recs}) == 5
+    assert Source.POPULAR in {r.source for r in alone}
+    assert [r.item_id for r in alone] == [r.item_id for r in batch["u0-01"]]
+
+
 def test_new_customer_with_recent_activity_is_folded_in(recommender: Recommender) -> None:
     recent = [RecentInteraction("i-20", "view"), RecentInteraction("i-21", "add_to_cart"),
               RecentInteraction("i-22", "purchase")]  # fmt: skip
