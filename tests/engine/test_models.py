@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -222,3 +223,17 @@ def test_bpr_fold_in_scores_taste_plus_item_bias_as_for_a_trained_customer() -> 
     # taste (1, 0) with a trained customer's constant 1: item 2 scores 0 + 1, item 1 0.5 - 1
     assert ids[0].tolist() == [2, 3, 1]
     np.testing.assert_allclose(scores[0], [1.0, 0.0, -0.5])
+
+
+@pytest.mark.parametrize("algorithm", [Algorithm.ALS, Algorithm.BPR], ids=["als", "bpr"])
+def test_a_seed_reproduces_the_factors_bit_for_bit(algorithm: Algorithm, matrices) -> None:  # type: ignore[no-untyped-def]
+    """``--seed`` promises the same model again; implicit's multi-threaded BPR broke it."""
+    runs = []
+    for seed in (1, 1, 1, 2):
+        model = create_model(algorithm, replace(params_for(algorithm), seed=seed))
+        model.fit(matrices[2])
+        runs.append(model.arrays())
+    for again in runs[1:3]:
+        for name in ("user_factors", "item_factors"):
+            np.testing.assert_array_equal(again[name], runs[0][name])
+    assert not np.array_equal(runs[3]["item_factors"], runs[0]["item_factors"])  # seeded
