@@ -90,6 +90,29 @@ def fit_recommender(
     )
 
 
+def fit_popularity_baseline(
+    interactions: Interactions, config: TrainingConfig, show_progress: bool = False
+) -> Recommender:
+    """Fit the popularity baseline: everyone gets the items most customers ever touched."""
+    popular = replace(config, algorithm=Algorithm.POPULAR)
+    return fit_recommender(interactions, popular, show_progress=show_progress)
+
+
+def fit_trending_baseline(
+    interactions: Interactions, config: TrainingConfig, show_progress: bool = False
+) -> Recommender:
+    """Fit the baseline that ranks by recency: the cold start's trending vector, for everyone.
+
+    All-time popularity is a weak bar on seasonal retail data; what the engine itself offers a
+    customer it knows nothing about (``trending_days`` of recency-weighted interactions) is the
+    bar a model must clear to be worth its factors. It serves as the popularity model does,
+    minus each customer's history, with the trending vector in place of the popularity one.
+    """
+    baseline = fit_popularity_baseline(interactions, config, show_progress)
+    baseline.model.load_arrays({"popularity": baseline.trending})
+    return baseline
+
+
 def train(
     interactions: Interactions,
     config: TrainingConfig,

@@ -8,8 +8,9 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import click
 
@@ -18,6 +19,9 @@ from engine.cli.common import (
     model_dir_option,
 )
 from fatigue.errors import user_errors
+
+if TYPE_CHECKING:
+    from engine.serving import Filters, Recommender
 
 RECOMMENDATION_COLUMNS = ("user_id", "item_id", "rank", "score", "relevance", "source")
 
@@ -34,6 +38,11 @@ RECOMMENDATION_COLUMNS = ("user_id", "item_id", "rank", "score", "relevance", "s
     help="CSV file to write (default: standard output).",
 )
 @click.option(
+    "--include-unavailable",
+    is_flag=True,
+    help="Keep items out of stock, expired or missing from the model's catalog.",
+)
+@click.option(
     "--batch-size", type=click.IntRange(min=1), default=2_000, show_default=True, hidden=True
 )
 def recommend(
@@ -42,17 +51,24 @@ def recommend(
     all_users: bool,
     n: int,
     output: str | None,
+    include_unavailable: bool,
     batch_size: int,
 ) -> None:
-    """Write top-N recommendations as CSV: user_id,item_id,rank,score,relevance,source."""
+    """Write top-N recommendations as CSV: user_id,item_id,rank,score,relevance,source.
+
+    Left out: everything in the customer's history and, as the API leaves them out when the
+    model was trained with a catalog, items out of stock or expired now or missing from that
+    catalog (--include-unavailable keeps these).
+    """
     from tqdm import tqdm
 
-    from engine.serving import Filters, Recommender
+    from engine.serving import Recommender
 
     if bool(user_ids) == all_users:
         raise click.UsageError("give --user ID (repeatable) or --all-users")
     with user_errors():
         model = Recommender.load(model_dir)
+        filters = _filters(model, include_unavailable)
         users = model.users.ids.tolist() if all_users else list(user_ids)
         with _open_output(output) as handle:
             writer = csv.writer(handle, lineterminator="\n")
@@ -62,7 +78,7 @@ def recommend(
                 batches, desc="recommending", unit="batch", disable=not is_terminal()
             ):
                 chunk = users[start : start + batch_size]
-                found = model.recommend_many(chunk, n, Filters(exclude_history=True))
+                found = model.recommend_many(chunk, n, filters)
                 for user in chunk:
                     writer.writerows(
                         (
@@ -77,6 +93,18 @@ def recommend(
                     )
     if output:
         click.echo(f"wrote {len(users):,} customers' recommendations to {output}", err=True)
+
+
+def _filters(model: Recommender, include_unavailable: bool) -> Filters:
+    """Rule out the whole history and, by the API's own check, what cannot be offered now."""
+    from engine.serving import Filters
+
+    if include_unavailable:
+        return Filters(exclude_history=True)
+    from engine.compose import AVAILABILITY
+
+    blocked = AVAILABILITY.blocked(model, datetime.now(UTC))
+    return Filters(exclude_items=blocked, exclude_history=True)
 
 
 @contextmanager

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -18,6 +17,10 @@ from engine.cli.common import (
 from fatigue.errors import user_errors
 
 FADED_WEIGHT = 1e-3  # a customer's total weight, in purchases, below which history has faded
+# The baselines ``evaluate`` prints under the model: all-time popularity, and the cold start's
+# own ranking (recent interactions), which is the harder of the two on seasonal data.
+POPULAR_ROW = "popular (baseline)"
+TRENDING_ROW = "trending (baseline)"
 
 if TYPE_CHECKING:
     from engine.catalog import Catalog
@@ -145,10 +148,9 @@ def evaluate(
     k: int,
     as_json: bool,
 ) -> None:
-    """Evaluate a model against the popularity baseline on a held-out split."""
+    """Evaluate a model against the popularity and trending baselines on a held-out split."""
     from engine.evaluation import evaluate as score
-    from engine.models import Algorithm
-    from engine.training import fit_recommender
+    from engine.training import fit_popularity_baseline, fit_recommender, fit_trending_baseline
 
     chosen = [o for o in (test_path, cutoff, last_days, random_fraction) if o is not None]
     if len(chosen) != 1:
@@ -158,12 +160,13 @@ def evaluate(
         split = _split(options, data, test_path, cutoff, last_days, random_fraction)
         config, tuning = options.tuned(split.train, options.config())
         rows = []
-        for name, cfg in (
-            (config.algorithm.value, config),
-            ("popular (baseline)", replace(config, algorithm=Algorithm.POPULAR)),
+        for name, fit in (
+            (config.algorithm.value, fit_recommender),
+            (POPULAR_ROW, fit_popularity_baseline),
+            (TRENDING_ROW, fit_trending_baseline),
         ):
             started = time.perf_counter()
-            model = fit_recommender(split.train, cfg, show_progress=is_terminal())
+            model = fit(split.train, config, show_progress=is_terminal())
             metrics = score(model, split, k, len(model.items))
             rows.append({"model": name, **metrics, "seconds": time.perf_counter() - started})
     _print_evaluation(rows, split.description, len(split.relevant), k, as_json, tuning)
@@ -223,6 +226,7 @@ def _print_evaluation(
             f"{row[m]:>13.4f}" for m in ("precision", "recall", "ndcg", "map", "coverage")
         )
         click.echo(f"{row['model']:<20}{values}{row['seconds']:>10.1f}")
-    base, model = rows[1]["ndcg"], rows[0]["ndcg"]
-    if base > 0:
-        click.echo(f"nDCG@{k} vs popularity: {model / base:.2f}x")
+    model = rows[0]["ndcg"]
+    for row, against in zip(rows[1:], ("popularity", "trending"), strict=True):
+        if row["ndcg"] > 0:
+            click.echo(f"nDCG@{k} vs {against}: {model / row['ndcg']:.2f}x")

@@ -57,6 +57,36 @@ def test_train_then_recommend_one_and_all(
     assert not [r for r in written if (r["user_id"], r["item_id"]) in history]
 
 
+def test_recommend_leaves_out_what_cannot_be_offered_unless_asked(
+    runner: CliRunner, tmp_path: Path, interactions_csv: Path
+) -> None:
+    """Out of stock, expired, or not in the catalog: the API drops these, and so does the CLI."""
+    catalog = tmp_path / "catalog.csv"
+    rows = ["item_id,title,category,in_stock,expires_at"]
+    for index in range(30):
+        if index != 15:  # i-15 is bought but missing from the catalog
+            expires = "2020-01-01T00:00:00Z" if index == 7 else ""
+            rows.append(f"i-{index:02d},Item {index},cat{index // 10},{index != 5},{expires}")
+    catalog.write_text("\n".join(rows) + "\n")
+    model_dir = str(tmp_path / "model")
+    trained = runner.invoke(
+        train,
+        ["--interactions", str(interactions_csv), "--catalog", str(catalog),
+         "--model-dir", model_dir, *SMALL],
+    )  # fmt: skip
+    assert trained.exit_code == 0, trained.output
+    unavailable = {"i-05", "i-07", "i-15"}
+    everyone = ["--model-dir", model_dir, "--all-users", "--n", "30"]
+    for args in (everyone, ["--model-dir", model_dir, "--user", "u0-01", "--user", "new"]):
+        offered = runner.invoke(recommend, args)
+        assert offered.exit_code == 0, offered.output
+        picks = {row["item_id"] for row in csv.DictReader(offered.stdout.splitlines())}
+        assert picks and not picks & unavailable, args
+    kept = runner.invoke(recommend, [*everyone, "--include-unavailable"])
+    assert kept.exit_code == 0, kept.output
+    assert {row["item_id"] for row in csv.DictReader(kept.stdout.splitlines())} >= unavailable
+
+
 @pytest.mark.parametrize("algorithm", ["als", "bpr", "itemknn", "popular"])
 def test_every_algorithm_trains_from_the_cli(
     runner: CliRunner, tmp_path: Path, interactions_csv: Path, algorithm: str
@@ -99,11 +129,14 @@ def test_evaluate_table_and_json(runner: CliRunner, interactions_csv: Path) -> N
     )
     assert table.exit_code == 0, table.output
     assert "ndcg@5" in table.stdout and "popular (baseline)" in table.stdout
+    assert "trending (baseline)" in table.stdout
+    assert "nDCG@5 vs popularity: " in table.stdout and "nDCG@5 vs trending: " in table.stdout
     as_json = runner.invoke(
         evaluate, ["--interactions", str(interactions_csv), "--last-days", "15", "--json", *SMALL]
     )
     report = json.loads(as_json.stdout)
-    assert [r["model"] for r in report["results"]] == ["als", "popular (baseline)"]
+    names = ["als", "popular (baseline)", "trending (baseline)"]
+    assert [r["model"] for r in report["results"]] == names
     assert 0 <= report["results"][0]["ndcg"] <= 1 and report["test_customers"] > 0
 
 
@@ -191,6 +224,40 @@ def test_datasets_converter(runner: CliRunner, tmp_path: Path) -> None:
     assert "wrote 1 purchases" in result.stdout
     catalog = list(csv.DictReader((tmp_path / "out" / "catalog.csv").read_text().splitlines()))
     assert catalog[0]["category"] == "candles-and-lights" and catalog[0]["price"] == "2.55"
+
+
+@pytest.mark.parametrize(
+    ("date", "price", "column", "message"),
+    [
+        ("2010-12-01 08:28:00", "abc", "UnitPrice", "'abc' is not a price"),
+        ("2010-12-01 08:28:00", "-1.5", "UnitPrice", "'-1.5' is not a price"),
+        ("2010-12-01 08:28:00", "nan", "UnitPrice", "'nan' is not a price"),
+        ("yesterday", "1.85", "InvoiceDate", "unparsable InvoiceDate 'yesterday': expected"),
+        ("12/1/2010 8:28", "1.85", "InvoiceDate", "unparsable InvoiceDate '12/1/2010 8:28'"),
+        (
+            "2099-12-01 08:28:00",
+            "1.85",
+            "InvoiceDate",
+            "InvoiceDate '2099-12-01 08:28:00' is outside",
+        ),
+    ],
+)
+def test_a_retail_row_with_no_price_or_no_moment_is_refused_at_conversion(
+    runner: CliRunner, tmp_path: Path, date: str, price: str, column: str, message: str
+) -> None:
+    """Named by file, line and column: a bad price was a bare traceback, a bad date became
+    ``yesterdayZ`` and failed only at ``train``."""
+    raw = tmp_path / "retail.csv"
+    raw.write_text(
+        "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n"
+        "536365,85123A,WHITE HANGING HEART T-LIGHT HOLDER,6,2010-12-01 08:26:00,2.55,17850.0,UK\n"
+        f"536366,22633,HAND WARMER UNION JACK,6,{date},{price},17850.0,UK\n"
+    )
+    out = tmp_path / "out"
+    result = runner.invoke(datasets, ["online-retail", str(raw), "--out", str(out)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"error: {raw}:3 [{column}]: {message}" in result.stderr
+    assert not out.exists()
 
 
 def test_demo_model_trains_once_on_the_bundled_data_then_is_reused(tmp_path: Path) -> None:

@@ -2,12 +2,13 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from engine.evaluation import evaluate, random_split, ranking_metrics, temporal_split
 from engine.interactions import Interactions
 from engine.models import Algorithm
-from engine.training import fit_recommender
+from engine.training import fit_recommender, fit_trending_baseline
 from fatigue.errors import ValidationError
 
 from .conftest import DAY, START, small_config
@@ -78,6 +79,24 @@ def test_a_personal_model_beats_popularity_on_taste_groups(interactions: Interac
         fit_recommender(split.train, config.__class__(algorithm=Algorithm.POPULAR)), split, k=5
     )
     assert als["ndcg"] > popular["ndcg"] * 1.5
+
+
+def test_the_trending_baseline_is_the_cold_start_ranking_minus_each_customers_history(
+    interactions: Interactions,
+) -> None:
+    """The second bar ``evaluate`` sets: what the engine offers someone it knows nothing about."""
+    config = small_config()
+    baseline = fit_trending_baseline(interactions, config)
+    model = fit_recommender(interactions, config)
+    np.testing.assert_array_equal(baseline.trending, model.trending)
+    cold = model.recommend("someone-new", 5)
+    assert {r.source.value for r in cold} == {"trending"}
+    assert baseline.recommend_ids(["someone-new"], 5) == [[r.item_id for r in cold]]
+    order = [str(baseline.items.ids[i]) for i in np.lexsort((np.arange(30), -model.trending))]
+    users = ["u0-00", "u1-07", "u2-19"]
+    for user, picks in zip(users, baseline.recommend_ids(users, 8), strict=True):
+        had = set(interactions.item_ids[interactions.user_ids == user].tolist())
+        assert picks == [item for item in order if item not in had][:8], user
 
 
 def test_last_days_split(interactions: Interactions) -> None:
