@@ -39,10 +39,16 @@ if TYPE_CHECKING:
     help="Catalog file; copied into the model so serving can filter and render.",
 )
 @model_dir_option
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Publish even a model most of whose customers' history has faded to nothing.",
+)
 def train(
     options: DataOptions,
     catalog_path: str | None,
     model_dir: str,
+    force: bool,
 ) -> None:
     """Train a model and publish it as the new version in MODEL_DIR."""
     from engine.artifact import check_writable, save_recommender
@@ -63,6 +69,10 @@ def train(
             show_progress=is_terminal(),
             metrics={"tuning": tuning} if tuning else None,
         )
+        faded = _faded_history(recommender, config)
+        if faded and not force:
+            # Published, it would serve next to nothing: keep the model that serves now.
+            raise click.ClickException(f"not published: {faded}; --force publishes it anyway")
         version = save_recommender(recommender, model_dir, catalog_path)
     meta = recommender.meta
     window = meta["data_window"]
@@ -71,7 +81,8 @@ def train(
         f"{window['users']:,} customers x {window['items']:,} items, "
         f"trained in {meta['training_seconds']:.1f}s)"
     )
-    _say_how_much_history_decayed(recommender, config)
+    if faded:
+        click.echo(f"warning: {faded}", err=True)
     skipped = (meta.get("calibration_fit") or {}).get("skipped")
     if skipped:  # every relevance is then 0, and a min_relevance rule suppresses every email
         click.echo(
@@ -82,25 +93,25 @@ def train(
         )
 
 
-def _say_how_much_history_decayed(recommender: Recommender, config: TrainingConfig) -> None:
-    """Warn when most customers' history weighs nothing: an old file beside a fresh event log.
+def _faded_history(recommender: Recommender, config: TrainingConfig) -> str:
+    """Say whether most customers' history weighs nothing: an old file beside a fresh event log.
 
     Recency decay counts back from the newest interaction, so one day of new events makes a
     years-old history weigh about 0 (ten half-lives leave a thousandth); those customers' picks
-    then rest on next to nothing, or are cold starts once the weights underflow.
+    then rest on next to nothing, or are cold starts once the weights underflow. "" when not.
     """
     import numpy as np
 
     weights = np.asarray(recommender.user_items.sum(axis=1)).ravel()
     faded, known = int(np.count_nonzero(weights < FADED_WEIGHT)), len(weights)
-    if known and faded > known / 2 and config.weighting.half_life_days:
-        newest = recommender.meta["data_window"]["end"]
-        click.echo(
-            f"warning: {faded:,} of {known:,} customers' history weighs almost nothing at a "
-            f"{config.weighting.half_life_days:g}-day half-life counted back from the newest "
-            f"interaction ({newest}); train on current history or with --half-life 0",
-            err=True,
-        )
+    if not (known and faded > known / 2 and config.weighting.half_life_days):
+        return ""
+    newest = recommender.meta["data_window"]["end"]
+    return (
+        f"{faded:,} of {known:,} customers' history weighs almost nothing at a "
+        f"{config.weighting.half_life_days:g}-day half-life counted back from the newest "
+        f"interaction ({newest}); train on current history or with --half-life 0"
+    )
 
 
 def _say_what_the_catalog_misses(catalog: Catalog, data: Interactions, path: str) -> None:

@@ -441,19 +441,28 @@ def test_a_damaged_event_id_names_its_file_and_line(runner: CliRunner, tmp_path:
     assert f"{damaged}:2 [event_id]: expected a string, got list" in result.stderr
 
 
-def test_old_history_beside_fresh_events_warns_that_it_weighs_nothing(
+def test_old_history_beside_fresh_events_is_not_published_unless_forced(
     runner: CliRunner, tmp_path: Path, interactions_csv: Path
 ) -> None:
     """Decay counts back from the newest row: one fresh event makes old history weigh ~0."""
+    from engine.artifact import current_version
+
     fresh = tmp_path / "interactions-2026-11-01.jsonl"
     fresh.write_text(_logged("new-1", "i-00", "2026-11-01T10:00:00Z", "e1"))
     model_dir = str(tmp_path / "model")
-    both = ["--interactions", str(interactions_csv), "--interactions", str(fresh)]
-    result = runner.invoke(train, [*both, "--model-dir", model_dir, "--seed", "1"])
-    assert result.exit_code == 0, result.output
-    assert "warning: 60 of 61 customers' history weighs almost nothing at a 30-day" in (
-        result.stderr
-    )
     current = runner.invoke(train, ["--interactions", str(interactions_csv), "--model-dir",
                                     model_dir, "--seed", "1"])  # fmt: skip
-    assert current.exit_code == 0 and "weighs nothing" not in current.stderr
+    assert current.exit_code == 0 and "weighs" not in current.stderr
+    serving = current_version(model_dir)
+    both = ["--interactions", str(interactions_csv), "--interactions", str(fresh)]
+    result = runner.invoke(train, [*both, "--model-dir", model_dir, "--seed", "1"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "not published: 60 of 61 customers' history weighs almost nothing at a 30-day" in (
+        result.stderr
+    )
+    assert "--force publishes it anyway" in result.stderr
+    assert current_version(model_dir) == serving  # the model in service stays
+    forced = runner.invoke(train, [*both, "--model-dir", model_dir, "--seed", "1", "--force"])
+    assert forced.exit_code == 0, forced.output
+    assert "warning: 60 of 61 customers' history weighs almost nothing" in forced.stderr
+    assert current_version(model_dir) != serving
