@@ -14,7 +14,8 @@ from api.config import flag, mailbox_setting
 from api.metrics import STORE_ERRORS, StorePart
 from api.model import ModelHolder
 from api.pinned import pinned_path
-from api.services import Services
+from api.services import Probe, Services
+from fatigue.errors import RapportError
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,35 @@ def register(app: Flask) -> None:
     found.register("composer", lambda: _composer(found))
     found.register("campaigns", lambda: campaigns_from(settings))
     found.register("batch_pool", lambda: _batch_pool(found))
+    found.register("clock", lambda: Probe(lambda: check_clock(found.get("store"))))
+
+
+#: How far this host's clock may be from the state store's before /readyz fails (seconds).
+MAX_CLOCK_SKEW = 60.0
+
+
+class ClockSkew(RapportError):
+    """This host's clock is far from the state store's: decisions would be stamped wrong."""
+
+
+def check_clock(store: Any) -> None:
+    """Raise ``ClockSkew`` when this host's clock is more than a minute from the store's.
+
+    Sends, caps and cooldowns are stamped with this host's time: after a jump ahead, sends are
+    recorded in the future and their customers capped for as long, and after a jump back the
+    platforms' events are refused as from the future. Nothing else notices. A memory store
+    shares the process's clock: nothing to compare.
+    """
+    measure = getattr(store, "clock_skew", None)
+    if measure is None:
+        return
+    skew = measure()
+    if abs(skew) > MAX_CLOCK_SKEW:
+        way = "ahead of" if skew > 0 else "behind"
+        raise ClockSkew(
+            f"this host's clock is {abs(skew):,.0f} s {way} the state store's (Redis TIME); "
+            "decisions and events are stamped with it: fix its time (NTP)"
+        )
 
 
 def _model(settings: dict[str, Any]) -> ModelHolder:

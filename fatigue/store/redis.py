@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from importlib import resources
@@ -314,6 +315,20 @@ class RedisStore(FatigueStore):
         """
         with self._errors():
             self.client.set(self.key(None, "ready"), b"1", px=READY_TTL_MS)
+
+    def clock_skew(self) -> float:
+        """Return how many seconds this host's clock is ahead of the Redis server's.
+
+        Negative: behind; to within the round trip. Decisions, caps and cooldowns are stamped
+        with this host's time; a host whose clock jumped records sends in the future (the
+        customer is then capped for the jump) or refuses platforms' events as from the future,
+        and nothing else would notice.
+        """
+        with self._errors():
+            before = time.time()
+            seconds, micros = self.client.time()
+            after = time.time()
+        return (before + after) / 2 - (seconds + micros / 1e6)
 
     def close(self) -> None:
         """Close the connection pool."""

@@ -64,3 +64,31 @@ def test_readiness_on_a_hung_store_answers_within_about_a_second(
         waited = time.monotonic() - started
     assert ready.status_code == 503 and ready.json["checks"]["store"].startswith("failed")
     assert waited < 2.0, waited
+
+
+def test_readiness_fails_when_this_hosts_clock_is_far_from_the_stores(
+    own_redis, settings, clock, monkeypatch, caplog
+):
+    """A clock that jumped stamped sends in the future and refused events, and nobody knew.
+
+    The host's clock cannot be moved for a test: ``time.time`` as the store module reads it is
+    put three days ahead; Redis answers ``TIME`` with the real one.
+    """
+    client = create_app({**settings, "STORE_URL": own_redis, "CLOCK": clock}).test_client()
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.json["checks"]["clock"] == "ok"
+    import fatigue.store.redis as redis_store
+
+    real = time.time
+    monkeypatch.setattr(redis_store.time, "time", lambda: real() + 3 * 86400)
+    skewed = client.get("/readyz")
+    assert skewed.status_code == 503
+    assert skewed.json["checks"]["clock"].startswith("failed (ClockSkew")
+    assert "clock is 259,200 s ahead of the state store's (Redis TIME)" in caplog.text
+    monkeypatch.setattr(redis_store.time, "time", real)
+    assert client.get("/readyz").status_code == 200
+
+
+def test_a_memory_store_has_no_clock_to_compare(settings, clock):
+    client = create_app({**settings, "STORE_URL": "memory://", "CLOCK": clock}).test_client()
+    assert client.get("/readyz").json["checks"]["clock"] == "ok"
