@@ -82,7 +82,8 @@ class Services:
                     log.error("not ready: %s: %s", name, detail)
                 self._failures[name] = detail
             else:
-                self._failures.pop(name, None)
+                if self._failures.pop(name, None) is not None:
+                    log.warning("ready again: %s", name)  # the end of what was logged above
         return checks
 
     def warm(self) -> None:

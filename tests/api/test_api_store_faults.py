@@ -87,6 +87,7 @@ def test_readiness_fails_when_this_hosts_clock_is_far_from_the_stores(
     assert "clock is 259,200 s ahead of the state store's (Redis TIME)" in caplog.text
     monkeypatch.setattr(redis_store.time, "time", real)
     assert client.get("/readyz").status_code == 200
+    assert "ready again: clock" in caplog.text  # on-call sees the end, not only the start
 
 
 def test_a_memory_store_has_no_clock_to_compare(settings, clock):
