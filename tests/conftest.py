@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,15 +25,22 @@ def redis_url() -> Iterator[str]:
     if url:
         yield url
         return
+    with own_redis_server() as started:
+        yield started
+
+
+@contextmanager
+def own_redis_server() -> Iterator[str]:
+    """Start a private redis-server; under CI=true fail if it cannot start, elsewhere skip."""
     try:
         server = private_redis()
-        started = server.__enter__()
+        url = server.__enter__()
     except RedisUnavailable as exc:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"Redis is required under CI=true: {exc}")
         pytest.skip(f"Redis not available: {exc}")
     try:
-        yield started
+        yield url
     finally:
         server.__exit__(None, None, None)
 

@@ -308,27 +308,27 @@ class RedisStore(FatigueStore):
         return newest_unique([json.loads(text) for text in logged], limit)
 
     def ping(self) -> None:
-        """Raise StoreError unless Redis answers and takes a write.
+        """Raise StoreError unless Redis answers and takes a write; note the clock skew.
 
         A Redis out of memory (``noeviction``) or a read-only replica after a failover answers
         ``PING`` while every decision that writes fails, so readiness writes a short-lived key.
+        The same round trip reads Redis ``TIME`` into ``clock_skew`` (see there).
         """
         with self._errors():
-            self.client.set(self.key(None, "ready"), b"1", px=READY_TTL_MS)
-
-    def clock_skew(self) -> float:
-        """Return how many seconds this host's clock is ahead of the Redis server's.
-
-        Negative: behind; to within the round trip. Decisions, caps and cooldowns are stamped
-        with this host's time; a host whose clock jumped records sends in the future (the
-        customer is then capped for the jump) or refuses platforms' events as from the future,
-        and nothing else would notice.
-        """
-        with self._errors():
+            pipe = self.client.pipeline(transaction=False)
+            pipe.set(self.key(None, "ready"), b"1", px=READY_TTL_MS)
+            pipe.time()
             before = time.time()
-            seconds, micros = self.client.time()
+            _, (seconds, micros) = pipe.execute()
             after = time.time()
-        return (before + after) / 2 - (seconds + micros / 1e6)
+        self.clock_skew = (before + after) / 2 - (seconds + micros / 1e6)
+
+    #: How many seconds this host's clock was ahead of the Redis server's (negative: behind)
+    #: at the last ``ping``, to within the round trip; None before one. Decisions, caps and
+    #: cooldowns are stamped with this host's time: a host whose clock jumped records sends in
+    #: the future (their customers capped for the jump) or refuses platforms' events as from
+    #: the future, and nothing else would notice.
+    clock_skew: float | None = None
 
     def close(self) -> None:
         """Close the connection pool."""

@@ -11,27 +11,16 @@ import signal
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 
-import pytest
 import redis
 
 from fatigue.domain import Recipient
-from fatigue.testing import RedisUnavailable, free_port, private_redis
+from fatigue.testing import free_port
+from tests.conftest import own_redis_server
 
 
-@contextmanager
-def own_server() -> Iterator[str]:
+def own_server() -> AbstractContextManager[str]:
     """Start a redis-server for one test: its faults reach no other test (skip if none)."""
-    try:
-        server = private_redis()
-        url = server.__enter__()
-    except RedisUnavailable as exc:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"Redis is required under CI=true: {exc}")
-        pytest.skip(f"Redis not available: {exc}")
-    try:
-        yield url
-    finally:
-        server.__exit__(None, None, None)
+    return own_redis_server()
 
 
 @contextmanager

@@ -6,7 +6,6 @@ The faults and the ``own_redis`` fixture are in ``redis_faults``.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -99,22 +98,17 @@ def test_an_outage_ends_once_the_store_has_worked_for_a_while(caplog):
 def test_a_hung_store_fails_a_call_within_about_a_second(own_redis):
     """A stopped Redis held every request for the old 5 s timeout (liveness probes queued)."""
     store = store_from_url(own_redis)
+    assert store.client.connection_pool.connection_kwargs["socket_timeout"] == 1.0
     store.ping()  # connected before it hangs
-    with hung(own_redis):
-        started = time.monotonic()
-        with pytest.raises(StoreError, match=r"not answering \(TimeoutError"):
-            store.ping()
-        waited = time.monotonic() - started
-    assert 0.5 < waited < 2.0, waited
+    with hung(own_redis), pytest.raises(StoreError, match=r"not answering \(TimeoutError"):
+        store.ping()  # after 1 s, not 5 (not timed here: these machines are shared)
     store.close()
 
 
 def test_the_url_still_sets_the_socket_timeout(own_redis):
     store = store_from_url(f"{own_redis}?socket_timeout=0.2&prefix=t:")
+    assert store.client.connection_pool.connection_kwargs["socket_timeout"] == 0.2
     store.ping()
-    with hung(own_redis):
-        started = time.monotonic()
-        with pytest.raises(StoreError):
-            store.ping()
-        assert time.monotonic() - started < 0.6
+    with hung(own_redis), pytest.raises(StoreError):
+        store.ping()
     store.close()
