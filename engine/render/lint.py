@@ -178,6 +178,10 @@ class _Linter(HTMLParser):
             )
 
     def check_known_gaps(self, tag: str, attrs: dict[str, str | None]) -> None:
+        parent = self.stack[-1].tag if self.stack else None
+        unsupported = UNSUPPORTED_NESTING.get((tag, parent or ""))
+        if unsupported:  # valid MJML that crashes the package: said here, at its line
+            self.problem(f"<{tag}> inside <{parent}> {unsupported}", field=tag)
         if tag == "mj-include":
             self.problem(
                 "mj-include is disabled: a template may only use its own file; paste the "
@@ -204,6 +208,15 @@ class _Linter(HTMLParser):
                 "mj-attributes",
                 field="inline",
             )
+
+
+# Nestings MJML allows that the ``mjml`` package (0.12) crashes on, with what to do instead.
+UNSUPPORTED_NESTING = {
+    ("mj-hero", "mj-wrapper"): "is not supported by this MJML compiler: put the <mj-hero> "
+    "directly in <mj-body>",
+    ("mj-navbar", "mj-hero"): "is not supported by this MJML compiler: put the <mj-navbar> "
+    "in an <mj-column> of a section",
+}
 
 
 class _Images(HTMLParser):

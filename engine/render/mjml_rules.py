@@ -29,6 +29,12 @@ PACKAGE_GAPS: dict[str, dict[str, str]] = {
     "mj-raw": {"position": "enum(file-start)"},
     "mj-style": {"inline": "string"},
 }
+# Where the package declares another type than the reference compiler (and renders the
+# reference's values: letter-spacing="0.1em" comes out as written).
+REFERENCE_TYPES: dict[str, dict[str, str]] = {
+    "mj-button": {"letter-spacing": "unitWithNegative(px,em)"},
+    "mj-text": {"letter-spacing": "unitWithNegative(px,em)"},
+}
 # Which elements each element may hold (the reference compiler's mjml-preset-core table).
 CHILDREN: dict[str, frozenset[str]] = {
     tag: frozenset(children.split())
@@ -54,6 +60,8 @@ CHILDREN: dict[str, frozenset[str]] = {
 # Elements that may hold anything (``mj-attributes`` sets defaults for any element), and
 # elements that are not components (attribute defaults), checked by neither rule.
 ANY_CHILD = frozenset({"mj-attributes"})
+# Attribute defaults (every element's, or a named class's): checked against every element.
+DEFAULTS = frozenset({"mj-all", "mj-class"})
 NOT_COMPONENTS = frozenset({"mjml", "mj-all", "mj-class", "mj-include"})
 
 # CSS colour names as the reference validator knows them, plus ``transparent``.
@@ -96,12 +104,17 @@ def declarations() -> Mapping[str, Mapping[str, str | None]]:
         attributes: dict[str, str | None] = dict.fromkeys(component.default_attrs())
         attributes.update(component.allowed_attrs())
         attributes.update(PACKAGE_GAPS.get(tag, {}))
+        attributes.update(REFERENCE_TYPES.get(tag, {}))
         known[tag] = attributes
     return known
 
 
 def unknown_attribute(tag: str, name: str) -> str | None:
     """Return why ``name`` is not an attribute of ``<tag>``, or None when it is one."""
+    if tag in DEFAULTS:  # defaults for any element: an attribute some element takes
+        if name in GLOBAL_ATTRIBUTES or (tag, name) == ("mj-class", "name") or _declared(name):
+            return None
+        return f'<{tag}> sets "{name}", which no MJML element has: MJML would ignore it'
     attributes = declarations().get(tag)
     if attributes is None or name in attributes or name in GLOBAL_ATTRIBUTES:
         return None
@@ -112,8 +125,14 @@ def unknown_attribute(tag: str, name: str) -> str | None:
 
 def invalid_value(tag: str, name: str, value: str) -> str | None:
     """Return why ``value`` is not a valid ``name`` of ``<tag>``, or None when it is valid."""
-    declared = declarations().get(tag, {}).get(name)
-    expected = _expected(declared or "", value.strip())
+    if tag in DEFAULTS:  # valid for one element that takes it is enough
+        # Untyped declarations (a default the package lists without a type) say nothing.
+        kinds = [kind for kind in _declared(name) if kind] or [""]
+        reasons = [_expected(kind, value.strip()) for kind in kinds]
+        expected = None if not reasons or None in reasons else reasons[0]
+    else:
+        declared = declarations().get(tag, {}).get(name)
+        expected = _expected(declared or "", value.strip())
     if expected is None:
         return None
     return f'{name}="{value}" on <{tag}> is not valid: {expected}'
@@ -128,6 +147,12 @@ def misplaced(tag: str, parent: str) -> str | None:
     parents = sorted(name for name, children in CHILDREN.items() if tag in children)
     where = " or ".join(f"<{name}>" for name in parents) or "no other element"
     return f"<{tag}> cannot be used inside <{parent}>; it belongs inside {where}"
+
+
+@cache
+def _declared(name: str) -> frozenset[str | None]:
+    """Return the types the elements declaring attribute ``name`` give it (none: unknown)."""
+    return frozenset(attrs[name] for attrs in declarations().values() if name in attrs)
 
 
 def _expected(declared: str, value: str) -> str | None:

@@ -43,6 +43,8 @@ PREFERENCES_PROBE = "https://preferences.invalid/p/probe"
 IMPLICIT_VARIABLES = frozenset({"preheader"})
 # ``subject = """`` alone on its line: TOML drops that newline, so the text starts on the next.
 OPENS_MULTILINE = re.compile(r"=\s*(\"\"\"|''')\s*$")
+# ``subject = """\`` (a line-ending backslash) drops the blank lines after it too.
+OPENS_TRIMMED = re.compile(r"=\s*\"\"\"\\\s*$")
 # Tags that link without holding text, so never wait for their end tag.
 VOID_TAGS = frozenset({"area", "base", "img", "link", "meta"})
 
@@ -323,8 +325,12 @@ def _value_line(meta_text: str, key: tuple[str, ...]) -> int | None:
     if line is None:
         return None
     lines = meta_text.splitlines()
-    opens_alone = line <= len(lines) and OPENS_MULTILINE.search(lines[line - 1])
-    return line + 1 if opens_alone else line
+    if line > len(lines):
+        return line
+    if OPENS_TRIMMED.search(lines[line - 1]):
+        following = (n for n in range(line + 1, len(lines) + 1) if lines[n - 1].strip())
+        return next(following, line + 1)
+    return line + 1 if OPENS_MULTILINE.search(lines[line - 1]) else line
 
 
 def _distinct(problems: list[Problem]) -> list[Problem]:

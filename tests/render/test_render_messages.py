@@ -101,3 +101,14 @@ def test_a_default_locale_that_is_not_a_locale_code_is_refused(value: str) -> No
 
 def test_a_default_locale_code_is_accepted() -> None:
     assert problems(template_toml='name = "t"\nsubject = "Hi"\ndefault_locale = "fr-CA"\n') == []
+
+
+def test_a_subject_after_a_line_ending_backslash_is_found_on_its_own_line(signer, links) -> None:
+    """``subject = \"\"\"\\`` drops the newline and the blank lines after it: the text is later."""
+    files = template_files("<mj-text>x</mj-text>")
+    files["template.toml"] = 'name = "t"\nsubject = """\\\n\n  Hi {{ recipient.first_name }}"""\n'
+    renderer = Renderer(DictLibrary(TemplateSource("t", files)), signer, links)
+    with pytest.raises(RenderError) as caught:
+        renderer.preview("t", recipient={"user_id": "u"})
+    (problem,) = caught.value.problems
+    assert (problem.source, problem.line, problem.field) == ("template.toml", 4, "subject")

@@ -85,6 +85,7 @@ def test_elements_in_the_wrong_parent_are_refused_with_their_lines() -> None:
         '<mj-text padding="10px 25px" line-height="1.5" color="#f60" align="justify">',
         '<mj-text padding="0" font-size="14px" letter-spacing="-1px" color="rgba(0,0,0,0.5)">',
         '<mj-text container-background-color="transparent" css-class="x" mj-class="y">',
+        '<mj-text letter-spacing="0.1em">',  # the reference's type; the package says (px,%)
         '<mj-text color="{{ recipient.colour }}">',  # Jinja: the lint's business, not a value
     ],
 )
@@ -108,6 +109,48 @@ def test_attribute_defaults_in_the_head_are_checked_too() -> None:
     )
     (problem,) = problems_of(source)
     assert (problem.line, problem.field) == (5, "paddin")
+
+
+def test_defaults_for_every_element_or_a_class_are_checked_against_every_element() -> None:
+    """``<mj-all padding="x">`` crashed the compiler with a message saying all looked valid."""
+    source = (
+        '<mjml>\n<mj-head>\n<mj-attributes>\n<mj-all padding="x" font-family="Arial" />\n'
+        '<mj-class name="big" padding="10px" fontsize="20px" color="bleu" />\n'
+        '<mj-class name="ok" font-size="20px" color="#333" letter-spacing="1px" />\n'
+        "</mj-attributes>\n</mj-head>\n"
+        "<mj-body><mj-section><mj-column><mj-text>x</mj-text></mj-column></mj-section>"
+        "</mj-body>\n</mjml>\n"
+    )
+    problems = problems_of(source)
+    assert [(p.line, p.field) for p in problems] == [(4, "padding"), (5, "fontsize"), (5, "color")]
+    assert 'padding="x" on <mj-all> is not valid' in problems[0].message
+    assert 'sets "fontsize", which no MJML element has' in problems[1].message
+
+
+@pytest.mark.parametrize(
+    ("body", "tag"),
+    [
+        (
+            '<mj-wrapper><mj-hero background-width="600px" background-height="300px">'
+            "<mj-text>x</mj-text></mj-hero></mj-wrapper>",
+            "mj-hero",
+        ),
+        (
+            '<mj-hero background-width="600px" background-height="300px">'
+            '<mj-navbar><mj-navbar-link href="https://shop.example">Shop</mj-navbar-link>'
+            "</mj-navbar></mj-hero>",
+            "mj-navbar",
+        ),
+    ],
+)
+def test_nestings_the_compiler_crashes_on_are_named_at_their_line(body: str, tag: str) -> None:
+    """Valid MJML the package cannot compile: the save named no line and blamed nothing."""
+    source = f"<mjml>\n<mj-body>\n{body}\n</mj-body>\n</mjml>\n"
+    with pytest.raises(ValidationError) as caught:
+        compile_mjml(source, "t.mjml")
+    (problem,) = caught.value.problems
+    assert (problem.line, problem.field) == (3, tag)
+    assert "is not supported by this MJML compiler" in problem.message
 
 
 def test_a_template_saved_with_an_invalid_attribute_is_refused_on_save() -> None:
