@@ -106,7 +106,15 @@ class KeyRing:
         return self._keys
 
     def _reload(self, stamp: tuple[int, int] | None) -> None:
-        self._stamp = stamp
+        try:
+            self._read_file(stamp)
+        finally:
+            # Last: a thread that sees this stamp skips the lock and reads ``_keys`` at once,
+            # which must then be the keys of this stamp (set first, a fresh worker answered a
+            # valid key 401 while another thread was still reading the file).
+            self._stamp = stamp
+
+    def _read_file(self, stamp: tuple[int, int] | None) -> None:
         try:
             if stamp is None:
                 if not self._read:

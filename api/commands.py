@@ -151,9 +151,11 @@ def replay_events(since: Any, everything: bool) -> None:
     except RapportError as exc:
         raise click.ClickException(str(exc)) from exc
     kinds = "events" if everything else "suppression events"
+    left_out = f"; {count.skipped_kind:,} engagement events left out (--all)"
     click.echo(
         f"replayed {count.applied:,} {kinds} from {count.files} file(s) in {directory}"
-        + (f"; {count.skipped_kind:,} engagement events left out (--all)" if not everything else "")
+        + ("" if everything else left_out)
+        + f"; {count.not_governed:,} commerce events are for training only"
     )
     if problems:
         raise click.ClickException(f"{len(problems)} line(s) were not event records (above)")

@@ -38,7 +38,14 @@ from api.services import services, settle_pending
 from engine.compose import ComposeInput, Composition
 from engine.render.diagnostics import RenderError
 from fatigue.domain import Campaign, ContentKind, Decision, Reason, Recipient
-from fatigue.errors import NotFoundError, Problem, RapportError, StoreError, ValidationError
+from fatigue.errors import (
+    ConflictError,
+    NotFoundError,
+    Problem,
+    RapportError,
+    StoreError,
+    ValidationError,
+)
 
 bp = Blueprint("compose", __name__)
 log = logging.getLogger(__name__)
@@ -323,6 +330,8 @@ def _one_line(number: int, entry: Prepared) -> bytes:
         composition = _composed(entry.input)
     except ValidationError as exc:
         return _validation_line(number, body, exc)
+    except ConflictError as exc:  # an idempotency key reused for another request
+        return _problem_line(number, "conflict", str(exc), body.recipient.user_id)
     except NotFoundError as exc:
         return _problem_line(number, "not-found", str(exc), body.recipient.user_id)
     except StoreError as exc:

@@ -1,13 +1,14 @@
-"""The rules and campaign registry as ``rapport serve`` validated them, pinned for its workers.
+"""The configuration ``rapport serve`` validated, pinned for its workers.
 
 gunicorn restarts a worker that dies (a crash, the kernel's OOM killer, ``max_requests``) and
-the new worker reads its configuration again. Read from the live files, a rules file being
-edited, or deployed broken, stopped that worker from booting, and gunicorn then shut the whole
-server down ("Worker failed to boot") at whatever hour the worker happened to die. So the
-master validates both files at start and on SIGHUP, and copies them into a private directory;
-workers load the copies, named as the originals. A file that does not validate on SIGHUP is
-logged and the copies pinned before stay in force: configuration changes when the operator
-reloads, never behind their back, and every worker serves the same rules.
+the new worker reads its configuration again. Read from the live files, a rules file, campaign
+registry or ``RAPPORT_CONFIG`` file being edited, or deployed broken, stopped that worker from
+booting, and gunicorn then shut the whole server down ("Worker failed to boot") at whatever
+hour the worker happened to die. So the master validates them at start and on SIGHUP and
+copies them into a private directory; workers load the copies (the rules and registry still
+named as the originals). Files that do not validate on SIGHUP are logged and the copies pinned
+before stay in force: configuration changes when the operator reloads, never behind their
+back, and every worker serves the same.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from fatigue.errors import RapportError
 log = logging.getLogger(__name__)
 # Setting -> the variable naming its pinned copy (read by workers, set by the master).
 PINNED = {"RULES": "RAPPORT_PINNED_RULES", "CAMPAIGNS_FILE": "RAPPORT_PINNED_CAMPAIGNS"}
+CONFIG = "RAPPORT_CONFIG"
 
 
 def pinned_path(settings: Mapping[str, Any], name: str) -> Path | None:
@@ -33,7 +35,10 @@ def pinned_path(settings: Mapping[str, Any], name: str) -> Path | None:
     if not configured:
         return None
     copy = os.environ.get(PINNED[name], "")
-    return Path(copy) if copy and Path(copy).is_file() else Path(configured)
+    if copy and not Path(copy).is_file():  # a cleaner emptied the temporary directory
+        log.warning("the pinned copy %s is gone: reading %s itself", copy, configured)
+        copy = ""
+    return Path(copy) if copy else Path(configured)
 
 
 class Pins:
@@ -41,37 +46,49 @@ class Pins:
 
     def __init__(self, environ: MutableMapping[str, str]) -> None:
         self.environ = environ
+        self.config = environ.get(CONFIG, "")  # the operator's file (workers get a copy)
         self.directory = Path(tempfile.mkdtemp(prefix="rapport-pinned-"))
         self._serial = 0
 
     def pin(self, settings: Mapping[str, Any]) -> None:
-        """Copy each configured file as it is now (call once it has validated)."""
+        """Copy the configuration files as they are now (call once they have validated)."""
         self._serial += 1
+        pinned: dict[str, str] = {}
+        # New names each time: a worker starting meanwhile reads old copies or new ones whole.
         for name, variable in PINNED.items():
             configured = str(settings.get(name) or "")
-            if not configured:
-                self.environ.pop(variable, None)
-                continue
-            # A new name for each pinning: a worker starting now reads the old copy or the
-            # new one whole, never a half-written file.
-            copy = self.directory / f"{self._serial}-{Path(configured).name}"
-            shutil.copyfile(configured, copy)
-            self.environ[variable] = str(copy)
+            if configured:
+                pinned[variable] = str(self._copy(configured))
+        if self.config:
+            pinned[CONFIG] = str(self._copy(self.config))
+        for variable in PINNED.values():
+            self.environ.pop(variable, None)
+        self.environ.update(pinned)
 
-    def repin(self, settings: Mapping[str, Any], check: Any) -> bool:
-        """On SIGHUP: pin the files again if ``check(settings)`` passes; else keep the old."""
+    def repin(self, load: Callable[[Mapping[str, str]], Any], check: Callable[[Any], None]) -> bool:
+        """On SIGHUP: read the operator's files with ``load``, ``check`` them, and pin them.
+
+        Anything that fails (a typo in ``RAPPORT_CONFIG``, a broken rules file) leaves the
+        copies pinned before in force; raised here, it would stop gunicorn's master.
+        """
         try:
+            settings = load({**self.environ, CONFIG: self.config} if self.config else self.environ)
             check(settings)
             self.pin(settings)
-        except (RapportError, OSError) as exc:  # raised here, gunicorn's master would exit
+        except (RapportError, OSError) as exc:
             log.error(
-                "reload: the configuration does not validate, so workers keep the rules and "
-                "campaign registry pinned before: %s", exc,
+                "reload: the configuration does not validate, so workers keep the "
+                "configuration pinned before: %s", exc,
             )  # fmt: skip
             return False
-        log.info("reload: rules and campaign registry validated and pinned for the workers")
+        log.info("reload: configuration validated and pinned for the workers")
         return True
 
     def remove(self) -> None:
         """Delete the copies (the master is stopping)."""
         shutil.rmtree(self.directory, ignore_errors=True)
+
+    def _copy(self, original: str) -> Path:
+        copy = self.directory / f"{self._serial}-{Path(original).name}"
+        shutil.copyfile(original, copy)
+        return copy

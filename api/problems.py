@@ -245,8 +245,7 @@ def _register_rapport_errors(app: Flask) -> None:
 
     @app.errorhandler(ConflictError)
     def _conflict(exc: ConflictError) -> Response:
-        detail = f"{exc}: build on it (give it as 'base'), or save without 'base' to save over it"
-        return problem_response("conflict", detail)
+        return problem_response("conflict", str(exc))
 
     @app.errorhandler(StoreError)
     def _store(exc: StoreError) -> Response:

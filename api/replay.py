@@ -25,6 +25,7 @@ from api.pending import engagement_of
 from fatigue.domain import EngagementEvent, EventType
 from fatigue.errors import Problem
 
+GOVERNED = frozenset(kind.value for kind in EventType)
 SUPPRESSING = frozenset(
     {EventType.UNSUBSCRIBE, EventType.RESUBSCRIBE, EventType.COMPLAINT, EventType.BOUNCE_HARD}
 )
@@ -36,8 +37,8 @@ class ReplayCount:
 
     files: int = 0
     applied: int = 0
-    skipped_kind: int = 0
-    before_since: int = 0
+    skipped_kind: int = 0  # engagement, without --all
+    not_governed: int = 0  # commerce events (view, add_to_cart): training reads them
 
 
 def segments(directory: Path, since: date | None) -> list[Path]:
@@ -56,7 +57,7 @@ def replay(
 ) -> ReplayCount:
     """Apply each event of ``files`` in order (only suppressions unless ``everything``)."""
     count = ReplayCount(files=len(files))
-    for event in _events(files, on_problem):
+    for event in _events(files, on_problem, count):
         if not everything and event.type not in SUPPRESSING:
             count.skipped_kind += 1
             continue
@@ -65,14 +66,20 @@ def replay(
     return count
 
 
-def _events(files: list[Path], on_problem: Callable[[Problem], None]) -> Iterator[EngagementEvent]:
+def _events(
+    files: list[Path], on_problem: Callable[[Problem], None], count: ReplayCount
+) -> Iterator[EngagementEvent]:
     for path in files:
         with path.open(encoding="utf-8", errors="replace") as handle:
             for number, line in enumerate(handle, start=1):
                 if not line.strip():
                     continue
                 try:
-                    yield engagement_of(json.loads(line))
-                except (ValueError, KeyError, TypeError) as exc:
+                    record = json.loads(line)
+                    if record.get("event") not in GOVERNED:
+                        count.not_governed += 1  # the log holds every kind the API takes
+                        continue
+                    yield engagement_of(record)
+                except (ValueError, KeyError, TypeError, AttributeError) as exc:
                     # Lines are written whole and fsynced: only a hand edit or a torn disk.
                     on_problem(Problem(f"not an event record ({exc})", str(path), number))

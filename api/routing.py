@@ -102,7 +102,11 @@ def _wrapped(view: View, spec: Operation) -> View:
 
 
 # Besides the endpoint's own type: what clients commonly send for the same bytes.
-_SAME_MEDIA = {JSON: {JSON}, NDJSON: {NDJSON, "application/jsonl", "application/json"}}
+_SAME_MEDIA = {
+    JSON: {JSON},
+    NDJSON: {NDJSON, "application/jsonl", "application/json"},
+    FORM: {FORM, "multipart/form-data"},  # what a browser's form may post either way
+}
 
 
 def _check_media(expected: str) -> None:

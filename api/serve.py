@@ -276,7 +276,7 @@ def run(options: ServeOptions, settings: Mapping[str, Any]) -> None:
                 "post_worker_init": _ignore_interrupts,
                 "child_exit": _child_exit,
             },
-            on_reload=lambda: pins.repin(load_settings(), check_settings),
+            on_reload=lambda: pins.repin(load_settings, check_settings),
         ).run()
     finally:
         # Workers are forked inside run() and a worker that exits cleanly (SIGHUP's reload, a

@@ -8,6 +8,7 @@ from ``fatigue``; the API calls it, and it never imports the API. The governor r
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -134,7 +135,10 @@ class ComposeInput:
             recipient.timezone, dict(recipient.attributes), sorted(self.templates.items()),
             self.items, dict(self.data), self.deferrable,
         )  # fmt: skip
-        encoded = orjson.dumps(content, option=orjson.OPT_SORT_KEYS, default=repr)
+        try:
+            encoded = orjson.dumps(content, option=orjson.OPT_SORT_KEYS, default=repr)
+        except TypeError:  # an integer past 64 bits, which orjson does not write
+            encoded = json.dumps(content, sort_keys=True, default=repr).encode()
         return hashlib.blake2b(encoded, digest_size=12).hexdigest()
 
     data: Mapping[str, Any] = field(default_factory=dict)  # extra template variables

@@ -15,11 +15,11 @@ _SUPPRESSED_BY = {
 
 
 def _scope_words(scope: str) -> str:
-    if scope == "all":
+    if scope in ("all", "complaint"):  # a complaint stops marketing; receipts still go
         return "all marketing email"
     if scope.startswith("category:"):
         return f"email in the category {scope.removeprefix('category:')}"
-    return "all email to this address"  # "address" and "complaint": nothing more is sent
+    return "all email to this address"  # "address" (a hard bounce): nothing more is sent
 
 
 def describe_suppression(scope: str, detail: str) -> str:

@@ -27,7 +27,7 @@ JsonObject = dict[str, Any]
 def _known_zone(value: str) -> str:
     try:
         ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:  # "Europe" is a folder
         raise ValueError(f"unknown IANA time zone {value!r}") from exc
     return value
 

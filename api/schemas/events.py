@@ -46,7 +46,7 @@ class EventKind(StrEnum):
 _LOCAL = r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d+)?"
 _RFC3339 = re.compile(_LOCAL + r"(?:[Zz]|[+-]\d{2}:\d{2})", re.ASCII)
 _NO_OFFSET = re.compile(_LOCAL, re.ASCII)
-_EXAMPLE = "e.g. 2026-11-23T10:00:00Z, 2026-11-23T11:00:00+01:00 or 1763892000"
+_EXAMPLE = "e.g. 2026-11-23T10:00:00Z, 2026-11-23T11:00:00+01:00 or 1795428000"
 _LAST_SECOND = 10**10  # 2286-11-20: a larger Unix time is in milliseconds (or microseconds)
 
 

@@ -168,7 +168,8 @@ class TemplateStore(ABC):
         note = f" ({latest.note})" if latest.note else ""
         return ConflictError(
             f"version {latest.version} of {name!r} was saved by {latest.author} at "
-            f"{latest.created_at.isoformat(timespec='seconds')}{note} since version {after}"
+            f"{latest.created_at.isoformat(timespec='seconds')}{note} since version {after}: "
+            "build on it (give it as 'base'), or save without 'base' to save over it"
         )
 
     def source(self, name: str, version: int | None = None) -> TemplateSource:

@@ -72,6 +72,16 @@ def test_an_empty_audience_is_refused_not_answered_with_nothing(client, auth):
         assert response.json["detail"].startswith("body: the audience is empty"), response.json
 
 
+def test_a_key_reused_for_another_request_is_a_409_line(client, auth, compose_request):
+    first = compose_request("12350", "dup")
+    assert post_batch(client, auth, [first]).status_code == 200
+    other = compose_request("12350", "dup")
+    other["recipient"]["email"] = "someone.else@example.com"
+    [got] = answers(post_batch(client, auth, [other]))
+    assert got["error"]["type"] == "/problems/conflict" and got["error"]["status"] == 409
+    assert got["user_id"] == "12350" and "base" not in got["error"]["detail"]
+
+
 def test_a_line_failing_after_parsing_names_its_line_and_field(client, auth, compose_request):
     untemplated = compose_request("12350", "d")
     del untemplated["template"]  # and the campaign names none either

@@ -177,6 +177,12 @@ def test_a_key_reused_for_another_address_is_409_not_a_send_to_it(client, auth, 
     assert state["recent_sends"] == 1
 
 
+def test_data_with_a_number_past_64_bits_is_composed(client, auth, compose_request):
+    """The idempotency digest wrote it with orjson, which refuses such integers: a 500."""
+    body = compose_request(data={"offer": {"text": "x", "serial": 2**70}})
+    assert compose(client, auth, body).status_code == 200
+
+
 def test_dry_run_records_nothing(client, auth, compose_request):
     dry = compose(client, auth, compose_request(key="dry", dry_run=True)).json
     assert dry["decision"]["action"] == "send" and dry["decision"]["dry_run"] is True

@@ -275,6 +275,27 @@ def test_preferences_page_unsubscribes_and_resubscribes(client, auth, compose_re
     client.post(path, data={"choice": "resubscribe"})
     assert "You receive" in client.get(path).text
     assert client.post(path, data={"choice": "maybe"}).status_code == 400
+    # A browser may post the form as multipart: still the page, not a JSON 415.
+    posted = client.post(path, data={"choice": "unsubscribe"}, content_type="multipart/form-data")
+    assert posted.status_code == 200 and "do not receive" in posted.text
+
+
+def test_a_zone_folder_is_an_unknown_zone_not_a_server_error(client, auth, compose_request):
+    """``ZoneInfo("Europe")`` opens a folder: the whole batch answered 500 and was retried."""
+    batch = [
+        {"type": "open", "user_id": "z", "timestamp": "2026-11-23T10:00:00Z"},
+        {"type": "open", "user_id": "z", "timestamp": "2026-11-23T10:01:00Z",
+         "timezone": "Europe"},
+    ]  # fmt: skip
+    answer = events(client, auth, batch)
+    assert answer.status_code == 202 and answer.json["accepted"] == 1
+    assert answer.json["rejected"] == [
+        {"index": 1, "error": "timezone: unknown IANA time zone 'Europe'"}
+    ]
+    body = compose_request()
+    body["recipient"]["timezone"] = "America"
+    refused = client.post("/v1/compose", json=body, headers=auth("platform"))
+    assert refused.status_code == 422 and "unknown IANA time zone" in refused.text
 
 
 def history(days: int = 7) -> list[dict]:

@@ -398,3 +398,29 @@ def test_an_unhandled_error_is_logged_with_its_route_and_request_id(
     [record] = [r for r in caplog.records if r.getMessage().startswith("unhandled error")]
     assert record.getMessage() == "unhandled error answering POST /v1/compose"
     assert record.request_id == "incident-9"  # type: ignore[attr-defined]
+
+
+def test_a_request_during_the_first_read_of_the_keys_file_waits_for_it(tmp_path, monkeypatch):
+    """A thread that saw the new stamp used the keys before it (none): a valid key got 401."""
+    import threading
+    import time
+
+    import api.auth
+
+    path = tmp_path / "keys.json"
+    token = KeyRing(path).create("esp", frozenset({Role.PLATFORM}))
+    ring = KeyRing(path)
+    real = api.auth._read_keys
+
+    def slow(found):  # the file read takes a while (a slow disk, a big file)
+        time.sleep(0.3)
+        return real(found)
+
+    monkeypatch.setattr(api.auth, "_read_keys", slow)
+    answers: list[object] = []
+    first = threading.Thread(target=lambda: answers.append(ring.authenticate(token)))
+    first.start()
+    time.sleep(0.1)  # the first request is reading the file now
+    assert ring.authenticate(token) is not None
+    first.join()
+    assert answers[0] is not None

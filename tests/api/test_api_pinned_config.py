@@ -32,15 +32,38 @@ def test_a_file_that_fails_on_reload_leaves_the_pinned_copy_in_force(settings, t
         first = Path(environ[PINNED["RULES"]])
         assert first.read_text() == RULES.read_text() and first.parent == pins.directory
         rules.write_text("[[caps]]\nmax = -1\n")
-        assert not pins.repin(configured, check_settings)
+        assert not pins.repin(lambda environ: configured, check_settings)
         assert environ[PINNED["RULES"]] == str(first) and first.read_text() == RULES.read_text()
-        assert "workers keep the rules and campaign registry pinned before" in caplog.text
+        assert "workers keep the configuration pinned before" in caplog.text
         rules.write_text(RULES.read_text().replace("max = 1", "max = 2", 1))
-        assert pins.repin(configured, check_settings)
+        assert pins.repin(lambda environ: configured, check_settings)
         assert Path(environ[PINNED["RULES"]]).read_text() == rules.read_text()
     finally:
         pins.remove()
     assert not pins.directory.exists()
+
+
+def test_a_typo_in_the_config_file_on_reload_keeps_the_pinned_copy(settings, tmp_path, caplog):
+    """``load_settings`` raised outside the check: the master exited on SIGHUP."""
+    from api.config import load_settings
+
+    config = tmp_path / "rapport.toml"
+    config.write_text('store_url = "memory://"\n')
+    environ = {"RAPPORT_CONFIG": str(config)}
+    pins = Pins(environ)
+    try:
+        pins.pin(load_settings(environ))
+        first = environ["RAPPORT_CONFIG"]
+        assert first != str(config) and Path(first).read_text() == config.read_text()
+        config.write_text('store_url = "memory://"\nrulez = "typo"\n')
+        assert not pins.repin(load_settings, lambda found: None)
+        assert environ["RAPPORT_CONFIG"] == first  # what a restarted worker reads
+        assert "rulez" in caplog.text and load_settings(environ)["STORE_URL"] == "memory://"
+        config.write_text('store_url = "memory://"\nmax_batch_recipients = 7\n')
+        assert pins.repin(load_settings, lambda found: None)
+        assert load_settings(environ)["MAX_BATCH_RECIPIENTS"] == 7
+    finally:
+        pins.remove()
 
 
 def test_without_a_pinned_copy_the_configured_file_is_read(monkeypatch, tmp_path):
@@ -100,3 +123,27 @@ def test_the_start_check_still_refuses_a_broken_file(settings, tmp_path):
     rules.write_text("[[caps]]\nmax = -1\n")
     with pytest.raises(ValidationError, match=str(rules)):
         check_settings({**settings, "STORE_URL": "memory://", "RULES": str(rules)})
+
+
+def test_a_broken_config_file_does_not_stop_a_restarted_worker(model_dir, tmp_path):
+    """A worker re-read RAPPORT_CONFIG at boot: a typo there was an outage at the next crash."""
+    config = tmp_path / "rapport.toml"
+    config.write_text(f'rules = "{RULES}"\n')
+    environment = {
+        "RAPPORT_CONFIG": str(config),
+        "RAPPORT_STORE_URL": "memory://", "RAPPORT_MODEL_DIR": str(model_dir),
+        "RAPPORT_TEMPLATES_DIR": str(tmp_path / "templates"),
+        "RAPPORT_API_KEYS_FILE": str(tmp_path / "keys.json"),
+        "RAPPORT_EVENT_LOG_DIR": str(tmp_path / "events"),
+        "RAPPORT_SECRET_KEY": "end-to-end-secret-for-links",
+    }  # fmt: skip
+    with running_server(environment, workers=1) as base:
+        master, [worker] = _master_and_workers(urlsplit(base).port or 0)
+        config.write_text(f'rules = "{RULES}"\nrulez = "typo"\n')
+        os.kill(worker, signal.SIGKILL)
+        assert _until(lambda: _master_and_workers(urlsplit(base).port or 0)[1] - {worker})
+        assert _until(lambda: call(base, "GET", "/readyz")[0] == 200)
+        _, [worker] = _master_and_workers(urlsplit(base).port or 0)
+        os.kill(master, signal.SIGHUP)  # the master keeps running on what it pinned
+        assert _until(lambda: _master_and_workers(urlsplit(base).port or 0)[1] - {worker})
+        assert _until(lambda: call(base, "GET", "/readyz")[0] == 200)

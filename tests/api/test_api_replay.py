@@ -20,6 +20,10 @@ EVENTS = [
      "campaign_id": "weekly-picks"},
     {"type": "complaint", "user_id": "angry", "timestamp": "2026-11-21T09:00:00Z"},
     {"type": "open", "user_id": "keen", "timestamp": "2026-11-22T09:00:00Z"},
+    # Commerce events the log holds for training: not fatigue state, and not damaged lines.
+    {"type": "view", "user_id": "keen", "timestamp": "2026-11-22T09:01:00Z", "item_id": "22423"},
+    {"type": "add_to_cart", "user_id": "keen", "timestamp": "2026-11-22T09:02:00Z",
+     "item_id": "22423"},
 ]  # fmt: skip
 
 
@@ -31,7 +35,7 @@ def stored(settings, clock, redis_url, role_keys):
     client = app.test_client()
     headers = {"Authorization": f"Bearer {role_keys[Role.PLATFORM]}"}
     answer = client.post("/v1/events", json={"events": EVENTS}, headers=headers)
-    assert answer.status_code == 202 and answer.json["accepted"] == 3
+    assert answer.status_code == 202 and answer.json["accepted"] == 5
     yield app, url
     wipe(url)
     app.extensions["rapport"].get("store").close()

@@ -508,3 +508,14 @@ def test_decision_round_trips_through_json(make_governor):
 
     decision = make_governor(CONTRACT).decide(alice(), request(), items())
     assert Decision.from_dict(decision.to_dict()) == decision
+
+
+def test_a_complaint_is_said_to_stop_marketing_not_every_email():
+    """Receipts still go to someone who complained; only a hard bounce stops everything."""
+    from fatigue.store.base import suppression_detail
+    from fatigue.suppressions import describe_suppression
+
+    complaint = describe_suppression("complaint", suppression_detail("complaint", 0.0))
+    assert complaint.startswith("marked an email as spam, which stops all marketing email")
+    bounce = describe_suppression("address", suppression_detail("bounce_hard", 0.0))
+    assert bounce.startswith("a hard bounce stopped all email to this address")
