@@ -58,7 +58,7 @@ _TYPE_REASONS = (
 def describe(exc: BaseException) -> str:
     """Return a marketer-readable reason for a failed render (never a Python class name)."""
     if isinstance(exc, UndefinedError):
-        return f"{exc.message} (the data has no such value)"
+        return _undefined(exc.message or "")
     if isinstance(exc, SecurityError):
         return f"not allowed in templates: {exc}"
     if isinstance(exc, RecursionError):
@@ -73,6 +73,26 @@ def describe(exc: BaseException) -> str:
     if isinstance(exc, TemplateRuntimeError):
         return message
     return _plain_reason(exc, message)
+
+
+# Jinja's words for a missing value name Python types ("'dict object' has no attribute 'x'").
+_NO_ATTRIBUTE = re.compile(r"^'?(\w+) object'? has no (attribute|element) '?([^']*)'?$")
+_KINDS = {
+    "dict": "the data", "list": "the list", "str": "the text", "int": "the number",
+    "float": "the number", "bool": "a yes/no value", "NoneType": "an empty value",
+}  # fmt: skip
+
+
+def _undefined(message: str) -> str:
+    """Say which value the data lacks, in the template's words rather than Python's."""
+    found = _NO_ATTRIBUTE.match(message)
+    if found is None:  # "'missing' is undefined": already plain
+        return f"{message} (the data has no such value)"
+    kind, what, name = found.groups()
+    owner = _KINDS.get(kind, "the value")
+    if what == "element":
+        return f"{owner} has no item {name} (it is shorter; check its length first)"
+    return f"{owner} has no '{name}' here: check the name, or give it a default (|default)"
 
 
 def _plain_reason(exc: BaseException, message: str) -> str:

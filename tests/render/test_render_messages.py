@@ -112,3 +112,23 @@ def test_a_subject_after_a_line_ending_backslash_is_found_on_its_own_line(signer
         renderer.preview("t", recipient={"user_id": "u"})
     (problem,) = caught.value.problems
     assert (problem.source, problem.line, problem.field) == ("template.toml", 4, "subject")
+
+
+@pytest.mark.parametrize(
+    ("jinja", "words"),
+    [
+        ("{{ recipient.first_name }}", "the data has no 'first_name' here"),
+        ("{{ recipient.user_id.x }}", "the text has no 'x' here"),
+        ("{{ items[3].title }}", "the list has no item 3"),
+    ],
+)
+def test_a_value_missing_at_preview_is_named_without_python_types(
+    jinja: str, words: str, signer, links
+) -> None:
+    """Jinja says "'dict object' has no attribute 'first_name'"; a marketer reads the data."""
+    files = template_files(f"<mj-text>{jinja}</mj-text>")
+    renderer = Renderer(DictLibrary(TemplateSource("t", files)), signer, links)
+    with pytest.raises(RenderError) as caught:
+        renderer.preview("t", recipient={"user_id": "u"}, items=[])
+    (problem,) = caught.value.problems
+    assert words in problem.message and "object" not in problem.message, problem.message
