@@ -271,7 +271,8 @@ def _files(name: str, body: TemplateSave, previous: dict[str, str]) -> dict[str,
     meta = _metadata(name, previous.get(META_FILE))
     _set(meta, "name", name)
     _set(meta, "subject", body.subject)
-    if body.preheader is not None or "preheader" not in meta:
+    # Left out: kept; null: none (as ``text`` and a locale variant's fields are read).
+    if "preheader" in body.model_fields_set or "preheader" not in meta:
         _set(meta, "preheader", body.preheader or "")
     if body.min_items is not None:
         _set(meta, "min_items", body.min_items)

@@ -132,13 +132,16 @@ class TemplateSave(Strict):
     """A new version: the MJML body, subject and preheader (Jinja), sample data and a note.
 
     ``text`` replaces the plain-text version; left out, the previous one is kept; ``null``
-    removes it, so the text part is derived from the HTML. ``description`` and, when not
-    given, ``preheader``, ``sample``, ``min_items`` and ``locales`` keep their previous values.
+    removes it, so the text part is derived from the HTML. ``preheader`` likewise: left out,
+    kept; ``null``, none. ``description`` and, when not given, ``sample``, ``min_items`` and
+    ``locales`` keep their previous values.
     """
 
     mjml: Text
     subject: HeaderLine
-    preheader: HeaderLine | None = None
+    preheader: HeaderLine | None = Field(
+        default=None, description="Left out: the latest version's is kept; `null`: none."
+    )
     sample: dict[str, Any] | None = None
     note: Line = ""
     text: Text | None = Field(

@@ -230,3 +230,14 @@ def test_text_null_removes_the_text_part_and_left_out_keeps_it(client, marketer)
     assert "email.fr.txt" in removed["files"]  # a variant's own text is its own business
     preview = client.post(f"{NAME}/preview", json={"version": 3}, headers=marketer).json
     assert "Unsubscribe" in preview["text"]  # made from the HTML
+
+
+def test_preheader_null_removes_it_and_left_out_keeps_it(client, marketer):
+    """Read as ``text`` is: ``null`` used to keep the previous preheader."""
+    assert current(client, marketer)["preheader"]
+    body = {key: value for key, value in current(client, marketer).items()
+            if key in ("mjml", "subject", "sample")}  # fmt: skip
+    assert client.put(NAME, json=body, headers=marketer).json == {"version": 2}  # left out
+    assert client.get(f"{NAME}/versions/2", headers=marketer).json["preheader"]
+    assert save(client, marketer, preheader=None).json == {"version": 3}
+    assert client.get(f"{NAME}/versions/3", headers=marketer).json["preheader"] == ""
