@@ -66,6 +66,8 @@ def recommend(
 
     if bool(user_ids) == all_users:
         raise click.UsageError("give --user ID (repeatable) or --all-users")
+    if any(not user.strip() for user in user_ids):  # else the anonymous picks, unasked
+        raise click.BadParameter("a customer id cannot be blank", param_hint="--user")
     with user_errors():
         model = Recommender.load(model_dir)
         filters = _filters(model, include_unavailable)

@@ -466,3 +466,10 @@ def test_old_history_beside_fresh_events_is_not_published_unless_forced(
     assert forced.exit_code == 0, forced.output
     assert "warning: 60 of 61 customers' history weighs almost nothing" in forced.stderr
     assert current_version(model_dir) != serving
+
+
+def test_a_blank_customer_id_is_refused_not_answered_with_anonymous_picks(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    result = runner.invoke(recommend, ["--model-dir", str(tmp_path), "--user", " "])
+    assert result.exit_code == 2 and "a customer id cannot be blank" in result.output
