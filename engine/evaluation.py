@@ -111,9 +111,17 @@ def _parse_cutoff(text: str) -> datetime:
         raise ValidationError(f"cutoff {text!r} is not a date (expected e.g. 2011-11-09)") from None
 
 
-def new_pairs(train: Interactions, test: Interactions) -> dict[str, frozenset[str]]:
-    """Per customer known in ``train``: the items (known in ``train``) new to them in ``test``."""
-    seen = set(zip(train.user_ids.tolist(), train.item_ids.tolist(), strict=True))
+def new_pairs(
+    train: Interactions, test: Interactions, had: Interactions | None = None
+) -> dict[str, frozenset[str]]:
+    """Per customer known in ``train``: the items (known in ``train``) new to them in ``test``.
+
+    New: not in ``had`` (by default all of ``train``). Calibration passes only the events that
+    make an item "already had" (purchases): a viewed item the customer buys later is a hit of
+    the browse follow-up the API offers, not an old pair.
+    """
+    had = train if had is None else had
+    seen = set(zip(had.user_ids.tolist(), had.item_ids.tolist(), strict=True))
     users, items = set(train.user_ids.tolist()), set(train.item_ids.tolist())
     relevant: dict[str, set[str]] = {}
     for user, item in zip(test.user_ids.tolist(), test.item_ids.tolist(), strict=True):

@@ -153,7 +153,10 @@ def calibrate(
     if len(before) == 0 or len(after) == 0:
         return {}, {"skipped": "history too short to hold back a calibration slice"}
     probe = fit_recommender(before, config, catalog)
-    truth = new_pairs(before, after)
+    # The probe offers what serving offers (only "already had" items are excluded, so a
+    # viewed item comes back), and such an item bought in the slice is a hit.
+    had = before.select(np.isin(before.events, sorted(config.exclude_events)))
+    truth = new_pairs(before, after, had)
     if not truth:
         return {}, {"skipped": "no held-back customer was known before the slice"}
     # Every customer known before the slice, not only those who came back during it: relevance

@@ -358,3 +358,29 @@ def test_a_customer_whose_history_decayed_to_nothing_gets_the_cold_start(tmp_pat
     assert len(found["old1"]) == 8 and bought.isdisjoint(r.item_id for r in found["old1"])
     assert bought & {r.item_id for r in found["new-customer"]}  # the shared list holds them
     assert [r.rank for r in found["old1"]] == list(range(1, 9))
+
+
+def test_a_viewed_item_bought_in_the_held_back_slice_counts_as_a_hit(
+    interactions: Interactions,
+) -> None:
+    """Serving offers viewed items again (a browse follow-up); calibration labelled them 0."""
+    from engine.training import calibrate
+
+    config = small_config()
+    cutoff = int(interactions.timestamps.max() - config.calibration_days * 86400)
+    late = np.flatnonzero(interactions.timestamps >= cutoff)
+    # A view, before the slice, of every item bought in it.
+    views = Interactions(
+        interactions.user_ids[late],
+        interactions.item_ids[late],
+        np.full(len(late), cutoff - 86400, dtype=np.int64),
+        np.full(len(late), "view", dtype=object),
+        np.ones(len(late)),
+    )
+    columns = ("user_ids", "item_ids", "timestamps", "events", "values")
+    viewed = Interactions(
+        *(np.concatenate([getattr(interactions, c), getattr(views, c)]) for c in columns)
+    )
+    plain_returning = calibrate(interactions, config)[1]["returning_customers"]
+    assert plain_returning > 0
+    assert calibrate(viewed, config)[1]["returning_customers"] == plain_returning
