@@ -8,6 +8,7 @@ passed to ``create_app`` (tests).
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import tomllib
@@ -17,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from fatigue.errors import ConfigurationError, Problem, ValidationError
+
+log = logging.getLogger(__name__)
 
 MIB = 1024 * 1024
 
@@ -79,6 +82,10 @@ def load_settings(
     env = os.environ if environ is None else environ
     settings = dict(DEFAULTS)
     config_file = env.get("RAPPORT_CONFIG", "")
+    original = env.get("RAPPORT_CONFIG_ORIGINAL", "")  # set beside a copy rapport serve pinned
+    if config_file and original and not Path(config_file).is_file():
+        log.warning("the pinned copy %s is gone: reading %s itself", config_file, original)
+        config_file = original
     if config_file:
         settings.update(read_config_file(Path(config_file)))
     for name in DEFAULTS:

@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 # Setting -> the variable naming its pinned copy (read by workers, set by the master).
 PINNED = {"RULES": "RAPPORT_PINNED_RULES", "CAMPAIGNS_FILE": "RAPPORT_PINNED_CAMPAIGNS"}
 CONFIG = "RAPPORT_CONFIG"
+CONFIG_ORIGINAL = "RAPPORT_CONFIG_ORIGINAL"
 
 
 def pinned_path(settings: Mapping[str, Any], name: str) -> Path | None:
@@ -58,18 +59,22 @@ class Pins:
         for name, variable in PINNED.items():
             configured = str(settings.get(name) or "")
             if configured:
-                pinned[variable] = str(self._copy(configured))
+                pinned[variable] = str(self._copy(configured, name.lower()))
         if self.config:
-            pinned[CONFIG] = str(self._copy(self.config))
+            pinned[CONFIG] = str(self._copy(self.config, "config"))
+            pinned[CONFIG_ORIGINAL] = self.config  # read if a cleaner removes the copy
         for variable in PINNED.values():
             self.environ.pop(variable, None)
         self.environ.update(pinned)
 
-    def repin(self, load: Callable[[Mapping[str, str]], Any], check: Callable[[Any], None]) -> bool:
+    def repin(
+        self, load: Callable[[Mapping[str, str]], Any], check: Callable[[Any], None]
+    ) -> Any | None:
         """On SIGHUP: read the operator's files with ``load``, ``check`` them, and pin them.
 
-        Anything that fails (a typo in ``RAPPORT_CONFIG``, a broken rules file) leaves the
-        copies pinned before in force; raised here, it would stop gunicorn's master.
+        Return the settings pinned, or None when anything failed (a typo in ``RAPPORT_CONFIG``,
+        a broken rules file): the copies pinned before stay in force. Raised here, it would
+        stop gunicorn's master.
         """
         try:
             settings = load({**self.environ, CONFIG: self.config} if self.config else self.environ)
@@ -80,15 +85,16 @@ class Pins:
                 "reload: the configuration does not validate, so workers keep the "
                 "configuration pinned before: %s", exc,
             )  # fmt: skip
-            return False
+            return None
         log.info("reload: configuration validated and pinned for the workers")
-        return True
+        return settings
 
     def remove(self) -> None:
         """Delete the copies (the master is stopping)."""
         shutil.rmtree(self.directory, ignore_errors=True)
 
-    def _copy(self, original: str) -> Path:
-        copy = self.directory / f"{self._serial}-{Path(original).name}"
+    def _copy(self, original: str, label: str) -> Path:
+        # The label keeps two files of one name (rules/rapport.toml, rapport.toml) apart.
+        copy = self.directory / f"{self._serial}-{label}-{Path(original).name}"
         shutil.copyfile(original, copy)
         return copy

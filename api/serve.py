@@ -18,7 +18,7 @@ import shutil
 import signal
 import tempfile
 from collections.abc import Callable, Mapping, MutableMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -207,6 +207,54 @@ def share_secret(settings: Mapping[str, Any], environ: MutableMapping[str, str])
         environ["RAPPORT_SECRET_KEY"] = secrets.token_urlsafe(32)
 
 
+@dataclass
+class WorkerChoices:
+    """What the master decides for its workers itself: a generated secret, batch helpers.
+
+    Set as ``RAPPORT_*`` variables, which outrank the configuration file, so a reload reads
+    the settings without them and decides again: a ``secret_key`` added to the file takes
+    over, removed it is generated, and a secret generated before is kept (links signed with
+    it stay valid).
+    """
+
+    workers: int
+    made: set[str] = field(default_factory=set)
+
+    def apply(self, settings: Mapping[str, Any], environ: MutableMapping[str, str]) -> None:
+        """Set the variables the configuration leaves to the master."""
+        generated = environ.get(SECRET) if SECRET in self.made else None
+        for name in self.made:
+            environ.pop(name, None)
+        self.made = set()
+        if not settings.get("SECRET_KEY"):
+            if generated:
+                environ[SECRET] = generated
+            else:
+                share_secret(settings, environ)
+            self.made.add(SECRET)
+        if BATCH not in environ:
+            spread_batches(str(settings["STORE_URL"]), self.workers, environ)
+            if BATCH in environ:
+                self.made.add(BATCH)
+
+    def reload(self, pins: Pins, environ: MutableMapping[str, str]) -> None:
+        """On SIGHUP: validate and pin the configuration as read without the master's choices."""
+        settings = pins.repin(
+            lambda found: load_settings({k: v for k, v in found.items() if k not in self.made}),
+            self._check,
+        )
+        if settings is not None:
+            self.apply(settings, environ)
+
+    def _check(self, settings: Mapping[str, Any]) -> None:
+        check_settings(settings)
+        check_workers(str(settings["STORE_URL"]), self.workers)  # memory:// under several
+
+
+SECRET = "RAPPORT_SECRET_KEY"
+BATCH = "RAPPORT_BATCH_PROCESSES"
+
+
 class RedactingLogger(glogging.Logger):
     """gunicorn's logger with the link tokens of /u/, /p/ and /c/ cut out of access lines.
 
@@ -255,8 +303,8 @@ def run(options: ServeOptions, settings: Mapping[str, Any]) -> None:
     check_settings(settings)
     pins = Pins(os.environ)
     pins.pin(settings)
-    share_secret(settings, os.environ)
-    spread_batches(store_url, workers, os.environ)
+    choices = WorkerChoices(workers)
+    choices.apply(settings, os.environ)
     metrics_dir = tempfile.mkdtemp(prefix="rapport-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     master = os.getpid()
@@ -276,7 +324,7 @@ def run(options: ServeOptions, settings: Mapping[str, Any]) -> None:
                 "post_worker_init": _ignore_interrupts,
                 "child_exit": _child_exit,
             },
-            on_reload=lambda: pins.repin(load_settings, check_settings),
+            on_reload=lambda: choices.reload(pins, os.environ),
         ).run()
     finally:
         # Workers are forked inside run() and a worker that exits cleanly (SIGHUP's reload, a

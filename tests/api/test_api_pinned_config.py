@@ -147,3 +147,55 @@ def test_a_broken_config_file_does_not_stop_a_restarted_worker(model_dir, tmp_pa
         os.kill(master, signal.SIGHUP)  # the master keeps running on what it pinned
         assert _until(lambda: _master_and_workers(urlsplit(base).port or 0)[1] - {worker})
         assert _until(lambda: call(base, "GET", "/readyz")[0] == 200)
+
+
+def test_files_of_one_name_are_pinned_apart_and_a_lost_copy_falls_back(tmp_path, caplog):
+    """rules/rapport.toml beside rapport.toml: one copy overwrote the other, and workers
+    loaded the settings file as their rules."""
+    from api.config import load_settings
+
+    (tmp_path / "rules").mkdir()
+    rules = tmp_path / "rules" / "rapport.toml"
+    rules.write_text(RULES.read_text())
+    config = tmp_path / "rapport.toml"
+    config.write_text(f'rules = "{rules}"\n')
+    environ = {"RAPPORT_CONFIG": str(config)}
+    pins = Pins(environ)
+    try:
+        pins.pin(load_settings(environ))
+        assert Path(environ[PINNED["RULES"]]).read_text() == RULES.read_text()
+        assert Path(environ["RAPPORT_CONFIG"]).read_text() == config.read_text()
+        Path(environ["RAPPORT_CONFIG"]).unlink()  # a cleaner empties /tmp
+        assert load_settings(environ)["RULES"] == str(rules)  # read from the original
+        assert "pinned copy" in caplog.text
+    finally:
+        pins.remove()
+
+
+def test_a_reload_decides_the_secret_and_refuses_memory_under_several_workers(tmp_path):
+    """The master's own variables outranked the file: a secret_key added to it was ignored."""
+    from api.serve import WorkerChoices
+
+    config = tmp_path / "rapport.toml"
+    config.write_text('store_url = "redis://127.0.0.1:1/0"\n')
+    environ = {"RAPPORT_CONFIG": str(config)}
+    pins = Pins(environ)
+    choices = WorkerChoices(workers=2)
+    try:
+        from api.config import load_settings
+
+        started = load_settings(environ)
+        pins.pin(started)
+        choices.apply(started, environ)
+        generated = environ["RAPPORT_SECRET_KEY"]
+        choices.reload(pins, environ)  # nothing changed: the generated secret is kept
+        assert environ["RAPPORT_SECRET_KEY"] == generated
+        config.write_text('store_url = "redis://127.0.0.1:1/0"\nsecret_key = "' + "k" * 32 + '"\n')
+        choices.reload(pins, environ)
+        assert "RAPPORT_SECRET_KEY" not in environ  # the file's key is the one now
+        assert load_settings(environ)["SECRET_KEY"] == "k" * 32
+        config.write_text('store_url = "memory://"\n')
+        choices.reload(pins, environ)  # refused: two workers would keep two states
+        assert load_settings(environ)["STORE_URL"] == "redis://127.0.0.1:1/0"
+    finally:
+        pins.remove()
