@@ -70,8 +70,9 @@ def train(
             metrics={"tuning": tuning} if tuning else None,
         )
         faded = _faded_history(recommender, config)
-        if faded and not force:
-            # Published, it would serve next to nothing: keep the model that serves now.
+        if faded and _ends_long_before_its_newest(data, config) and not force:
+            # An old file beside a fresh log: published, it would serve next to nothing, so
+            # the model that serves now stays. (Churn alone fades customers too: a warning.)
             raise click.ClickException(f"not published: {faded}; --force publishes it anyway")
         version = save_recommender(recommender, model_dir, catalog_path)
     meta = recommender.meta
@@ -112,6 +113,26 @@ def _faded_history(recommender: Recommender, config: TrainingConfig) -> str:
         f"{config.weighting.half_life_days:g}-day half-life counted back from the newest "
         f"interaction ({newest}); train on current history or with --half-life 0"
     )
+
+
+#: Half-lives between the newest interaction and all but the newest 1% of them, past which
+#: the history is an old file beside a few fresh events rather than a shop's ongoing one.
+GAP_HALF_LIVES = 5.0
+
+
+def _ends_long_before_its_newest(data: Interactions, config: TrainingConfig) -> bool:
+    """Whether 99% of the interactions are far older than the newest (an old file + a new log).
+
+    A shop's own long history fades many customers too (those who left), but its interactions
+    run up to the present; a stale file beside one day of events does not.
+    """
+    import numpy as np
+
+    half_life = config.weighting.half_life_days
+    if not half_life or not len(data):
+        return False
+    gap_days = (float(data.timestamps.max()) - float(np.quantile(data.timestamps, 0.99))) / 86400
+    return gap_days > GAP_HALF_LIVES * half_life
 
 
 def _say_what_the_catalog_misses(catalog: Catalog, data: Interactions, path: str) -> None:

@@ -473,3 +473,29 @@ def test_a_blank_customer_id_is_refused_not_answered_with_anonymous_picks(
 ) -> None:
     result = runner.invoke(recommend, ["--model-dir", str(tmp_path), "--user", " "])
     assert result.exit_code == 2 and "a customer id cannot be blank" in result.output
+
+
+def test_a_long_shop_history_with_churned_customers_is_published_with_a_warning(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    """Customers who left fade too; a history running up to today is not an old file."""
+    import random
+    from datetime import UTC, datetime, timedelta
+
+    rng = random.Random(3)
+    start = datetime(2024, 12, 1, tzinfo=UTC)
+    rows = ["user_id,item_id,timestamp,event,value"]
+    for n in range(300):  # each customer shops for a month somewhere in two years
+        month = start + timedelta(days=30 * (n % 24))
+        for _ in range(4):
+            when = month + timedelta(days=rng.random() * 28)
+            rows.append(f"c{n},i-{rng.randrange(30):02d},{when:%Y-%m-%dT%H:%M:%SZ},purchase,1")
+    shop = tmp_path / "shop.csv"
+    shop.write_text("\n".join(rows) + "\n")
+    model_dir = tmp_path / "model"
+    result = runner.invoke(
+        train, ["--interactions", str(shop), "--model-dir", str(model_dir), "--seed", "1"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "customers' history weighs almost nothing" in result.stderr  # said, not refused
+    assert current_version(str(model_dir)) is not None
