@@ -76,11 +76,12 @@ def describe(exc: BaseException) -> str:
 
 
 # Jinja's words for a missing value name Python types ("'dict object' has no attribute 'x'").
-_NO_ATTRIBUTE = re.compile(r"^'?(\w+) object'? has no (attribute|element) '?([^']*)'?$")
+_NO_ATTRIBUTE = re.compile(r"^'?(\w+)(?: object)?'? has no (attribute|element) '?([^']*)'?$")
 _KINDS = {
     "dict": "the data", "list": "the list", "str": "the text", "int": "the number",
-    "float": "the number", "bool": "a yes/no value", "NoneType": "an empty value",
+    "float": "the number", "bool": "a yes/no value", "None": "an empty value",
 }  # fmt: skip
+_SEQUENCES = frozenset({"list", "str", "tuple"})
 
 
 def _undefined(message: str) -> str:
@@ -90,7 +91,7 @@ def _undefined(message: str) -> str:
         return f"{message} (the data has no such value)"
     kind, what, name = found.groups()
     owner = _KINDS.get(kind, "the value")
-    if what == "element":
+    if what == "element" and kind in _SEQUENCES:
         return f"{owner} has no item {name} (it is shorter; check its length first)"
     return f"{owner} has no '{name}' here: check the name, or give it a default (|default)"
 

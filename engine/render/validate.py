@@ -44,7 +44,7 @@ IMPLICIT_VARIABLES = frozenset({"preheader"})
 # ``subject = """`` alone on its line: TOML drops that newline, so the text starts on the next.
 OPENS_MULTILINE = re.compile(r"=\s*(\"\"\"|''')\s*$")
 # ``subject = """\`` (a line-ending backslash) drops the blank lines after it too.
-OPENS_TRIMMED = re.compile(r"=\s*\"\"\"\\\s*$")
+OPENS_TRIMMED = re.compile(r"=\s*\"\"\"[ \t]*\\\s*$")
 # Tags that link without holding text, so never wait for their end tag.
 VOID_TAGS = frozenset({"area", "base", "img", "link", "meta"})
 

@@ -103,10 +103,14 @@ def test_a_default_locale_code_is_accepted() -> None:
     assert problems(template_toml='name = "t"\nsubject = "Hi"\ndefault_locale = "fr-CA"\n') == []
 
 
-def test_a_subject_after_a_line_ending_backslash_is_found_on_its_own_line(signer, links) -> None:
+@pytest.mark.parametrize("opening", ['"""\\', '"""  \\'])
+def test_a_subject_after_a_line_ending_backslash_is_found_on_its_own_line(
+    opening: str, signer, links
+) -> None:
     """``subject = \"\"\"\\`` drops the newline and the blank lines after it: the text is later."""
     files = template_files("<mj-text>x</mj-text>")
-    files["template.toml"] = 'name = "t"\nsubject = """\\\n\n  Hi {{ recipient.first_name }}"""\n'
+    subject = '\n\n  Hi {{ recipient.first_name }}"""\n'
+    files["template.toml"] = f'name = "t"\nsubject = {opening}' + subject
     renderer = Renderer(DictLibrary(TemplateSource("t", files)), signer, links)
     with pytest.raises(RenderError) as caught:
         renderer.preview("t", recipient={"user_id": "u"})
@@ -120,6 +124,8 @@ def test_a_subject_after_a_line_ending_backslash_is_found_on_its_own_line(signer
         ("{{ recipient.first_name }}", "the data has no 'first_name' here"),
         ("{{ recipient.user_id.x }}", "the text has no 'x' here"),
         ("{{ items[3].title }}", "the list has no item 3"),
+        ("{{ recipient[5] }}", "the data has no '5' here"),  # a key, not a position
+        ("{{ none.x }}", "an empty value has no 'x' here"),
     ],
 )
 def test_a_value_missing_at_preview_is_named_without_python_types(
