@@ -29,6 +29,7 @@ from typing import Any, NamedTuple
 log = logging.getLogger(__name__)
 MAX_RESTARTS = 3  # pools started again after a helper died, before batches stay in the worker
 WATCH_SECONDS = 2.0  # how often a helper checks that its worker is still there
+WAIT_STEP = 1.0  # how often a waiting chunk looks whether its pool broke without saying so
 
 
 class Stop(NamedTuple):
@@ -64,9 +65,21 @@ def _end_helpers(broken: ProcessPoolExecutor) -> None:
     survivors running beside the new pool, and the worker waited on them at exit until gunicorn
     killed it. ``_processes`` is the executor's own table of its helper processes.
     """
-    for process in list((getattr(broken, "_processes", None) or {}).values()):
+    processes = list((getattr(broken, "_processes", None) or {}).values())
+    for process in processes:
         with contextlib.suppress(ProcessLookupError, AttributeError, ValueError):
             process.kill()
+    for process in processes:
+        with contextlib.suppress(AttributeError, ValueError, AssertionError):
+            process.join(timeout=2)
+    # A helper killed mid-answer leaves half a message in the answers pipe, and the executor's
+    # manager thread waits for the rest: with every helper gone, closing this process's own
+    # write end ends that wait (an EOF), or the thread, and the process's exit that joins it,
+    # would hang for good.
+    writer = getattr(getattr(broken, "_result_queue", None), "_writer", None)
+    if writer is not None:
+        with contextlib.suppress(OSError):
+            writer.close()
 
 
 class BatchPool:
@@ -143,7 +156,7 @@ class BatchPool:
 
     def _result(self, submitted: Submitted, local: AnswerChunk) -> Iterator[bytes]:
         try:
-            answer = submitted.future.result()
+            answer = self._answer(submitted)
         except BrokenProcessPool:
             # Only the pool this chunk went to: every chunk queued on a pool that one dead helper
             # broke fails alike, and restarting the new pool for each of them used up every
@@ -157,6 +170,32 @@ class BatchPool:
             yield answer
             return
         yield from local(submitted.chunk)  # idempotency keys make this safe if a helper decided
+
+    def _answer(self, submitted: Submitted) -> bytes:
+        """Wait for a chunk's answer; raise ``BrokenProcessPool`` if its pool broke meanwhile.
+
+        A helper killed while writing its answer leaves half a message in the pipe all helpers
+        share: the executor's manager thread then waits for the rest forever, never notices
+        the dead helper, and fails no future (CPython 3.11; a test caught the stream waiting
+        for good about once in ten runs). So every ``WAIT_STEP`` the wait looks whether the
+        chunk's pool lost a helper, is broken, or was replaced; ``_restart`` then ends the
+        other helpers, which closes the pipe and frees that thread.
+        """
+        while True:
+            try:
+                return submitted.future.result(timeout=WAIT_STEP)
+            except TimeoutError:
+                executor = submitted.executor
+                if executor is not None and (executor is not self._executor or _broken(executor)):
+                    raise BrokenProcessPool("the chunk's pool broke while it waited") from None
+
+
+def _broken(executor: ProcessPoolExecutor) -> bool:
+    """Whether the pool is marked broken or one of its helpers is dead (executor internals)."""
+    if getattr(executor, "_broken", False):
+        return True
+    processes = getattr(executor, "_processes", None) or {}
+    return any(not process.is_alive() for process in list(processes.values()))
 
 
 def _start_helper(settings: dict[str, Any], clock: Any, worker: int) -> None:
