@@ -16,7 +16,7 @@ from api.serve import check_settings
 from api.testing import call, running_server
 from fatigue.errors import ValidationError
 
-from .test_api_server import _master_and_workers, _until
+from .test_api_server import _master_and_workers, _until, memory_server
 
 RULES = Path(__file__).resolve().parents[2] / "fatigue" / "default_rules.toml"
 
@@ -85,13 +85,7 @@ def test_a_broken_rules_file_neither_stops_a_restarted_worker_nor_a_reload(
     rules = tmp_path / "rules.toml"
     rules.write_text(RULES.read_text())
     key = KeyRing(tmp_path / "keys.json").create("ops", frozenset({Role.ENGINEER}))
-    environment = {
-        "RAPPORT_STORE_URL": "memory://", "RAPPORT_MODEL_DIR": str(model_dir),
-        "RAPPORT_TEMPLATES_DIR": str(tmp_path / "templates"),
-        "RAPPORT_API_KEYS_FILE": str(tmp_path / "keys.json"),
-        "RAPPORT_EVENT_LOG_DIR": str(tmp_path / "events"),
-        "RAPPORT_SECRET_KEY": "end-to-end-secret-for-links", "RAPPORT_RULES": str(rules),
-    }  # fmt: skip
+    environment = memory_server(model_dir, tmp_path, RAPPORT_RULES=str(rules))
     with running_server(environment, workers=1) as base:
         master, [worker] = _master_and_workers(urlsplit(base).port or 0)
         served = rules_served(base, key)
@@ -129,14 +123,7 @@ def test_a_broken_config_file_does_not_stop_a_restarted_worker(model_dir, tmp_pa
     """A worker re-read RAPPORT_CONFIG at boot: a typo there was an outage at the next crash."""
     config = tmp_path / "rapport.toml"
     config.write_text(f'rules = "{RULES}"\n')
-    environment = {
-        "RAPPORT_CONFIG": str(config),
-        "RAPPORT_STORE_URL": "memory://", "RAPPORT_MODEL_DIR": str(model_dir),
-        "RAPPORT_TEMPLATES_DIR": str(tmp_path / "templates"),
-        "RAPPORT_API_KEYS_FILE": str(tmp_path / "keys.json"),
-        "RAPPORT_EVENT_LOG_DIR": str(tmp_path / "events"),
-        "RAPPORT_SECRET_KEY": "end-to-end-secret-for-links",
-    }  # fmt: skip
+    environment = memory_server(model_dir, tmp_path, RAPPORT_CONFIG=str(config))
     with running_server(environment, workers=1) as base:
         master, [worker] = _master_and_workers(urlsplit(base).port or 0)
         config.write_text(f'rules = "{RULES}"\nrulez = "typo"\n')

@@ -149,6 +149,17 @@ def test_auth_and_errors_over_http(server):
     assert status == 400 and headers["Content-Type"] == "application/problem+json"
 
 
+def memory_server(model_dir: Path, root: Path, **more: str) -> dict[str, str]:
+    """The variables of a one-worker ``rapport serve`` on memory://, its files under ``root``."""
+    return {
+        "RAPPORT_STORE_URL": "memory://", "RAPPORT_MODEL_DIR": str(model_dir),
+        "RAPPORT_TEMPLATES_DIR": str(root / "templates"),
+        "RAPPORT_API_KEYS_FILE": str(root / "keys.json"),
+        "RAPPORT_EVENT_LOG_DIR": str(root / "events"),
+        "RAPPORT_SECRET_KEY": "end-to-end-secret-for-links", **more,
+    }  # fmt: skip
+
+
 def _processes() -> dict[int, tuple[int, str]]:
     """Every process's parent pid and command line (Linux /proc)."""
     found = {}
@@ -188,13 +199,7 @@ def test_a_reload_or_a_worker_leaving_keeps_the_server_and_its_metrics(
     signal_to, model_dir, tmp_path
 ):
     """A worker that exits cleanly must not take the shared metrics directory with it."""
-    environment = {
-        "RAPPORT_STORE_URL": "memory://", "RAPPORT_MODEL_DIR": str(model_dir),
-        "RAPPORT_TEMPLATES_DIR": str(tmp_path / "templates"),
-        "RAPPORT_API_KEYS_FILE": str(tmp_path / "keys.json"),
-        "RAPPORT_EVENT_LOG_DIR": str(tmp_path / "events"),
-        "RAPPORT_SECRET_KEY": "end-to-end-secret-for-links",
-    }  # fmt: skip
+    environment = memory_server(model_dir, tmp_path)
     with running_server(environment, workers=1) as base:
         master, workers = _master_and_workers(urlsplit(base).port or 0)
         assert len(workers) == 1
