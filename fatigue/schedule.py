@@ -59,7 +59,7 @@ def schedule(
     hour, hour_reason = None, -1
     if prep.frame.hour_needed and rules.send_time is not None:
         hour, source = best_hour(
-            state, rules.send_time, quiet, where, now, _zone(rules.default_timezone)
+            state, rules.send_time, quiet, where, now, zone(rules.default_timezone)
         )
         hour_reason = len(reasons)
         reasons.append(Reason("send_time", True, f"best local hour {hour}:00 ({source})", hour))
@@ -110,11 +110,6 @@ def _first_moment(
         if moment == start:
             break
     return moment, deciding
-
-
-@lru_cache(maxsize=64)
-def _zone(name: str) -> ZoneInfo:
-    return zone(name)
 
 
 @lru_cache(maxsize=1024)

@@ -21,7 +21,7 @@ def zone(name: str) -> ZoneInfo:
     """Return the IANA zone ``name``; raise ValidationError naming it when unknown."""
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: "Europe" is a folder
         raise ValidationError(
             Problem(f"{name!r} is not an IANA time zone name", field="timezone")
         ) from None

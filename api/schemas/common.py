@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+from fatigue.errors import ValidationError
+from fatigue.windows import zone
 
 # An identifier a platform sends: non-empty, bounded, no control characters, and no spaces at
 # either end (training strips them, so " 42" and "42" would be one customer there, two here).
@@ -26,8 +28,8 @@ JsonObject = dict[str, Any]
 
 def _known_zone(value: str) -> str:
     try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:  # "Europe" is a folder
+        zone(value)
+    except ValidationError as exc:
         raise ValueError(f"unknown IANA time zone {value!r}") from exc
     return value
 

@@ -136,3 +136,11 @@ def test_zero_limit_never_releases():
 def test_unknown_zone_is_a_validation_error():
     with pytest.raises(ValidationError, match="Mars/Base"):
         zone("Mars/Base")
+
+
+@pytest.mark.parametrize("name", ["Europe", "Mars/Olympus", "../etc", ""])
+def test_a_name_that_is_no_zone_is_a_validation_error_not_a_crash(name: str) -> None:
+    """``ZoneInfo("Europe")`` opens a folder (IsADirectoryError): a simulation history or a
+    request carrying it was a server error."""
+    with pytest.raises(ValidationError, match="is not an IANA time zone name"):
+        zone(name)
