@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+from api.events import GOVERNED
 from api.pending import engagement_of
 from fatigue.domain import EngagementEvent, EventType
 from fatigue.errors import Problem
 
-GOVERNED = frozenset(kind.value for kind in EventType)
 SUPPRESSING = frozenset(
     {EventType.UNSUBSCRIBE, EventType.RESUBSCRIBE, EventType.COMPLAINT, EventType.BOUNCE_HARD}
 )
