@@ -150,37 +150,35 @@ def _record(kind: EventType, user_id: str, campaign_id: str, item_id: str | None
         campaign_id=campaign_id, decision_id=None, category=None, value=None,
     )  # fmt: skip
     record = {**log_record(event, moment.isoformat()), "via": "link"}
-    _kept(StorePart.EVENT_LOG, record, lambda: found.event_log.append([record]))
+    _kept("event log", record, lambda: found.event_log.append([record]))
     if item_id:
         _kept(
-            StorePart.EVENT_LOG,
+            "interaction log",
             record,
             lambda: found.interaction_log.append([interaction_row(record)]),
-            "interaction log",
         )
     governor = found.get("governor")
-    if _kept(StorePart.STATE_STORE, record, lambda: governor.record_event(engagement_of(record))):
+    if _kept("state store", record, lambda: governor.record_event(engagement_of(record))):
         EVENTS.labels("accepted").inc()
         return True
-    return _kept(StorePart.PENDING_FILE, record, lambda: found.pending_events.append([record]))
+    return _kept("pending events", record, lambda: found.pending_events.append([record]))
 
 
-_WHERE = {
-    StorePart.EVENT_LOG: "event log",
-    StorePart.STATE_STORE: "state store",
-    StorePart.PENDING_FILE: "pending events",
+# Each place a link's event is written, as the log says it and as the metric counts it.
+_PARTS = {
+    "event log": StorePart.EVENT_LOG,
+    "interaction log": StorePart.EVENT_LOG,
+    "state store": StorePart.STATE_STORE,
+    "pending events": StorePart.PENDING_FILE,
 }
 
 
-def _kept(
-    part: StorePart, record: Mapping[str, Any], write: Callable[[], object], where: str = ""
-) -> bool:
+def _kept(where: str, record: Mapping[str, Any], write: Callable[[], object]) -> bool:
     """Run ``write``; on a store or log failure say so (with the event) and return False."""
     try:
         write()
     except StoreError as exc:
-        STORE_ERRORS.labels(part).inc()
-        where = where or _WHERE[part]
+        STORE_ERRORS.labels(_PARTS[where]).inc()
         log.error("link event not written to the %s (%s): %s", where, exc, json.dumps(record))
         return False
     return True
