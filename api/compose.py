@@ -215,8 +215,10 @@ def _timestamp(moment: datetime | None) -> str | None:
 
 
 def _answers(chunks: Iterator[Chunk]) -> Iterator[bytes]:
+    # A chunk's lines are decided together, so they go out together: one write (and one
+    # chunked-encoding frame) per chunk rather than per line, as the helpers' answers do.
     for chunk in chunks:
-        yield from answer_chunk(chunk)
+        yield b"".join(answer_chunk(chunk))
 
 
 def _numbered_chunks(stream: IO[bytes], limit: int) -> Iterator[Chunk]:

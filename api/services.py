@@ -87,9 +87,16 @@ class Services:
         return checks
 
     def warm(self) -> None:
-        """Build every registered component now (a serving process does this before traffic)."""
+        """Build every registered component now (a serving process does this before traffic).
+
+        A component with a ``warm`` method of its own then fills its caches (the renderer
+        compiles the published templates), so the first requests do not pay for it.
+        """
         for name in self._factories:
-            self.get(name)
+            component = self.get(name)
+            fill = getattr(component, "warm", None)
+            if callable(fill):
+                fill()
 
 
 class Probe:

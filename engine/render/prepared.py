@@ -98,6 +98,9 @@ class PreparedCache:
         self._entries: OrderedDict[str, PreparedTemplate] = OrderedDict()
         self._lock = threading.Lock()
 
+    def __len__(self) -> int:
+        return len(self._entries)
+
     def get(self, source: TemplateSource) -> PreparedTemplate:
         """Return ``source`` prepared, preparing it only on first sight of its content."""
         key = f"{source.digest}:{source.version}"

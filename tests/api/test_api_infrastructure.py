@@ -185,6 +185,18 @@ def test_health_and_readiness(client):
     assert ready.status_code == 200
 
 
+def test_warming_compiles_the_published_templates_and_skips_one_that_fails(app, caplog):
+    """A serving process compiles before traffic; a template gone since it was listed is only
+    logged (its own requests answer for it), and the process still starts."""
+    renderer = app.extensions["rapport"].get("renderer")
+    names = renderer.library.names()
+    renderer.library.names = lambda: [*names, "gone-since-listed"]
+    assert len(renderer.cache) == 0
+    app.extensions["rapport"].warm()
+    assert len(renderer.cache) == len(names) >= 4
+    assert "'gone-since-listed' not compiled ahead of traffic" in caplog.text
+
+
 def test_readiness_names_a_broken_keys_file_and_an_unwritable_event_log(settings, clock, auth):
     """Each fails every request of its kind: not ready, and callers are not shown the paths."""
     Path(settings["API_KEYS_FILE"]).write_text("{not json")

@@ -193,3 +193,20 @@ def test_an_unsubscribe_link_too_long_for_its_line_is_refused_naming_the_id() ->
         write_message(MessageParts("Hi", "t", "<p>h</p>", url))
     (problem,) = caught.value.problems
     assert problem.field == "recipient.user_id" and "List-Unsubscribe" in problem.message
+
+
+def test_the_date_header_shows_each_message_its_own_zone_and_second() -> None:
+    """Dates are formatted once a second; the same instant in two zones keeps both offsets."""
+    from datetime import UTC, datetime, timedelta, timezone
+    from email.utils import format_datetime
+    from zoneinfo import ZoneInfo
+
+    instant = datetime(2026, 3, 2, 9, 30, 0, 999_999, tzinfo=UTC)
+    moments = [
+        instant, instant.astimezone(timezone(timedelta(hours=2))),
+        instant.astimezone(ZoneInfo("America/New_York")), instant + timedelta(microseconds=1),
+        datetime(1969, 12, 31, 23, 59, 59, 500_000, tzinfo=UTC), datetime(2026, 3, 2, 9, 30),
+    ]  # fmt: skip
+    for moment in moments:
+        headers, _ = write_message(MessageParts("Hi", "t", "<p>h</p>", LONG_URL, date=moment))
+        assert headers["Date"] == format_datetime(moment), moment
