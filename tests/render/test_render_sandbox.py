@@ -214,3 +214,43 @@ def test_an_empty_field_prints_as_nothing_not_none() -> None:
         template = RapportSandbox(html=html).from_string("[{{ item.price }}][{{ 0 }}]")
         with budget():
             assert render_text(template, {"item": {"price": None}}) == "[][0]"
+
+
+class _JinjasOwnOutput(RapportSandbox):
+    """The sandbox with Jinja's stock code generator: the reference for the fused output."""
+
+    code_generator_class = __import__("jinja2.compiler").compiler.CodeGenerator
+
+
+class _SafeHTML:
+    def __html__(self) -> str:
+        return "<b>already safe</b>"
+
+
+OUTPUTS = """{{ text }}|{{ number }}|{{ ratio }}|{{ nothing }}|{{ safe }}|{{ text|e }}
+{{ items|length }}|{% macro card(x) %}<i>{{ x }}</i>{% endmacro %}{{ card(text) }}
+{% set block %}{{ text }}{{ number }}{% endset %}{{ block }}|{{ block|length }}
+{% for item in items %}{{ loop.index }}={{ item.title }}{% if not loop.last %},{% endif %}
+{% endfor %}{% autoescape false %}{{ text }}{% endautoescape %}
+{% autoescape true %}{{ text }}{% endautoescape %}
+{{ text ~ number }}|{{ (text ~ '')|upper }}|{{ {'a': text}['a'] }}"""
+
+
+@pytest.mark.parametrize("html", [True, False], ids=["html", "text"])
+def test_fused_output_writes_exactly_what_jinjas_own_code_writes(html: bool) -> None:
+    """Each ``{{ }}`` goes through one call instead of Jinja's three; the text must not change."""
+    values = {"text": "<a href='x'>Tom & \"Jerry\"</a>", "number": 42, "ratio": 0.5,
+              "nothing": None, "safe": _SafeHTML(), "items": ITEMS}  # fmt: skip
+    fused = RapportSandbox(html=html).from_string(OUTPUTS)
+    stock = _JinjasOwnOutput(html=html).from_string(OUTPUTS)
+    with budget():
+        expected = render_text(stock, values)
+        assert render_text(fused, values) == expected
+    assert expected.startswith("&lt;a href=&#39;x&#39;&gt;") is html
+
+
+def test_fused_output_still_counts_every_output_against_the_budget() -> None:
+    looped = "{% for i in range(50) %}{{ text }}{% endfor %}"
+    template = RapportSandbox(html=True).from_string(looped)
+    with budget(RenderBudget(max_output=4_000)), pytest.raises(SecurityError, match="output"):
+        render_text(template, {"text": "x" * 100})
