@@ -7,6 +7,7 @@ clock, so expiry is testable without sleeping.
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import lru_cache
@@ -21,6 +22,7 @@ from itsdangerous import (
     URLSafeTimedSerializer,
 )
 from itsdangerous.encoding import base64_encode
+from itsdangerous.signer import HMACAlgorithm
 
 from fatigue.clock import Clock, utc_now
 from fatigue.errors import ConfigurationError, RapportError
@@ -181,10 +183,22 @@ class LinkSigner:
         return self._load(CLICK_SALT, token, "tracking")
 
 
+class _OneShotHMAC(HMACAlgorithm):
+    """HMAC-SHA1, itsdangerous's default, through the C one-shot ``hmac.digest``.
+
+    The default builds an ``hmac.HMAC`` object in Python for each signature (two per email);
+    the bytes are the same.
+    """
+
+    def get_signature(self, key: bytes, value: bytes) -> bytes:
+        return hmac.digest(key, value, "sha1")
+
+
 class _ClockedSigner(TimestampSigner):
     """Timestamps from the injected clock; each key derived once rather than for every token."""
 
     def __init__(self, *args: Any, clock: Clock, **kwargs: Any) -> None:
+        kwargs.setdefault("algorithm", _OneShotHMAC())
         super().__init__(*args, **kwargs)
         self._clock = clock
         self._derived: dict[str | bytes | None, bytes] = {}
