@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import datetime
 from functools import lru_cache
@@ -37,6 +37,7 @@ from api.schemas.compose import (
 from api.services import services, settle_pending
 from engine.compose import ComposeInput, Composition
 from engine.render.diagnostics import RenderError
+from engine.render.renderer import RenderedEmail
 from fatigue.domain import Campaign, ContentKind, Decision, Reason, Recipient
 from fatigue.errors import (
     ConflictError,
@@ -158,32 +159,42 @@ def answer(composition: Composition, include_mime: bool = False) -> dict[str, An
     them cost more than rendering the email. tests/api/test_api_compose.py holds the two
     shapes equal; the models stay the documented schema.
     """
+    _count(composition)
+    email = composition.email
+    rendered = None if email is None else _email_answer(email, include_mime)
+    return {"decision": decision_answer(composition.decision), "email": rendered}
+
+
+def _count(composition: Composition) -> None:
     decision = composition.decision
     deciding = decision.deciding
     DECISIONS.labels(decision.action.value, deciding.rule if deciding else "none").inc()
     if deciding is not None and deciding.rule == "store":
         STORE_ERRORS.labels(StorePart.STATE_STORE).inc()  # on_store_error answered instead
-    email = composition.email
-    if email is None:
-        return {"decision": decision_answer(decision), "email": None}
-    RENDERS.labels(email.template, "ok").inc()
-    rendered = {
+    if composition.email is not None:
+        RENDERS.labels(composition.email.template, "ok").inc()
+
+
+def _email_answer(email: RenderedEmail, include_mime: bool) -> dict[str, Any]:
+    return {
         "subject": email.subject, "preheader": email.preheader, "html": email.html,
         "text": email.text, "headers": dict(email.headers), "template": email.template,
         "template_version": email.version,
         "mime": email.mime_bytes.decode("utf-8", "replace") if include_mime else None,
     }  # fmt: skip
-    return {"decision": decision_answer(decision), "email": rendered}
 
 
-def decision_answer(decision: Decision) -> dict[str, Any]:
-    """Return ``decision`` as ``DecisionOut`` shapes it."""
+def decision_answer(
+    decision: Decision, shape: Callable[[Reason], dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """Return ``decision`` as ``DecisionOut`` shapes it (each reason through ``shape``)."""
+    shape = shape or _reason
     return {
         "id": decision.decision_id, "action": decision.action.value,
         "user_id": decision.user_id, "campaign_id": decision.campaign,
         "send_at": _timestamp(decision.send_at), "decided_at": _timestamp(decision.decided_at),
         "dry_run": decision.dry_run,
-        "reasons": [_reason(reason) for reason in decision.reasons],
+        "reasons": [shape(reason) for reason in decision.reasons],
         "items": [
             {"item_id": item.item_id, "relevance": item.relevance, "source": item.source}
             for item in decision.items
@@ -359,12 +370,11 @@ def _composed(request: ComposeInput) -> Composition:
 
 def _line(number: int, body: ComposeRequest, composition: Composition) -> bytes:
     """One ``BatchLine`` as ``model_dump_json(exclude_none=True)`` writes it: no nulls."""
-    shaped = answer(composition, body.include_mime)
-    decision = _present(shaped["decision"])
-    decision["reasons"] = [_present_reason(reason) for reason in composition.decision.reasons]
+    _count(composition)
+    decision = _present(decision_answer(composition.decision, _present_reason))
     line: dict[str, Any] = {"line": number, "user_id": body.recipient.user_id, "decision": decision}
-    if shaped["email"] is not None:
-        line["email"] = _present(shaped["email"])
+    if composition.email is not None:
+        line["email"] = _present(_email_answer(composition.email, body.include_mime))
     return orjson.dumps(line) + b"\n"
 
 
