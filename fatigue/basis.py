@@ -9,9 +9,10 @@ same decision without the decision's JSON having to exist before the store has a
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any, NamedTuple
+from operator import attrgetter
+from typing import Any, NamedTuple, TypeVar
 
 import orjson
 
@@ -29,8 +30,11 @@ from fatigue.domain import (
     reason_to_dict,
 )
 from fatigue.evaluate import Plan, finish, prepare
+from fatigue.identity import ByIdentity
 from fatigue.store.base import Replay
 from fatigue.windows import zone
+
+T = TypeVar("T")
 
 
 class Basis(NamedTuple):
@@ -54,7 +58,7 @@ class Basis(NamedTuple):
             "deferrable": self.deferrable,
             "dry_run": self.dry_run,
             "digest": self.request_digest,
-            "campaigns": [_campaign_to_dict(campaign) for campaign in self.campaigns],
+            "campaigns": [_campaign_json(campaign) for campaign in self.campaigns],
             "content": [_selection_to_dict(selection) for selection in self.selections],
         }
         return orjson.dumps(data).decode()  # compact; written for every keyed decision
@@ -74,6 +78,19 @@ class Basis(NamedTuple):
         )
 
 
+def _fragment(to_dict: Callable[[T], dict[str, Any]]) -> Callable[[T], orjson.Fragment]:
+    """Return ``to_dict`` encoded once per object (``orjson`` writes a fragment as it is).
+
+    Every decision in a batch names the same campaign objects, and the reasons a selection
+    gives are shared too (``fatigue.content`` builds each distinct one once).
+    """
+
+    def encode(value: T) -> orjson.Fragment:
+        return orjson.Fragment(orjson.dumps(to_dict(value)))
+
+    return ByIdentity(encode)
+
+
 def _campaign_to_dict(campaign: Campaign) -> dict[str, Any]:
     return {
         "id": campaign.id,
@@ -82,6 +99,9 @@ def _campaign_to_dict(campaign: Campaign) -> dict[str, Any]:
         "priority": campaign.priority,
         "channel": str(campaign.channel),
     }
+
+
+_campaign_json = _fragment(_campaign_to_dict)
 
 
 def _campaign_from_dict(data: dict[str, Any]) -> Campaign:
@@ -99,10 +119,13 @@ def _selection_to_dict(selection: Selection | None) -> dict[str, Any] | None:
         return None
     return {
         "items": [_candidate_row(item) for item in selection.items],
-        "reasons": [reason_to_dict(reason) for reason in selection.reasons],
+        "reasons": [_reason_json(reason) for reason in selection.reasons],
         "relevant": selection.relevant,
         "relevance": selection.relevance,
     }
+
+
+_reason_json = _fragment(reason_to_dict)
 
 
 def _selection_from_dict(data: dict[str, Any] | None) -> Selection | None:
@@ -116,20 +139,27 @@ def _selection_from_dict(data: dict[str, Any] | None) -> Selection | None:
     )
 
 
-def _candidate_row(item: Candidate) -> list[Any]:
-    # A row, not a dict: the basis is written for every decision with an idempotency key.
-    published, expires = item.published_at, item.expires_at
-    return [
-        item.item_id,
-        item.relevance,
-        item.score,
-        item.source,
-        item.category,
-        str(item.kind),
+def _candidate_row(item: Candidate) -> tuple[Any, ...]:
+    # A row, not a dict: the basis is written for every decision with an idempotency key. The
+    # fields are read in one C call; orjson writes the tuple as an array and the kind (a str
+    # enum) as its value, as ``str`` does.
+    row = _ROW(item)
+    published, expires = row[6], row[7]
+    if published is None and expires is None:
+        return row
+    return (
+        *row[:6],
         published.isoformat() if published is not None else None,
         expires.isoformat() if expires is not None else None,
-        item.in_stock,
-    ]
+        row[8],
+    )
+
+
+# The columns, in the order ``_candidate_from_row`` reads them.
+_ROW = attrgetter(
+    "item_id", "relevance", "score", "source", "category", "kind", "published_at", "expires_at",
+    "in_stock",
+)  # fmt: skip
 
 
 def _candidate_from_row(row: list[Any]) -> Candidate:

@@ -104,13 +104,23 @@ def _diversity_reason(chosen: int, categories: int, top: int, limit: int | None)
 def _rank(items: list[Candidate]) -> None:
     """Sort by relevance, highest first; on a tie the fresher item wins."""
     if any(map(_published_at, items)):
-        # Two stable sorts: freshness first, then relevance, so ties stay fresh-first.
-        items.sort(key=_published, reverse=True)
+        # Two stable sorts: freshness first, then relevance, so ties stay fresh-first. Undated
+        # items rank last in their own order (as a key of -inf would put them): only the dated
+        # ones need the Python key, and most candidates carry no date.
+        dated = [item for item in items if item.published_at]
+        dated.sort(key=_published, reverse=True)
+        items[:] = dated + [item for item in items if not item.published_at]
     items.sort(key=_relevance, reverse=True)  # attrgetter: the sort stays in C
 
 
 _relevance = attrgetter("relevance")
+_item_id = attrgetter("item_id")
 _published_at = attrgetter("published_at")
+# Reading an enum member off its class costs ten times a global in Python 3.11, and these are
+# read for every candidate.
+_PROMOTIONAL = ContentKind.PROMOTIONAL
+_EDITORIAL = ContentKind.EDITORIAL
+_TRANSACTIONAL = ContentKind.TRANSACTIONAL
 
 
 def _published(item: Candidate) -> float:
@@ -130,19 +140,20 @@ def _timely(
     oldest = now - max_age if max_age else None
     excluded: dict[str, int] = {}
     kept: list[Candidate] = []
-    promotional = ContentKind.PROMOTIONAL
+    keep = kept.append  # some 30 candidates per recipient: the loop's lookups add up
+    promotional = _PROMOTIONAL
     for item in candidates:
         if item.relevance < floor:
             continue  # counted by the relevance rule, not as stale content
         if item.kind is promotional and item.expires_at is None and item.in_stock:
-            kept.append(item)  # the usual item: no other filter can apply before no-repeat
+            keep(item)  # the usual item: no other filter can apply before no-repeat
         elif why := _stale(item, now, oldest):
             excluded[why] = excluded.get(why, 0) + 1
         else:
-            kept.append(item)
+            keep(item)
     considered: tuple[str, ...] = ()
     if no_repeat:
-        considered = tuple(item.item_id for item in kept)
+        considered = tuple(map(_item_id, kept))
         if sent:
             since = (now - no_repeat).timestamp()
             fresh = [item for item in kept if sent.get(item.item_id, -1.0) <= since]
@@ -155,7 +166,7 @@ def _timely(
 
 def _stale(item: Candidate, now: datetime, oldest: datetime | None) -> str:
     """Return why an item may not be picked whatever was sent before (``""``: it may)."""
-    if item.kind is ContentKind.TRANSACTIONAL:
+    if item.kind is _TRANSACTIONAL:
         return "transactional"
     if item.expires_at is not None and item.expires_at <= now:
         return "expired"
@@ -163,7 +174,7 @@ def _stale(item: Candidate, now: datetime, oldest: datetime | None) -> str:
         return "out of stock"
     if (
         oldest is not None
-        and item.kind is ContentKind.EDITORIAL
+        and item.kind is _EDITORIAL
         and item.published_at is not None
         and item.published_at < oldest
     ):
@@ -176,34 +187,40 @@ def _diversify(items: list[Candidate], rules: Rules) -> tuple[list[Candidate], R
     if diversity is None:
         return items, None
     limit = diversity.max_items or len(items)
+    # Both strategies count the chosen items per category as they go: no second count.
+    per_category: Mapping[str, int]
     if diversity.strategy == DiversityStrategy.MMR:
-        chosen = _mmr(items, limit, diversity.mmr_lambda, diversity.max_per_category)
+        chosen, per_category = _mmr(items, limit, diversity.mmr_lambda, diversity.max_per_category)
     else:
-        chosen = _capped(items, limit, diversity.max_per_category)
-    per_category = Counter(item.category for item in chosen)
+        chosen, per_category = _capped(items, limit, diversity.max_per_category)
     top = max(per_category.values(), default=0)
     return chosen, _diversity_reason(
         len(chosen), len(per_category), top, diversity.max_per_category
     )
 
 
-def _capped(items: list[Candidate], limit: int, per_category: int | None) -> list[Candidate]:
-    counts: Counter[str] = Counter()
+def _capped(
+    items: list[Candidate], limit: int, per_category: int | None
+) -> tuple[list[Candidate], dict[str, int]]:
+    """Keep items in rank order, at most ``per_category`` of a category; return their counts."""
+    counts: dict[str, int] = {}  # a plain dict: Counter's missing-key lookups run in Python
     chosen: list[Candidate] = []
     for item in items:
         if len(chosen) >= limit:
             break
-        if per_category is not None and counts[item.category] >= per_category:
+        category = item.category
+        count = counts.get(category, 0)
+        if per_category is not None and count >= per_category:
             continue
-        counts[item.category] += 1
+        counts[category] = count + 1
         chosen.append(item)
-    return chosen
+    return chosen, counts
 
 
 def _mmr(
     items: list[Candidate], limit: int, trade_off: float, per_category: int | None
-) -> list[Candidate]:
-    """Maximal marginal relevance with category overlap as the similarity."""
+) -> tuple[list[Candidate], Counter[str]]:
+    """Maximal marginal relevance with category overlap as the similarity; and the counts."""
     pool = list(items)
     chosen: list[Candidate] = []
     counts: Counter[str] = Counter()
@@ -221,4 +238,4 @@ def _mmr(
             continue
         counts[best.category] += 1
         chosen.append(best)
-    return chosen
+    return chosen, counts

@@ -61,6 +61,7 @@ from fatigue.store.base import (
     UserState,
     decision_owner,
     newest_unique,
+    read_json,
     stored_replay,
     suppression_detail,
 )
@@ -336,13 +337,17 @@ class RedisStore(FatigueStore):
 
 
 def _decided(call: DecideCall, reply: bytes, audience: tuple[int, ...] | None) -> DecideReply:
-    data = json.loads(reply)
-    status = DecideStatus(data[0])
+    data = read_json(reply)
+    status = _DECIDE_STATUSES.get(data[0]) or DecideStatus(data[0])
     if status == DecideStatus.REPLAY:
         return DecideReply(status, replay=_replay(call.query.user_id, data[1]))
     state = _user_state(call.query.user_id, data[2:], call.guard_items, audience)
     offer = data[1] - 1 if status == DecideStatus.RECORDED else None
     return DecideReply(status, state, offer)
+
+
+# Looking a member up by value through the enum's call costs several times a dict's lookup.
+_DECIDE_STATUSES = {status.value: status for status in DecideStatus}
 
 
 def _replay(user_id: str, stored: bytes | str) -> Replay:
@@ -362,23 +367,33 @@ def _user_state(
     user_id: str, parts: Sequence[Any], guard: Sequence[str], audience: tuple[int, ...] | None
 ) -> UserState:
     """Build the state ``decide.lua`` read (JSON-decoded); hours only when ``audience`` is read."""
-    rows, suppression_flat, engagement_flat, scores = (_list(part) for part in parts)
+    rows, suppression_flat, engagement_flat, scores = map(_list, parts)
     engagement = {_text(k): v for k, v in _pairs(engagement_flat).items()}
     last = engagement.get("last_engaged")
+    # Some 30 guard items per decision, and most were never sent (``false``): skip the loop.
+    items = dict(_sent_items(guard, scores)) if any(scores) else {}
     return UserState(
         user_id=user_id,
         sends=tuple(
             SendRecord.from_member(rows[i], float(rows[i + 1])) for i in range(0, len(rows), 2)
         ),
-        items={item: float(score) for item, score in zip(guard, scores, strict=False) if score},
+        items=items,
         suppression={_text(k): _text(v) for k, v in _pairs(suppression_flat).items()},
         ignored=int(engagement.get("ignored", 0)),
         soft_bounces=int(engagement.get("soft_bounces", 0)),
         last_engaged=float(last) if last is not None else None,
-        hours=_hours(engagement, _UTC_NAMES) if audience is not None else (0,) * HOURS,
-        audience_hours=audience or (0,) * HOURS,
-        legacy_hours=_hours(engagement, _HOUR_NAMES) if audience is not None else (0,) * HOURS,
+        hours=_hours(engagement, _UTC_NAMES) if audience is not None else _NO_HOURS,
+        audience_hours=audience or _NO_HOURS,
+        legacy_hours=_hours(engagement, _HOUR_NAMES) if audience is not None else _NO_HOURS,
     )
+
+
+def _sent_items(guard: Sequence[str], scores: list[Any]) -> Iterator[tuple[str, float]]:
+    """Yield each guard item that was sent with when (``ZMSCORE``: false for never)."""
+    return ((item, float(score)) for item, score in zip(guard, scores, strict=False) if score)
+
+
+_NO_HOURS = (0,) * HOURS
 
 
 def _list(value: Any) -> list[Any]:

@@ -6,7 +6,8 @@ from typing import Any
 
 import orjson
 
-from fatigue.store.base import DecideCall, SendAttempt
+from fatigue.identity import ByIdentity
+from fatigue.store.base import CapCheck, DecideCall, SendAttempt
 
 
 def offer_layout(attempt: SendAttempt) -> list[Any]:
@@ -16,12 +17,22 @@ def offer_layout(attempt: SendAttempt) -> list[Any]:
         False if attempt.cooldown_since is None else attempt.cooldown_since,
         False if attempt.sunset_at is None else attempt.sunset_at,
         attempt.blocking_scopes,
-        [
-            [c.since, c.inclusive, c.limit, c.channel, c.category or "", c.campaign or "",
-             c.min_ignored]
-            for c in attempt.caps
-        ],
+        _caps_layout(attempt.caps),
+    ]
+
+
+def _layout_caps(caps: tuple[CapCheck, ...]) -> list[list[Any]]:
+    return [
+        [c.since, c.inclusive, c.limit, c.channel, c.category or "", c.campaign or "",
+         c.min_ignored]
+        for c in caps
     ]  # fmt: skip
+
+
+#: The governor works the checks out once per campaign, zone and moment (``Plan.frame``), so a
+#: batch offers the very same tuple for most recipients: laid out once. Only ``orjson.dumps``
+#: reads a layout, so sharing one is safe.
+_caps_layout = ByIdentity(_layout_caps)
 
 
 def commit_args(attempt: SendAttempt) -> list[Any]:

@@ -1,0 +1,37 @@
+"""Values worked out once per immutable object, found again by the object's identity."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+K = TypeVar("K")
+V = TypeVar("V")
+#: Entries kept before a cache starts again (the objects a batch shares are few).
+IDENTITY_LIMIT = 4096
+
+
+class ByIdentity(Generic[K, V]):
+    """Call ``build`` once per object: for shared immutable values a batch meets again and again.
+
+    Looked up by identity, never equality: equal values can still be spelled differently (a
+    limit of 3 or 3.0), and hashing a dataclass costs about what building a small value does.
+    Each entry holds its object, so the object's id cannot be reused while the entry lives.
+    Safe between threads: two threads may both build a value, and either result is the same.
+    """
+
+    def __init__(self, build: Callable[[K], V], limit: int = IDENTITY_LIMIT) -> None:
+        self._build = build
+        self._limit = limit
+        self._entries: dict[int, tuple[K, V]] = {}
+
+    def __call__(self, key: K) -> V:
+        """Return ``build(key)``, built on the first call for this very object."""
+        found = self._entries.get(id(key))
+        if found is not None and found[0] is key:
+            return found[1]
+        if len(self._entries) >= self._limit:
+            self._entries.clear()
+        value = self._build(key)
+        self._entries[id(key)] = (key, value)
+        return value

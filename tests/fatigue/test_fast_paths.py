@@ -1,0 +1,213 @@
+"""The decision path's shortcuts give exactly what the plain code they replaced gave."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+from collections import Counter
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import orjson
+import pytest
+
+from fatigue.basis import Basis
+from fatigue.content import Selection, _capped, _mmr, _rank
+from fatigue.domain import Campaign, Candidate, ContentKind, Reason, reason_to_dict
+from fatigue.identity import ByIdentity
+from fatigue.store.base import (
+    SendRecord,
+    compact_json,
+    decision_owner,
+    new_decision_id,
+    read_json,
+)
+
+NOW = datetime(2026, 5, 15, 12, 0, tzinfo=UTC)
+TEXTS = [
+    "plain",
+    "",
+    'quote " and \\ backslash',
+    "controls \x00\x01\x1f\n\t\r\b\f",
+    "delete \x7f",
+    "latin é and emoji 😀",
+    "lone surrogate \ud800",
+    "slash / and <tags>",
+]
+
+
+@pytest.mark.parametrize("text", TEXTS)
+def test_a_send_record_member_is_what_json_dumps_wrote(text: str) -> None:
+    record = SendRecord(f"d1.{text}", 1.5, "email", text, f"c-{text}", "promotional", False,
+                        (text, "i2"))  # fmt: skip
+    old = json.dumps(
+        {"d": record.decision_id, "ch": "email", "cat": text, "cmp": f"c-{text}",
+         "k": "promotional", "c": 0, "i": [text, "i2"]},
+        separators=(",", ":"),
+    )  # fmt: skip
+    assert record.to_member() == old
+    assert SendRecord.from_member(old, 1.5) == record
+
+
+def test_compact_json_matches_json_for_every_character_below_0x800() -> None:
+    for code in range(0x800):
+        if 0xD800 <= code < 0xE000:
+            continue
+        data = {"k": chr(code), "n": [code, True, None]}
+        assert compact_json(data) == json.dumps(data, separators=(",", ":")), hex(code)
+
+
+def _old_candidate_row(item: Candidate) -> list[Any]:
+    published, expires = item.published_at, item.expires_at
+    return [
+        item.item_id, item.relevance, item.score, item.source, item.category, str(item.kind),
+        published.isoformat() if published is not None else None,
+        expires.isoformat() if expires is not None else None,
+        item.in_stock,
+    ]  # fmt: skip
+
+
+def _old_basis_json(basis: Basis) -> str:
+    """The encoding ``Basis.to_json`` wrote before its fragments, spelled out."""
+
+    def selection(chosen: Selection | None) -> dict[str, Any] | None:
+        if chosen is None:
+            return None
+        return {
+            "items": [_old_candidate_row(item) for item in chosen.items],
+            "reasons": [reason_to_dict(reason) for reason in chosen.reasons],
+            "relevant": chosen.relevant,
+            "relevance": chosen.relevance,
+        }
+
+    data = {
+        "id": basis.decision_id, "at": basis.decided_at.isoformat(), "tz": basis.timezone,
+        "deferrable": basis.deferrable, "dry_run": basis.dry_run, "digest": basis.request_digest,
+        "campaigns": [
+            {"id": c.id, "category": c.category, "kind": str(c.kind), "priority": c.priority,
+             "channel": str(c.channel)}
+            for c in basis.campaigns
+        ],
+        "content": [selection(chosen) for chosen in basis.selections],
+    }  # fmt: skip
+    return orjson.dumps(data).decode()
+
+
+MOMENTS = [
+    None,
+    datetime(2026, 5, 1, 9, 30, 0, 123456, tzinfo=UTC),
+    datetime(2026, 5, 1, 9, 30, tzinfo=ZoneInfo("Asia/Kathmandu")),
+    datetime(2026, 5, 1, 9, 30, tzinfo=timezone(timedelta(hours=-3, minutes=-30))),
+    datetime(2026, 5, 1, 9, 30),  # naive
+]
+
+
+@pytest.mark.parametrize("moment", MOMENTS, ids=str)
+def test_a_basis_is_encoded_byte_for_byte_as_before(moment: datetime | None) -> None:
+    items = (
+        Candidate("i1", 0.4, 1.25, "cf", "shoes", ContentKind.EDITORIAL, moment, None, True),
+        Candidate("i2", 0.1, 0.0, "pop", "hats", ContentKind.PROMOTIONAL, None, moment, False),
+        Candidate("i3", 1, 2, "cf"),  # integers stay integers
+    )
+    shared = Reason("relevance", True, "3 item(s)", 3, 3)
+    reasons = (shared, Reason("diversity", False, "kept 1", 1.0, 3.0, True), shared)
+    campaign = Campaign("sale", "promo", ContentKind.PROMOTIONAL, 1.5)
+    basis = Basis("d1.dTE", NOW, "Europe/London", (campaign, campaign),
+                  (Selection(items, reasons, True, 0.25), None), True, False, "abc")  # fmt: skip
+    for _ in range(2):  # the second time from the encodings kept
+        assert basis.to_json() == _old_basis_json(basis)
+    assert Basis.from_data(json.loads(basis.to_json())) == basis
+
+
+def test_equal_but_differently_spelled_values_keep_their_own_encoding() -> None:
+    encode = ByIdentity(lambda reason: orjson.dumps(reason_to_dict(reason)))
+    whole, fraction = Reason("cap", True, "", 3, 3), Reason("cap", True, "", 3.0, 3.0)
+    assert whole == fraction
+    assert encode(whole) != encode(fraction)
+    assert encode(whole) is encode(whole)
+
+
+def test_an_identity_cache_starts_again_past_its_limit() -> None:
+    built: list[object] = []
+    cache = ByIdentity(lambda value: built.append(value) or len(built), limit=2)
+    keys = [object() for _ in range(3)]
+    assert [cache(key) for key in keys] == [1, 2, 3]
+    assert cache(keys[2]) == 3 and cache(keys[0]) == 4  # rebuilt after the clear
+
+
+def test_decision_ids_keep_their_shape_and_never_repeat() -> None:
+    ids = [new_decision_id("bob@example") for _ in range(3000)]  # past one batch of randomness
+    assert len(set(ids)) == len(ids)
+    assert all(re.fullmatch(r"d[0-9a-f]{20}\.Ym9iQGV4YW1wbGU", i) for i in ids)
+    assert {decision_owner(i) for i in ids} == {"bob@example"}
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_draws_its_own_decision_ids() -> None:
+    new_decision_id("u")  # the parent holds ids read ahead
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.close(read)
+        os.write(write, " ".join(new_decision_id("u") for _ in range(5)).encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        child = set(pipe.read().split())
+    os.waitpid(pid, 0)
+    parent = {new_decision_id("u") for _ in range(5)}
+    assert len(child) == 5 and not child & parent
+
+
+def _old_rank(items: list[Candidate]) -> None:
+    def published(item: Candidate) -> float:
+        return item.published_at.timestamp() if item.published_at else float("-inf")
+
+    if any(item.published_at for item in items):
+        items.sort(key=published, reverse=True)
+    items.sort(key=lambda item: item.relevance, reverse=True)
+
+
+def _candidates(rng: random.Random, n: int = 30) -> list[Candidate]:
+    days = [None, None, NOW - timedelta(days=2), NOW - timedelta(days=20), NOW]
+    return [
+        Candidate(
+            f"i{rng.randrange(40)}", rng.choice([0.01, 0.2, 0.5, 0.5, 0.9]),
+            category=rng.choice("abcd"), kind=rng.choice(list(ContentKind)),
+            published_at=rng.choice(days), expires_at=rng.choice([None, None, NOW]),
+            in_stock=rng.random() > 0.1,
+        )
+        for _ in range(n)
+    ]  # fmt: skip
+
+
+def test_ranking_orders_ties_as_before() -> None:
+    rng = random.Random(5)
+    for _ in range(300):
+        items = _candidates(rng)
+        ours, theirs = list(items), list(items)
+        _rank(ours)
+        _old_rank(theirs)
+        assert [id(item) for item in ours] == [id(item) for item in theirs]
+
+
+@pytest.mark.parametrize("per_category", [None, 1, 2])
+def test_diversity_counts_are_the_chosen_items_per_category(per_category: int | None) -> None:
+    rng = random.Random(9)
+    for _ in range(100):
+        items = _candidates(rng, 12)
+        for chosen, counts in (_capped(items, 5, per_category), _mmr(items, 5, 0.7, per_category)):
+            assert dict(counts) == dict(Counter(item.category for item in chosen))
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['["recorded",1,[],{},[],[false,"17.5"]]', '{"n":18446744073709551615}', "[NaN]",
+     '["\\ud800"]', '{"a":1,"a":2}', "[1e400]", '"\\/"'],
+)  # fmt: skip
+def test_json_is_read_as_json_loads_reads_it(text: str) -> None:
+    assert repr(read_json(text)) == repr(json.loads(text))
+    assert repr(read_json(text.encode())) == repr(json.loads(text.encode()))
