@@ -117,6 +117,31 @@ def test_batch_decisions_count_like_single_ones(client, auth, compose_request):
     assert later["decision"]["action"] == "defer"
 
 
+def _totals(client) -> dict[str, float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    totals: dict[str, float] = {}
+    for family in text_string_to_metric_families(client.get("/metrics").text):
+        for sample in family.samples:
+            if sample.name in {"rapport_decisions_total", "rapport_renders_total"}:
+                key = sample.name + sample.labels.get("outcome", "")
+                totals[key] = totals.get(key, 0.0) + sample.value
+    return totals
+
+
+def test_metrics_count_every_line_of_a_batch_once(client, auth, compose_request):
+    """Counted per chunk, not per line: the totals must still add up to the lines answered."""
+    users = [str(12347 + n) for n in range(150)]  # two chunks
+    lines = [compose_request(u, f"m-{u}") for u in users] + ["{not json"]
+    before = _totals(client)
+    got = answers(post_batch(client, auth, lines))
+    after = _totals(client)
+    sends = sum(1 for line in got if line.get("decision", {}).get("action") == "send")
+    decided = after["rapport_decisions_total"] - before.get("rapport_decisions_total", 0.0)
+    rendered = after["rapport_renders_totalok"] - before.get("rapport_renders_totalok", 0.0)
+    assert (decided, rendered) == (150, sends) and sends > 0
+
+
 def test_oversize_audience_stops_with_a_problem_line(client, auth, compose_request, app):
     app.config["MAX_BATCH_RECIPIENTS"] = 3
     lines = [compose_request(str(12347 + n), f"o-{n}") for n in range(5)]
