@@ -390,7 +390,7 @@ def _line(number: int, body: ComposeRequest, composition: Composition) -> bytes:
     line: dict[str, Any] = {"line": number, "user_id": body.recipient.user_id, "decision": decision}
     if composition.email is not None:
         line["email"] = _present(_email_answer(composition.email, body.include_mime))
-    return orjson.dumps(line) + b"\n"
+    return orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE)  # no second copy of 22 KB
 
 
 def _present(data: dict[str, Any]) -> dict[str, Any]:
