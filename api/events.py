@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,7 +19,7 @@ import pydantic
 from flask import Blueprint, current_app, request
 
 from api.auth import Role
-from api.metrics import EVENTS, STORE_ERRORS, StorePart
+from api.metrics import EVENTS, EVENTS_REJECTED, STORE_ERRORS, StorePart
 from api.pending import engagement_of
 from api.problems import ApiProblem
 from api.routing import operation, parse_json_body
@@ -70,7 +71,7 @@ def post_events() -> EventsResponse:
         )
     found = services()
     now = found.clock()
-    accepted, rejected = _validate(envelope.events, now)
+    accepted, rejected, reasons = _validate(envelope.events, now)
     received_at = now.isoformat()
     records = [(index, log_record(event, received_at)) for index, event in accepted]
     try:
@@ -86,15 +87,20 @@ def post_events() -> EventsResponse:
     rejected = sorted(rejected + objections, key=lambda item: item.index)
     EVENTS.labels("accepted").inc(len(accepted) - len(objections))
     EVENTS.labels("rejected").inc(len(rejected))
+    reasons["refused"] += len(objections)
+    for reason, count in reasons.items():
+        if count:
+            EVENTS_REJECTED.labels(reason).inc(count)
     return EventsResponse(accepted=len(envelope.events) - len(rejected), rejected=rejected)
 
 
 def _validate(
     raw_events: list[Any], now: datetime
-) -> tuple[list[tuple[int, EventIn]], list[RejectedEvent]]:
-    """Validate each event alone, so one bad line rejects only itself."""
+) -> tuple[list[tuple[int, EventIn]], list[RejectedEvent], Counter[str]]:
+    """Validate each event alone, so one bad line rejects only itself; count why by reason."""
     accepted: list[tuple[int, EventIn]] = []
     rejected: list[RejectedEvent] = []
+    reasons: Counter[str] = Counter()
     for index, raw in enumerate(raw_events):
         try:
             event = EventIn.model_validate(raw)
@@ -105,14 +111,17 @@ def _validate(
                 for error in exc.errors(include_url=False)
             ]
             rejected.append(RejectedEvent(index=index, error="; ".join(messages)))
+            reasons["invalid"] += 1
             continue
         if problem := _out_of_time(event.timestamp, now):
             rejected.append(RejectedEvent(index=index, error=f"timestamp: {problem}"))
+            reasons["out_of_time"] += 1
         elif problem := _not_theirs(event):
             rejected.append(RejectedEvent(index=index, error=f"decision_id: {problem}"))
+            reasons["not_their_decision"] += 1
         else:
             accepted.append((index, event))
-    return accepted, rejected
+    return accepted, rejected, reasons
 
 
 def _not_theirs(event: EventIn) -> str:

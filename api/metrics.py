@@ -59,6 +59,13 @@ STORE_ERRORS = Counter(
     ["part"],
 )
 EVENTS = Counter("rapport_events_total", "Engagement events received, by outcome.", ["outcome"])
+EVENTS_REJECTED = Counter(
+    "rapport_events_rejected_total",
+    "Events refused, by why: invalid (against the schema), out_of_time (before 2000 or over a "
+    "day ahead of this server's clock), not_their_decision (send_failed naming another "
+    "customer's decision), refused (the governor objected).",
+    ["reason"],
+)
 MODEL_RELOADS = Counter("rapport_model_reloads_total", "Model versions loaded after startup.")
 MODEL_LOAD_FAILURES = Counter(
     "rapport_model_load_failures_total",

@@ -511,3 +511,32 @@ def test_an_events_zone_is_logged_but_is_not_part_of_its_id(client, auth, settin
     first, second = logged(settings)
     assert "timezone" not in first and second["timezone"] == "America/New_York"
     assert first["event_id"] == second["event_id"]
+
+
+def _rejected_by_reason(client) -> dict[str, float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        sample.labels["reason"]: sample.value
+        for family in text_string_to_metric_families(client.get("/metrics").text)
+        for sample in family.samples
+        if sample.name == "rapport_events_rejected_total"
+    }
+
+
+def test_rejected_events_are_counted_by_why(client, auth):
+    """On call, a jump in rejected events says which kind of mistake the platform makes."""
+    at = "2026-11-23T10:00:00Z"
+    good = {"type": "open", "user_id": "r7", "timestamp": at}
+    batch = [
+        good, {**good, "type": "opened"}, {**good, "timestamp": "2099-01-01T00:00:00Z"},
+        {**good, "timestamp": "1999-12-31T00:00:00Z"},
+        {"type": "send_failed", "user_id": "r7", "timestamp": at, "decision_id": "d1"},
+    ]  # fmt: skip
+    before = _rejected_by_reason(client)
+    assert events(client, auth, batch).json["accepted"] == 1
+    after = _rejected_by_reason(client)
+    grew = {reason: after[reason] - before.get(reason, 0.0) for reason in after}
+    assert {k: v for k, v in grew.items() if v} == {
+        "invalid": 1, "out_of_time": 2, "not_their_decision": 1
+    }  # fmt: skip
