@@ -74,7 +74,11 @@ def list_keys() -> None:
     type=click.IntRange(min=1),
     help="Threads per worker.",
 )
-@click.option("--access-log", is_flag=True, help="Log every request to stderr.")
+@click.option(
+    "--access-log",
+    is_flag=True,
+    help="Log every request to stderr (health, readiness and metrics probes only when they fail).",
+)
 def serve(host: str, port: int, workers: int | None, threads: int, access_log: bool) -> None:
     """Serve the API under gunicorn (configured by RAPPORT_* variables)."""
     from api.config import load_settings

@@ -255,11 +255,27 @@ SECRET = "RAPPORT_SECRET_KEY"
 BATCH = "RAPPORT_BATCH_PROCESSES"
 
 
+#: Paths polled by machines; their successful answers stay out of the access log.
+QUIET_PROBES = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
 class RedactingLogger(glogging.Logger):
     """gunicorn's logger with the link tokens of /u/, /p/ and /c/ cut out of access lines.
 
     A token unsubscribes or redirects on behalf of one customer: it has no place in a log.
     """
+
+    def access(self, resp: Any, req: Any, environ: Any, request_time: Any) -> None:
+        """Log the request, unless it is a probe that succeeded.
+
+        Load balancers and Prometheus ask every few seconds: thousands of identical lines a
+        day that bury the requests someone is looking for. A failing probe is still logged.
+        """
+        status = getattr(resp, "status_code", None)
+        quiet = isinstance(status, int) and 200 <= status < 300
+        if quiet and environ.get("PATH_INFO") in QUIET_PROBES:
+            return
+        super().access(resp, req, environ, request_time)
 
     def atoms(self, resp: Any, req: Any, environ: Any, request_time: Any) -> dict[str, Any]:
         """Return gunicorn's access-log fields with link tokens replaced by an ellipsis."""

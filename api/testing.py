@@ -10,7 +10,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -23,15 +23,25 @@ class ServerFailed(RuntimeError):
 
 @contextmanager
 def running_server(
-    environment: Mapping[str, str], workers: int = 2, threads: int = 2, timeout: float = 60.0
+    environment: Mapping[str, str],
+    workers: int = 2,
+    threads: int = 2,
+    timeout: float = 60.0,
+    options: Sequence[str] = (),
+    log_path: Path | None = None,
 ) -> Iterator[str]:
-    """Run ``rapport serve`` with ``environment`` added; yield its base URL; stop it on exit."""
+    """Run ``rapport serve`` with ``environment`` added; yield its base URL; stop it on exit.
+
+    ``options`` are more ``rapport serve`` flags; the server's output goes to ``log_path``
+    when given (complete once the block has ended), else to a temporary file.
+    """
     port = free_port()
     rapport = Path(sys.executable).with_name("rapport")
     command = [str(rapport), "serve", "--host", "127.0.0.1", "--port", str(port),
-               "--workers", str(workers), "--threads", str(threads)]  # fmt: skip
+               "--workers", str(workers), "--threads", str(threads), *options]  # fmt: skip
     env = {**os.environ, **environment}
-    with tempfile.TemporaryFile() as log:
+    opened = open(log_path, "w+b") if log_path is not None else tempfile.TemporaryFile()  # noqa: SIM115
+    with opened as log:
         # A file, not a pipe: a pipe nobody drains would stall the server once it fills.
         process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
         base = f"http://127.0.0.1:{port}"

@@ -142,3 +142,24 @@ def test_access_lines_never_carry_a_link_token():
         assert token not in redacted(f"GET {path} HTTP/1.1")
         assert redacted(f"GET {path} HTTP/1.1").endswith("/… HTTP/1.1")
     assert redacted("GET /v1/templates/picked-for-you HTTP/1.1").endswith("picked-for-you HTTP/1.1")
+
+
+def test_the_access_log_leaves_out_probes_that_succeeded(tmp_path: Path, model_dir: Path):
+    """Load balancers and Prometheus poll all day; their lines would bury everyone else's."""
+    from api.testing import call, running_server
+
+    environment = {
+        "RAPPORT_STORE_URL": "memory://", "RAPPORT_MODEL_DIR": str(model_dir),
+        "RAPPORT_TEMPLATES_DIR": str(tmp_path / "templates"),
+        "RAPPORT_API_KEYS_FILE": str(tmp_path / "keys.json"),
+        "RAPPORT_EVENT_LOG_DIR": str(tmp_path / "events"),
+    }  # fmt: skip
+    log = tmp_path / "server.log"
+    with running_server(environment, workers=1, options=["--access-log"], log_path=log) as base:
+        for path in ("/healthz", "/readyz", "/metrics", "/no-such-page", "/v1/templates"):
+            call(base, "GET", path)
+    lines = [line for line in log.read_text().splitlines() if '"GET /' in line]
+    assert any('"GET /no-such-page' in line and " 404 " in line for line in lines), lines
+    assert any('"GET /v1/templates' in line and " 401 " in line for line in lines), lines
+    assert not [line for line in lines if any(p in line for p in ("/healthz", "/metrics"))]
+    assert not [line for line in lines if "/readyz" in line and " 200 " in line]
