@@ -23,7 +23,7 @@ import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, make_msgid, parseaddr
@@ -215,14 +215,23 @@ def _date_header(moment: datetime) -> str:
     offset = moment.utcoffset()
     if offset is None:  # naive: the stock "-0000", no cache
         return format_datetime(moment)
-    return _formatted_date(int(moment.timestamp() // 1), offset)
+    # Whole seconds counted exactly (a float timestamp loses microseconds far from 1970).
+    seconds = (moment - _EPOCH) // _SECOND
+    try:
+        return _formatted_date(seconds, offset)
+    except (OverflowError, ValueError):  # years 1 and 9999 shifted by their offset
+        return format_datetime(moment)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_SECOND = timedelta(seconds=1)
 
 
 # A batch's emails share their second, and formatting one costs 4 us. Keyed by instant and
 # offset: aware datetimes in two zones compare equal, and the header shows the zone's offset.
 @lru_cache(maxsize=16)
 def _formatted_date(seconds: int, offset: timedelta) -> str:
-    return format_datetime(datetime.fromtimestamp(seconds, timezone(offset)))
+    return format_datetime((_EPOCH + timedelta(seconds=seconds)).astimezone(timezone(offset)))
 
 
 def write_message(parts: MessageParts) -> tuple[dict[str, str], bytes]:

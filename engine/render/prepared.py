@@ -101,6 +101,11 @@ class PreparedCache:
     def __len__(self) -> int:
         return len(self._entries)
 
+    @property
+    def size(self) -> int:
+        """How many prepared templates the cache keeps (the least recently used go first)."""
+        return self._size
+
     def get(self, source: TemplateSource) -> PreparedTemplate:
         """Return ``source`` prepared, preparing it only on first sight of its content."""
         key = f"{source.digest}:{source.version}"

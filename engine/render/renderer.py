@@ -31,7 +31,7 @@ from engine.render.sandbox import RenderBudget, budget, render_text
 from engine.render.text import html_to_text
 from engine.render.validate import in_template_toml
 from fatigue.clock import Clock, utc_now
-from fatigue.errors import Problem, ValidationError
+from fatigue.errors import NotFoundError, Problem, ValidationError
 
 log = logging.getLogger(__name__)
 SAMPLE_CAMPAIGN = Campaign("preview", "Preview")
@@ -97,7 +97,7 @@ class Renderer:
         self.links = links
         self.clock = clock
         self.sender = sender
-        self.cache = cache or PreparedCache()
+        self.cache = cache if cache is not None else PreparedCache()  # an empty one is falsy
         self.limits = limits or RenderBudget()
         # Message-IDs name the sender's domain, else the host links point at.
         address = parseaddr(sender or "")[1]
@@ -112,17 +112,25 @@ class Renderer:
         return other
 
     def warm(self) -> None:
-        """Compile every published template now, so no email waits for MJML and its imports.
+        """Compile the published templates now, so no email waits for MJML and its imports.
 
         Compiling one costs about a third of a second in a fresh process (most of it importing
-        the MJML package), paid otherwise by the first recipient of every worker and helper. A
-        template that fails is only logged: its own requests report the failure, as before.
+        the MJML package), paid otherwise by the first recipient of every worker and helper.
+        Templates saved but never published are skipped; one that fails is only logged (its
+        own requests report the failure, as before). No more are compiled than the cache keeps.
         """
+        compiled = 0
         for name in self.library.names():
+            if compiled >= self.cache.size:
+                break
             try:
                 self.prepared(name)
+            except NotFoundError:
+                continue  # not published: nothing serves it yet
             except Exception as exc:  # one bad template must not stop a server
                 log.warning("template %r not compiled ahead of traffic: %s", name, exc)
+                continue
+            compiled += 1
 
     def prepared(self, name: str, version: int | None = None) -> PreparedTemplate:
         """Return the compiled template ``name`` (published version unless ``version``)."""

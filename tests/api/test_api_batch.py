@@ -142,6 +142,29 @@ def test_metrics_count_every_line_of_a_batch_once(client, auth, compose_request)
     assert (decided, rendered) == (150, sends) and sends > 0
 
 
+def test_metrics_count_a_chunk_composed_one_by_one_once(app, client, auth, compose_request,
+                                                       monkeypatch):  # fmt: skip
+    """When a chunk fails together, its lines are composed (and counted) one at a time."""
+    composer = app.extensions["rapport"].get("composer")
+    together = composer.compose_many
+
+    def failing_together(requests):
+        if len(requests) > 1:
+            raise RuntimeError("a bug in composing several at once")
+        return together(requests)
+
+    monkeypatch.setattr(composer, "compose_many", failing_together)
+    users = [str(12347 + n) for n in range(20)]
+    before = _totals(client)
+    got = answers(post_batch(client, auth, [compose_request(u, f"f-{u}") for u in users]))
+    after = _totals(client)
+    assert [line["line"] for line in got] == list(range(1, 21))
+    sends = sum(1 for line in got if line.get("decision", {}).get("action") == "send")
+    decided = after["rapport_decisions_total"] - before.get("rapport_decisions_total", 0.0)
+    rendered = after["rapport_renders_totalok"] - before.get("rapport_renders_totalok", 0.0)
+    assert (decided, rendered) == (20, sends) and sends > 0
+
+
 def test_oversize_audience_stops_with_a_problem_line(client, auth, compose_request, app):
     app.config["MAX_BATCH_RECIPIENTS"] = 3
     lines = [compose_request(str(12347 + n), f"o-{n}") for n in range(5)]

@@ -185,16 +185,32 @@ def test_health_and_readiness(client):
     assert ready.status_code == 200
 
 
-def test_warming_compiles_the_published_templates_and_skips_one_that_fails(app, caplog):
-    """A serving process compiles before traffic; a template gone since it was listed is only
-    logged (its own requests answer for it), and the process still starts."""
+def test_warming_compiles_the_published_templates_and_skips_one_that_fails(
+    app, client, auth, caplog
+):
+    """A serving process compiles before traffic. A template never published is skipped
+    quietly; one that cannot be read is only logged (its own requests answer for it), and the
+    process still starts."""
+    shown = client.get("/v1/templates/picked-for-you", headers=auth("marketer")).json
+    fields = {key: shown[key] for key in ("mjml", "subject", "preheader", "sample")}
+    saved = client.put("/v1/templates/draft-only", json=fields, headers=auth("marketer"))
+    assert saved.status_code == 201, saved.json
     renderer = app.extensions["rapport"].get("renderer")
     names = renderer.library.names()
-    renderer.library.names = lambda: [*names, "gone-since-listed"]
-    assert len(renderer.cache) == 0
+    assert "draft-only" in names and "weekly-digest" in names
+    read = renderer.library.source
+
+    def unreadable_digest(name: str, version: int | None = None):
+        if name == "weekly-digest":  # a disk fault, which a test cannot cause for real
+            raise OSError("Input/output error")
+        return read(name, version)
+
+    renderer.library.source = unreadable_digest
+    renderer.cache = type(renderer.cache)()  # the save compiled the draft's sample already
     app.extensions["rapport"].warm()
-    assert len(renderer.cache) == len(names) >= 4
-    assert "'gone-since-listed' not compiled ahead of traffic" in caplog.text
+    assert len(renderer.cache) == len(names) - 2 >= 3
+    assert "'weekly-digest' not compiled ahead of traffic: Input/output error" in caplog.text
+    assert "draft-only" not in caplog.text
 
 
 def test_readiness_names_a_broken_keys_file_and_an_unwritable_event_log(settings, clock, auth):

@@ -206,6 +206,8 @@ def test_the_date_header_shows_each_message_its_own_zone_and_second() -> None:
         instant, instant.astimezone(timezone(timedelta(hours=2))),
         instant.astimezone(ZoneInfo("America/New_York")), instant + timedelta(microseconds=1),
         datetime(1969, 12, 31, 23, 59, 59, 500_000, tzinfo=UTC), datetime(2026, 3, 2, 9, 30),
+        datetime(1300, 6, 1, 12, 0, 0, 999_999, tzinfo=UTC),  # a float timestamp rounds up
+        datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=-2))),  # shifted out of range
     ]  # fmt: skip
     for moment in moments:
         headers, _ = write_message(MessageParts("Hi", "t", "<p>h</p>", LONG_URL, date=moment))

@@ -96,3 +96,24 @@ def test_a_failure_in_the_layout_names_the_mjml_line_not_the_compiled_one(
         renderer.render("t", RenderContext({"user_id": "u1"}, [], Campaign("c1")))
     [problem] = caught.value.problems
     assert (problem.source, problem.line, problem.field) == ("t/email.mjml", 5, "html")
+
+
+def test_warming_compiles_no_more_templates_than_the_cache_keeps() -> None:
+    """Past the cache's size, compiling more at start would only push out the first ones."""
+    from engine.render.library import BundledLibrary
+    from engine.render.links import LinkConfig, LinkSigner
+    from engine.render.prepared import PreparedCache
+
+    class Counted(BundledLibrary):
+        asked: list[str] = []
+
+        def source(self, name: str, version: int | None = None) -> TemplateSource:
+            self.asked.append(name)
+            return super().source(name, version)
+
+    library = Counted()
+    renderer = Renderer(library, LinkSigner("a-secret-of-sixteen+"), LinkConfig("https://m.example"),
+                        cache=PreparedCache(size=2))  # fmt: skip
+    renderer.warm()
+    assert len(library.names()) >= 4
+    assert library.asked == library.names()[:2] and len(renderer.cache) == 2
