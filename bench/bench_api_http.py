@@ -323,7 +323,9 @@ def main() -> None:
         private_redis() as redis_url,
         running_server(environment_for(root, redis_url), workers, args.threads) as base,
     ):
-        batch_stream(base, token, "warm", 300)  # compile templates in every worker
+        # Workers compile the templates themselves before traffic; this warms the rest (Redis
+        # scripts and connections, the model's caches) in whichever worker takes it.
+        batch_stream(base, token, "warm", 300)
         composed = compose_rows(base, token, args, known)
         batched = batch_rows(base, token, args.batch)
     table(

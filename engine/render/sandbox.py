@@ -37,12 +37,11 @@ from jinja2.parser import Parser
 from jinja2.runtime import markup_join
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
-from engine.render import filters
+# What markupsafe's escape calls, without the Markup wrapper around its result (markupsafe
+# picks its C extension or its pure-Python fallback itself).
+from markupsafe import _escape_inner
 
-try:  # what markupsafe's escape calls, without the Markup wrapper around its result
-    from markupsafe._speedups import _escape_inner
-except ImportError:  # a platform without markupsafe's C extension
-    from markupsafe._native import _escape_inner
+from engine.render import filters
 
 MAX_STRING = 100_000
 MAX_RANGE = 10_000
@@ -223,7 +222,7 @@ class _OutputCodeGenerator(CodeGenerator):
     """
 
     def _output_child_pre(self, node: nodes.Expr, frame: Frame, finalize: Any) -> None:
-        if frame.eval_ctx.volatile or finalize.src != "environment.finalize(":
+        if not _fused(frame, finalize):
             super()._output_child_pre(node, frame, finalize)
         elif frame.eval_ctx.autoescape:
             self.write("environment.rapport_output_html(")
@@ -231,10 +230,15 @@ class _OutputCodeGenerator(CodeGenerator):
             self.write("environment.rapport_output_text(")
 
     def _output_child_post(self, node: nodes.Expr, frame: Frame, finalize: Any) -> None:
-        if frame.eval_ctx.volatile or finalize.src != "environment.finalize(":
+        if not _fused(frame, finalize):
             super()._output_child_post(node, frame, finalize)
         else:
             self.write(")")
+
+
+def _fused(frame: Frame, finalize: Any) -> bool:
+    """Whether an output is written as one fused call: autoescape fixed, our own finalize."""
+    return not frame.eval_ctx.volatile and finalize.src == "environment.finalize("
 
 
 _DICT_ATTRIBUTES = frozenset(dir(dict))

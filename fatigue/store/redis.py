@@ -371,7 +371,11 @@ def _user_state(
     engagement = {_text(k): v for k, v in _pairs(engagement_flat).items()}
     last = engagement.get("last_engaged")
     # Some 30 guard items per decision, and most were never sent (``false``): skip the loop.
-    items = dict(_sent_items(guard, scores)) if any(scores) else {}
+    items = (
+        {item: float(score) for item, score in zip(guard, scores, strict=False) if score}
+        if any(scores)
+        else {}
+    )
     return UserState(
         user_id=user_id,
         sends=tuple(
@@ -386,11 +390,6 @@ def _user_state(
         audience_hours=audience or _NO_HOURS,
         legacy_hours=_hours(engagement, _HOUR_NAMES) if audience is not None else _NO_HOURS,
     )
-
-
-def _sent_items(guard: Sequence[str], scores: list[Any]) -> Iterator[tuple[str, float]]:
-    """Yield each guard item that was sent with when (``ZMSCORE``: false for never)."""
-    return ((item, float(score)) for item, score in zip(guard, scores, strict=False) if score)
 
 
 _NO_HOURS = (0,) * HOURS

@@ -21,7 +21,7 @@ def offer_layout(attempt: SendAttempt) -> list[Any]:
     ]
 
 
-def _layout_caps(caps: tuple[CapCheck, ...]) -> list[list[Any]]:
+def _cap_rows(caps: tuple[CapCheck, ...]) -> list[list[Any]]:
     return [
         [c.since, c.inclusive, c.limit, c.channel, c.category or "", c.campaign or "",
          c.min_ignored]
@@ -32,7 +32,7 @@ def _layout_caps(caps: tuple[CapCheck, ...]) -> list[list[Any]]:
 #: The governor works the checks out once per campaign, zone and moment (``Plan.frame``), so a
 #: batch offers the very same tuple for most recipients: laid out once. Only ``orjson.dumps``
 #: reads a layout, so sharing one is safe.
-_caps_layout = ByIdentity(_layout_caps)
+_caps_layout = ByIdentity(_cap_rows)
 
 
 def commit_args(attempt: SendAttempt) -> list[Any]:

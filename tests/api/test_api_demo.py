@@ -148,12 +148,9 @@ def test_the_access_log_leaves_out_probes_that_succeeded(tmp_path: Path, model_d
     """Load balancers and Prometheus poll all day; their lines would bury everyone else's."""
     from api.testing import call, running_server
 
-    environment = {
-        "RAPPORT_STORE_URL": "memory://", "RAPPORT_MODEL_DIR": str(model_dir),
-        "RAPPORT_TEMPLATES_DIR": str(tmp_path / "templates"),
-        "RAPPORT_API_KEYS_FILE": str(tmp_path / "keys.json"),
-        "RAPPORT_EVENT_LOG_DIR": str(tmp_path / "events"),
-    }  # fmt: skip
+    from .test_api_server import memory_server
+
+    environment = memory_server(model_dir, tmp_path)
     log = tmp_path / "server.log"
     with running_server(environment, workers=1, options=["--access-log"], log_path=log) as base:
         for path in ("/healthz", "/readyz", "/metrics", "/no-such-page", "/v1/templates"):

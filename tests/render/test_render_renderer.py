@@ -105,7 +105,9 @@ def test_warming_compiles_no_more_templates_than_the_cache_keeps() -> None:
     from engine.render.prepared import PreparedCache
 
     class Counted(BundledLibrary):
-        asked: list[str] = []
+        def __init__(self) -> None:
+            super().__init__()
+            self.asked: list[str] = []
 
         def source(self, name: str, version: int | None = None) -> TemplateSource:
             self.asked.append(name)
