@@ -20,7 +20,7 @@ from jinja2 import TemplateSyntaxError
 from engine.render.diagnostics import problem_from
 from engine.render.lint import RAW_FIX, lint
 from engine.render.protect import protect, restore
-from engine.render.sandbox import RapportSandbox
+from engine.render.sandbox import RapportSandbox, char_references
 from fatigue.errors import Problem, ValidationError
 
 CACHE_SIZE = 256
@@ -53,7 +53,7 @@ def compile_mjml(source: str, source_name: str = "<mjml>") -> CompiledHtml:
     problems = lint(protected, source_name)
     if problems:
         raise ValidationError(problems)
-    html = compact(_run_compiler(protected.source, source_name))
+    html = ascii_html(compact(_run_compiler(protected.source, source_name)))
     restored, lost = restore(html, protected)
     if lost:
         raise ValidationError(
@@ -90,6 +90,28 @@ def compact(html: str) -> str:
     clips messages past 102 KB). Jinja is hidden when this runs, so its text is never touched.
     """
     return html if _VERBATIM.search(html) else _INDENT.sub("\n", html)
+
+
+# Raw text (styles, scripts) and comments read a character reference as its letters.
+_LITERAL_TEXT = re.compile(r"<(style|script)\b.*?</\1\s*>|<!--.*?-->", re.IGNORECASE | re.DOTALL)
+
+
+def ascii_html(html: str) -> str:
+    """Write the layout's non-ASCII characters as character references, where HTML reads them.
+
+    MJML turns ``&middot;`` into the character itself; written back as ``&#183;``, the static
+    HTML is ASCII, and so is a whole email unless its data or styles bring other characters
+    (see ``char_references``). Jinja is hidden when this runs, so its text is never touched.
+    """
+    if html.isascii():
+        return html
+    pieces: list[str] = []
+    last = 0
+    for literal in _LITERAL_TEXT.finditer(html):
+        pieces += [char_references(html[last : literal.start()]), literal.group()]
+        last = literal.end()
+    pieces.append(char_references(html[last:]))
+    return "".join(pieces)
 
 
 def _run_compiler(source: str, source_name: str) -> str:

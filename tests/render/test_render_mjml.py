@@ -196,3 +196,31 @@ def test_an_escaped_quote_does_not_hide_the_markup_after_it() -> None:
     html = compile_mjml(source).html
     assert "{{ 'it\\'s' }}</div>" in html and "Don't miss {{ recipient.user_id }}</div>" in html
     assert "mj-text" not in html
+
+
+def test_the_layout_writes_non_ascii_as_character_references_where_html_reads_them() -> None:
+    source = (
+        "<mjml>\n<mj-head>\n<mj-title>Café</mj-title>\n"
+        '<mj-style>.note:after { content: "→"; }</mj-style>\n</mj-head>\n<mj-body>\n'
+        "<mj-section>\n<mj-column>\n"
+        '<mj-text>Prices · £ · 😀 {{ "Zoé"|upper }}</mj-text>\n'
+        '<mj-image src="https://s.example/a.jpg" alt="Crème" />\n'
+        "</mj-column>\n</mj-section>\n</mj-body>\n</mjml>\n"
+    )
+    html = compile_mjml(source).html
+    outside_jinja = html.replace('{{ "Zoé"|upper }}', "")
+    assert "Prices &#183; &#163; &#183; &#128512;" in html and 'alt="Cr&#232;me"' in html
+    assert "<title>\nCaf&#233;\n</title>" in html
+    # A style sheet reads a reference as its letters; the Jinja stays as the marketer wrote it.
+    assert 'content: "→"' in html and '{{ "Zoé"|upper }}' in html
+    assert [ch for ch in outside_jinja if not ch.isascii()] == ["→"]
+
+
+def test_comments_keep_their_characters_and_ascii_html_is_returned_as_it_was() -> None:
+    from engine.render.mjml_compile import ascii_html
+
+    html = "<p>é</p><!-- ünchanged --><script>let s = 'ß'</script><p>ok</p>"
+    kept = "<!-- ünchanged --><script>let s = 'ß'</script>"
+    assert ascii_html(html) == f"<p>&#233;</p>{kept}<p>ok</p>"
+    plain = "<p>plain</p>"
+    assert ascii_html(plain) is plain

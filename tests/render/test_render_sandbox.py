@@ -159,7 +159,7 @@ def test_the_sandbox_still_renders_ordinary_templates() -> None:
     items = [{"title": "Mug & Cup", "price": 2.5}, {"title": "Tin", "price": 10}]
     with budget():
         out = render_text(env.from_string(source), {"items": items, "name": "<X>"})
-    assert out == ("[MUG &amp; CUP £2.50TIN £10.00] a&lt;x&gt; Mug &amp; Cup, Tin 4")
+    assert out == ("[MUG &amp; CUP &#163;2.50TIN &#163;10.00] a&lt;x&gt; Mug &amp; Cup, Tin 4")
 
 
 def test_strict_undefined_refuses_missing_values() -> None:
@@ -254,3 +254,16 @@ def test_fused_output_still_counts_every_output_against_the_budget() -> None:
     template = RapportSandbox(html=True).from_string(looped)
     with budget(RenderBudget(max_output=4_000)), pytest.raises(SecurityError, match="output"):
         render_text(template, {"text": "x" * 100})
+
+
+def test_html_output_writes_non_ascii_as_character_references_and_text_output_does_not() -> None:
+    from markupsafe import Markup
+
+    values = {"name": "Zoë <b>", "price": 2.5, "safe": Markup("<i>déjà</i>"), "arrow": "→"}
+    source = "{{ name }} {{ price|money('EUR') }} {{ safe }} {{ arrow }}"
+    with budget():
+        html = render_text(RapportSandbox(html=True).from_string(source), values)
+        text = render_text(RapportSandbox(html=False).from_string(source), values)
+    # Markup renders itself as given; everything the sandbox escapes comes out ASCII.
+    assert html == "Zo&#235; &lt;b&gt; &#8364;2.50 <i>déjà</i> &#8594;"
+    assert text == "Zoë <b> €2.50 <i>déjà</i> →"

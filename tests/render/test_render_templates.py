@@ -285,3 +285,14 @@ def test_an_index_past_the_sample_list_is_named_as_an_index():
     [problem] = [p for p in problems if "entry" in p.message]
     assert problem.message.startswith("reads entry [0] of a list the sample data has too few")
     assert ".0" not in str(problem)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_html_is_ascii_and_reads_as_the_characters_written(name, renderer) -> None:
+    rendered = renderer.preview(name)
+    shown: list[str] = []
+    reader = HTMLParser()  # convert_charrefs: the text as a mail client shows it
+    reader.handle_data = shown.append  # type: ignore[method-assign]
+    reader.feed(rendered.html)
+    assert rendered.html.isascii() and "&#183;" in rendered.html
+    assert "Email preferences · Unsubscribe" in " ".join("".join(shown).split())
