@@ -48,6 +48,7 @@ from fatigue.errors import (
     StoreError,
     ValidationError,
 )
+from fatigue.identity import ByIdentity
 
 bp = Blueprint("compose", __name__)
 log = logging.getLogger(__name__)
@@ -232,10 +233,16 @@ def _number(value: float | None) -> float | None:
 
 def _timestamp(moment: datetime | None) -> str | None:
     """ISO 8601 as pydantic writes it: ``Z`` for UTC."""
-    if moment is None:
-        return None
+    return None if moment is None else _iso_z(moment)
+
+
+def _pydantic_iso(moment: datetime) -> str:
     text = moment.isoformat()
     return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+# A chunk's decisions share the moment they were made at: one datetime object, written once.
+_iso_z: Callable[[datetime], str] = ByIdentity(_pydantic_iso)
 
 
 def _answers(chunks: Iterator[Chunk]) -> Iterator[bytes]:

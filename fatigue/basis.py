@@ -149,10 +149,14 @@ def _candidate_row(item: Candidate) -> tuple[Any, ...]:
         return row
     return (
         *row[:6],
-        published.isoformat() if published is not None else None,
-        expires.isoformat() if expires is not None else None,
+        _isoformat(published) if published is not None else None,
+        _isoformat(expires) if expires is not None else None,
         row[8],
     )
+
+
+# An item's dates are the catalog's own objects, shared by every decision that offers it.
+_isoformat: Callable[[datetime], str] = ByIdentity(datetime.isoformat)
 
 
 # The columns, in the order ``_candidate_from_row`` reads them.
