@@ -30,6 +30,11 @@ from fatigue.errors import NotFoundError, Problem, ValidationError
 MAX_N = 1_000
 COLD_CACHE_SIZE = 256  # distinct (n, filters) combinations of cold-start picks kept
 BLOCKED_CACHE_SIZE = 64  # distinct filters whose blocked rows are kept
+# Known customers whose picks (and their joined candidates) are kept per loaded model, about
+# 16 KB each with 30 picks: 32 MB a worker at most. A customer is composed for again and again
+# (campaigns, retries, previews); their picks cost a third of a single compose, and change only
+# with the model or the filters.
+PICKS_CACHE_SIZE = 2048
 # What ``Candidate`` assumes of an item the catalog does not describe.
 _NO_FACTS: dict[str, Any] = {
     "category": "", "kind": ContentKind.PROMOTIONAL, "published_at": None, "expires_at": None,
@@ -48,9 +53,6 @@ class Source(StrEnum):
     SIMILAR = "similar"  # folded in from a few recent interactions of a customer new to the model
     POPULAR = "popular"  # most customers bought it
     TRENDING = "trending"  # many customers bought it recently
-
-
-_SHARED_SOURCES = frozenset({Source.POPULAR, Source.TRENDING})  # cold-start picks, cached
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +134,10 @@ class Recommender:
     _facts: dict[str, dict[str, Any]] | None = field(default=None, repr=False, compare=False)
     _categories: dict[str, np.ndarray] | None = field(default=None, repr=False, compare=False)
     _blocked: dict[Filters, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
-    _shared_candidates: dict[int, tuple[tuple[Recommendation, ...], list[Candidate]]] = field(
+    _joined: dict[int, tuple[tuple[Recommendation, ...], list[Candidate]]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+    _picks: dict[tuple[str, int, Filters], tuple[Recommendation, ...]] = field(
         default_factory=dict, repr=False, compare=False
     )
     _active: np.ndarray | None = field(default=None, repr=False, compare=False)
@@ -168,6 +173,27 @@ class Recommender:
         """Recommend for many customers at once (batched through the model)."""
         _check_n(n)
         filters, recent = filters or Filters(), recent or {}
+        kept = {
+            user_id: list(found)
+            for user_id in user_ids
+            if not recent.get(user_id)
+            and (found := self._picks.get((user_id, n, filters))) is not None
+        }
+        if len(kept) == len(set(user_ids)):
+            return kept
+        missing = [user_id for user_id in user_ids if user_id not in kept]
+        result = self._recommend_anew(missing, n, filters, recent)
+        self._keep_picks(result, n, filters, recent)
+        result.update(kept)
+        return result
+
+    def _recommend_anew(
+        self,
+        user_ids: Sequence[str],
+        n: int,
+        filters: Filters,
+        recent: Mapping[str, Sequence[RecentInteraction]],
+    ) -> dict[str, list[Recommendation]]:
         blocked = self._blocked_items(filters)
         rows = self.users.indices(list(user_ids))
         folded: dict[str, list[Recommendation]] = {}
@@ -188,6 +214,26 @@ class Recommender:
                 result[user_id] = list(self._cold_start(n, blocked))
         return result
 
+    def _keep_picks(
+        self,
+        found: Mapping[str, list[Recommendation]],
+        n: int,
+        filters: Filters,
+        recent: Mapping[str, Sequence[RecentInteraction]],
+    ) -> None:
+        """Remember known customers' picks; recent activity and the cold start are not kept.
+
+        The cold start is already one shared list, and a batch of new customers must not push
+        the known ones out. Whole-cache clearing, as the other caches here: no lock, and a
+        reader meanwhile simply recomputes.
+        """
+        settled = [user_id for user_id in found if not recent.get(user_id)]
+        rows = self.users.indices(settled).tolist()
+        for user_id in (user_id for user_id, row in zip(settled, rows, strict=True) if row >= 0):
+            if len(self._picks) >= PICKS_CACHE_SIZE:
+                self._picks.clear()
+            self._picks[(user_id, n, filters)] = tuple(found[user_id])
+
     def recommend_ids(self, user_ids: Sequence[str], n: int) -> list[list[str]]:
         """Return only new item ids (the evaluation protocol: the whole history is excluded)."""
         found = self.recommend_many(user_ids, n, Filters(exclude_history=True))
@@ -206,11 +252,13 @@ class Recommender:
         ]
 
     def candidates(self, recommendations: Sequence[Recommendation]) -> list[Candidate]:
-        """Turn recommendations into the plain data the governor judges (catalog joined)."""
-        # Cold-start picks are the same objects for every new customer: join them once.
-        shared = bool(recommendations) and recommendations[0].source in _SHARED_SOURCES
-        if shared:
-            found = self._shared_candidates.get(id(recommendations[0]))
+        """Turn recommendations into the plain data the governor judges (catalog joined).
+
+        Picks that are the very objects joined before (the cold start's shared list, a known
+        customer's kept picks) are joined once.
+        """
+        if recommendations:
+            found = self._joined.get(id(recommendations[0]))
             if found is not None and _same_objects(found[0], recommendations):
                 return list(found[1])
         facts = self._catalog_facts()
@@ -220,11 +268,11 @@ class Recommender:
                    facts.get(rec.item_id, missing))
             for rec in recommendations
         ]  # fmt: skip
-        if shared:
-            if len(self._shared_candidates) >= COLD_CACHE_SIZE:
-                self._shared_candidates.clear()
+        if recommendations:
+            if len(self._joined) >= PICKS_CACHE_SIZE + COLD_CACHE_SIZE:
+                self._joined.clear()
             # Holding the picks keeps their ids from being reused by other objects.
-            self._shared_candidates[id(recommendations[0])] = (tuple(recommendations), built)
+            self._joined[id(recommendations[0])] = (tuple(recommendations), built)
         return list(built)
 
     def _active_users(self) -> np.ndarray:

@@ -203,6 +203,56 @@ def test_cold_start_candidates_are_joined_once_and_callers_get_their_own_list(
     assert second == fresh  # equal to candidates built field by field
 
 
+def test_a_known_customers_picks_are_kept_and_equal_what_the_model_gives(
+    interactions: Interactions, catalog: Catalog
+) -> None:
+    model = train(interactions, small_config(), catalog)
+    first = model.recommend("u1-03", 5)
+    again = model.recommend("u1-03", 5)
+    assert again == first and again is not first  # callers get their own list
+    assert all(a is b for a, b in zip(first, again, strict=True))  # kept, not recomputed
+    fresh = replace(model, _picks={}, _joined={})  # the same model with nothing kept
+    for n, filters in (
+        (5, Filters()),
+        (8, Filters()),
+        (5, Filters.build(exclude_items=[first[0].item_id])),
+    ):
+        assert model.recommend("u1-03", n, filters) == fresh.recommend("u1-03", n, filters)
+    assert first[0].item_id not in {r.item_id for r in model.recommend("u1-03", 5, filters)}
+    # Joined once too: the same candidate objects for the same kept picks.
+    joined = model.candidates(model.recommend("u1-03", 5))
+    assert all(a is b for a, b in zip(joined, model.candidates(again), strict=True))
+
+
+def test_recent_activity_and_new_customers_are_never_kept(
+    interactions: Interactions, catalog: Catalog
+) -> None:
+    model = train(interactions, small_config(), catalog)
+    recent = [RecentInteraction(model.recommend("u0-00", 1)[0].item_id, "purchase")]
+    kept_before = set(model._picks)
+    model.recommend_many(["u0-01", "nobody-9"], 5, recent={"u0-01": recent})
+    assert set(model._picks) == kept_before  # the one known customer brought recent activity
+    model.recommend_many(["u0-02", "nobody-9"], 5)
+    assert {user for user, _, _ in set(model._picks) - kept_before} == {"u0-02"}
+
+
+def test_kept_picks_are_bounded(
+    interactions: Interactions, catalog: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import engine.serving
+
+    monkeypatch.setattr(engine.serving, "PICKS_CACHE_SIZE", 3)
+    model = train(interactions, small_config(), catalog)
+    users = [str(user) for user in model.users.ids[:7]]
+    expected = {user: model.recommend(user, 4) for user in users}
+    assert len(model._picks) <= 3
+    found = model.recommend_many(users, 4)  # kept or not, the same picks
+    for user in users:
+        assert [r.item_id for r in found[user]] == [r.item_id for r in expected[user]]
+        # batched BLAS may round differently in the last float32 digit
+        assert [r.score for r in found[user]] == pytest.approx([r.score for r in expected[user]])
+
+
 def facts(recommender: Recommender, item_id: str) -> dict[str, object]:
     item = recommender.catalog[item_id]
     return {"category": item.category, "kind": item.kind, "published_at": item.published_at,
