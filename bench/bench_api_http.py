@@ -246,7 +246,10 @@ def compose_rows(
     compose_load(base, token, 1.0, args.connections)  # warm every worker's threads
     loads = [("python threads", "fresh customers",
               compose_load(base, token, args.seconds, args.connections))]  # fmt: skip
-    for audience, users in (("fresh customers", []), ("known customers", known)):
+    # Known customers twice: the second run asks about customers every worker has seen, whose
+    # picks it kept (engine/serving.py), as a platform asks about its customers day after day.
+    for audience, users in (("fresh customers", []), ("known customers", known),
+                            ("known customers, again", known)):  # fmt: skip
         found = wrk_load(base, token, args.seconds, args.connections, users)
         if found is not None:
             loads.append(("wrk", audience, found))

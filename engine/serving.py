@@ -8,7 +8,6 @@ reads one from a model directory.
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -26,6 +25,7 @@ from engine.matrix import IdMap, Weighting, take_rows
 from engine.models import FILTERED, Algorithm, Model, ranked_by_score
 from fatigue.domain import Candidate, ContentKind
 from fatigue.errors import NotFoundError, Problem, ValidationError
+from fatigue.identity import same_objects
 
 MAX_N = 1_000
 COLD_CACHE_SIZE = 256  # distinct (n, filters) combinations of cold-start picks kept
@@ -40,10 +40,6 @@ _NO_FACTS: dict[str, Any] = {
     "category": "", "kind": ContentKind.PROMOTIONAL, "published_at": None, "expires_at": None,
     "in_stock": True,
 }  # fmt: skip
-
-
-def _same_objects(left: Sequence[object], right: Sequence[object]) -> bool:
-    return len(left) == len(right) and all(map(operator.is_, left, right))
 
 
 class Source(StrEnum):
@@ -259,7 +255,7 @@ class Recommender:
         """
         if recommendations:
             found = self._joined.get(id(recommendations[0]))
-            if found is not None and _same_objects(found[0], recommendations):
+            if found is not None and same_objects(found[0], recommendations):
                 return list(found[1])
         facts = self._catalog_facts()
         joined, missing = Candidate.joined, _NO_FACTS

@@ -10,6 +10,7 @@ from operator import attrgetter
 from typing import NamedTuple
 
 from fatigue.domain import Candidate, ContentKind, Reason
+from fatigue.identity import same_objects
 from fatigue.rules import Diversity, DiversityStrategy, Rules
 
 
@@ -38,6 +39,47 @@ def select(
     With ``required=False`` (transactional mail) too few relevant items do not fail the rule.
     ``at_least`` is what the email's template cannot do without, required for any mail.
     """
+    global _last_selection
+    last = _last_selection
+    if (
+        not sent
+        and last is not None
+        and last.rules is rules
+        and last.now is now
+        and last.flags == (required, at_least)
+        and same_objects(last.candidates, candidates)
+    ):
+        return last.selection
+    selection = _select(candidates, rules, now, sent, required, at_least)
+    if not sent:
+        _last_selection = _LastSelection(
+            tuple(candidates), rules, now, (required, at_least), selection
+        )
+    return selection
+
+
+class _LastSelection(NamedTuple):
+    candidates: tuple[Candidate, ...]
+    rules: Rules
+    now: datetime
+    flags: tuple[bool, int]
+    selection: Selection
+
+
+# Every new customer of a batch chunk is offered the very same cold-start candidates at the
+# chunk's one moment, with nothing sent before: the same selection, chosen once. Only the last
+# call is kept (one tuple, replaced whole: safe between threads).
+_last_selection: _LastSelection | None = None
+
+
+def _select(
+    candidates: Sequence[Candidate],
+    rules: Rules,
+    now: datetime,
+    sent: Mapping[str, float],
+    required: bool,
+    at_least: int,
+) -> Selection:
     relevance = rules.relevance
     floor = relevance.min_relevance if relevance is not None else float("-inf")
     eligible, timeliness, considered = _timely(candidates, rules, now, sent, floor)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import operator
+from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
 K = TypeVar("K")
@@ -35,3 +36,8 @@ class ByIdentity(Generic[K, V]):
         value = self._build(key)
         self._entries[id(key)] = (key, value)
         return value
+
+
+def same_objects(left: Sequence[object], right: Sequence[object]) -> bool:
+    """Whether two sequences hold the very same objects, in order (identity, not equality)."""
+    return len(left) == len(right) and all(map(operator.is_, left, right))

@@ -211,3 +211,28 @@ def test_diversity_counts_are_the_chosen_items_per_category(per_category: int | 
 def test_json_is_read_as_json_loads_reads_it(text: str) -> None:
     assert repr(read_json(text)) == repr(json.loads(text))
     assert repr(read_json(text.encode())) == repr(json.loads(text.encode()))
+
+
+def test_the_same_offer_at_the_same_moment_is_selected_once() -> None:
+    from fatigue.content import _select, select
+    from fatigue.rules import load_rules
+
+    rules = load_rules(
+        '[relevance]\nmin_relevance = 0.1\nmin_items = 2\n[timeliness]\nno_repeat = "7d"\n'
+        "[diversity]\nmax_items = 3\nmax_per_category = 1\n"
+    )
+    shared = [
+        Candidate(f"i{n}", 0.9 - n / 10, category=f"c{n % 2}", published_at=NOW) for n in range(6)
+    ]
+    first = select(list(shared), rules, NOW, {})
+    assert select(list(shared), rules, NOW, {}) is first  # a new list of the same candidates
+    assert first == _select(shared, rules, NOW, {}, True, 0)
+    # Anything else that could change the choice is chosen again, and chosen right.
+    sent = {"i0": NOW.timestamp()}
+    later = NOW + timedelta(days=400)
+    copies = [Candidate(c.item_id, c.relevance, category=c.category) for c in shared]
+    for args in ((shared, NOW, sent), (shared, later, {}), (copies, NOW, {})):
+        again = select(list(args[0]), rules, args[1], args[2])
+        assert again is not first and again == _select(args[0], rules, args[1], args[2], True, 0)
+    assert select(shared, rules, NOW, sent).items[0].item_id != "i0"  # sent before
+    assert select(shared, rules, NOW, {}, True, 5) != first  # the template asks for more
