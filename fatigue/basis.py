@@ -53,13 +53,13 @@ class Basis(NamedTuple):
         """Encode as compact JSON."""
         data = {
             "id": self.decision_id,
-            "at": self.decided_at.isoformat(),
+            "at": _isoformat(self.decided_at),
             "tz": self.timezone,
             "deferrable": self.deferrable,
             "dry_run": self.dry_run,
             "digest": self.request_digest,
             "campaigns": [_campaign_json(campaign) for campaign in self.campaigns],
-            "content": [_selection_to_dict(selection) for selection in self.selections],
+            "content": [_selection_json(selection) for selection in self.selections],
         }
         return orjson.dumps(data).decode()  # compact; written for every keyed decision
 
@@ -78,7 +78,7 @@ class Basis(NamedTuple):
         )
 
 
-def _fragment(to_dict: Callable[[T], dict[str, Any]]) -> Callable[[T], orjson.Fragment]:
+def _fragment(to_dict: Callable[[T], dict[str, Any] | None]) -> Callable[[T], orjson.Fragment]:
     """Return ``to_dict`` encoded once per object (``orjson`` writes a fragment as it is).
 
     Every decision in a batch names the same campaign objects, and the reasons a selection
@@ -126,6 +126,8 @@ def _selection_to_dict(selection: Selection | None) -> dict[str, Any] | None:
 
 
 _reason_json = _fragment(reason_to_dict)
+# The new customers of a batch chunk share one selection (``fatigue.content.select``).
+_selection_json = _fragment(_selection_to_dict)
 
 
 def _selection_from_dict(data: dict[str, Any] | None) -> Selection | None:
