@@ -27,7 +27,7 @@ from fatigue.domain import (
     Decision,
     MessageRequest,
     Reason,
-    reason_to_dict,
+    reason_json,
 )
 from fatigue.evaluate import Plan, finish, prepare
 from fatigue.identity import ByIdentity
@@ -119,13 +119,12 @@ def _selection_to_dict(selection: Selection | None) -> dict[str, Any] | None:
         return None
     return {
         "items": [_candidate_row(item) for item in selection.items],
-        "reasons": [_reason_json(reason) for reason in selection.reasons],
+        "reasons": [reason_json(reason) for reason in selection.reasons],
         "relevant": selection.relevant,
         "relevance": selection.relevance,
     }
 
 
-_reason_json = _fragment(reason_to_dict)
 # The new customers of a batch chunk share one selection (``fatigue.content.select``).
 _selection_json = _fragment(_selection_to_dict)
 

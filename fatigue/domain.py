@@ -15,6 +15,8 @@ from typing import Any
 
 import orjson
 
+from fatigue.identity import ByIdentity
+
 
 class ContentKind(StrEnum):
     """What a piece of content (or a campaign) is; Rapport only picks non-transactional content."""
@@ -191,13 +193,18 @@ class Decision:
     # orjson writes them exactly as ``isoformat`` does (tests/fatigue/test_domain.py), faster.
     @cached_property
     def _as_json(self) -> str:
-        return orjson.dumps(self._data(_same)).decode()
+        return orjson.dumps(self._data(_same, _candidate_json, reason_json)).decode()
 
     @cached_property
     def _as_dict(self) -> dict[str, Any]:
-        return self._data(_isoformat)
+        return self._data(_isoformat, candidate_to_dict, reason_to_dict)
 
-    def _data(self, moment: Callable[[datetime | None], Any]) -> dict[str, Any]:
+    def _data(
+        self,
+        moment: Callable[[datetime | None], Any],
+        item: Callable[[Candidate], Any],
+        reason: Callable[[Reason], Any],
+    ) -> dict[str, Any]:
         return {
             "action": self.action.value,
             "user_id": self.user_id,
@@ -208,8 +215,8 @@ class Decision:
             "idempotency_key": self.idempotency_key,
             "dry_run": self.dry_run,
             "request_digest": self.request_digest,
-            "items": [candidate_to_dict(item, moment) for item in self.items],
-            "reasons": [reason_to_dict(reason) for reason in self.reasons],
+            "items": [item(candidate) for candidate in self.items],
+            "reasons": [reason(why) for why in self.reasons],
         }
 
     @classmethod
@@ -282,6 +289,21 @@ def reason_to_dict(reason: Reason) -> dict[str, Any]:
         "limit": reason.limit,
         "deciding": reason.deciding,
     }
+
+
+# Written once per object: a batch chunk's new customers are offered the same candidates, and
+# most reasons are shared between decisions (their builders are cached). orjson writes a
+# fragment as it is, so the JSON is byte for byte what encoding the dicts wrote.
+def _encoded_candidate(item: Candidate) -> orjson.Fragment:
+    return orjson.Fragment(orjson.dumps(candidate_to_dict(item, _same)))
+
+
+def _encoded_reason(reason: Reason) -> orjson.Fragment:
+    return orjson.Fragment(orjson.dumps(reason_to_dict(reason)))
+
+
+_candidate_json = ByIdentity(_encoded_candidate)
+reason_json = ByIdentity(_encoded_reason)
 
 
 def candidate_from_dict(data: Mapping[str, Any]) -> Candidate:

@@ -236,3 +236,16 @@ def test_the_same_offer_at_the_same_moment_is_selected_once() -> None:
         assert again is not first and again == _select(args[0], rules, args[1], args[2], True, 0)
     assert select(shared, rules, NOW, sent).items[0].item_id != "i0"  # sent before
     assert select(shared, rules, NOW, {}, True, 5) != first  # the template asks for more
+
+
+def test_a_decision_with_shared_items_and_reasons_is_written_byte_for_byte_as_before() -> None:
+    from fatigue.domain import Action, Decision, candidate_to_dict
+
+    item = Candidate("i1", 0.25, 1.5, "trending", "gifts", ContentKind.EDITORIAL, NOW, None, True)
+    why = Reason("daily", False, "1 of 1 in the rolling window", 1, 1.0, deciding=True)
+    for n in range(3):  # the second and third reuse what the first wrote
+        decision = Decision(Action.SUPPRESS, f"u{n}", f"d{n}", NOW, items=(item, item),
+                            reasons=(why,), campaign="c", idempotency_key="k")  # fmt: skip
+        data = decision.to_dict()
+        data.update(decided_at=NOW, items=[candidate_to_dict(item, lambda m: m)] * 2)
+        assert decision.to_json() == orjson.dumps(data).decode()
