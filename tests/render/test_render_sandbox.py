@@ -267,3 +267,16 @@ def test_html_output_writes_non_ascii_as_character_references_and_text_output_do
     # Markup renders itself as given; everything the sandbox escapes comes out ASCII.
     assert html == "Zo&#235; &lt;b&gt; &#8364;2.50 <i>déjà</i> &#8594;"
     assert text == "Zoë <b> €2.50 <i>déjà</i> →"
+
+
+def test_the_limits_own_wrappers_are_called_directly_and_templates_cannot_reach_them() -> None:
+    env = RapportSandbox(html=True)
+    source = "{% for i in items %}{{ i.title ~ '!' }}{% endfor %}"
+    code = env.compile(source, raw=True)
+    assert "environment.rapport_loop(" in code and "environment.rapport_concat(" in code
+    assert "environment.call(context, environment." not in code  # no sandbox check for them
+    with budget():
+        assert render_text(env.from_string(source), {"items": ITEMS}) == "Mug!Tin!"
+    for name in ("rapport_loop", "environment.rapport_loop"):
+        with pytest.raises(TemplateError), budget():  # a name a template cannot see
+            render_text(env.from_string(f"{{{{ {name}([1], 0) }}}}"), {})
