@@ -19,8 +19,10 @@ local suppression = redis.call("HGETALL", KEYS[3])
 local engagement = redis.call("HGETALL", KEYS[4])
 local guard = {}
 if #call[8] > 0 then guard = redis.call("ZMSCORE", KEYS[2], unpack(call[8])) end
+-- Encoded once: the reply and the kept basis carry the same state, as read before any record.
+local state = cjson.encode({rows, suppression, engagement, guard})
 local function reply(status, offer)
-  return cjson.encode({status, offer, rows, suppression, engagement, guard})
+  return '["' .. status .. '",' .. offer .. ',' .. string.sub(state, 2)
 end
 if call[7] then
   for i = 1, #call[8] do
@@ -42,10 +44,9 @@ for n, offer in ipairs(call[9]) do
     break
   end
 end
-if ARGV[3] ~= "" then
-  local state = cjson.encode({rows, suppression, engagement, guard})
-  local kept = '{"b":' .. ARGV[3] .. ',"r":' .. recorded .. ',"s":' .. state .. '}'
-  redis.call("SET", KEYS[5], id .. " " .. kept, "EX", call[4])
+if ARGV[3] ~= "" then  -- one concatenation: one copy of the basis, not two
+  local kept = id .. ' {"b":' .. ARGV[3] .. ',"r":' .. recorded .. ',"s":' .. state .. '}'
+  redis.call("SET", KEYS[5], kept, "EX", call[4])
 end
 if recorded > 0 then return reply("recorded", recorded) end
 return reply("checked", 0)
