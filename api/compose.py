@@ -23,7 +23,6 @@ import pydantic
 from flask import Blueprint, Response, current_app, request, stream_with_context
 from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 
-from api import request_ids
 from api.auth import Role
 from api.batch_pool import BatchPool, Chunk, Oversize, Stop
 from api.campaigns import CampaignRegistry
@@ -257,10 +256,9 @@ def _answers(chunks: Iterator[Chunk]) -> Iterator[bytes]:
     chunked-encoding frame) per chunk, as the helpers' answers do.
     """
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    request_id = request_ids.current()
 
     def compose(chunk: Chunk) -> bytes:
-        with app.app_context(), request_ids.carried(request_id):  # log lines name the request
+        with app.app_context():
             return b"".join(answer_chunk(chunk))
 
     pending: deque[Future[bytes]] = deque()

@@ -12,9 +12,6 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
 
 from flask import Flask, Response, g, has_request_context, request
 
@@ -27,21 +24,7 @@ NO_REQUEST = "-"
 
 def current() -> str | None:
     """Return the id of the request being handled in this context, if any."""
-    return g.get("request_id") if has_request_context() else _carried.get()
-
-
-# A thread working for a request outside its context (a batch stream's chunks) names it here.
-_carried: ContextVar[str | None] = ContextVar("rapport_carried_request_id", default=None)
-
-
-@contextmanager
-def carried(request_id: str | None) -> Iterator[None]:
-    """Name ``request_id`` as the current request in this thread for the enclosed work."""
-    token = _carried.set(request_id)
-    try:
-        yield
-    finally:
-        _carried.reset(token)
+    return g.get("request_id") if has_request_context() else None
 
 
 def _chosen(offered: str | None) -> str:

@@ -308,23 +308,3 @@ def test_two_chunks_are_composed_at_once_and_answered_in_input_order(
     assert [line["line"] for line in lines] == list(range(1, len(users) + 1))
     assert [line["user_id"] for line in lines] == users
     assert state["most"] == api.compose.AHEAD  # two at once, never more
-
-
-def test_chunks_composed_in_other_threads_still_name_the_request(
-    client, auth, compose_request, monkeypatch
-):
-    import api.compose
-    from api import request_ids
-
-    original = api.compose.answer_chunk
-    seen: set[str | None] = set()
-
-    def noting(chunk):
-        seen.add(request_ids.current())  # what every log line written here is stamped with
-        return original(chunk)
-
-    monkeypatch.setattr(api.compose, "answer_chunk", noting)
-    users = [str(12347 + n) for n in range(3 * api.compose.CHUNK)]
-    response = post_batch(client, auth, [compose_request(u, f"r-{u}") for u in users])
-    assert len(answers(response)) == len(users)
-    assert seen == {response.headers["X-Request-Id"]}
