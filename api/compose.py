@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime
 from functools import lru_cache
@@ -54,7 +53,6 @@ from fatigue.identity import ByIdentity
 bp = Blueprint("compose", __name__)
 log = logging.getLogger(__name__)
 CHUNK = 128  # recipients scored through the model together in the batch endpoint
-AHEAD = 2  # chunks a worker composes at once (see _answers)
 READ_BLOCK = 32 * 1024  # about 100 lines of a usual audience: under a chunk
 
 
@@ -248,31 +246,10 @@ _iso_z: Callable[[datetime], str] = ByIdentity(_pydantic_iso)
 
 
 def _answers(chunks: Iterator[Chunk]) -> Iterator[bytes]:
-    """Compose chunks two at a time in this worker and yield their answers in input order.
-
-    A chunk waits for the store once per round trip: on two cores, one stream per worker left
-    about a tenth of the machine idle. With two chunks under way, one renders while the other
-    waits. A chunk's lines are decided together, so they go out together: one write (and one
-    chunked-encoding frame) per chunk, as the helpers' answers do.
-    """
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
-
-    def compose(chunk: Chunk) -> bytes:
-        with app.app_context():
-            return b"".join(answer_chunk(chunk))
-
-    pending: deque[Future[bytes]] = deque()
-    with ThreadPoolExecutor(AHEAD, thread_name_prefix="rapport-batch") as threads:
-        try:
-            for chunk in chunks:
-                pending.append(threads.submit(compose, chunk))
-                if len(pending) >= AHEAD:
-                    yield pending.popleft().result()
-            while pending:
-                yield pending.popleft().result()
-        finally:  # a client that went away: chunks not yet started are never decided
-            for future in pending:
-                future.cancel()
+    # A chunk's lines are decided together, so they go out together: one write (and one
+    # chunked-encoding frame) per chunk rather than per line, as the helpers' answers do.
+    for chunk in chunks:
+        yield b"".join(answer_chunk(chunk))
 
 
 def _numbered_chunks(stream: IO[bytes], limit: int) -> Iterator[Chunk]:

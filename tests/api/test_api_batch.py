@@ -276,35 +276,3 @@ def test_an_upload_broken_off_answers_what_arrived_without_an_error(
     assert [line["line"] for line in answers(response)] == [1, 2, 3, 4, 5]
     assert "ended early after line 5" in caplog.text
     assert not [record for record in caplog.records if record.levelname == "ERROR"]
-
-
-def test_two_chunks_are_composed_at_once_and_answered_in_input_order(
-    client, auth, compose_request, monkeypatch
-):
-    import threading
-    import time
-
-    import api.compose
-
-    original = api.compose.answer_chunk
-    state = {"running": 0, "most": 0}
-    lock = threading.Lock()
-
-    def timed(chunk):
-        with lock:
-            state["running"] += 1
-            state["most"] = max(state["most"], state["running"])
-        try:
-            if chunk[0][0] == 1:  # the first chunk finishes last
-                time.sleep(0.3)
-            return list(original(chunk))
-        finally:
-            with lock:
-                state["running"] -= 1
-
-    monkeypatch.setattr(api.compose, "answer_chunk", timed)
-    users = [str(12347 + n) for n in range(5 * api.compose.CHUNK)]
-    lines = answers(post_batch(client, auth, [compose_request(u, f"t-{u}") for u in users]))
-    assert [line["line"] for line in lines] == list(range(1, len(users) + 1))
-    assert [line["user_id"] for line in lines] == users
-    assert state["most"] == api.compose.AHEAD  # two at once, never more
