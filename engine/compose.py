@@ -64,6 +64,11 @@ class Availability:
             blocked = frozenset(catalog.unavailable(now)).union(unknown)
             if in_email:
                 blocked |= {item_id for item_id, item in catalog.items() if not safe_url(item.url)}
+        if state is not None and state[1] == blocked:
+            # The same set as the last minute's: hand out the same object. The filters built
+            # from it key the model's caches (kept picks), which then hold one set, not one a
+            # minute, and compare it by identity instead of item by item.
+            blocked = state[1]
         self._state[in_email] = (key, blocked)
         return blocked
 

@@ -434,3 +434,21 @@ def test_a_viewed_item_bought_in_the_held_back_slice_counts_as_a_hit(
     plain_returning = calibrate(interactions, config)[1]["returning_customers"]
     assert plain_returning > 0
     assert calibrate(viewed, config)[1]["returning_customers"] == plain_returning
+
+
+def test_an_unchanged_minute_hands_out_the_same_blocked_set(recommender: Recommender) -> None:
+    from datetime import timedelta
+
+    from engine.compose import Availability
+
+    availability = Availability()
+    now = datetime(2030, 1, 1, tzinfo=UTC)
+    first = availability.blocked(recommender, now, in_email=True)
+    later = availability.blocked(recommender, now + timedelta(minutes=5), in_email=True)
+    assert first  # some items are unavailable (a frozenset() would be the same object anyway)
+    # Recomputed, equal, and the very same object: kept picks keyed by it neither pile up one
+    # set a minute nor compare them item by item.
+    assert later is first
+    expired = replace(recommender, catalog=None, _picks={}, _joined={})
+    emptied = availability.blocked(expired, now + timedelta(minutes=10), in_email=True)
+    assert emptied == frozenset() and emptied is not first
