@@ -12,14 +12,16 @@ import hashlib
 import logging
 import re
 import threading
+from bisect import bisect_right
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from jinja2 import TemplateSyntaxError
 
 from engine.render.diagnostics import problem_from
 from engine.render.lint import RAW_FIX, lint
-from engine.render.protect import protect, restore
+from engine.render.protect import PLACEHOLDER, Construct, protect, restore
 from engine.render.sandbox import RapportSandbox, char_references
 from fatigue.errors import Problem, ValidationError
 
@@ -53,7 +55,7 @@ def compile_mjml(source: str, source_name: str = "<mjml>") -> CompiledHtml:
     problems = lint(protected, source_name)
     if problems:
         raise ValidationError(problems)
-    html = ascii_html(compact(_run_compiler(protected.source, source_name)))
+    html = ascii_html(compact(_run_compiler(protected.source, source_name)), protected.constructs)
     restored, lost = restore(html, protected)
     if lost:
         raise ValidationError(
@@ -94,24 +96,55 @@ def compact(html: str) -> str:
 
 # Raw text (styles, scripts) and comments read a character reference as its letters.
 _LITERAL_TEXT = re.compile(r"<(style|script)\b.*?</\1\s*>|<!--.*?-->", re.IGNORECASE | re.DOTALL)
+# Jinja blocks whose text a filter may still change: a filter block, a {% set %} block, a macro.
+_BLOCK_START = re.compile(r"\{%[-+]?\s*(filter|macro|call)\b|\{%[-+]?\s*set\b[^=]*%\}\Z", re.DOTALL)
+_BLOCK_END = re.compile(r"\{%[-+]?\s*end(filter|macro|call|set)\b")
+_NON_ASCII = re.compile("[^\x00-\x7f]")
 
 
-def ascii_html(html: str) -> str:
+def ascii_html(html: str, constructs: Sequence[Construct] = ()) -> str:
     """Write the layout's non-ASCII characters as character references, where HTML reads them.
 
     MJML turns ``&middot;`` into the character itself; written back as ``&#183;``, the static
     HTML is ASCII, and so is a whole email unless its data or styles bring other characters
-    (see ``char_references``). Jinja is hidden when this runs, so its text is never touched.
+    (see ``char_references``). Runs while Jinja is hidden (``constructs`` are what the
+    placeholders stand for): its text is never touched, nor the text inside a block a filter
+    may change, nor styles, scripts and comments.
     """
     if html.isascii():
         return html
-    pieces: list[str] = []
-    last = 0
-    for literal in _LITERAL_TEXT.finditer(html):
-        pieces += [char_references(html[last : literal.start()]), literal.group()]
-        last = literal.end()
-    pieces.append(char_references(html[last:]))
-    return "".join(pieces)
+    kept = [match.span() for match in _LITERAL_TEXT.finditer(html)]
+    kept += _filtered_blocks(html, constructs)
+    kept.sort()
+    starts = [start for start, _ in kept]
+
+    def written(match: re.Match[str]) -> str:
+        at = bisect_right(starts, match.start()) - 1
+        if at >= 0 and match.start() < kept[at][1]:
+            return match.group()
+        return char_references(match.group())
+
+    return _NON_ASCII.sub(written, html)
+
+
+def _filtered_blocks(html: str, constructs: Sequence[Construct]) -> list[tuple[int, int]]:
+    """Spans of ``html`` inside outermost filter, ``{% set %}``, macro and call blocks."""
+    spans: list[tuple[int, int]] = []
+    depth = start = 0
+    for placeholder in PLACEHOLDER.finditer(html):
+        index = int(placeholder.group(1))
+        text = constructs[index].text if index < len(constructs) else ""
+        if _BLOCK_START.match(text):
+            if not depth:
+                start = placeholder.start()
+            depth += 1
+        elif _BLOCK_END.match(text) and depth:
+            depth -= 1
+            if not depth:
+                spans.append((start, placeholder.end()))
+    if depth:  # unclosed (Jinja refuses it anyway): keep the rest as it is
+        spans.append((start, len(html)))
+    return spans
 
 
 def _run_compiler(source: str, source_name: str) -> str:

@@ -23,6 +23,7 @@ compile for seconds or raise ``RecursionError``.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -198,16 +199,27 @@ def _output_html(value: Any) -> str:
 
     Jinja writes three calls per output (finalize, escape, and ``Markup``'s constructor in
     Python); an email has about fifty outputs. The escaped text is returned as plain ``str``:
-    output is only ever joined, never used as a value. Non-ASCII characters come out as
-    character references (see ``char_references``); markup that renders itself is left as is.
+    output is only ever joined, never used as a value. Written straight into the email, its
+    non-ASCII characters come out as character references (``char_references``), markup that
+    renders itself included: whatever a filter or macro made of it is done by then.
+    """
+    escaped = _output_html_in_block(value)
+    return escaped if escaped.isascii() else char_references(escaped)
+
+
+def _output_html_in_block(value: Any) -> str:
+    """Escape an output inside a filter block, a ``{% set %}`` block or a macro, characters kept.
+
+    A filter may still change that text (``upper``, ``truncate``, a slice): on a character
+    reference it would work on the reference's letters. The block's result is written out as
+    it comes, characters and all.
     """
     value = _finalize(value)
-    if type(value) is not str:
-        if hasattr(value, "__html__"):  # Markup, or an object that renders itself safely
-            return str(value.__html__())
-        value = str(value)
-    escaped = _escape_inner(value)
-    return escaped if escaped.isascii() else char_references(escaped)
+    if type(value) is str:
+        return _escape_inner(value)
+    if hasattr(value, "__html__"):  # Markup, or an object that renders itself safely
+        return str(value.__html__())
+    return _escape_inner(str(value))
 
 
 def char_references(text: str) -> str:
@@ -216,8 +228,15 @@ def char_references(text: str) -> str:
     ``£`` becomes ``&#163;``: the same text to every mail client, whatever charset it assumes.
     An email's HTML that is all ASCII is also copied, not re-encoded, each time it is turned
     into UTF-8 (an answer line, a MIME part): one pound sign made that cost 15 us an email.
+    Text with a C1 control character (U+0080 to U+009F) is left as it is: HTML reads those
+    references as Windows-1252 (``&#128;`` shows a euro sign).
     """
+    if _C1_CONTROL.search(text):
+        return text
     return text.encode("ascii", "xmlcharrefreplace").decode("ascii")
+
+
+_C1_CONTROL = re.compile("[\x80-\x9f]")
 
 
 def _output_text(value: Any) -> str:
@@ -236,8 +255,10 @@ class _OutputCodeGenerator(CodeGenerator):
     def _output_child_pre(self, node: nodes.Expr, frame: Frame, finalize: Any) -> None:
         if not _fused(frame, finalize):
             super()._output_child_pre(node, frame, finalize)
-        elif frame.eval_ctx.autoescape:
+        elif frame.eval_ctx.autoescape and frame.buffer is None:  # yielded into the email
             self.write("environment.rapport_output_html(")
+        elif frame.eval_ctx.autoescape:  # into a block's buffer, which a filter may change
+            self.write("environment.rapport_output_html_in_block(")
         else:
             self.write("environment.rapport_output_text(")
 
@@ -306,6 +327,7 @@ class RapportSandbox(ImmutableSandboxedEnvironment):
         )
         self.rapport_loop = _bounded_loop
         self.rapport_output_html = _output_html
+        self.rapport_output_html_in_block = _output_html_in_block
         self.rapport_output_text = _output_text
         self.rapport_concat = _bounded_concat
 

@@ -224,3 +224,15 @@ def test_comments_keep_their_characters_and_ascii_html_is_returned_as_it_was() -
     assert ascii_html(html) == f"<p>&#233;</p>{kept}<p>ok</p>"
     plain = "<p>plain</p>"
     assert ascii_html(plain) is plain
+
+
+def test_text_inside_filter_set_and_macro_blocks_keeps_its_characters() -> None:
+    source = body(
+        "<mj-text>{% filter upper %}Café · {{ name }}{% endfilter %} · Crème"
+        "{% set t %}Zoë{% endset %}{{ t }}</mj-text>\n"
+        "<mj-raw>{% macro m(x) %}<p>Éa {{ x }}</p>{% endmacro %}</mj-raw>"
+    )
+    html = compile_mjml(source).html
+    # A filter may still change the block's text (upper would not touch a reference's letters).
+    assert "{% filter upper %}Café · {{ name }}{% endfilter %} &#183; Cr&#232;me" in html
+    assert "{% set t %}Zoë{% endset %}" in html and "<p>Éa {{ x }}</p>" in html

@@ -264,8 +264,8 @@ def test_html_output_writes_non_ascii_as_character_references_and_text_output_do
     with budget():
         html = render_text(RapportSandbox(html=True).from_string(source), values)
         text = render_text(RapportSandbox(html=False).from_string(source), values)
-    # Markup renders itself as given; everything the sandbox escapes comes out ASCII.
-    assert html == "Zo&#235; &lt;b&gt; &#8364;2.50 <i>déjà</i> &#8594;"
+    # Markup renders itself as given, and what is written into the email comes out ASCII.
+    assert html == "Zo&#235; &lt;b&gt; &#8364;2.50 <i>d&#233;j&#224;</i> &#8594;"
     assert text == "Zoë <b> €2.50 <i>déjà</i> →"
 
 
@@ -280,3 +280,17 @@ def test_the_limits_own_wrappers_are_called_directly_and_templates_cannot_reach_
     for name in ("rapport_loop", "environment.rapport_loop"):
         with pytest.raises(TemplateError), budget():  # a name a template cannot see
             render_text(env.from_string(f"{{{{ {name}([1], 0) }}}}"), {})
+
+
+def test_text_a_filter_may_still_change_keeps_its_characters_until_it_is_written() -> None:
+    source = (
+        "{% filter upper %}Café {{ name }}{% endfilter %}|{% set t %}Hi {{ name }}{% endset %}"
+        "{{ t|length }}|{{ t|truncate(5, true, '', 0) }}|{% macro m(x) %}{{ x }}!{% endmacro %}"
+        "{{ m(name)[:3] }}|{{ name }}|{{ control }}"
+    )
+    with budget():
+        html = render_text(RapportSandbox(html=True).from_string(source),
+                           {"name": "Zoé", "control": "a\x80b é"})  # fmt: skip
+    # upper, length, truncate and slices work on the characters; what is written is ASCII,
+    # but for a C1 control (HTML reads &#128; as a euro sign): that value stays as it is.
+    assert html == "CAFÉ ZOÉ|6|Hi Zo|Zo&#233;|Zo&#233;|a\x80b é"

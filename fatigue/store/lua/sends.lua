@@ -69,7 +69,9 @@ local function record_send(score, offer, history_ttl, engagement_ttl)
   redis.call("ZREMRANGEBYSCORE", KEYS[1], "-inf", oldest)
   redis.call("EXPIRE", KEYS[1], history_ttl)
   if #parsed.i > 0 then
-    local scored = {}  -- one ZADD for every item: each redis.call costs about a microsecond
+    -- One ZADD for every item (each redis.call costs about a microsecond). unpack takes at
+    -- most 7,999 values: a send carries at most MAX_N (1,000) items, far below that.
+    local scored = {}
     for _, item in ipairs(parsed.i) do
       scored[#scored + 1] = score
       scored[#scored + 1] = item
