@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import time
 from abc import ABC, abstractmethod
-from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,6 +24,8 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
+
+from fatigue.random_ids import random_hex
 
 if TYPE_CHECKING:
     from fatigue.basis import Basis
@@ -364,33 +364,7 @@ def stored_replay(value: str | bytes) -> tuple[str, str]:
 def new_decision_id(user_id: str) -> str:
     """Return a unique decision id that also names its customer, so release needs nothing else."""
     owner = base64.urlsafe_b64encode(user_id.encode()).decode().rstrip("=")
-    return f"d{_random_hex()}.{owner}"
-
-
-#: How many ids' worth of randomness one ``os.urandom`` call reads.
-ID_BATCH = 512
-_ID_HEX = 20  # 10 random bytes, as ``secrets.token_hex(10)`` gave them
-_ids: deque[str] = deque()
-
-
-def _random_hex() -> str:
-    """Return 20 hex digits from the OS's CSPRNG, read ``ID_BATCH`` ids at a time.
-
-    One ``os.urandom`` per decision was a syscall per recipient, and it lets go of the GIL, so
-    a threaded worker could wait a switch interval to get it back. The ids stay as unguessable
-    as before (a forged ``send_failed`` must not name another decision). ``deque.popleft`` is
-    atomic, so threads never share one; two threads refilling at once only read more.
-    """
-    try:
-        return _ids.popleft()
-    except IndexError:
-        text = os.urandom(ID_BATCH * _ID_HEX // 2).hex()
-        _ids.extend(text[n : n + _ID_HEX] for n in range(0, len(text), _ID_HEX))
-        return _ids.popleft()
-
-
-# A forked worker must not hand out the ids its parent had read and may hand out too.
-os.register_at_fork(after_in_child=_ids.clear)
+    return f"d{random_hex()}.{owner}"
 
 
 def decision_owner(decision_id: str) -> str | None:

@@ -212,3 +212,14 @@ def test_the_date_header_shows_each_message_its_own_zone_and_second() -> None:
     for moment in moments:
         headers, _ = write_message(MessageParts("Hi", "t", "<p>h</p>", LONG_URL, date=moment))
         assert headers["Date"] == format_datetime(moment), moment
+
+
+def test_every_message_gets_its_own_unguessable_boundary() -> None:
+    import re
+
+    from engine.render.mime import envelope
+
+    parts = MessageParts("Hi", "plain", "<p>rich</p>", LONG_URL, to="a@example.com")
+    boundaries = [envelope(parts)[1] for _ in range(2000)]  # past one buffered read of ids
+    assert len(set(boundaries)) == len(boundaries)
+    assert all(re.fullmatch(r"=_rapport_[0-9a-f]{20}", boundary) for boundary in boundaries)
