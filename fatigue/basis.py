@@ -9,10 +9,10 @@ same decision without the decision's JSON having to exist before the store has a
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from operator import attrgetter
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -30,11 +30,9 @@ from fatigue.domain import (
     reason_json,
 )
 from fatigue.evaluate import Plan, finish, prepare
-from fatigue.identity import ByIdentity
+from fatigue.identity import encoded_once
 from fatigue.store.base import Replay
 from fatigue.windows import zone
-
-T = TypeVar("T")
 
 
 class Basis(NamedTuple):
@@ -53,7 +51,7 @@ class Basis(NamedTuple):
         """Encode as compact JSON."""
         data = {
             "id": self.decision_id,
-            "at": _isoformat(self.decided_at),
+            "at": self.decided_at,
             "tz": self.timezone,
             "deferrable": self.deferrable,
             "dry_run": self.dry_run,
@@ -78,19 +76,6 @@ class Basis(NamedTuple):
         )
 
 
-def _fragment(to_dict: Callable[[T], dict[str, Any] | None]) -> Callable[[T], orjson.Fragment]:
-    """Return ``to_dict`` encoded once per object (``orjson`` writes a fragment as it is).
-
-    Every decision in a batch names the same campaign objects, and the reasons a selection
-    gives are shared too (``fatigue.content`` builds each distinct one once).
-    """
-
-    def encode(value: T) -> orjson.Fragment:
-        return orjson.Fragment(orjson.dumps(to_dict(value)))
-
-    return ByIdentity(encode)
-
-
 def _campaign_to_dict(campaign: Campaign) -> dict[str, Any]:
     return {
         "id": campaign.id,
@@ -101,7 +86,8 @@ def _campaign_to_dict(campaign: Campaign) -> dict[str, Any]:
     }
 
 
-_campaign_json = _fragment(_campaign_to_dict)
+# Every decision in a batch names the same campaign objects.
+_campaign_json = encoded_once(_campaign_to_dict)
 
 
 def _campaign_from_dict(data: dict[str, Any]) -> Campaign:
@@ -126,7 +112,7 @@ def _selection_to_dict(selection: Selection | None) -> dict[str, Any] | None:
 
 
 # The new customers of a batch chunk share one selection (``fatigue.content.select``).
-_selection_json = _fragment(_selection_to_dict)
+_selection_json = encoded_once(_selection_to_dict)
 
 
 def _selection_from_dict(data: dict[str, Any] | None) -> Selection | None:
@@ -140,28 +126,11 @@ def _selection_from_dict(data: dict[str, Any] | None) -> Selection | None:
     )
 
 
-def _candidate_row(item: Candidate) -> tuple[Any, ...]:
-    # A row, not a dict: the basis is written for every decision with an idempotency key. The
-    # fields are read in one C call; orjson writes the tuple as an array and the kind (a str
-    # enum) as its value, as ``str`` does.
-    row = _ROW(item)
-    published, expires = row[6], row[7]
-    if published is None and expires is None:
-        return row
-    return (
-        *row[:6],
-        _isoformat(published) if published is not None else None,
-        _isoformat(expires) if expires is not None else None,
-        row[8],
-    )
-
-
-# An item's dates are the catalog's own objects, shared by every decision that offers it.
-_isoformat: Callable[[datetime], str] = ByIdentity(datetime.isoformat)
-
-
-# The columns, in the order ``_candidate_from_row`` reads them.
-_ROW = attrgetter(
+# A row, not a dict: the basis is written for every decision with an idempotency key. The
+# fields are read in one C call; orjson writes the tuple as an array, the kind (a str enum) as
+# its value and the dates exactly as ``isoformat`` does (as ``Decision.to_json`` relies on). The
+# columns are in the order ``_candidate_from_row`` reads them.
+_candidate_row = attrgetter(
     "item_id", "relevance", "score", "source", "category", "kind", "published_at", "expires_at",
     "in_stock",
 )  # fmt: skip

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from fatigue.identity import ByIdentity
+from fatigue.identity import encoded_once
 
 
 class ContentKind(StrEnum):
@@ -291,19 +291,14 @@ def reason_to_dict(reason: Reason) -> dict[str, Any]:
     }
 
 
+def _candidate_data(item: Candidate) -> dict[str, Any]:
+    return candidate_to_dict(item, _same)
+
+
 # Written once per object: a batch chunk's new customers are offered the same candidates, and
-# most reasons are shared between decisions (their builders are cached). orjson writes a
-# fragment as it is, so the JSON is byte for byte what encoding the dicts wrote.
-def _encoded_candidate(item: Candidate) -> orjson.Fragment:
-    return orjson.Fragment(orjson.dumps(candidate_to_dict(item, _same)))
-
-
-def _encoded_reason(reason: Reason) -> orjson.Fragment:
-    return orjson.Fragment(orjson.dumps(reason_to_dict(reason)))
-
-
-_candidate_json = ByIdentity(_encoded_candidate)
-reason_json = ByIdentity(_encoded_reason)
+# most reasons are shared between decisions (their builders are cached).
+_candidate_json = encoded_once(_candidate_data)
+reason_json = encoded_once(reason_to_dict)
 
 
 def candidate_from_dict(data: Mapping[str, Any]) -> Candidate:

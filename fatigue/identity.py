@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable, Sequence
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
+
+import orjson
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -41,3 +43,15 @@ class ByIdentity(Generic[K, V]):
 def same_objects(left: Sequence[object], right: Sequence[object]) -> bool:
     """Whether two sequences hold the very same objects, in order (identity, not equality)."""
     return len(left) == len(right) and all(map(operator.is_, left, right))
+
+
+def encoded_once(to_data: Callable[[K], Any]) -> Callable[[K], orjson.Fragment]:
+    """Return ``to_data`` encoded as JSON once per object (orjson writes a fragment as it is).
+
+    The JSON that holds the fragment is byte for byte what encoding the data in place wrote.
+    """
+
+    def encode(value: K) -> orjson.Fragment:
+        return orjson.Fragment(orjson.dumps(to_data(value)))
+
+    return ByIdentity(encode)
