@@ -179,7 +179,6 @@ class Recommender:
             return kept
         missing = [user_id for user_id in user_ids if user_id not in kept]
         result = self._recommend_anew(missing, n, filters, recent)
-        self._keep_picks(result, n, filters, recent)
         result.update(kept)
         return result
 
@@ -204,6 +203,8 @@ class Recommender:
         faded = [i for i in unfolded if not active[rows[i]]]
         result = self._recommend_known(user_ids, rows[known], known, n, filters, blocked)
         result.update(self._recommend_faded(user_ids, rows[faded], faded, n, filters, blocked))
+        self._keep_picks([user_ids[i] for i in unfolded if not recent.get(user_ids[i])],
+                         result, n, filters)  # fmt: skip
         result.update(folded)
         for user_id in user_ids:
             if user_id not in result:
@@ -212,20 +213,18 @@ class Recommender:
 
     def _keep_picks(
         self,
+        user_ids: Sequence[str],
         found: Mapping[str, list[Recommendation]],
         n: int,
         filters: Filters,
-        recent: Mapping[str, Sequence[RecentInteraction]],
     ) -> None:
-        """Remember known customers' picks; recent activity and the cold start are not kept.
+        """Remember these known customers' picks (no recent activity: it would change them).
 
-        The cold start is already one shared list, and a batch of new customers must not push
-        the known ones out. Whole-cache clearing, as the other caches here: no lock, and a
-        reader meanwhile simply recomputes.
+        The cold start is not kept: it is already one shared list, and a batch of new customers
+        must not push the known ones out. Whole-cache clearing, as the other caches here: no
+        lock, and a reader meanwhile simply recomputes.
         """
-        settled = [user_id for user_id in found if not recent.get(user_id)]
-        rows = self.users.indices(settled).tolist()
-        for user_id in (user_id for user_id, row in zip(settled, rows, strict=True) if row >= 0):
+        for user_id in user_ids:
             if len(self._picks) >= PICKS_CACHE_SIZE:
                 self._picks.clear()
             self._picks[(user_id, n, filters)] = tuple(found[user_id])
