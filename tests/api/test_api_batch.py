@@ -276,3 +276,33 @@ def test_an_upload_broken_off_answers_what_arrived_without_an_error(
     assert [line["line"] for line in answers(response)] == [1, 2, 3, 4, 5]
     assert "ended early after line 5" in caplog.text
     assert not [record for record in caplog.records if record.levelname == "ERROR"]
+
+
+def test_answer_lines_are_byte_for_byte_the_documented_decision_without_nulls(app, compose_request):
+    """The line's decision is built directly, shared reasons and items encoded once: the bytes
+    must be what encoding ``decision_answer`` without its nulls writes."""
+    import orjson
+
+    from api.compose import _email_answer, _line, _present, _reason, decision_answer, to_input
+    from api.schemas.compose import ComposeRequest
+
+    requests = [compose_request(f"new-{n}", f"n-{n}") for n in range(3)]  # share their picks
+    requests += [compose_request("12347", "known"), compose_request("12348", "dry", dry_run=True)]
+    requests += [compose_request("new-0", "again")]  # a second email inside the cooldown
+    with app.test_request_context():
+        bodies = [ComposeRequest.model_validate(request) for request in requests]
+        composer = app.extensions["rapport"].get("composer")
+        compositions = composer.compose_many([to_input(body) for body in bodies])
+        compositions += composer.compose_many([to_input(bodies[-1])])  # replayed
+    actions = [composition.decision.action.value for composition in compositions]
+    assert actions.count("send") >= 4 and len(set(actions)) >= 2, actions
+    lines = zip(bodies + bodies[-1:], compositions, strict=True)
+    for number, (body, composition) in enumerate(lines, 1):
+        shaped = decision_answer(composition.decision, lambda reason: _present(_reason(reason)))
+        expected: dict = {"line": number, "user_id": body.recipient.user_id,
+                          "decision": _present(shaped)}  # fmt: skip
+        if composition.email is not None:
+            expected["email"] = _present(_email_answer(composition.email, False))
+        assert _line(number, body, composition) == orjson.dumps(
+            expected, option=orjson.OPT_APPEND_NEWLINE
+        )
