@@ -327,3 +327,30 @@ def test_open_hours_written_before_they_were_kept_in_utc_are_read_in_the_default
     decision = governor.decide(ny, request(deferrable=True), items())
     assert decision.deciding.detail == "best local hour 10:00 (customer)"
     assert decision.send_at == datetime(2026, 1, 12, 15, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_both_protocols_read_the_same_state(redis_url, prefix, protocol):
+    """The store reads replies itself, not through redis-py's callbacks: RESP2 and RESP3 alike.
+
+    ``HGETALL`` answers a flat list over RESP2 and a map over RESP3; the audience's hours, the
+    customer's state and a decision must come out the same either way.
+    """
+    store = store_from_url(f"{redis_url}?prefix={prefix}&protocol={protocol}")
+    store.apply(EventChange("u1", NOW, engaged=True, hour=8, audience_hour=9))
+    store.commit([send()])
+    [state] = store.load([StateQuery("u1", NOW, 0.0)])
+    assert state.audience_hours[9] == 1 and state.hours[8] == 1
+    assert [record.items for record in state.sends] == [("i1",)] and state.ignored == 1
+    clock = FrozenClock(datetime(2026, 1, 12, 12, tzinfo=UTC))
+    decision = Governor(load_rules(CONTRACT), store, clock).decide(alice(), request(), items())
+    assert decision.action == Action.SEND
+    store.close()
+
+
+def test_a_connection_the_server_closed_is_replaced(store, raw):
+    """The store's pipelines take the client's pooled connections: a dead one is reconnected."""
+    store.commit([send()])
+    raw.client_kill_filter(_type="normal", skipme=True)  # every connection but this one
+    [state] = store.load([StateQuery("u1", NOW, 0.0)])
+    assert [record.items for record in state.sends] == [("i1",)]
