@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from operator import attrgetter
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from fatigue.arbitrate import arbitrate, decision_for, rank
@@ -87,6 +88,21 @@ class Draft:
     settled: bool
 
 
+class Stamps(NamedTuple):
+    """A round's moment as the store calls give it: the same float objects for every call.
+
+    Shared, not worked out per call: the Redis store writes each as text (``repr`` of a float
+    costs about two microseconds) and writes a value it has written before once
+    (``fatigue.store.redis_args``).
+    """
+
+    at: float
+    #: The oldest send a decision reads (``rules.history_horizon`` back).
+    since: float
+    #: Sends of considered items after this make the content stale (None: no no-repeat rule).
+    repeat_since: float | None
+
+
 @dataclass(slots=True)
 class FollowUp:
     """A decision the store call could not settle: record it (a send) or remember it."""
@@ -146,7 +162,8 @@ class Governor:
         self, jobs: list[Job], pending: list[int], results: list[Decision | None]
     ) -> list[int]:
         now = self.clock()
-        drafts = [self._draft(jobs[index], now) for index in pending]
+        stamps = self._stamps(now)
+        drafts = [self._draft(jobs[index], now, stamps) for index in pending]
         try:
             replies = self.store.decide([draft.call for draft in drafts])
         except StoreError as exc:
@@ -183,7 +200,13 @@ class Governor:
             retry += self._follow_up(jobs, follow, results, now)
         return retry
 
-    def _draft(self, job: Job, now: datetime) -> Draft:
+    def _stamps(self, now: datetime) -> Stamps:
+        """Return the epoch times every store call of a round shares, worked out once."""
+        at = now.timestamp()
+        repeat_since = None if self._no_repeat is None else at - self._no_repeat.total_seconds()
+        return Stamps(at, at - self._horizon, repeat_since)
+
+    def _draft(self, job: Job, now: datetime, stamps: Stamps) -> Draft:
         request, user = job.request, job.recipient.user_id
         timezone = job.recipient.timezone or self._default_timezone
         where = zone(timezone)
@@ -199,7 +222,7 @@ class Governor:
             if len(offered) > 1:
                 offered.sort(key=lambda n: rank(prepared[n]), reverse=True)
             order = offered
-        call = self._call(job, prepared, order, settled, now, timezone)
+        call = self._call(job, prepared, order, settled, now, stamps, timezone)
         return Draft(job, where, prepared, order, call, settled)
 
     def _call(
@@ -209,6 +232,7 @@ class Governor:
         order: list[int],
         settled: bool,
         now: datetime,
+        stamps: Stamps,
         timezone: str,
     ) -> DecideCall:
         """Build the store call: the offered sends, the no-repeat guard, the basis to keep."""
@@ -222,15 +246,13 @@ class Governor:
                 request.deferrable, request.dry_run, request.request_digest,
             )  # fmt: skip
         guard = _considered(prepared) if self._no_repeat is not None else ()
-        now_ts = now.timestamp()
+        now_ts = stamps.at
         return DecideCall(
-            query=StateQuery(user, now_ts, now_ts - self._horizon, key),
+            query=StateQuery(user, now_ts, stamps.since, key),
             decision_id=job.decision_id,
             offers=tuple(self._offer(job, prepared[n], now_ts) for n in order),
             guard_items=guard,
-            repeat_since=now_ts - self._no_repeat.total_seconds()
-            if self._no_repeat is not None and settled
-            else None,
+            repeat_since=stamps.repeat_since if settled else None,
             basis=basis,
             audience=not settled and self.rules.send_time is not None,
             history_ttl=history_ttl,

@@ -29,10 +29,17 @@ def _cap_rows(caps: tuple[CapCheck, ...]) -> list[list[Any]]:
     ]  # fmt: skip
 
 
+def _encoded_caps(caps: tuple[CapCheck, ...]) -> orjson.Fragment:
+    return orjson.Fragment(orjson.dumps(_cap_rows(caps)))
+
+
 #: The governor works the checks out once per campaign, zone and moment (``Plan.frame``), so a
-#: batch offers the very same tuple for most recipients: laid out once. Only ``orjson.dumps``
-#: reads a layout, so sharing one is safe.
-_caps_layout = ByIdentity(_cap_rows)
+#: batch offers the very same tuple for most recipients: encoded once (orjson writes a fragment
+#: as it is: the same bytes as the rows encoded in place).
+_caps_layout = ByIdentity(_encoded_caps)
+#: ``repr`` of the round's times: the governor gives every call of a round the same float
+#: objects (``governor.Stamps``), and a float's repr costs more than finding it again.
+_float_text: ByIdentity[float, str] = ByIdentity(repr)
 
 
 def commit_args(attempt: SendAttempt) -> list[Any]:
@@ -59,7 +66,7 @@ def decide_args(call: DecideCall) -> list[Any]:
     key = query.idempotency_key
     repeat = call.repeat_since
     payload = [
-        repr(query.since),
+        _float_text(query.since),
         call.decision_id,
         0 if key is None else 1,
         call.idempotency_ttl,
@@ -70,4 +77,4 @@ def decide_args(call: DecideCall) -> list[Any]:
         [offer_layout(offer) for offer in call.offers],
     ]
     basis = call.basis.to_json() if call.basis is not None and key is not None else ""
-    return [repr(query.now), orjson.dumps(payload), basis]
+    return [_float_text(query.now), orjson.dumps(payload), basis]

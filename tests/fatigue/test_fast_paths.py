@@ -249,3 +249,45 @@ def test_a_decision_with_shared_items_and_reasons_is_written_byte_for_byte_as_be
         data = decision.to_dict()
         data.update(decided_at=NOW, items=[candidate_to_dict(item, lambda m: m)] * 2)
         assert decision.to_json() == orjson.dumps(data).decode()
+
+
+def _old_decide_args(call: Any) -> list[Any]:
+    """``decide_args`` as it was written before any layout was shared."""
+    rows = [
+        [
+            offer.record.to_member(),
+            False if offer.cooldown_since is None else offer.cooldown_since,
+            False if offer.sunset_at is None else offer.sunset_at,
+            offer.blocking_scopes,
+            [[c.since, c.inclusive, c.limit, c.channel, c.category or "", c.campaign or "",
+              c.min_ignored] for c in offer.caps],
+        ]
+        for offer in call.offers
+    ]  # fmt: skip
+    query, repeat = call.query, call.repeat_since
+    payload = [repr(query.since), call.decision_id, 1, call.idempotency_ttl, call.history_ttl,
+               call.engagement_ttl, False if repeat is None else repeat, list(call.guard_items),
+               rows]  # fmt: skip
+    return [repr(query.now), orjson.dumps(payload), call.basis.to_json()]
+
+
+def test_decide_calls_sharing_checks_and_times_are_laid_out_byte_for_byte_as_before() -> None:
+    from fatigue.store.base import CapCheck, DecideCall, SendAttempt, StateQuery
+    from fatigue.store.redis_args import decide_args
+
+    caps = (
+        CapCheck(1_800_000_000.25, False, 3, "email", "sale", None, 0),
+        CapCheck(1_799_999_000.0, True, 1.0, "email", None, "c1", 5),  # type: ignore[arg-type]
+    )
+    basis = Basis("d1.dTE", NOW, "UTC", (Campaign("c1", "sale"),), (None,))
+    now, since = 1_800_000_100.123456, 1_796_000_100.123456
+    calls = []
+    for n, at in enumerate((now, now, now + 0.5, float(int(now)))):  # shared, then new objects
+        record = SendRecord(f"d{n}.dTE", at, "email", "sale", "c1", "promotional", True, ("i1",))
+        offer = SendAttempt("u1", record, caps if n < 3 else caps[:1], 1.5e9 + n, ("all",),
+                            "k", sunset_at=None if n else 10)  # fmt: skip
+        query = StateQuery("u1", at, since if n < 2 else at - 4e6, "k")
+        repeat = None if n % 2 else at - 86400.0
+        calls.append(DecideCall(query, f"d{n}.dTE", (offer,), ("i1", "i2"), repeat, basis))
+    for call in calls + calls:  # the second time from the encodings kept
+        assert decide_args(call) == _old_decide_args(call)
