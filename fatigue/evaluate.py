@@ -97,13 +97,17 @@ class Plan:
         if engagement is not None and engagement.sunset_after is not None:
             self.sunset_at = engagement.reduce_after + engagement.sunset_after
 
-    def memo(self, key: tuple[Any, ...], build: Callable[[], Any]) -> Any:
-        """Return the value memoised under ``key``, building it on first use."""
+    def memo(self, key: tuple[Any, ...], build: Callable[..., Any], *args: Any) -> Any:
+        """Return the value memoised under ``key``, building it on first use as ``build(*args)``.
+
+        The arguments come apart from ``build``: a lambda closing over them would be a new
+        function object at every call, found or not (several per decision).
+        """
         found = self._memo.get(key)
         if found is None:
             if len(self._memo) > MEMO_LIMIT:
                 self._memo.clear()
-            found = self._memo[key] = build()
+            found = self._memo[key] = build(*args)
         return found
 
     def caps_for(self, campaign: Campaign) -> tuple[CapRule, ...]:
@@ -139,9 +143,9 @@ class Plan:
             return None
         name = f"engagement:reduced:{engagement.reduced_max}"
         return self.memo(
-            ("reduced", channel),
-            lambda: CapRule(engagement.reduced_max, engagement.reduced_per, name, channel),
-        )
+            ("reduced", channel), CapRule, engagement.reduced_max, engagement.reduced_per, name,
+            channel,
+        )  # fmt: skip
 
 
 @lru_cache(maxsize=8)
@@ -175,9 +179,7 @@ def prepare(
     frame = plan.frame(campaign, now, where, deferrable)
     holdout = _holdout(plan, user_id, campaign)
     may_send = (
-        frame.open
-        and (selection is None or selection.relevant)
-        and all(reason.passed for reason in holdout)
+        frame.open and (selection is None or selection.relevant) and _first_failed(holdout) is None
     )
     return Prepared(campaign, transactional, holdout, selection, frame, may_send)
 
@@ -226,7 +228,7 @@ def _scope(plan: Plan, campaign: Campaign) -> Scope:
 def _frame(
     plan: Plan, campaign: Campaign, now: datetime, where: ZoneInfo, deferrable: bool
 ) -> Frame:
-    scope: Scope = plan.memo(("scope", campaign), lambda: _scope(plan, campaign))
+    scope: Scope = plan.memo(("scope", campaign), _scope, plan, campaign)
     now_ts = now.timestamp()
     checks = tuple(
         _check(plan, cap, now, now_ts, span, where, cap is scope.reduced)
@@ -253,7 +255,7 @@ def finish(plan: Plan, prep: Prepared, state: UserState, now: datetime, where: Z
     selection = prep.selection
     if selection is not None:
         reasons += selection.reasons
-    blocking = next((n for n, reason in enumerate(reasons) if not reason.passed), None)
+    blocking = _first_failed(reasons)
     timing = Timing()
     for cap, check in zip(frame.caps, frame.checks, strict=True):
         if check.min_ignored == 0 or tier == "reduced":
@@ -267,6 +269,14 @@ def finish(plan: Plan, prep: Prepared, state: UserState, now: datetime, where: Z
         was = reasons[deciding]
         reasons[deciding] = Reason(was.rule, was.passed, was.detail, was.counter, was.limit, True)
     return Verdict(action, send_at, tuple(reasons), prep)
+
+
+def _first_failed(reasons: Sequence[Reason]) -> int | None:
+    """Return the index of the first reason that did not pass (a loop: no generator to make)."""
+    for index, reason in enumerate(reasons):
+        if not reason.passed:
+            return index
+    return None
 
 
 def evaluate(
@@ -318,7 +328,7 @@ def suppression_reason(plan: Plan, state: UserState, scopes: tuple[str, ...]) ->
     suppression = state.suppression
     active = [scope for scope in scopes if scope in suppression] if suppression else ()
     if not active:
-        return plan.memo(("suppression",), lambda: Reason("suppression", True, "not suppressed"))
+        return plan.memo(("suppression",), Reason, "suppression", True, "not suppressed")
     # In words (the store keeps JSON): "unsubscribed from all marketing email on ...".
     detail = "; ".join(describe_suppression(scope, suppression[scope]) for scope in active)
     return Reason("suppression", False, f"suppressed: {detail}")
@@ -336,20 +346,22 @@ def _holdout(plan: Plan, user_id: str, campaign: Campaign) -> tuple[Reason, ...]
     if holdout is None or campaign.kind not in holdout.kinds or campaign.kind is _TRANSACTIONAL:
         return ()
     if holdout.percent <= 0:
-        return plan.memo(
-            ("holdout",), lambda: (Reason("holdout", True, "holdout is 0%", None, 0.0),)
-        )
+        return plan.memo(("holdout",), _nobody_held_out)
     bucket = holdout_bucket(holdout.salt, user_id)
     held = bucket < holdout.percent
     detail = "in the holdout group" if held else "not in the holdout group"
     return (Reason("holdout", not held, detail, counter=bucket, limit=holdout.percent),)
 
 
+def _nobody_held_out() -> tuple[Reason, ...]:
+    return (Reason("holdout", True, "holdout is 0%", None, 0.0),)
+
+
 def _engagement(plan: Plan, ignored: int, transactional: bool) -> tuple[str, tuple[Reason, ...]]:
     engagement = plan.rules.engagement
     if engagement is None or transactional:
         return "normal", ()
-    return plan.memo(("engagement", ignored), lambda: _tier(plan, ignored))
+    return plan.memo(("engagement", ignored), _tier, plan, ignored)
 
 
 def _tier(plan: Plan, ignored: int) -> tuple[str, tuple[Reason, ...]]:
@@ -375,12 +387,15 @@ def _cap(
     timing: Timing,
 ) -> None:
     since = check.since
-    stamps = sorted(record.at for record in state.sends if check.in_scope(record))
-    if check.inclusive:
-        count = sum(1 for stamp in stamps if stamp >= since)
-    else:
-        count = sum(1 for stamp in stamps if stamp > since)
-    reason = plan.memo(("cap", id(cap), count), lambda: _cap_reason(cap, count))
+    stamps: list[float] = []
+    count = 0
+    if state.sends:  # a new customer has none: nothing to count
+        stamps = sorted(record.at for record in state.sends if check.in_scope(record))
+        if check.inclusive:
+            count = sum(1 for stamp in stamps if stamp >= since)
+        else:
+            count = sum(1 for stamp in stamps if stamp > since)
+    reason = plan.memo(("cap", id(cap), count), _cap_reason, cap, count)
     timing.caps.append((len(reasons), cap, stamps, count))
     reasons.append(reason)
 
@@ -395,14 +410,15 @@ def _cooldown(
     plan: Plan, state: UserState, since: float | None, reasons: list[Reason], timing: Timing
 ) -> None:
     assert plan.cooldown is not None and since is not None
-    last = max((r.at for r in state.sends if r.kind != _TRANSACTIONAL), default=None)
+    sends = state.sends
+    last = max((r.at for r in sends if r.kind != _TRANSACTIONAL), default=None) if sends else None
     if last is not None and last > since:
         until = datetime.fromtimestamp(last, UTC) + plan.cooldown
         timing.cooldown = len(reasons)
         timing.cooldown_until = until
         reasons.append(Reason("cooldown", False, f"gap until {until.isoformat()}"))
     else:
-        reason = plan.memo(("cooldown",), lambda: Reason("cooldown", True, _NO_COOLDOWN))
+        reason = plan.memo(("cooldown",), Reason, "cooldown", True, _NO_COOLDOWN)
         reasons.append(reason)
 
 

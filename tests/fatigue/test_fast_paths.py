@@ -291,3 +291,33 @@ def test_decide_calls_sharing_checks_and_times_are_laid_out_byte_for_byte_as_bef
         calls.append(DecideCall(query, f"d{n}.dTE", (offer,), ("i1", "i2"), repeat, basis))
     for call in calls + calls:  # the second time from the encodings kept
         assert decide_args(call) == _old_decide_args(call)
+
+
+@pytest.mark.parametrize("ignored", [0, 5, 8])
+def test_a_customer_without_sends_is_judged_as_one_whose_sends_do_not_count(ignored: int) -> None:
+    """``finish`` skips counting for an empty history: the same verdict as sends out of scope.
+
+    Sends on another channel that count toward no cap and are transactional touch no cap and
+    no cooldown, so they go through the counting code and must come out the same.
+    """
+    from fatigue.evaluate import finish, plan_for, prepare
+    from fatigue.rules import load_rules
+    from fatigue.store.base import UserState
+
+    rules = load_rules(
+        '[[caps]]\nmax = 2\nper = "1d"\n[[caps]]\nmax = 3\nper = "1w"\ncalendar = true\n'
+        '[cooldown]\nafter_any = "16h"\n'
+        '[engagement]\nreduce_after = 5\nreduced_max = 1\nreduced_per = "7d"\n'
+        "sunset_after = 3\n"
+    )
+    plan, where = plan_for(rules), ZoneInfo("Europe/London")
+    campaign = Campaign("c1", "sale")
+    prep = prepare(plan, "u1", campaign, [Candidate("i1", 0.5)], NOW, where)
+    elsewhere = tuple(
+        SendRecord(f"d{n}.dTE", NOW.timestamp() - 60 * n, "sms", "sale", "c1", "transactional",
+                   False, ("i1",))
+        for n in range(3)
+    )  # fmt: skip
+    empty = finish(plan, prep, UserState("u1", ignored=ignored), NOW, where)
+    counted = finish(plan, prep, UserState("u1", elsewhere, ignored=ignored), NOW, where)
+    assert empty[:3] == counted[:3]
