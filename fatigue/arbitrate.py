@@ -18,7 +18,7 @@ def decision_for(
 ) -> tuple[Decision, Verdict]:
     """Arbitrate between the campaigns' verdicts and build the decision."""
     winner, reasons = arbitrate(verdicts)
-    decision = Decision(
+    decision = Decision.made(
         action=winner.action,
         user_id=user_id,
         decision_id=decision_id,

@@ -321,3 +321,23 @@ def test_a_customer_without_sends_is_judged_as_one_whose_sends_do_not_count(igno
     empty = finish(plan, prep, UserState("u1", ignored=ignored), NOW, where)
     counted = finish(plan, prep, UserState("u1", elsewhere, ignored=ignored), NOW, where)
     assert empty[:3] == counted[:3]
+
+
+def test_a_decision_made_at_once_is_the_decision_its_constructor_makes() -> None:
+    import dataclasses
+    import inspect
+
+    from fatigue.domain import Action, Decision
+
+    names = [field.name for field in dataclasses.fields(Decision)]
+    assert list(inspect.signature(Decision.made).parameters) == names  # none can be forgotten
+    item = Candidate("i1", 0.25, 1.5, "trending", "gifts", ContentKind.EDITORIAL, NOW, None, True)
+    why = Reason("daily", False, "1 of 1 in the rolling window", 1, 1.0, deciding=True)
+    values = dict(action=Action.DEFER, user_id="u1", decision_id="d1.dTE", decided_at=NOW,
+                  send_at=NOW + timedelta(hours=2), items=(item,), reasons=(why,), campaign="c",
+                  idempotency_key="k", dry_run=True, request_digest="abc")  # fmt: skip
+    made, built = Decision.made(**values), Decision(**values)  # type: ignore[arg-type]
+    assert made == built and vars(made) == vars(built) and hash(made) == hash(built)
+    assert made.to_json() == built.to_json() and made.to_dict() == built.to_dict()
+    assert made.to_json() is made.to_json()  # made once
+    assert dataclasses.replace(made, dry_run=False).to_json() != made.to_json()
