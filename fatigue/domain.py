@@ -213,9 +213,7 @@ class Decision:
         """
         made = self.__dict__.get("_as_dict")
         if made is None:
-            made = self.__dict__["_as_dict"] = self._data(
-                _isoformat, candidate_to_dict, reason_to_dict
-            )
+            made = self.__dict__["_as_dict"] = self._data(_isoformat, _item_dicts, _reason_dicts)
         return dict(made)
 
     def to_json(self) -> str:
@@ -228,15 +226,15 @@ class Decision:
         # (tests/fatigue/test_domain.py), faster.
         text: str | None = self.__dict__.get("_as_json")
         if text is None:
-            data = self._data(_same, _candidate_json, reason_json)
+            data = self._data(_same, _items_json, _reasons_json)
             text = self.__dict__["_as_json"] = orjson.dumps(data).decode()
         return text
 
     def _data(
         self,
         moment: Callable[[datetime | None], Any],
-        item: Callable[[Candidate], Any],
-        reason: Callable[[Reason], Any],
+        items: Callable[[tuple[Candidate, ...]], Any],
+        reasons: Callable[[tuple[Reason, ...]], Any],
     ) -> dict[str, Any]:
         return {
             "action": self.action.value,
@@ -248,8 +246,8 @@ class Decision:
             "idempotency_key": self.idempotency_key,
             "dry_run": self.dry_run,
             "request_digest": self.request_digest,
-            "items": [item(candidate) for candidate in self.items],
-            "reasons": [reason(why) for why in self.reasons],
+            "items": items(self.items),
+            "reasons": reasons(self.reasons),
         }
 
     @classmethod
@@ -332,6 +330,32 @@ def _candidate_data(item: Candidate) -> dict[str, Any]:
 # most reasons are shared between decisions (their builders are cached).
 _candidate_json = encoded_once(_candidate_data)
 reason_json = encoded_once(reason_to_dict)
+
+
+def _item_list(items: tuple[Candidate, ...]) -> list[orjson.Fragment]:
+    return list(map(_candidate_json, items))
+
+
+#: A chunk's new customers get the very same items tuple (one shared selection): its whole list
+#: is written once, not looked up item by item for every decision.
+_shared_items_json = encoded_once(_item_list)
+
+
+def _items_json(items: tuple[Candidate, ...]) -> Any:
+    # Only a tuple can be kept by identity: a list handed in anyway could change later.
+    return _shared_items_json(items) if items.__class__ is tuple else _item_list(items)
+
+
+def _reasons_json(reasons: tuple[Reason, ...]) -> list[orjson.Fragment]:
+    return list(map(reason_json, reasons))
+
+
+def _item_dicts(items: tuple[Candidate, ...]) -> list[dict[str, Any]]:
+    return list(map(candidate_to_dict, items))
+
+
+def _reason_dicts(reasons: tuple[Reason, ...]) -> list[dict[str, Any]]:
+    return list(map(reason_to_dict, reasons))
 
 
 def candidate_from_dict(data: Mapping[str, Any]) -> Candidate:

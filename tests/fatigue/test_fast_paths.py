@@ -341,3 +341,19 @@ def test_a_decision_made_at_once_is_the_decision_its_constructor_makes() -> None
     assert made.to_json() == built.to_json() and made.to_dict() == built.to_dict()
     assert made.to_json() is made.to_json()  # made once
     assert dataclasses.replace(made, dry_run=False).to_json() != made.to_json()
+
+
+def test_decisions_sharing_their_items_are_written_byte_for_byte_as_before() -> None:
+    from fatigue.domain import Action, Decision, candidate_to_dict
+
+    shared = (
+        Candidate("i1", 0.25, 1.5, "trending", "gifts", ContentKind.EDITORIAL, NOW, None, True),
+        Candidate("i2", 1, 2, "cf"),  # integers stay integers
+    )
+    listed = list(shared)
+    for n, items in enumerate((shared, shared, (), listed, listed)):
+        decision = Decision(Action.SEND, f"u{n}", f"d{n}", NOW, items=items)  # type: ignore[arg-type]
+        data = decision.to_dict()
+        data.update(decided_at=NOW, items=[candidate_to_dict(c, lambda m: m) for c in items])
+        assert decision.to_json() == orjson.dumps(data).decode()
+        listed.reverse()  # a list handed in is written as it is when written
