@@ -407,14 +407,19 @@ def _user_state(
 ) -> UserState:
     """Build the state ``decide.lua`` read (JSON-decoded); hours only when ``audience`` is read."""
     rows, suppression_flat, engagement_flat, scores = map(_list, parts)
-    engagement = {_text(k): v for k, v in _pairs(engagement_flat).items()}
-    last = engagement.get("last_engaged")
     # Some 30 guard items per decision, and most were never sent (``false``): skip the loop.
     items = (
         {item: float(score) for item, score in zip(guard, scores, strict=False) if score}
         if any(scores)
         else {}
     )
+    if not rows and not suppression_flat and not engagement_flat:
+        # Nothing recent, suppressed or engaged (every new customer): nothing else to read.
+        return UserState(
+            user_id, (), items, {}, 0, 0, None, _NO_HOURS, audience or _NO_HOURS, _NO_HOURS
+        )
+    engagement = {_text(k): v for k, v in _pairs(engagement_flat).items()}
+    last = engagement.get("last_engaged")
     return UserState(
         user_id=user_id,
         sends=tuple(

@@ -357,3 +357,19 @@ def test_decisions_sharing_their_items_are_written_byte_for_byte_as_before() -> 
         data.update(decided_at=NOW, items=[candidate_to_dict(c, lambda m: m) for c in items])
         assert decision.to_json() == orjson.dumps(data).decode()
         listed.reverse()  # a list handed in is written as it is when written
+
+
+@pytest.mark.parametrize("audience", [None, tuple(range(24))])
+@pytest.mark.parametrize("scores", [{}, [False, False], [False, "1800000000.5"]])
+def test_a_new_customer_is_read_as_one_whose_engagement_says_nothing(audience, scores) -> None:
+    """The Redis store skips reading an empty state: the same state as the full reading gives.
+
+    An engagement hash holding only a field no rule reads goes through the full reading.
+    """
+    from fatigue.store.redis import _user_state
+
+    guard = ("i1", "i2")
+    empty = _user_state("u1", [{}, {}, {}, scores], guard, audience)
+    read = _user_state("u1", [[], [], ["unread", "1"], scores], guard, audience)
+    assert empty == read
+    assert [type(value) for value in empty] == [type(value) for value in read]
