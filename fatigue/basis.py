@@ -56,8 +56,8 @@ class Basis(NamedTuple):
             "deferrable": self.deferrable,
             "dry_run": self.dry_run,
             "digest": self.request_digest,
-            "campaigns": [_campaign_json(campaign) for campaign in self.campaigns],
-            "content": [_selection_json(selection) for selection in self.selections],
+            "campaigns": list(map(_campaign_json, self.campaigns)),
+            "content": list(map(_selection_json, self.selections)),
         }
         return orjson.dumps(data).decode()  # compact; written for every keyed decision
 
@@ -153,7 +153,10 @@ def _candidate_from_row(row: list[Any]) -> Candidate:
 
 def selections(prepared: Sequence[Any]) -> tuple[Selection | None, ...]:
     """Return the selection of each prepared campaign."""
-    return tuple(prep.selection for prep in prepared)
+    return tuple(map(_selection_of, prepared))
+
+
+_selection_of = attrgetter("selection")
 
 
 def replayed(plan: Plan, replay: Replay, key: str | None) -> Decision | None:

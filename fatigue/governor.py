@@ -65,6 +65,9 @@ from fatigue.windows import zone
 
 __all__ = ["Governor", "Job", "arbitrate"]
 log = logging.getLogger(__name__)
+# The per-decision code below loops rather than using comprehensions: on Python 3.11 each
+# comprehension or generator makes a new function object per call (a few hundred instructions
+# each, several per decision).
 #: A second-step commit is rejected only when another worker changed the customer's state in
 #: between; deciding again converges within a few rounds.
 MAX_ROUNDS = 8
@@ -210,18 +213,21 @@ class Governor:
         request, user = job.request, job.recipient.user_id
         timezone = job.recipient.timezone or self._default_timezone
         where = zone(timezone)
-        prepared = [
-            prepare(self.plan, user, campaign, items, now, where, request.deferrable)
-            for campaign, items in zip(request.campaigns, job.candidates, strict=True)
-        ]
-        # The best hour depends on opens the store holds: such a send cannot be settled at once.
-        settled = not any(prep.frame.hour_needed for prep in prepared)
+        prepared: list[Prepared] = []
+        settled = True
+        for campaign, items in zip(request.campaigns, job.candidates, strict=True):
+            prep = prepare(self.plan, user, campaign, items, now, where, request.deferrable)
+            # The best hour depends on opens the store holds: such a send cannot be settled
+            # at once.
+            settled = settled and not prep.frame.hour_needed
+            prepared.append(prep)
         order: list[int] = []
         if settled and not request.dry_run:
-            offered = [n for n, prep in enumerate(prepared) if prep.may_send]
-            if len(offered) > 1:
-                offered.sort(key=lambda n: rank(prepared[n]), reverse=True)
-            order = offered
+            for n, prep in enumerate(prepared):
+                if prep.may_send:
+                    order.append(n)
+            if len(order) > 1:
+                order.sort(key=lambda n: rank(prepared[n]), reverse=True)
         call = self._call(job, prepared, order, settled, now, stamps, timezone)
         return Draft(job, where, prepared, order, call, settled)
 
@@ -247,10 +253,13 @@ class Governor:
             )  # fmt: skip
         guard = _considered(prepared) if self._no_repeat is not None else ()
         now_ts = stamps.at
+        offers: list[SendAttempt] = []
+        for n in order:
+            offers.append(self._offer(job, prepared[n], now_ts))
         return DecideCall(
             query=StateQuery(user, now_ts, stamps.since, key),
             decision_id=job.decision_id,
-            offers=tuple(self._offer(job, prepared[n], now_ts) for n in order),
+            offers=tuple(offers),
             guard_items=guard,
             repeat_since=stamps.repeat_since if settled else None,
             basis=basis,
@@ -274,7 +283,9 @@ class Governor:
                 self._reprepare(draft, prep, candidates, state, now)
                 for prep, candidates in zip(prepared, job.candidates, strict=True)
             ]
-        verdicts = [finish(self.plan, prep, state, now, draft.where) for prep in prepared]
+        verdicts: list[Verdict] = []
+        for prep in prepared:
+            verdicts.append(finish(self.plan, prep, state, now, draft.where))
         decision, winner = decision_for(
             job.recipient.user_id, job.decision_id, job.request, verdicts, now
         )
@@ -451,6 +462,7 @@ class Governor:
 
 
 _item_id = attrgetter("item_id")
+_campaign_id = attrgetter("id")
 
 
 def _check_same_request(request: MessageRequest, decision: Decision) -> None:
@@ -462,7 +474,7 @@ def _check_same_request(request: MessageRequest, decision: Decision) -> None:
     decision stands (a send stays counted); this request is not its retry, and answering it
     with that decision (rendered to another address) would be wrong.
     """
-    if decision.campaign and decision.campaign not in {c.id for c in request.campaigns}:
+    if decision.campaign and decision.campaign not in map(_campaign_id, request.campaigns):
         raise ConflictError(
             f"idempotency key {request.idempotency_key!r} was used for campaign "
             f"{decision.campaign!r}; a retry must repeat that request (use a new key for "

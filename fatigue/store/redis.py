@@ -279,8 +279,8 @@ class RedisStore(FatigueStore):
         ]
 
     def _keys(self, user: str, idempotency_key: str | None) -> list[str]:
-        idem = self.key(user, f"idem:{idempotency_key or ''}")
-        return [self.key(user, part) for part in _PARTS] + [idem]
+        base = self.key(user, "")  # the customer's keys differ only after it
+        return [*map(base.__add__, _PARTS), f"{base}idem:{idempotency_key or ''}"]
 
     def release(self, decision_id: str) -> bool:
         """Forget a recorded send that failed."""

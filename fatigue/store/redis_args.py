@@ -74,7 +74,7 @@ def decide_args(call: DecideCall) -> list[Any]:
         call.engagement_ttl,
         False if repeat is None else repeat,
         list(call.guard_items),
-        [offer_layout(offer) for offer in call.offers],
+        list(map(offer_layout, call.offers)),
     ]
     basis = call.basis.to_json() if call.basis is not None and key is not None else ""
     return [_float_text(query.now), orjson.dumps(payload), basis]
