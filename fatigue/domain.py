@@ -153,6 +153,29 @@ class Reason:
     limit: float | None = None
     deciding: bool = False
 
+    @classmethod
+    def made(
+        cls,
+        rule: str,
+        passed: bool,
+        detail: str,
+        counter: float | None,
+        limit: float | None,
+        deciding: bool,
+    ) -> Reason:
+        """Build a reason with every field given: the same object as ``Reason(...)`` makes.
+
+        For the reasons made per decision (a customer's holdout position, the deciding rule):
+        filling the instance's ``__dict__`` at once takes a third of the frozen ``__init__``'s
+        time (as ``Decision.made``).
+        """
+        reason = object.__new__(cls)
+        reason.__dict__.update(
+            rule=rule, passed=passed, detail=detail, counter=counter, limit=limit,
+            deciding=deciding,
+        )  # fmt: skip
+        return reason
+
 
 @dataclass(frozen=True)
 class Decision:

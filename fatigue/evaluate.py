@@ -89,6 +89,7 @@ class Plan:
         self._caps: dict[tuple[str, str, str], tuple[CapRule, ...]] = {}
         self._memo: dict[tuple[Any, ...], Any] = {}
         self._frames: dict[tuple[Any, ...], Frame] = {}
+        self._last_frame: _LastFrame | None = None
         cooldown = rules.cooldown
         after = cooldown.after_any if cooldown is not None else timedelta()
         self.cooldown: timedelta | None = after if after.total_seconds() > 0 else None
@@ -128,12 +129,25 @@ class Plan:
 
     def frame(self, campaign: Campaign, now: datetime, where: ZoneInfo, deferrable: bool) -> Frame:
         """Return a campaign's windows at ``now`` in ``where``, worked out once per moment."""
+        last = self._last_frame
+        if (
+            last is not None
+            and last.campaign is campaign
+            and last.now is now
+            and last.where is where
+            and last.deferrable == deferrable
+        ):
+            return last.frame
         key = (campaign, where.key, deferrable, now)
         found = self._frames.get(key)
         if found is None:
             if len(self._frames) > MEMO_LIMIT:
                 self._frames.clear()
             found = self._frames[key] = _frame(self, campaign, now, where, deferrable)
+        # A batch chunk asks for the same campaign, zone and moment customer after customer:
+        # the very same objects are found again without hashing the campaign (a dataclass
+        # hashes in Python). Replaced whole, so safe between threads.
+        self._last_frame = _LastFrame(campaign, now, where, deferrable, found)
         return found
 
     def reduced_cap(self, channel: Channel) -> CapRule | None:
@@ -196,6 +210,14 @@ class Frame(NamedTuple):
     hour_needed: bool
     #: Whether the windows allow a send now (customers' state may still forbid it).
     open: bool
+
+
+class _LastFrame(NamedTuple):
+    campaign: Campaign
+    now: datetime
+    where: ZoneInfo
+    deferrable: bool
+    frame: Frame
 
 
 class Scope(NamedTuple):
@@ -267,7 +289,9 @@ def finish(plan: Plan, prep: Prepared, state: UserState, now: datetime, where: Z
         action, send_at, deciding = schedule(plan.rules, prep, state, reasons, timing, now, where)
     if deciding is not None:
         was = reasons[deciding]
-        reasons[deciding] = Reason(was.rule, was.passed, was.detail, was.counter, was.limit, True)
+        reasons[deciding] = Reason.made(
+            was.rule, was.passed, was.detail, was.counter, was.limit, True
+        )
     return Verdict(action, send_at, tuple(reasons), prep)
 
 
@@ -350,7 +374,7 @@ def _holdout(plan: Plan, user_id: str, campaign: Campaign) -> tuple[Reason, ...]
     bucket = holdout_bucket(holdout.salt, user_id)
     held = bucket < holdout.percent
     detail = "in the holdout group" if held else "not in the holdout group"
-    return (Reason("holdout", not held, detail, counter=bucket, limit=holdout.percent),)
+    return (Reason.made("holdout", not held, detail, bucket, holdout.percent, False),)
 
 
 def _nobody_held_out() -> tuple[Reason, ...]:

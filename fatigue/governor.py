@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 from fatigue.arbitrate import arbitrate, decision_for, rank
 from fatigue.basis import Basis, replayed, selections
 from fatigue.clock import Clock, utc_now
+from fatigue.content import Selection
 from fatigue.domain import (
     Action,
     Campaign,
@@ -45,6 +46,7 @@ from fatigue.evaluate import (
     suppression_scopes,
 )
 from fatigue.explain import Explanation, explain
+from fatigue.identity import ByIdentity
 from fatigue.jobs import Candidates, Job, make_job, store_error_decision, unavailable
 from fatigue.rules import Rules
 from fatigue.store.base import (
@@ -490,11 +492,23 @@ def _check_same_request(request: MessageRequest, decision: Decision) -> None:
 
 def _considered(prepared: Sequence[Prepared]) -> tuple[str, ...]:
     """Return every item whose send history could change the content, once each."""
+    if len(prepared) == 1:
+        selection = prepared[0].selection
+        return () if selection is None else _unique_considered(selection)
     seen: dict[str, None] = {}
     for prep in prepared:
         if prep.selection is not None:
             seen.update(dict.fromkeys(prep.selection.considered))
     return tuple(seen)
+
+
+def _unique(selection: Selection) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(selection.considered))
+
+
+#: A chunk's new customers share one selection (``fatigue.content.select``): its considered
+#: items are made unique once.
+_unique_considered = ByIdentity(_unique)
 
 
 def _seconds(delta: timedelta) -> int:

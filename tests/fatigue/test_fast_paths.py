@@ -373,3 +373,50 @@ def test_a_new_customer_is_read_as_one_whose_engagement_says_nothing(audience, s
     read = _user_state("u1", [[], [], ["unread", "1"], scores], guard, audience)
     assert empty == read
     assert [type(value) for value in empty] == [type(value) for value in read]
+
+
+def test_a_reason_made_at_once_is_the_reason_its_constructor_makes() -> None:
+    import dataclasses
+    import inspect
+
+    names = [field.name for field in dataclasses.fields(Reason)]
+    assert list(inspect.signature(Reason.made).parameters) == names  # none can be forgotten
+    for values in (("holdout", False, "in the holdout group", 4.25, 5.0, False),
+                   ("daily", True, "", None, None, True)):  # fmt: skip
+        made, built = Reason.made(*values), Reason(*values)
+        assert made == built and vars(made) == vars(built) and hash(made) == hash(built)
+
+
+def test_the_last_frame_asked_for_is_found_again_only_for_the_very_same_request() -> None:
+    from fatigue.evaluate import _frame, plan_for
+    from fatigue.rules import load_rules
+
+    plan = plan_for(load_rules(
+        '[[caps]]\nmax = 2\nper = "1d"\n[[caps]]\nmax = 3\nper = "1w"\ncalendar = true\n'
+        '[quiet_hours]\nstart = "21:00"\nend = "08:00"\n'
+        '[send_time]\ndefault_hour = 9\n'
+    ))  # fmt: skip
+    london, tokyo = ZoneInfo("Europe/London"), ZoneInfo("Asia/Tokyo")
+    sale, news = Campaign("sale", "promo"), Campaign("news", "letters", ContentKind.EDITORIAL)
+    later = NOW + timedelta(hours=10)
+    asks = [(sale, NOW, london, False), (sale, NOW, london, False), (sale, NOW, london, True),
+            (sale, NOW, tokyo, True), (news, NOW, tokyo, True), (news, later, tokyo, True),
+            (Campaign("news", "letters", ContentKind.EDITORIAL), later, tokyo, True),
+            (sale, later, london, False), (sale, NOW, london, False)]  # fmt: skip
+    for campaign, now, where, deferrable in asks + asks[::-1]:
+        found = plan.frame(campaign, now, where, deferrable)
+        assert found == _frame(plan, campaign, now, where, deferrable)
+
+
+def test_the_considered_items_of_one_campaign_are_those_of_several() -> None:
+    from fatigue.governor import _considered
+
+    class Prep:
+        def __init__(self, selection: Selection | None) -> None:
+            self.selection = selection
+
+    chosen = Selection((), (), True, 0.0, ("i2", "i1", "i2", "i3"))
+    for selection in (chosen, chosen, Selection((), (), True, 0.0, ()), None):
+        one = _considered([Prep(selection)])  # type: ignore[list-item]
+        assert one == _considered([Prep(selection), Prep(None)])  # type: ignore[list-item]
+    assert _considered([Prep(chosen)]) == ("i2", "i1", "i3")  # type: ignore[list-item]
