@@ -160,7 +160,7 @@ class Renderer:
         recipient = dict(context.recipient)
         variant = prepared.variant(recipient.get("locale"))
         variables = self.variables(context)
-        with budget(replace(self.limits, output=0, iterations=0)):
+        with budget(self.limits.fresh()):
             subject, preheader, html, text = _render_parts(prepared, variant, variables)
         version = prepared.version or 0
         parts = mime.MessageParts(

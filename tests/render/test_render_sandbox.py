@@ -294,3 +294,24 @@ def test_text_a_filter_may_still_change_keeps_its_characters_until_it_is_written
     # upper, length, truncate and slices work on the characters; what is written is ASCII,
     # but for a C1 control (HTML reads &#128; as a euro sign): that value stays as it is.
     assert html == "CAFÉ ZOÉ|6|Hi Zo|Zo&#233;|Zo&#233;|a\x80b é"
+
+
+def test_each_email_renders_against_a_fresh_budget(signer, links, clock) -> None:
+    renderer = _renderer_for("{{ recipient.note }}", signer, links, clock)
+    note = "x" * 60_000  # written into the HTML and the text part: 120,000 an email
+    renderer.limits = RenderBudget(max_output=150_000)
+    context = RenderContext({"user_id": "u1", "note": note}, ITEMS, Campaign("c1"))
+    for _ in range(3):  # one shared budget would refuse the second email
+        assert note in renderer.render("t", context).html
+    assert renderer.limits.output == 0  # the configured limits are never spent themselves
+
+
+def test_a_budget_is_withdrawn_when_its_block_ends_even_by_an_error() -> None:
+    template = RapportSandbox(html=False).from_string("{{ x }}")
+    with budget(RenderBudget(max_output=5)) as outer:
+        with pytest.raises(SecurityError), budget(RenderBudget(max_output=1)):
+            render_text(template, {"x": "abc"})
+        assert render_text(template, {"x": "abc"}) == "abc"  # the outer budget again
+        assert outer.output == 3
+    with pytest.raises(SecurityError, match="budget"):
+        render_text(template, {"x": "abc"})
