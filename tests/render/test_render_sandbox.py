@@ -315,3 +315,26 @@ def test_a_budget_is_withdrawn_when_its_block_ends_even_by_an_error() -> None:
         assert outer.output == 3
     with pytest.raises(SecurityError, match="budget"):
         render_text(template, {"x": "abc"})
+
+
+def test_a_render_sees_its_variables_and_globals_and_writes_into_neither() -> None:
+    env = RapportSandbox(html=False)
+    variables = {"n": 2}
+    source = "{% set n = n + 1 %}{% set m = 5 %}{{ n }}{{ range(2)|list }}"
+    with budget():
+        assert render_text(env.from_string(source), variables) == "3[0, 1]"
+        assert render_text(env.from_string("{{ m is defined }}"), variables) == "False"
+        # A variable of the same name hides a global, as in Jinja's own render.
+        assert render_text(env.from_string("{{ range }}"), {"range": "r"}) == "r"
+    assert variables == {"n": 2} and env.globals.keys() == {"range"}
+
+
+def test_a_failed_render_still_points_at_the_templates_line() -> None:
+    from engine.render.diagnostics import problem_from
+    from engine.render.prepared import TEXT_ENV, compile_jinja
+
+    template = compile_jinja(TEXT_ENV, "one\ntwo\n{{ missing.value }}", "t/email.txt")
+    with budget(), pytest.raises(TemplateError) as caught:
+        render_text(template, {})
+    # Jinja's handler rewrote the traceback onto the template's lines.
+    assert problem_from(caught.value, "t/email.txt").line == 3
