@@ -180,7 +180,7 @@ class Renderer:
             template=prepared.template.name,
             version=prepared.version,
             locale=variant.locale,
-            subject=mime.one_line(subject),
+            subject=headers["Subject"],  # the subject on one line, as the header has it
             preheader=preheader,
             html=html,
             text=text,

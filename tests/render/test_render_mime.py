@@ -223,3 +223,32 @@ def test_every_message_gets_its_own_unguessable_boundary() -> None:
     boundaries = [envelope(parts)[1] for _ in range(2000)]  # past one buffered read of ids
     assert len(set(boundaries)) == len(boundaries)
     assert all(re.fullmatch(r"=_rapport_[0-9a-f]{20}", boundary) for boundary in boundaries)
+
+
+def _one_line_in_full(value: str) -> str:
+    """What one_line always did, for every value: the reference its shortcut must agree with."""
+    from engine.render.mime import _CONTROLS
+
+    return " ".join(value.split()).translate(_CONTROLS)
+
+
+def test_one_line_gives_what_the_full_rewrite_gives_for_every_character_it_changes() -> None:
+    from engine.render.mime import _CONTROLS, one_line
+
+    # The rewrite changes only whitespace (as str.split sees it) and the dropped controls.
+    changed = [chr(code) for code in range(0x110000) if chr(code).isspace() or code in _CONTROLS]
+    assert len(changed) > 60
+    for character in changed:
+        for value in (character, f"a{character}b", f"a {character} b"):
+            assert one_line(value) == _one_line_in_full(value), hex(ord(character))
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["", " ", "Hi  there", " Hi", "Hi ", "Hi\tthere", "a\r\nBcc: x@y", "Zoë, 50%!",
+     "no\u00a0break", "line\u2028sep", "ideo\u3000space", "nul\x00del\x7f", "soft\u00adhyphen"],
+)  # fmt: skip
+def test_one_line_leaves_single_line_text_alone_and_folds_the_rest(value: str) -> None:
+    from engine.render.mime import one_line
+
+    assert one_line(value) == _one_line_in_full(value)
