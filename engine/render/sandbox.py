@@ -221,7 +221,13 @@ def _output_html(value: Any) -> str:
     non-ASCII characters come out as character references (``char_references``), markup that
     renders itself included: whatever a filter or macro made of it is done by then.
     """
-    escaped = _output_html_in_block(value)
+    if type(value) is str:  # most outputs: finalize and escape inline, two calls fewer each
+        spend = _BUDGET.get()
+        if spend is not None:
+            spend.charge_output(len(value))
+        escaped = _escape_inner(value)
+    else:
+        escaped = _output_html_in_block(value)
     return escaped if escaped.isascii() else char_references(escaped)
 
 
@@ -259,6 +265,11 @@ _C1_CONTROL = re.compile("[\x80-\x9f]")
 
 def _output_text(value: Any) -> str:
     """``str(finalize(value))`` in one call, for the text parts, subject and preheader."""
+    if type(value) is str:  # as in _output_html
+        spend = _BUDGET.get()
+        if spend is not None:
+            spend.charge_output(len(value))
+        return value
     value = _finalize(value)
     return value if type(value) is str else str(value)
 
