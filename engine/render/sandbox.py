@@ -29,6 +29,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
+from functools import lru_cache
 from types import CodeType
 from typing import Any
 
@@ -48,6 +49,7 @@ MAX_STRING = 100_000
 MAX_RANGE = 10_000
 MAX_LOOP_ITERATIONS = 20_000
 MAX_OUTPUT = 2_000_000
+MEMO_TEXT = 256  # characters of an output kept in a memo, at most
 DEFAULT_TIME_BUDGET = 0.5
 TOO_DEEP = (
     "the template nests too deeply to read (brackets, filters or tags inside one another); "
@@ -228,7 +230,9 @@ def _output_html(value: Any) -> str:
         escaped = _escape_inner(value)
     else:
         escaped = _output_html_in_block(value)
-    return escaped if escaped.isascii() else char_references(escaped)
+    if escaped.isascii():
+        return escaped
+    return _references_for(escaped) if len(escaped) <= MEMO_TEXT else char_references(escaped)
 
 
 def _output_html_in_block(value: Any) -> str:
@@ -261,6 +265,11 @@ def char_references(text: str) -> str:
 
 
 _C1_CONTROL = re.compile("[\x80-\x9f]")
+# The same few non-ASCII outputs come back in email after email (a price's currency symbol, a
+# catalog title): each is converted once, about 1.5 us an email. Keyed by the text alone, so
+# every email gets the same answer for the same text; only short texts are kept, so the memo
+# stays small whatever recipients' data holds.
+_references_for = lru_cache(maxsize=2048)(char_references)
 
 
 def _output_text(value: Any) -> str:

@@ -338,3 +338,17 @@ def test_a_failed_render_still_points_at_the_templates_line() -> None:
         render_text(template, {})
     # Jinja's handler rewrote the traceback onto the template's lines.
     assert problem_from(caught.value, "t/email.txt").line == 3
+
+
+def test_non_ascii_outputs_are_written_alike_every_time_and_long_ones_are_not_kept() -> None:
+    from engine.render.sandbox import MEMO_TEXT, _references_for
+
+    template = RapportSandbox(html=True).from_string("{{ a }}|{{ b }}|{{ n }}")
+    with budget():
+        for name in ("Léa", "Zoë", "Léa", "José"):
+            html = render_text(template, {"a": "£2.08", "b": name, "n": 1})
+            assert html == "&#163;2.08|" + name.encode("ascii", "xmlcharrefreplace").decode() + "|1"
+        kept = _references_for.cache_info().currsize
+        long_text = "é" * (MEMO_TEXT + 1)
+        assert render_text(template, {"a": long_text, "b": "x", "n": 2}).startswith("&#233;" * 9)
+    assert _references_for.cache_info().currsize == kept  # not remembered: it could be huge
