@@ -89,3 +89,22 @@ def test_slice_filter_works() -> None:
     template = RapportSandbox(html=True).from_string("{{ items|slice(2)|list|length }}")
     with budget():
         assert render_text(template, {"items": [1, 2, 3]}) == "2"
+
+
+@pytest.mark.parametrize(
+    ("source", "size"),
+    [("{{ (s|lower)|length }}", "text"), ("{{ (s|list)|length }}", "list"),
+     ("{{ (rows|last)|length }}", "tuple")],
+)  # fmt: skip
+def test_a_filter_result_up_to_the_limit_passes_and_one_longer_is_refused(
+    source: str, size: str
+) -> None:
+    template = RapportSandbox(html=False).from_string(source)
+    for length, refused in ((MAX_STRING, False), (MAX_STRING + 1, True)):
+        values = {"s": "a" * length, "rows": [tuple(range(length))]}
+        with budget():
+            if refused:
+                with pytest.raises(TemplateLimitError, match=LIMIT):
+                    render_text(template, values)
+            else:
+                assert render_text(template, values) == str(length), size
