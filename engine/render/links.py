@@ -7,6 +7,7 @@ clock, so expiry is testable without sleeping.
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 import hmac
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from itsdangerous import (
     TimestampSigner,
     URLSafeTimedSerializer,
 )
-from itsdangerous.encoding import base64_encode, int_to_bytes, want_bytes
+from itsdangerous.encoding import int_to_bytes, want_bytes
 from itsdangerous.signer import HMACAlgorithm
 
 from fatigue.clock import Clock, utc_now
@@ -141,14 +142,10 @@ class LinkSigner:
         self._signers = {salt: _ClockedSigner(secret_key, salt=salt, clock=clock) for salt in salts}
 
     def _dump(self, salt: str, payload: LinkPayload) -> str:
-        data: dict[str, Any] = {"u": payload.user_id, "c": payload.campaign_id}
-        if payload.url is not None:
-            data["l"] = payload.url
-        if payload.item_id is not None:
-            data["i"] = payload.item_id
-        # What the serializer's ``dumps`` writes, minus its zlib attempt and its new signer (two
-        # tokens per email): compact JSON, base64, timed signature. ``loads`` reads it as its own.
-        return self._signers[salt].sign(base64_encode(orjson.dumps(data))).decode("ascii")
+        return self._signed(salt, _encoded_payload(payload))
+
+    def _signed(self, salt: str, encoded: bytes) -> str:
+        return self._signers[salt].sign(encoded).decode("ascii")
 
     def _load(self, salt: str, token: str, purpose: str) -> LinkPayload:
         try:
@@ -158,6 +155,14 @@ class LinkSigner:
         except BadData as exc:
             raise InvalidToken(f"this {purpose} link is not valid") from exc
         return LinkPayload(str(data["u"]), str(data["c"]), data.get("l"), data.get("i"))
+
+    def account_tokens(self, user_id: str, campaign_id: str) -> tuple[str, str]:
+        """Return the unsubscribe and preference tokens of one email, in that order.
+
+        Both sign the same payload, so it is encoded once: every email carries the two.
+        """
+        encoded = _encoded_payload(LinkPayload(user_id, campaign_id))
+        return self._signed(UNSUBSCRIBE_SALT, encoded), self._signed(PREFERENCES_SALT, encoded)
 
     def unsubscribe_token(self, user_id: str, campaign_id: str) -> str:
         """Return a signed token for ``user_id``'s one-click unsubscribe link."""
@@ -182,6 +187,31 @@ class LinkSigner:
     def verify_click(self, token: str) -> LinkPayload:
         """Return the payload of a click token; raise ``InvalidToken`` if bad or old."""
         return self._load(CLICK_SALT, token, "tracking")
+
+
+def _encoded_payload(payload: LinkPayload) -> bytes:
+    """Return what the serializer's ``dumps`` signs for ``payload``: compact JSON in base64.
+
+    Written here, minus its zlib attempt and its new signer per token; ``loads`` reads it as
+    its own.
+    """
+    data: dict[str, Any] = {"u": payload.user_id, "c": payload.campaign_id}
+    if payload.url is not None:
+        data["l"] = payload.url
+    if payload.item_id is not None:
+        data["i"] = payload.item_id
+    return _base64(orjson.dumps(data))
+
+
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
+def _base64(data: bytes) -> bytes:
+    """Return ``data`` in URL-safe base64 without padding: itsdangerous's ``base64_encode``.
+
+    Written directly, without its three layers of calls: three of these go into every token.
+    """
+    return binascii.b2a_base64(data, newline=False).translate(_URLSAFE).rstrip(b"=")
 
 
 class _KeyedHMAC(HMACAlgorithm):
@@ -212,13 +242,23 @@ class _ClockedSigner(TimestampSigner):
         super().__init__(*args, **kwargs)
         self._clock = clock
         self._derived: dict[str | bytes | None, bytes] = {}
+        # The last second's encoded timestamp: an email's tokens, and a batch's emails, share
+        # their second. One (second, stamp) pair, replaced whole, so threads read either.
+        self._stamp: tuple[int, bytes] = (-1, b"")
 
     def sign(self, value: str | bytes) -> bytes:
         """``TimestampSigner.sign`` in one call (the same bytes): value, timestamp, signature."""
-        stamp = base64_encode(int_to_bytes(self.get_timestamp()))
-        stamped = want_bytes(value) + self.sep + stamp
+        stamped = want_bytes(value) + self.sep + self._encoded_timestamp()
         signature = self.algorithm.get_signature(self.derive_key(), stamped)
-        return stamped + self.sep + base64_encode(signature)
+        return stamped + self.sep + _base64(signature)
+
+    def _encoded_timestamp(self) -> bytes:
+        timestamp = self.get_timestamp()
+        second, stamp = self._stamp
+        if second != timestamp:
+            stamp = _base64(int_to_bytes(timestamp))
+            self._stamp = (timestamp, stamp)
+        return stamp
 
     def get_timestamp(self) -> int:
         return int(self._clock().timestamp())

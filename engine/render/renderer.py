@@ -193,16 +193,13 @@ class Renderer:
         user_id = str(context.recipient.get("user_id", ""))
         campaign = context.campaign
         utm = campaign.utm()
+        unsubscribe, preferences = self.signer.account_tokens(user_id, campaign.campaign_id)
         variables: dict[str, Any] = {
             "recipient": dict(context.recipient),
             "items": [self.item_variables(item, user_id, campaign, utm) for item in context.items],
             "campaign": campaign.as_template_dict(),
-            "unsubscribe_url": self.links.unsubscribe_url(
-                self.signer.unsubscribe_token(user_id, campaign.campaign_id)
-            ),
-            "preferences_url": self.links.preferences_url(
-                self.signer.preferences_token(user_id, campaign.campaign_id)
-            ),
+            "unsubscribe_url": self.links.unsubscribe_url(unsubscribe),
+            "preferences_url": self.links.preferences_url(preferences),
         }
         variables.update(context.extra)
         return variables

@@ -162,3 +162,33 @@ def test_rendered_links_carry_the_recipient_and_campaign(renderer, signer) -> No
     unsubscribe = rendered.headers["List-Unsubscribe"].split(">")[0].lstrip("<")
     payload = signer.verify_unsubscribe(unsubscribe.rsplit("/", 1)[1])
     assert (payload.user_id, payload.campaign_id) == ("u-9", "weekly-9")
+
+
+def _stock_token(secret: str, salt: str, data: dict[str, str], timestamp: int) -> str:
+    """The token itsdangerous's own serializer writes for ``data`` at ``timestamp``."""
+    from itsdangerous import TimestampSigner, URLSafeTimedSerializer
+
+    class _At(TimestampSigner):
+        def get_timestamp(self) -> int:
+            return timestamp
+
+    return URLSafeTimedSerializer(secret, salt=salt, signer=_At).dumps(data)
+
+
+def test_tokens_are_the_stock_serializers_bytes_as_the_seconds_go_by(clock) -> None:
+    from engine.render.links import CLICK_SALT, PREFERENCES_SALT, UNSUBSCRIBE_SALT
+
+    secret = "0123456789abcdef-secret"
+    signer = LinkSigner(secret, clock=clock)
+    account = {"u": "u-17", "c": "spring"}
+    click = {**account, "l": "https://shop.example/p/1", "i": "1"}
+    for step in (0, 0, 1, 0, 255, 65_536):  # the same second, the next, a byte more
+        clock.advance(seconds=step)
+        now = int(clock().timestamp())
+        unsubscribe, preferences = signer.account_tokens("u-17", "spring")
+        assert unsubscribe == _stock_token(secret, UNSUBSCRIBE_SALT, account, now)
+        assert preferences == _stock_token(secret, PREFERENCES_SALT, account, now)
+        assert signer.unsubscribe_token("u-17", "spring") == unsubscribe
+        assert signer.preferences_token("u-17", "spring") == preferences
+        made = signer.click_token("u-17", "spring", click["l"], "1")
+        assert made == _stock_token(secret, CLICK_SALT, click, now)
