@@ -192,3 +192,33 @@ def test_tokens_are_the_stock_serializers_bytes_as_the_seconds_go_by(clock) -> N
         assert signer.preferences_token("u-17", "spring") == preferences
         made = signer.click_token("u-17", "spring", click["l"], "1")
         assert made == _stock_token(secret, CLICK_SALT, click, now)
+
+
+LINKS = ["https://s.example/1", "https://s.example/1?ref=x&utm_source=old#top",
+         " https://s.example/a b", "javascript:alert(1)", "", None, 7,
+         "https://s.example/" + "x" * 3000]  # fmt: skip
+
+
+def test_item_links_are_tagged_alike_every_time_for_each_campaign(signer, clock) -> None:
+    plain = Renderer(object(), signer, LinkConfig("https://m.example"), clock=clock)  # type: ignore[arg-type]
+    campaigns = [Campaign("c1"), Campaign("c2", utm_source="news"), Campaign("c1")]
+    for _ in range(2):  # the second time round, from what was kept
+        for campaign in campaigns:
+            for link in LINKS:
+                shown = plain.item_variables({"item_id": "1", "url": link}, "u1", campaign)
+                safe = safe_url(link)
+                expected = (
+                    add_query(safe, campaign.utm()) if isinstance(safe, str) and safe else safe
+                )
+                assert shown["url"] == expected, (campaign, link)
+
+
+def test_a_long_item_link_is_tagged_but_not_kept(signer, clock) -> None:
+    from engine.render.renderer import LONGEST_KEPT_LINK, _tagged_link_of
+
+    plain = Renderer(object(), signer, LinkConfig("https://m.example"), clock=clock)  # type: ignore[arg-type]
+    link = "https://s.example/" + "y" * LONGEST_KEPT_LINK
+    kept = _tagged_link_of.cache_info().currsize
+    shown = plain.item_variables({"url": link}, "u1", Campaign("c9"))
+    assert shown["url"] == f"{link}?utm_source=rapport&utm_medium=email&utm_campaign=c9"
+    assert _tagged_link_of.cache_info().currsize == kept
