@@ -61,6 +61,34 @@ class MessageParts:
     extra_headers: tuple[tuple[str, str], ...] = field(default=())
     message_id: str | None = None  # "<id@domain>"; mailbox providers reject mail without one
 
+    @classmethod
+    def made(
+        cls,
+        subject: str,
+        text: str,
+        html: str,
+        unsubscribe_url: str,
+        to: str | None,
+        sender: str | None,
+        unsubscribe_mailto: str | None,
+        date: datetime | None,
+        extra_headers: tuple[tuple[str, str], ...],
+        message_id: str | None,
+    ) -> MessageParts:
+        """Build parts with every field given: the same object as ``MessageParts(...)`` makes.
+
+        The generated ``__init__`` of a frozen dataclass sets each field through
+        ``object.__setattr__``; one is made per email, and filling the instance's ``__dict__``
+        at once takes a third of the time.
+        """
+        parts = object.__new__(cls)
+        parts.__dict__.update(
+            subject=subject, text=text, html=html, unsubscribe_url=unsubscribe_url, to=to,
+            sender=sender, unsubscribe_mailto=unsubscribe_mailto, date=date,
+            extra_headers=extra_headers, message_id=message_id,
+        )  # fmt: skip
+        return parts
+
 
 def message_id(key: str | None, domain: str) -> str:
     """Return a Message-ID: ``<key@domain>`` for a decision (a retry keeps its id), else new.

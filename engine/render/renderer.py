@@ -73,6 +73,31 @@ class RenderedEmail:
     # it is written on first use, under the headers (and boundary) already returned.
     message: Callable[[], bytes] = field(repr=False, compare=False)
 
+    @classmethod
+    def made(
+        cls,
+        template: str,
+        version: int | None,
+        locale: str,
+        subject: str,
+        preheader: str,
+        html: str,
+        text: str,
+        headers: Mapping[str, str],
+        message: Callable[[], bytes],
+    ) -> RenderedEmail:
+        """Build an email with every field given: the same object as ``RenderedEmail(...)`` makes.
+
+        As ``MessageParts.made``: one per email, its ``__dict__`` filled at once instead of
+        nine ``object.__setattr__`` calls.
+        """
+        email = object.__new__(cls)
+        email.__dict__.update(
+            template=template, version=version, locale=locale, subject=subject,
+            preheader=preheader, html=html, text=text, headers=headers, message=message,
+        )  # fmt: skip
+        return email
+
     @cached_property
     def mime_bytes(self) -> bytes:
         """Return the serialised ``multipart/alternative`` message."""
@@ -164,7 +189,7 @@ class Renderer:
         with budget(self.limits.fresh()):
             subject, preheader, html, text = _render_parts(prepared, variant, variables)
         version = prepared.version or 0
-        parts = mime.MessageParts(
+        parts = mime.MessageParts.made(
             subject=subject,
             text=text,
             html=html,
@@ -177,7 +202,7 @@ class Renderer:
             message_id=mime.message_id(context.extra.get("decision_id"), self._domain),
         )
         headers, boundary = mime.envelope(parts)
-        return RenderedEmail(
+        return RenderedEmail.made(
             template=prepared.template.name,
             version=prepared.version,
             locale=variant.locale,

@@ -13,7 +13,9 @@ from engine.render.mime import (
     MessageParts,
     build_message,
     message_bytes,
+    message_headers,
     message_id,
+    serialise,
     write_message,
 )
 from engine.render.renderer import RenderContext
@@ -252,3 +254,25 @@ def test_one_line_leaves_single_line_text_alone_and_folds_the_rest(value: str) -
     from engine.render.mime import one_line
 
     assert one_line(value) == _one_line_in_full(value)
+
+
+def test_parts_made_at_once_are_the_parts_their_constructor_makes() -> None:
+    import dataclasses
+    import inspect
+    from datetime import UTC, datetime
+
+    names = [field.name for field in dataclasses.fields(MessageParts)]
+    assert list(inspect.signature(MessageParts.made).parameters) == names  # none forgotten
+    values = dict(
+        subject="Hi", text="t", html="<p>h</p>", unsubscribe_url=LONG_URL, to="a@example.com",
+        sender="Shop <s@example.com>", unsubscribe_mailto="u@m.x",
+        date=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+        extra_headers=(("X-Rapport-Template", "t/1"),), message_id="<d1@s.example>",
+    )  # fmt: skip
+    made, built = MessageParts.made(**values), MessageParts(**values)  # type: ignore[arg-type]
+    assert made == built and vars(made) == vars(built) and hash(made) == hash(built)
+    headers = message_headers(built)
+    assert message_headers(made) == headers
+    assert serialise(made, headers, "b") == serialise(built, headers, "b")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        made.subject = "changed"  # type: ignore[misc]

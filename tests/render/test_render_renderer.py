@@ -119,3 +119,21 @@ def test_warming_compiles_no_more_templates_than_the_cache_keeps() -> None:
     renderer.warm()
     assert len(library.names()) >= 4
     assert library.asked == library.names()[:2] and len(renderer.cache) == 2
+
+
+def test_an_email_made_at_once_is_the_email_its_constructor_makes(renderer) -> None:
+    import dataclasses
+    import inspect
+
+    from engine.render.renderer import RenderedEmail
+
+    names = [field.name for field in dataclasses.fields(RenderedEmail)]
+    assert list(inspect.signature(RenderedEmail.made).parameters) == names  # none forgotten
+    rendered = renderer.render("picked-for-you", context(first_name="Ann"))
+    values = {name: getattr(rendered, name) for name in names}
+    made, built = RenderedEmail.made(**values), RenderedEmail(**values)
+    assert made == built and vars(made) == vars(built)
+    assert repr(made) == repr(built)
+    assert made.mime_bytes is made.mime_bytes  # written once, on first use
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        made.subject = "changed"  # type: ignore[misc]
