@@ -34,7 +34,7 @@ from types import CodeType
 from typing import Any
 
 from jinja2 import StrictUndefined, Template, TemplateSyntaxError, nodes
-from jinja2.compiler import CodeGenerator, Frame
+from jinja2.compiler import CodeGenerator, Frame, optimizeconst
 from jinja2.parser import Parser
 from jinja2.runtime import markup_join
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
@@ -311,6 +311,24 @@ class _OutputCodeGenerator(CodeGenerator):
             super()._output_child_post(node, frame, finalize)
         else:
             self.write(")")
+
+    @optimizeconst
+    def visit_Getattr(self, node: nodes.Getattr, frame: Frame) -> None:
+        """Read ``item.name`` from a plain dict holding that key inline, else as the sandbox does.
+
+        Templates read an email's item and recipient fields, dict keys, about fifty times an
+        email, each a Python call of the sandbox's ``getattr``. What it returns for a plain
+        dict and a name that is not one of ``dict``'s own is the key's value: the written code
+        tests exactly that and reads the key itself. A missing key, a dict's own attribute
+        (``items``, ``keys``), a subclass or any other object still goes through ``getattr``.
+        """
+        if node.attr in _DICT_ATTRIBUTES or self.environment.is_async:
+            super().visit_Getattr(node, frame)
+            return
+        held, key = self.temporary_identifier(), repr(node.attr)
+        self.write(f"({held}[{key}] if type({held} := ")
+        self.visit(node.node, frame)
+        self.write(f") is dict and {key} in {held} else environment.getattr({held}, {key}))")
 
     def visit_Call(self, node: nodes.Call, frame: Frame, forward_caller: bool = False) -> None:
         """Call the render limits' own loop and join wrappers directly.

@@ -352,3 +352,70 @@ def test_non_ascii_outputs_are_written_alike_every_time_and_long_ones_are_not_ke
         long_text = "é" * (MEMO_TEXT + 1)
         assert render_text(template, {"a": long_text, "b": "x", "n": 2}).startswith("&#233;" * 9)
     assert _references_for.cache_info().currsize == kept  # not remembered: it could be huge
+
+
+class _StockLookups(RapportSandbox):
+    """Jinja's own code and the immutable sandbox's own ``getattr``: the reference for lookups."""
+
+    code_generator_class = __import__("jinja2.compiler").compiler.CodeGenerator
+
+    def getattr(self, obj: object, attribute: str) -> object:
+        from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+        return ImmutableSandboxedEnvironment.getattr(self, obj, attribute)
+
+
+class _Fields(dict):  # a dict subclass may carry attributes: never read as a plain dict
+    title = "attribute"
+
+
+LOOKED_UP = ["title", "nothing", "missing", "items", "keys", "get", "copy", "fromkeys",
+             "__class__", "__init__", "_private", "mro", "upper", "format"]  # fmt: skip
+
+
+def _rendered(template_source: str, env: RapportSandbox, values: dict) -> str:
+    try:
+        with budget():
+            return render_text(env.from_string(template_source), values)
+    except Exception as exc:  # the failure itself is compared: its kind and its message
+        return f"{type(exc).__name__}: {exc}"
+
+
+@pytest.mark.parametrize("html", [True, False], ids=["html", "text"])
+@pytest.mark.parametrize("name", LOOKED_UP)
+def test_a_dicts_keys_read_inline_are_what_the_sandboxs_getattr_returns(name, html) -> None:
+    """``item.name`` reads a plain dict's key in the written code; every other case, and every
+    result, is the sandbox's own: dict methods, private and special names, subclasses, misses.
+    """
+    from types import MappingProxyType, SimpleNamespace
+
+    plain = {key: f"key {key}" for key in LOOKED_UP if key != "missing"}
+    plain["nothing"] = None
+    values = {"plain": plain, "sub": _Fields(plain), "proxy": MappingProxyType(plain),
+              "obj": SimpleNamespace(title="t"), "text": "abc"}  # fmt: skip
+    fast, stock = RapportSandbox(html=html), _StockLookups(html=html)
+    for owner in ("plain", "sub", "proxy", "obj", "text", "undefined_name", "plain.title"):
+        for expression in (f"{owner}.{name}", f"{owner}.{name}|default('d')",
+                           f"({owner}.{name}).title", f"{owner}.{name} is defined"):  # fmt: skip
+            source = f"[{{{{ {expression} }}}}]"
+            assert _rendered(source, fast, values) == _rendered(source, stock, values), source
+
+
+def test_only_a_name_that_is_not_a_dicts_own_is_read_inline() -> None:
+    code = RapportSandbox(html=True).compile("{{ item.title }}{{ item.items }}", raw=True)
+    assert "['title'] if type(" in code  # the written lookup, no call for a dict's key
+    assert "else l_0_item), 'items')" in code  # a dict's own name: the sandbox's getattr
+
+
+NESTED_LOOKUPS = """{% for i in items if i.title %}{{ i.title }}{% else %}{{ i.x }}{% endfor %}
+{% macro m(x=items[0].title) %}{{ x }}{% endmacro %}{% macro c() %}[{{ caller() }}]{% endmacro %}
+{{ m() }}{% call c() %}{{ items[1].title }}{{ items[0].item_id }}{% endcall %}
+{% set t = {'a': items[0]} %}{{ t.a.title }}{{ (items|first).title }}{{ m(x=t.a.title) }}"""
+
+
+@pytest.mark.parametrize("html", [True, False], ids=["html", "text"])
+def test_lookups_inside_loops_macros_and_calls_write_what_jinjas_own_code_writes(html) -> None:
+    values = {"items": ITEMS}
+    fast, stock = RapportSandbox(html=html), _StockLookups(html=html)
+    assert _rendered(NESTED_LOOKUPS, fast, values) == _rendered(NESTED_LOOKUPS, stock, values)
+    assert "Mug" in _rendered(NESTED_LOOKUPS, fast, values)
