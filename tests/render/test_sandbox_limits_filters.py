@@ -7,6 +7,8 @@ triples a ``%``, ``forceescape`` makes ``&`` five characters) otherwise built st
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from engine.render.prepared import compile_jinja
@@ -108,3 +110,55 @@ def test_a_filter_result_up_to_the_limit_passes_and_one_longer_is_refused(
                     render_text(template, values)
             else:
                 assert render_text(template, values) == str(length), size
+
+
+CHARGED = "{% for item in items %}ab{{ item.title }}{% endfor %}{{ name }}{{ 7 }}"
+
+
+@pytest.mark.parametrize(("html", "counts"), [(True, (17, 2, 6)), (False, (19, 2, 6))])
+def test_outputs_and_loops_charge_the_budget_what_the_methods_charged(html, counts) -> None:
+    """Text outputs and loop iterations are charged inline: output, iterations and ticks are
+    what ``charge_output`` and ``charge_iteration`` counted when every charge called them.
+    """
+    from engine.render.sandbox import RenderBudget, budget, render_text
+
+    items = [{"title": "Mug"}, {"title": "Teapot"}]
+    with budget(RenderBudget()) as spend:
+        render_text(RapportSandbox(html=html).from_string(CHARGED), {"items": items, "name": "Ann"})
+    assert (spend.output, spend.iterations, spend.ticks) == counts
+
+
+@pytest.mark.parametrize("charge", ["html", "text", "loop"])
+def test_each_inline_charge_refuses_at_the_limits_and_reads_the_clock_every_32nd(charge) -> None:
+    from engine.render.sandbox import (
+        RenderBudget,
+        TemplateLimitError,
+        _bounded_loop,
+        _output_html,
+        _output_text,
+        budget,
+    )
+
+    def charging() -> Callable[[], object]:
+        loop = _bounded_loop(iter(range(10**6)), 10)
+        return {"html": lambda: _output_html("x" * 10), "text": lambda: _output_text("x" * 10),
+                "loop": lambda: next(loop)}[charge]  # fmt: skip
+
+    with budget(RenderBudget(max_output=100)):  # ten charges of ten: at the limit
+        charge_once = charging()
+        for _ in range(10):
+            charge_once()
+        with pytest.raises(TemplateLimitError, match="output exceeds"):
+            charge_once()
+    with budget(RenderBudget(seconds=-1.0)):  # late from the start
+        charge_once = charging()
+        for _ in range(31):  # the clock is not read before the 32nd charge
+            charge_once()
+        with pytest.raises(TemplateLimitError, match="time budget"):
+            charge_once()
+    if charge == "loop":
+        with budget(RenderBudget(max_iterations=5)):
+            loop = _bounded_loop(iter(range(10)), 0)
+            assert [next(loop) for _ in range(5)] == [0, 1, 2, 3, 4]
+            with pytest.raises(TemplateLimitError, match="loops exceed"):
+                next(loop)
