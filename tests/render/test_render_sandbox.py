@@ -419,3 +419,30 @@ def test_lookups_inside_loops_macros_and_calls_write_what_jinjas_own_code_writes
     fast, stock = RapportSandbox(html=html), _StockLookups(html=html)
     assert _rendered(NESTED_LOOKUPS, fast, values) == _rendered(NESTED_LOOKUPS, stock, values)
     assert "Mug" in _rendered(NESTED_LOOKUPS, fast, values)
+
+
+@pytest.mark.parametrize("html", [True, False], ids=["html", "text"])
+@pytest.mark.parametrize("source", ["{{ a }}", "{% block b %}{{ a }}{% endblock %}"])
+def test_a_parts_context_is_the_context_jinja_makes(html: bool, source: str) -> None:
+    from jinja2.runtime import Context
+
+    from engine.render.prepared import compile_jinja
+
+    template = compile_jinja(RapportSandbox(html=html), source, "t.html")
+    scope = {**template.globals, "a": "x"}
+    made = template.environment.context_class(
+        template.environment, scope, template.name, template.blocks, template.globals
+    )
+    stock = Context(template.environment, scope, template.name, template.blocks, template.globals)
+    assert type(made) is not Context and isinstance(made, Context)  # the lean one, a Context
+    made_fields, stock_fields = vars(made), vars(stock)
+    assert vars(made_fields.pop("eval_ctx")) == vars(stock_fields.pop("eval_ctx"))
+    assert made_fields == stock_fields
+    with budget():
+        assert render_text(template, {"a": "<x>"}) == ("&lt;x&gt;" if html else "<x>")
+
+
+def test_a_part_finished_past_the_time_budget_is_refused() -> None:
+    template = RapportSandbox(html=True).from_string("no outputs, no loops")
+    with budget(RenderBudget(seconds=-1.0)), pytest.raises(SecurityError, match="time budget"):
+        render_text(template, {})
