@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from jinja2 import TemplateError
+from jinja2.compiler import CodeGenerator
 from jinja2.sandbox import SecurityError
 
 from engine.render.diagnostics import RenderError
@@ -219,7 +220,7 @@ def test_an_empty_field_prints_as_nothing_not_none() -> None:
 class _JinjasOwnOutput(RapportSandbox):
     """The sandbox with Jinja's stock code generator: the reference for the fused output."""
 
-    code_generator_class = __import__("jinja2.compiler").compiler.CodeGenerator
+    code_generator_class = CodeGenerator
 
 
 class _SafeHTML:
@@ -357,7 +358,7 @@ def test_non_ascii_outputs_are_written_alike_every_time_and_long_ones_are_not_ke
 class _StockLookups(RapportSandbox):
     """Jinja's own code and the immutable sandbox's own ``getattr``: the reference for lookups."""
 
-    code_generator_class = __import__("jinja2.compiler").compiler.CodeGenerator
+    code_generator_class = CodeGenerator
 
     def getattr(self, obj: object, attribute: str) -> object:
         from jinja2.sandbox import ImmutableSandboxedEnvironment
