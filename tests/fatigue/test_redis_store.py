@@ -8,6 +8,7 @@ import uuid
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
+import hiredis
 import pytest
 import redis
 from redis.crc import key_slot
@@ -354,3 +355,37 @@ def test_a_connection_the_server_closed_is_replaced(store, raw):
     raw.client_kill_filter(_type="normal", skipme=True)  # every connection but this one
     [state] = store.load([StateQuery("u1", NOW, 0.0)])
     assert [record.items for record in state.sends] == [("i1",)]
+
+
+@pytest.fixture
+def packed_runs(store, monkeypatch):
+    """Each pipeline the store runs with commands it packed itself: (calls, packed bytes)."""
+    runs: list[tuple[list, list[bytes]]] = []
+    run = store._run
+
+    def spy(calls, audience=False, packed=None):
+        if packed is not None:
+            runs.append((list(calls), list(packed)))
+        return run(calls, audience, packed)
+
+    monkeypatch.setattr(store, "_run", spy)
+    return runs
+
+
+def hiredis_packed(calls) -> list[bytes]:
+    return [hiredis.pack_command(("EVALSHA", s.sha, len(k), *k, *a)) for s, k, a in calls]
+
+
+def test_decide_and_log_commands_are_the_bytes_hiredis_packs(store, packed_runs):
+    governor = Governor(
+        load_rules(CONTRACT), store, FrozenClock(datetime(2026, 1, 12, 12, tzinfo=UTC))
+    )
+    governor.decide(Recipient("zoë-%d"), request(idempotency_key="clé-1"), items())
+    governor.decide_many(
+        [(Recipient(f"b{n}"), request(), items()) for n in range(3)]
+        + [(Recipient("ünï"), request(idempotency_key="k%s"), items())]
+    )
+    store.log_decisions([LoggedDecision("zoë", '{"why": "é%d"}'), LoggedDecision("u2", "{}")])
+    assert {calls[0][0] for calls, _ in packed_runs} == {store._decide, store._log}
+    for calls, packed in packed_runs:
+        assert packed == hiredis_packed(calls)
