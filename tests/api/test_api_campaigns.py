@@ -255,3 +255,30 @@ def test_rapport_serve_stops_at_start_on_a_cap_no_campaign_can_match(settings, t
     check_settings(ready)  # the bundled rules scope nothing the registry lacks
     with pytest.raises(ValidationError, match=r"caps\[0\]\.category"):
         check_settings({**ready, "RULES": str(rules_path)})
+
+
+def test_resolution_is_kept_per_registry_and_per_fields_given(
+    registered, compose_request, monkeypatch
+):
+    from api import compose as composing
+    from api.schemas.compose import ComposeRequest
+    from api.services import services
+
+    def body(campaign):
+        return ComposeRequest.model_validate(compose_request(template=None, campaign=campaign))
+
+    omitted = body({"id": "weekly-picks"})
+    given_default = body({"id": "weekly-picks", "category": ""})  # the same values, given
+    with registered.application.app_context():
+        first, again = composing.to_input(omitted), composing.to_input(body({"id": "weekly-picks"}))
+        assert again == first and again.templates is not first.templates
+        assert first.campaigns[0].category == "recommendations"
+        with pytest.raises(ValidationError):
+            composing.to_input(given_default)  # contradicts the registry, found before or not
+        reloaded = CampaignRegistry.parse(REGISTRY.replace("recommendations", "picks"), Path("r"))
+        services().provide("campaigns", reloaded)
+        assert composing.to_input(omitted).campaigns[0].category == "picks"
+        monkeypatch.setattr(composing, "RESOLVED_LIMIT", 2)
+        for n in range(4):
+            made = composing.to_input(body({"id": "digest", "template": f"t-{n}"}))
+            assert made.templates == {"digest": f"t-{n}"} and len(composing._resolved) <= 2
