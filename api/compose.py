@@ -116,8 +116,9 @@ def to_input(body: ComposeRequest, registry: CampaignRegistry | None = None) -> 
             "the raw message needs a From address: set RAPPORT_SENDER "
             "(e.g. 'Shop <news@shop.example>')", field="include_mime",
         ))  # fmt: skip
-    return ComposeInput(
-        recipient=Recipient(
+    # Built at once (``made``): one of each per batch line.
+    return ComposeInput.made(
+        recipient=Recipient.made(
             user_id=recipient.user_id,
             email=recipient.email or "",
             first_name=recipient.first_name,

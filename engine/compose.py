@@ -148,6 +148,31 @@ class ComposeInput:
 
     data: Mapping[str, Any] = field(default_factory=dict)  # extra template variables
 
+    @classmethod
+    def made(
+        cls,
+        recipient: Recipient,
+        campaigns: tuple[Campaign, ...],
+        templates: Mapping[str, str],
+        idempotency_key: str,
+        dry_run: bool,
+        items: int,
+        deferrable: bool,
+        data: Mapping[str, Any],
+    ) -> ComposeInput:
+        """Build an input with every field given: the same object as ``ComposeInput(...)`` makes.
+
+        One is made per batch line: filling the instance's ``__dict__`` at once takes a third
+        of the frozen ``__init__``'s time (as ``Decision.made``).
+        """
+        made = object.__new__(cls)
+        made.__dict__.update(
+            recipient=recipient, campaigns=campaigns, templates=templates,
+            idempotency_key=idempotency_key, dry_run=dry_run, items=items,
+            deferrable=deferrable, data=data,
+        )  # fmt: skip
+        return made
+
 
 @dataclass(frozen=True)
 class Composition:
@@ -208,7 +233,7 @@ class Composer:
         jobs = [
             (
                 request.recipient,
-                MessageRequest(
+                MessageRequest.made(
                     campaigns=_showing_items(request, templates),
                     idempotency_key=request.idempotency_key,
                     deferrable=request.deferrable,

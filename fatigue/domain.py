@@ -104,6 +104,28 @@ class Recipient:
     timezone: str = ""
     attributes: Mapping[str, object] = field(default_factory=dict)
 
+    @classmethod
+    def made(
+        cls,
+        user_id: str,
+        email: str,
+        first_name: str,
+        locale: str,
+        timezone: str,
+        attributes: Mapping[str, object],
+    ) -> Recipient:
+        """Build a recipient with every field given: the same object as ``Recipient(...)`` makes.
+
+        One is made per batch line: filling the instance's ``__dict__`` at once takes a third
+        of the frozen ``__init__``'s time (as ``Decision.made``).
+        """
+        recipient = object.__new__(cls)
+        recipient.__dict__.update(
+            user_id=user_id, email=email, first_name=first_name, locale=locale,
+            timezone=timezone, attributes=attributes,
+        )  # fmt: skip
+        return recipient
+
 
 @dataclass(frozen=True)
 class Campaign:
@@ -135,6 +157,29 @@ class MessageRequest:
     def __post_init__(self) -> None:
         if not self.campaigns:
             raise ValueError("a MessageRequest needs at least one campaign")
+
+    @classmethod
+    def made(
+        cls,
+        campaigns: tuple[Campaign, ...],
+        idempotency_key: str | None,
+        deferrable: bool,
+        dry_run: bool,
+        request_digest: str,
+    ) -> MessageRequest:
+        """Build a request with every field given: the same object as ``MessageRequest(...)``.
+
+        One is made per batch recipient: filling the instance's ``__dict__`` at once takes a
+        third of the frozen ``__init__``'s time (as ``Decision.made``); the same check is made.
+        """
+        if not campaigns:
+            raise ValueError("a MessageRequest needs at least one campaign")
+        request = object.__new__(cls)
+        request.__dict__.update(
+            campaigns=campaigns, idempotency_key=idempotency_key, deferrable=deferrable,
+            dry_run=dry_run, request_digest=request_digest,
+        )  # fmt: skip
+        return request
 
     @classmethod
     def single(cls, campaign: Campaign, **options: Any) -> MessageRequest:

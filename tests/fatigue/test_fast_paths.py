@@ -420,3 +420,23 @@ def test_the_considered_items_of_one_campaign_are_those_of_several() -> None:
         one = _considered([Prep(selection)])  # type: ignore[list-item]
         assert one == _considered([Prep(selection), Prep(None)])  # type: ignore[list-item]
     assert _considered([Prep(chosen)]) == ("i2", "i1", "i3")  # type: ignore[list-item]
+
+
+def test_recipients_and_requests_made_at_once_are_what_their_constructors_make() -> None:
+    import dataclasses
+    import inspect
+
+    from fatigue.domain import MessageRequest, Recipient
+
+    for cls in (Recipient, MessageRequest):
+        names = [field.name for field in dataclasses.fields(cls)]
+        assert list(inspect.signature(cls.made).parameters) == names  # none can be forgotten
+    who = ("u1", "ada@example.com", "Ada", "en", "Europe/London", {"tier": "gold"})
+    made_recipient, built_recipient = Recipient.made(*who), Recipient(*who)
+    asked = ((Campaign("c1", "sale"),), "k", True, False, "abc")
+    made_request, built_request = MessageRequest.made(*asked), MessageRequest(*asked)
+    for made, built in ((made_recipient, built_recipient), (made_request, built_request)):
+        assert made == built and vars(made) == vars(built) and repr(made) == repr(built)
+    assert hash(made_request) == hash(built_request)
+    with pytest.raises(ValueError, match="at least one campaign"):
+        MessageRequest.made((), None, False, False, "")
