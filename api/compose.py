@@ -479,7 +479,7 @@ def _decision_line(decision: Decision) -> dict[str, Any]:
         answer["send_at"] = _iso_z(decision.send_at)
     answer["decided_at"] = _iso_z(decision.decided_at)
     answer["dry_run"] = decision.dry_run
-    answer["reasons"] = [_reason_line(reason) for reason in decision.reasons]
+    answer["reasons"] = _reason_line.many(decision.reasons)
     answer["items"] = _items_line(decision.items)
     return answer
 
@@ -488,10 +488,10 @@ def _present(data: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in data.items() if value is not None}
 
 
-_reason_line: Callable[[Reason], orjson.Fragment] = encoded_once(
+_reason_line: ByIdentity[Reason, orjson.Fragment] = encoded_once(
     lambda reason: _present(_reason(reason))
 )
-_items_line: Callable[[tuple[Candidate, ...]], orjson.Fragment] = encoded_once(
+_items_line: ByIdentity[tuple[Candidate, ...], orjson.Fragment] = encoded_once(
     lambda items: [
         {"item_id": item.item_id, "relevance": item.relevance, "source": item.source}
         for item in items

@@ -415,7 +415,7 @@ def _items_json(items: tuple[Candidate, ...]) -> Any:
 
 
 def _reasons_json(reasons: tuple[Reason, ...]) -> list[orjson.Fragment]:
-    return list(map(reason_json, reasons))
+    return reason_json.many(reasons)
 
 
 def _item_dicts(items: tuple[Candidate, ...]) -> list[dict[str, Any]]:

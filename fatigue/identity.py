@@ -39,13 +39,29 @@ class ByIdentity(Generic[K, V]):
         self._entries[id(key)] = (key, value)
         return value
 
+    def many(self, keys: Sequence[K]) -> list[V]:
+        """Return ``[self(key) for key in keys]``, found in one call.
+
+        A decision's ten or so reasons were each looked up through ``__call__`` (a Python
+        frame per reason, twice per batch recipient); this loop takes half the time.
+        """
+        entries = self._entries
+        values: list[V] = []
+        for key in keys:
+            found = entries.get(id(key))
+            if found is not None and found[0] is key:
+                values.append(found[1])
+            else:
+                values.append(self(key))
+        return values
+
 
 def same_objects(left: Sequence[object], right: Sequence[object]) -> bool:
     """Whether two sequences hold the very same objects, in order (identity, not equality)."""
     return len(left) == len(right) and all(map(operator.is_, left, right))
 
 
-def encoded_once(to_data: Callable[[K], Any]) -> Callable[[K], orjson.Fragment]:
+def encoded_once(to_data: Callable[[K], Any]) -> ByIdentity[K, orjson.Fragment]:
     """Return ``to_data`` encoded as JSON once per object (orjson writes a fragment as it is).
 
     The JSON that holds the fragment is byte for byte what encoding the data in place wrote.

@@ -440,3 +440,22 @@ def test_recipients_and_requests_made_at_once_are_what_their_constructors_make()
     assert hash(made_request) == hash(built_request)
     with pytest.raises(ValueError, match="at least one campaign"):
         MessageRequest.made((), None, False, False, "")
+
+
+def test_many_finds_what_calling_one_by_one_finds() -> None:
+    built: list[object] = []
+
+    def build(key: object) -> tuple[str, int]:
+        built.append(key)
+        return ("built", len(built))
+
+    found = ByIdentity(build, limit=3)
+    first, second, equal = [1.5], [2.5], [1.5]
+    assert found.many([first, second, first, equal]) == [
+        ("built", 1), ("built", 2), ("built", 1), ("built", 3),
+    ]  # fmt: skip
+    assert built == [first, second, equal] and found.many(()) == []
+    stale = [0.5]
+    found._entries[id(stale)] = (["another object"], ("stale", 0))  # as if an id were reused
+    assert found.many([stale, first]) == [("built", 4), ("built", 5)]  # limit reached: again
+    assert found.many([stale, first]) == [found(stale), found(first)]
