@@ -310,19 +310,7 @@ class Composer:
         """Render the deciding campaign's template with the chosen items."""
         campaign_id = decision.campaign or request.campaigns[0].id
         campaign = next(c for c in request.campaigns if c.id == campaign_id)
-        catalog = model.catalog
-        items = [
-            {
-                **(
-                    catalog[item.item_id].as_template_dict()
-                    if catalog and item.item_id in catalog
-                    else {"item_id": item.item_id}
-                ),
-                "relevance": item.relevance,
-                "source": item.source,
-            }
-            for item in decision.items[: request.items]
-        ]
+        items = _item_variables(model.catalog, decision.items[: request.items])
         context = RenderContext(
             recipient=recipient_variables(request.recipient),
             items=items,
@@ -330,6 +318,32 @@ class Composer:
             extra={**request.data, "decision_id": decision.decision_id},
         )
         return self.renderer.render_prepared(templates[request.templates[campaign.id]], context)
+
+
+def _item_variables(
+    catalog: Mapping[str, Any] | None, chosen: Sequence[Any]
+) -> list[dict[str, Any]]:
+    """Return what templates see as ``items``: each catalog entry with its relevance and source.
+
+    The catalog is a Python ``Mapping``: asking whether it is empty, then whether it holds the
+    item, then for the item was four Python calls an item; it is asked once per email and each
+    item looked up once. ``as_template_dict`` hands out a copy, filled in place: the same keys
+    in the same order as merging it into a new dict.
+    """
+    known = catalog if catalog else None
+    items: list[dict[str, Any]] = []
+    for item in chosen:
+        entry = None
+        if known is not None:
+            try:
+                entry = known[item.item_id]
+            except KeyError:  # as ``in`` answers for a Mapping
+                entry = None
+        data = entry.as_template_dict() if entry is not None else {"item_id": item.item_id}
+        data["relevance"] = item.relevance
+        data["source"] = item.source
+        items.append(data)
+    return items
 
 
 def _check_item_counts(

@@ -25,3 +25,34 @@ def test_an_input_made_at_once_is_what_its_constructor_makes() -> None:
     made, built = ComposeInput.made(**values), ComposeInput(**values)  # type: ignore[arg-type]
     assert made == built and vars(made) == vars(built) and repr(made) == repr(built)
     assert made.digest() == built.digest()
+
+
+def merged_item_variables(catalog, chosen):
+    """The items as ``Composer._render`` built them before: each catalog entry merged anew."""
+    return [
+        {
+            **(
+                catalog[item.item_id].as_template_dict()
+                if catalog and item.item_id in catalog
+                else {"item_id": item.item_id}
+            ),
+            "relevance": item.relevance,
+            "source": item.source,
+        }
+        for item in chosen
+    ]
+
+
+def test_item_variables_are_the_merged_catalog_entries_key_for_key_in_order() -> None:
+    from engine.catalog import Catalog, CatalogItem
+    from engine.compose import _item_variables
+    from fatigue.domain import Candidate
+
+    shown = CatalogItem("i1", "Mug", "https://shop.example/i1", extra={"relevance": "x", "a": "1"})
+    chosen = (Candidate("i1", 0.5, 1.0, "cf"), Candidate("gone", 0.25, 0.5, "trending"))
+    for catalog in (None, Catalog(), Catalog({"i1": shown}), {"i1": shown}):
+        made = _item_variables(catalog, chosen)
+        expected = merged_item_variables(catalog, chosen)
+        assert made == expected
+        assert [list(item.items()) for item in made] == [list(item.items()) for item in expected]
+    assert _item_variables(Catalog({"i1": shown}), chosen)[0] is not shown.as_template_dict()
