@@ -26,6 +26,7 @@ from engine.serving import Filters, RecentInteraction, Recommender
 from fatigue.clock import Clock, utc_now
 from fatigue.domain import Action, Campaign, Decision, MessageRequest, Recipient
 from fatigue.errors import Problem, StoreError, ValidationError
+from fatigue.identity import ByIdentity
 from fatigue.store.base import LoggedDecision
 
 
@@ -308,16 +309,31 @@ class Composer:
         templates: Mapping[str, PreparedTemplate],
     ) -> RenderedEmail:
         """Render the deciding campaign's template with the chosen items."""
-        campaign_id = decision.campaign or request.campaigns[0].id
-        campaign = next(c for c in request.campaigns if c.id == campaign_id)
+        campaign = _deciding_campaign(request.campaigns, decision.campaign)
         items = _item_variables(model.catalog, decision.items[: request.items])
         context = RenderContext(
             recipient=recipient_variables(request.recipient),
             items=items,
-            campaign=LinkCampaign(campaign.id, campaign.id),
+            campaign=_link_campaign(campaign),
             extra={**request.data, "decision_id": decision.decision_id},
         )
         return self.renderer.render_prepared(templates[request.templates[campaign.id]], context)
+
+
+def _deciding_campaign(campaigns: tuple[Campaign, ...], deciding: str | None) -> Campaign:
+    """Return the campaign the decision names (the first when it names none)."""
+    wanted = deciding or campaigns[0].id
+    for campaign in campaigns:  # a loop: a generator is a new function object per email
+        if campaign.id == wanted:
+            return campaign
+    raise StopIteration  # as next() on an exhausted generator did
+
+
+#: A request's campaigns are shared by a batch's lines (``api.compose`` resolves each set
+#: once): their link campaign, a frozen dataclass set field by field, is made once each.
+_link_campaign: ByIdentity[Campaign, LinkCampaign] = ByIdentity(
+    lambda campaign: LinkCampaign(campaign.id, campaign.id)
+)
 
 
 def _item_variables(

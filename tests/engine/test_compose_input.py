@@ -56,3 +56,22 @@ def test_item_variables_are_the_merged_catalog_entries_key_for_key_in_order() ->
         assert made == expected
         assert [list(item.items()) for item in made] == [list(item.items()) for item in expected]
     assert _item_variables(Catalog({"i1": shown}), chosen)[0] is not shown.as_template_dict()
+
+
+def test_the_deciding_campaign_and_its_link_campaign_are_what_they_were() -> None:
+    import pytest
+
+    from engine.compose import _deciding_campaign, _link_campaign
+    from engine.render.links import Campaign as LinkCampaign
+
+    campaigns = (Campaign("first"), Campaign("second"), Campaign("second", "again"))
+    for deciding in (None, "first", "second"):
+        wanted = deciding or campaigns[0].id
+        assert _deciding_campaign(campaigns, deciding) is next(
+            c for c in campaigns if c.id == wanted
+        )
+    with pytest.raises(StopIteration):
+        _deciding_campaign(campaigns, "unknown")
+    link = _link_campaign(campaigns[1])
+    assert link == LinkCampaign("second", "second") and _link_campaign(campaigns[1]) is link
+    assert _link_campaign(Campaign("second")) == link  # an equal campaign: an equal link
