@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
 import orjson
 
 K = TypeVar("K")
 V = TypeVar("V")
+T = TypeVar("T")
 #: Entries kept before a cache starts again (the objects a batch shares are few).
 IDENTITY_LIMIT = 4096
 
@@ -71,3 +72,17 @@ def encoded_once(to_data: Callable[[K], Any]) -> ByIdentity[K, orjson.Fragment]:
         return orjson.Fragment(orjson.dumps(to_data(value)))
 
     return ByIdentity(encode)
+
+
+def filled(cls: type[T], fields: Mapping[str, Any]) -> T:
+    """Return an instance of the frozen dataclass ``cls`` holding ``fields``, set all at once.
+
+    What ``cls(**fields)`` makes when ``fields`` names every field: the generated ``__init__``
+    of a frozen dataclass sets each one through ``object.__setattr__``, and filling the
+    instance's ``__dict__`` in one update takes about a third of that. For the few objects made
+    per recipient on the hot path (their ``made`` class methods, each held to its constructor
+    field for field by a test); the constructor stays the way to make one anywhere else.
+    """
+    instance = object.__new__(cls)
+    instance.__dict__.update(fields)
+    return instance

@@ -29,6 +29,7 @@ from email.utils import format_datetime, formataddr, make_msgid, parseaddr
 from functools import lru_cache
 
 from fatigue.errors import Problem, ValidationError
+from fatigue.identity import filled
 from fatigue.random_ids import random_hex
 
 POLICY = policy.SMTP.clone(max_line_length=998)
@@ -81,13 +82,14 @@ class MessageParts:
         ``object.__setattr__``; one is made per email, and filling the instance's ``__dict__``
         at once takes a third of the time.
         """
-        parts = object.__new__(cls)
-        parts.__dict__.update(
-            subject=subject, text=text, html=html, unsubscribe_url=unsubscribe_url, to=to,
-            sender=sender, unsubscribe_mailto=unsubscribe_mailto, date=date,
-            extra_headers=extra_headers, message_id=message_id,
+        return filled(
+            cls,
+            dict(
+                subject=subject, text=text, html=html, unsubscribe_url=unsubscribe_url, to=to,
+                sender=sender, unsubscribe_mailto=unsubscribe_mailto, date=date,
+                extra_headers=extra_headers, message_id=message_id,
+            ),
         )  # fmt: skip
-        return parts
 
 
 def message_id(key: str | None, domain: str) -> str:

@@ -32,6 +32,7 @@ from engine.render.text import html_to_text
 from engine.render.validate import in_template_toml
 from fatigue.clock import Clock, utc_now
 from fatigue.errors import NotFoundError, Problem, ValidationError
+from fatigue.identity import filled
 
 log = logging.getLogger(__name__)
 SAMPLE_CAMPAIGN = Campaign("preview", "Preview")
@@ -91,12 +92,13 @@ class RenderedEmail:
         As ``MessageParts.made``: one per email, its ``__dict__`` filled at once instead of
         nine ``object.__setattr__`` calls.
         """
-        email = object.__new__(cls)
-        email.__dict__.update(
-            template=template, version=version, locale=locale, subject=subject,
-            preheader=preheader, html=html, text=text, headers=headers, message=message,
+        return filled(
+            cls,
+            dict(
+                template=template, version=version, locale=locale, subject=subject,
+                preheader=preheader, html=html, text=text, headers=headers, message=message,
+            ),
         )  # fmt: skip
-        return email
 
     @cached_property
     def mime_bytes(self) -> bytes:
