@@ -204,6 +204,12 @@ class RedisStore(FatigueStore):
                 lambda: self._send_and_read(connection, commands),
                 lambda _error: connection.disconnect(),
             )
+        except BaseException:
+            # Whatever the retry policy gave up on or does not cover (a reply that cannot be
+            # parsed, an interrupt) may leave replies unread: the connection goes back closed,
+            # so the next exchange on it never reads this one's answers.
+            connection.disconnect()
+            raise
         finally:
             pool.release(connection)
 
@@ -250,8 +256,7 @@ class RedisStore(FatigueStore):
             base = self.key(query.user_id, "")  # the customer's keys differ only after it
             idempotency = query.idempotency_key or ""
             args = decide_args(call)
-            keys = [*map(base.__add__, _PARTS), f"{base}idem:{idempotency}"]
-            scripts.append((self._decide, keys, args))
+            scripts.append((self._decide, _customer_keys(base, idempotency), args))
             packed.append(_decide_command(template, base, idempotency, args))
         audience, replies = self._run(
             scripts, audience=any(call.audience for call in calls), packed=packed
@@ -291,8 +296,7 @@ class RedisStore(FatigueStore):
         ]
 
     def _keys(self, user: str, idempotency_key: str | None) -> list[str]:
-        base = self.key(user, "")  # the customer's keys differ only after it
-        return [*map(base.__add__, _PARTS), f"{base}idem:{idempotency_key or ''}"]
+        return _customer_keys(self.key(user, ""), idempotency_key or "")
 
     def release(self, decision_id: str) -> bool:
         """Forget a recorded send that failed."""
@@ -541,6 +545,11 @@ def _split_prefix(url: str) -> tuple[str, str]:
     prefix = next((value for name, value in query if name == "prefix"), "")
     rest = urlencode([(name, value) for name, value in query if name != "prefix"])
     return urlunsplit(parts._replace(query=rest)), prefix
+
+
+def _customer_keys(base: str, idempotency: str) -> list[str]:
+    """Return a decision's five keys from the customer's key start (they differ only after it)."""
+    return [*map(base.__add__, _PARTS), f"{base}idem:{idempotency}"]
 
 
 def _fields(reply: dict[bytes, bytes] | list[bytes]) -> dict[bytes, bytes]:

@@ -389,3 +389,27 @@ def test_decide_and_log_commands_are_the_bytes_hiredis_packs(store, packed_runs)
     assert {calls[0][0] for calls, _ in packed_runs} == {store._decide, store._log}
     for calls, packed in packed_runs:
         assert packed == hiredis_packed(calls)
+
+
+def test_an_exchange_that_fails_mid_read_never_leaves_its_replies_for_the_next(store, monkeypatch):
+    """A reply the client cannot parse (a fault no real server gives, so it is faked) ends the
+    exchange; the connection goes back closed, or the next exchange would read its answers."""
+    from redis.connection import AbstractConnection
+    from redis.exceptions import InvalidResponse
+
+    read = AbstractConnection.read_response
+    calls = {"n": 0}
+
+    def fails_second(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise InvalidResponse("garbled")
+        return read(self, *args, **kwargs)
+
+    ping = ("ECHO", "first"), ("ECHO", "second"), ("ECHO", "third")
+    assert store._exchange([hiredis.pack_command(("ECHO", "warm"))]) == [b"warm"]  # connected
+    monkeypatch.setattr(AbstractConnection, "read_response", fails_second)
+    with pytest.raises(InvalidResponse):
+        store._exchange([hiredis.pack_command(command) for command in ping])
+    monkeypatch.setattr(AbstractConnection, "read_response", read)
+    assert store._exchange([hiredis.pack_command(("ECHO", "next"))]) == [b"next"]
