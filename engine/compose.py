@@ -327,7 +327,7 @@ def _deciding_campaign(campaigns: tuple[Campaign, ...], deciding: str | None) ->
     for campaign in campaigns:  # a loop: a generator is a new function object per email
         if campaign.id == wanted:
             return campaign
-    raise StopIteration  # as next() on an exhausted generator did
+    raise ValueError(f"the decision names campaign {wanted!r}, which the request does not")
 
 
 #: A request's campaigns are shared by a batch's lines (``api.compose`` resolves each set

@@ -70,7 +70,7 @@ def test_the_deciding_campaign_and_its_link_campaign_are_what_they_were() -> Non
         assert _deciding_campaign(campaigns, deciding) is next(
             c for c in campaigns if c.id == wanted
         )
-    with pytest.raises(StopIteration):
+    with pytest.raises(ValueError, match="campaign 'unknown'"):
         _deciding_campaign(campaigns, "unknown")
     link = _link_campaign(campaigns[1])
     assert link == LinkCampaign("second", "second") and _link_campaign(campaigns[1]) is link
