@@ -16,7 +16,16 @@ import pytest
 
 from fatigue.basis import Basis
 from fatigue.content import Selection, _capped, _mmr, _rank
-from fatigue.domain import Campaign, Candidate, ContentKind, Reason, reason_to_dict
+from fatigue.domain import (
+    Campaign,
+    Candidate,
+    ContentKind,
+    Decision,
+    MessageRequest,
+    Reason,
+    Recipient,
+    reason_to_dict,
+)
 from fatigue.identity import ByIdentity
 from fatigue.store.base import (
     SendRecord,
@@ -459,3 +468,15 @@ def test_many_finds_what_calling_one_by_one_finds() -> None:
     found._entries[id(stale)] = (["another object"], ("stale", 0))  # as if an id were reused
     assert found.many([stale, first]) == [("built", 4), ("built", 5)]  # limit reached: again
     assert found.many([stale, first]) == [found(stale), found(first)]
+
+
+def test_no_class_made_at_once_checks_its_fields_after_init_unless_made_repeats_it() -> None:
+    """``filled`` skips ``__post_init__``: a check added there later would be skipped too."""
+    from engine.compose import ComposeInput
+    from engine.render.mime import MessageParts
+    from engine.render.renderer import RenderedEmail
+
+    for cls in (Decision, Reason, Recipient, ComposeInput, MessageParts, RenderedEmail):
+        assert "__post_init__" not in vars(cls), f"{cls.__name__}.made must repeat its checks"
+    with pytest.raises(ValueError):  # MessageRequest.made repeats its one check
+        MessageRequest.made((), None, False, False, "")
