@@ -107,7 +107,15 @@ def safe_url(value: Any) -> Any:
     Anything else (``javascript:``, ``data:``, a bare path) becomes ``""``: templates then
     show no link rather than a harmful one. Values that are not text are returned as they are.
     """
-    return _safe_text(value) if isinstance(value, str) else value
+    if not isinstance(value, str):
+        return value
+    if len(value) > LONGEST_KEPT_LINK:  # worked out each time: memos hold no huge keys
+        return _safe_text.__wrapped__(value)
+    return _safe_text(value)
+
+
+#: Characters of a link the memos here and in the renderer keep, at most (per entry).
+LONGEST_KEPT_LINK = 2_048
 
 
 @lru_cache(maxsize=8192)  # per item, per email: a catalog's URLs repeat in every email

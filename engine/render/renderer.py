@@ -25,7 +25,14 @@ from engine.catalog import CatalogItem
 from engine.render import mime
 from engine.render.diagnostics import RenderError, problem_from
 from engine.render.library import META_FILE, TemplateLibrary
-from engine.render.links import Campaign, LinkConfig, LinkSigner, add_query, safe_url
+from engine.render.links import (
+    LONGEST_KEPT_LINK,
+    Campaign,
+    LinkConfig,
+    LinkSigner,
+    add_query,
+    safe_url,
+)
 from engine.render.prepared import PreparedCache, PreparedTemplate, PreparedVariant
 from engine.render.sandbox import RenderBudget, budget, render_text
 from engine.render.text import html_to_text
@@ -41,7 +48,6 @@ RESERVED_VARIABLES = frozenset(
     {"recipient", "items", "campaign", "unsubscribe_url", "preferences_url", "decision_id",
      "preheader"}
 )  # fmt: skip
-LONGEST_KEPT_LINK = 2_048  # characters of a catalog link kept with its tagged form, at most
 # What a catalog entry gives templates, blank: the fields of an item known by its id alone.
 ITEM_DEFAULTS: dict[str, Any] = {
     key: value for key, value in CatalogItem("").as_template_dict().items() if key != "item_id"
@@ -248,8 +254,8 @@ class Renderer:
         values["image_url"] = safe_url(values["image_url"])
         if not isinstance(values["url"], str):
             return values  # not text: left as it is, as safe_url leaves it
-        url, tagged = _tagged_link(values["url"], utm or campaign.utm())
-        if url and self.links.track_clicks:
+        tagged = _tagged_link(values["url"], utm or campaign.utm())
+        if tagged and self.links.track_clicks:  # "" for a link safe_url refused
             token = self.signer.click_token(
                 user_id, campaign.campaign_id, tagged, str(values.get("item_id", ""))
             )
@@ -258,8 +264,8 @@ class Renderer:
         return values
 
 
-def _tagged_link(url: str, utm: dict[str, str]) -> tuple[str, str]:
-    """Return a catalog URL made safe, and that URL with the campaign's UTM parameters."""
+def _tagged_link(url: str, utm: dict[str, str]) -> str:
+    """Return a catalog URL made safe and tagged with the campaign's UTM ("" if refused)."""
     if len(url) > LONGEST_KEPT_LINK:  # worked out each time, never kept
         return _tagged_link_of.__wrapped__(url, tuple(utm.items()))
     return _tagged_link_of(url, tuple(utm.items()))
@@ -268,9 +274,9 @@ def _tagged_link(url: str, utm: dict[str, str]) -> tuple[str, str]:
 # The same item's link is tagged for the same campaign in email after email: each pair is
 # worked out once, about 1.5 us an email. Keyed by the URL and the parameters alone.
 @lru_cache(maxsize=8192)
-def _tagged_link_of(url: str, utm: tuple[tuple[str, str], ...]) -> tuple[str, str]:
+def _tagged_link_of(url: str, utm: tuple[tuple[str, str], ...]) -> str:
     safe = safe_url(url)
-    return safe, add_query(safe, dict(utm)) if safe else safe  # no link: nothing to tag
+    return add_query(safe, dict(utm)) if safe else safe  # no link: nothing to tag
 
 
 def _render_parts(

@@ -214,11 +214,14 @@ def test_item_links_are_tagged_alike_every_time_for_each_campaign(signer, clock)
 
 
 def test_a_long_item_link_is_tagged_but_not_kept(signer, clock) -> None:
-    from engine.render.renderer import LONGEST_KEPT_LINK, _tagged_link_of
+    from engine.render.links import LONGEST_KEPT_LINK, _safe_text
+    from engine.render.renderer import _tagged_link_of
 
     plain = Renderer(object(), signer, LinkConfig("https://m.example"), clock=clock)  # type: ignore[arg-type]
     link = "https://s.example/" + "y" * LONGEST_KEPT_LINK
-    kept = _tagged_link_of.cache_info().currsize
-    shown = plain.item_variables({"url": link}, "u1", Campaign("c9"))
+    kept, safe_kept = _tagged_link_of.cache_info().currsize, _safe_text.cache_info().currsize
+    shown = plain.item_variables({"url": link, "image_url": link}, "u1", Campaign("c9"))
     assert shown["url"] == f"{link}?utm_source=rapport&utm_medium=email&utm_campaign=c9"
-    assert _tagged_link_of.cache_info().currsize == kept
+    assert shown["image_url"] == link
+    assert _tagged_link_of.cache_info().currsize == kept  # neither memo holds the long link
+    assert _safe_text.cache_info().currsize == safe_kept
