@@ -103,15 +103,6 @@ class RenderBudget:
         if self.output > self.max_output or not self.ticks % 32:
             self.settle()
 
-    def charge_iteration(self, literal_size: int) -> None:
-        """Count one loop iteration (and the literal text its body may emit)."""
-        self.iterations += 1
-        self.output += literal_size
-        self.ticks += 1
-        over = self.iterations > self.max_iterations or self.output > self.max_output
-        if over or not self.ticks % 32:  # as in charge_output
-            self.settle()
-
     def settle(self) -> None:
         """Refuse what was charged past a limit; on every 32nd charge, refuse a late render.
 
@@ -214,7 +205,7 @@ def _check_filter_result(result: Any) -> None:
 
 def _bounded_loop(iterable: Iterable[Any], literal_size: int) -> Iterator[Any]:
     spend = _current()
-    for value in iterable:  # spend.charge_iteration(literal_size), written inline
+    for value in iterable:  # one iteration and its literal text, charged as charge_output does
         spend.iterations += 1
         spend.output += literal_size
         spend.ticks += 1

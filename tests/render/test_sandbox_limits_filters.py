@@ -118,7 +118,7 @@ CHARGED = "{% for item in items %}ab{{ item.title }}{% endfor %}{{ name }}{{ 7 }
 @pytest.mark.parametrize(("html", "counts"), [(True, (17, 2, 6)), (False, (19, 2, 6))])
 def test_outputs_and_loops_charge_the_budget_what_the_methods_charged(html, counts) -> None:
     """Text outputs and loop iterations are charged inline: output, iterations and ticks are
-    what ``charge_output`` and ``charge_iteration`` counted when every charge called them.
+    what the budget's methods counted when every charge called them.
     """
     from engine.render.sandbox import RenderBudget, budget, render_text
 
