@@ -447,3 +447,19 @@ def test_a_part_finished_past_the_time_budget_is_refused() -> None:
     template = RapportSandbox(html=True).from_string("no outputs, no loops")
     with budget(RenderBudget(seconds=-1.0)), pytest.raises(SecurityError, match="time budget"):
         render_text(template, {})
+
+
+def test_a_fresh_budget_keeps_every_limit_and_nothing_spent() -> None:
+    """``fresh`` names the limits itself (a copy per email, no ``replace``): a limit added to
+    ``RenderBudget`` and left out there would silently fall back to its default."""
+    import dataclasses
+
+    spent = RenderBudget(seconds=0.5, max_output=7, max_iterations=3, output=5, iterations=2,
+                         deadline=9.0, ticks=4)  # fmt: skip
+    counters = {"output": 0, "iterations": 0, "deadline": 0.0, "ticks": 0}
+    assert spent.fresh() == dataclasses.replace(spent, **counters)
+    assert {f.name for f in dataclasses.fields(RenderBudget)} - counters.keys() == {
+        "seconds",
+        "max_output",
+        "max_iterations",
+    }
