@@ -184,6 +184,13 @@ class Composition:
     email: RenderedEmail | None = None
 
 
+#: Recipients whose decisions the store makes while the ones before them render: a batch's
+#: round trips overlap its rendering instead of adding to it. One batch stream over HTTP went
+#: from 2,674-2,802 to 2,907-3,066 recipients/s on two cores (bench/bench_api_http.py), the
+#: same CPU a recipient; four slices to a chunk of 128 hide three of its four waits.
+DECIDE_SLICE = 32
+
+
 class Composer:
     """Recommend, decide, render: the pipeline behind ``/v1/compose`` and the batch endpoint.
 
@@ -246,11 +253,23 @@ class Composer:
             )
             for request in requests
         ]
-        decisions = self.governor.decide_many(jobs)
-        compositions = [
-            self._finish(model, request, decision, templates)
-            for request, decision in zip(requests, decisions, strict=True)
-        ]
+        compositions: list[Composition] = []
+        decisions: list[Decision] = []
+        deciding = self.governor.decide_many_later(jobs[:DECIDE_SLICE])
+        try:
+            for start in range(0, len(jobs), DECIDE_SLICE):
+                decided = deciding.result()
+                # The store decides the next slice while this one renders; it is sent after this
+                # one's replies are read, so a customer twice in the call is decided in order.
+                following = jobs[start + DECIDE_SLICE : start + 2 * DECIDE_SLICE]
+                if following:
+                    deciding = self.governor.decide_many_later(following)
+                mine = requests[start : start + DECIDE_SLICE]
+                for request, decision in zip(mine, decided, strict=True):
+                    compositions.append(self._finish(model, request, decision, templates))
+                decisions += decided
+        finally:
+            deciding.cancel()  # read already, unless a render failed: nobody will read it then
         # Logged once rendered: a send whose email failed was released, and never happened.
         self.log_decisions(decisions)
         return compositions

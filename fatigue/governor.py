@@ -63,6 +63,7 @@ from fatigue.store.base import (
     UserState,
     decision_owner,
 )
+from fatigue.store.later import Later
 from fatigue.windows import zone
 
 __all__ = ["Governor", "Job", "arbitrate"]
@@ -108,6 +109,15 @@ class Stamps(NamedTuple):
     repeat_since: float | None
 
 
+class SentRound(NamedTuple):
+    """One round's store calls, sent: whom they decide, when, and the replies on their way."""
+
+    pending: list[int]
+    now: datetime
+    drafts: list[Draft]
+    replies: Later[list[DecideReply]]
+
+
 @dataclass(slots=True)
 class FollowUp:
     """A decision the store call could not settle: record it (a send) or remember it."""
@@ -147,30 +157,54 @@ class Governor:
         self, requests: Sequence[tuple[Recipient, MessageRequest, Candidates]]
     ) -> list[Decision]:
         """Decide several requests: one atomic store call each, all in one round trip."""
+        return self.decide_many_later(requests).result()
+
+    def decide_many_later(
+        self, requests: Sequence[tuple[Recipient, MessageRequest, Candidates]]
+    ) -> Later[list[Decision]]:
+        """Start ``decide_many``: the store calls are sent now, the decisions made on ``result()``.
+
+        The store runs its calls while the caller goes on (rendering the decisions before
+        these, say); whatever a decision needs after its store call happens when it is read.
+        The caller reads or cancels the answer (``Later``) before asking the store again.
+        """
         jobs = [
             make_job(recipient, request, candidates) for recipient, request, candidates in requests
         ]
+        if not jobs:
+            return Later(list)
         results: list[Decision | None] = [None] * len(jobs)
-        pending = list(range(len(jobs)))
-        for _ in range(MAX_ROUNDS):
-            if not pending:
-                break
-            pending = self._round(jobs, pending, results)
-        for index in pending:
-            results[index] = unavailable(self.rules, jobs[index], self.clock(), "store contention")
-        decisions = [decision for decision in results if decision is not None]
-        for (_, request, _), decision in zip(requests, decisions, strict=True):
-            _check_same_request(request, decision)
-        return decisions
+        first = self._send_round(jobs, list(range(len(jobs))))
 
-    def _round(
-        self, jobs: list[Job], pending: list[int], results: list[Decision | None]
-    ) -> list[int]:
+        def decisions() -> list[Decision]:
+            pending = self._settle_round(jobs, first, results)
+            for _ in range(MAX_ROUNDS - 1):
+                if not pending:
+                    break
+                pending = self._settle_round(jobs, self._send_round(jobs, pending), results)
+            for index in pending:
+                results[index] = unavailable(
+                    self.rules, jobs[index], self.clock(), "store contention"
+                )
+            made = [decision for decision in results if decision is not None]
+            for (_, request, _), decision in zip(requests, made, strict=True):
+                _check_same_request(request, decision)
+            return made
+
+        return Later(decisions, first.replies.cancel)
+
+    def _send_round(self, jobs: list[Job], pending: list[int]) -> SentRound:
         now = self.clock()
         stamps = self._stamps(now)
         drafts = [self._draft(jobs[index], now, stamps) for index in pending]
+        return SentRound(pending, now, drafts, self.store.decide_later([d.call for d in drafts]))
+
+    def _settle_round(
+        self, jobs: list[Job], sent: SentRound, results: list[Decision | None]
+    ) -> list[int]:
+        pending, now, drafts = sent.pending, sent.now, sent.drafts
         try:
-            replies = self.store.decide([draft.call for draft in drafts])
+            replies = sent.replies.result()
         except StoreError as exc:
             self._outage.failed(exc)
             for index in pending:

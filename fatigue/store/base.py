@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import orjson
 
 from fatigue.random_ids import random_hex
+from fatigue.store.later import Later
 
 if TYPE_CHECKING:
     from fatigue.basis import Basis
@@ -391,6 +392,15 @@ class FatigueStore(ABC):
     @abstractmethod
     def decide(self, calls: Sequence[DecideCall]) -> list[DecideReply]:
         """Run each call atomically, in order; one round trip (one script per call) in all."""
+
+    def decide_later(self, calls: Sequence[DecideCall]) -> Later[list[DecideReply]]:
+        """Start ``decide``: the caller reads the replies from ``result()`` (errors too).
+
+        A store whose round trips cost real waiting (Redis) sends the calls now and reads the
+        replies when asked, so the caller's own work overlaps the store's; calls are still run
+        in the order they were sent. This default decides at once.
+        """
+        return Later.now(lambda: self.decide(calls))
 
     @abstractmethod
     def commit(self, attempts: Sequence[SendAttempt]) -> list[CommitResult]:

@@ -68,6 +68,7 @@ from fatigue.store.base import (
     stored_replay,
     suppression_detail,
 )
+from fatigue.store.later import Later
 from fatigue.store.redis_args import commit_args, decide_args
 
 _PARTS = ("sends", "items", "suppression", "engagement")
@@ -166,6 +167,12 @@ class RedisStore(FatigueStore):
         ``hiredis.pack_command`` writes). Only a server that lost its script cache costs more:
         those calls load and run again.
         """
+        return self._run_later(calls, audience, packed).result()
+
+    def _run_later(
+        self, calls: Sequence[Call], audience: bool = False, packed: list[bytes] | None = None
+    ) -> Later[tuple[Any, list[Any]]]:
+        """``_run``, its commands sent now and its replies read from the answer's ``result()``."""
         pack = self._pack
         commands = [pack(("HGETALL", self.key(None, "audience:hours")))] if audience else []
         if packed is None:
@@ -173,51 +180,89 @@ class RedisStore(FatigueStore):
                 commands.append(pack(("EVALSHA", script.sha, len(keys), *keys, *args)))
         else:
             commands += packed
-        with self._errors():
-            replies = self._exchange(commands)
-            head = _hours(_fields(_checked(replies.pop(0)))) if audience else None
-            missing = [n for n, reply in enumerate(replies) if isinstance(reply, self._no_script)]
-            for script in {calls[n][0] for n in missing}:
-                self.client.script_load(script.text)
-            if missing:
-                _, again = self._run([calls[n] for n in missing])
-                for n, reply in zip(missing, again, strict=True):
-                    replies[n] = reply
-            return head, [_checked(reply) for reply in replies]
+        exchange = self._exchange_later(commands)
 
-    def _exchange(self, commands: Sequence[bytes]) -> list[Any]:
-        """Send ``commands`` in one write and read every reply, errors as values: a pipeline.
+        def read() -> tuple[Any, list[Any]]:
+            with self._errors():
+                replies = exchange.result()
+                head = _hours(_fields(_checked(replies.pop(0)))) if audience else None
+                missing = [n for n, r in enumerate(replies) if isinstance(r, self._no_script)]
+                for script in {calls[n][0] for n in missing}:
+                    self.client.script_load(script.text)
+                if missing:
+                    _, again = self._run([calls[n] for n in missing])
+                    for n, reply in zip(missing, again, strict=True):
+                        replies[n] = reply
+                return head, [_checked(reply) for reply in replies]
 
-        redis-py's own pipeline spends about 30,000 instructions a command on bookkeeping this
-        store never uses (a command stack, options and callbacks per command, each argument
+        return Later(read, exchange.cancel)
+
+    def _exchange_later(self, commands: Sequence[bytes]) -> Later[list[Any]]:
+        """Send ``commands`` in one write now; read every reply, errors as values, when asked.
+
+        A pipeline: redis-py's own spends about 30,000 instructions a command on bookkeeping
+        this store never uses (a command stack, options and callbacks per command, each argument
         looked at again in Python), and a batch sends two commands per customer: this saved
-        73,000 instructions per customer. The bytes sent are the same (packed as redis-py
-        packs them with ``hiredis``: see ``_run``), on a connection of the client's pool,
-        under the client's retry policy: a connection that fails is closed and the whole
-        exchange sent again, as redis-py's pipeline does. Every reply is read before any error
-        is raised, so a pooled connection is never left with replies unread.
+        73,000 instructions per customer. The bytes sent are the same (packed as redis-py packs
+        them with ``hiredis``: see ``_run``), on a connection of the client's pool, held until
+        the replies are read or the answer is cancelled. Under the client's retry policy, as
+        redis-py's pipeline does: a send that fails is sent again, and if reading fails the
+        connection is closed and the whole exchange sent again. Every reply is read before any
+        error is raised, so a pooled connection is never left with replies unread; whatever the
+        retry policy gives up on or does not cover (a reply that cannot be parsed, an interrupt)
+        closes the connection, so the next exchange on it never reads this one's answers.
         """
         pool = self.client.connection_pool
-        connection = pool.get_connection()
         try:
-            return connection.retry.call_with_retry(
-                lambda: self._send_and_read(connection, commands),
-                lambda _error: connection.disconnect(),
-            )
-        except BaseException:
-            # Whatever the retry policy gave up on or does not cover (a reply that cannot be
-            # parsed, an interrupt) may leave replies unread: the connection goes back closed,
-            # so the next exchange on it never reads this one's answers.
+            connection = pool.get_connection()  # connects a new connection: that may fail too
+        except Exception as exc:  # raised from result(), inside the caller's error handling
+            return Later.failed(exc)
+        payload = [b"".join(commands)]  # one write for the whole exchange, not one per command
+
+        def closed() -> None:
             connection.disconnect()
-            raise
-        finally:
             pool.release(connection)
 
-    def _send_and_read(self, connection: Any, commands: Sequence[bytes]) -> list[Any]:
-        # One write for the whole exchange: a write per command is a system call each.
-        connection.send_packed_command([b"".join(commands)])
+        try:
+            connection.retry.call_with_retry(
+                lambda: connection.send_packed_command(payload),
+                lambda _error: connection.disconnect(),
+            )
+        except Exception as exc:  # raised from result(), inside the caller's error handling
+            closed()
+            return Later.failed(exc)
+        except BaseException:
+            closed()
+            raise
+        retrying = False  # the first attempt reads what was sent; a retry sends it all again
+
+        def attempt() -> list[Any]:
+            nonlocal retrying
+            if retrying:
+                connection.send_packed_command(payload)
+            retrying = True
+            return self._read_replies(connection, len(commands))
+
+        def read() -> list[Any]:
+            try:
+                return connection.retry.call_with_retry(
+                    attempt, lambda _error: connection.disconnect()
+                )
+            except BaseException:
+                connection.disconnect()
+                raise
+            finally:
+                pool.release(connection)
+
+        return Later(read, closed)
+
+    def _exchange(self, commands: Sequence[bytes]) -> list[Any]:
+        """Send ``commands`` and read every reply (see ``_exchange_later``)."""
+        return self._exchange_later(commands).result()
+
+    def _read_replies(self, connection: Any, count: int) -> list[Any]:
         replies: list[Any] = []
-        for _ in commands:
+        for _ in range(count):
             try:
                 replies.append(connection.read_response())
             except self._error_reply as error:  # an error reply: the others are still read
@@ -248,6 +293,10 @@ class RedisStore(FatigueStore):
 
     def decide(self, calls: Sequence[DecideCall]) -> list[DecideReply]:
         """Run ``decide.lua`` once per call, every call in one pipelined round trip."""
+        return self.decide_later(calls).result()
+
+    def decide_later(self, calls: Sequence[DecideCall]) -> Later[list[DecideReply]]:
+        """Send ``decide``'s calls now; the replies are read from the answer's ``result()``."""
         scripts: list[Call] = []
         packed: list[bytes] = []
         template = _decide_template(self._decide.sha)
@@ -258,10 +307,15 @@ class RedisStore(FatigueStore):
             args = decide_args(call)
             scripts.append((self._decide, _customer_keys(base, idempotency), args))
             packed.append(_decide_command(template, base, idempotency, args))
-        audience, replies = self._run(
+        running = self._run_later(
             scripts, audience=any(call.audience for call in calls), packed=packed
         )
-        return [_decided(call, reply, audience) for call, reply in zip(calls, replies, strict=True)]
+
+        def replies() -> list[DecideReply]:
+            audience, found = running.result()
+            return [_decided(c, reply, audience) for c, reply in zip(calls, found, strict=True)]
+
+        return Later(replies, running.cancel)
 
     def remember(self, memos: Sequence[DecisionMemo]) -> list[Replay | None]:
         """Run ``remember.lua`` for each memo, pipelined."""

@@ -86,3 +86,20 @@ def compose_body(user_id: str = "12347", key: str = "k-1", **changes: Any) -> di
 def compose_request() -> Any:
     """``compose_request(user_id, key, **changes)`` builds a compose body."""
     return compose_body
+
+
+def publish_subject_failing_for_three_items(client: Any, auth: Any) -> None:
+    """Publish picked-for-you with a subject valid for the six sample items and a division by
+    zero for a real send of exactly three (``"items": 3`` in the request)."""
+    marketer = auth("marketer")
+    current = client.get("/v1/templates/picked-for-you", headers=marketer).json
+    subject = "{% set check = 1 // (items|length - 3) %}" + current["subject"]
+    saved = client.put(
+        "/v1/templates/picked-for-you",
+        json={"mjml": current["mjml"], "subject": subject, "sample": current["sample"]},
+        headers=marketer,
+    )
+    assert saved.status_code == 201, saved.json
+    published = client.post("/v1/templates/picked-for-you/publish",
+                            json={"version": saved.json["version"]}, headers=marketer)  # fmt: skip
+    assert published.status_code == 200, published.json

@@ -6,7 +6,7 @@ import io
 import json
 import logging
 
-from .conftest import ON_EVERY_STORE
+from .conftest import ON_EVERY_STORE, publish_subject_failing_for_three_items
 
 pytestmark = ON_EVERY_STORE
 
@@ -306,3 +306,41 @@ def test_answer_lines_are_byte_for_byte_the_documented_decision_without_nulls(ap
         assert _line(number, body, composition) == orjson.dumps(
             expected, option=orjson.OPT_APPEND_NEWLINE
         )
+
+
+def _recorded_sends(app, user_id: str) -> int:
+    from fatigue.store.base import StateQuery
+
+    store = app.extensions["rapport"].get("governor").store
+    return len(store.load([StateQuery(user_id, 0.0, 0.0)])[0].sends)
+
+
+def test_a_customer_twice_in_one_chunk_is_decided_in_order_across_slices(
+    client, auth, compose_request, monkeypatch
+):
+    """The store decides a slice while the one before renders: order is still input order."""
+    monkeypatch.setattr("engine.compose.DECIDE_SLICE", 2)
+    lines = [compose_request(u, f"o-{n}") for n, u in enumerate(["a", "b", "c", "a", "d", "a"])]
+    got = answers(post_batch(client, auth, lines))
+    actions = [line["decision"]["action"] for line in got]
+    assert actions[0] == "send" and actions[3] != "send" and actions[5] != "send", actions
+    assert [actions[n] for n in (1, 2, 4)] == ["send"] * 3
+
+
+def test_a_render_failing_while_the_next_slice_is_decided_costs_its_own_line_only(
+    app, client, auth, compose_request, monkeypatch
+):
+    """A slice decided in the store, never rendered (the one before it failed), is not lost:
+    the chunk's lines are composed again one by one and its decisions replay by their keys."""
+    monkeypatch.setattr("engine.compose.DECIDE_SLICE", 2)
+    publish_subject_failing_for_three_items(client, auth)
+    users = [f"s{n}" for n in range(6)]
+    lines = [compose_request(u, f"f-{u}", **({"items": 3} if u == "s1" else {})) for u in users]
+    got = answers(post_batch(client, auth, lines))
+    assert [line["line"] for line in got] == list(range(1, 7))
+    assert got[1]["error"]["type"] == "/problems/validation", got[1]
+    assert all(got[n]["decision"]["action"] == "send" for n in (0, 2, 3, 4, 5))
+    # Each send recorded once (s2 and s3 were decided before s1 failed), the failed one released.
+    assert [_recorded_sends(app, u) for u in users] == [1, 0, 1, 1, 1, 1]
+    again = answers(post_batch(client, auth, [compose_request("s9", "after")]))
+    assert again[0]["decision"]["action"] == "send"  # the store's connections are still sound

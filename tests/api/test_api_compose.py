@@ -8,7 +8,7 @@ from email import message_from_string
 
 import pytest
 
-from .conftest import ON_EVERY_STORE
+from .conftest import ON_EVERY_STORE, publish_subject_failing_for_three_items
 
 pytestmark = ON_EVERY_STORE
 
@@ -291,19 +291,7 @@ def test_request_shape_errors_are_named(client, auth, compose_request):
 
 
 def test_a_failed_render_releases_the_counted_send(client, auth, compose_request):
-    marketer = auth("marketer")
-    current = client.get("/v1/templates/picked-for-you", headers=marketer).json
-    # Valid for the six sample items, a division by zero for a real send of exactly three.
-    subject = "{% set check = 1 // (items|length - 3) %}" + current["subject"]
-    saved = client.put(
-        "/v1/templates/picked-for-you",
-        json={"mjml": current["mjml"], "subject": subject, "sample": current["sample"]},
-        headers=marketer,
-    )
-    assert saved.status_code == 201, saved.json
-    version = saved.json["version"]
-    client.post("/v1/templates/picked-for-you/publish", json={"version": version}, headers=marketer)
-
+    publish_subject_failing_for_three_items(client, auth)
     failed = compose(client, auth, compose_request(key="broken", items=3))
     assert failed.status_code == 422
     assert failed.json["errors"][0]["field"] == "subject"

@@ -20,6 +20,7 @@ from fatigue.governor import Governor, StoreOutage
 from fatigue.rules import load_rules
 from fatigue.store import store_from_url
 from fatigue.store.base import (
+    DecideCall,
     EventChange,
     LoggedDecision,
     SendAttempt,
@@ -192,6 +193,29 @@ def test_unreachable_redis_raises_store_error():
         dead.recent_decisions("u1")
 
 
+def test_decide_later_on_an_unreachable_redis_fails_where_it_is_read():
+    """The governor handles store errors where it reads replies: sending must not raise."""
+    dead = store_from_url(f"redis://127.0.0.1:{free_port()}/0")
+    sent = dead.decide_later([DecideCall(StateQuery("u1", NOW, 0.0), new_decision_id("u1"), ())])
+    with pytest.raises(StoreError) as caught:
+        sent.result()
+    assert isinstance(caught.value.__cause__, redis.ConnectionError)
+
+
+def test_an_unread_answer_holds_its_connection_and_a_cancelled_one_is_closed(store):
+    """Replies waiting on a connection are never read by another exchange on it."""
+    pool = store.client.connection_pool
+    store.ping()
+    waiting = store._exchange_later([hiredis.pack_command(("ECHO", "waiting"))])
+    assert store._exchange([hiredis.pack_command(("ECHO", "meanwhile"))]) == [b"meanwhile"]
+    assert waiting.result() == [b"waiting"]
+    dropped = store._exchange_later([hiredis.pack_command(("ECHO", "dropped"))])
+    [held] = pool._in_use_connections
+    dropped.cancel()
+    assert not pool._in_use_connections and held._sock is None  # back in the pool, closed
+    assert store._exchange([hiredis.pack_command(("ECHO", "next"))]) == [b"next"]
+
+
 def test_unreachable_redis_defers_by_default_and_can_raise():
     clock = FrozenClock(datetime(2026, 1, 12, 12, tzinfo=UTC))
     dead = store_from_url(f"redis://127.0.0.1:{free_port()}/0")
@@ -361,14 +385,14 @@ def test_a_connection_the_server_closed_is_replaced(store, raw):
 def packed_runs(store, monkeypatch):
     """Each pipeline the store runs with commands it packed itself: (calls, packed bytes)."""
     runs: list[tuple[list, list[bytes]]] = []
-    run = store._run
+    run = store._run_later  # every pipeline is sent from here (``_run`` reads it at once)
 
     def spy(calls, audience=False, packed=None):
         if packed is not None:
             runs.append((list(calls), list(packed)))
         return run(calls, audience, packed)
 
-    monkeypatch.setattr(store, "_run", spy)
+    monkeypatch.setattr(store, "_run_later", spy)
     return runs
 
 

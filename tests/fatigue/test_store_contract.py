@@ -375,6 +375,23 @@ class TestStoreContract:
         [other] = store.commit([attempt(record(), idempotency_key="k", replay="{}")])
         assert other.status == CommitStatus.DUPLICATE and other.replay == '{"final":1}'
 
+    def test_decide_later_decides_in_the_order_sent_and_reads_its_replies_once(self, store):
+        capped = (daily_cap(limit=1),)
+        first = store.decide_later([call(offers=(attempt(record(), caps=capped),))])
+        [recorded] = first.result()
+        second = store.decide_later([call(offers=(attempt(record(), caps=capped),))])
+        other = store.decide_later([call(user="u2", offers=(attempt(record(user="u2")),))])
+        [checked], [elsewhere] = second.result(), other.result()  # two answers on their way
+        assert (recorded.status, checked.status) == (DecideStatus.RECORDED, DecideStatus.CHECKED)
+        assert elsewhere.status == DecideStatus.RECORDED and first.result() == [recorded]
+        assert len(checked.state.sends) == 1 and len(load(store).sends) == 1
+
+    def test_a_cancelled_decide_later_leaves_the_store_answering(self, store):
+        sent = store.decide_later([call(offers=(attempt(record()),))])
+        sent.cancel()  # what the store did is done; the caller just never reads it
+        [reply] = store.decide([call(offers=(attempt(record()),))])
+        assert reply.status == DecideStatus.RECORDED and len(load(store).sends) == 2
+
     def test_reduced_caps_and_sunset_follow_the_ignored_count(self, store):
         store.commit([attempt(record(at=NOW - 10))])  # one ignored message
         reduced = CapCheck(NOW - DAY, False, 1, "email", min_ignored=2)
