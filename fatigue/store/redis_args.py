@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import orjson
@@ -42,6 +43,21 @@ _caps_layout = ByIdentity(_encoded_caps)
 _float_text: ByIdentity[float, str] = ByIdentity(repr)
 
 
+#: TTLs as the text redis.call is given (the scripts pass them on as they come: see
+#: ``record_send`` in sends.lua); a few values per store, each written once.
+_int_text = functools.lru_cache(maxsize=64)(str)
+
+
+@functools.lru_cache(maxsize=64)
+def _oldest_text(at: float, history_ttl: int) -> str:
+    """Return the score at and below which a send recorded ``at`` forgets sends and items.
+
+    ``repr`` reads back as the very double Lua's ``tonumber(score) - history_ttl`` is; the
+    scripts once wrote it with ``%.17g`` themselves. Every call of a round shares its time.
+    """
+    return repr(at - history_ttl)
+
+
 def commit_args(attempt: SendAttempt) -> list[Any]:
     """Lay out ``commit.lua``'s ARGV (see the script's header): the call as one JSON array."""
     record = attempt.record
@@ -53,9 +69,10 @@ def commit_args(attempt: SendAttempt) -> list[Any]:
         repr(min(windows, default=record.at)),  # the oldest send any check looks at
         record.decision_id,
         attempt.replay if attempt.idempotency_key is not None else False,
-        attempt.history_ttl,
-        attempt.idempotency_ttl,
-        attempt.engagement_ttl,
+        _int_text(attempt.history_ttl),
+        _int_text(attempt.idempotency_ttl),
+        _int_text(attempt.engagement_ttl),
+        _oldest_text(record.at, attempt.history_ttl),
     ]
     return [repr(record.at), orjson.dumps(payload)]
 
@@ -69,12 +86,13 @@ def decide_args(call: DecideCall) -> list[Any]:
         _float_text(query.since),
         call.decision_id,
         0 if key is None else 1,
-        call.idempotency_ttl,
-        call.history_ttl,
-        call.engagement_ttl,
+        _int_text(call.idempotency_ttl),
+        _int_text(call.history_ttl),
+        _int_text(call.engagement_ttl),
         False if repeat is None else repeat,
         list(call.guard_items),
         list(map(offer_layout, call.offers)),
+        _oldest_text(query.now, call.history_ttl),
     ]
     basis = call.basis.to_json() if call.basis is not None and key is not None else ""
     return [_float_text(query.now), orjson.dumps(payload), basis]

@@ -274,9 +274,10 @@ def _old_decide_args(call: Any) -> list[Any]:
         for offer in call.offers
     ]  # fmt: skip
     query, repeat = call.query, call.repeat_since
-    payload = [repr(query.since), call.decision_id, 1, call.idempotency_ttl, call.history_ttl,
-               call.engagement_ttl, False if repeat is None else repeat, list(call.guard_items),
-               rows]  # fmt: skip
+    payload = [repr(query.since), call.decision_id, 1, str(call.idempotency_ttl),
+               str(call.history_ttl), str(call.engagement_ttl),
+               False if repeat is None else repeat, list(call.guard_items), rows,
+               repr(query.now - call.history_ttl)]  # fmt: skip
     return [repr(query.now), orjson.dumps(payload), call.basis.to_json()]
 
 

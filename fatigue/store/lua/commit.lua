@@ -3,7 +3,8 @@
 -- Runs after sends.lua (keys and the offer layout are described there).
 -- ARGV[1] now (epoch seconds, as the score to record), ARGV[2] the call as one JSON array:
 --   [offer, read since, decision id, replay JSON or false (no idempotency key),
---    history TTL s, idempotency TTL s, engagement TTL s].
+--    history TTL s, idempotency TTL s, engagement TTL s, oldest kept (ARGV[1] minus the
+--    history TTL)]; read since, the TTLs and oldest kept as text, as redis.call takes them.
 -- Returns {status, detail}: {"recorded", ""}, {"rejected", why} (see ``refusal``) or
 -- {"duplicate", the stored value} when another decision holds the key.
 local call = cjson.decode(ARGV[2])
@@ -21,6 +22,6 @@ local ignored = tonumber(redis.call("HGET", KEYS[4], "ignored") or "0")
 local sends = decode_sends(redis.call("ZRANGEBYSCORE", KEYS[1], call[2], "+inf", "WITHSCORES"))
 local why = refusal(offer, sends, blocked, ignored)
 if why then return {"rejected", why} end
-record_send(ARGV[1], offer, call[5], call[7])
+record_send(ARGV[1], offer, call[8], call[5], call[7])
 if replay then redis.call("SET", KEYS[5], id .. " " .. replay, "EX", call[6]) end
 return {"recorded", ""}

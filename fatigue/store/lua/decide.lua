@@ -3,8 +3,10 @@
 -- Runs after sends.lua (keys and the offer layout are described there).
 -- ARGV[1] now (epoch seconds, as the score to record), ARGV[3] basis JSON ("" = keep nothing),
 -- ARGV[2] the call as one JSON array (one argument is far cheaper to send than dozens):
---   [read since (string), decision id, key given (0/1), idempotency TTL s, history TTL s,
---    engagement TTL s, no-repeat since or false, [guard items], [offers]].
+--   [read since, decision id, key given (0/1), idempotency TTL s, history TTL s,
+--    engagement TTL s, no-repeat since (a number) or false, [guard items], [offers], oldest kept
+--   (ARGV[1] minus the history TTL)]; every value but the flag and no-repeat since is text, as
+--   redis.call takes it.
 -- Returns JSON: [status, offer (1-based, 0 = none), sends with scores, suppression fields,
 -- engagement fields, guard item scores (false = never sent)], or ["replay", stored value] when
 -- another decision holds the key.
@@ -39,7 +41,7 @@ local sends = decode_sends(rows)
 local recorded = 0
 for n, offer in ipairs(call[9]) do
   if not refusal(offer, sends, blocked, ignored) then
-    record_send(ARGV[1], offer, call[5], call[6])
+    record_send(ARGV[1], offer, call[10], call[5], call[6])
     recorded = n
     break
   end

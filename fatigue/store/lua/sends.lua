@@ -58,13 +58,13 @@ local function refusal(offer, sends, blocked, ignored)
 end
 
 -- Record ``offer``'s send at ``score`` (the caller's ARGV text, written as given), forget
--- sends and items ``history_ttl`` old or older, and count the send as ignored until the
--- customer engages. The horizon is written with all 17 digits: Lua's own number format keeps
--- 14, which moves it by up to a millisecond at today's epoch times.
-local function record_send(score, offer, history_ttl, engagement_ttl)
+-- sends and items at ``oldest`` or older, and count the send as ignored until the customer
+-- engages. ``oldest`` and both TTLs come as text from the caller: a Lua number handed to
+-- redis.call is formatted with snprintf("%.17g") (about 3,000 instructions each), and the
+-- caller's ``repr`` of the score minus the history TTL is the very double "%.17g" wrote.
+local function record_send(score, offer, oldest, history_ttl, engagement_ttl)
   local record = offer[1]
   local parsed = cjson.decode(record)
-  local oldest = string.format("%.17g", tonumber(score) - history_ttl)
   redis.call("ZADD", KEYS[1], score, record)
   redis.call("ZREMRANGEBYSCORE", KEYS[1], "-inf", oldest)
   redis.call("EXPIRE", KEYS[1], history_ttl)
@@ -81,8 +81,7 @@ local function record_send(score, offer, history_ttl, engagement_ttl)
     redis.call("EXPIRE", KEYS[2], history_ttl)
   end
   if parsed.k ~= "transactional" then
-    redis.call("HINCRBY", KEYS[4], "ignored", 1)
+    redis.call("HINCRBY", KEYS[4], "ignored", "1")
     redis.call("EXPIRE", KEYS[4], engagement_ttl)
   end
 end
-
