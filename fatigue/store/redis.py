@@ -450,18 +450,23 @@ class RedisStore(FatigueStore):
         self.client.close()
 
 
-def _decided(call: DecideCall, reply: bytes, audience: tuple[int, ...] | None) -> DecideReply:
-    data = read_json(reply)
-    status = _DECIDE_STATUSES.get(data[0]) or DecideStatus(data[0])
+def _decided(call: DecideCall, reply: list[Any], audience: tuple[int, ...] | None) -> DecideReply:
+    """Read ``decide.lua``'s reply: status, offer and the state read (or the stored value)."""
+    found, number, payload = reply
+    status = _DECIDE_STATUSES.get(found) or DecideStatus(_text(found))
     if status == DecideStatus.REPLAY:
-        return DecideReply(status, replay=_replay(call.query.user_id, data[1]))
-    state = _user_state(call.query.user_id, data[2:], call.guard_items, audience)
-    offer = data[1] - 1 if status == DecideStatus.RECORDED else None
+        return DecideReply(status, replay=_replay(call.query.user_id, payload))
+    state = _user_state(call.query.user_id, read_json(payload), call.guard_items, audience)
+    offer = number - 1 if status == DecideStatus.RECORDED else None
     return DecideReply(status, state, offer)
 
 
 # Looking a member up by value through the enum's call costs several times a dict's lookup.
-_DECIDE_STATUSES = {status.value: status for status in DecideStatus}
+# Keyed by bytes as well: replies are bytes unless the client decodes them.
+_DECIDE_STATUSES: dict[str | bytes, DecideStatus] = {
+    **{status.value: status for status in DecideStatus},
+    **{status.value.encode(): status for status in DecideStatus},
+}
 
 
 def _replay(user_id: str, stored: bytes | str) -> Replay:

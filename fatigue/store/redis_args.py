@@ -94,5 +94,7 @@ def decide_args(call: DecideCall) -> list[Any]:
         list(map(offer_layout, call.offers)),
         _oldest_text(query.now, call.history_ttl),
     ]
-    basis = call.basis.to_json() if call.basis is not None and key is not None else ""
-    return [_float_text(query.now), orjson.dumps(payload), basis]
+    kept = ""
+    if call.basis is not None and key is not None:
+        kept = f'{call.decision_id} {{"b":{call.basis.to_json()}'
+    return [_float_text(query.now), orjson.dumps(payload), kept]

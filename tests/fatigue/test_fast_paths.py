@@ -278,7 +278,8 @@ def _old_decide_args(call: Any) -> list[Any]:
                str(call.history_ttl), str(call.engagement_ttl),
                False if repeat is None else repeat, list(call.guard_items), rows,
                repr(query.now - call.history_ttl)]  # fmt: skip
-    return [repr(query.now), orjson.dumps(payload), call.basis.to_json()]
+    kept = f'{call.decision_id} {{"b":{call.basis.to_json()}'
+    return [repr(query.now), orjson.dumps(payload), kept]
 
 
 def test_decide_calls_sharing_checks_and_times_are_laid_out_byte_for_byte_as_before() -> None:
