@@ -13,12 +13,15 @@ from fatigue.store.base import CapCheck, DecideCall, SendAttempt
 
 def offer_layout(attempt: SendAttempt) -> list[Any]:
     """Lay out one offered send as ``sends.lua`` reads it (both scripts take offers so)."""
+    record = attempt.record
     return [
-        attempt.record.to_member(),
+        record.to_member(),
         False if attempt.cooldown_since is None else attempt.cooldown_since,
         False if attempt.sunset_at is None else attempt.sunset_at,
         attempt.blocking_scopes,
         _caps_layout(attempt.caps),
+        record.items,
+        record.kind != "transactional",  # as the memory store counts ignored sends
     ]
 
 

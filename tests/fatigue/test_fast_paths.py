@@ -270,6 +270,8 @@ def _old_decide_args(call: Any) -> list[Any]:
             offer.blocking_scopes,
             [[c.since, c.inclusive, c.limit, c.channel, c.category or "", c.campaign or "",
               c.min_ignored] for c in offer.caps],
+            offer.record.items,
+            offer.record.kind != "transactional",
         ]
         for offer in call.offers
     ]  # fmt: skip

@@ -4,8 +4,11 @@
 -- epoch seconds), KEYS[2] items (zset: item id -> epoch seconds last sent), KEYS[3]
 -- suppression (hash: scope -> detail JSON), KEYS[4] engagement (hash: ignored, soft_bounces,
 -- last_engaged, u0..u23), KEYS[5] idempotency (string: "<decision id> <JSON>").
--- An offer is [record JSON, cooldown since or false, sunset at or false, [scopes], [caps]],
--- each cap [since, inclusive, limit, channel, category or "", campaign or "", min ignored].
+-- An offer is [record JSON, cooldown since or false, sunset at or false, [scopes], [caps],
+-- [the record's items], whether the record counts as ignored (its kind is not
+-- transactional)], each cap [since, inclusive, limit, channel, category or "", campaign or "",
+-- min ignored]. The items and the kind come apart from the record so that recording a send
+-- need not decode its JSON.
 
 -- The value under the idempotency key when another decision than ``id`` holds it, else nil.
 local function held_by_another(id)
@@ -63,16 +66,15 @@ end
 -- redis.call is formatted with snprintf("%.17g") (about 3,000 instructions each), and the
 -- caller's ``repr`` of the score minus the history TTL is the very double "%.17g" wrote.
 local function record_send(score, offer, oldest, history_ttl, engagement_ttl)
-  local record = offer[1]
-  local parsed = cjson.decode(record)
+  local record, items = offer[1], offer[6]
   redis.call("ZADD", KEYS[1], score, record)
   redis.call("ZREMRANGEBYSCORE", KEYS[1], "-inf", oldest)
   redis.call("EXPIRE", KEYS[1], history_ttl)
-  if #parsed.i > 0 then
+  if #items > 0 then
     -- One ZADD for every item (each redis.call costs about a microsecond). unpack takes at
     -- most 7,999 values: a send carries at most MAX_N (1,000) items, far below that.
     local scored = {}
-    for _, item in ipairs(parsed.i) do
+    for _, item in ipairs(items) do
       scored[#scored + 1] = score
       scored[#scored + 1] = item
     end
@@ -80,7 +82,7 @@ local function record_send(score, offer, oldest, history_ttl, engagement_ttl)
     redis.call("ZREMRANGEBYSCORE", KEYS[2], "-inf", oldest)
     redis.call("EXPIRE", KEYS[2], history_ttl)
   end
-  if parsed.k ~= "transactional" then
+  if offer[7] then
     redis.call("HINCRBY", KEYS[4], "ignored", "1")
     redis.call("EXPIRE", KEYS[4], engagement_ttl)
   end
