@@ -154,13 +154,12 @@ def test_history_expires_but_suppression_never_does(store, raw, prefix):
     assert raw.ttl(f"{prefix}fatigue:{{u1}}:suppression") == -1
 
 
-def test_the_decision_log_is_one_script_call_each_in_one_pipeline_with_a_ttl(store, raw, prefix):
+def test_the_decision_log_is_a_push_trim_and_expire_each_in_one_pipeline(store, raw, prefix):
     entries = [LoggedDecision(user, f'{{"decision_id": "{user}"}}') for user in ("u1", "u2", "u1")]
-    raw.script_flush()  # whatever ran before, the script is not loaded yet
     with commands_from(store, raw) as seen:
-        store.log_decisions(entries, ttl=700)  # the server loads the script on first use
         store.log_decisions(entries, ttl=700)
-    assert seen == ["EVALSHA"] * 3 + ["SCRIPT"] + ["EVALSHA"] * 3 + ["EVALSHA"] * 3
+        store.log_decisions(entries, ttl=700)
+    assert seen == ["LPUSH", "LTRIM", "EXPIRE"] * 6
     assert raw.llen(f"{prefix}fatigue:{{u1}}:decisions") == 4  # u1 twice in each call
     assert 0 < raw.ttl(f"{prefix}fatigue:{{u1}}:decisions") <= 700
     assert 0 < raw.ttl(f"{prefix}fatigue:{{u2}}:decisions") <= 700
@@ -400,7 +399,7 @@ def hiredis_packed(calls) -> list[bytes]:
     return [hiredis.pack_command(("EVALSHA", s.sha, len(k), *k, *a)) for s, k, a in calls]
 
 
-def test_decide_and_log_commands_are_the_bytes_hiredis_packs(store, packed_runs):
+def test_decide_and_log_commands_are_the_bytes_hiredis_packs(store, packed_runs, monkeypatch):
     governor = Governor(
         load_rules(CONTRACT), store, FrozenClock(datetime(2026, 1, 12, 12, tzinfo=UTC))
     )
@@ -409,10 +408,27 @@ def test_decide_and_log_commands_are_the_bytes_hiredis_packs(store, packed_runs)
         [(Recipient(f"b{n}"), request(), items()) for n in range(3)]
         + [(Recipient("ünï"), request(idempotency_key="k%s"), items())]
     )
-    store.log_decisions([LoggedDecision("zoë", '{"why": "é%d"}'), LoggedDecision("u2", "{}")])
-    assert {calls[0][0] for calls, _ in packed_runs} == {store._decide, store._log}
+    assert {calls[0][0] for calls, _ in packed_runs} == {store._decide}
     for calls, packed in packed_runs:
         assert packed == hiredis_packed(calls)
+    sent: list[list[bytes]] = []
+    exchange = store._exchange
+    monkeypatch.setattr(
+        store, "_exchange", lambda c, n=None: sent.append(list(c)) or exchange(c, n)
+    )
+    store.log_decisions([LoggedDecision("zoë", '{"why": "é%d"}'), LoggedDecision("u2", "{}")], 70)
+    expected = [
+        b"".join(
+            hiredis.pack_command(command)
+            for command in (
+                ("LPUSH", store.key(user, "decisions"), text),
+                ("LTRIM", store.key(user, "decisions"), 0, 49),
+                ("EXPIRE", store.key(user, "decisions"), 70),
+            )
+        )
+        for user, text in (("zoë", '{"why": "é%d"}'), ("u2", "{}"))
+    ]
+    assert sent == [expected]
 
 
 def test_an_exchange_that_fails_mid_read_never_leaves_its_replies_for_the_next(store, monkeypatch):
