@@ -20,9 +20,21 @@ def offer_layout(attempt: SendAttempt) -> list[Any]:
         False if attempt.sunset_at is None else attempt.sunset_at,
         attempt.blocking_scopes,
         _caps_layout(attempt.caps),
-        record.items,
+        _zadd_order(record.items),
         record.kind != "transactional",  # as the memory store counts ignored sends
     ]
+
+
+def _zadd_order(items: tuple[str, ...]) -> list[str]:
+    """Return ``items`` in the order that costs ``ZADD`` least: greatest first.
+
+    A small sorted set (a listpack) finds each new member's place from its start, reading every
+    score on the way as text (strtod): members of one score added greatest first each stop at
+    the first of them, added in ascending order each walked past all the others (15 reads
+    instead of 5 for six items). Code point order is the UTF-8 byte order Redis compares by;
+    the set stored is the same either way.
+    """
+    return sorted(items, reverse=True)
 
 
 def _cap_rows(caps: tuple[CapCheck, ...]) -> list[list[Any]]:

@@ -270,7 +270,7 @@ def _old_decide_args(call: Any) -> list[Any]:
             offer.blocking_scopes,
             [[c.since, c.inclusive, c.limit, c.channel, c.category or "", c.campaign or "",
               c.min_ignored] for c in offer.caps],
-            offer.record.items,
+            sorted(offer.record.items, reverse=True),
             offer.record.kind != "transactional",
         ]
         for offer in call.offers

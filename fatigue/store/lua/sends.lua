@@ -5,10 +5,10 @@
 -- suppression (hash: scope -> detail JSON), KEYS[4] engagement (hash: ignored, soft_bounces,
 -- last_engaged, u0..u23), KEYS[5] idempotency (string: "<decision id> <JSON>").
 -- An offer is [record JSON, cooldown since or false, sunset at or false, [scopes], [caps],
--- [the record's items], whether the record counts as ignored (its kind is not
--- transactional)], each cap [since, inclusive, limit, channel, category or "", campaign or "",
--- min ignored]. The items and the kind come apart from the record so that recording a send
--- need not decode its JSON.
+-- [the record's items, greatest first: see redis_args._zadd_order], whether the record counts
+-- as ignored (its kind is not transactional)], each cap [since, inclusive, limit, channel,
+-- category or "", campaign or "", min ignored]. The items and the kind come apart from the
+-- record so that recording a send need not decode its JSON.
 
 -- The value under the idempotency key when another decision than ``id`` holds it, else nil.
 local function held_by_another(id)
