@@ -9,7 +9,8 @@
 --   (ARGV[1] minus the history TTL)]; every value but the flag and no-repeat since is text, as
 --   redis.call takes it.
 -- Returns {status, offer (1-based, 0 = none), the state read as JSON: [sends with scores,
--- suppression fields, engagement fields, guard item scores (false = never sent)]}, or
+-- suppression fields, engagement fields, guard item scores (false = never sent; empty when
+-- none was ever sent)]}, or
 -- {"replay", 0, stored value} when another decision holds the key. A table, not one JSON
 -- text: the state goes out as encoded, never copied into a longer Lua string.
 local call = cjson.decode(ARGV[2])
@@ -22,7 +23,11 @@ local rows = redis.call("ZRANGEBYSCORE", KEYS[1], call[1], "+inf", "WITHSCORES")
 local suppression = redis.call("HGETALL", KEYS[3])
 local engagement = redis.call("HGETALL", KEYS[4])
 local guard = {}
-if #call[8] > 0 then guard = redis.call("ZMSCORE", KEYS[2], unpack(call[8])) end
+-- A customer never sent anything has no items key: every guard item is unsent, as the empty
+-- list says (read as no scores). ZMSCORE of some 30 items costs about ten times the EXISTS.
+if #call[8] > 0 and redis.call("EXISTS", KEYS[2]) == 1 then
+  guard = redis.call("ZMSCORE", KEYS[2], unpack(call[8]))
+end
 -- Encoded once: the reply and the kept basis carry the same state, as read before any record.
 local state = cjson.encode({rows, suppression, engagement, guard})
 local function reply(status, offer)
