@@ -67,8 +67,10 @@ end
 -- caller's ``repr`` of the score minus the history TTL is the very double "%.17g" wrote.
 local function record_send(score, offer, oldest, history_ttl, engagement_ttl)
   local record, items = offer[1], offer[6]
-  redis.call("ZADD", KEYS[1], score, record)
+  -- Trimmed before the add, which no trim touches (``oldest`` is below ``score``): the same
+  -- set, and a customer's first send trims a key that is not there, reading no scores.
   redis.call("ZREMRANGEBYSCORE", KEYS[1], "-inf", oldest)
+  redis.call("ZADD", KEYS[1], score, record)
   redis.call("EXPIRE", KEYS[1], history_ttl)
   if #items > 0 then
     -- One ZADD for every item (each redis.call costs about a microsecond). unpack takes at
@@ -78,8 +80,8 @@ local function record_send(score, offer, oldest, history_ttl, engagement_ttl)
       scored[#scored + 1] = score
       scored[#scored + 1] = item
     end
-    redis.call("ZADD", KEYS[2], unpack(scored))
     redis.call("ZREMRANGEBYSCORE", KEYS[2], "-inf", oldest)
+    redis.call("ZADD", KEYS[2], unpack(scored))
     redis.call("EXPIRE", KEYS[2], history_ttl)
   end
   if offer[7] then
