@@ -550,13 +550,13 @@ def _log_template(last: str, seconds: str) -> bytes:
 @functools.lru_cache(maxsize=4)
 def _decide_template(sha: str) -> bytes:
     """``EVALSHA`` of ``decide.lua`` in RESP, its keys' shared start and arguments to fill."""
-    head = b"*11\r\n$7\r\nEVALSHA\r\n$%d\r\n%b\r\n$1\r\n%d\r\n" % (
+    head = b"*12\r\n$7\r\nEVALSHA\r\n$%d\r\n%b\r\n$1\r\n%d\r\n" % (
         len(sha),
         sha.encode(),
         len(_PARTS) + 1,
     )
     keys = b"".join(b"$%%d\r\n%%b%b\r\n" % part.encode() for part in _PARTS)
-    return head + keys + b"$%d\r\n%bidem:%b\r\n" + b"$%d\r\n%b\r\n" * 3
+    return head + keys + b"$%d\r\n%bidem:%b\r\n" + b"$%d\r\n%b\r\n" * 4
 
 
 def _decide_command(template: bytes, base: str, idempotency: str, args: list[Any]) -> bytes:
@@ -565,7 +565,7 @@ def _decide_command(template: bytes, base: str, idempotency: str, args: list[Any
     hiredis formats each length with glibc's sprintf (about 19,000 instructions a command);
     one template filled once, the customer's key start encoded once, costs a third of it.
     """
-    now, payload, basis = args
+    now, payload, basis, guard = args
     start, idem, now_text, basis_text = (
         base.encode(),
         idempotency.encode(),
@@ -592,6 +592,8 @@ def _decide_command(template: bytes, base: str, idempotency: str, args: list[Any
         payload,
         len(basis_text),
         basis_text,
+        len(guard),
+        guard,
     )
 
 

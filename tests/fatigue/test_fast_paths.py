@@ -278,10 +278,10 @@ def _old_decide_args(call: Any) -> list[Any]:
     query, repeat = call.query, call.repeat_since
     payload = [repr(query.since), call.decision_id, 1, str(call.idempotency_ttl),
                str(call.history_ttl), str(call.engagement_ttl),
-               False if repeat is None else repeat, list(call.guard_items), rows,
+               False if repeat is None else repeat, len(call.guard_items), rows,
                repr(query.now - call.history_ttl)]  # fmt: skip
     kept = f'{call.decision_id} {{"b":{call.basis.to_json()}'
-    return [repr(query.now), orjson.dumps(payload), kept]
+    return [repr(query.now), orjson.dumps(payload), kept, orjson.dumps(list(call.guard_items))]
 
 
 def test_decide_calls_sharing_checks_and_times_are_laid_out_byte_for_byte_as_before() -> None:

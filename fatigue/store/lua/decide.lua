@@ -5,9 +5,10 @@
 -- '<decision id> {"b":<basis JSON>' ("" = keep nothing),
 -- ARGV[2] the call as one JSON array (one argument is far cheaper to send than dozens):
 --   [read since, decision id, key given (0/1), idempotency TTL s, history TTL s,
---    engagement TTL s, no-repeat since (a number) or false, [guard items], [offers], oldest kept
---   (ARGV[1] minus the history TTL)]; every value but the flag and no-repeat since is text, as
---   redis.call takes it.
+--    engagement TTL s, no-repeat since (a number) or false, number of guard items, [offers],
+--    oldest kept (ARGV[1] minus the history TTL)]; every value but the flag, no-repeat since
+--   and the count is text, as redis.call takes it.
+-- ARGV[4] the guard items as a JSON array, decoded only when the customer has an items key.
 -- Returns {status, offer (1-based, 0 = none), the state read as JSON: [sends with scores,
 -- suppression fields, engagement fields, guard item scores (false = never sent; empty when
 -- none was ever sent)]}, or
@@ -25,8 +26,8 @@ local engagement = redis.call("HGETALL", KEYS[4])
 local guard = {}
 -- A customer never sent anything has no items key: every guard item is unsent, as the empty
 -- list says (read as no scores). ZMSCORE of some 30 items costs about ten times the EXISTS.
-if #call[8] > 0 and redis.call("EXISTS", KEYS[2]) == 1 then
-  guard = redis.call("ZMSCORE", KEYS[2], unpack(call[8]))
+if call[8] > 0 and redis.call("EXISTS", KEYS[2]) == 1 then
+  guard = redis.call("ZMSCORE", KEYS[2], unpack(cjson.decode(ARGV[4])))
 end
 -- Encoded once: the reply and the kept basis carry the same state, as read before any record.
 local state = cjson.encode({rows, suppression, engagement, guard})
@@ -34,7 +35,7 @@ local function reply(status, offer)
   return {status, offer, state}
 end
 if call[7] then
-  for i = 1, #call[8] do
+  for i = 1, call[8] do
     if guard[i] and tonumber(guard[i]) > call[7] then return reply("stale", 0) end
   end
 end
