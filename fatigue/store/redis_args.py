@@ -37,16 +37,17 @@ def _zadd_order(items: tuple[str, ...]) -> list[str]:
     return sorted(items, reverse=True)
 
 
-def _cap_rows(caps: tuple[CapCheck, ...]) -> list[list[Any]]:
-    return [
-        [c.since, c.inclusive, c.limit, c.channel, c.category or "", c.campaign or "",
-         c.min_ignored]
-        for c in caps
-    ]  # fmt: skip
+def _cap_fields(caps: tuple[CapCheck, ...]) -> list[Any]:
+    """Lay the caps out as one flat list, seven values a cap (``CAP_FIELDS`` in sends.lua)."""
+    fields: list[Any] = []
+    for c in caps:
+        fields += (c.since, c.inclusive, c.limit, c.channel, c.category or "", c.campaign or "",
+                   c.min_ignored)  # fmt: skip
+    return fields
 
 
 def _encoded_caps(caps: tuple[CapCheck, ...]) -> orjson.Fragment:
-    return orjson.Fragment(orjson.dumps(_cap_rows(caps)))
+    return orjson.Fragment(orjson.dumps(_cap_fields(caps)))
 
 
 #: The governor works the checks out once per campaign, zone and moment (``Plan.frame``), so a

@@ -268,8 +268,8 @@ def _old_decide_args(call: Any) -> list[Any]:
             False if offer.cooldown_since is None else offer.cooldown_since,
             False if offer.sunset_at is None else offer.sunset_at,
             offer.blocking_scopes,
-            [[c.since, c.inclusive, c.limit, c.channel, c.category or "", c.campaign or "",
-              c.min_ignored] for c in offer.caps],
+            [v for c in offer.caps for v in (c.since, c.inclusive, c.limit, c.channel,
+                                             c.category or "", c.campaign or "", c.min_ignored)],
             sorted(offer.record.items, reverse=True),
             offer.record.kind != "transactional",
         ]

@@ -140,6 +140,20 @@ class TestStoreContract:
         )
         assert (ok.status, rejected.status) == (CommitStatus.RECORDED, CommitStatus.REJECTED)
 
+    def test_a_refusal_names_the_first_cap_reached_by_its_place(self, store):
+        store.commit([attempt(record(category="sale", campaign="a"))])
+        caps = (
+            daily_cap(limit=1, category="news"),  # another category: not reached
+            daily_cap(limit=2),  # one of two
+            CapCheck(NOW - DAY, False, 1, "email", min_ignored=5),  # only after 5 ignored
+            daily_cap(limit=1, campaign="a"),
+            daily_cap(limit=0),
+        )
+        [result] = store.commit([attempt(record(), caps=caps)])
+        assert (result.status, result.detail) == (CommitStatus.REJECTED, "cap:3")
+        [fresh] = store.commit([attempt(record(user="u2"), caps=caps[:3] + caps[4:])])
+        assert (fresh.status, fresh.detail) == (CommitStatus.REJECTED, "cap:3")
+
     def test_sends_that_do_not_count_are_not_capped(self, store):
         rec = SendRecord(new_decision_id("u1"), NOW, "email", "", "receipt", "transactional", False)
         store.commit([attempt(rec)])

@@ -6,9 +6,12 @@
 -- last_engaged, u0..u23), KEYS[5] idempotency (string: "<decision id> <JSON>").
 -- An offer is [record JSON, cooldown since or false, sunset at or false, [scopes], [caps],
 -- [the record's items, greatest first: see redis_args._zadd_order], whether the record counts
--- as ignored (its kind is not transactional)], each cap [since, inclusive, limit, channel,
--- category or "", campaign or "", min ignored]. The items and the kind come apart from the
--- record so that recording a send need not decode its JSON.
+-- as ignored (its kind is not transactional)], the caps one flat list of CAP_FIELDS values
+-- each: since, inclusive, limit, channel, category or "", campaign or "", min ignored. The
+-- items and the kind come apart from the record so that recording a send need not decode its
+-- JSON; the caps are flat because every table cjson fills grows by rehashing (some 800
+-- instructions each time it doubles), and a list of rows made four tables of three caps.
+local CAP_FIELDS = 7
 
 -- The value under the idempotency key when another decision than ``id`` holds it, else nil.
 local function held_by_another(id)
@@ -28,8 +31,10 @@ local function decode_sends(rows)
   return sends
 end
 
-local function counted(cap, sends)
-  local since, inclusive, channel, category, campaign = cap[1], cap[2], cap[4], cap[5], cap[6]
+-- The sends the cap whose fields start at ``caps[at]`` counts.
+local function counted(caps, at, sends)
+  local since, inclusive = caps[at], caps[at + 1]
+  local channel, category, campaign = caps[at + 3], caps[at + 4], caps[at + 5]
   local count = 0
   for _, send in ipairs(sends) do
     if ((inclusive and send.at >= since) or ((not inclusive) and send.at > since))
@@ -49,8 +54,11 @@ local function refusal(offer, sends, blocked, ignored)
     if blocked[scope] then return "suppressed:" .. scope end
   end
   if offer[3] and ignored >= offer[3] then return "sunset" end
-  for n, cap in ipairs(offer[5]) do
-    if ignored >= cap[7] and counted(cap, sends) >= cap[3] then return "cap:" .. (n - 1) end
+  local caps = offer[5]
+  for at = 1, #caps, CAP_FIELDS do
+    if ignored >= caps[at + 6] and counted(caps, at, sends) >= caps[at + 2] then
+      return "cap:" .. (at - 1) / CAP_FIELDS
+    end
   end
   if offer[2] then
     for _, send in ipairs(sends) do
