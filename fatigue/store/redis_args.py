@@ -16,7 +16,7 @@ def offer_layout(attempt: SendAttempt) -> list[Any]:
     record = attempt.record
     return [
         record.to_member(),
-        False if attempt.cooldown_since is None else attempt.cooldown_since,
+        False if attempt.cooldown_since is None else _float_text(attempt.cooldown_since),
         False if attempt.sunset_at is None else attempt.sunset_at,
         attempt.blocking_scopes,
         _caps_layout(attempt.caps),
@@ -38,11 +38,14 @@ def _zadd_order(items: tuple[str, ...]) -> list[str]:
 
 
 def _cap_fields(caps: tuple[CapCheck, ...]) -> list[Any]:
-    """Lay the caps out as one flat list, seven values a cap (``CAP_FIELDS`` in sends.lua)."""
+    """Lay the caps out as one flat list, seven values a cap (``CAP_FIELDS`` in sends.lua).
+
+    ``since`` as text: the script reads it only when there are sends to count.
+    """
     fields: list[Any] = []
     for c in caps:
-        fields += (c.since, c.inclusive, c.limit, c.channel, c.category or "", c.campaign or "",
-                   c.min_ignored)  # fmt: skip
+        fields += (repr(c.since), c.inclusive, c.limit, c.channel, c.category or "",
+                   c.campaign or "", c.min_ignored)  # fmt: skip
     return fields
 
 
@@ -110,7 +113,7 @@ def decide_args(call: DecideCall) -> list[Any]:
         _int_text(call.idempotency_ttl),
         _int_text(call.history_ttl),
         _int_text(call.engagement_ttl),
-        False if repeat is None else repeat,
+        False if repeat is None else _float_text(repeat),
         len(call.guard_items),
         list(map(offer_layout, call.offers)),
         _oldest_text(query.now, call.history_ttl),

@@ -265,10 +265,10 @@ def _old_decide_args(call: Any) -> list[Any]:
     rows = [
         [
             offer.record.to_member(),
-            False if offer.cooldown_since is None else offer.cooldown_since,
+            False if offer.cooldown_since is None else repr(offer.cooldown_since),
             False if offer.sunset_at is None else offer.sunset_at,
             offer.blocking_scopes,
-            [v for c in offer.caps for v in (c.since, c.inclusive, c.limit, c.channel,
+            [v for c in offer.caps for v in (repr(c.since), c.inclusive, c.limit, c.channel,
                                              c.category or "", c.campaign or "", c.min_ignored)],
             sorted(offer.record.items, reverse=True),
             offer.record.kind != "transactional",
@@ -278,7 +278,7 @@ def _old_decide_args(call: Any) -> list[Any]:
     query, repeat = call.query, call.repeat_since
     payload = [repr(query.since), call.decision_id, 1, str(call.idempotency_ttl),
                str(call.history_ttl), str(call.engagement_ttl),
-               False if repeat is None else repeat, len(call.guard_items), rows,
+               False if repeat is None else repr(repeat), len(call.guard_items), rows,
                repr(query.now - call.history_ttl)]  # fmt: skip
     kept = f'{call.decision_id} {{"b":{call.basis.to_json()}'
     return [repr(query.now), orjson.dumps(payload), kept, orjson.dumps(list(call.guard_items))]

@@ -5,9 +5,9 @@
 -- '<decision id> {"b":<basis JSON>' ("" = keep nothing),
 -- ARGV[2] the call as one JSON array (one argument is far cheaper to send than dozens):
 --   [read since, decision id, key given (0/1), idempotency TTL s, history TTL s,
---    engagement TTL s, no-repeat since (a number) or false, number of guard items, [offers],
---    oldest kept (ARGV[1] minus the history TTL)]; every value but the flag, no-repeat since
---   and the count is text, as redis.call takes it.
+--    engagement TTL s, no-repeat since or false, number of guard items, [offers], oldest kept
+--    (ARGV[1] minus the history TTL)]; every value but the flag and the count is text: as
+--   redis.call takes it, or (no-repeat since) read as a number only when a guard item was sent.
 -- ARGV[4] the guard items as a JSON array, decoded only when the customer has an items key.
 -- Returns {status, offer (1-based, 0 = none), the state read as JSON: [sends with scores,
 -- suppression fields, engagement fields, guard item scores (false = never sent; empty when
@@ -36,7 +36,7 @@ local function reply(status, offer)
 end
 if call[7] then
   for i = 1, call[8] do
-    if guard[i] and tonumber(guard[i]) > call[7] then return reply("stale", 0) end
+    if guard[i] and tonumber(guard[i]) > tonumber(call[7]) then return reply("stale", 0) end
   end
 end
 local ignored = 0

@@ -4,10 +4,10 @@
 -- epoch seconds), KEYS[2] items (zset: item id -> epoch seconds last sent), KEYS[3]
 -- suppression (hash: scope -> detail JSON), KEYS[4] engagement (hash: ignored, soft_bounces,
 -- last_engaged, u0..u23), KEYS[5] idempotency (string: "<decision id> <JSON>").
--- An offer is [record JSON, cooldown since or false, sunset at or false, [scopes], [caps],
+-- An offer is [record JSON, cooldown since (text) or false, sunset at or false, [scopes], [caps],
 -- [the record's items, greatest first: see redis_args._zadd_order], whether the record counts
 -- as ignored (its kind is not transactional)], the caps one flat list of CAP_FIELDS values
--- each: since, inclusive, limit, channel, category or "", campaign or "", min ignored. The
+-- each: since (text), inclusive, limit, channel, category or "", campaign or "", min ignored. The
 -- items and the kind come apart from the record so that recording a send need not decode its
 -- JSON; the caps are flat because every table cjson fills grows by rehashing (some 800
 -- instructions each time it doubles), and a list of rows made four tables of three caps.
@@ -31,9 +31,11 @@ local function decode_sends(rows)
   return sends
 end
 
--- The sends the cap whose fields start at ``caps[at]`` counts.
+-- The sends the cap whose fields start at ``caps[at]`` counts. Its ``since`` comes as text,
+-- read only when there are sends to count: a 17-digit number costs strtod its slow path.
 local function counted(caps, at, sends)
-  local since, inclusive = caps[at], caps[at + 1]
+  if #sends == 0 then return 0 end
+  local since, inclusive = tonumber(caps[at]), caps[at + 1]
   local channel, category, campaign = caps[at + 3], caps[at + 4], caps[at + 5]
   local count = 0
   for _, send in ipairs(sends) do
@@ -60,9 +62,10 @@ local function refusal(offer, sends, blocked, ignored)
       return "cap:" .. (at - 1) / CAP_FIELDS
     end
   end
-  if offer[2] then
+  if offer[2] and #sends > 0 then
+    local since = tonumber(offer[2])
     for _, send in ipairs(sends) do
-      if send.k ~= "transactional" and send.at > offer[2] then return "cooldown" end
+      if send.k ~= "transactional" and send.at > since then return "cooldown" end
     end
   end
   return nil
