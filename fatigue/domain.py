@@ -275,7 +275,12 @@ class Decision:
     @property
     def deciding(self) -> Reason | None:
         """Return the reason that decided the action, if any rule did."""
-        return next((reason for reason in self.reasons if reason.deciding), None)
+        # A loop, not ``next`` over a generator: asked twice per batch recipient (metrics and
+        # the decision log), and a send's ten or so reasons are all looked at.
+        for reason in self.reasons:
+            if reason.deciding:
+                return reason
+        return None
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict (ISO-8601 times, enum values as strings).
