@@ -281,6 +281,9 @@ def test_request_shape_errors_are_named(client, auth, compose_request):
     neither = compose_request()
     neither.pop("campaign")
     assert "exactly one" in compose(client, auth, neither).json["detail"]
+    twice = compose_request(campaigns=[{"id": "x"}, {"id": "x"}])
+    twice.pop("campaign")
+    assert "distinct" in compose(client, auth, twice).json["detail"]
     bad_zone = compose_request()
     bad_zone["recipient"]["timezone"] = "Mars/Olympus"
     response = compose(client, auth, bad_zone)
