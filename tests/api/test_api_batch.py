@@ -344,3 +344,21 @@ def test_a_render_failing_while_the_next_slice_is_decided_costs_its_own_line_onl
     assert [_recorded_sends(app, u) for u in users] == [1, 0, 1, 1, 1, 1]
     again = answers(post_batch(client, auth, [compose_request("s9", "after")]))
     assert again[0]["decision"]["action"] == "send"  # the store's connections are still sound
+
+
+def test_a_batch_email_is_the_documented_email_without_nulls(store_url):
+    """Built directly for each send: the same keys, order and values as ``_email_answer``
+    without its nulls, with or without a template version and the raw message."""
+    from api.compose import _email_answer, _email_line, _present
+    from engine.render.renderer import RenderedEmail
+
+    for version in (None, 3):
+        email = RenderedEmail.made(
+            template="t", version=version, locale="en", subject="S", preheader="", html="<p>",
+            text="p", headers={"X-A": "1"}, message=lambda: b"raw \xc3\xa9 \xff",
+        )  # fmt: skip
+        for include_mime in (False, True):
+            assert _email_line(email, include_mime) == _present(_email_answer(email, include_mime))
+            assert list(_email_line(email, include_mime)) == list(
+                _present(_email_answer(email, include_mime))
+            )
