@@ -240,7 +240,7 @@ def _count(compositions: Sequence[Composition]) -> None:
     for composition in compositions:
         decision = composition.decision
         deciding = decision.deciding
-        decided[decision.action.value, deciding.rule if deciding else "none"] += 1
+        decided[decision.action._value_, deciding.rule if deciding else "none"] += 1
         if composition.email is not None:
             rendered[composition.email.template] += 1
     for (action, rule), count in decided.items():
@@ -488,7 +488,9 @@ def _decision_line(decision: Decision) -> dict[str, Any]:
     Reasons and item lists are shared between a chunk's decisions (their builders keep them),
     so each is encoded once, as an orjson fragment: the same bytes as encoding it in place.
     """
-    answer: dict[str, Any] = {"id": decision.decision_id, "action": decision.action.value,
+    # ``_value_``: the member's value as it is stored; ``.value`` is a Python-level property of
+    # the enum class, read three times per batch recipient (here, metrics, decision log).
+    answer: dict[str, Any] = {"id": decision.decision_id, "action": decision.action._value_,
                               "user_id": decision.user_id}  # fmt: skip
     if decision.campaign is not None:
         answer["campaign_id"] = decision.campaign

@@ -314,7 +314,7 @@ class Decision:
         reasons: Callable[[tuple[Reason, ...]], Any],
     ) -> dict[str, Any]:
         return {
-            "action": self.action.value,
+            "action": self.action._value_,  # not ``.value``, a Python-level enum property
             "user_id": self.user_id,
             "decision_id": self.decision_id,
             "decided_at": moment(self.decided_at),
