@@ -234,7 +234,10 @@ class Composer:
         return self.compose_many([request])[0]
 
     def compose_many(self, requests: Sequence[ComposeInput]) -> list[Composition]:
-        """Compose for several recipients: one model call, one governor round trip."""
+        """Compose for several recipients: one model call, a governor round trip per slice.
+
+        Slices of ``DECIDE_SLICE``: each is decided while the one before it renders.
+        """
         templates = self.prepare(requests)
         _check_item_counts(requests, templates)
         model = self._recommender()
