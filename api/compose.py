@@ -252,12 +252,12 @@ def _count(compositions: Sequence[Composition]) -> None:
 
 
 def _email_answer(email: RenderedEmail, include_mime: bool) -> dict[str, Any]:
-    return {
-        "subject": email.subject, "preheader": email.preheader, "html": email.html,
-        "text": email.text, "headers": dict(email.headers), "template": email.template,
-        "template_version": email.version,
-        "mime": email.mime_bytes.decode("utf-8", "replace") if include_mime else None,
-    }  # fmt: skip
+    """``EmailOut`` as plain data: the batch line's email with its two nullable fields."""
+    answer = _email_line(email, include_mime)
+    mime = answer.pop("mime", None)  # put back last, after the version: EmailOut's order
+    answer["template_version"] = email.version
+    answer["mime"] = mime
+    return answer
 
 
 def decision_answer(
@@ -469,9 +469,9 @@ def _line(number: int, body: ComposeRequest, composition: Composition) -> bytes:
 
 
 def _email_line(email: RenderedEmail, include_mime: bool) -> dict[str, Any]:
-    """``_email_answer`` without its nulls, built directly: one dict per send, not two.
+    """``EmailOut`` without its nulls, built directly (a batch line per send).
 
-    Only the template version and the raw message can be null (``EmailOut``).
+    Only the template version and the raw message can be null; ``_email_answer`` adds them.
     """
     answer: dict[str, Any] = {
         "subject": email.subject, "preheader": email.preheader, "html": email.html,

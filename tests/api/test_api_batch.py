@@ -347,9 +347,10 @@ def test_a_render_failing_while_the_next_slice_is_decided_costs_its_own_line_onl
 
 
 def test_a_batch_email_is_the_documented_email_without_nulls(store_url):
-    """Built directly for each send: the same keys, order and values as ``_email_answer``
-    without its nulls, with or without a template version and the raw message."""
-    from api.compose import _email_answer, _email_line, _present
+    """A single answer's email has every ``EmailOut`` field in its order; a batch line's the
+    same without its nulls, with or without a template version and the raw message."""
+    from api.compose import _email_answer, _email_line
+    from api.schemas.compose import EmailOut
     from engine.render.renderer import RenderedEmail
 
     for version in (None, 3):
@@ -358,7 +359,12 @@ def test_a_batch_email_is_the_documented_email_without_nulls(store_url):
             text="p", headers={"X-A": "1"}, message=lambda: b"raw \xc3\xa9 \xff",
         )  # fmt: skip
         for include_mime in (False, True):
-            assert _email_line(email, include_mime) == _present(_email_answer(email, include_mime))
-            assert list(_email_line(email, include_mime)) == list(
-                _present(_email_answer(email, include_mime))
+            full = _email_answer(email, include_mime)
+            assert list(full) == list(EmailOut.model_fields)
+            assert full == EmailOut.model_validate(full).model_dump()
+            line = _email_line(email, include_mime)
+            assert line == {key: value for key, value in full.items() if value is not None}
+            assert list(line) == [key for key, value in full.items() if value is not None]
+            assert ("mime" in line) == include_mime and ("template_version" in line) == bool(
+                version
             )
