@@ -2,11 +2,12 @@
 
 Measures compose requests per second with several keep-alive connections, and batch compose
 (NDJSON streamed both ways) in recipients per second, one stream and two at once. The load
-generators (wrk for composes where it is installed, Python's HTTP client otherwise and for
-batches) run on the same two shared cores as the server, so the figures understate what a
-separate client machine would see. Every request is bounded in count and time. The baseline is
-``GET /healthz`` under the same wrk load: a request that does nothing but pass through gunicorn,
-Flask and the app's per-request hooks, the ceiling any endpoint on this machine could reach.
+generators (wrk for composes where it is installed, Python's HTTP client otherwise; a plain
+socket streaming each batch, see ``_stream``) run on the same two shared cores as the server,
+so the figures understate what a separate client machine would see. Every request is bounded
+in count and time. The baseline is ``GET /healthz`` under the same wrk load: a request that
+does nothing but pass through gunicorn, Flask and the app's per-request hooks, the ceiling any
+endpoint on this machine could reach.
 
 Targets: 1,000 compose/s; batch at least 5,000 recipients/s.
 
