@@ -140,10 +140,6 @@ class ComposeRequest(Strict):
                 raise ValueError("campaign ids must be distinct")
         return self
 
-    def all_campaigns(self) -> list[CampaignIn]:
-        """Return every competing campaign, the single-campaign form included."""
-        return [self.campaign] if self.campaign is not None else list(self.campaigns)
-
 
 class ReasonOut(BaseModel):
     """One rule's verdict."""
