@@ -241,6 +241,18 @@ per = "1d"
 """
 
 
+def upload_rules(page: Any, path: Path) -> None:
+    """Choose a rule file and wait until console.js has put its text in the editor.
+
+    The simulate page's scripts are deferred: a file chosen before they run is never loaded
+    into the editor, and a submit is not checked for size in the browser. The load event
+    comes after deferred scripts have run.
+    """
+    page.wait_for_load_state("load")
+    page.get_by_label("…or upload one").set_input_files(str(path))
+    expect(page.locator("textarea#rules")).to_have_value(path.read_text(encoding="utf-8"))
+
+
 def history_csv(path: Path) -> Path:
     """Three customers asked three campaigns a day for two weeks."""
     header = "timestamp,user_id,type,campaign,category,kind,priority,timezone,deferrable,items"
@@ -261,7 +273,7 @@ def test_check_rules_and_run_a_simulation_with_charts(page, keys, tmp_path):
     page.get_by_role("link", name="Simulate").click()
     broken = tmp_path / "broken.toml"
     broken.write_text(BROKEN_RULES, encoding="utf-8")
-    page.get_by_label("…or upload one").set_input_files(str(broken))
+    upload_rules(page, broken)
     page.get_by_role("button", name="Check the rules").click()
     problems = page.locator("#rules-problems")
     assert "line 4" in problems.inner_text() and "max" in problems.inner_text()
@@ -273,7 +285,7 @@ def test_check_rules_and_run_a_simulation_with_charts(page, keys, tmp_path):
 
     strict = tmp_path / "strict.toml"
     strict.write_text(RULES_TOO_STRICT, encoding="utf-8")
-    page.get_by_label("…or upload one").set_input_files(str(strict))
+    upload_rules(page, strict)
     page.get_by_label("History file").set_input_files(str(history_csv(tmp_path / "h.csv")))
     page.get_by_role("button", name="Run the simulation").click()
     summary = page.locator("#simulation-summary").inner_text()
@@ -424,7 +436,7 @@ def test_a_simulation_over_the_size_limit_keeps_the_candidate_rules(page, keys, 
     page.get_by_role("link", name="Simulate").click()
     strict = tmp_path / "strict.toml"
     strict.write_text(RULES_TOO_STRICT, encoding="utf-8")
-    page.get_by_label("…or upload one").set_input_files(str(strict))
+    upload_rules(page, strict)
     history = history_csv(tmp_path / "h.csv")
     history.write_text(history.read_text() * 8, encoding="utf-8")  # about 100 KiB
     page.get_by_label("History file").set_input_files(str(history))
