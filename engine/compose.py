@@ -21,7 +21,7 @@ from engine.decision_log import DecisionLogWriter
 from engine.render.links import Campaign as LinkCampaign
 from engine.render.links import safe_url
 from engine.render.prepared import PreparedTemplate
-from engine.render.renderer import RenderContext, RenderedEmail, Renderer
+from engine.render.renderer import EMAIL_ITEMS, RenderContext, RenderedEmail, Renderer
 from engine.serving import Filters, RecentInteraction, Recommender
 from fatigue.clock import Clock, utc_now
 from fatigue.domain import Action, Campaign, Decision, MessageRequest, Recipient
@@ -125,7 +125,7 @@ class ComposeInput:
     templates: Mapping[str, str]  # campaign id -> template name
     idempotency_key: str
     dry_run: bool = False
-    items: int = 4
+    items: int = EMAIL_ITEMS
     # May wait for the customer's best hour (the rules' ``[send_time]``) rather than go now.
     deferrable: bool = False
 
@@ -335,7 +335,7 @@ class Composer:
     ) -> RenderedEmail:
         """Render the deciding campaign's template with the chosen items."""
         campaign = _deciding_campaign(request.campaigns, decision.campaign)
-        items = _item_variables(model.catalog, decision.items[: request.items])
+        items = _item_variables(model.catalog, decision.items)
         context = RenderContext(
             recipient=recipient_variables(request.recipient),
             items=items,
@@ -408,20 +408,26 @@ def _check_item_counts(
 def _showing_items(
     request: ComposeInput, templates: Mapping[str, PreparedTemplate]
 ) -> tuple[Campaign, ...]:
-    """Return the request's campaigns, each with the fewest items its template shows.
+    """Return the request's campaigns, each with the fewest and most items its email shows.
 
     The governor then refuses to send an email its template could not fill (a transactional
-    campaign's template showing recommendations, when none is relevant), saying why.
+    campaign's template showing recommendations, when none is relevant), saying why, and
+    chooses no more items than the email shows: the no-repeat rule records what was seen.
     """
     return tuple(
-        _with_min_items(campaign, templates[request.templates[campaign.id]].template.min_items)
+        _with_item_counts(
+            campaign, templates[request.templates[campaign.id]].template.min_items, request.items
+        )
         for campaign in request.campaigns
     )
 
 
+# Cached so that every recipient of a batch offers the governor the same campaign objects.
 @lru_cache(maxsize=1024)
-def _with_min_items(campaign: Campaign, least: int) -> Campaign:
-    return campaign if campaign.min_items == least else replace(campaign, min_items=least)
+def _with_item_counts(campaign: Campaign, least: int, most: int) -> Campaign:
+    if campaign.min_items == least and campaign.max_items == most:
+        return campaign
+    return replace(campaign, min_items=least, max_items=most)
 
 
 def _store_failed(decision: Decision) -> bool:

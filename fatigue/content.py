@@ -33,11 +33,14 @@ def select(
     sent: Mapping[str, float],
     required: bool = True,
     at_least: int = 0,
+    at_most: int | None = None,
 ) -> Selection:
     """Filter, rank and diversify candidates; ``sent`` maps item ids to when they were sent.
 
     With ``required=False`` (transactional mail) too few relevant items do not fail the rule.
-    ``at_least`` is what the email's template cannot do without, required for any mail.
+    ``at_least`` is what the email's template cannot do without, required for any mail;
+    ``at_most`` is the most the email shows: no more are chosen, so what the no-repeat rule
+    records as sent is what the customer saw.
     """
     global _last_selection
     last = _last_selection
@@ -46,14 +49,14 @@ def select(
         and last is not None
         and last.rules is rules
         and last.now is now
-        and last.flags == (required, at_least)
+        and last.flags == (required, at_least, at_most)
         and same_objects(last.candidates, candidates)
     ):
         return last.selection
-    selection = _select(candidates, rules, now, sent, required, at_least)
+    selection = _select(candidates, rules, now, sent, required, at_least, at_most)
     if not sent:
         _last_selection = _LastSelection(
-            tuple(candidates), rules, now, (required, at_least), selection
+            tuple(candidates), rules, now, (required, at_least, at_most), selection
         )
     return selection
 
@@ -62,7 +65,7 @@ class _LastSelection(NamedTuple):
     candidates: tuple[Candidate, ...]
     rules: Rules
     now: datetime
-    flags: tuple[bool, int]
+    flags: tuple[bool, int, int | None]
     selection: Selection
 
 
@@ -79,21 +82,25 @@ def _select(
     sent: Mapping[str, float],
     required: bool,
     at_least: int,
+    at_most: int | None = None,
 ) -> Selection:
     relevance = rules.relevance
     floor = relevance.min_relevance if relevance is not None else float("-inf")
     eligible, timeliness, considered = _timely(candidates, rules, now, sent, floor)
     _rank(eligible)
-    chosen, diversity = _diversify(eligible, rules)
+    chosen, diversity = _diversify(eligible, rules, at_most)
     reasons = [timeliness]
     relevant = True
     if relevance is not None:
         needed = relevance.min_items
-        relevant = len(chosen) >= needed or not required
+        # The rule asks that ``needed`` candidates reach the floor and are chosen; an email
+        # showing fewer (``at_most``) needs only as many of them chosen as it shows.
+        shown = needed if at_most is None else min(needed, at_most)
+        relevant = (len(eligible) >= needed and len(chosen) >= shown) or not required
         # Relevance counts what reaches the floor; if diversity then keeps too few, it decides.
         reasons.append(_relevance_reason(len(eligible), needed, relevance.min_relevance, required))
         if not relevant and len(eligible) >= needed and diversity is not None:
-            diversity = _too_few_diverse(len(chosen), needed, rules.diversity)
+            diversity = _too_few_diverse(len(chosen), shown, rules.diversity)
     if diversity is not None:
         reasons.append(diversity)
     if at_least:
@@ -224,11 +231,14 @@ def _stale(item: Candidate, now: datetime, oldest: datetime | None) -> str:
     return ""
 
 
-def _diversify(items: list[Candidate], rules: Rules) -> tuple[list[Candidate], Reason | None]:
+def _diversify(
+    items: list[Candidate], rules: Rules, at_most: int | None
+) -> tuple[list[Candidate], Reason | None]:
     diversity = rules.diversity
     if diversity is None:
-        return items, None
-    limit = diversity.max_items or len(items)
+        return items[:at_most], None
+    limits = [limit for limit in (diversity.max_items, at_most) if limit]
+    limit = min(limits) if limits else len(items)
     # Both strategies count the chosen items per category as they go: no second count.
     per_category: Mapping[str, int]
     if diversity.strategy == DiversityStrategy.MMR:

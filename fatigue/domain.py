@@ -140,6 +140,9 @@ class Campaign:
     #: The fewest items its email can show (its template says): fewer chosen, and it is not
     #: sent, transactional or not.
     min_items: int = 0
+    #: The most items its email shows (None: as many as the rules' diversity allows). No more
+    #: are chosen, so the no-repeat rule records as sent only what the customer saw.
+    max_items: int | None = None
 
 
 @dataclass(frozen=True)

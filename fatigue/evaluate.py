@@ -188,7 +188,13 @@ def prepare(
     selection = chosen
     if candidates is not None:
         selection = select(
-            candidates, plan.rules, now, sent or {}, not transactional, campaign.min_items
+            candidates,
+            plan.rules,
+            now,
+            sent or {},
+            not transactional,
+            campaign.min_items,
+            campaign.max_items,
         )
     frame = plan.frame(campaign, now, where, deferrable)
     holdout = _holdout(plan, user_id, campaign)

@@ -61,7 +61,9 @@ def store_error_decision(rules: Rules, job: Job, now: datetime, exc: StoreError)
     if policy == StoreErrorPolicy.SEND_TRANSACTIONAL and transactional:
         # The email still needs what its template shows: chosen without the send history.
         campaign = job.request.campaigns[0]
-        chosen = select(job.candidates[0], rules, now, {}, False, campaign.min_items)
+        chosen = select(
+            job.candidates[0], rules, now, {}, False, campaign.min_items, campaign.max_items
+        )
         if chosen.relevant:
             detail = "state store unavailable, sent unchecked"
             return _without_store(job, now, Action.SEND, None, detail, chosen.items)

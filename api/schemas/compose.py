@@ -17,7 +17,7 @@ from pydantic import (
 )
 
 from api.schemas.common import Identifier, ProblemDocument, Strict, TemplateName, TimeZoneName
-from engine.render.renderer import RESERVED_VARIABLES
+from engine.render.renderer import EMAIL_ITEMS, RESERVED_VARIABLES
 
 
 class CampaignKind(StrEnum):
@@ -109,7 +109,12 @@ class ComposeRequest(Strict):
         "answer is then a defer with send_at; ask again at that moment to send.",
     )
     include_mime: bool = Field(default=False, description="Add the raw RFC 5322 message.")
-    items: int = Field(default=4, ge=1, le=20, description="How many items to pick at most.")
+    items: int = Field(
+        default=EMAIL_ITEMS,
+        ge=1,
+        le=20,
+        description="How many items the email shows at most: the governor chooses no more.",
+    )
     data: dict[str, Any] = Field(
         default_factory=dict,
         max_length=50,

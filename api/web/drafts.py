@@ -27,10 +27,10 @@ from api.web.console import MAX_USER_ID  # the same cap as the customer lookup
 from api.web.session import current_key, login_required
 from engine.render.library import MAX_MIN_ITEMS, META_FILE, SAMPLE_FILE, TemplateSource
 from engine.render.mjml_compile import MjmlCache
+from engine.render.renderer import EMAIL_ITEMS
 from fatigue.errors import ConfigurationError, NotFoundError, Problem, ValidationError
 
 MARKETER = (Role.MARKETER,)
-PREVIEW_ITEMS = 6
 _FILENAME = re.compile(r"[^a-z0-9-]+")
 
 
@@ -210,7 +210,7 @@ def customer_items(user_id: str) -> tuple[list[dict[str, Any]], bool]:
 
     found = services()
     model = found.get("model").model
-    picks = recommendations(model, user_id, PREVIEW_ITEMS, now=found.clock())
+    picks = recommendations(model, user_id, EMAIL_ITEMS, now=found.clock())
     return [pick["item"] or {"item_id": pick["item_id"]} for pick in picks], user_id in model.users
 
 

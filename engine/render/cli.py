@@ -133,7 +133,7 @@ def _context(
 ) -> RenderContext:
     from dataclasses import replace
 
-    from engine.render.renderer import sample_context
+    from engine.render.renderer import EMAIL_ITEMS, sample_context
 
     context = sample_context(renderer.prepared(name, version))
     recipient = {**context.recipient, "user_id": user}
@@ -141,7 +141,7 @@ def _context(
     if model_dir is None and not directory.exists():
         click.echo(f"note: no model at {directory}; using the template's sample items", err=True)
         return replace(context, recipient=recipient)
-    items = _recommended_items(directory, user, max(len(context.items), 4))
+    items = _recommended_items(directory, user, EMAIL_ITEMS)
     if not items:
         raise RapportError(f"the model has no recommendations for user {user!r}")
     return replace(context, recipient=recipient, items=items)

@@ -24,7 +24,7 @@ def test_send_returns_the_rendered_email(client, auth, compose_request):
     assert decision["action"] == "send" and decision["send_at"] is None
     assert decision["campaign_id"] == "weekly-picks"
     assert {"rule", "passed", "detail"} <= set(decision["reasons"][0])
-    assert 3 <= len(decision["items"]) <= 6
+    assert 3 <= len(decision["items"]) <= 4  # the email shows four unless asked otherwise
     assert all({"item_id", "relevance", "source"} <= set(item) for item in decision["items"])
     assert email["subject"] == "Ada, we picked these for you"
     assert email["headers"]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
@@ -181,6 +181,22 @@ def test_data_with_a_number_past_64_bits_is_composed(client, auth, compose_reque
     """The idempotency digest wrote it with orjson, which refuses such integers: a 500."""
     body = compose_request(data={"offer": {"text": "x", "serial": 2**70}})
     assert compose(client, auth, body).status_code == 200
+
+
+def test_the_items_recorded_as_sent_are_the_items_the_email_shows(client, auth, compose_request):
+    """The governor chooses no more items than the email shows (``items``): the no-repeat rule
+    then holds back what the customer saw, not picks the email left out."""
+    answer = compose(client, auth, compose_request(items=3)).json
+    shown = [item["item_id"] for item in answer["decision"]["items"]]
+    assert answer["decision"]["action"] == "send" and len(shown) == 3
+    assert all(f"/i/{item}?" in answer["email"]["text"] or item in answer["email"]["html"]
+               for item in shown)  # fmt: skip
+    template = next(r for r in answer["decision"]["reasons"] if r["rule"] == "template")
+    assert template["detail"].startswith("3 item(s) chosen")
+    later = compose(client, auth, compose_request(key="k-2", dry_run=True)).json["decision"]
+    timeliness = next(r for r in later["reasons"] if r["rule"] == "timeliness")
+    assert "excluded 3 sent recently" in timeliness["detail"]
+    assert not set(shown) & {item["item_id"] for item in later["items"]}
 
 
 def test_dry_run_records_nothing(client, auth, compose_request):

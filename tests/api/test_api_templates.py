@@ -133,6 +133,8 @@ def test_preview_with_sample_data_given_data_and_a_real_customer(client, markete
     assert given["subject"].startswith("Grace")
     real = client.post(f"{NAME}/preview", json={"user_id": "12347"}, headers=marketer).json
     assert real["html"] != sample["html"]
+    # As many picks as a compose for them shows by default: the email they would get.
+    assert real["preheader"].startswith("4 finds") and "picked 4 things" in real["text"]
 
 
 def test_the_links_in_a_preview_for_a_real_customer_unsubscribe_nobody(client, marketer, app):

@@ -14,8 +14,9 @@ def request(campaign: str = "spring", category: str = "sale", **options) -> Mess
     kind = options.pop("kind", ContentKind.PROMOTIONAL)
     priority = options.pop("priority", 1.0)
     least = options.pop("min_items", 0)
+    most = options.pop("max_items", None)
     return MessageRequest.single(
-        Campaign(campaign, category, kind, priority, min_items=least), **options
+        Campaign(campaign, category, kind, priority, min_items=least, max_items=most), **options
     )
 
 

@@ -177,6 +177,33 @@ def test_a_template_showing_more_items_than_diversity_allows_says_so(make_govern
     )
 
 
+@pytest.mark.parametrize("diversity", ["", "[diversity]\nmax_items = 6\n"])
+def test_no_more_items_are_chosen_than_the_email_shows(make_governor, clock, diversity):
+    governor = make_governor(
+        '[timeliness]\nno_repeat = "30d"\n[relevance]\nmin_relevance = 0.0\nmin_items = 1\n'
+        + diversity
+    )
+    candidates = items(8)
+    decision = governor.decide(alice(), request(max_items=3), candidates)
+    assert [item.item_id for item in decision.items] == [c.item_id for c in candidates[:3]]
+    clock.advance(days=1)
+    again = governor.decide(alice(), request("later", max_items=3), candidates)
+    # Only what the first email showed is held back as sent.
+    assert [item.item_id for item in again.items] == [c.item_id for c in candidates[3:6]]
+    assert "3 sent recently" in reason(again, "timeliness").detail
+
+
+def test_an_email_showing_fewer_items_than_relevance_needs_still_needs_them_relevant(
+    make_governor,
+):
+    governor = make_governor("[relevance]\nmin_relevance = 0.3\nmin_items = 3\n")
+    two = governor.decide(alice(), request("a", max_items=2), items(2, 0.5))
+    assert two.action == Action.SUPPRESS and two.deciding.rule == "relevance"
+    enough = governor.decide(alice(), request("b", max_items=2), items(3, 0.5))
+    assert enough.action == Action.SEND and len(enough.items) == 2
+    assert reason(enough, "relevance").passed
+
+
 def test_timeliness_excludes_stale_content(make_governor, clock):
     governor = make_governor(
         '[timeliness]\nmax_age_editorial = "14d"\nno_repeat = "30d"\n'
