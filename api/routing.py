@@ -123,6 +123,17 @@ def _check_media(expected: str) -> None:
         )
 
 
+# What an authentication scheme's name looks like; never an API key (whose prefix has "_").
+_SCHEME_NAME = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,19}")
+
+
+def _wrong_scheme(scheme: str, rest: str) -> str:
+    """Say what is wrong with a non-Bearer header without repeating a key sent in it."""
+    if not rest.strip() or not _SCHEME_NAME.fullmatch(scheme):  # "Authorization: <key>"
+        return "the Authorization header has no scheme; send 'Bearer <key>'"
+    return f"the Authorization header uses the {scheme!r} scheme; send 'Bearer <key>'"
+
+
 def authorize(accepted: Sequence[Role]) -> ApiKey:
     """Check the bearer key: 401 without a valid one, 403 without an accepted role."""
     header = request.headers.get("Authorization", "")
@@ -130,10 +141,7 @@ def authorize(accepted: Sequence[Role]) -> ApiKey:
     if not header.strip():
         raise ApiProblem("unauthorized", "missing 'Authorization: Bearer <key>' header")
     if scheme.lower() != "bearer":
-        raise ApiProblem(
-            "unauthorized",
-            f"the Authorization header uses the {scheme!r} scheme; send 'Bearer <key>'",
-        )
+        raise ApiProblem("unauthorized", _wrong_scheme(scheme, token))
     if not token.strip():
         raise ApiProblem("unauthorized", "the Authorization header has no key after 'Bearer'")
     keyring: KeyRing = current_app.extensions["rapport"].keyring

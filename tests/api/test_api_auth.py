@@ -54,11 +54,14 @@ def test_a_401_says_what_is_wrong_with_the_authorization_header(client):
         (None, "missing 'Authorization: Bearer <key>' header"),
         ("Basic Zm9vOmJhcg==", "the Authorization header uses the 'Basic' scheme"),
         ("Bearer ", "the Authorization header has no key after 'Bearer'"),
+        ("rpk_secret-part", "the Authorization header has no scheme; send 'Bearer <key>'"),
+        ("rpk_secret-part x", "the Authorization header has no scheme; send 'Bearer <key>'"),
         ("Bearer rpk_unknown", "unknown API key"),
     ):
         headers = {} if header is None else {"Authorization": header}
         answer = client.post("/v1/compose", json={}, headers=headers)
         assert answer.status_code == 401 and answer.json["detail"].startswith(detail), header
+        assert "secret" not in answer.text  # a key sent without its scheme is never repeated
 
 
 def test_roles_follow_the_design():
