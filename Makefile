@@ -3,13 +3,15 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+RUNTIME := $(VENV)/.installed-runtime
 STAMP := $(VENV)/.installed
 EDITOR := api/web/static/build/editor.js
+PORT ?= 8000
 
 .PHONY: demo test lint typecheck bench system-deps clean
 
-demo: $(STAMP) $(EDITOR)
-	$(BIN)/rapport demo
+demo: $(RUNTIME) $(EDITOR)
+	$(BIN)/rapport demo --port $(PORT)
 
 test: $(STAMP) $(EDITOR) system-deps
 	$(BIN)/ruff check engine fatigue api tests bench
@@ -36,9 +38,14 @@ system-deps:
 	  echo "installing chromium (the web studio's browser tests drive it)"; \
 	  (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null; }
 
-$(STAMP): setup.cfg pyproject.toml
+# Rapport alone for the demo; its test and development tools on top for everything else.
+$(RUNTIME): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e .
+	touch $(RUNTIME)
+
+$(STAMP): $(RUNTIME)
 	$(BIN)/python -m pip install -q -e '.[test,dev]'
 	touch $(STAMP)
 

@@ -9,13 +9,27 @@ the demo too; it is printed once, inside the example commands.
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import click
 
 from fatigue.errors import RapportError
 
 DEMO_KEY_NAME = "demo"
+#: Zones around the world for the example customer: the first where it is day now, so the
+#: bundled rules' quiet hours (21:00-08:00) do not defer the example.
+EXAMPLE_ZONES = ("Europe/London", "America/New_York", "America/Los_Angeles", "Pacific/Auckland",
+                 "Asia/Tokyo", "Asia/Kolkata")  # fmt: skip
+
+
+def daytime_zone(now: datetime) -> str:
+    """Return the first example zone where ``now`` falls between 10:00 and 18:00."""
+    for name in EXAMPLE_ZONES:
+        if 10 <= now.astimezone(ZoneInfo(name)).hour < 18:
+            return name
+    return EXAMPLE_ZONES[0]
 
 
 def ensure_model(model_dir: Path) -> bool:
@@ -40,13 +54,14 @@ def demo_key(keys_file: Path) -> str:
     return KeyRing(keys_file).create(DEMO_KEY_NAME, frozenset({Role.ADMIN}), replace=True)
 
 
-def examples(base: str, key: str) -> str:
+def examples(base: str, key: str, now: datetime | None = None) -> str:
     """Return the text printed for the person running the demo."""
+    zone = daytime_zone(now or datetime.now(UTC))
     compose = (
         '{"idempotency_key": "demo-1", "recipient": {"user_id": "12347", "email": '
-        '"ada@example.com", "first_name": "Ada", "timezone": "Europe/London", "locale": "en"}, '
+        f'"ada@example.com", "first_name": "Ada", "timezone": "{zone}", "locale": "en"}}, '
         '"template": "picked-for-you", "campaign": {"id": "weekly-picks", "category": '
-        '"recommendations", "kind": "promotional", "priority": 1}, "dry_run": true}'
+        '"recommendations", "kind": "promotional", "priority": 1}, "dry_run": false}'
     )
     return f"""
 Rapport demo on {base}
@@ -54,13 +69,14 @@ Rapport demo on {base}
   API reference:  {base}/docs
   demo API key:   {key}   (admin; shown only now)
 
-Ask for one customer's email (dry run: nothing is recorded):
+Ask for one customer's email (a customer in {zone}, where it is day now: at night
+quiet hours would answer "defer" with send_at; the same idempotency key again replays it):
 
   curl -s {base}/v1/compose \\
     -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\
     -d '{compose}'
 
-Why was (or wasn't) customer 12347 mailed?
+Why customer 12347 was (or was not) mailed, and what would hold the next email back:
 
   curl -s {base}/v1/users/12347/fatigue -H 'Authorization: Bearer {key}'
 
@@ -75,10 +91,12 @@ Stop with Ctrl-C. State is in memory (memory://) and goes away with the server.
 def demo(host: str, port: int, no_serve: bool) -> None:
     """Run Rapport on the bundled demo data: train if needed, then serve with examples."""
     from api.config import load_settings
-    from api.serve import ServeOptions, run
+    from api.serve import ServeOptions, check_port, run
 
     try:
         settings = load_settings()
+        if not no_serve:  # before the key: a new one would lock out a demo already there
+            check_port(host, port)
         ensure_model(Path(settings["MODEL_DIR"]))
         key = demo_key(Path(settings["API_KEYS_FILE"]))
         os.environ.setdefault("RAPPORT_PUBLIC_URL", f"http://localhost:{port}")

@@ -16,6 +16,7 @@ import re
 import secrets
 import shutil
 import signal
+import socket
 import tempfile
 from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
@@ -307,8 +308,33 @@ def _child_exit(server: Any, worker: Any) -> None:
     multiprocess.mark_process_dead(worker.pid)
 
 
+def check_port(host: str, port: int) -> None:
+    """Refuse at once an address this process cannot listen on (another server holds it).
+
+    gunicorn would retry for five seconds and exit with its own words; the demo would first
+    have replaced its key, locking the running demo out. Bound as gunicorn binds
+    (``SO_REUSEADDR``), so a port left in TIME_WAIT by a stopped server is not refused.
+    """
+    if host.startswith(("unix:", "fd://")):
+        return
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ConfigurationError(
+            f"cannot listen on {host}:{port}: {reason}; is another server there? "
+            f"Choose another port with --port"
+        ) from None
+
+
 def run(options: ServeOptions, settings: Mapping[str, Any]) -> None:
     """Serve until interrupted."""
+    check_port(options.host, options.port)
     store_url = str(settings["STORE_URL"])
     workers = options.workers or default_workers(store_url)
     check_workers(store_url, workers)

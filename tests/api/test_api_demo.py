@@ -34,6 +34,43 @@ def test_demo_trains_once_makes_a_key_and_prints_examples(tmp_path: Path, monkey
     assert keys.authenticate(platform) is not None  # and no other key
 
 
+def test_a_demo_on_a_port_in_use_says_so_and_keeps_the_running_demos_key(
+    tmp_path: Path, monkeypatch
+):
+    import socket
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("RAPPORT_API_KEYS_FILE", raising=False)
+    monkeypatch.setenv("RAPPORT_MODEL_DIR", str(tmp_path / "model"))
+    running = CliRunner().invoke(demo, ["--no-serve"])
+    key = next(word for word in running.stdout.split() if word.startswith("rpk_"))
+    with socket.socket() as held:  # the running demo's listening socket
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        second = CliRunner().invoke(demo, ["--port", str(port)])
+    assert second.exit_code != 0
+    assert f"cannot listen on 127.0.0.1:{port}" in second.output and "--port" in second.output
+    assert "rpk_" not in second.output  # no key printed for a server that never started
+    assert KeyRing(tmp_path / "var" / "api-keys.json").authenticate(key) is not None
+
+
+def test_the_demos_example_customer_is_somewhere_it_is_day():
+    """The bundled rules' quiet hours (21:00-08:00) would defer the example half the day."""
+    from datetime import UTC, datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    from api.demo import daytime_zone, examples
+
+    for hour in range(0, 24 * 365, 7):  # every hour of the day, across the year's clock changes
+        now = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(hours=hour, minutes=59)
+        zone = daytime_zone(now)
+        assert 10 <= now.astimezone(ZoneInfo(zone)).hour < 18, (now, zone)
+    night_in_london = datetime(2026, 11, 24, 6, 0, tzinfo=UTC)
+    text = examples("http://localhost:8000", "rpk_x", night_in_london)
+    assert '"timezone": "Asia/Tokyo"' in text and '"dry_run": false' in text
+
+
 @pytest.mark.parametrize("url", ["memory://", "Memory://", "MEMORY://", " memory://"])
 def test_memory_store_runs_one_worker(url):
     """Every spelling the store accepts: two workers on Memory:// kept two separate states."""
