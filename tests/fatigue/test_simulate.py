@@ -139,6 +139,23 @@ def test_cli_simulate_prints_tables_and_writes_an_svg_report(tmp_path: Path):
     assert "<script" not in page
 
 
+def test_the_bundled_sample_history_shows_every_kind_of_decision():
+    """fatigue/sample_history.csv (the README's simulate example) under the bundled rules."""
+    from importlib.resources import files
+
+    history = files("fatigue") / "sample_history.csv"
+    rules = files("fatigue") / "default_rules.toml"
+    result = CliRunner().invoke(
+        simulate_command, ["--rules", str(rules), "--history", str(history)]
+    )
+    assert result.exit_code == 0, result.output
+    deciding = {line.split()[0] for line in result.output.split("== decisions by")[1].splitlines()
+                if line[:1].isalpha()}  # fmt: skip
+    assert {"daily", "quiet_hours", "relevance", "send_time", "suppression", "holdout"} <= deciding
+    before, after = map(int, re.search(r"sent: (\d+) -> (\d+)", result.output).groups())
+    assert 0 < after < before
+
+
 def test_cli_simulate_reports_bad_rules_without_a_traceback(tmp_path: Path):
     history = history_csv(tmp_path, daily_requests(1, 1, 1))
     rules = tmp_path / "rules.toml"
