@@ -8,6 +8,7 @@ passed to ``create_app`` (tests).
 
 from __future__ import annotations
 
+import difflib
 import logging
 import math
 import os
@@ -73,6 +74,13 @@ _INTEGER_SETTINGS = {
 }
 _NUMBER_SETTINGS = {"MODEL_RELOAD_INTERVAL"}
 _BOOLEAN_SETTINGS = {"TRACK_CLICKS"}
+# Variables Rapport sets or reads besides the settings (api/pinned.py: the copies a server
+# pinned; RAPPORT_CONFIG names the file).
+_OTHER_VARIABLES = frozenset(
+    {"RAPPORT_CONFIG", "RAPPORT_CONFIG_ORIGINAL", "RAPPORT_PINNED_RULES",
+     "RAPPORT_PINNED_CAMPAIGNS"}
+)  # fmt: skip
+_warned: set[str] = set()  # each unknown variable is named once per process
 
 
 def load_settings(
@@ -92,9 +100,31 @@ def load_settings(
         value = env.get(f"RAPPORT_{name}")
         if value is not None:
             settings[name] = _coerce(name, value, f"environment variable RAPPORT_{name}")
+    _warn_unknown_variables(env)
     if overrides:
         settings.update(overrides)
     return settings
+
+
+def _warn_unknown_variables(env: Mapping[str, str]) -> None:
+    """Name a ``RAPPORT_*`` variable no setting reads (a typo would otherwise go unnoticed).
+
+    Warned, not refused as the file's unknown keys are: the environment is shared with other
+    software, and a deployment may set a variable a newer version reads.
+    """
+    known = [f"RAPPORT_{name}" for name in DEFAULTS]
+    for variable in sorted(env):
+        if (
+            not variable.startswith("RAPPORT_")
+            or variable in _OTHER_VARIABLES
+            or variable[len("RAPPORT_") :] in DEFAULTS
+            or variable in _warned
+        ):
+            continue
+        _warned.add(variable)
+        close = difflib.get_close_matches(variable, known, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        log.warning("environment variable %s is not a Rapport setting: ignored%s", variable, hint)
 
 
 def config_file_variables(environ: Mapping[str, str]) -> dict[str, str]:

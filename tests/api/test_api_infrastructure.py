@@ -50,6 +50,18 @@ def test_bad_environment_value_names_the_variable():
         load_settings(environ={"RAPPORT_MAX_BATCH_BYTES": "-3"})
 
 
+def test_a_misspelt_variable_is_named_once_with_the_setting_it_resembles(caplog):
+    environ = {"RAPPORT_MODEL_DIRR": "/srv/model", "RAPPORT_CONFIG_ORIGINAL": "x.toml",
+               "RAPPORT_STORE_URL": "memory://", "OTHER_THING": "1"}  # fmt: skip
+    settings = load_settings(environ)
+    load_settings(environ)  # every worker and command loads the settings: said once
+    assert settings["MODEL_DIR"] == "var/model"
+    assert [record.getMessage() for record in caplog.records] == [
+        "environment variable RAPPORT_MODEL_DIRR is not a Rapport setting: ignored "
+        "(did you mean RAPPORT_MODEL_DIR?)"
+    ]
+
+
 def test_missing_config_file_is_a_configuration_error(tmp_path: Path):
     with pytest.raises(ConfigurationError, match="not found"):
         load_settings(environ={"RAPPORT_CONFIG": str(tmp_path / "absent.toml")})
