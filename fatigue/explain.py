@@ -10,6 +10,7 @@ from fatigue.domain import Action, Campaign, ContentKind, Reason
 from fatigue.evaluate import evaluate, holdout_bucket
 from fatigue.rules import Rules
 from fatigue.store.base import FatigueStore, StateQuery
+from fatigue.suppressions import suppression_entry
 from fatigue.windows import zone
 
 
@@ -50,6 +51,10 @@ class Explanation:
             "soft_bounces": self.soft_bounces,
             "last_engaged": self.last_engaged.isoformat() if self.last_engaged else None,
             "suppression": dict(self.suppression),
+            "suppressions": [
+                suppression_entry(scope, detail)
+                for scope, detail in sorted(self.suppression.items())
+            ],
             "in_holdout": self.in_holdout,
             "category": self.category or None,
             "campaign": self.campaign or None,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from typing import Any
 
 #: Why a scope was suppressed, by the event that did it (the store keeps the event's type).
 _SUPPRESSED_BY = {
@@ -22,19 +23,41 @@ def _scope_words(scope: str) -> str:
     return "all email to this address"  # "address" (a hard bounce): nothing more is sent
 
 
-def describe_suppression(scope: str, detail: str) -> str:
-    """Say why and since when ``scope`` is suppressed, from the JSON the store keeps."""
+def _parsed(detail: str) -> dict[str, Any] | None:
     try:
         found = json.loads(detail)
     except ValueError:
-        found = None
-    if not isinstance(found, dict):  # written before details were JSON: show it as it is
+        return None
+    return found if isinstance(found, dict) else None  # else written before details were JSON
+
+
+def _since(found: dict[str, Any]) -> datetime | None:
+    stamp = found.get("ts")
+    return datetime.fromtimestamp(stamp, UTC) if isinstance(stamp, int | float) else None
+
+
+def describe_suppression(scope: str, detail: str) -> str:
+    """Say why and since when ``scope`` is suppressed, from the JSON the store keeps."""
+    found = _parsed(detail)
+    if found is None:  # written before details were JSON: show it as it is
         return f"{_scope_words(scope)} suppressed: {detail}" if detail else _scope_words(scope)
     reason = str(found.get("reason", ""))
     sentence = f"{_SUPPRESSED_BY.get(reason, reason or 'suppressed:')} {_scope_words(scope)}"
-    if isinstance(found.get("ts"), int | float):
-        moment = datetime.fromtimestamp(found["ts"], UTC)
+    if (moment := _since(found)) is not None:
         sentence += f" on {moment:%Y-%m-%d %H:%M} UTC"
     if found.get("campaign"):
         sentence += f" (campaign {found['campaign']})"
     return sentence
+
+
+def suppression_entry(scope: str, detail: str) -> dict[str, Any]:
+    """Return one suppressed scope as fields: scope, reason, since, campaign and in words."""
+    found = _parsed(detail) or {}
+    since = _since(found)
+    return {
+        "scope": scope,
+        "reason": str(found["reason"]) if "reason" in found else None,
+        "since": since.isoformat() if since is not None else None,
+        "campaign": str(found["campaign"]) if found.get("campaign") else None,
+        "description": describe_suppression(scope, detail),
+    }

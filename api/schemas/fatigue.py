@@ -57,6 +57,16 @@ class NextAllowedOut(BaseModel):
     reasons: list[ReasonOut]
 
 
+class SuppressionOut(BaseModel):
+    """One suppressed scope: no mail of it goes to the customer until a resubscribe."""
+
+    scope: str = Field(description="`all` (marketing), `category:<c>`, `complaint` or `address`.")
+    reason: str | None = Field(description="The event that suppressed it: unsubscribe, ...")
+    since: datetime | None
+    campaign: str | None = Field(description="The campaign the event came from, if known.")
+    description: str = Field(description="The same in words, for support staff.")
+
+
 class FatigueOut(BaseModel):
     """A customer's fatigue state: counters, suppression, next allowed moments, last decisions."""
 
@@ -67,7 +77,11 @@ class FatigueOut(BaseModel):
     ignored: int
     soft_bounces: int
     last_engaged: datetime | None
-    suppression: dict[str, str]
+    suppression: dict[str, str] = Field(
+        description="Each suppressed scope's record as the store keeps it (JSON text); "
+        "`suppressions` gives the same as fields."
+    )
+    suppressions: list[SuppressionOut] = Field(default_factory=list)
     in_holdout: bool
     category: str | None = Field(
         default=None, description="The category `next_allowed` was evaluated for, if any."

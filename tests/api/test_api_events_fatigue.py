@@ -60,6 +60,12 @@ def test_events_change_fatigue_state_at_once(client, auth):
     assert events(client, auth, batch).status_code == 202
     state = client.get("/v1/users/55/fatigue", headers=auth("engineer")).json
     assert "complaint" in state["suppression"]
+    assert state["suppressions"] == [{
+        "scope": "complaint", "reason": "complaint", "since": "2026-11-23T11:00:00Z",
+        "campaign": None,
+        "description": "marked an email as spam, which stops all marketing email on "
+                       "2026-11-23 11:00 UTC",
+    }]  # fmt: skip
     assert state["next_allowed"]["promotional"]["at"] is None
 
 
