@@ -28,6 +28,7 @@ UTF8_BOM = b"\xef\xbb\xbf"
 ModelT = TypeVar("ModelT", bound=pydantic.BaseModel)
 View = Callable[..., Any]
 _JSON_LINE = re.compile(r"at line (\d+)")
+_ONE_LINE = re.compile(r"at line 1 column (\d+)")
 
 
 @dataclass(frozen=True)
@@ -198,9 +199,12 @@ def pydantic_problems(
     problems = []
     for error in exc.errors(include_url=False):
         path = ".".join(str(part) for part in error["loc"])
-        at = line
-        if at is None and error["type"] == "json_invalid":
-            found = _JSON_LINE.search(error["msg"])
-            at = int(found.group(1)) if found else None
-        problems.append(Problem(error["msg"], source=where, line=at, field=path or None))
+        at, message = line, error["msg"]
+        if error["type"] == "json_invalid":
+            if at is None:
+                found = _JSON_LINE.search(message)
+                at = int(found.group(1)) if found else None
+            else:  # one NDJSON line: pydantic's "at line 1" would contradict the line named
+                message = _ONE_LINE.sub(r"at column \1", message)
+        problems.append(Problem(message, source=where, line=at, field=path or None))
     return problems

@@ -55,6 +55,8 @@ def test_bad_lines_are_answered_where_they_stand(client, auth, compose_request):
     assert got[0]["decision"]["user_id"] == "12347"
     assert got[1]["error"]["type"] == "/problems/malformed-request"
     assert got[1]["error"]["errors"][0]["line"] == 2
+    assert got[1]["error"]["detail"].startswith("line:2: Invalid JSON: ")
+    assert "at column" in got[1]["error"]["detail"] and "at line" not in got[1]["error"]["detail"]
     assert got[2]["error"]["type"] == "/problems/not-found" and got[2]["user_id"] == "12348"
     assert got[3]["error"]["type"] == "/problems/validation" and got[3]["user_id"] == "x"
     assert {e["field"] for e in got[3]["error"]["errors"]} >= {"idempotency_key"}
