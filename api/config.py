@@ -18,6 +18,7 @@ from email.utils import getaddresses
 from pathlib import Path
 from typing import Any
 
+from api import pinned
 from fatigue.errors import ConfigurationError, Problem, ValidationError
 
 log = logging.getLogger(__name__)
@@ -74,12 +75,11 @@ _INTEGER_SETTINGS = {
 }
 _NUMBER_SETTINGS = {"MODEL_RELOAD_INTERVAL"}
 _BOOLEAN_SETTINGS = {"TRACK_CLICKS"}
-# Variables Rapport sets or reads besides the settings (api/pinned.py: the copies a server
-# pinned; RAPPORT_CONFIG names the file).
+# Variables Rapport sets or reads besides the settings: the configuration file and the copies
+# a server pinned (api/pinned.py), and the browser the studio's tests drive (docs/studio.md).
 _OTHER_VARIABLES = frozenset(
-    {"RAPPORT_CONFIG", "RAPPORT_CONFIG_ORIGINAL", "RAPPORT_PINNED_RULES",
-     "RAPPORT_PINNED_CAMPAIGNS"}
-)  # fmt: skip
+    {pinned.CONFIG, pinned.CONFIG_ORIGINAL, *pinned.PINNED.values(), "RAPPORT_CHROMIUM"}
+)
 _warned: set[str] = set()  # each unknown variable is named once per process
 
 

@@ -128,9 +128,9 @@ def _check_media(expected: str) -> None:
 _SCHEME_NAME = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,19}")
 
 
-def _wrong_scheme(scheme: str, rest: str) -> str:
+def _wrong_scheme(scheme: str) -> str:
     """Say what is wrong with a non-Bearer header without repeating a key sent in it."""
-    if not rest.strip() or not _SCHEME_NAME.fullmatch(scheme):  # "Authorization: <key>"
+    if not _SCHEME_NAME.fullmatch(scheme):  # "Authorization: <key>"
         return "the Authorization header has no scheme; send 'Bearer <key>'"
     return f"the Authorization header uses the {scheme!r} scheme; send 'Bearer <key>'"
 
@@ -138,11 +138,11 @@ def _wrong_scheme(scheme: str, rest: str) -> str:
 def authorize(accepted: Sequence[Role]) -> ApiKey:
     """Check the bearer key: 401 without a valid one, 403 without an accepted role."""
     header = request.headers.get("Authorization", "")
-    scheme, _, token = header.strip().partition(" ")
+    scheme, _, token = header.strip().replace("\t", " ").partition(" ")
     if not header.strip():
         raise ApiProblem("unauthorized", "missing 'Authorization: Bearer <key>' header")
     if scheme.lower() != "bearer":
-        raise ApiProblem("unauthorized", _wrong_scheme(scheme, token))
+        raise ApiProblem("unauthorized", _wrong_scheme(scheme))
     if not token.strip():
         raise ApiProblem("unauthorized", "the Authorization header has no key after 'Bearer'")
     keyring: KeyRing = current_app.extensions["rapport"].keyring

@@ -9,6 +9,7 @@ to a less busy sibling (``api.balanced_worker``), so keep-alive clients spread o
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import os
@@ -326,10 +327,10 @@ def check_port(host: str, port: int) -> None:
             probe.bind(address)
     except OSError as exc:
         reason = exc.strerror or str(exc)
-        raise ConfigurationError(
-            f"cannot listen on {host}:{port}: {reason}; is another server there? "
-            f"Choose another port with --port"
-        ) from None
+        advice = ""
+        if exc.errno == errno.EADDRINUSE:
+            advice = "; another server is there: choose another port (--port, or make demo PORT=)"
+        raise ConfigurationError(f"cannot listen on {host}:{port}: {reason}{advice}") from None
 
 
 def run(options: ServeOptions, settings: Mapping[str, Any]) -> None:

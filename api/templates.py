@@ -235,6 +235,7 @@ def _template_out(name: str, version: int) -> TemplateOut:
         text=files.get("email.txt"),
         sample=json.loads(files.get(SAMPLE_FILE) or "{}"),
         min_items=int(meta.get("min_items", 0)),
+        max_items=int(meta["max_items"]) if "max_items" in meta else None,
         files=files,
         locales=_locales_out(meta, files),
         versions=[VersionOut.model_validate(v.as_dict()) for v in store.versions(name)],
@@ -276,6 +277,8 @@ def _files(name: str, body: TemplateSave, previous: dict[str, str]) -> dict[str,
         _set(meta, "preheader", body.preheader or "")
     if body.min_items is not None:
         _set(meta, "min_items", body.min_items)
+    if body.max_items is not None:
+        _set(meta, "max_items", body.max_items)
     if body.locales:
         _edit_locales(meta, files, body.locales)
     files[META_FILE] = meta.as_string()

@@ -335,7 +335,9 @@ class Composer:
     ) -> RenderedEmail:
         """Render the deciding campaign's template with the chosen items."""
         campaign = _deciding_campaign(request.campaigns, decision.campaign)
-        items = _item_variables(model.catalog, decision.items)
+        # No more than the request shows, even for a decision made before the governor chose
+        # that many itself and replayed now by its idempotency key.
+        items = _item_variables(model.catalog, decision.items[: request.items])
         context = RenderContext(
             recipient=recipient_variables(request.recipient),
             items=items,
@@ -390,8 +392,16 @@ def _item_variables(
 def _check_item_counts(
     requests: Sequence[ComposeInput], templates: Mapping[str, PreparedTemplate]
 ) -> None:
-    """Refuse a request rendering fewer items than its template shows (it could never send)."""
+    """Refuse a request rendering fewer items than its template shows (it could never send).
+
+    Or none at all: with no item to show, a send would be an empty email.
+    """
     problems = [
+        Problem(f"items must be at least 1 (got {request.items})", field="items")
+        for request in requests
+        if request.items < 1
+    ]
+    problems += [
         Problem(
             f"template {name!r} shows at least {least} items; this request renders at most "
             f"{request.items}",
@@ -399,7 +409,7 @@ def _check_item_counts(
         )
         for request in requests
         for name in sorted(set(request.templates.values()))
-        if (least := templates[name].template.min_items) > request.items
+        if (least := templates[name].template.min_items) > request.items >= 1
     ]
     if problems:
         raise ValidationError(problems)
@@ -414,11 +424,13 @@ def _showing_items(
     campaign's template showing recommendations, when none is relevant), saying why, and
     chooses no more items than the email shows: the no-repeat rule records what was seen.
     """
+    counts = [
+        (template.min_items, template.shown(request.items))
+        for template in (templates[request.templates[c.id]].template for c in request.campaigns)
+    ]
     return tuple(
-        _with_item_counts(
-            campaign, templates[request.templates[campaign.id]].template.min_items, request.items
-        )
-        for campaign in request.campaigns
+        _with_item_counts(campaign, least, most)
+        for campaign, (least, most) in zip(request.campaigns, counts, strict=True)
     )
 
 

@@ -33,7 +33,9 @@ def _parsed(detail: str) -> dict[str, Any] | None:
 
 def _since(found: dict[str, Any]) -> datetime | None:
     stamp = found.get("ts")
-    return datetime.fromtimestamp(stamp, UTC) if isinstance(stamp, int | float) else None
+    if isinstance(stamp, bool) or not isinstance(stamp, int | float):  # True is 1970 otherwise
+        return None
+    return datetime.fromtimestamp(stamp, UTC)
 
 
 def describe_suppression(scope: str, detail: str) -> str:
@@ -56,7 +58,7 @@ def suppression_entry(scope: str, detail: str) -> dict[str, Any]:
     since = _since(found)
     return {
         "scope": scope,
-        "reason": str(found["reason"]) if "reason" in found else None,
+        "reason": str(found["reason"]) if found.get("reason") is not None else None,
         "since": since.isoformat() if since is not None else None,
         "campaign": str(found["campaign"]) if found.get("campaign") else None,
         "description": describe_suppression(scope, detail),

@@ -108,6 +108,8 @@ class TemplateOut(BaseModel):
     sample: dict[str, Any]
     #: The fewest items the email shows: never sent with fewer (template.toml's min_items).
     min_items: int
+    #: The most its layout shows (template.toml's max_items): never chosen more; null: any.
+    max_items: int | None = None
     files: dict[str, str]
     #: Each locale variant (``[locales.xx]`` in template.toml) with its own parts.
     locales: dict[str, LocaleOut]
@@ -133,8 +135,8 @@ class TemplateSave(Strict):
 
     ``text`` replaces the plain-text version; left out, the previous one is kept; ``null``
     removes it, so the text part is derived from the HTML. ``preheader`` likewise: left out,
-    kept; ``null``, none. ``description`` and, when not given, ``sample``, ``min_items`` and
-    ``locales`` keep their previous values.
+    kept; ``null``, none. ``description`` and, when not given, ``sample``, ``min_items``,
+    ``max_items`` and ``locales`` keep their previous values.
     """
 
     mjml: Text
@@ -150,6 +152,9 @@ class TemplateSave(Strict):
         "`null`: removed, so the text part is made from the HTML.",
     )
     min_items: int | None = Field(default=None, ge=0, le=MAX_MIN_ITEMS)
+    max_items: int | None = Field(
+        default=None, ge=1, le=MAX_MIN_ITEMS, description="The most items the layout shows."
+    )
     locales: dict[Locale, LocaleSave | None] | None = Field(
         default=None,
         max_length=MAX_LOCALES,

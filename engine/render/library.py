@@ -41,7 +41,7 @@ MAX_FILE_CHARS = 200_000
 # ignored, so the template read as needing no items at all.
 META_KEYS = (
     "name", "description", "subject", "preheader", "variables", "default_locale", "min_items",
-    "locales",
+    "max_items", "locales",
 )  # fmt: skip
 LOCALE_KEYS = ("subject", "preheader")
 MAX_MIN_ITEMS = 50  # more items than any email shows
@@ -99,6 +99,14 @@ class EmailTemplate:
     #: The fewest items the email can show (``min_items`` in template.toml): a campaign using
     #: it is not sent with fewer, and its decision says so.
     min_items: int = 0
+    #: The most items its layout shows (``max_items``; None: as many as it is given). The
+    #: governor chooses no more and the renderer passes no more, so ``items|length`` is what
+    #: the email shows and what the no-repeat rule records.
+    max_items: int | None = None
+
+    def shown(self, requested: int) -> int:
+        """How many items an email of this template shows when ``requested`` are asked for."""
+        return requested if self.max_items is None else min(requested, self.max_items)
 
     def variant(self, locale: str | None) -> LocaleVariant:
         """Return the variant for ``locale``: exact tag, then its language, then the default.
@@ -238,6 +246,13 @@ def _load_meta(source: TemplateSource, problems: list[Problem]) -> dict[str, Any
     if not _is_min_items(least):
         message = f"min_items must be a whole number from 0 to {MAX_MIN_ITEMS} (got {least!r})"
         problems.append(Problem(message, META_FILE, lines.get(("min_items",)), "min_items"))
+    most = meta.get("max_items")
+    if most is not None and not (_is_min_items(most) and most >= 1):
+        message = f"max_items must be a whole number from 1 to {MAX_MIN_ITEMS} (got {most!r})"
+        problems.append(Problem(message, META_FILE, lines.get(("max_items",)), "max_items"))
+    elif most is not None and _is_min_items(least) and most < least:
+        message = f"max_items {most} is below min_items {least}: no email could ever be sent"
+        problems.append(Problem(message, META_FILE, lines.get(("max_items",)), "max_items"))
     if not _is_names(meta.get("variables", [])):
         message = "variables must be a list of names (strings)"
         problems.append(Problem(message, META_FILE, lines.get(("variables",)), "variables"))
@@ -257,6 +272,12 @@ def _min_items(meta: dict[str, Any]) -> int:
     """Return ``min_items``, or 0 when it is not valid (a problem already says so)."""
     least = meta.get("min_items", 0)
     return int(least) if _is_min_items(least) else 0
+
+
+def _max_items(meta: dict[str, Any]) -> int | None:
+    """Return ``max_items``, or None when absent or not valid (a problem already says so)."""
+    most = meta.get("max_items")
+    return most if isinstance(most, int) and _is_min_items(most) and most >= 1 else None
 
 
 def _variables(meta: dict[str, Any]) -> tuple[str, ...]:
@@ -404,6 +425,7 @@ def read_template(source: TemplateSource) -> tuple[EmailTemplate | None, list[Pr
         sample=MappingProxyType(sample),
         files=source.files,
         min_items=_min_items(meta),
+        max_items=_max_items(meta),
     )
     return template, problems
 

@@ -194,6 +194,9 @@ class Renderer:
 
     def render_prepared(self, prepared: PreparedTemplate, context: RenderContext) -> RenderedEmail:
         """Render an already prepared template for ``context``."""
+        most = prepared.template.max_items
+        if most is not None and len(context.items) > most:  # a preview's picks, say
+            context = replace(context, items=context.items[:most])
         recipient = dict(context.recipient)
         variant = prepared.variant(recipient.get("locale"))
         variables = self.variables(context)

@@ -56,6 +56,7 @@ def test_a_401_says_what_is_wrong_with_the_authorization_header(client):
         ("Bearer ", "the Authorization header has no key after 'Bearer'"),
         ("rpk_secret-part", "the Authorization header has no scheme; send 'Bearer <key>'"),
         ("rpk_secret-part x", "the Authorization header has no scheme; send 'Bearer <key>'"),
+        ("Basic", "the Authorization header uses the 'Basic' scheme"),
         ("Bearer rpk_unknown", "unknown API key"),
     ):
         headers = {} if header is None else {"Authorization": header}

@@ -199,6 +199,19 @@ def test_the_items_recorded_as_sent_are_the_items_the_email_shows(client, auth, 
     assert not set(shown) & {item["item_id"] for item in later["items"]}
 
 
+def test_a_template_showing_three_items_gets_three_chosen_and_three_recorded(
+    client, auth, compose_request
+):
+    """win-back's layout is one row of three (template.toml max_items = 3)."""
+    answer = compose(client, auth, compose_request(template="win-back")).json
+    shown = [item["item_id"] for item in answer["decision"]["items"]]
+    assert answer["decision"]["action"] == "send" and len(shown) == 3
+    assert all(item in answer["email"]["html"] for item in shown)
+    later = compose(client, auth, compose_request(key="k-2", dry_run=True)).json["decision"]
+    timeliness = next(r for r in later["reasons"] if r["rule"] == "timeliness")
+    assert "excluded 3 sent recently" in timeliness["detail"]
+
+
 def test_dry_run_records_nothing(client, auth, compose_request):
     dry = compose(client, auth, compose_request(key="dry", dry_run=True)).json
     assert dry["decision"]["action"] == "send" and dry["decision"]["dry_run"] is True

@@ -50,8 +50,12 @@ def test_bad_environment_value_names_the_variable():
         load_settings(environ={"RAPPORT_MAX_BATCH_BYTES": "-3"})
 
 
-def test_a_misspelt_variable_is_named_once_with_the_setting_it_resembles(caplog):
+def test_a_misspelt_variable_is_named_once_with_the_setting_it_resembles(caplog, monkeypatch):
+    from api import config
+
+    monkeypatch.setattr(config, "_warned", set())  # whatever this process named before
     environ = {"RAPPORT_MODEL_DIRR": "/srv/model", "RAPPORT_CONFIG_ORIGINAL": "x.toml",
+               "RAPPORT_PINNED_RULES": "r.toml", "RAPPORT_CHROMIUM": "/usr/bin/chromium",
                "RAPPORT_STORE_URL": "memory://", "OTHER_THING": "1"}  # fmt: skip
     settings = load_settings(environ)
     load_settings(environ)  # every worker and command loads the settings: said once

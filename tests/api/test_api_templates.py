@@ -135,6 +135,10 @@ def test_preview_with_sample_data_given_data_and_a_real_customer(client, markete
     assert real["html"] != sample["html"]
     # As many picks as a compose for them shows by default: the email they would get.
     assert real["preheader"].startswith("4 finds") and "picked 4 things" in real["text"]
+    # No more than a template's layout shows (win-back: one row of three).
+    row = client.post("/v1/templates/win-back/preview", json={"user_id": "12347"},
+                      headers=marketer).json  # fmt: skip
+    assert row["html"].count('width="160"') == 3  # each item's picture; four were recommended
 
 
 def test_the_links_in_a_preview_for_a_real_customer_unsubscribe_nobody(client, marketer, app):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+from typing import Any
 
 from engine.compose import ComposeInput
 from fatigue.domain import Campaign, Recipient
@@ -40,6 +41,26 @@ def merged_item_variables(catalog, chosen):
             "source": item.source,
         }
         for item in chosen
+    ]
+
+
+def test_an_input_showing_no_items_is_refused_before_any_decision() -> None:
+    """The API's schema says items >= 1; a library caller asking for 0 would send empty mail."""
+    from types import SimpleNamespace
+
+    import pytest
+
+    from engine.compose import _check_item_counts
+    from fatigue.errors import ValidationError
+
+    request = ComposeInput(
+        Recipient("u", "u@example.com"), (Campaign("c"),), {"c": "t"}, "k", items=0
+    )
+    templates: Any = {"t": SimpleNamespace(template=SimpleNamespace(min_items=0))}
+    with pytest.raises(ValidationError) as caught:
+        _check_item_counts([request], templates)
+    assert [(p.field, p.message) for p in caught.value.problems] == [
+        ("items", "items must be at least 1 (got 0)")
     ]
 
 

@@ -245,6 +245,7 @@ def test_the_same_offer_at_the_same_moment_is_selected_once() -> None:
         assert again is not first and again == _select(args[0], rules, args[1], args[2], True, 0)
     assert select(shared, rules, NOW, sent).items[0].item_id != "i0"  # sent before
     assert select(shared, rules, NOW, {}, True, 5) != first  # the template asks for more
+    assert select(shared, rules, NOW, {}) == first  # chosen again, and kept
     assert select(shared, rules, NOW, {}, True, 0, 1) != first  # the email shows fewer
 
 

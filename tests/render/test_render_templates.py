@@ -190,6 +190,26 @@ def test_every_bundled_template_showing_items_0_declares_it_needs_one(name, bund
     assert template.min_items == 1
 
 
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [("0", "from 1 to 50"), ("51", "from 1 to 50"), ("true", "from 1 to 50"),
+     ("2.5", "from 1 to 50"), ("1", "max_items 1 is below min_items 2: no email could ever")],
+)  # fmt: skip
+def test_max_items_is_a_small_whole_number_no_smaller_than_min_items(value, said) -> None:
+    from engine.render.library import TemplateSource, parse_template
+
+    from .render_helpers import template_files
+
+    files = template_files("<mj-text>Hi</mj-text>")
+    files["template.toml"] += f"min_items = 2\nmax_items = {value}\n"
+    [problem] = check(TemplateSource("t", files))
+    assert (problem.source, problem.field) == ("template.toml", "max_items")
+    assert said in problem.message and problem.line is not None
+    files["template.toml"] = files["template.toml"].replace(f"max_items = {value}", "max_items = 3")
+    assert check(TemplateSource("t", files)) == []
+    assert parse_template(TemplateSource("t", files)).shown(4) == 3
+
+
 @pytest.mark.parametrize("value", ["-1", "51", "1.5", "true", '"1"'])
 def test_min_items_must_be_a_small_whole_number(value) -> None:
     from engine.render.library import TemplateSource
@@ -211,7 +231,8 @@ def test_min_items_must_be_a_small_whole_number(value) -> None:
         ('defualt_locale = "en"', "template.toml:4 [defualt_locale]: unknown key "
          "'defualt_locale' (did you mean 'default_locale'?)"),
         ("colour = 1", "template.toml:4 [colour]: unknown key 'colour' (allowed: name, "
-         "description, subject, preheader, variables, default_locale, min_items, locales)"),
+         "description, subject, preheader, variables, default_locale, min_items, max_items, "
+         "locales)"),
         ('[locales.fr]\nsubjet = "Salut"', "template.toml:5 [locales.fr.subjet]: unknown key "
          "'subjet' in [locales.fr] (did you mean 'subject'?)"),
     ],
