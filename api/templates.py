@@ -48,7 +48,7 @@ from engine.render.library import (
     locale_files,
     locale_key,
 )
-from engine.render.renderer import EMAIL_ITEMS, sample_context
+from engine.render.renderer import sample_context
 from fatigue.errors import NotFoundError, Problem, ValidationError
 
 bp = Blueprint("templates", __name__)
@@ -207,7 +207,8 @@ def preview(name: str, body: PreviewIn) -> PreviewOut:
         from engine.compose import recommendations
 
         model = found.get("model").model
-        picks = recommendations(model, body.user_id, EMAIL_ITEMS, now=found.clock())
+        count = prepared.template.preview_count()
+        picks = recommendations(model, body.user_id, count, now=found.clock())
         items = [pick["item"] or {"item_id": pick["item_id"]} for pick in picks]
         # The sample's recipient stands in for the fields only a platform knows (first name),
         # as in the studio: the email the customer would get, with their picks.

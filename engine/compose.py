@@ -18,10 +18,11 @@ from typing import Any
 import orjson
 
 from engine.decision_log import DecisionLogWriter
+from engine.render.library import EMAIL_ITEMS
 from engine.render.links import Campaign as LinkCampaign
 from engine.render.links import safe_url
 from engine.render.prepared import PreparedTemplate
-from engine.render.renderer import EMAIL_ITEMS, RenderContext, RenderedEmail, Renderer
+from engine.render.renderer import RenderContext, RenderedEmail, Renderer
 from engine.serving import Filters, RecentInteraction, Recommender
 from fatigue.clock import Clock, utc_now
 from fatigue.domain import Action, Campaign, Decision, MessageRequest, Recipient

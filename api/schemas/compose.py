@@ -17,7 +17,8 @@ from pydantic import (
 )
 
 from api.schemas.common import Identifier, ProblemDocument, Strict, TemplateName, TimeZoneName
-from engine.render.renderer import EMAIL_ITEMS, RESERVED_VARIABLES
+from engine.render.library import EMAIL_ITEMS
+from engine.render.renderer import RESERVED_VARIABLES
 
 
 class CampaignKind(StrEnum):

@@ -25,9 +25,15 @@ from api.templates import _files as version_files
 from api.web import background_request, bp
 from api.web.console import MAX_USER_ID  # the same cap as the customer lookup
 from api.web.session import current_key, login_required
-from engine.render.library import MAX_MIN_ITEMS, META_FILE, SAMPLE_FILE, TemplateSource
+from engine.render.library import (
+    EMAIL_ITEMS,
+    MAX_MIN_ITEMS,
+    META_FILE,
+    SAMPLE_FILE,
+    TemplateSource,
+    read_template,
+)
 from engine.render.mjml_compile import MjmlCache
-from engine.render.renderer import EMAIL_ITEMS
 from fatigue.errors import ConfigurationError, NotFoundError, Problem, ValidationError
 
 MARKETER = (Role.MARKETER,)
@@ -200,8 +206,8 @@ def check_draft(name: str, draft: Draft) -> tuple[TemplateSource | None, list[Pr
     return source, fewest + check(source, _mjml_cache())
 
 
-def customer_items(user_id: str) -> tuple[list[dict[str, Any]], bool]:
-    """Return a customer's recommended items as templates see them (as the API does).
+def customer_items(user_id: str, count: int = EMAIL_ITEMS) -> tuple[list[dict[str, Any]], bool]:
+    """Return a customer's ``count`` recommended items as templates see them (as the API does).
 
     The second value tells whether the model knows the customer: an unknown id gets the
     picks any new customer gets, which the preview must not pass off as theirs.
@@ -210,7 +216,7 @@ def customer_items(user_id: str) -> tuple[list[dict[str, Any]], bool]:
 
     found = services()
     model = found.get("model").model
-    picks = recommendations(model, user_id, EMAIL_ITEMS, now=found.clock())
+    picks = recommendations(model, user_id, count, now=found.clock())
     return [pick["item"] or {"item_id": pick["item_id"]} for pick in picks], user_id in model.users
 
 
@@ -239,14 +245,20 @@ class PreviewData:
     showing: str = "the sample data"
 
 
-def preview_data(user_id: str) -> PreviewData:
+def preview_count(source: TemplateSource | None) -> int:
+    """Return how many picks a customer preview of this draft asks for (as the API's)."""
+    template = read_template(source)[0] if source is not None else None
+    return template.preview_count() if template is not None else EMAIL_ITEMS
+
+
+def preview_data(user_id: str, count: int = EMAIL_ITEMS) -> PreviewData:
     """Look up the customer the preview is for, if any, as the console does (ids capped)."""
     if not user_id:
         return PreviewData()
     if len(user_id) > MAX_USER_ID:
         return PreviewData(error=f"a customer id is at most {MAX_USER_ID} characters")
     try:
-        items, known = customer_items(user_id)
+        items, known = customer_items(user_id, count)
     except (ConfigurationError, NotFoundError, ValidationError) as exc:  # no model, bad id
         return PreviewData(error=f"No recommendations for customer {user_id!r}: {exc}")
     if not known:
@@ -340,7 +352,7 @@ def draft_preview(name: str) -> Response:
     draft = Draft.from_mapping(request.get_json(silent=True) or {})
     source, problems = check_draft(name, draft)
     preview = None
-    data = preview_data(draft.user_id)
+    data = preview_data(draft.user_id, preview_count(source))
     if source is not None and data.error is None:
         try:
             email = render_draft(source, draft.user_id, data.items)
@@ -362,7 +374,7 @@ def draft_eml(name: str) -> Response:
     login_required(MARKETER)
     draft = Draft.from_mapping(request.form)
     source, problems = check_draft(name, draft)
-    data = preview_data(draft.user_id)
+    data = preview_data(draft.user_id, preview_count(source))
     if data.error:
         problems.append(Problem(data.error, field="user_id"))
     if source is None or problems:

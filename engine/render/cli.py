@@ -133,15 +133,16 @@ def _context(
 ) -> RenderContext:
     from dataclasses import replace
 
-    from engine.render.renderer import EMAIL_ITEMS, sample_context
+    from engine.render.renderer import sample_context
 
-    context = sample_context(renderer.prepared(name, version))
+    prepared = renderer.prepared(name, version)
+    context = sample_context(prepared)
     recipient = {**context.recipient, "user_id": user}
     directory = model_dir or Path(os.environ.get("RAPPORT_MODEL_DIR", DEFAULT_MODEL_DIR))
     if model_dir is None and not directory.exists():
         click.echo(f"note: no model at {directory}; using the template's sample items", err=True)
         return replace(context, recipient=recipient)
-    items = _recommended_items(directory, user, EMAIL_ITEMS)
+    items = _recommended_items(directory, user, prepared.template.preview_count())
     if not items:
         raise RapportError(f"the model has no recommendations for user {user!r}")
     return replace(context, recipient=recipient, items=items)

@@ -45,6 +45,9 @@ META_KEYS = (
 )  # fmt: skip
 LOCALE_KEYS = ("subject", "preheader")
 MAX_MIN_ITEMS = 50  # more items than any email shows
+#: How many items an email shows unless its request says otherwise (within its template's
+#: max_items); a preview for a real customer asks for as many.
+EMAIL_ITEMS = 4
 BUNDLED_DIR = Path(__file__).resolve().parents[2] / "templates"
 
 
@@ -107,6 +110,14 @@ class EmailTemplate:
     def shown(self, requested: int) -> int:
         """How many items an email of this template shows when ``requested`` are asked for."""
         return requested if self.max_items is None else min(requested, self.max_items)
+
+    def preview_count(self) -> int:
+        """Return how many picks a preview for a real customer asks for.
+
+        As many as a default compose shows, or the fewest this template needs; the renderer
+        passes it no more than it shows.
+        """
+        return max(EMAIL_ITEMS, self.min_items)
 
     def variant(self, locale: str | None) -> LocaleVariant:
         """Return the variant for ``locale``: exact tag, then its language, then the default.

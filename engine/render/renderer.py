@@ -43,9 +43,6 @@ from fatigue.identity import filled
 
 log = logging.getLogger(__name__)
 SAMPLE_CAMPAIGN = Campaign("preview", "Preview")
-#: How many items an email shows unless its request says otherwise; a preview for a real
-#: customer shows as many, so it is the email that customer would get.
-EMAIL_ITEMS = 4
 #: What every template sees from the renderer itself; extra variables may not replace them.
 RESERVED_VARIABLES = frozenset(
     {"recipient", "items", "campaign", "unsubscribe_url", "preferences_url", "decision_id",

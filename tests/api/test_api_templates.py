@@ -139,6 +139,14 @@ def test_preview_with_sample_data_given_data_and_a_real_customer(client, markete
     row = client.post("/v1/templates/win-back/preview", json={"user_id": "12347"},
                       headers=marketer).json  # fmt: skip
     assert row["html"].count('width="160"') == 3  # each item's picture; four were recommended
+    # A template needing more than a default compose shows is previewed with what it needs.
+    current = client.get(NAME, headers=marketer).json
+    saved = client.put(NAME, headers=marketer, json={
+        "mjml": current["mjml"], "subject": current["subject"], "min_items": 6})  # fmt: skip
+    assert saved.status_code == 201, saved.json
+    asked = {"user_id": "12347", "version": saved.json["version"]}
+    six = client.post(f"{NAME}/preview", json=asked, headers=marketer).json
+    assert "picked 6 things" in six["text"]
 
 
 def test_the_links_in_a_preview_for_a_real_customer_unsubscribe_nobody(client, marketer, app):
