@@ -12,10 +12,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from fatigue.clock import FrozenClock
+from fatigue.domain import EngagementEvent, EventType
 from fatigue.errors import StoreError
 from fatigue.governor import Governor, StoreOutage
-from fatigue.rules import default_rules
+from fatigue.rules import default_rules, load_rules
 from fatigue.store import store_from_url
+from fatigue.store.base import StateQuery
 from fatigue.testing import free_port
 
 from .fatigue_helpers import items, request
@@ -44,6 +46,27 @@ def test_readiness_fails_on_a_store_that_answers_but_refuses_writes(own_redis, f
         store.ping()
     store.ping()  # it takes writes again
     store.close()
+
+
+@REFUSING
+def test_a_store_refusing_writes_records_no_send_as_it_refuses_unsubscribes(own_redis, fault):
+    """A full Redis let a script's writes through once any write had gone: sends trimmed the
+    history first, so they were recorded while the unsubscribes that should stop them failed."""
+    make, _ = FAULTS[fault]
+    clock = FrozenClock(datetime(2026, 1, 12, 12, tzinfo=UTC))
+    rules = load_rules('[[caps]]\nmax = 5\nper = "1d"\n[relevance]\nmin_relevance = 0.0\n')
+    governor = Governor(rules, store_from_url(own_redis), clock)
+    assert governor.decide(customer("u"), request(idempotency_key="a"), items()).action == "send"
+    clock.advance(minutes=5)
+    unsubscribe = EngagementEvent(EventType.UNSUBSCRIBE, "u", clock())
+    with make(own_redis):
+        with pytest.raises(StoreError):
+            governor.record_event(unsubscribe)
+        decision = governor.decide(customer("u"), request(idempotency_key="b"), items())
+        assert decision.deciding is not None and decision.deciding.rule == "store"
+    state = governor.store.load([StateQuery("u", 0.0, 0.0)])[0]
+    assert len(state.sends) == 1  # the first send only
+    governor.store.close()
 
 
 def test_a_store_that_is_not_there_is_said_not_to_answer():

@@ -78,10 +78,12 @@ end
 -- caller's ``repr`` of the score minus the history TTL is the very double "%.17g" wrote.
 local function record_send(score, offer, oldest, history_ttl, engagement_ttl)
   local record, items = offer[1], offer[6]
-  -- Trimmed before the add, which no trim touches (``oldest`` is below ``score``): the same
-  -- set, and a customer's first send trims a key that is not there, reading no scores.
-  redis.call("ZREMRANGEBYSCORE", KEYS[1], "-inf", oldest)
+  -- ZADD first, then the trim (which never reaches the new score, above ``oldest``): a full
+  -- Redis refuses a script's first write only if it may grow memory, and lets every write
+  -- after any write through. Trimmed first, a full server recorded sends while refusing the
+  -- unsubscribes that should stop them.
   redis.call("ZADD", KEYS[1], score, record)
+  redis.call("ZREMRANGEBYSCORE", KEYS[1], "-inf", oldest)
   redis.call("EXPIRE", KEYS[1], history_ttl)
   if #items > 0 then
     -- One ZADD for every item (each redis.call costs about a microsecond). unpack takes at
