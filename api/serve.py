@@ -33,7 +33,7 @@ from api.pinned import Pins
 from api.request_ids import RequestIdFilter
 from engine.models import pin_single_threaded
 from fatigue.errors import ConfigurationError
-from fatigue.store import in_memory
+from fatigue.store import in_memory, masked_url
 from fatigue.writable import unwritable
 
 log = logging.getLogger(__name__)
@@ -186,7 +186,8 @@ def check_settings(settings: Mapping[str, Any]) -> None:
         try:
             store_from_url(store_url)  # parses the URL; connects only when first used
         except ValueError as exc:
-            raise ConfigurationError(f"RAPPORT_STORE_URL {store_url!r}: {exc}") from exc
+            shown = masked_url(store_url)
+            raise ConfigurationError(f"RAPPORT_STORE_URL {shown!r}: {exc}") from exc
     rules = load_rules(Path(str(settings["RULES"]))) if settings.get("RULES") else default_rules()
     # A cap scoped to a category no registered campaign has would silently never apply.
     CampaignRegistry.load(str(settings.get("CAMPAIGNS_FILE") or "")).check(rules)
@@ -335,7 +336,6 @@ def check_port(host: str, port: int) -> None:
 
 def run(options: ServeOptions, settings: Mapping[str, Any]) -> None:
     """Serve until interrupted."""
-    check_port(options.host, options.port)
     store_url = str(settings["STORE_URL"])
     workers = options.workers or default_workers(store_url)
     check_workers(store_url, workers)
@@ -344,6 +344,7 @@ def run(options: ServeOptions, settings: Mapping[str, Any]) -> None:
     for handler in logging.getLogger().handlers:
         handler.addFilter(RequestIdFilter())
     check_settings(settings)
+    check_port(options.host, options.port)
     pins = Pins(os.environ)
     pins.pin(settings)
     choices = WorkerChoices(workers)

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from fatigue.errors import ConfigurationError
 from fatigue.store.base import FatigueStore
 
-__all__ = ["SCHEMES", "FatigueStore", "store_from_url"]
+__all__ = ["SCHEMES", "FatigueStore", "masked_url", "store_from_url"]
+
+# The user and password of a URL (``//user:password@``), also in one missing its scheme's colon.
+_CREDENTIALS = re.compile(r"//[^/@]*@")
+
+
+def masked_url(url: str) -> str:
+    """Return ``url`` with its user and password as ``***``: for error messages and logs."""
+    return _CREDENTIALS.sub("//***@", url)
 
 
 def _memory(url: str) -> FatigueStore:
@@ -47,5 +56,7 @@ def store_from_url(url: str) -> FatigueStore:
     factory = SCHEMES.get(scheme)
     if factory is None:
         known = ", ".join(f"{name}://" for name in sorted(SCHEMES))
-        raise ConfigurationError(f"unknown fatigue store URL {url!r}: expected one of {known}")
+        raise ConfigurationError(
+            f"unknown fatigue store URL {masked_url(url)!r}: expected one of {known}"
+        )
     return factory(url)

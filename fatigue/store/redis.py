@@ -34,6 +34,7 @@ import functools
 import hashlib
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -41,7 +42,7 @@ from importlib import resources
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from fatigue.errors import StoreError
+from fatigue.errors import ConfigurationError, StoreError
 from fatigue.store.base import (
     DECISION_LOG_SIZE,
     DECISION_LOG_TTL,
@@ -118,6 +119,7 @@ class RedisStore(FatigueStore):
         options.setdefault("socket_timeout", SOCKET_TIMEOUT)  # the URL's own values win
         options.setdefault("socket_connect_timeout", CONNECT_TIMEOUT)
         self.client = redis.Redis.from_url(clean_url, **options)
+        _check_connection_options(self.client.connection_pool, url)
         self._load = _Script("load.lua")
         self._decide = _Script("decide.lua", after="sends.lua")
         self._commit = _Script("commit.lua", after="sends.lua")
@@ -614,6 +616,36 @@ def _result(user_id: str, status: str, detail: bytes | str) -> CommitResult:
         kept = _replay(user_id, detail)
         return CommitResult(CommitStatus.DUPLICATE, replay=kept.payload, kept=kept)
     return CommitResult(CommitStatus(status), detail=_text(detail))
+
+
+def _check_connection_options(pool: Any, url: str) -> None:
+    """Refuse a URL whose options no connection takes, or whose timeouts are not positive.
+
+    redis-py hands a query parameter it does not know to each connection it makes, so a typo
+    (``?prefx=``) failed every request, with a traceback, once the server was serving.
+    """
+    import difflib
+
+    from redis.connection import URL_QUERY_ARGUMENT_PARSERS
+
+    from fatigue.store import masked_url
+
+    shown = masked_url(url)
+    try:
+        pool.connection_class(**pool.connection_kwargs)  # the object only: no socket yet
+    except TypeError as exc:
+        found = re.search(r"keyword argument '([^']+)'", str(exc))
+        name = found.group(1) if found else str(exc)
+        known = ["prefix", *URL_QUERY_ARGUMENT_PARSERS]
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(known)})"
+        raise ConfigurationError(f"store URL {shown!r}: unknown option {name!r}{hint}") from None
+    for name in ("socket_timeout", "socket_connect_timeout"):
+        seconds = pool.connection_kwargs.get(name)
+        if seconds is not None and not seconds > 0:
+            raise ConfigurationError(
+                f"store URL {shown!r}: {name} must be more than 0 seconds (got {seconds})"
+            )
 
 
 def _split_prefix(url: str) -> tuple[str, str]:

@@ -149,6 +149,13 @@ def test_serve_refuses_several_workers_on_memory(tmp_path: Path, monkeypatch, mo
         ),
         ("RAPPORT_STORE_URL", "redis://localhost:notaport/0", "Port could not be cast"),
         ("RAPPORT_STORE_URL", "postgres://x", "unknown fatigue store URL"),
+        ("RAPPORT_STORE_URL", "redis://:s3cret@localhost:6379/0?prefx=a:",
+         "store URL 'redis://***@localhost:6379/0?prefx=a:': unknown option 'prefx' (did you "
+         "mean 'prefix'?)"),
+        ("RAPPORT_STORE_URL", "redis://:s3cret@localhost:notaport/0",
+         "RAPPORT_STORE_URL 'redis://***@localhost:notaport/0': Port could not be cast"),
+        ("RAPPORT_STORE_URL", "redis://localhost:6379/0?socket_timeout=0",
+         "socket_timeout must be more than 0 seconds"),
         ("RAPPORT_RULES", "/nonexistent/rules.toml", "cannot read rule file"),
         ("RAPPORT_CAMPAIGNS_FILE", "/nonexistent/campaigns.toml", "campaign registry not found"),
     ],
@@ -163,6 +170,7 @@ def test_serve_refuses_bad_settings_in_one_line_before_any_worker_starts(
     result = CliRunner().invoke(serve, ["--port", "1", "--workers", "1"])
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert result.output.startswith("Error: ") and said in result.output
+    assert "s3cret" not in result.output  # a password in the URL is never repeated
 
 
 def test_access_lines_never_carry_a_link_token():
