@@ -149,13 +149,22 @@ def test_serve_refuses_several_workers_on_memory(tmp_path: Path, monkeypatch, mo
         ),
         ("RAPPORT_STORE_URL", "redis://localhost:notaport/0", "Port could not be cast"),
         ("RAPPORT_STORE_URL", "postgres://x", "unknown fatigue store URL"),
-        ("RAPPORT_STORE_URL", "redis://:s3cret@localhost:6379/0?prefx=a:",
-         "store URL 'redis://***@localhost:6379/0?prefx=a:': unknown option 'prefx' (did you "
-         "mean 'prefix'?)"),
-        ("RAPPORT_STORE_URL", "redis://:s3cret@localhost:notaport/0",
-         "RAPPORT_STORE_URL 'redis://***@localhost:notaport/0': Port could not be cast"),
-        ("RAPPORT_STORE_URL", "redis://localhost:6379/0?socket_timeout=0",
-         "socket_timeout must be more than 0 seconds"),
+        (
+            "RAPPORT_STORE_URL",
+            "redis://:s3cret@localhost:6379/0?prefx=a:",
+            "store URL 'redis://***@localhost:6379/0?prefx=a:': unknown option 'prefx' (did you "
+            "mean 'prefix'?)",
+        ),
+        (
+            "RAPPORT_STORE_URL",
+            "redis://:s3cret@localhost:notaport/0",
+            "RAPPORT_STORE_URL 'redis://***@localhost:notaport/0': Port could not be cast",
+        ),
+        (
+            "RAPPORT_STORE_URL",
+            "redis://localhost:6379/0?socket_timeout=0",
+            "socket_timeout must be more than 0 seconds",
+        ),
         ("RAPPORT_RULES", "/nonexistent/rules.toml", "cannot read rule file"),
         ("RAPPORT_CAMPAIGNS_FILE", "/nonexistent/campaigns.toml", "campaign registry not found"),
     ],
