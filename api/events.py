@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections import Counter
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -36,6 +37,8 @@ from engine import interactions
 from fatigue.domain import EventType
 from fatigue.errors import StoreError, ValidationError
 from fatigue.store.base import decision_owner
+
+log = logging.getLogger(__name__)
 
 bp = Blueprint("events", __name__)
 GOVERNED = frozenset(kind.value for kind in EventType)
@@ -164,15 +167,31 @@ def _apply(records: list[tuple[int, dict[str, Any]]]) -> list[RejectedEvent]:
         return []
     governor = services().get("governor")
     rejected = []
-    for index, record in governed:
+    for position, (index, record) in enumerate(governed):
         try:
             governor.record_event(engagement_of(record))
         except ValidationError as exc:
             rejected.append(RejectedEvent(index=index, error=str(exc)))
         except StoreError:
             STORE_ERRORS.labels(StorePart.STATE_STORE).inc()
+            EVENTS.labels("unavailable").inc(len(records))
+            _keep_pending([record for _, record in governed[position:]])
             raise
     return rejected
+
+
+def _keep_pending(records: list[dict[str, Any]]) -> None:
+    """Keep what the store could not take, applied before the next decision once it answers.
+
+    The answer is still a 503, so the platform sends the batch again (applying twice is
+    harmless: the store applies each event id once); until then an unsubscribe in it must
+    already hold, whatever the platform composes first.
+    """
+    try:
+        services().pending_events.append(records)
+    except StoreError:  # the pending file failed too: the 503 and the platform's retry remain
+        STORE_ERRORS.labels(StorePart.PENDING_FILE).inc()
+        log.exception("%d event(s) neither applied nor kept pending", len(records))
 
 
 def interaction_row(record: Mapping[str, Any]) -> dict[str, Any]:

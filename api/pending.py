@@ -1,8 +1,10 @@
-"""Link events the store could not take when they came, applied as soon as it answers again.
+"""Events the store could not take when they came, applied as soon as it answers again.
 
-A one-click unsubscribe has no client that retries: a mailbox provider posts it once. When the
-state store fails, the event is kept in ``EVENT_LOG_DIR/pending.jsonl`` (appended under a lock
-and fsynced, like the event log) and the customer gets the usual 200. Every process applies
+A one-click unsubscribe has no client that retries: a mailbox provider posts it once. A
+platform's events answered ``503`` will come again, but an unsubscribe among them must hold
+before then. When the state store fails, such events are kept in
+``EVENT_LOG_DIR/pending.jsonl`` (appended under a lock and fsynced, like the event log): the
+customer who clicked gets the usual 200, the platform its 503. Every process applies
 the pending events before it composes or explains (one ``stat`` when there are none), so no
 decision is made on state that misses them; while the store is down nothing is decided on it
 anyway (the store-error policy never sends marketing mail). Applying twice is harmless: the

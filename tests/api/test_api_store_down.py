@@ -110,6 +110,42 @@ def test_an_unsubscribe_while_the_store_is_down_is_applied_when_it_returns(
     assert "all" in state["suppression"] and pending.read_text() == ""
 
 
+@pytest.mark.redis
+def test_a_reported_unsubscribe_answered_503_still_holds_before_the_platform_retries(
+    settings, clock, auth, compose_request, redis_url
+):
+    """The 503 asks the platform to send the events again; until it does, the unsubscribe in
+    them is kept pending and applied before the next decision, as a one-click one is."""
+    down = create_app({**settings, "STORE_URL": f"redis://127.0.0.1:{free_port()}/0",
+                       "CLOCK": clock}).test_client()  # fmt: skip
+    events = [
+        {
+            "type": "view",
+            "user_id": "12347",
+            "item_id": "22730",
+            "timestamp": "2026-11-23T09:59:00Z",
+        },
+        {"type": "unsubscribe", "user_id": "12347", "timestamp": "2026-11-23T10:00:00Z"},
+    ]
+    from prometheus_client import REGISTRY
+
+    def unavailable() -> float:
+        found = REGISTRY.get_sample_value("rapport_events_total", {"outcome": "unavailable"})
+        return found or 0.0
+
+    before = unavailable()
+    refused = down.post("/v1/events", json={"events": events}, headers=auth("platform"))
+    assert refused.status_code == 503 and unavailable() == before + 2
+    back = create_app({**settings, "STORE_URL": f"{redis_url}?prefix=t{free_port()}:",
+                       "CLOCK": clock}).test_client()  # fmt: skip
+    composed = back.post("/v1/compose", json=compose_request(), headers=auth("platform")).json
+    assert composed["decision"]["action"] == "suppress"
+    retried = back.post("/v1/events", json={"events": events}, headers=auth("platform"))
+    assert retried.status_code == 202 and retried.json["accepted"] == 2  # the retry is harmless
+    state = back.get("/v1/users/12347/fatigue", headers=auth("engineer")).json
+    assert [s["reason"] for s in state["suppressions"]] == ["unsubscribe"]
+
+
 def test_an_unsubscribe_is_applied_when_the_event_log_cannot_be_written(settings, clock, auth):
     broken = Path(settings["EVENT_LOG_DIR"])
     broken.write_text("a file where the log directory should be")
