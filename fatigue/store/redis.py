@@ -24,7 +24,8 @@ re-run.
 
 Every call takes milliseconds, so a Redis that does not answer within ``SOCKET_TIMEOUT`` is
 taken as failing: a hung server (stopped, swapping) held every request for the client's
-timeout, and liveness probes queued behind them. The URL's ``socket_timeout`` and
+timeout, and liveness probes queued behind them. After such a call the store is not asked for a
+second (``fail_fast.FailFast``), then one call tries it. The URL's ``socket_timeout`` and
 ``socket_connect_timeout`` query parameters override both defaults.
 """
 
@@ -69,6 +70,7 @@ from fatigue.store.base import (
     stored_replay,
     suppression_detail,
 )
+from fatigue.store.fail_fast import FailFast
 from fatigue.store.later import Later
 from fatigue.store.redis_args import commit_args, decide_args
 
@@ -126,6 +128,7 @@ class RedisStore(FatigueStore):
         self._remember = _Script("remember.lua")
         self._release = _Script("release.lua")
         self._apply = _Script("apply.lua")
+        self._fail_fast = FailFast()
 
     def key(self, user_id: str | None, part: str) -> str:
         """Return the full key name; every key goes through here."""
@@ -134,11 +137,22 @@ class RedisStore(FatigueStore):
         return f"{self.prefix}fatigue:{{{user_id}}}:{part}"
 
     @contextmanager
-    def _errors(self) -> Iterator[None]:
+    def _errors(self, ask: bool = True) -> Iterator[None]:
+        """Turn Redis errors into ``StoreError``; refuse at once while Redis is not answering.
+
+        ``ask=False`` where the call was asked already (``_exchange_later`` checks when it
+        sends): a second check would take the one trial call for itself and refuse it.
+        """
+        if ask and (why := self._fail_fast.refusal()) is not None:
+            raise StoreError(f"redis store not answering ({why})")
         try:
             yield
         except self._redis_errors as exc:
+            if isinstance(exc, self._silent):
+                self._fail_fast.failed(f"{type(exc).__name__}: {exc}")
             raise StoreError(self._failure(exc)) from exc
+        else:
+            self._fail_fast.answered()
 
     def _failure(self, exc: BaseException) -> str:
         """Say what Redis did: not answer, or answer with an error (out of memory, read-only)."""
@@ -184,8 +198,9 @@ class RedisStore(FatigueStore):
         exchange = self._exchange_later(commands)
 
         def read() -> tuple[Any, list[Any]]:
-            with self._errors():
+            with self._errors(ask=False):
                 replies = exchange.result()
+                self._fail_fast.answered()  # before any script is loaded and run again
                 head = _hours(_fields(_checked(replies.pop(0)))) if audience else None
                 missing = [n for n, r in enumerate(replies) if isinstance(r, self._no_script)]
                 for script in {calls[n][0] for n in missing}:
@@ -219,6 +234,8 @@ class RedisStore(FatigueStore):
         retry policy gives up on or does not cover (a reply that cannot be parsed, an interrupt)
         closes the connection, so the next exchange on it never reads this one's answers.
         """
+        if (why := self._fail_fast.refusal()) is not None:
+            return Later.failed(StoreError(f"redis store not answering ({why})"))
         pool = self.client.connection_pool
         try:
             connection = pool.get_connection()  # connects a new connection: that may fail too
@@ -421,7 +438,7 @@ class RedisStore(FatigueStore):
             key, text = self.key(user_id, "decisions").encode(), decision.encode()
             size = len(key)
             packed.append(template % (size, key, len(text), text, size, key, size, key))
-        with self._errors():
+        with self._errors(ask=False):
             for reply in self._exchange(packed, len(_LOG_COMMANDS) * len(packed)):
                 _checked(reply)
 

@@ -128,6 +128,29 @@ def test_a_hung_store_fails_a_call_within_about_a_second(own_redis):
     store.close()
 
 
+def test_a_hung_store_is_not_asked_again_until_its_wait_is_over(own_redis):
+    """Each call waited out the timeout, so a worker's threads all hung on a stopped Redis and
+    even /healthz queued behind them. After a silent call the store is refused at once for a
+    second; then one call tries it, and an answer lets every call go again."""
+    store = store_from_url(own_redis)
+    now = [100.0]
+    store._fail_fast.clock = lambda: now[0]  # type: ignore[attr-defined]
+    store.ping()
+    asked = [StateQuery("u", 0.0, 0.0)]
+    with hung(own_redis):
+        with pytest.raises(StoreError, match=r"not answering \(TimeoutError"):
+            store.ping()
+        with pytest.raises(StoreError, match=r"not answering \(not asked: no answer 0.0 s ago"):
+            store.load(asked)  # at once: the pipeline is not even sent
+    now[0] += 0.5
+    with pytest.raises(StoreError, match="not asked"):
+        store.ping()  # back, but its second is not over
+    now[0] += 0.6
+    store.ping()  # the trial call finds it answering
+    assert store.load(asked)[0].sends == ()  # and every call goes again
+    store.close()
+
+
 def test_the_url_still_sets_the_socket_timeout(own_redis):
     store = store_from_url(f"{own_redis}?socket_timeout=0.2&prefix=t:")
     assert store.client.connection_pool.connection_kwargs["socket_timeout"] == 0.2

@@ -300,6 +300,8 @@ def test_an_outage_is_logged_once_when_it_starts_and_once_when_it_ends(caplog):
     port = free_port()
     with private_redis(port=port) as url:
         governor = Governor(load_rules(CONTRACT), store_from_url(url), clock)
+        waited = [0.0]  # the store's fail-fast wait, moved on by hand
+        governor.store._fail_fast.clock = lambda: waited[0]  # type: ignore[attr-defined]
         assert governor.decide(alice(), request(), items()).action == Action.SEND
     for _ in range(3):  # the server is gone
         decision = governor.decide(alice(), request(), items())
@@ -308,6 +310,7 @@ def test_an_outage_is_logged_once_when_it_starts_and_once_when_it_ends(caplog):
     assert caplog.text.count("state store failing (redis store not answering") == 1
     assert str(port) in caplog.text
     with private_redis(port=port):  # it comes back (empty: a fresh server)
+        waited[0] += 1.5  # not asked for a second after its last silence: then asked again
         assert governor.decide(alice(), request(), items()).action == Action.SEND
         assert "state store working again" not in caplog.text  # not at its first answer
         clock.advance(seconds=StoreOutage.QUIET.total_seconds())
