@@ -125,6 +125,7 @@ def replay_events(since: Any, everything: bool) -> None:
     from api.components import rules_from
     from api.config import load_settings
     from api.replay import replay, segments
+    from api.store_state import record_store_state
     from fatigue.governor import Governor
     from fatigue.store import in_memory, store_from_url
 
@@ -150,6 +151,7 @@ def replay_events(since: Any, everything: bool) -> None:
         try:
             governor = Governor(rules_from(settings), store)
             count = replay(files, governor.record_event, everything, report)
+            record_store_state(store, directory)  # readiness passes again on this host
         finally:
             store.close()
     except RapportError as exc:

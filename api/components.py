@@ -15,6 +15,7 @@ from api.metrics import STORE_ERRORS, StorePart
 from api.model import ModelHolder
 from api.pinned import pinned_path
 from api.services import Probe, Services
+from api.store_state import check_store_state
 from fatigue.errors import RapportError
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,10 @@ def register(app: Flask) -> None:
     found.register("batch_pool", lambda: _batch_pool(found))
     # After "store": its readiness ping measures the skew this reads (no second round trip).
     found.register("clock", lambda: Probe(lambda: check_clock(found.get("store"))))
+    events = Path(settings["EVENT_LOG_DIR"])
+    found.register(
+        "store_state", lambda: Probe(lambda: check_store_state(found.get("store"), events))
+    )
 
 
 #: How far this host's clock may be from the state store's before /readyz fails (seconds).

@@ -437,6 +437,18 @@ class FatigueStore(ABC):
     def ping(self) -> None:
         """Raise StoreError when the store cannot be reached."""
 
+    @abstractmethod
+    def identity(self) -> str | None:
+        """Return the store's identity, written once and kept as long as its state (or None).
+
+        A server that lost its data (restarted without persistence, flushed) has none: the
+        API compares it with the identity its event log was applied to (``api.store_state``).
+        """
+
+    @abstractmethod
+    def claim_identity(self, candidate: str, replace: bool = False) -> str:
+        """Return the store's identity, ``candidate`` if it had none (or ``replace``)."""
+
     def close(self) -> None:
         """Release connections; the default has nothing to release."""
         return None

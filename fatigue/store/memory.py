@@ -123,6 +123,7 @@ class MemoryStore(FatigueStore):
         self._audience = [0] * HOURS
         # Kept apart from ``_users`` so logging a decision never creates fatigue state.
         self._decisions: dict[str, deque[str]] = {}
+        self._identity: str | None = None
         if not quiet:
             log.warning(
                 "memory:// fatigue store: state (including unsubscribes) lives in this process "
@@ -301,6 +302,17 @@ class MemoryStore(FatigueStore):
 
     def ping(self) -> None:
         """Do nothing: the memory store is always reachable."""
+
+    def identity(self) -> str | None:
+        """Return the identity given to this process's store, if any."""
+        return self._identity
+
+    def claim_identity(self, candidate: str, replace: bool = False) -> str:
+        """Take ``candidate`` unless an identity is held (or ``replace``); return the one held."""
+        with self._lock:
+            if self._identity is None or replace:
+                self._identity = candidate
+            return self._identity
 
 
 def _refusal(user: _User, attempt: SendAttempt) -> str:

@@ -464,6 +464,22 @@ class RedisStore(FatigueStore):
             after = time.time()
         self.clock_skew = (before + after) / 2 - (seconds + micros / 1e6)
 
+    def identity(self) -> str | None:
+        """Read the identity key (no TTL: it goes only with the server's data)."""
+        with self._errors():
+            held = self.client.get(self.key(None, "identity"))
+        return _text(held) if held is not None else None
+
+    def claim_identity(self, candidate: str, replace: bool = False) -> str:
+        """``SET`` (``NX`` unless ``replace``) the identity key, then read what it holds."""
+        key = self.key(None, "identity")
+        with self._errors():
+            pipe = self.client.pipeline(transaction=False)
+            pipe.set(key, candidate, nx=not replace)
+            pipe.get(key)
+            _, held = pipe.execute()
+        return _text(held)
+
     #: How many seconds this host's clock was ahead of the Redis server's (negative: behind)
     #: at the last ``ping``, to within the round trip; None before one. Decisions, caps and
     #: cooldowns are stamped with this host's time: a host whose clock jumped records sends in

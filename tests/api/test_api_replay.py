@@ -83,6 +83,38 @@ def test_a_wiped_store_gets_its_suppressions_back_and_a_second_run_changes_nothi
     assert state(app, "keen").last_engaged is not None
 
 
+def test_readiness_fails_once_the_store_lost_its_data_until_this_host_replayed(
+    stored, settings, caplog
+):
+    """A Redis restarted empty answers and takes writes: nothing else would notice."""
+    app, url = stored
+    client = app.test_client()
+    assert client.get("/readyz").status_code == 200  # the store's identity is now this host's
+    wipe(url)
+    lost = client.get("/readyz")
+    assert lost.status_code == 503 and lost.json["checks"]["store_state"].startswith("failed")
+    assert [c for c, v in lost.json["checks"].items() if v != "ok"] == ["store_state"]
+    said = [r.getMessage() for r in caplog.records if "store_state" in r.getMessage()]
+    assert said and "run 'rapport events replay' on this host" in said[0]
+    assert run(settings, url).exit_code == 0
+    assert client.get("/readyz").status_code == 200
+    assert "all" in state(app, "left").suppression
+
+
+def test_a_host_new_to_a_store_takes_its_identity_and_a_new_store_gets_one(
+    stored, settings, tmp_path
+):
+    from api.store_state import IDENTITY_FILE
+
+    app, url = stored
+    assert app.test_client().get("/readyz").status_code == 200
+    first = (Path(settings["EVENT_LOG_DIR"]) / IDENTITY_FILE).read_text().strip()
+    other = create_app({**settings, "STORE_URL": url, "EVENT_LOG_DIR": str(tmp_path / "b")})
+    assert other.test_client().get("/readyz").status_code == 200  # a second host joins
+    assert (tmp_path / "b" / IDENTITY_FILE).read_text().strip() == first
+    other.extensions["rapport"].get("store").close()
+
+
 def test_a_damaged_line_is_named_and_the_rest_is_replayed(stored, settings):
     app, url = stored
     wipe(url)

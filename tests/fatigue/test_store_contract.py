@@ -74,6 +74,15 @@ def call(offers=(), key=None, decision_id=None, user="u1", **options):
 
 @pytest.mark.parametrize("backend", BACKENDS, indirect=True)
 class TestStoreContract:
+    def test_an_identity_is_claimed_once_and_replaced_only_when_asked(self, store):
+        """What tells the API that a store lost its data (api.store_state)."""
+        assert store.identity() is None
+        assert store.claim_identity("first") == "first"
+        assert store.claim_identity("second") == "first"  # another host came later
+        assert store.identity() == "first"
+        assert store.claim_identity("after-replay", replace=True) == "after-replay"
+        assert store.identity() == "after-replay"
+
     def test_empty_user_has_empty_state(self, store):
         state = load(store, "nobody")
         assert state.sends == () and state.suppression == {} and state.ignored == 0
