@@ -91,8 +91,28 @@ def method_label(method: str) -> str:
     return method if method in KNOWN_METHODS else "other"
 
 
+#: The outcomes and reasons the event counters know, shown at 0 before the first one happens.
+EVENT_OUTCOMES = ("accepted", "rejected", "unavailable")
+REJECTION_REASONS = ("invalid", "out_of_time", "not_their_decision", "refused")
+
+
+def declare_series() -> None:
+    """Show every failure series at 0 from the start.
+
+    An alert on a rate needs a series to read before the first failure: a series that appears
+    with its first count shows no increase.
+    """
+    for part in StorePart:
+        STORE_ERRORS.labels(part)
+    for outcome in EVENT_OUTCOMES:
+        EVENTS.labels(outcome)
+    for reason in REJECTION_REASONS:
+        EVENTS_REJECTED.labels(reason)
+
+
 def instrument(app: Flask) -> None:
     """Time every request and count it by route template (never by raw path or method)."""
+    declare_series()  # in each worker: the app is built after the fork
 
     @app.before_request
     def _start_timer() -> None:

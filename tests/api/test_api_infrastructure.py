@@ -66,6 +66,21 @@ def test_a_misspelt_variable_is_named_once_with_the_setting_it_resembles(caplog,
     ]
 
 
+def test_failure_series_are_shown_at_zero_before_any_failure(app):
+    """An alert on a failure rate needs the series before the first failure happens."""
+    from prometheus_client import REGISTRY
+
+    from api.metrics import EVENT_OUTCOMES, REJECTION_REASONS, StorePart
+
+    for name, label, values in (
+        ("rapport_store_errors_total", "part", [part.value for part in StorePart]),
+        ("rapport_events_total", "outcome", list(EVENT_OUTCOMES)),
+        ("rapport_events_rejected_total", "reason", list(REJECTION_REASONS)),
+    ):
+        for value in values:
+            assert REGISTRY.get_sample_value(name, {label: value}) is not None, (name, value)
+
+
 def test_missing_config_file_is_a_configuration_error(tmp_path: Path):
     with pytest.raises(ConfigurationError, match="not found"):
         load_settings(environ={"RAPPORT_CONFIG": str(tmp_path / "absent.toml")})
