@@ -127,8 +127,9 @@ def replay_events(since: Any, everything: bool) -> None:
     from api.replay import replay, segments
     from api.store_state import record_store_state
     from fatigue.governor import Governor
-    from fatigue.store import in_memory, store_from_url
+    from fatigue.store import in_memory, masked_url, store_from_url
 
+    url = ""
     try:
         settings = load_settings()
         url = str(settings["STORE_URL"])
@@ -156,6 +157,8 @@ def replay_events(since: Any, everything: bool) -> None:
             store.close()
     except RapportError as exc:
         raise click.ClickException(str(exc)) from exc
+    except ValueError as exc:  # a store URL redis-py cannot parse (a port that is not one)
+        raise click.ClickException(f"RAPPORT_STORE_URL {masked_url(url)!r}: {exc}") from exc
     kinds = "events" if everything else "suppression events"
     left_out = f"; {count.skipped_kind:,} engagement events left out (--all)"
     click.echo(

@@ -132,7 +132,15 @@ class RapportServer(BaseApplication):
         from api.services import services
 
         app = create_app()
-        services(app).warm()
+        found = services(app)
+        found.warm()
+        # What this worker serves, for whoever reads the log after a deploy or an incident.
+        log.info(
+            "worker ready: model %s, store %s, rules %s",
+            found.get("model").model.version,
+            masked_url(str(app.config["STORE_URL"])),
+            app.config.get("RULES") or "bundled defaults",
+        )
         settle_heap()
         pin_single_threaded()  # one worker per core: threads under it only queue
         return app

@@ -114,6 +114,7 @@ class RedisStore(FatigueStore):
 
         self._redis_errors: tuple[type[BaseException], ...] = (redis.RedisError,)
         self._silent: tuple[type[BaseException], ...] = (redis.ConnectionError, redis.TimeoutError)
+        self._refused: tuple[type[BaseException], ...] = (redis.AuthenticationError,)
         self._no_script = NoScriptError
         self._error_reply = redis.ResponseError
         self._pack: Callable[[tuple[Any, ...]], bytes] = hiredis.pack_command
@@ -157,6 +158,8 @@ class RedisStore(FatigueStore):
     def _failure(self, exc: BaseException) -> str:
         """Say what Redis did: not answer, or answer with an error (out of memory, read-only)."""
         kind = type(exc).__name__
+        if isinstance(exc, self._refused):  # a ConnectionError, yet it answered: "no"
+            return f"redis store refused the credentials ({kind}: {exc})"
         if isinstance(exc, self._silent):
             return f"redis store not answering ({kind}: {exc})"
         return f"redis store answered with an error ({kind}: {exc})"

@@ -214,3 +214,6 @@ def test_the_access_log_leaves_out_probes_that_succeeded(tmp_path: Path, model_d
     assert any('"GET /v1/templates' in line and " 401 " in line for line in lines), lines
     assert not [line for line in lines if any(p in line for p in ("/healthz", "/metrics"))]
     assert not [line for line in lines if "/readyz" in line and " 200 " in line]
+    # Each worker says what it serves when it is ready.
+    ready = [line for line in log.read_text().splitlines() if "worker ready: model " in line]
+    assert len(ready) == 1 and "store memory://, rules bundled defaults" in ready[0], ready

@@ -140,3 +140,8 @@ def test_since_skips_older_days_and_a_memory_store_is_refused(stored, settings):
     assert result.exit_code == 1 and "no event log files" in result.output
     refused = run(settings, "memory://")
     assert refused.exit_code == 1 and "memory://" in refused.output
+    bad = run(settings, "redis://:s3cret@localhost:notaport/0")
+    assert bad.exit_code == 1 and "Traceback" not in bad.output and "s3cret" not in bad.output
+    assert "RAPPORT_STORE_URL 'redis://***@localhost:notaport/0': Port could not be cast" in (
+        bad.output
+    )

@@ -69,6 +69,21 @@ def test_a_store_refusing_writes_records_no_send_as_it_refuses_unsubscribes(own_
     governor.store.close()
 
 
+def test_a_wrong_password_is_said_to_be_refused_not_silence(own_redis):
+    from redis import Redis
+
+    with Redis.from_url(own_redis) as admin:
+        admin.config_set("requirepass", "right")
+        try:
+            store = store_from_url(own_redis.replace("redis://", "redis://:wrong@"))
+            with pytest.raises(StoreError, match=r"refused the credentials \(AuthenticationError"):
+                store.ping()
+            store.close()
+        finally:
+            with Redis.from_url(own_redis.replace("redis://", "redis://:right@")) as again:
+                again.config_set("requirepass", "")
+
+
 def test_a_store_that_is_not_there_is_said_not_to_answer():
     store = store_from_url(f"redis://127.0.0.1:{free_port()}/0")
     with pytest.raises(StoreError, match=r"not answering \(ConnectionError"):
