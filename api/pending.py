@@ -26,11 +26,11 @@ from typing import Any
 from api.eventlog import EventLog
 from fatigue.clock import Clock, utc_now
 from fatigue.domain import EngagementEvent, EventType
-from fatigue.errors import StoreError
+from fatigue.errors import StoreError, ValidationError
 
 log = logging.getLogger(__name__)
 PENDING_FILE = "pending.jsonl"
-RETRY_AFTER = 1.0  # seconds between attempts while the store still fails, per process
+SAY_EVERY = 60.0  # seconds between log lines while the store still fails, per process
 
 
 class PendingEvents(EventLog):
@@ -39,7 +39,7 @@ class PendingEvents(EventLog):
     def __init__(self, directory: Path, clock: Clock = utc_now) -> None:
         super().__init__(directory, clock, prefix="pending")
         self.path = directory / PENDING_FILE
-        self._retry_at = 0.0
+        self._say_at = 0.0
 
     def segment(self) -> Path:
         """One file, not one a day: it is emptied whenever its events are applied."""
@@ -48,11 +48,13 @@ class PendingEvents(EventLog):
     def settle(self, apply: Callable[[EngagementEvent], None]) -> int:
         """Apply every pending event and empty the file; return how many were applied.
 
-        On a store failure every event stays (those applied already will not count twice) and
-        this process tries again after ``RETRY_AFTER`` seconds.
+        On a store failure every event stays (those applied already will not count twice), and
+        the next decision tries again first: none is made on state that misses them. A store
+        that does not answer refuses at once (``FailFast``), so trying costs nothing then. An
+        event the governor objects to (it always will) is left out, with a log line.
         """
         try:
-            if not os.stat(self.path).st_size or time.monotonic() < self._retry_at:
+            if not os.stat(self.path).st_size:
                 return 0
             fd = os.open(self.path, os.O_RDWR)
         except OSError:  # no file (the usual case), or a directory nothing could be written to
@@ -62,10 +64,11 @@ class PendingEvents(EventLog):
             records = _events(_read_all(fd), self.path)
             try:
                 for record in records:
-                    apply(record)
+                    _apply_one(apply, record)
             except StoreError as exc:
-                self._retry_at = time.monotonic() + RETRY_AFTER
-                log.warning("%d pending event(s) wait for the store: %s", len(records), exc)
+                if time.monotonic() >= self._say_at:
+                    self._say_at = time.monotonic() + SAY_EVERY
+                    log.warning("%d pending event(s) wait for the store: %s", len(records), exc)
                 return 0
             os.ftruncate(fd, 0)
             os.fsync(fd)
@@ -74,6 +77,13 @@ class PendingEvents(EventLog):
         if records:
             log.info("applied %d pending event(s) from %s", len(records), self.path)
         return len(records)
+
+
+def _apply_one(apply: Callable[[EngagementEvent], None], event: EngagementEvent) -> None:
+    try:
+        apply(event)
+    except ValidationError as exc:  # e.g. send_failed naming another customer's decision
+        log.warning("pending event %s left out: %s", event.event_id, exc)
 
 
 def engagement_of(record: Mapping[str, Any]) -> EngagementEvent:
