@@ -53,6 +53,7 @@ class Draft:
     note: str = ""
     user_id: str = ""
     min_items: str = ""  # as typed; blank keeps the opened version's
+    max_items: str = ""  # likewise
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> Draft:
@@ -68,8 +69,13 @@ class Draft:
             base=int(base) if base.isdigit() else None,
             note=str(data.get("note") or ""),
             user_id=str(data.get("user_id") or "").strip(),
-            min_items="" if data.get("min_items") is None else str(data["min_items"]).strip(),
+            min_items=_typed(data, "min_items"),
+            max_items=_typed(data, "max_items"),
         )
+
+
+def _typed(data: Mapping[str, Any], name: str) -> str:
+    return "" if data.get(name) is None else str(data[name]).strip()
 
 
 #: The editor's label for each field a save reads, to name the field a problem is in.
@@ -77,6 +83,7 @@ FIELD_LABELS = {
     "subject": "Subject",
     "preheader": "Preheader",
     "min_items": "Fewest items",
+    "max_items": "Most items",
     "mjml": "Email body",
     "text": "Plain-text version",
     "sample": "Sample data",
@@ -139,7 +146,7 @@ def draft_files(name: str, draft: Draft) -> dict[str, str]:
     fewest = fewest_items_problems(draft)
     if fewest:
         raise ValidationError(fewest)
-    least = draft.min_items
+    least, most = draft.min_items, draft.max_items
     try:
         body = TemplateSave(
             mjml=draft.mjml,
@@ -149,6 +156,7 @@ def draft_files(name: str, draft: Draft) -> dict[str, str]:
             note=draft.note,
             text=draft.text,
             min_items=int(least) if least else None,
+            max_items=int(most) if most else None,
         )
     except pydantic.ValidationError as exc:
         raise ValidationError(form_problems(exc)) from exc
@@ -166,12 +174,14 @@ def form_problems(exc: pydantic.ValidationError) -> list[Problem]:
 
 
 def fewest_items_problems(draft: Draft) -> list[Problem]:
-    """Return the fewest-items field's own problem, if any (blank keeps the opened version's)."""
-    least = draft.min_items
-    if not least or (least.isdigit() and int(least) <= MAX_MIN_ITEMS):
-        return []
-    message = f"the fewest items is a whole number from 0 to {MAX_MIN_ITEMS}"
-    return [Problem(message, field="min_items")]
+    """Return the item-count fields' own problems, if any (blank keeps the opened version's)."""
+    problems = []
+    for field, words, lowest in (("min_items", "fewest", 0), ("max_items", "most", 1)):
+        typed = getattr(draft, field)
+        if typed and not (typed.isdigit() and lowest <= int(typed) <= MAX_MIN_ITEMS):
+            message = f"the {words} items is a whole number from {lowest} to {MAX_MIN_ITEMS}"
+            problems.append(Problem(message, field=field))
+    return problems
 
 
 def base_files(name: str, version: int | None) -> dict[str, str]:
@@ -198,7 +208,12 @@ def check_draft(name: str, draft: Draft) -> tuple[TemplateSource | None, list[Pr
     from engine.render.validate import check
 
     fewest = fewest_items_problems(draft)
-    checked = replace(draft, min_items="") if fewest else draft
+    bad = {problem.field for problem in fewest}
+    checked = replace(
+        draft,
+        min_items="" if "min_items" in bad else draft.min_items,
+        max_items="" if "max_items" in bad else draft.max_items,
+    )
     try:
         source = TemplateSource(name, draft_files(name, checked))
     except ValidationError as exc:
@@ -282,6 +297,7 @@ def version_draft(name: str, number: int | None) -> Draft:
         text=files.get("email.txt"),
         base=number,
         min_items=str(meta.get("min_items", 0)),
+        max_items=str(meta.get("max_items", "")),
     )
 
 

@@ -203,6 +203,32 @@ def test_the_editor_shows_keeps_and_saves_the_fewest_items(client, keys, app):
         assert [p["target"] for p in answer.json["problems"]] == ["min_items"]
 
 
+def test_the_editor_saves_the_most_items_and_names_a_bad_one(client, keys, app):
+    token = signed_in(client, keys["marketer"])
+    page = client.get(f"/studio/templates/{TEMPLATE}").text
+    assert 'name="max_items"' in page and "Most items the email shows" in page
+    answer = client.post(f"/studio/templates/{TEMPLATE}", data=draft_form(token, max_items="4"))
+    assert answer.status_code == 303
+    store = app.extensions["rapport"].get("templates")
+    files = store.read(TEMPLATE, store.versions(TEMPLATE)[-1].version).files
+    assert "max_items = 4" in files["template.toml"]
+    reopened = client.get(f"/studio/templates/{TEMPLATE}").text
+    field = reopened.split('id="max_items"')[1].split(">")[0]
+    assert 'value="4"' in field  # the saved version opens with it
+    for typed, said in (("0", "from 1 to 50"), ("x", "from 1 to 50")):
+        form = draft_form(token, max_items=typed, base="2")
+        checked = client.post(
+            f"/studio/templates/{TEMPLATE}/draft", json=form, headers={"X-CSRF-Token": token}
+        )
+        [problem] = checked.json["problems"]
+        assert problem["target"] == "max_items" and said in problem["message"]
+    below = draft_form(token, min_items="3", max_items="2", base="2")
+    checked = client.post(
+        f"/studio/templates/{TEMPLATE}/draft", json=below, headers={"X-CSRF-Token": token}
+    )
+    assert any("max_items 2 is below min_items 3" in p["message"] for p in checked.json["problems"])
+
+
 def test_a_bad_fewest_items_is_shown_beside_the_templates_own_problems(client, keys, app):
     token = signed_in(client, keys["marketer"])
     form = draft_form(token, min_items="51", subject="{{ recipient.first_name }} {% if %}")

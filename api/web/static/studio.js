@@ -7,7 +7,7 @@
   const form = document.getElementById("editor-form");
   if (!form) return;
   const DELAY_MS = 350;
-  const fields = ["subject", "preheader", "min_items", "mjml", "sample", "text"];
+  const fields = ["subject", "preheader", "min_items", "max_items", "mjml", "sample", "text"];
   const editors = {};
   const status = document.getElementById("preview-status");
   const frame = document.getElementById("preview-frame");
@@ -290,7 +290,7 @@
         wrap.classList.toggle("desktop", radio.value === "desktop" && radio.checked);
       });
     }
-    for (const name of ["subject", "preheader", "min_items"]) {
+    for (const name of ["subject", "preheader", "min_items", "max_items"]) {
       // Enter in a one-line field would submit the form; here it only refreshes the preview.
       form.elements.namedItem(name).addEventListener("keydown", (event) => {
         if (event.key === "Enter") {
