@@ -33,7 +33,7 @@ from fatigue.windows import zone
 REQUIRED = ("timestamp", "user_id", "type")
 _COLUMNS = (
     *REQUIRED,
-    *("campaign", "category", "kind", "priority", "timezone", "deferrable", "items"),
+    *("campaign", "category", "kind", "priority", "timezone", "deferrable", "items", "shown"),
 )
 
 _T = TypeVar("_T")
@@ -207,7 +207,8 @@ def _request(
     category = str(fields.record.get("category") or "")
     none: tuple[Candidate, ...] = ()
     candidates = fields.get("items", lambda value: _items(value, category), none)
-    campaign = Campaign(name, category, kind, priority)
+    shown = fields.get("shown", _shown, None)
+    campaign = Campaign(name, category, kind, priority, max_items=shown)
     request = MessageRequest((campaign,), deferrable=deferrable)
     return request, Recipient(user, timezone=timezone), candidates
 
@@ -259,6 +260,16 @@ def _priority(value: Any) -> float:
     if number is None:
         raise _Bad(f"priority {value!r} is not a finite number")
     return number
+
+
+def _shown(value: Any) -> int | None:
+    """How many items the email shows (a compose request's ``items``); blank: as rules allow."""
+    if _blank(value):
+        return None
+    text = str(value).strip()
+    if isinstance(value, bool) or not text.isdigit() or not 1 <= int(text) <= 1_000:
+        raise _Bad(f"shown {value!r} is not a whole number from 1 to 1000")
+    return int(text)
 
 
 def _finite(value: Any) -> float | None:

@@ -81,6 +81,35 @@ def test_bad_rows_are_reported_with_line_and_column(tmp_path: Path):
     assert found == [(3, "timestamp"), (4, "type"), (5, "priority"), (6, "timestamp")]
 
 
+def test_a_shown_column_chooses_no_more_items_than_the_email_shows(tmp_path: Path):
+    """Without it the simulation chose up to diversity.max_items: its no-repeat rule then held
+    back more than a compose showing fewer would (the API passes its request's items)."""
+    path = tmp_path / "h.csv"
+    header = "timestamp,user_id,type,campaign,category,kind,priority,timezone,deferrable,items"
+    header += ",shown"
+    items = "a=0.5;b=0.4;c=0.3;d=0.2;e=0.1"
+    path.write_text("\n".join([
+        header,
+        f"2026-01-05T10:00:00Z,u1,request,c1,sale,,,,,{items},2",
+        f"2026-01-06T10:00:00Z,u1,request,c2,sale,,,,,{items},2",
+        f"2026-01-07T10:00:00Z,u1,request,c3,sale,,,,,{items},",
+        "2026-01-07T10:00:00Z,u2,request,c3,sale,,,,,a=0.5,0",
+    ]) + "\n")  # fmt: skip
+    with pytest.raises(ValidationError) as caught:
+        read_history(path)
+    [problem] = caught.value.problems
+    assert (problem.line, problem.field) == (5, "shown") and "from 1 to 1000" in problem.message
+    path.write_text("\n".join(path.read_text().splitlines()[:-1]) + "\n")
+    rows = read_history(path)
+    rules = load_rules(
+        '[timeliness]\nno_repeat = "30d"\n[relevance]\nmin_relevance = 0.0\nmin_items = 1\n'
+    )
+    result = simulate(rules, rows, "shown")
+    assert result.total.sent == 3  # two, two, then the one item none of them showed
+    assert [len(row.request.campaigns) for row in rows] == [1, 1, 1]
+    assert [row.request.campaigns[0].max_items for row in rows] == [2, 2, None]
+
+
 def test_missing_column_is_named(tmp_path: Path):
     path = tmp_path / "h.csv"
     path.write_text("timestamp,type\n")
