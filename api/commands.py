@@ -152,7 +152,8 @@ def replay_events(since: Any, everything: bool) -> None:
         try:
             governor = Governor(rules_from(settings), store)
             count = replay(files, governor.record_event, everything, report)
-            record_store_state(store, directory)  # readiness passes again on this host
+            if since is None and not problems:  # the whole log, every line: the state is back
+                record_store_state(store, directory)
         finally:
             store.close()
     except RapportError as exc:

@@ -21,7 +21,7 @@ from flask import Blueprint, current_app, request
 
 from api.auth import Role
 from api.metrics import EVENTS, EVENTS_REJECTED, STORE_ERRORS, StorePart
-from api.pending import engagement_of
+from api.pending import SUPPRESSING, engagement_of
 from api.problems import ApiProblem
 from api.routing import operation, parse_json_body
 from api.schemas.events import (
@@ -175,18 +175,22 @@ def _apply(records: list[tuple[int, dict[str, Any]]]) -> list[RejectedEvent]:
         except StoreError:
             STORE_ERRORS.labels(StorePart.STATE_STORE).inc()
             EVENTS.labels("unavailable").inc(len(records))
-            _keep_pending([record for _, record in governed[position:]])
+            suppressing = {kind.value for kind in SUPPRESSING}
+            _keep_pending([r for _, r in governed[position:] if r["event"] in suppressing])
             raise
     return rejected
 
 
 def _keep_pending(records: list[dict[str, Any]]) -> None:
-    """Keep what the store could not take, applied before the next decision once it answers.
+    """Keep the suppressions the store could not take, applied before the next decision.
 
     The answer is still a 503, so the platform sends the batch again (applying twice is
     harmless: the store applies each event id once); until then an unsubscribe in it must
-    already hold, whatever the platform composes first.
+    already hold, whatever the platform composes first. Only those: every retry of a batch
+    during an outage is kept again, and opens and clicks can wait for the platform.
     """
+    if not records:
+        return
     try:
         services().pending_events.append(records)
     except StoreError:  # the pending file failed too: the 503 and the platform's retry remain

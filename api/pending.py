@@ -31,6 +31,10 @@ from fatigue.errors import StoreError, ValidationError
 log = logging.getLogger(__name__)
 PENDING_FILE = "pending.jsonl"
 SAY_EVERY = 60.0  # seconds between log lines while the store still fails, per process
+#: The events that stop or restart mail: what must hold before the next decision.
+SUPPRESSING = frozenset(
+    {EventType.UNSUBSCRIBE, EventType.RESUBSCRIBE, EventType.COMPLAINT, EventType.BOUNCE_HARD}
+)
 
 
 class PendingEvents(EventLog):
@@ -62,9 +66,13 @@ class PendingEvents(EventLog):
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)  # another process may be settling the same events
             records = _events(_read_all(fd), self.path)
+            seen: set[str] = set()  # a batch the platform sent again is kept again
             try:
                 for record in records:
-                    _apply_one(apply, record)
+                    if record.event_id is None or record.event_id not in seen:
+                        _apply_one(apply, record)
+                    if record.event_id is not None:
+                        seen.add(record.event_id)
             except StoreError as exc:
                 if time.monotonic() >= self._say_at:
                     self._say_at = time.monotonic() + SAY_EVERY

@@ -22,13 +22,9 @@ from datetime import date
 from pathlib import Path
 
 from api.events import GOVERNED
-from api.pending import engagement_of
-from fatigue.domain import EngagementEvent, EventType
+from api.pending import SUPPRESSING, engagement_of
+from fatigue.domain import EngagementEvent
 from fatigue.errors import Problem
-
-SUPPRESSING = frozenset(
-    {EventType.UNSUBSCRIBE, EventType.RESUBSCRIBE, EventType.COMPLAINT, EventType.BOUNCE_HARD}
-)
 
 
 @dataclass

@@ -267,7 +267,8 @@ def _shown(value: Any) -> int | None:
     if _blank(value):
         return None
     text = str(value).strip()
-    if isinstance(value, bool) or not text.isdigit() or not 1 <= int(text) <= 1_000:
+    whole = text.isascii() and text.isdigit()  # "²" is a digit to str.isdigit
+    if isinstance(value, bool) or not whole or not 1 <= int(text) <= 1_000:
         raise _Bad(f"shown {value!r} is not a whole number from 1 to 1000")
     return int(text)
 

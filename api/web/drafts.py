@@ -178,7 +178,8 @@ def fewest_items_problems(draft: Draft) -> list[Problem]:
     problems = []
     for field, words, lowest in (("min_items", "fewest", 0), ("max_items", "most", 1)):
         typed = getattr(draft, field)
-        if typed and not (typed.isdigit() and lowest <= int(typed) <= MAX_MIN_ITEMS):
+        whole = typed.isascii() and typed.isdigit()  # "²" is a digit to str.isdigit
+        if typed and not (whole and lowest <= int(typed) <= MAX_MIN_ITEMS):
             message = f"the {words} items is a whole number from {lowest} to {MAX_MIN_ITEMS}"
             problems.append(Problem(message, field=field))
     return problems

@@ -11,13 +11,15 @@ from fatigue.store.base import FatigueStore
 
 __all__ = ["SCHEMES", "FatigueStore", "masked_url", "store_from_url"]
 
-# The user and password of a URL (``//user:password@``), also in one missing its scheme's colon.
-_CREDENTIALS = re.compile(r"//[^/@]*@")
+# The user and password of a URL, up to its last "@" before the path (a password may hold "@"),
+# also in one missing its scheme's colon; and a password given as a query parameter.
+_CREDENTIALS = re.compile(r"//[^/?#]*@")
+_PASSWORD_QUERY = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
 
 
 def masked_url(url: str) -> str:
     """Return ``url`` with its user and password as ``***``: for error messages and logs."""
-    return _CREDENTIALS.sub("//***@", url)
+    return _PASSWORD_QUERY.sub(r"\1***", _CREDENTIALS.sub("//***@", url))
 
 
 def _memory(url: str) -> FatigueStore:

@@ -25,7 +25,6 @@ class FailFast:
         self.seconds = seconds
         self.clock = clock
         self._until = 0.0  # calls before this moment are refused; 0: the store answers
-        self._failed_at = 0.0
         self._why = ""
 
     def refusal(self) -> str | None:
@@ -33,15 +32,14 @@ class FailFast:
         if not self._until:
             return None
         now = self.clock()
-        if now < self._until:
-            return f"not asked: no answer {now - self._failed_at:.1f} s ago ({self._why})"
+        if now < self._until:  # worded the same each time: readiness logs each change once
+            return f"not asked again yet after no answer ({self._why})"
         self._until = now + self.seconds  # this call tries; the others wait for what it finds
         return None
 
     def failed(self, why: str) -> None:
         """Note a call that got no answer."""
-        now = self.clock()
-        self._until, self._failed_at, self._why = now + self.seconds, now, why
+        self._until, self._why = self.clock() + self.seconds, why
 
     def answered(self) -> None:
         """Note a call that got an answer: the store is asked again at once."""

@@ -149,7 +149,7 @@ class RedisStore(FatigueStore):
         try:
             yield
         except self._redis_errors as exc:
-            if isinstance(exc, self._silent):
+            if isinstance(exc, self._silent) and not isinstance(exc, self._refused):
                 self._fail_fast.failed(f"{type(exc).__name__}: {exc}")
             raise StoreError(self._failure(exc)) from exc
         else:

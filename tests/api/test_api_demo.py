@@ -162,6 +162,11 @@ def test_serve_refuses_several_workers_on_memory(tmp_path: Path, monkeypatch, mo
         ),
         (
             "RAPPORT_STORE_URL",
+            "redis://localhost:6379/0?password=s3cret&prefx=a:",
+            "store URL 'redis://localhost:6379/0?password=***&prefx=a:': unknown option 'prefx'",
+        ),
+        (
+            "RAPPORT_STORE_URL",
             "redis://localhost:6379/0?socket_timeout=0",
             "socket_timeout must be more than 0 seconds",
         ),

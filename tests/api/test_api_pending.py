@@ -38,6 +38,16 @@ def test_after_a_failure_the_next_decision_tries_again_at_once(tmp_path: Path):
     assert pending.settle(applied.append) == 0 and len(applied) == 1  # the file was emptied
 
 
+def test_a_batch_kept_again_by_each_retry_is_applied_once(tmp_path: Path):
+    pending = pending_file(tmp_path, "unsubscribe", "complaint")
+    again = (tmp_path / "pending.jsonl").read_text()
+    with (tmp_path / "pending.jsonl").open("a") as handle:
+        handle.write(again)  # the platform's retry, answered 503 too
+    applied: list[str] = []
+    assert pending.settle(lambda event: applied.append(event.user_id)) == 4
+    assert applied == ["u0", "u1"]
+
+
 def test_an_event_the_governor_objects_to_is_left_out_not_kept_for_ever(tmp_path: Path, caplog):
     """It would object every time: kept, it would stop every later event (and decision)."""
     pending = pending_file(tmp_path, "complaint", "unsubscribe")

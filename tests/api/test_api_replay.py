@@ -96,6 +96,8 @@ def test_readiness_fails_once_the_store_lost_its_data_until_this_host_replayed(
     assert [c for c, v in lost.json["checks"].items() if v != "ok"] == ["store_state"]
     said = [r.getMessage() for r in caplog.records if "store_state" in r.getMessage()]
     assert said and "run 'rapport events replay' on this host" in said[0]
+    partial = run(settings, url, "--since", "2000-01-01")
+    assert partial.exit_code == 0 and client.get("/readyz").status_code == 503  # not the whole log
     assert run(settings, url).exit_code == 0
     assert client.get("/readyz").status_code == 200
     assert "all" in state(app, "left").suppression

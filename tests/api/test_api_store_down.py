@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -136,6 +137,8 @@ def test_a_reported_unsubscribe_answered_503_still_holds_before_the_platform_ret
     before = unavailable()
     refused = down.post("/v1/events", json={"events": events}, headers=auth("platform"))
     assert refused.status_code == 503 and unavailable() == before + 2
+    kept = (Path(settings["EVENT_LOG_DIR"]) / "pending.jsonl").read_text().splitlines()
+    assert [json.loads(line)["event"] for line in kept] == ["unsubscribe"]  # the view can wait
     back = create_app({**settings, "STORE_URL": f"{redis_url}?prefix=t{free_port()}:",
                        "CLOCK": clock}).test_client()  # fmt: skip
     composed = back.post("/v1/compose", json=compose_request(), headers=auth("platform")).json

@@ -76,8 +76,9 @@ def test_a_wrong_password_is_said_to_be_refused_not_silence(own_redis):
         admin.config_set("requirepass", "right")
         try:
             store = store_from_url(own_redis.replace("redis://", "redis://:wrong@"))
-            with pytest.raises(StoreError, match=r"refused the credentials \(AuthenticationError"):
-                store.ping()
+            for _ in range(2):  # a refusal is an answer: no wait starts, the second says the same
+                with pytest.raises(StoreError, match=r"refused the credentials \(Authentication"):
+                    store.ping()
             store.close()
         finally:
             with Redis.from_url(own_redis.replace("redis://", "redis://:right@")) as again:
@@ -155,7 +156,7 @@ def test_a_hung_store_is_not_asked_again_until_its_wait_is_over(own_redis):
     with hung(own_redis):
         with pytest.raises(StoreError, match=r"not answering \(TimeoutError"):
             store.ping()
-        with pytest.raises(StoreError, match=r"not answering \(not asked: no answer 0.0 s ago"):
+        with pytest.raises(StoreError, match=r"not answering \(not asked again yet after no"):
             store.load(asked)  # at once: the pipeline is not even sent
     now[0] += 0.5
     with pytest.raises(StoreError, match="not asked"):
