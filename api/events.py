@@ -175,8 +175,7 @@ def _apply(records: list[tuple[int, dict[str, Any]]]) -> list[RejectedEvent]:
         except StoreError:
             STORE_ERRORS.labels(StorePart.STATE_STORE).inc()
             EVENTS.labels("unavailable").inc(len(records))
-            suppressing = {kind.value for kind in SUPPRESSING}
-            _keep_pending([r for _, r in governed[position:] if r["event"] in suppressing])
+            _keep_pending([r for _, r in governed[position:] if r["event"] in SUPPRESSING])
             raise
     return rejected
 

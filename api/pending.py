@@ -31,7 +31,8 @@ from fatigue.errors import StoreError, ValidationError
 log = logging.getLogger(__name__)
 PENDING_FILE = "pending.jsonl"
 SAY_EVERY = 60.0  # seconds between log lines while the store still fails, per process
-#: The events that stop or restart mail: what must hold before the next decision.
+#: The events that stop or restart mail: what must hold before the next decision. StrEnum
+#: members: the records' plain event names are found in it too.
 SUPPRESSING = frozenset(
     {EventType.UNSUBSCRIBE, EventType.RESUBSCRIBE, EventType.COMPLAINT, EventType.BOUNCE_HARD}
 )
@@ -69,10 +70,11 @@ class PendingEvents(EventLog):
             seen: set[str] = set()  # a batch the platform sent again is kept again
             try:
                 for record in records:
-                    if record.event_id is None or record.event_id not in seen:
-                        _apply_one(apply, record)
                     if record.event_id is not None:
+                        if record.event_id in seen:
+                            continue
                         seen.add(record.event_id)
+                    _apply_one(apply, record)
             except StoreError as exc:
                 if time.monotonic() >= self._say_at:
                     self._say_at = time.monotonic() + SAY_EVERY
@@ -90,7 +92,7 @@ class PendingEvents(EventLog):
 def _apply_one(apply: Callable[[EngagementEvent], None], event: EngagementEvent) -> None:
     try:
         apply(event)
-    except ValidationError as exc:  # e.g. send_failed naming another customer's decision
+    except ValidationError as exc:  # e.g. a time zone this host's tzdata does not know
         log.warning("pending event %s left out: %s", event.event_id, exc)
 
 

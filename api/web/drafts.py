@@ -261,20 +261,23 @@ class PreviewData:
     showing: str = "the sample data"
 
 
-def preview_count(source: TemplateSource | None) -> int:
+def _preview_count(source: TemplateSource | None) -> int:
     """Return how many picks a customer preview of this draft asks for (as the API's)."""
     template = read_template(source)[0] if source is not None else None
     return template.preview_count() if template is not None else EMAIL_ITEMS
 
 
-def preview_data(user_id: str, count: int = EMAIL_ITEMS) -> PreviewData:
-    """Look up the customer the preview is for, if any, as the console does (ids capped)."""
+def preview_data(user_id: str, source: TemplateSource | None = None) -> PreviewData:
+    """Look up the customer the preview is for, if any, as the console does (ids capped).
+
+    The draft's template is read for its item count only then: most previews use the sample.
+    """
     if not user_id:
         return PreviewData()
     if len(user_id) > MAX_USER_ID:
         return PreviewData(error=f"a customer id is at most {MAX_USER_ID} characters")
     try:
-        items, known = customer_items(user_id, count)
+        items, known = customer_items(user_id, _preview_count(source))
     except (ConfigurationError, NotFoundError, ValidationError) as exc:  # no model, bad id
         return PreviewData(error=f"No recommendations for customer {user_id!r}: {exc}")
     if not known:
@@ -369,7 +372,7 @@ def draft_preview(name: str) -> Response:
     draft = Draft.from_mapping(request.get_json(silent=True) or {})
     source, problems = check_draft(name, draft)
     preview = None
-    data = preview_data(draft.user_id, preview_count(source))
+    data = preview_data(draft.user_id, source)
     if source is not None and data.error is None:
         try:
             email = render_draft(source, draft.user_id, data.items)
@@ -391,7 +394,7 @@ def draft_eml(name: str) -> Response:
     login_required(MARKETER)
     draft = Draft.from_mapping(request.form)
     source, problems = check_draft(name, draft)
-    data = preview_data(draft.user_id, preview_count(source))
+    data = preview_data(draft.user_id, source)
     if data.error:
         problems.append(Problem(data.error, field="user_id"))
     if source is None or problems:
